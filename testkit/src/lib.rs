@@ -1,0 +1,223 @@
+//! Test support shared by every crate's tests, and nothing else.
+//!
+//! It owns two things:
+//! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
+//!   [`require`] first. Outside CI a missing requirement skips the test with a message on
+//!   stderr; under `CI=true` it panics, so CI can never pass by skipping;
+//! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
+//!   called, never copied) to generate the chain and hostile layers and compare real trees.
+//!
+//! It does not own fixtures of any one crate; those live beside the tests that use them.
+#![forbid(unsafe_code)]
+// Test support: a panic is how a fixture reports that it cannot be built.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when running under CI (`CI=true`), where a missing requirement is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Something a test needs from the machine.
+#[derive(Debug, Clone, Copy)]
+pub enum Requirement<'a> {
+    /// The effective user is root.
+    Root,
+    /// A command is on `PATH`.
+    Command(&'a str),
+    /// A filesystem type is listed in `/proc/filesystems` (e.g. `overlay`, `fuse`).
+    Filesystem(&'a str),
+    /// A path exists (e.g. `/dev/fuse`, `/dev/loop-control`).
+    Path(&'a str),
+}
+
+impl Requirement<'_> {
+    fn met(&self) -> bool {
+        match *self {
+            Requirement::Root => is_root(),
+            Requirement::Command(cmd) => command_exists(cmd),
+            Requirement::Filesystem(fs) => std::fs::read_to_string("/proc/filesystems")
+                .map(|list| {
+                    list.lines()
+                        .any(|l| l.split_whitespace().last() == Some(fs))
+                })
+                .unwrap_or(false),
+            Requirement::Path(p) => Path::new(p).exists(),
+        }
+    }
+}
+
+impl std::fmt::Display for Requirement<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Requirement::Root => write!(f, "root"),
+            Requirement::Command(c) => write!(f, "the command `{c}`"),
+            Requirement::Filesystem(fs) => write!(f, "the `{fs}` filesystem"),
+            Requirement::Path(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Checks that every requirement is met. Returns `false` (after saying why on stderr) when
+/// one is missing outside CI, so the test can return early; panics when one is missing
+/// under `CI=true`.
+///
+/// ```no_run
+/// use testkit::{require, Requirement::*};
+/// if !require("mounts_a_layer", &[Root, Filesystem("overlay")]) {
+///     return;
+/// }
+/// ```
+pub fn require(test: &str, needs: &[Requirement<'_>]) -> bool {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|r| !r.met())
+        .map(|r| r.to_string())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: needs {}", missing.join(", "));
+    if in_ci() {
+        panic!("{msg} (missing under CI=true is a failure)");
+    }
+    eprintln!("skipped: {msg}");
+    false
+}
+
+fn is_root() -> bool {
+    // `id -u` keeps this crate free of libc; it runs once per test at most.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn command_exists(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join(cmd);
+            p.is_file()
+        })
+    })
+}
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The project's `shared/` directory, beside the repository (or `$STRATA_SHARED`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("STRATA_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("..").join("shared"))
+}
+
+/// The conformance data of `shared/testdata/layercheck.py`, generated into a temporary
+/// directory that lives as long as this value.
+pub struct Layercheck {
+    dir: tempfile::TempDir,
+}
+
+impl Layercheck {
+    /// Path of the script.
+    pub fn script() -> PathBuf {
+        shared_dir().join("testdata").join("layercheck.py")
+    }
+
+    /// Runs `layercheck.py gen` into a fresh temporary directory.
+    ///
+    /// Panics when python3 or the script is missing: conformance tests cannot run without it.
+    pub fn generate() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("layercheck-")
+            .tempdir()
+            .expect("create a temporary directory for layercheck data");
+        let out = Command::new("python3")
+            .arg(Self::script())
+            .arg("gen")
+            .arg(dir.path())
+            .output()
+            .expect("run python3 layercheck.py gen");
+        assert!(
+            out.status.success(),
+            "layercheck.py gen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Layercheck { dir }
+    }
+
+    /// The generated directory (`chain/` and `hostile/` below it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `chain/layerK.tar` for K = 1, 2, 3.
+    pub fn chain_layer(&self, k: usize) -> PathBuf {
+        self.dir.path().join("chain").join(format!("layer{k}.tar"))
+    }
+
+    /// `chain/expected.json`.
+    pub fn expected(&self) -> PathBuf {
+        self.dir.path().join("chain").join("expected.json")
+    }
+
+    /// Every `hostile/*.tar`, sorted by name.
+    pub fn hostile_layers(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("hostile"))
+            .expect("read hostile/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Runs `layercheck.py compare EXPECTED ROOT --layer K` plus `extra` arguments and
+    /// returns its output (stdout and stderr) on success.
+    pub fn compare(
+        expected: &Path,
+        root: &Path,
+        layer: usize,
+        extra: &[&str],
+    ) -> Result<String, String> {
+        let out = Command::new("python3")
+            .arg(Self::script())
+            .arg("compare")
+            .arg(expected)
+            .arg(root)
+            .arg("--layer")
+            .arg(layer.to_string())
+            .args(extra)
+            .output()
+            .map_err(|e| format!("run layercheck.py compare: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// Runs `layercheck.py manifest ROOT` and returns the JSON text.
+    pub fn manifest(root: &Path) -> String {
+        let out = Command::new("python3")
+            .arg(Self::script())
+            .arg("manifest")
+            .arg(root)
+            .output()
+            .expect("run layercheck.py manifest");
+        assert!(out.status.success(), "layercheck.py manifest failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

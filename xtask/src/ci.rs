@@ -1,0 +1,122 @@
+//! `cargo xtask ci`: everything CI runs, in the order a developer would.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::setup;
+
+/// Runs the whole suite. `--no-lint` skips the fmt/clippy pass (for quick local runs).
+pub fn run(args: &[String]) -> Result<()> {
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let started = Instant::now();
+    setup::ensure_packages(setup::TEST_PACKAGES)?;
+    if lint {
+        step("cargo fmt --check", &["fmt", "--all", "--", "--check"])?;
+        step(
+            "cargo clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+    }
+    let totals = cargo_test()?;
+    println!(
+        "xtask ci: {} passed, {} failed, {} ignored in {:.0}s",
+        totals.passed,
+        totals.failed,
+        totals.ignored,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    if totals.failed > 0 || !totals.all_ok {
+        bail!("tests failed");
+    }
+    if totals.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+fn step(what: &str, args: &[&str]) -> Result<()> {
+    eprintln!("xtask ci: {what}");
+    let status = Command::new(cargo())
+        .args(args)
+        .status()
+        .with_context(|| format!("run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    all_ok: bool,
+}
+
+/// Runs `cargo test --workspace` with `CI=true`, echoing its output and adding up the
+/// `test result:` lines of every test binary.
+fn cargo_test() -> Result<Totals> {
+    eprintln!("xtask ci: cargo test --workspace");
+    let mut child = Command::new(cargo())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("CI", "true")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("run cargo test")?;
+    let stdout = child.stdout.take().context("capture cargo test output")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("read cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            totals.passed += count(rest, "passed");
+            totals.failed += count(rest, "failed");
+            totals.ignored += count(rest, "ignored");
+        }
+    }
+    totals.all_ok = child.wait().context("wait for cargo test")?.success();
+    Ok(totals)
+}
+
+/// Extracts `N word` from `ok. 3 passed; 0 failed; ...`.
+fn count(summary: &str, word: &str) -> u64 {
+    summary
+        .split(';')
+        .filter_map(|part| {
+            let mut it = part.split_whitespace().rev();
+            let w = it.next()?;
+            let n = it.next()?;
+            (w == word).then(|| n.parse::<u64>().ok()).flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn count_reads_cargo_test_summary() {
+        let s = "ok. 12 passed; 1 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(count(s, "passed"), 12);
+        assert_eq!(count(s, "failed"), 1);
+        assert_eq!(count(s, "ignored"), 3);
+    }
+}

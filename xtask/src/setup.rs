@@ -1,0 +1,58 @@
+//! Installing what tests and benchmarks need, idempotently.
+
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+
+/// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen.
+pub const TEST_PACKAGES: &[&str] = &["e2fsprogs", "fuse3", "libclang-dev", "util-linux"];
+
+/// True when the effective user is root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs the packages that are missing (as root, with apt-get); lists them otherwise.
+pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = pkgs.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        eprintln!(
+            "xtask: not root, so not installing {}; tests that need them will skip (or fail under CI=true)",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let update = Command::new("apt-get")
+        .args(["-qq", "update"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("run apt-get update")?;
+    if !update.success() {
+        bail!("apt-get update failed ({update})");
+    }
+    let install = Command::new("apt-get")
+        .args(["-qq", "-y", "--no-install-recommends", "install"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("run apt-get install")?;
+    if !install.success() {
+        bail!("apt-get install {} failed ({install})", missing.join(" "));
+    }
+    Ok(())
+}
