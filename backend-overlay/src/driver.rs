@@ -1,0 +1,486 @@
+//! The overlay `LayerDriver`.
+
+use std::collections::BTreeMap;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use storage_core::archive::{
+    self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
+};
+use storage_core::run_root::{RunRoot, write_atomic};
+use storage_core::{
+    CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, ObjectKind, Op, Result,
+    TarReader,
+};
+
+use crate::layout::Layout;
+use crate::mount::{self, MountApi, Stack};
+
+/// Layers as directories, stacked with overlayfs. Cheap to clone.
+#[derive(Clone)]
+pub struct OverlayDriver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Layout,
+    run: RunRoot,
+    api: MountApi,
+}
+
+/// A read-only group of bottom layers mounted once and used as one lower by deeper stacks.
+struct Nest {
+    key: String,
+    target: PathBuf,
+    stack: Stack,
+}
+
+/// Everything needed to mount one layer.
+struct Plan {
+    stack: Stack,
+    nests: Vec<Nest>,
+}
+
+const MOUNTS_LOCK: &str = "overlay-mounts";
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::io("overlay background task", std::io::Error::other(e)))?
+}
+
+impl OverlayDriver {
+    /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
+    pub fn open(root: &Path, run: RunRoot) -> Result<Self> {
+        let layout = Layout::new(root);
+        layout.ensure()?;
+        std::fs::create_dir_all(run.path().join("nest"))
+            .and_then(|()| std::fs::create_dir_all(run.path().join("uses")))
+            .ctx(|| format!("create {}", run.path().display()))?;
+        Ok(OverlayDriver {
+            inner: Arc::new(Inner {
+                layout,
+                run,
+                api: MountApi::detect(),
+            }),
+        })
+    }
+
+    /// The store's layout.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+}
+
+impl Inner {
+    fn require(&self, id: &str) -> Result<()> {
+        if self.layout.layer(id).join("link").exists() {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                kind: ObjectKind::Layer,
+                id: id.to_owned(),
+            })
+        }
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>) -> Result<()> {
+        storage_core::id::validate_id(ObjectKind::Layer, id)?;
+        let dir = self.layout.layer(id);
+        if dir.exists() {
+            return Err(Error::AlreadyExists {
+                kind: ObjectKind::Layer,
+                id: id.to_owned(),
+            });
+        }
+        let lower = match parent {
+            Some(p) => {
+                let mut chain = vec![self.layout.link_of(p)?];
+                chain.extend(self.layout.lower_links(p)?);
+                chain.join(":")
+            }
+            None => String::new(),
+        };
+        use std::os::unix::fs::DirBuilderExt;
+        let mut private = std::fs::DirBuilder::new();
+        private.mode(0o700);
+        private
+            .create(&dir)
+            .ctx(|| format!("create layer directory {}", dir.display()))?;
+        let mut public = std::fs::DirBuilder::new();
+        public.mode(0o755);
+        public
+            .create(self.layout.diff(id))
+            .and_then(|()| private.create(self.layout.work(id)))
+            .and_then(|()| private.create(self.layout.merged(id)))
+            .ctx(|| format!("create layer directories in {}", dir.display()))?;
+        if !lower.is_empty() {
+            write_atomic(&dir.join("lower"), lower.as_bytes())?;
+        }
+        let link = Layout::new_link()?;
+        std::os::unix::fs::symlink(
+            Path::new("..").join(id).join("diff"),
+            self.layout.links_dir().join(&link),
+        )
+        .ctx(|| format!("create short link {link} for layer {id}"))?;
+        // The link file is written last: its presence means the layer exists.
+        write_atomic(&dir.join("link"), link.as_bytes())
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        storage_core::id::validate_id(ObjectKind::Layer, id)?;
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        let mounts = self.run.count(id)?;
+        if mounts > 0 {
+            return Err(Error::LayerInUse {
+                id: id.to_owned(),
+                mounts,
+            });
+        }
+        let dir = self.layout.layer(id);
+        if !dir.exists() {
+            return Err(Error::NotFound {
+                kind: ObjectKind::Layer,
+                id: id.to_owned(),
+            });
+        }
+        if let Ok(link) = self.layout.link_of(id) {
+            let _ = std::fs::remove_file(self.layout.links_dir().join(link));
+        }
+        // Unlink the marker first so a crash midway leaves no layer that looks whole.
+        let _ = std::fs::remove_file(dir.join("link"));
+        std::fs::remove_dir_all(&dir).ctx(|| format!("remove layer {}", dir.display()))
+    }
+
+    /// The directories to stack for `id`, nesting the bottom of deep chains.
+    fn plan(&self, id: &str, read_only: bool) -> Result<Plan> {
+        let links_dir = self.layout.links_dir();
+        let mut layers: Vec<(String, PathBuf)> = Vec::new(); // (id, short path), topmost first
+        if read_only {
+            layers.push((id.to_owned(), links_dir.join(self.layout.link_of(id)?)));
+        }
+        for link in self.layout.lower_links(id)? {
+            layers.push((self.layout.id_of_link(&link)?, links_dir.join(link)));
+        }
+        let path_len = links_dir.as_os_str().len() + 1 + crate::layout::LINK_LEN;
+        let max = self.api.max_lowers(path_len);
+        // Bottom-aligned groups, so every layer above a group shares its mount.
+        let mut nests = Vec::new();
+        while layers.len() + nests.len() > max {
+            let group = layers.split_off(layers.len() - max);
+            let top = group[0].0.clone();
+            nests.push(Nest {
+                key: format!("nest-{top}"),
+                target: self.run.path().join("nest").join(&top),
+                stack: Stack {
+                    lowers: group.into_iter().map(|(_, p)| p).collect(),
+                    upper: None,
+                },
+            });
+        }
+        let mut lowers: Vec<PathBuf> = layers.into_iter().map(|(_, p)| p).collect();
+        lowers.extend(nests.iter().rev().map(|n| n.target.clone()));
+        if lowers.len() < 2 && (read_only || lowers.is_empty()) {
+            lowers.push(self.layout.empty());
+        }
+        let upper = (!read_only).then(|| (self.layout.diff(id), self.layout.work(id)));
+        Ok(Plan {
+            stack: Stack { lowers, upper },
+            nests,
+        })
+    }
+
+    fn acquire(&self, key: &str, target: &Path, stack: &Stack) -> Result<()> {
+        let n = self.run.count(key)?;
+        if n == 0 || !mount::is_mounted(target) {
+            std::fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))?;
+            mount::mount(self.api, stack, target)?;
+            self.run.set_count(key, 1)
+        } else {
+            self.run.set_count(key, n + 1)
+        }
+    }
+
+    fn release(&self, key: &str, target: &Path) -> Result<()> {
+        let n = self.run.count(key)?;
+        if n <= 1 {
+            mount::unmount(target)?;
+            self.run.set_count(key, 0)
+        } else {
+            self.run.set_count(key, n - 1)
+        }
+    }
+
+    fn get(&self, id: &str, read_only: bool) -> Result<PathBuf> {
+        self.require(id)?;
+        let merged = self.layout.merged(id);
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        let n = self.run.count(id)?;
+        if n > 0 && mount::is_mounted(&merged) {
+            self.run.set_count(id, n + 1)?;
+            return Ok(merged);
+        }
+        let plan = self.plan(id, read_only)?;
+        let mut taken: Vec<&Nest> = Vec::new();
+        for nest in &plan.nests {
+            if let Err(e) = self.acquire(&nest.key, &nest.target, &nest.stack) {
+                for t in taken {
+                    let _ = self.release(&t.key, &t.target);
+                }
+                return Err(e);
+            }
+            taken.push(nest);
+        }
+        if let Err(e) = mount::mount(self.api, &plan.stack, &merged) {
+            for t in taken {
+                let _ = self.release(&t.key, &t.target);
+            }
+            return Err(e);
+        }
+        let uses: Vec<&str> = plan.nests.iter().map(|n| n.key.as_str()).collect();
+        write_atomic(&self.uses_file(id), uses.join("\n").as_bytes())?;
+        self.run.set_count(id, 1)?;
+        Ok(merged)
+    }
+
+    fn uses_file(&self, id: &str) -> PathBuf {
+        self.run.path().join("uses").join(id)
+    }
+
+    fn nest_target(&self, key: &str) -> PathBuf {
+        let top = key.strip_prefix("nest-").unwrap_or(key);
+        self.run.path().join("nest").join(top)
+    }
+
+    fn put(&self, id: &str) -> Result<()> {
+        storage_core::id::validate_id(ObjectKind::Layer, id)?;
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        let n = self.run.count(id)?;
+        if n > 1 {
+            return self.run.set_count(id, n - 1);
+        }
+        mount::unmount(&self.layout.merged(id))?;
+        self.run.set_count(id, 0)?;
+        let uses = std::fs::read_to_string(self.uses_file(id)).unwrap_or_default();
+        for key in uses.lines().filter(|l| !l.is_empty()) {
+            self.release(key, &self.nest_target(key))?;
+        }
+        let _ = std::fs::remove_file(self.uses_file(id));
+        Ok(())
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        let mut counted = self.run.counted()?;
+        // Layers before the nested groups they stand on.
+        counted.sort_by_key(|(k, _)| k.starts_with("nest-"));
+        for (key, _) in counted {
+            let target = if key.starts_with("nest-") {
+                self.nest_target(&key)
+            } else {
+                let _ = std::fs::remove_file(self.uses_file(&key));
+                self.layout.merged(&key)
+            };
+            mount::unmount(&target)?;
+            self.run.set_count(&key, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The parent recorded for `id`.
+    fn parent_of(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.layout.lower_ids(id)?.into_iter().next())
+    }
+
+    /// True when `from` is what `id`'s own diff directory is relative to.
+    fn native(&self, id: &str, from: Option<&str>) -> Result<bool> {
+        Ok(self.parent_of(id)?.as_deref() == from)
+    }
+
+    /// Native changes: the diff directory read against the lower diff directories.
+    fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
+        archive::layer_changes(&self.layout.diff(id), &self.layout.lower_diffs(id)?)
+    }
+}
+
+/// Changes between two mounted layers, releasing the mounts afterwards.
+fn mounted_changes(inner: &Inner, id: &str, from: Option<&str>) -> Result<Vec<Change>> {
+    let new = inner.get(id, true)?;
+    let old = match from {
+        Some(f) => match inner.get(f, true) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = inner.put(id);
+                return Err(e);
+            }
+        },
+        None => inner.layout.empty(),
+    };
+    let result = archive::compare_trees(&old, &new);
+    let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
+    let changes = result?;
+    released?;
+    Ok(changes)
+}
+
+fn changes_of(inner: &Inner, id: &str, from: Option<&str>) -> Result<Vec<Change>> {
+    inner.require(id)?;
+    if inner.native(id, from)? {
+        inner.native_changes(id)
+    } else {
+        mounted_changes(inner, id, from)
+    }
+}
+
+#[async_trait]
+impl LayerDriver for OverlayDriver {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    async fn create(
+        &self,
+        _op: &Op,
+        id: &str,
+        parent: Option<&str>,
+        _opts: &CreateOpts,
+    ) -> Result<()> {
+        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
+        blocking(move || inner.create(&id, parent.as_deref())).await
+    }
+
+    async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        blocking(move || inner.remove(&id)).await
+    }
+
+    async fn get(&self, _op: &Op, id: &str, opts: &MountOpts) -> Result<PathBuf> {
+        let (inner, id, ro) = (self.inner.clone(), id.to_owned(), opts.read_only);
+        blocking(move || inner.get(&id, ro)).await
+    }
+
+    async fn put(&self, _op: &Op, id: &str) -> Result<()> {
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        blocking(move || inner.put(&id)).await
+    }
+
+    async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        blocking(move || inner.run.count(&id)).await
+    }
+
+    async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
+        Ok(self.inner.require(id).is_ok())
+    }
+
+    async fn apply_diff(
+        &self,
+        op: &Op,
+        id: &str,
+        _parent: Option<&str>,
+        diff: TarReader,
+        opts: &DiffOpts,
+    ) -> Result<ApplyReport> {
+        self.inner.require(id)?;
+        let target = self.inner.layout.diff(id);
+        let mut apply = ApplyOptions::new(WhiteoutMode::Overlay);
+        apply.expected_digest = opts.expected_digest.clone();
+        apply.filter = opts.filter.clone();
+        let op = op.clone();
+        let input = tokio_util::io::SyncIoBridge::new(diff);
+        blocking(move || archive::apply_tar(&op, &target, input, &apply)).await
+    }
+
+    async fn diff(
+        &self,
+        op: &Op,
+        id: &str,
+        parent: Option<&str>,
+        opts: &ExportOptions,
+    ) -> Result<ArchiveStream> {
+        self.inner.require(id)?;
+        let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
+        let (op, opts) = (op.clone(), opts.clone());
+        ArchiveStream::spawn(move |pipe| {
+            let changes = changes_of(&inner, &id, from.as_deref())?;
+            let out = BufWriter::with_capacity(1 << 20, pipe);
+            archive::write_changes(&op, &changes, &opts, out)?;
+            Ok(())
+        })
+    }
+
+    async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
+        blocking(move || changes_of(&inner, &id, from.as_deref())).await
+    }
+
+    async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
+        let changes = self.changes(op, id, parent).await?;
+        Ok(archive::changes_size(&changes))
+    }
+
+    async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let root = inner.layout.root();
+            let fs = nix::sys::statfs::statfs(root)
+                .map(|s| fs_name(s.filesystem_type().0))
+                .unwrap_or_else(|_| "unknown".into());
+            let layers = std::fs::read_dir(inner.layout.layers_dir())
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.path().join("link").exists())
+                        .count()
+                })
+                .unwrap_or(0);
+            let path_len = inner.layout.links_dir().as_os_str().len() + 27;
+            Ok(vec![
+                ("Backing Filesystem".into(), fs),
+                ("Mount API".into(), inner.api.describe().into()),
+                (
+                    "Lowers per mount".into(),
+                    inner.api.max_lowers(path_len).to_string(),
+                ),
+                ("Layers".into(), layers.to_string()),
+                ("Run Root".into(), inner.run.path().display().to_string()),
+            ])
+        })
+        .await
+    }
+
+    async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        blocking(move || {
+            inner.require(&id)?;
+            let l = &inner.layout;
+            let lower = l.lower_links(&id)?;
+            Ok(BTreeMap::from([
+                ("diff".into(), l.diff(&id).display().to_string()),
+                ("work".into(), l.work(&id).display().to_string()),
+                ("merged".into(), l.merged(&id).display().to_string()),
+                ("link".into(), l.link_of(&id)?),
+                ("depth".into(), (lower.len() + 1).to_string()),
+                ("lower".into(), lower.join(":")),
+            ]))
+        })
+        .await
+    }
+
+    async fn cleanup(&self, _op: &Op) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.cleanup()).await
+    }
+}
+
+fn fs_name(magic: i64) -> String {
+    match magic {
+        0xEF53 => "extfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        other => format!("0x{other:x}"),
+    }
+}

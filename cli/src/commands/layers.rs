@@ -1,0 +1,243 @@
+//! Layer commands: import, create, apply, mount, diff, changes, delete, list.
+
+use std::io::Write;
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use storage_core::archive::{ArchiveStream, ExportOptions};
+use storage_core::catalog::LayerRecord;
+use storage_core::{FilterSpec, Op, TarReader};
+
+use crate::context::Context;
+use crate::flags::FilterFlags;
+use crate::progress::ProgressReader;
+
+/// Opens `file` (or standard input for `-`) as a tar stream with progress.
+async fn input(file: &str, what: &str) -> Result<(TarReader, Option<indicatif::ProgressBar>)> {
+    if file == "-" {
+        let reader = ProgressReader::new(tokio::io::stdin(), None, what);
+        let bar = reader.bar();
+        return Ok((Box::new(reader), bar));
+    }
+    let mut f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("open {file}"))?;
+    f.set_max_buf_size(1 << 20);
+    let len = f.metadata().await.ok().map(|m| m.len());
+    let reader = ProgressReader::new(f, len, what);
+    let bar = reader.bar();
+    Ok((Box::new(reader), bar))
+}
+
+fn done(bar: Option<indicatif::ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+/// `import-layer`.
+pub async fn import(
+    ctx: &Context,
+    op: &Op,
+    parent: Option<&str>,
+    names: &[String],
+    sum: Option<String>,
+    file: &str,
+) -> Result<()> {
+    if let Some(s) = &sum
+        && (!s.starts_with("sha256:") || s.len() != 71)
+    {
+        bail!("--sum must be sha256:<64 hex digits>, got {s:?}");
+    }
+    let (tar, bar) = input(file, "importing").await?;
+    let result = ctx.layers.import_layer(op, parent, names, tar, sum).await;
+    done(bar);
+    let (layer, _) = result.with_context(|| format!("import layer from {file}"))?;
+    println!("{}", layer.id);
+    Ok(())
+}
+
+/// `create-layer`.
+pub async fn create(
+    ctx: &Context,
+    op: &Op,
+    parent: Option<&str>,
+    rw: bool,
+    names: &[String],
+) -> Result<()> {
+    let layer = ctx.layers.create_layer(op, parent, names, rw).await?;
+    println!("{}", layer.id);
+    Ok(())
+}
+
+/// `applydiff`.
+pub async fn apply(ctx: &Context, op: &Op, id: &str, file: &str) -> Result<()> {
+    let (tar, bar) = input(file, "applying").await?;
+    let result = ctx.layers.apply_diff(op, id, tar, None).await;
+    done(bar);
+    result.with_context(|| format!("apply {file} to layer {id}"))?;
+    Ok(())
+}
+
+/// `mount`.
+pub async fn mount(ctx: &Context, op: &Op, id: &str, read_only: bool) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("mounting layer {id} needs root: overlay mounts are not possible for this user");
+    }
+    let path = ctx.layers.mount(op, id, read_only).await?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// `unmount`.
+pub async fn unmount(ctx: &Context, op: &Op, id: &str) -> Result<()> {
+    ctx.layers.unmount(op, id).await?;
+    Ok(())
+}
+
+fn filter_spec(f: &FilterFlags) -> FilterSpec {
+    FilterSpec {
+        inclusions: f.include.iter().cloned().collect(),
+        exclusions: f.exclude.iter().cloned().collect(),
+        rebase: f.rebase.clone().unwrap_or_default(),
+        strip: f.strip.clone().unwrap_or_default(),
+    }
+}
+
+/// `diff`: the tar goes to standard output.
+pub async fn diff(
+    ctx: &Context,
+    op: &Op,
+    id: &str,
+    from: Option<&str>,
+    filter: &FilterFlags,
+    no_data: bool,
+) -> Result<()> {
+    let opts = ExportOptions {
+        filter: filter_spec(filter),
+        data: !no_data,
+    };
+    let stream: ArchiveStream = ctx.layers.diff(op, id, from, &opts).await?;
+    tokio::task::spawn_blocking(move || {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        stream.copy_to_blocking(&mut out)?;
+        out.flush().context("flush standard output")
+    })
+    .await
+    .context("diff writer")?
+    .with_context(|| format!("diff layer {id}"))
+}
+
+#[derive(Serialize)]
+struct ChangeOut {
+    path: String,
+    kind: String,
+}
+
+/// `changes`.
+pub async fn changes(
+    ctx: &Context,
+    op: &Op,
+    id: &str,
+    from: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let changes = ctx.layers.changes(op, id, from).await?;
+    if json {
+        let out: Vec<ChangeOut> = changes
+            .iter()
+            .map(|c| ChangeOut {
+                path: c.display_path(),
+                kind: c.kind.to_string(),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for c in &changes {
+            writeln!(out, "{} {:?}", c.kind, c.display_path())?;
+        }
+    }
+    Ok(())
+}
+
+/// `diffsize`.
+pub async fn diff_size(ctx: &Context, op: &Op, id: &str, from: Option<&str>) -> Result<()> {
+    println!("{}", ctx.layers.diff_size(op, id, from).await?);
+    Ok(())
+}
+
+/// `delete-layer`.
+pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
+    ctx.layers.delete_layer(op, id).await?;
+    Ok(())
+}
+
+/// `layers`.
+pub async fn list(ctx: &Context, json: bool) -> Result<()> {
+    let layers = ctx.layers.layers().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&layers)?);
+        return Ok(());
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for l in &layers {
+        write!(out, "{}", l.id)?;
+        if let Some(p) = &l.parent {
+            write!(out, " (parent {})", &p[..12.min(p.len())])?;
+        }
+        for n in &l.names {
+            write!(out, "\n\tname: {n}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct LayerOut<'a> {
+    #[serde(flatten)]
+    record: &'a LayerRecord,
+    driver: std::collections::BTreeMap<String, String>,
+    mounts: u64,
+}
+
+/// `layer ID`.
+pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
+    let record = ctx.layers.layer(id).await?;
+    let driver = ctx.layers.driver().metadata(op, &record.id).await?;
+    let mounts = ctx.layers.driver().mount_count(op, &record.id).await?;
+    let out = LayerOut {
+        record: &record,
+        driver,
+        mounts,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("ID: {}", record.id);
+        if let Some(p) = &record.parent {
+            println!("Parent: {p}");
+        }
+        for n in &record.names {
+            println!("Name: {n}");
+        }
+        if let Some(d) = &record.compressed_digest {
+            println!("Compressed digest: {d}");
+        }
+        if let Some(d) = &record.uncompressed_digest {
+            println!("Uncompressed digest: {d}");
+        }
+        if let Some(s) = record.uncompressed_size {
+            println!("Uncompressed size: {s}");
+        }
+        println!("Mounts: {mounts}");
+        for (k, v) in &out.driver {
+            println!("{k}: {v}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Resolved configuration: the flags turned into an opened store.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow};
+use storage_core::run_root::RunRoot;
+use storage_core::{LayerStore, Op};
+
+use crate::flags::Flags;
+
+/// Where things are, after defaults are applied.
+pub struct Paths {
+    /// The store's data and catalog.
+    pub root: PathBuf,
+    /// Per-boot state.
+    pub run_root: PathBuf,
+    /// The store URL or name.
+    pub store: String,
+}
+
+impl Paths {
+    /// Applies the defaults: root-owned paths as root, XDG paths otherwise.
+    pub fn resolve(flags: &Flags) -> Result<Self> {
+        let is_root = nix::unistd::geteuid().is_root();
+        let root = match &flags.root {
+            Some(r) => r.clone(),
+            None if is_root => PathBuf::from("/var/lib/strata"),
+            None => xdg("XDG_DATA_HOME", ".local/share")?.join("strata"),
+        };
+        let root = std::path::absolute(&root)
+            .with_context(|| format!("resolve root {}", root.display()))?;
+        let run_root = match &flags.run_root {
+            Some(r) => r.clone(),
+            None if is_root => PathBuf::from("/run/strata"),
+            None => match std::env::var_os("XDG_RUNTIME_DIR") {
+                Some(d) => PathBuf::from(d).join("strata"),
+                None => std::env::temp_dir().join(format!("strata-{}", nix::unistd::geteuid())),
+            },
+        };
+        let store = flags
+            .store
+            .clone()
+            .unwrap_or_else(|| format!("overlay://{}", root.display()));
+        Ok(Paths {
+            root,
+            run_root,
+            store,
+        })
+    }
+}
+
+fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os(var) {
+        return Ok(PathBuf::from(d));
+    }
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow!("neither ${var} nor $HOME is set"))?;
+    Ok(PathBuf::from(home).join(fallback))
+}
+
+/// The opened store.
+pub struct Context {
+    /// The layer store (catalog plus driver).
+    pub layers: LayerStore,
+    /// The backend behind it.
+    pub backend: registry::Backend,
+    /// Where things are.
+    pub paths: Paths,
+}
+
+impl Context {
+    /// Resolves the store and opens it.
+    pub async fn open(flags: &Flags, op: &Op) -> Result<Self> {
+        let paths = Paths::resolve(flags)?;
+        let config = match &flags.config {
+            Some(p) => registry::Config::load(p)?,
+            None => registry::Config::default(),
+        };
+        let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        // A store named by a local path keeps its catalog there; others in --root.
+        let catalog_root = match resolved.config.url.scheme() {
+            "nfs" => paths.root.clone(),
+            _ => PathBuf::from(resolved.config.url.path()),
+        };
+        let backend = resolved
+            .open()
+            .with_context(|| format!("open store {}", paths.store))?;
+        let driver = backend.layers.clone().ok_or_else(|| {
+            anyhow!(
+                "store {} ({}) holds no layers",
+                paths.store,
+                resolved.descriptor.name
+            )
+        })?;
+        let run = RunRoot::open(&paths.run_root)?;
+        let layers = LayerStore::open(op, &catalog_root, run, driver).await?;
+        Ok(Context {
+            layers,
+            backend,
+            paths,
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! # registry: from a store URL or name to a backend
+//!
+//! Backends submit a [`BackendDescriptor`] through `inventory` (see
+//! [`storage_core::backend`]); this crate finds the one whose scheme a store URL names and
+//! opens it. Stores can also be named in a TOML config file with per-store options:
+//!
+//! ```toml
+//! [stores.local]
+//! url = "overlay:///var/lib/strata"
+//!
+//! [stores.shared]
+//! url = "nfs://127.0.0.1:2049/export?uid=1000&gid=1000"
+//! options = { timeout = "10s" }
+//! ```
+//!
+//! Each backend crate is a cargo feature (all on by default); a backend left out, or an
+//! unknown scheme, gives an error naming the backends that are available. This is the
+//! only crate that knows the backends, and it knows them only by what they submitted.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use storage_core::backend::{Backend, BackendDescriptor, StoreConfig};
+
+// Link the backends chosen by features, so their descriptors are submitted.
+#[cfg(feature = "overlay")]
+use backend_overlay as _;
+
+/// Errors of resolving and opening stores.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No linked backend serves the URL's scheme.
+    #[error("no backend for scheme {scheme:?} in {url}; available: {}", available.join(", "))]
+    UnknownScheme {
+        /// The scheme asked for.
+        scheme: String,
+        /// The URL as given.
+        url: String,
+        /// The schemes of the linked backends.
+        available: Vec<String>,
+    },
+    /// The name is neither a URL nor a store in the config file.
+    #[error("no store named {name:?}{}; give a URL such as overlay:///var/lib/strata", if known.is_empty() { String::new() } else { format!(" (configured: {})", known.join(", ")) })]
+    UnknownStore {
+        /// The name asked for.
+        name: String,
+        /// The configured store names.
+        known: Vec<String>,
+    },
+    /// The URL cannot be parsed.
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend refused to open the store.
+    #[error(transparent)]
+    Backend(#[from] storage_core::Error),
+}
+
+/// The descriptors of every linked backend, sorted by name.
+pub fn backends() -> Vec<&'static BackendDescriptor> {
+    storage_core::backend::descriptors()
+}
+
+/// One store in the config file.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct StoreEntry {
+    /// The store's URL.
+    pub url: String,
+    /// Backend-specific options.
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+/// The config file: named stores.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Config {
+    /// Stores by name.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreEntry>,
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| RegistryError::Config {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A store resolved to its backend descriptor, not yet opened.
+pub struct Resolved {
+    /// The backend.
+    pub descriptor: &'static BackendDescriptor,
+    /// How to open it.
+    pub config: StoreConfig,
+}
+
+impl Resolved {
+    /// Opens the store.
+    pub fn open(&self) -> Result<Backend, RegistryError> {
+        Ok((self.descriptor.open)(&self.config)?)
+    }
+}
+
+/// Resolves `store` (a URL, or a name from `config`) to its backend.
+pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved, RegistryError> {
+    let (name, url, options) = if store.contains("://") {
+        let name = store.split("://").next().unwrap_or("store").to_owned();
+        (name, store.to_owned(), BTreeMap::new())
+    } else {
+        let entry = config
+            .stores
+            .get(store)
+            .ok_or_else(|| RegistryError::UnknownStore {
+                name: store.to_owned(),
+                known: config.stores.keys().cloned().collect(),
+            })?;
+        let options = entry
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        (store.to_owned(), entry.url.clone(), options)
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| RegistryError::InvalidUrl {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    let all = backends();
+    let descriptor = all
+        .iter()
+        .find(|d| d.scheme == parsed.scheme())
+        .copied()
+        .ok_or_else(|| RegistryError::UnknownScheme {
+            scheme: parsed.scheme().to_owned(),
+            url: url.clone(),
+            available: all.iter().map(|d| d.scheme.to_owned()).collect(),
+        })?;
+    Ok(Resolved {
+        descriptor,
+        config: StoreConfig {
+            name,
+            url: parsed,
+            run_root: run_root.to_owned(),
+            options,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_backends_are_the_expected_set_sorted_by_name() {
+        let names: Vec<&str> = backends().iter().map(|d| d.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        #[cfg(feature = "overlay")]
+        assert!(names.contains(&"overlay"), "{names:?}");
+    }
+
+    #[test]
+    fn unknown_scheme_names_the_available_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = match resolve("nosuch:///x", &Config::default(), dir.path()) {
+            Err(e) => e,
+            Ok(_) => panic!("resolved an unknown scheme"),
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, RegistryError::UnknownScheme { .. }));
+        #[cfg(feature = "overlay")]
+        assert!(msg.contains("overlay"), "{msg}");
+    }
+
+    #[test]
+    fn named_stores_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("strata.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "[stores.local]\nurl = \"overlay://{}/store\"\noptions = {{ depth = 7 }}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(&cfg_path).unwrap();
+        let r = match resolve("local", &cfg, &dir.path().join("run")) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(r.config.name, "local");
+        assert_eq!(r.config.options.get("depth").map(String::as_str), Some("7"));
+        assert!(matches!(
+            resolve("other", &cfg, dir.path()),
+            Err(RegistryError::UnknownStore { .. })
+        ));
+    }
+}

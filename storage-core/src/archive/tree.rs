@@ -1,0 +1,212 @@
+//! Reading directory trees: sorted depth-first walks, metadata snapshots and xattrs.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The type of a tree entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    Char,
+    /// Block device.
+    Block,
+    /// FIFO.
+    Fifo,
+    /// Socket (never archived).
+    Socket,
+}
+
+/// What a walk needs to know about one entry.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    /// Entry type.
+    pub kind: Kind,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (files).
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: i64,
+    /// Device number (devices).
+    pub rdev: u64,
+    /// Device of the filesystem holding the entry.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Link count.
+    pub nlink: u64,
+}
+
+impl Stat {
+    /// Snapshot of `lstat` metadata.
+    pub fn from_metadata(m: &Metadata) -> Self {
+        let ft = m.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::Char
+        } else if ft.is_block_device() {
+            Kind::Block
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            Kind::File
+        };
+        Stat {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            rdev: m.rdev(),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+        }
+    }
+
+    /// `lstat(path)`.
+    pub fn lstat(path: &Path) -> Result<Self> {
+        std::fs::symlink_metadata(path)
+            .map(|m| Stat::from_metadata(&m))
+            .ctx(|| format!("stat {}", path.display()))
+    }
+
+    /// True for an overlay whiteout: a character device 0:0.
+    pub fn is_whiteout(&self) -> bool {
+        self.kind == Kind::Char && self.rdev == 0
+    }
+}
+
+/// `lstat(path)`, or `None` when nothing is there.
+pub fn try_lstat(path: &Path) -> Result<Option<Stat>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(Stat::from_metadata(&m))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(20) => Ok(None), // ENOTDIR: a file on the way
+        Err(e) => Err(Error::io_path("stat", path, e)),
+    }
+}
+
+/// The sorted names in a directory.
+pub fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        names.push(entry.file_name().as_bytes().to_vec());
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// `dir/name` for a name given as bytes.
+pub fn child(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// `rel/name` (relative archive path).
+pub fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        v.extend_from_slice(rel);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+/// True for xattrs the storage owns (overlay markers); they never leave in an archive
+/// and never enter from one.
+pub fn reserved_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
+/// The entry's xattrs (without following a symlink), sorted by name, without the overlay's
+/// own.
+pub fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut list = vec![0u8; 1024];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut list[..]) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => {
+                let need = rustix::fs::llistxattr_query(path)
+                    .ctx(|| format!("list xattrs of {}", path.display()))?;
+                list.resize(need.max(list.len() * 2), 0);
+            }
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io_path("list xattrs of", path, e)),
+        }
+    };
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for raw in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        if reserved_xattr(name) {
+            continue;
+        }
+        if let Some(v) = get_xattr(path, name)? {
+            out.push((name.to_owned(), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One xattr's value (without following a symlink), `None` when absent.
+pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::RANGE) => {
+                let need = rustix::fs::lgetxattr_query(path, name)
+                    .ctx(|| format!("read xattr {name} of {}", path.display()))?;
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("read xattr {name} of {}", path.display()),
+                    e,
+                ));
+            }
+        }
+    }
+}
+
+/// True when an overlay upper/diff directory is marked opaque.
+pub fn is_opaque(path: &Path) -> Result<bool> {
+    Ok(get_xattr(path, super::apply::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
+}

@@ -1,0 +1,250 @@
+//! The one error type of the storage contract.
+//!
+//! Every backend returns [`Error`]; callers branch on its variants (`NotFound`,
+//! `LayerHasChildren`, `DigestMismatch`, …) rather than on message text. Messages name the
+//! object (layer id, path, URL) and the cause.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What kind of object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    /// A layer (read-only image layer or a container's read-write layer).
+    Layer,
+    /// An image: a named top layer.
+    Image,
+    /// A container: a read-write layer on an image.
+    Container,
+    /// A volume.
+    Volume,
+    /// A store (a backend instance at a URL).
+    Store,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Layer => "layer",
+            ObjectKind::Image => "image",
+            ObjectKind::Container => "container",
+            ObjectKind::Volume => "volume",
+            ObjectKind::Store => "store",
+        })
+    }
+}
+
+/// Errors of the storage contract.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object does not exist.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// What was looked for.
+        kind: ObjectKind,
+        /// The id or name that was asked for.
+        id: String,
+    },
+    /// An object with this id already exists.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// What kind of object.
+        kind: ObjectKind,
+        /// Its id.
+        id: String,
+    },
+    /// A name is already taken by another object of the same kind.
+    #[error("{kind} name {name:?} is already used by {holder}")]
+    DuplicateName {
+        /// What kind of object.
+        kind: ObjectKind,
+        /// The contested name.
+        name: String,
+        /// The id of the object that holds it.
+        holder: String,
+    },
+    /// A prefix or name matches more than one object.
+    #[error("{kind} {id:?} is ambiguous: it matches {matches}")]
+    Ambiguous {
+        /// What kind of object.
+        kind: ObjectKind,
+        /// The prefix that was given.
+        id: String,
+        /// How many objects matched.
+        matches: usize,
+    },
+    /// The layer cannot be removed because other layers are built on it.
+    #[error("layer {id} has child layers: {}", children.join(", "))]
+    LayerHasChildren {
+        /// The layer.
+        id: String,
+        /// Its children's ids.
+        children: Vec<String>,
+    },
+    /// The layer is mounted (or otherwise held) and the operation needs it free.
+    #[error("layer {id} is in use: mounted {mounts} time(s)")]
+    LayerInUse {
+        /// The layer.
+        id: String,
+        /// Its current mount count.
+        mounts: u64,
+    },
+    /// The image is in use (it has children or a container uses it).
+    #[error("image {id} is in use: {reason}")]
+    ImageInUse {
+        /// The image.
+        id: String,
+        /// Who uses it.
+        reason: String,
+    },
+    /// The volume is in use by a container.
+    #[error("volume {id} is in use: {reason}")]
+    VolumeInUse {
+        /// The volume.
+        id: String,
+        /// Who uses it.
+        reason: String,
+    },
+    /// A volume with this id exists in the store.
+    #[error("volume {id} already exists in store {store}")]
+    VolumeExists {
+        /// The volume.
+        id: String,
+        /// The store.
+        store: String,
+    },
+    /// No store is known under this name or URL.
+    #[error("store {store} not found: {reason}")]
+    StoreNotFound {
+        /// The store's name or URL.
+        store: String,
+        /// Why it could not be found or opened.
+        reason: String,
+    },
+    /// The store's on-disk state contradicts itself.
+    #[error("store at {} is corrupt: {reason}", path.display())]
+    CorruptStore {
+        /// Where the store lives.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The received data does not have the digest the caller expected.
+    #[error("digest mismatch for {object}: expected {expected}, received {actual}")]
+    DigestMismatch {
+        /// What was being received (e.g. "layer <id>").
+        object: String,
+        /// The digest the caller gave.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// An archive entry tried to leave the root or otherwise cannot be applied safely.
+    #[error("unsafe archive entry {entry:?}: {reason}")]
+    UnsafeArchive {
+        /// The entry's name as it appears in the archive.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The input is not a readable tar stream (garbage, truncated, bad header).
+    #[error("invalid archive{}: {reason}", entry.as_deref().map(|e| format!(" at entry {e:?}")).unwrap_or_default())]
+    InvalidArchive {
+        /// The entry being read when the stream broke, if any.
+        entry: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An id or name is not well formed.
+    #[error("invalid {kind} id {id:?}: {reason}")]
+    InvalidId {
+        /// What kind of object.
+        kind: ObjectKind,
+        /// The rejected id.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A URL is not well formed or names no known backend.
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backend does not support the operation, or the machine cannot do it.
+    #[error("{what} is not supported: {reason}")]
+    Unsupported {
+        /// The operation or feature.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
+    /// The operation was cancelled through its [`Op`](crate::Op).
+    #[error("operation {op} was cancelled")]
+    Cancelled {
+        /// The operation's id.
+        op: String,
+    },
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the object and path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The catalog database failed.
+    #[error("catalog at {}: {source}", path.display())]
+    Catalog {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// `Result` with the contract's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] with a context naming what was being done.
+    pub fn io(context: impl Into<String>, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// An [`Error::Io`] about a path: "`what` `path`: cause".
+    pub fn io_path(what: &str, path: &Path, source: impl Into<io::Error>) -> Self {
+        Error::io(format!("{what} {}", path.display()), source)
+    }
+
+    /// The OS error number behind an [`Error::Io`], if that is what this is.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Adds a context to `io::Result`s (and anything that converts into `io::Error`, such as
+/// `nix::Errno`), turning them into [`Error::Io`].
+pub trait IoContext<T> {
+    /// Wraps the error with a context computed only on failure.
+    fn ctx<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
+    fn ctx<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| Error::io(context(), e))
+    }
+}

@@ -1,0 +1,46 @@
+//! # storage-core: strata's storage contract
+//!
+//! This crate owns what every backend and every front end agree on:
+//! - the graph-driver contract [`LayerDriver`] and the port layer's [`Importer`],
+//!   [`Exporter`], [`Resolver`], [`DataSource`], [`DataSink`] and [`VolumeStorer`];
+//! - the operation context [`Op`], the one [`Error`] enum, ids ([`id`]), object URLs
+//!   ([`ObjectUrl`]) and [`FilterSpec`];
+//! - the [`archive`] engine every backend shares: confined tar apply, change lists,
+//!   deterministic tar export;
+//! - the [`catalog`] of layers and the [`run_root`] with its per-boot mount counts.
+//!
+//! It knows no backend: backends depend on it, and only the `registry` crate knows them
+//! all.
+//!
+//! ```
+//! use storage_core::{FilterSpec, Op};
+//! let op = Op::new("example");
+//! let mut spec = FilterSpec::default();
+//! spec.exclusions.insert("var/cache".into());
+//! assert!(!spec.includes("var/cache/apt"));
+//! assert!(spec.includes("var/cacheable"));
+//! assert!(op.check().is_ok());
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod archive;
+pub mod backend;
+pub mod catalog;
+pub mod driver;
+pub mod error;
+pub mod filter;
+pub mod id;
+pub mod layer_store;
+pub mod object_url;
+pub mod op;
+pub mod port;
+pub mod run_root;
+
+pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};
+pub use error::{Error, IoContext, ObjectKind, Result};
+pub use filter::FilterSpec;
+pub use layer_store::LayerStore;
+pub use object_url::ObjectUrl;
+pub use op::Op;
+pub use port::{DataSink, DataSource, Exporter, Importer, Resolver, Volume, VolumeStorer};
