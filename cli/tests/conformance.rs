@@ -1,0 +1,313 @@
+//! End-to-end scenarios through the `strata` binary on real overlay mounts, with the
+//! shared conformance layers of `layercheck.py`. They need root and overlayfs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use testkit::{Layercheck, Requirement, require};
+
+/// One store in a temporary directory, driven through the CLI.
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Self {
+        Store {
+            dir: tempfile::Builder::new()
+                .prefix("strata-cli-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--run-root")
+            .arg(self.dir.path().join("run"))
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn import(&self, parent: Option<&str>, tar: &Path) -> String {
+        let mut args = vec!["import-layer"];
+        if let Some(p) = parent {
+            args.extend(["--parent", p]);
+        }
+        let tar = tar.to_str().unwrap();
+        args.push(tar);
+        self.ok(&args)
+    }
+
+    fn manifest_of(&self, layer: &str) -> String {
+        let mount = self.ok(&["mount", layer]);
+        let m = Layercheck::manifest(Path::new(&mount));
+        self.ok(&["unmount", layer]);
+        m
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.run(&["cleanup"]);
+    }
+}
+
+fn needs_overlay(test: &str) -> bool {
+    require(
+        test,
+        &[
+            Requirement::Root,
+            Requirement::Filesystem("overlay"),
+            Requirement::Command("python3"),
+        ],
+    )
+}
+
+#[test]
+fn chain_layers_mount_with_zero_differences_needs_root() {
+    if !needs_overlay("chain_layers_mount_with_zero_differences_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = Store::new();
+    let mut parent: Option<String> = None;
+    for k in 1..=3 {
+        let id = store.import(parent.as_deref(), &data.chain_layer(k));
+        let mount = store.ok(&["mount", &id]);
+        let result = Layercheck::compare(&data.expected(), Path::new(&mount), k, &[]);
+        store.ok(&["unmount", &id]);
+        match result {
+            Ok(text) => assert!(text.contains(" 0 differ"), "layer {k}: {text}"),
+            Err(text) => panic!("layer {k} differs from the expected tree:\n{text}"),
+        }
+        parent = Some(id);
+    }
+    let listed: serde_json::Value = serde_json::from_str(&store.ok(&["layers", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for l in listed {
+        assert!(l["id"].is_string() && l.get("parent").is_some() && l["names"].is_array());
+    }
+}
+
+#[test]
+fn exact_changes_of_the_second_chain_layer_needs_root() {
+    if !needs_overlay("exact_changes_of_the_second_chain_layer_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = Store::new();
+    let l1 = store.import(None, &data.chain_layer(1));
+    let l2 = store.import(Some(&l1), &data.chain_layer(2));
+    let changes = store.ok(&["changes", &l2]);
+    let want = [
+        "Add \"/added\"",
+        "Add \"/added-hard\"",
+        "Delete \"/del-me\"",
+        "Modify \"/etc\"",
+        "Modify \"/etc/passwd\"",
+        "Delete \"/gone\"",
+        "Modify \"/opaque\"",
+        "Add \"/opaque/new\"",
+        "Modify \"/secret\"",
+        "Modify \"/swap\"",
+        "Modify \"/swap/was-dir\"",
+        "Modify \"/swap/was-file\"",
+        "Add \"/swap/was-file/now-dir\"",
+        "Modify \"/usr\"",
+        "Modify \"/usr/lib\"",
+        "Modify \"/usr/lib/blob3\"",
+    ];
+    assert_eq!(changes.lines().collect::<Vec<_>>(), want);
+    // blob3 (2048) + added (10, and its hard link once) + passwd + opaque/new + now-dir + was-dir
+    let size: u64 = store.ok(&["diffsize", &l2]).parse().unwrap();
+    assert_eq!(size, 2048 + 10 + 69 + 3 + 1 + 10);
+}
+
+#[test]
+fn exported_diffs_reimport_to_identical_trees_needs_root() {
+    if !needs_overlay("exported_diffs_reimport_to_identical_trees_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let (a, b) = (Store::new(), Store::new());
+    let (mut pa, mut pb): (Option<String>, Option<String>) = (None, None);
+    for k in 1..=3 {
+        let la = a.import(pa.as_deref(), &data.chain_layer(k));
+        let exported = a.dir.path().join(format!("export{k}.tar"));
+        let mut args = vec!["diff".to_string()];
+        if let Some(p) = &pa {
+            args.extend(["--from".to_string(), p.clone()]);
+        }
+        args.push(la.clone());
+        let out = a
+            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&exported, &out.stdout).unwrap();
+        // Exports are deterministic: the same layer gives the same bytes.
+        let again = a
+            .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .unwrap();
+        assert_eq!(
+            again.stdout, out.stdout,
+            "export of layer {k} is not deterministic"
+        );
+        let lb = b.import(pb.as_deref(), &exported);
+        assert_eq!(a.manifest_of(&la), b.manifest_of(&lb), "layer {k}");
+        pa = Some(la);
+        pb = Some(lb);
+    }
+}
+
+#[test]
+fn hostile_layers_change_nothing_outside_the_root_needs_root() {
+    if !needs_overlay("hostile_layers_change_nothing_outside_the_root_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    for tar in data.hostile_layers() {
+        let name = tar.file_stem().unwrap().to_string_lossy().into_owned();
+        let store = Store::new();
+        let outside = store.dir.path();
+        let canary = outside.join("outside-canary");
+        std::fs::write(&canary, b"canary").unwrap();
+        let before: Vec<_> = std::fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let tmp_escapes =
+            ["escaped-absolute", "escaped-abs-symlink"].map(|n| std::env::temp_dir().join(n));
+        let tmp_before: Vec<bool> = tmp_escapes.iter().map(|p| p.exists()).collect();
+
+        let out = store.run(&["import-layer", tar.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+
+        assert_eq!(
+            std::fs::read(&canary).unwrap(),
+            b"canary",
+            "{name} changed the canary"
+        );
+        let mut after: Vec<_> = std::fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        after.retain(|n| !before.contains(n) && n != "store" && n != "run");
+        assert!(
+            after.is_empty(),
+            "{name} created {after:?} outside the store"
+        );
+        let tmp_after: Vec<bool> = tmp_escapes.iter().map(|p| p.exists()).collect();
+        assert_eq!(tmp_before, tmp_after, "{name} wrote into /tmp");
+        assert!(!Path::new("/escaped-dotdot").exists() && !Path::new("/escaped-deep").exists());
+
+        if name == "garbage" || name == "truncated" {
+            assert!(!out.status.success(), "{name} was accepted");
+            assert_eq!(stderr.trim().lines().count(), 1, "{name}: {stderr}");
+            assert!(stderr.contains("invalid archive"), "{name}: {stderr}");
+            assert_eq!(
+                store.ok(&["layers", "--json"]),
+                "[]",
+                "{name} left a layer listed"
+            );
+            let dirs: Vec<_> = std::fs::read_dir(store.root().join("overlay"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "l" && n != "empty")
+                .collect();
+            assert!(dirs.is_empty(), "{name} left layer data: {dirs:?}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_sum_leaves_nothing_behind_needs_root() {
+    if !needs_overlay("a_wrong_sum_leaves_nothing_behind_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = Store::new();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let out = store.run(&[
+        "import-layer",
+        "--sum",
+        &wrong,
+        data.chain_layer(1).to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("digest mismatch"));
+    assert_eq!(store.ok(&["layers", "--json"]), "[]");
+    // The right sum is accepted.
+    let bytes = std::fs::read(data.chain_layer(1)).unwrap();
+    let right = {
+        let out = Command::new("sha256sum")
+            .arg(data.chain_layer(1))
+            .output()
+            .unwrap();
+        format!(
+            "sha256:{}",
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+        )
+    };
+    assert!(!bytes.is_empty());
+    store.ok(&[
+        "import-layer",
+        "--sum",
+        &right,
+        data.chain_layer(1).to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn a_mounted_layer_cannot_be_deleted_needs_root() {
+    if !needs_overlay("a_mounted_layer_cannot_be_deleted_needs_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = Store::new();
+    let l1 = store.import(None, &data.chain_layer(1));
+    let l2 = store.import(Some(&l1), &data.chain_layer(2));
+    let out = store.run(&["delete-layer", &l1]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has child layers"));
+    store.ok(&["mount", &l2]);
+    store.ok(&["mount", &l2]);
+    let out = store.run(&["delete-layer", &l2]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mounted 2 time"));
+    store.ok(&["unmount", &l2]);
+    store.ok(&["unmount", &l2]);
+    store.ok(&["delete-layer", &l2]);
+    store.ok(&["delete-layer", &l1]);
+    assert_eq!(store.ok(&["layers", "--json"]), "[]");
+}
