@@ -23,7 +23,7 @@ use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 use tar::EntryType;
 
 use super::confine::{Root, file_kind, list_dir, normalize, os, split_last};
-use super::input::{Compression, DigestReader, sniff};
+use super::input::{Compression, DigestReader, received, sniff};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::FilterSpec;
 use crate::op::Op;
@@ -120,35 +120,37 @@ pub struct ApplyReport {
 pub fn apply_tar(
     op: &Op,
     target: &Path,
-    input: impl Read,
+    input: impl Read + Send,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport> {
     let _span = op.span().enter();
     let mut applier = Applier::new(op, target, opts)?;
-    let mut received = DigestReader::new(input);
-    let (compression, mut buffered) = sniff(&mut received).map_err(|e| invalid(None, e))?;
-    let (tar_digest, tar_size) = match compression {
-        Compression::None => {
-            applier.run(&mut buffered)?;
-            (None, 0)
-        }
-        Compression::Gzip => {
-            let mut tar = DigestReader::new(flate2::read::MultiGzDecoder::new(&mut buffered));
-            applier.run(&mut tar)?;
-            let (d, n) = tar.finish().map_err(|e| invalid(None, e))?;
-            (Some(d), n)
-        }
-        Compression::Zstd => {
-            let decoder =
-                zstd::Decoder::with_buffer(&mut buffered).map_err(|e| invalid(None, e))?;
-            let mut tar = DigestReader::new(decoder);
-            applier.run(&mut tar)?;
-            let (d, n) = tar.finish().map_err(|e| invalid(None, e))?;
-            (Some(d), n)
-        }
-    };
-    drop(buffered);
-    let (digest, size) = received.finish().map_err(|e| invalid(None, e))?;
+    let ((compression, tar_digest), received) = received(input, |stream| {
+        let compression = sniff(stream).map_err(|e| invalid(None, e))?;
+        let tar_digest = match compression {
+            Compression::None => {
+                applier.run(&mut *stream)?;
+                None
+            }
+            Compression::Gzip => {
+                let mut tar = DigestReader::new(flate2::read::MultiGzDecoder::new(&mut *stream));
+                applier.run(&mut tar)?;
+                Some(tar.finish().map_err(|e| invalid(None, e))?)
+            }
+            Compression::Zstd => {
+                let decoder =
+                    zstd::Decoder::with_buffer(&mut *stream).map_err(|e| invalid(None, e))?;
+                let mut tar = DigestReader::new(decoder);
+                applier.run(&mut tar)?;
+                Some(tar.finish().map_err(|e| invalid(None, e))?)
+            }
+        };
+        // Whatever follows the archive (padding, a second gzip member's garbage) was sent
+        // too: read it so the digest covers it.
+        io::copy(stream, &mut io::sink()).map_err(|e| invalid(None, e))?;
+        Ok::<_, Error>((compression, tar_digest))
+    })?;
+    let (digest, size) = received.map_err(|e| invalid(None, e))?;
     applier.finish()?;
     if let Some(expected) = &opts.expected_digest
         && !expected.eq_ignore_ascii_case(&digest)
@@ -159,10 +161,7 @@ pub fn apply_tar(
             actual: digest,
         });
     }
-    let (tar_digest, tar_size) = match tar_digest {
-        Some(d) => (d, tar_size),
-        None => (digest.clone(), size),
-    };
+    let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
     Ok(ApplyReport {
         compression,
         digest,

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::tree::{Kind, Stat, child, is_opaque, join_rel, read_xattrs, sorted_names, try_lstat};
+use super::tree::{Kind, Stat, child, is_opaque, join_rel, read_xattrs, sorted_entries, try_lstat};
 use crate::error::Result;
 
 /// The kind of a change, as containers/storage names them.
@@ -128,10 +128,9 @@ pub fn layer_changes(diff: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 }
 
 fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>) -> Result<()> {
-    for name in sorted_names(dir)? {
+    for (name, st) in sorted_entries(dir)? {
         let path = child(dir, &name);
         let rel = join_rel(rel, &name);
-        let st = Stat::lstat(&path)?;
         if st.kind == Kind::Socket {
             continue;
         }
@@ -167,30 +166,30 @@ pub fn compare_trees(old: &Path, new: &Path) -> Result<Vec<Change>> {
 }
 
 fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Result<()> {
-    let old_names = sorted_names(old)?;
-    let new_names = sorted_names(new)?;
+    let old_names = sorted_entries(old)?;
+    let new_names = sorted_entries(new)?;
     let (mut i, mut j) = (0, 0);
     while i < old_names.len() || j < new_names.len() {
         let order = match (old_names.get(i), new_names.get(j)) {
-            (Some(a), Some(b)) => a.cmp(b),
+            (Some(a), Some(b)) => a.0.cmp(&b.0),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
         match order {
             std::cmp::Ordering::Less => {
-                out.push(Change::deleted(join_rel(rel, &old_names[i])));
+                out.push(Change::deleted(join_rel(rel, &old_names[i].0)));
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                let name = &new_names[j];
-                add_tree(&child(new, name), join_rel(rel, name), out)?;
+                let (name, st) = &new_names[j];
+                add_tree(&child(new, name), join_rel(rel, name), st.clone(), out)?;
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                let name = &new_names[j];
-                let (op, np) = (child(old, name), child(new, name));
-                let crel = join_rel(rel, name);
-                let (os, ns) = (Stat::lstat(&op)?, Stat::lstat(&np)?);
+                let (name, ns) = new_names[j].clone();
+                let os = old_names[i].1.clone();
+                let (op, np) = (child(old, &name), child(new, &name));
+                let crel = join_rel(rel, &name);
                 if ns.kind == Kind::Dir && os.kind == Kind::Dir {
                     let mark = out.len();
                     out.push(Change::present(
@@ -205,7 +204,7 @@ fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Re
                         out.truncate(mark);
                     }
                 } else if ns.kind == Kind::Dir {
-                    add_tree(&np, crel, out)?;
+                    add_tree(&np, crel, ns, out)?;
                     if let Some(c) = out
                         .iter_mut()
                         .rev()
@@ -224,9 +223,8 @@ fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Re
     Ok(())
 }
 
-/// Lists `path` and everything below it as adds.
-fn add_tree(path: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> Result<()> {
-    let st = Stat::lstat(path)?;
+/// Lists `path` (whose metadata is `st`) and everything below it as adds.
+fn add_tree(path: &Path, rel: Vec<u8>, st: Stat, out: &mut Vec<Change>) -> Result<()> {
     if st.kind == Kind::Socket {
         return Ok(());
     }
@@ -238,8 +236,8 @@ fn add_tree(path: &Path, rel: Vec<u8>, out: &mut Vec<Change>) -> Result<()> {
         st,
     ));
     if is_dir {
-        for name in sorted_names(path)? {
-            add_tree(&child(path, &name), join_rel(&rel, &name), out)?;
+        for (name, st) in sorted_entries(path)? {
+            add_tree(&child(path, &name), join_rel(&rel, &name), st, out)?;
         }
     }
     Ok(())

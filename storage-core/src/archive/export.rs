@@ -136,7 +136,11 @@ fn rename(filter: &FilterSpec, path: &[u8]) -> Option<Vec<u8>> {
 /// A tar stream being written.
 pub struct TarWriter<W: Write> {
     out: W,
+    small: Vec<u8>,
 }
+
+/// Files up to this size are copied through the writer's buffer rather than spliced.
+const SMALL_FILE: u64 = 256 << 10;
 
 fn io_err(what: &str, e: io::Error) -> Error {
     Error::io(format!("write tar stream ({what})"), e)
@@ -145,7 +149,10 @@ fn io_err(what: &str, e: io::Error) -> Error {
 impl<W: Write> TarWriter<W> {
     /// Starts a stream on `out`.
     pub fn new(out: W) -> Self {
-        TarWriter { out }
+        TarWriter {
+            out,
+            small: Vec::new(),
+        }
     }
 
     /// Writes one header (after a PAX header when `pax` is not empty or a field overflows).
@@ -254,8 +261,19 @@ impl<W: Write> TarWriter<W> {
         source: &str,
     ) -> Result<()> {
         self.header(name, EntryType::Regular, st, st.size, None, pax)?;
-        let copied = io::copy(&mut data.take(st.size), &mut self.out)
-            .map_err(|e| Error::io(format!("copy {source} into the tar stream"), e))?;
+        let copy_err = |e| Error::io(format!("copy {source} into the tar stream"), e);
+        let copied = if st.size <= SMALL_FILE {
+            // Small files go through the buffer: no flush, no splice per file.
+            self.small.clear();
+            data.take(st.size)
+                .read_to_end(&mut self.small)
+                .map_err(copy_err)?;
+            self.out.write_all(&self.small).map_err(copy_err)?;
+            self.small.len() as u64
+        } else {
+            // Large ones are spliced or copied in the kernel where `out` allows it.
+            io::copy(&mut data.take(st.size), &mut self.out).map_err(copy_err)?
+        };
         if copied != st.size {
             return Err(Error::io(
                 format!(

@@ -1,11 +1,14 @@
 //! The input side of an import: digesting what arrives and undoing its compression.
 //!
-//! Bytes flow `source -> DigestReader (what was received) -> decoder -> DigestReader (the
-//! tar) -> tar parser`. The first digest is checked against the caller's `sha256:<hex>`;
+//! Bytes flow `source -> Received (read and hashed on a helper thread) -> decoder ->
+//! DigestReader (the tar) -> tar parser`. Hashing what was received on its own thread lets
+//! it overlap with extraction: on an uncompressed import it would otherwise be a quarter
+//! of the work. The first digest is checked against the caller's `sha256:<hex>`;
 //! both are reported, as containers/storage records a layer's compressed and uncompressed
 //! digests.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
@@ -91,23 +94,133 @@ impl<R: Read> Read for DigestReader<R> {
     }
 }
 
-/// Size of the read buffer in front of the decoder and the tar parser.
-pub const READ_BUFFER: usize = 1 << 20;
+/// Size of the chunks handed from the reading thread to the extracting one.
+pub const CHUNK: usize = 1 << 20;
 
-/// Peeks at the first bytes of `raw` and returns the compression and a buffered reader
-/// positioned at the start.
-pub fn sniff<R: Read>(raw: R) -> io::Result<(Compression, BufReader<R>)> {
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, raw);
-    // A short first read is fine: magic numbers are at most 6 bytes, and a stream shorter
+/// How many chunks may wait between the two threads.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Reads `input` to its end in chunks, hashing each, and sends them down `tx`. Returns the
+/// digest (`sha256:<hex>`) and length of everything read, or the read error (which the
+/// consumer also receives). Stops early when the consumer hangs up.
+fn pump<R: Read>(
+    mut input: R,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let mut buf = free.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        let mut n = 0;
+        while n < CHUNK {
+            match input.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    let msg = e.to_string();
+                    let _ = tx.send(Err(e));
+                    return Err(io::Error::new(kind, msg));
+                }
+            }
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        total += n as u64;
+        if n == 0 || tx.send(Ok(buf)).is_err() {
+            break;
+        }
+    }
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), total))
+}
+
+/// The consuming end of [`received`]: a buffered reader over the chunks.
+pub struct Received {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    free: Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for Received {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Received {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.chunk.len() && !self.done {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let old = std::mem::replace(&mut self.chunk, next);
+                    let _ = self.free.send(old);
+                    self.pos = 0;
+                    if self.chunk.is_empty() {
+                        self.done = true;
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.done = true,
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
+}
+
+/// Runs `consume` on the bytes of `input`, which a helper thread reads and hashes
+/// meanwhile. `consume` must read to the end (so the digest covers everything sent).
+/// Returns what `consume` returned, and the digest and length of what was received.
+pub fn received<R, T, E>(
+    input: R,
+    consume: impl FnOnce(&mut Received) -> Result<T, E>,
+) -> Result<(T, io::Result<(String, u64)>), E>
+where
+    R: Read + Send,
+{
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+        let (free_tx, free_rx) = channel();
+        let reader = s.spawn(move || pump(input, tx, free_rx));
+        let mut stream = Received {
+            rx,
+            free: free_tx,
+            chunk: Vec::new(),
+            pos: 0,
+            done: false,
+        };
+        let result = consume(&mut stream);
+        drop(stream); // hang up, so a reader waiting to send stops
+        let digest = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the input reading thread panicked")));
+        result.map(|r| (r, digest))
+    })
+}
+
+/// Peeks at the first bytes of a buffered stream and returns its compression.
+pub fn sniff(stream: &mut impl BufRead) -> io::Result<Compression> {
+    // A short first chunk is fine: magic numbers are at most 6 bytes, and a stream shorter
     // than that is plain (and will fail tar parsing if it is not empty).
-    let head = buffered.fill_buf()?;
-    let compression = Compression::detect(head).map_err(|name| {
+    let head = stream.fill_buf()?;
+    Compression::detect(head).map_err(|name| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{name}-compressed input is not supported (use plain tar, gzip or zstd)"),
         )
-    })?;
-    Ok((compression, buffered))
+    })
 }
 
 #[cfg(test)]
@@ -124,6 +237,23 @@ mod tests {
         assert_eq!(Compression::detect(b"etc/passwd\0"), Ok(Compression::None));
         assert_eq!(Compression::detect(b""), Ok(Compression::None));
         assert_eq!(Compression::detect(b"BZh91AY"), Err("bzip2"));
+    }
+
+    #[test]
+    fn received_hashes_everything_sent_even_what_is_not_consumed() {
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        let (first, digest) = received(&data[..], |r| {
+            let mut head = [0u8; 10];
+            r.read_exact(&mut head)?;
+            io::copy(r, &mut io::sink())?;
+            Ok::<_, io::Error>(head)
+        })
+        .unwrap();
+        assert_eq!(first[..], data[..10]);
+        let (d, n) = digest.unwrap();
+        assert_eq!(n, data.len() as u64);
+        let (want, _) = DigestReader::new(&data[..]).finish().unwrap();
+        assert_eq!(d, want);
     }
 
     #[test]

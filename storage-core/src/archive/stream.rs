@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, IoContext, Result};
 
+/// The pipe capacity asked for (the kernel's default `pipe-max-size`).
+const PIPE_SIZE: i32 = 1 << 20;
+
 /// A tar stream produced by a blocking task.
 pub struct ArchiveStream {
     pipe: pipe::Receiver,
@@ -33,6 +36,10 @@ impl ArchiveStream {
     {
         let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .ctx(|| "create a pipe for a tar stream")?;
+        // A 64 KiB pipe makes producer and reader take turns every 64 KiB; a larger one
+        // lets them run side by side. The limit (pipe-max-size) may refuse; then keep the
+        // default.
+        let _ = nix::fcntl::fcntl(&tx, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         let pipe = pipe::Receiver::from_owned_fd(rx).ctx(|| "register a tar stream pipe")?;
         let writer = File::from(tx);
         let producer = tokio::task::spawn_blocking(move || produce(writer));

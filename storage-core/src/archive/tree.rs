@@ -113,15 +113,22 @@ pub fn try_lstat(path: &Path) -> Result<Option<Stat>> {
     }
 }
 
-/// The sorted names in a directory.
-pub fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
+/// The entries of a directory with their `lstat` metadata, sorted by name. The metadata
+/// comes from `statx` relative to the directory, without walking the path again.
+pub fn sorted_entries(dir: &Path) -> Result<Vec<(Vec<u8>, Stat)>> {
+    let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
         let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-        names.push(entry.file_name().as_bytes().to_vec());
+        let md = entry
+            .metadata()
+            .ctx(|| format!("stat {}", entry.path().display()))?;
+        entries.push((
+            entry.file_name().as_bytes().to_vec(),
+            Stat::from_metadata(&md),
+        ));
     }
-    names.sort_unstable();
-    Ok(names)
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
 }
 
 /// `dir/name` for a name given as bytes.
