@@ -6,6 +6,9 @@ use std::process::Command;
 /// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen.
 pub const TEST_PACKAGES: &[&str] = &["e2fsprogs", "fuse3", "libclang-dev", "util-linux"];
 
+/// Debian packages only the benchmarks need: the peers strata is measured against.
+pub const BENCH_PACKAGES: &[&str] = &["containers-storage", "tar", "e2fsprogs", "qemu-utils"];
+
 /// True when the effective user is root.
 pub fn is_root() -> bool {
     Command::new("id")

@@ -1,0 +1,107 @@
+//! `cargo xtask bench`: every comparison against the tools users would pick instead, in
+//! one run on the same input, written to `BENCHMARKS.md` with medians, commands and ratios.
+
+mod layers;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::setup;
+pub use report::Report;
+
+/// Options of a bench run.
+pub struct Options {
+    /// Runs per measurement (the median is reported).
+    pub runs: usize,
+}
+
+/// Runs every benchmark and rewrites `BENCHMARKS.md`.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut opts = Options { runs: 3 };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                opts.runs = it
+                    .next()
+                    .context("--runs takes a number")?
+                    .parse()
+                    .context("--runs takes a number")?
+            }
+            other => bail!("unknown bench option {other}; usage: cargo xtask bench [--runs N]"),
+        }
+    }
+    setup::ensure_packages(setup::BENCH_PACKAGES)?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "-p", "cli"])
+        .status()
+        .context("build strata in release")?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    let mut report = Report::new()?;
+    layers::run(&opts, &mut report)?;
+    report.note(format!(
+        "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",
+        opts.runs
+    ));
+    let path = workspace_root().join("BENCHMARKS.md");
+    std::fs::write(&path, report.render()).with_context(|| format!("write {}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The release `strata` binary.
+pub fn strata() -> PathBuf {
+    workspace_root().join("target/release/strata")
+}
+
+/// Runs a shell command line, failing on a non-zero exit, and returns its wall time.
+pub fn time_sh(cmdline: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let out = Command::new("sh")
+        .args(["-c", cmdline])
+        .output()
+        .with_context(|| format!("run {cmdline}"))?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(anyhow::anyhow!("{stderr} ({})", out.status))
+            .with_context(|| format!("`{cmdline}` failed"));
+    }
+    Ok(elapsed)
+}
+
+/// Runs a shell command line and returns its trimmed standard output.
+pub fn sh_output(cmdline: &str) -> Result<String> {
+    let out = Command::new("sh")
+        .args(["-c", cmdline])
+        .output()
+        .with_context(|| format!("run {cmdline}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{cmdline}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The median of some durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
