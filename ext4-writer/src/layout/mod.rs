@@ -1,0 +1,33 @@
+//! The ext4 on-disk format, as `#[repr(C)]` zerocopy structures with little-endian fields.
+//!
+//! One module per structure family; each checks its size at compile time. The facts come
+//! from the kernel's `Documentation/filesystems/ext4` and e2fsprogs' `ext2_fs.h`.
+//!
+//! Checksums: the images the [`Builder`](crate::Builder) writes do **not** enable
+//! `metadata_csum` (nor `gdt_csum`). That is a deliberate choice: every kernel since 3.x and
+//! e2fsck accept such images, the images are read-only layers whose integrity is checked by
+//! the layer digest one level up, and leaving it out keeps the writer a single pass with no
+//! per-block checksum state. The [`Reader`](crate::Reader) accepts images with or without it
+//! (it ignores checksum tails and does not verify them).
+
+pub mod dir;
+pub mod extent;
+pub mod group;
+pub mod inode;
+pub mod superblock;
+pub mod xattr;
+
+/// Block size of the images we write, in bytes.
+pub const BLOCK_SIZE: u64 = 4096;
+/// `s_log_block_size` for [`BLOCK_SIZE`] (block size = 1024 << this).
+pub const LOG_BLOCK_SIZE: u32 = 2;
+/// Blocks per group of the images we write (one bitmap block of 4096 bytes).
+pub const BLOCKS_PER_GROUP: u64 = 32768;
+/// On-disk inode size of the images we write.
+pub const INODE_SIZE: u64 = 256;
+/// Size of the inode fields past the first 128 bytes that we use (`i_extra_isize`).
+pub const EXTRA_ISIZE: u16 = 32;
+/// First inode number that is not reserved.
+pub const FIRST_INO: u32 = 11;
+/// Inode number of the root directory.
+pub const ROOT_INO: u32 = 2;
