@@ -24,7 +24,9 @@ pub mod builder;
 pub mod error;
 pub mod input;
 pub mod layout;
+pub mod reader;
 pub mod tree;
 
 pub use builder::{Builder, Options, Summary, Whiteouts};
 pub use error::{Error, Result};
+pub use reader::{ReadOptions, Reader, WhiteoutsOut};
