@@ -188,9 +188,12 @@ fn div_ceil(a: u64, b: u64) -> u64 {
     a.div_ceil(b)
 }
 
-/// True when the block is all zeros (checks a few bytes first: data rarely starts with 16 zeros).
+/// A block of zeros to compare against (slice equality is a `memcmp`).
+static ZERO_BLOCK: [u8; BS] = [0; BS];
+
+/// True when the block is all zeros.
 fn is_zero(block: &[u8]) -> bool {
-    block.iter().take(16).all(|&b| b == 0) && block.iter().fold(0u8, |a, &b| a | b) == 0
+    block == &ZERO_BLOCK[..block.len().min(BS)]
 }
 
 impl<W: Write + Seek> Builder<W> {
