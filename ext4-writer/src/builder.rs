@@ -145,6 +145,20 @@ impl<W: Write + Seek> Out<W> {
         Ok(())
     }
 
+    /// Moves the end forward to `block` without writing (a hole in a fresh file).
+    fn skip_to(&mut self, block: u64) -> Result<()> {
+        if block == self.next_block() {
+            return Ok(());
+        }
+        self.flush()?;
+        let offset = block * BLOCK_SIZE;
+        self.inner
+            .seek(SeekFrom::Start(offset))
+            .map_err(|source| Error::Write { offset, source })?;
+        self.pos = offset;
+        Ok(())
+    }
+
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.flush()?;
         let err = |source| Error::Write { offset, source };
@@ -499,7 +513,8 @@ impl<W: Write + Seek> Builder<W> {
             });
         }
 
-        // Inode tables.
+        // Inode tables, after a gap (written as a hole) when the groups need one.
+        self.out.skip_to(geo.inode_tables)?;
         let mut dirs_per_group = vec![0u32; geo.groups as usize];
         let zero = [0u8; INODE_SIZE as usize];
         for ino in 1..=geo.inodes_count() {
@@ -528,7 +543,7 @@ impl<W: Write + Seek> Builder<W> {
         // Block bitmaps: everything is in use except the unused descriptor room and the data
         // of files that later entries replaced.
         let mut bitmap = vec![0xffu8; geo.groups as usize * BS];
-        let mut free_ranges: Vec<(u64, u64)> = vec![(1 + gdt_needed, self.data_start)];
+        let mut free_ranges: Vec<(u64, u64)> = vec![(1 + gdt_needed, self.data_start), geo.gap];
         for (id, node) in self.tree.nodes.iter().enumerate() {
             if numbering.ino[id] == 0
                 && let Kind::File { runs, .. } = &node.kind
@@ -808,7 +823,7 @@ impl<W: Write + Seek> Builder<W> {
         // Level 1: leaves.
         let mut level: Vec<(u32, u64)> = Vec::new();
         for chunk in extents.chunks(EXTENTS_PER_BLOCK) {
-            let b = node_bytes(
+            let b = node_vec(
                 0,
                 EXTENTS_PER_BLOCK as u16,
                 chunk.iter().map(|e| e.as_bytes().to_vec()),
@@ -827,7 +842,7 @@ impl<W: Write + Seek> Builder<W> {
             }
             let mut next = Vec::new();
             for chunk in level.chunks(EXTENTS_PER_BLOCK) {
-                let b = node_bytes(
+                let b = node_vec(
                     depth,
                     EXTENTS_PER_BLOCK as u16,
                     chunk.iter().map(|&(l, at)| idx(l, at)),
@@ -991,11 +1006,16 @@ fn number_inodes(t: &Tree) -> Result<Numbering> {
     Ok(num)
 }
 
+/// Fewest blocks the last group gets.
+const MIN_LAST_GROUP: u64 = 16;
+
 /// Block-group geometry of the finished image.
 struct Geometry {
     groups: u64,
     ipg: u64,
     total_blocks: u64,
+    /// Free blocks left between the other metadata and the inode tables.
+    gap: (u64, u64),
     inode_tables: u64,
     block_bitmaps: u64,
     inode_bitmaps: u64,
@@ -1024,13 +1044,19 @@ impl Geometry {
                 groups = need;
                 continue;
             }
+            // More groups than the blocks fill (inodes need them: at most 32768 per group):
+            // a free gap before the inode tables gives the last group a few blocks.
+            let min_total = (groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP;
+            let gap = min_total.saturating_sub(total);
+            let tables = meta_end + gap;
             return Some(Geometry {
                 groups,
                 ipg,
-                total_blocks: total,
-                inode_tables: meta_end,
-                block_bitmaps: meta_end + itable,
-                inode_bitmaps: meta_end + itable + groups,
+                total_blocks: total + gap,
+                gap: (meta_end, tables),
+                inode_tables: tables,
+                block_bitmaps: tables + itable,
+                inode_bitmaps: tables + itable + groups,
             });
         }
     }
@@ -1401,7 +1427,13 @@ mod tests {
 
     #[test]
     fn geometry_fits_everything() {
-        for (meta_end, inodes) in [(10, 20), (32768, 100), (32760, 5000), (1 << 20, 1 << 20)] {
+        for (meta_end, inodes) in [
+            (10, 20),
+            (32768, 100),
+            (32760, 5000),
+            (1 << 20, 1 << 20),
+            (10, 100_000),
+        ] {
             let g = Geometry::compute(meta_end, inodes).unwrap();
             assert!(g.inodes_count() >= inodes);
             assert_eq!(div_ceil(g.total_blocks, BLOCKS_PER_GROUP), g.groups);

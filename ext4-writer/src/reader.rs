@@ -687,6 +687,8 @@ impl<R: Read + Seek> Reader<R> {
         h.set_gid(u64::from(ino.gid));
         h.set_mtime(ino.mtime.0.max(0) as u64);
         h.set_size(0);
+        h.set_device_major(0).map_err(werr)?;
+        h.set_device_minor(0).map_err(werr)?;
         match what {
             Emit::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);
