@@ -101,6 +101,8 @@ pub struct Reader<R: Read + Seek> {
     ipg: u64,
     inodes_count: u64,
     blocks_count: u64,
+    /// Blocks the image file really has: caps how much mapping one inode may claim.
+    img_blocks: u64,
     /// Inode table block of each group.
     tables: Vec<u64>,
 }
@@ -227,6 +229,7 @@ impl<R: Read + Seek> Reader<R> {
             ipg,
             inodes_count,
             blocks_count,
+            img_blocks: img_len / bs,
             tables,
         })
     }
@@ -284,11 +287,20 @@ impl<R: Read + Seek> Reader<R> {
                 what: format!("inode {}: inline data", ino.ino),
             });
         }
+        // A file cannot map more blocks than the image has (nor more than its size needs):
+        // that bounds both the work and the memory a corrupt tree can ask for.
+        let cap = nblocks.min(self.img_blocks) + 16;
         if ino.flags & inofmt::EXTENTS_FL != 0 {
-            let mut budget = self.blocks_count;
+            let mut budget = cap;
             self.extent_node(ino.ino, &ino.block, None, &mut maps, &mut budget)?;
         } else {
-            self.block_map(ino, nblocks, &mut maps)?;
+            self.block_map(ino, nblocks.min(self.img_blocks + 16), &mut maps)?;
+        }
+        if maps.len() as u64 > cap {
+            return Err(corrupt(
+                0,
+                format!("inode {}: more extents than blocks", ino.ino),
+            ));
         }
         maps.sort_by_key(|m| m.0);
         let mut segs = Vec::new();
@@ -352,7 +364,8 @@ impl<R: Read + Seek> Reader<R> {
             return Err(bad("bad depth"));
         }
         let n = usize::from(h.entries.get());
-        if 12 + n * 12 > node.len() {
+        let max = usize::from(h.max.get());
+        if n > max || 12 + max * 12 > node.len() {
             return Err(bad("more entries than the node holds"));
         }
         for i in 0..n {
@@ -360,6 +373,10 @@ impl<R: Read + Seek> Reader<R> {
             if depth == 0 {
                 let x = Extent::read_from_bytes(e).map_err(|_| bad("short extent"))?;
                 let (len, uninit) = x.length();
+                if *budget == 0 {
+                    return Err(bad("more extents than blocks"));
+                }
+                *budget -= 1;
                 maps.push((u64::from(x.block.get()), x.start(), u64::from(len), uninit));
             } else {
                 let x = ExtentIdx::read_from_bytes(e).map_err(|_| bad("short index"))?;
