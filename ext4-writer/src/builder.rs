@@ -26,6 +26,7 @@ use crate::input;
 use crate::layout::dir::{self as dirfmt, DirEntryHead, file_type};
 use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
 use crate::layout::group::GroupDesc;
+use crate::layout::htree::{self, DxCountLimit, DxEntry, DxRootInfo};
 use crate::layout::inode::{self as inofmt, Inode};
 use crate::layout::superblock::{self as sbfmt, Superblock};
 use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
@@ -675,7 +676,10 @@ impl<W: Write + Seek> Builder<W> {
             first_ino: FIRST_INO.into(),
             inode_size: (INODE_SIZE as u16).into(),
             block_group_nr: 0.into(),
-            feature_compat: (sbfmt::COMPAT_EXT_ATTR | sbfmt::COMPAT_SPARSE_SUPER2).into(),
+            feature_compat: (sbfmt::COMPAT_EXT_ATTR
+                | sbfmt::COMPAT_SPARSE_SUPER2
+                | sbfmt::COMPAT_DIR_INDEX)
+                .into(),
             feature_incompat: (sbfmt::INCOMPAT_FILETYPE
                 | sbfmt::INCOMPAT_EXTENTS
                 | sbfmt::INCOMPAT_FLEX_BG)
@@ -692,8 +696,8 @@ impl<W: Write + Seek> Builder<W> {
             journal_inum: 0.into(),
             journal_dev: 0.into(),
             last_orphan: 0.into(),
-            hash_seed: [0.into(); 4],
-            def_hash_version: 0,
+            hash_seed: seed_from(&self.options.uuid),
+            def_hash_version: htree::HASH_LEGACY,
             jnl_backup_type: 0,
             desc_size: 0.into(),
             default_mount_opts: 0.into(),
@@ -705,7 +709,7 @@ impl<W: Write + Seek> Builder<W> {
             free_blocks_count_hi: 0.into(),
             min_extra_isize: EXTRA_ISIZE.into(),
             want_extra_isize: EXTRA_ISIZE.into(),
-            flags: 0.into(),
+            flags: htree::FLAGS_UNSIGNED_HASH.into(),
             raid_stride: 0.into(),
             mmp_interval: 0.into(),
             mmp_block: 0.into(),
@@ -754,7 +758,13 @@ impl<W: Write + Seek> Builder<W> {
                         dir_file_type(&self.tree.nodes[child].kind),
                     ));
                 }
-                let data = dir_blocks(&entries);
+                let mut data = dir_blocks(&entries);
+                if data.len() > BS
+                    && let Some(hashed) = htree_blocks(&entries)
+                {
+                    data = hashed;
+                    plan.indexed = true;
+                }
                 let first = self.out.push_blocks(&data)?;
                 let len = (data.len() / BS) as u32;
                 plan.size = data.len() as u64;
@@ -903,6 +913,8 @@ struct Plan {
     block: [u8; 60],
     /// No extents (fast symlink, device, FIFO).
     fast: bool,
+    /// A hashed directory.
+    indexed: bool,
     /// `i_size`.
     size: u64,
     /// Blocks used (data, tree, xattr block).
@@ -918,6 +930,7 @@ impl Default for Plan {
         Plan {
             block: [0; 60],
             fast: false,
+            indexed: false,
             size: 0,
             blocks: 0,
             inline_xattrs: Vec::new(),
@@ -1143,6 +1156,159 @@ fn dir_blocks(entries: &[(&[u8], u32, u8)]) -> Vec<u8> {
     out
 }
 
+/// The htree hash seed (unused by the legacy hash, but e2fsck wants one): the UUID.
+fn seed_from(uuid: &[u8; 16]) -> [zerocopy::little_endian::U32; 4] {
+    let w = |i: usize| u32::from_le_bytes([uuid[i], uuid[i + 1], uuid[i + 2], uuid[i + 3]]).into();
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// A directory entry to write: (name, inode, file type).
+type DirItem<'a> = (&'a [u8], u32, u8);
+
+/// Entries of the root index block.
+const DX_ROOT_LIMIT: usize = (BS - 32) / 8;
+/// Entries of an interior index block.
+const DX_NODE_LIMIT: usize = (BS - 8) / 8;
+
+/// A hashed directory: `entries` (`.` and `..` first) as a `dx_root`, one level of
+/// `dx_node`s when needed, and leaves sorted by hash. Entries with the same hash stay in one
+/// leaf, so no index entry needs the collision bit. `None` when the names do not fit two
+/// index levels or one hash has more entries than a block holds (then the caller keeps the
+/// linear form).
+fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
+    let (dot, rest) = entries.split_first()?;
+    let (dotdot, children) = rest.split_first()?;
+    let mut items: Vec<(u32, &DirItem<'_>)> = children
+        .iter()
+        .map(|e| (htree::legacy_hash(e.0), e))
+        .collect();
+    items.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
+    // Pack leaves.
+    let mut leaves: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut cur: Vec<(&[u8], u32, u8)> = Vec::new();
+    let mut cur_hash = 0u32;
+    let mut cur_size = 0usize;
+    let mut i = 0;
+    while i < items.len() {
+        let h = items[i].0;
+        let mut j = i;
+        let mut size = 0;
+        while j < items.len() && items[j].0 == h {
+            size += dirfmt::entry_len(items[j].1.0.len());
+            j += 1;
+        }
+        if size > BS {
+            return None;
+        }
+        if cur_size + size > BS {
+            leaves.push((cur_hash, dir_blocks(&cur)));
+            cur.clear();
+            cur_size = 0;
+        }
+        if cur.is_empty() {
+            cur_hash = h;
+        }
+        cur.extend(items[i..j].iter().map(|x| *x.1));
+        cur_size += size;
+        i = j;
+    }
+    if !cur.is_empty() {
+        leaves.push((cur_hash, dir_blocks(&cur)));
+    }
+    let levels = if leaves.len() <= DX_ROOT_LIMIT {
+        0u8
+    } else if leaves.len() <= DX_ROOT_LIMIT * DX_NODE_LIMIT {
+        1
+    } else {
+        return None;
+    };
+    let nodes = if levels == 0 {
+        0
+    } else {
+        leaves.len().div_ceil(DX_NODE_LIMIT)
+    };
+    let first_leaf = 1 + nodes;
+    // Index entries: (lowest hash, logical block).
+    let leaf_index: Vec<(u32, u32)> = leaves
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.0, (first_leaf + k) as u32))
+        .collect();
+    let root_entries: Vec<(u32, u32)> = if levels == 0 {
+        leaf_index.clone()
+    } else {
+        leaf_index
+            .chunks(DX_NODE_LIMIT)
+            .enumerate()
+            .map(|(k, c)| (c[0].0, (1 + k) as u32))
+            .collect()
+    };
+    let mut out = vec![0u8; BS];
+    let head = |ino: u32, rec: u16, name: &[u8]| {
+        let mut v = DirEntryHead {
+            inode: ino.into(),
+            rec_len: rec.into(),
+            name_len: name.len() as u8,
+            file_type: file_type::DIR,
+        }
+        .as_bytes()
+        .to_vec();
+        v.extend_from_slice(name);
+        v.resize(12, 0);
+        v
+    };
+    out[0..12].copy_from_slice(&head(dot.1, 12, b"."));
+    out[12..24].copy_from_slice(&head(dotdot.1, (BS - 12) as u16, b".."));
+    let info = DxRootInfo {
+        reserved_zero: 0.into(),
+        hash_version: htree::HASH_LEGACY,
+        info_length: 8,
+        indirect_levels: levels,
+        unused_flags: 0,
+    };
+    out[24..32].copy_from_slice(info.as_bytes());
+    write_dx(&mut out[32..], DX_ROOT_LIMIT, &root_entries);
+    if levels == 1 {
+        for chunk in leaf_index.chunks(DX_NODE_LIMIT) {
+            let mut node = vec![0u8; BS];
+            let fake = DirEntryHead {
+                inode: 0.into(),
+                rec_len: (BS as u16).into(),
+                name_len: 0,
+                file_type: 0,
+            };
+            node[0..8].copy_from_slice(fake.as_bytes());
+            write_dx(&mut node[8..], DX_NODE_LIMIT, chunk);
+            out.extend_from_slice(&node);
+        }
+    }
+    for (_, leaf) in leaves {
+        out.extend_from_slice(&leaf);
+    }
+    Some(out)
+}
+
+/// Writes an index: count/limit over entry 0's hash, then the entries.
+fn write_dx(area: &mut [u8], limit: usize, entries: &[(u32, u32)]) {
+    let cl = DxCountLimit {
+        limit: (limit as u16).into(),
+        count: (entries.len() as u16).into(),
+    };
+    area[0..4].copy_from_slice(cl.as_bytes());
+    for (k, &(hash, block)) in entries.iter().enumerate() {
+        let e = DxEntry {
+            hash: hash.into(),
+            block: block.into(),
+        };
+        let at = k * 8;
+        if k == 0 {
+            area[4..8].copy_from_slice(&block.to_le_bytes());
+        } else {
+            area[at..at + 8].copy_from_slice(e.as_bytes());
+        }
+    }
+}
+
 /// One encoded xattr: (index, suffix, disk value).
 type XattrItem = (u8, Vec<u8>, Vec<u8>);
 
@@ -1263,7 +1429,9 @@ fn inode_bytes(
         gid: (m.gid as u16).into(),
         links_count: (links as u16).into(),
         blocks_lo: (sectors as u32).into(),
-        flags: (if plan.fast { 0 } else { inofmt::EXTENTS_FL }).into(),
+        flags: ((if plan.fast { 0 } else { inofmt::EXTENTS_FL })
+            | (if plan.indexed { inofmt::INDEX_FL } else { 0 }))
+        .into(),
         osd1: 0.into(),
         block: plan.block,
         generation: 0.into(),

@@ -209,6 +209,65 @@ fn hundred_thousand_files_in_one_directory_needs_root_loop() {
     );
 }
 
+#[test]
+fn hashed_directories_of_one_and_two_levels_pass_e2fsck_needs_e2fsck_debugfs() {
+    if !require(
+        "hashed_directories_of_one_and_two_levels_pass_e2fsck_needs_e2fsck_debugfs",
+        &[
+            Requirement::Command("e2fsck"),
+            Requirement::Command("debugfs"),
+        ],
+    ) {
+        return;
+    }
+    let mut t = tar::Builder::new(Vec::new());
+    let long = "n".repeat(200);
+    for i in 0..20_000 {
+        let mut h = header(tar::EntryType::Regular, 0o644, 0);
+        t.append_data(&mut h, format!("short/{i}"), std::io::empty())
+            .unwrap();
+        let mut h = header(tar::EntryType::Regular, 0o644, 0);
+        t.append_data(&mut h, format!("long/{long}{i}"), std::io::empty())
+            .unwrap();
+    }
+    // Names with bytes >= 0x80 hash differently under the signed and unsigned variants.
+    for i in 0..2_000 {
+        let mut h = header(tar::EntryType::Regular, 0o644, 0);
+        t.append_data(
+            &mut h,
+            format!("utf8/\u{e9}t\u{e9}-\u{6587}{i}"),
+            std::io::empty(),
+        )
+        .unwrap();
+    }
+    let tar = t.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("hashed.img");
+    build_from(Cursor::new(tar), &img, Options::default());
+    e2fsck_clean(&img);
+    for (dir, levels) in [("short", 0), ("long", 1), ("utf8", 0)] {
+        let st = debugfs_stat(&img, &format!("/{dir}"));
+        assert!(st.contains("Flags: 0x81000"), "{dir} is hashed: {st}");
+        let out = std::process::Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("htree /{dir}"))
+            .arg(&img)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Indirect levels: {levels}")),
+            "{dir}: {}",
+            &text[..text.len().min(400)]
+        );
+    }
+    // The Reader reads hashed directories as well.
+    let f = std::fs::File::open(&img).unwrap();
+    let mut r = Reader::open(std::io::BufReader::new(f)).unwrap();
+    let seen = read_entries(&r.write_tar(Vec::new(), ReadOptions::default()).unwrap());
+    assert_eq!(seen.len(), 1 + 3 + 42_000);
+}
+
 /// A tar with every kind of entry, PAX times and xattrs, and replacements.
 fn every_kind_tar() -> Vec<u8> {
     let mut t = tar::Builder::new(Vec::new());

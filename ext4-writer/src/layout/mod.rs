@@ -13,6 +13,7 @@
 pub mod dir;
 pub mod extent;
 pub mod group;
+pub mod htree;
 pub mod inode;
 pub mod superblock;
 pub mod xattr;
