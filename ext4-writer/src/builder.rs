@@ -40,8 +40,8 @@ const BS: usize = BLOCK_SIZE as usize;
 const OUT_BUFFER: usize = 4 << 20;
 /// File data is read from the tar in chunks of this size.
 const READ_CHUNK: usize = 1 << 20;
-/// Largest block count without the `64bit` feature.
-const MAX_BLOCKS: u64 = 1 << 32;
+/// Largest block count without the `64bit` feature (`s_blocks_count_lo` is 32 bits).
+const MAX_BLOCKS: u64 = u32::MAX as u64;
 /// Extents in a 4 KiB tree block.
 const EXTENTS_PER_BLOCK: usize = (BS - 12) / 12;
 /// Largest link count of a non-directory.
@@ -506,6 +506,12 @@ impl<W: Write + Seek> Builder<W> {
             entry: None,
             what: "more inodes than ext4 allows".into(),
         })?;
+        if geo.inodes_count() > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: "more than 2^32 inodes".into(),
+            });
+        }
         let gdt_needed = div_ceil(geo.groups * 32, BLOCK_SIZE);
         if geo.total_blocks > self.max_blocks || gdt_needed > self.gdt_reserved {
             return Err(Error::TooLarge {

@@ -227,14 +227,6 @@ impl Tree {
         }
     }
 
-    /// Removes `name` from `dir`; returns what it named.
-    pub fn unlink(&mut self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
-        match &mut self.nodes[dir].kind {
-            Kind::Dir(children) => children.remove(name),
-            _ => None,
-        }
-    }
-
     /// Is `id` a directory?
     pub fn is_dir(&self, id: NodeId) -> bool {
         matches!(self.nodes[id].kind, Kind::Dir(_))
