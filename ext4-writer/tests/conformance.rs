@@ -194,3 +194,59 @@ fn reader_gives_back_the_tree_of_mkfs_images_needs_root_mkfs() {
         same_manifest(&tree, &back);
     }
 }
+
+#[test]
+fn posix_acls_read_back_through_the_kernel_needs_root_loop() {
+    let mut needs = MOUNT_NEEDS.to_vec();
+    needs.push(Requirement::Command("python3"));
+    if !require(
+        "posix_acls_read_back_through_the_kernel_needs_root_loop",
+        &needs,
+    ) {
+        return;
+    }
+    // user::rw- user:1000:r-- group::r-- mask::r-- other::---
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1000),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let mut t = tar::Builder::new(Vec::new());
+    t.append_pax_extensions([("SCHILY.xattr.system.posix_acl_access", acl.as_slice())])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o640);
+    h.set_size(1);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    t.append_data(&mut h, "f", &b"x"[..]).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tar_path = tmp.path().join("acl.tar");
+    std::fs::write(&tar_path, t.into_inner().unwrap()).unwrap();
+    let img = tmp.path().join("acl.img");
+    build(&tar_path, &img, Whiteouts::Keep);
+    e2fsck_clean(&img);
+    let m = Mount::loop_ro(&img, &tmp.path().join("m"));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import os,sys; sys.stdout.write(os.getxattr(sys.argv[1], 'system.posix_acl_access').hex())")
+        .arg(m.dir.join("f"))
+        .output()
+        .unwrap();
+    let hex: String = acl.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        hex,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
