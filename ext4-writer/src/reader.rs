@@ -82,6 +82,8 @@ pub struct InodeInfo {
     pub file_acl: u64,
     /// 512-byte sectors used (`i_blocks_lo`).
     pub sectors: u64,
+    /// Byte offset of the inode in the image.
+    pub offset: u64,
     /// The raw inode (for the in-inode xattr area).
     raw: Vec<u8>,
 }
@@ -273,6 +275,7 @@ impl<R: Read + Seek> Reader<R> {
             block,
             file_acl: u64::from(le32(&raw, 0x68)) | (u64::from(le16(&raw, 0x76)) << 32),
             sectors: u64::from(le32(&raw, 0x1C)),
+            offset: at,
             raw,
         })
     }
@@ -292,13 +295,20 @@ impl<R: Read + Seek> Reader<R> {
         let cap = nblocks.min(self.img_blocks) + 16;
         if ino.flags & inofmt::EXTENTS_FL != 0 {
             let mut budget = cap;
-            self.extent_node(ino.ino, &ino.block, None, &mut maps, &mut budget)?;
+            self.extent_node(
+                ino.ino,
+                ino.offset + 0x28,
+                &ino.block,
+                None,
+                &mut maps,
+                &mut budget,
+            )?;
         } else {
             self.block_map(ino, nblocks.min(self.img_blocks + 16), &mut maps)?;
         }
         if maps.len() as u64 > cap {
             return Err(corrupt(
-                0,
+                ino.offset,
                 format!("inode {}: more extents than blocks", ino.ino),
             ));
         }
@@ -347,12 +357,13 @@ impl<R: Read + Seek> Reader<R> {
     fn extent_node(
         &mut self,
         ino: u32,
+        at: u64,
         node: &[u8],
         expect_depth: Option<u16>,
         maps: &mut Vec<(u64, u64, u64, bool)>,
         budget: &mut u64,
     ) -> Result<()> {
-        let bad = |what: &str| corrupt(0, format!("inode {ino}: extent tree: {what}"));
+        let bad = |what: &str| corrupt(at, format!("inode {ino}: extent tree: {what}"));
         let h = ExtentHeader::read_from_prefix(node)
             .map_err(|_| bad("short node"))?
             .0;
@@ -387,7 +398,7 @@ impl<R: Read + Seek> Reader<R> {
                 *budget -= 1;
                 let mut child = vec![0u8; self.bs as usize];
                 read_at(&mut self.img, leaf * self.bs, &mut child)?;
-                self.extent_node(ino, &child, Some(depth - 1), maps, budget)?;
+                self.extent_node(ino, leaf * self.bs, &child, Some(depth - 1), maps, budget)?;
             }
         }
         Ok(())
@@ -466,7 +477,7 @@ impl<R: Read + Seek> Reader<R> {
     pub fn read_dir(&mut self, ino: &InodeInfo) -> Result<BTreeMap<Vec<u8>, u32>> {
         if ino.size > MAX_DIR_SIZE {
             return Err(corrupt(
-                0,
+                ino.offset,
                 format!("directory inode {} of {} bytes", ino.ino, ino.size),
             ));
         }
@@ -525,7 +536,7 @@ impl<R: Read + Seek> Reader<R> {
         if ino.file_acl != 0 {
             if ino.file_acl >= self.blocks_count {
                 return Err(corrupt(
-                    0,
+                    ino.offset,
                     format!("inode {}: xattr block outside the file system", ino.ino),
                 ));
             }
@@ -635,7 +646,7 @@ impl<R: Read + Seek> Reader<R> {
                 inofmt::S_IFSOCK => {} // tar cannot hold sockets
                 _ => {
                     return Err(corrupt(
-                        0,
+                        ino.offset,
                         format!("inode {ino_no} at {path:?}: bad mode {:o}", ino.mode),
                     ));
                 }
@@ -650,7 +661,7 @@ impl<R: Read + Seek> Reader<R> {
     fn symlink_target(&mut self, ino: &InodeInfo) -> Result<Vec<u8>> {
         if ino.size >= self.bs || ino.size == 0 {
             return Err(corrupt(
-                0,
+                ino.offset,
                 format!("symlink inode {}: size {}", ino.ino, ino.size),
             ));
         }
