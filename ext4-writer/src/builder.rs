@@ -104,22 +104,38 @@ pub struct Summary {
     pub blocks_used: u64,
 }
 
-/// The image being written, buffered, always appending at its end.
+/// The image being written, buffered, always appending at its end. The buffer stays
+/// allocated (and initialized) at full size; `len` says how much of it is pending, so file
+/// data can be read from the tar straight into it.
 struct Out<W> {
     inner: W,
     buf: Vec<u8>,
+    /// Pending bytes at the start of `buf`.
+    len: usize,
     /// Image offset of `buf[0]`.
     pos: u64,
 }
 
 impl<W: Write + Seek> Out<W> {
     fn next_block(&self) -> u64 {
-        (self.pos + self.buf.len() as u64) / BLOCK_SIZE
+        (self.pos + self.len as u64) / BLOCK_SIZE
     }
 
     fn push(&mut self, data: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= OUT_BUFFER {
+        if self.len + data.len() > self.buf.len() {
+            self.flush()?;
+        }
+        if data.len() > self.buf.len() {
+            self.inner.write_all(data).map_err(|source| Error::Write {
+                offset: self.pos,
+                source,
+            })?;
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        if self.len >= OUT_BUFFER {
             self.flush()?;
         }
         Ok(())
@@ -130,19 +146,41 @@ impl<W: Write + Seek> Out<W> {
         let first = self.next_block();
         self.push(data)?;
         let pad = (BS - data.len() % BS) % BS;
-        self.buf.resize(self.buf.len() + pad, 0);
+        self.push(&ZERO_BLOCK[..pad])?;
         Ok(first)
+    }
+
+    /// Makes sure `n` (at most [`READ_CHUNK`]) bytes after the pending ones are free.
+    fn make_room(&mut self, n: usize) -> Result<()> {
+        if self.len + n > self.buf.len() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The free space after the pending bytes (call [`Out::make_room`] first).
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.len..]
+    }
+
+    /// Marks `n` bytes written into [`Out::spare`] as pending.
+    fn commit(&mut self, n: usize) -> Result<()> {
+        self.len += n;
+        if self.len >= OUT_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
         self.inner
-            .write_all(&self.buf)
+            .write_all(&self.buf[..self.len])
             .map_err(|source| Error::Write {
                 offset: self.pos,
                 source,
             })?;
-        self.pos += self.buf.len() as u64;
-        self.buf.clear();
+        self.pos += self.len as u64;
+        self.len = 0;
         Ok(())
     }
 
@@ -192,7 +230,6 @@ pub struct Builder<W: Write + Seek> {
     data_start: u64,
     /// Block count the image may not exceed.
     max_blocks: u64,
-    scratch: Vec<u8>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -234,7 +271,8 @@ impl<W: Write + Seek> Builder<W> {
         Ok(Builder {
             out: Out {
                 inner: out,
-                buf: Vec::with_capacity(OUT_BUFFER + READ_CHUNK),
+                buf: vec![0; OUT_BUFFER + READ_CHUNK],
+                len: 0,
                 pos,
             },
             options,
@@ -242,7 +280,6 @@ impl<W: Write + Seek> Builder<W> {
             gdt_reserved,
             data_start,
             max_blocks,
-            scratch: vec![0; READ_CHUNK],
         })
     }
 
@@ -423,51 +460,51 @@ impl<W: Write + Seek> Builder<W> {
         let mut remaining = size;
         while remaining > 0 {
             let want = remaining.min(READ_CHUNK as u64) as usize;
-            r.read_exact(&mut self.scratch[..want])
+            let padded = want.div_ceil(BS) * BS;
+            self.out.make_room(padded)?;
+            let first = self.out.next_block();
+            let area = &mut self.out.spare()[..padded];
+            r.read_exact(&mut area[..want])
                 .map_err(|source| Error::TarRead {
                     entry: Some(name.to_string()),
                     source,
                 })?;
             remaining -= want as u64;
-            let padded = want.div_ceil(BS) * BS;
-            self.scratch[want..padded].fill(0);
-            let blocks = padded / BS;
-            let mut i = 0;
-            while i < blocks {
-                if is_zero(&self.scratch[i * BS..(i + 1) * BS]) {
-                    i += 1;
+            area[want..].fill(0);
+            // Keep non-zero blocks, moved down over the zero ones (which become holes).
+            let mut kept = 0usize;
+            for i in 0..padded / BS {
+                if is_zero(&area[i * BS..(i + 1) * BS]) {
                     continue;
                 }
-                let mut j = i + 1;
-                while j < blocks && !is_zero(&self.scratch[j * BS..(j + 1) * BS]) {
-                    j += 1;
+                if kept != i {
+                    area.copy_within(i * BS..(i + 1) * BS, kept * BS);
                 }
-                let first = self.out.next_block();
-                let len = (j - i) as u64;
-                if first + len > self.max_blocks {
-                    return Err(Error::TooLarge {
-                        entry: Some(name.to_string()),
-                        what: format!("the maximum size of {} bytes", self.options.max_size),
-                    });
-                }
-                self.out.push(&self.scratch[i * BS..j * BS])?;
-                let lstart = (logical + i as u64) as u32;
+                let lblock = (logical + i as u64) as u32;
+                let pblock = first + kept as u64;
                 match runs.last_mut() {
                     Some(r)
-                        if r.logical + r.len == lstart
-                            && r.physical + u64::from(r.len) == first =>
+                        if r.logical + r.len == lblock
+                            && r.physical + u64::from(r.len) == pblock =>
                     {
-                        r.len += len as u32;
+                        r.len += 1;
                     }
                     _ => runs.push(Run {
-                        logical: lstart,
-                        physical: first,
-                        len: len as u32,
+                        logical: lblock,
+                        physical: pblock,
+                        len: 1,
                     }),
                 }
-                i = j;
+                kept += 1;
             }
-            logical += blocks as u64;
+            if first + kept as u64 > self.max_blocks {
+                return Err(Error::TooLarge {
+                    entry: Some(name.to_string()),
+                    what: format!("the maximum size of {} bytes", self.options.max_size),
+                });
+            }
+            self.out.commit(kept * BS)?;
+            logical += (padded / BS) as u64;
         }
         Ok(runs)
     }
