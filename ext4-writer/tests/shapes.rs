@@ -111,6 +111,15 @@ fn file_of_exactly_4gib_builds_needs_e2fsck_debugfs() {
         counter.ab_run_max, size,
         "the file's bytes come back as one run of 0xAB"
     );
+    // 4 GiB went in and out without being held: the whole test process (other tests of
+    // this binary included) stayed under the crate's 256 MiB budget.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(hwm_kib < 256 * 1024, "peak RSS {hwm_kib} KiB");
 }
 
 /// Counts bytes and the longest run of 0xAB, without keeping them.
