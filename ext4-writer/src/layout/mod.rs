@@ -1,7 +1,16 @@
 //! The ext4 on-disk format, as `#[repr(C)]` zerocopy structures with little-endian fields.
 //!
-//! One module per structure family; each checks its size at compile time. The facts come
-//! from the kernel's `Documentation/filesystems/ext4` and e2fsprogs' `ext2_fs.h`.
+//! One module per structure family; each checks its size (and key field offsets) at
+//! compile time. The facts come from the kernel's `Documentation/filesystems/ext4` and
+//! e2fsprogs' `ext2_fs.h`; Microsoft's `tar2ext4` (hcsshim) showed that flex_bg plus
+//! `sparse_super2` without backups lets all metadata follow the data.
+//!
+//! - [`superblock`]: the superblock and feature flags;
+//! - [`group`]: group descriptors (32-byte, plus the 64-bit half for reading);
+//! - [`inode`]: inodes, time and device encodings;
+//! - [`extent`]: extent tree headers, leaves and index entries;
+//! - [`dir`]: linear directory entries; [`htree`]: hashed directory indexes and the hash;
+//! - [`xattr`]: xattr block header, entries, name prefixes, hashes, POSIX ACL form.
 //!
 //! Checksums: the images the [`Builder`](crate::Builder) writes do **not** enable
 //! `metadata_csum` (nor `gdt_csum`). That is a deliberate choice: every kernel since 3.x and
