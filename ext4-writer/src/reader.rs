@@ -6,7 +6,7 @@
 //!
 //! It reads images made by anyone (e.g. `mkfs.ext4 -d`): extents or block maps, 32- or
 //! 64-byte group descriptors, hashed or linear directories, `metadata_csum` (checksums are
-//! not verified), in-inode and block xattrs. It refuses `inline_data`, `meta_bg`,
+//! not verified), in-inode and block xattrs, `inline_data`. It refuses `meta_bg`,
 //! encryption, casefold and xattr inodes with [`Error::Unsupported`]. Every offset and count
 //! read from the image is bounds-checked: a corrupt image gives [`Error::Corrupt`], never a
 //! panic or an allocation sized by the image.
@@ -36,6 +36,8 @@ const MAX_DIR_SIZE: u64 = 1 << 30;
 const MAX_EXTENT_DEPTH: u16 = 5;
 /// Deepest directory nesting accepted.
 const MAX_DEPTH: usize = 4096;
+/// Where `inline_data` inodes keep the bytes past `i_block`.
+const INLINE_XATTR: &[u8] = b"system.data";
 /// `trusted.overlay.opaque`.
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
@@ -481,8 +483,21 @@ impl<R: Read + Seek> Reader<R> {
                 format!("directory inode {} of {} bytes", ino.ino, ino.size),
             ));
         }
-        let segs = self.segments(ino)?;
         let mut out = BTreeMap::new();
+        if ino.flags & inofmt::INLINE_DATA_FL != 0 {
+            // `i_block` holds the parent's inode number, then entries; `system.data`
+            // holds more entries.
+            let data = self
+                .raw_xattrs(ino)?
+                .remove(INLINE_XATTR)
+                .unwrap_or_default();
+            self.parse_dir_block(ino, ino.offset + 0x28 + 4, &ino.block[4..], &mut out)?;
+            if !data.is_empty() {
+                self.parse_dir_block(ino, ino.offset, &data, &mut out)?;
+            }
+            return Ok(out);
+        }
+        let segs = self.segments(ino)?;
         let mut block = vec![0u8; self.bs as usize];
         for seg in segs {
             let Some(src) = seg.src else { continue };
@@ -491,39 +506,75 @@ impl<R: Read + Seek> Reader<R> {
                 let at = src + done;
                 read_at(&mut self.img, at, &mut block)?;
                 done += self.bs;
-                let mut off = 0usize;
-                while off + 8 <= block.len() {
-                    let (head, _) = DirEntryHead::read_from_prefix(&block[off..])
-                        .map_err(|_| corrupt(at, "short directory entry"))?;
-                    let rec = usize::from(head.rec_len.get());
-                    let nlen = usize::from(head.name_len);
-                    if rec < 8 || off + rec > block.len() || 8 + nlen > rec {
-                        return Err(corrupt(
-                            at + off as u64,
-                            format!("directory inode {}: bad entry", ino.ino),
-                        ));
-                    }
-                    let child = head.inode.get();
-                    let name = &block[off + 8..off + 8 + nlen];
-                    if child != 0 && name != b"." && name != b".." {
-                        if u64::from(child) > self.inodes_count || nlen == 0 || name.contains(&b'/')
-                        {
-                            return Err(corrupt(
-                                at + off as u64,
-                                format!("directory inode {}: bad entry", ino.ino),
-                            ));
-                        }
-                        out.insert(name.to_vec(), child);
-                    }
-                    off += rec;
-                }
+                self.parse_dir_block(ino, at, &block, &mut out)?;
             }
         }
         Ok(out)
     }
 
-    /// An inode's extended attributes by full name (ACLs in their generic xattr form).
+    /// Parses the linear entries of one directory block (or inline area) at image offset `at`.
+    fn parse_dir_block(
+        &self,
+        ino: &InodeInfo,
+        at: u64,
+        block: &[u8],
+        out: &mut BTreeMap<Vec<u8>, u32>,
+    ) -> Result<()> {
+        let mut off = 0usize;
+        while off + 8 <= block.len() {
+            let (head, _) = DirEntryHead::read_from_prefix(&block[off..])
+                .map_err(|_| corrupt(at, "short directory entry"))?;
+            let rec = usize::from(head.rec_len.get());
+            let nlen = usize::from(head.name_len);
+            let bad = || {
+                corrupt(
+                    at + off as u64,
+                    format!("directory inode {}: bad entry", ino.ino),
+                )
+            };
+            if rec < 8 || off + rec > block.len() || 8 + nlen > rec {
+                return Err(bad());
+            }
+            let child = head.inode.get();
+            let name = &block[off + 8..off + 8 + nlen];
+            if child != 0 && name != b"." && name != b".." {
+                if u64::from(child) > self.inodes_count || nlen == 0 || name.contains(&b'/') {
+                    return Err(bad());
+                }
+                out.insert(name.to_vec(), child);
+            }
+            off += rec;
+        }
+        Ok(())
+    }
+
+    /// The bytes of an `inline_data` inode: `i_block`, then the `system.data` xattr.
+    fn inline_data(&mut self, ino: &InodeInfo) -> Result<Vec<u8>> {
+        let mut data = ino.block.to_vec();
+        data.extend(
+            self.raw_xattrs(ino)?
+                .remove(INLINE_XATTR)
+                .unwrap_or_default(),
+        );
+        if (data.len() as u64) < ino.size {
+            return Err(corrupt(
+                ino.offset,
+                format!("inode {}: inline data shorter than the size", ino.ino),
+            ));
+        }
+        data.truncate(ino.size as usize);
+        Ok(data)
+    }
+
+    /// An inode's extended attributes by full name (ACLs in their generic xattr form),
+    /// without `system.data` (the tail of inline data, not an attribute of the file).
     pub fn xattrs(&mut self, ino: &InodeInfo) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut all = self.raw_xattrs(ino)?;
+        all.remove(INLINE_XATTR);
+        Ok(all)
+    }
+
+    fn raw_xattrs(&mut self, ino: &InodeInfo) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
         let mut out = BTreeMap::new();
         if self.inode_size > 128 {
             let extra = usize::from(le16(&ino.raw, 0x80));
@@ -672,6 +723,9 @@ impl<R: Read + Seek> Reader<R> {
         if fast {
             return Ok(ino.block[..ino.size as usize].to_vec());
         }
+        if ino.flags & inofmt::INLINE_DATA_FL != 0 {
+            return self.inline_data(ino);
+        }
         let mut out = Vec::new();
         for seg in self.segments(ino)? {
             let mut buf = vec![0u8; seg.len as usize];
@@ -744,6 +798,12 @@ impl<R: Read + Seek> Reader<R> {
             Emit::HardLink(target) => {
                 h.set_entry_type(tar::EntryType::Link);
                 tar.append_link(&mut h, path, target).map_err(werr)
+            }
+            Emit::File if ino.flags & inofmt::INLINE_DATA_FL != 0 => {
+                let data = self.inline_data(ino)?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                tar.append_data(&mut h, path, data.as_slice()).map_err(werr)
             }
             Emit::File => {
                 let segs = self.segments(ino)?;

@@ -74,7 +74,8 @@ pub const INCOMPAT_READ_SUPPORTED: u32 = INCOMPAT_FILETYPE
     | INCOMPAT_MMP
     | INCOMPAT_FLEX_BG
     | INCOMPAT_CSUM_SEED
-    | INCOMPAT_LARGEDIR;
+    | INCOMPAT_LARGEDIR
+    | INCOMPAT_INLINE_DATA;
 
 /// The ext4 superblock (`struct ext4_super_block`), fields through `s_checksum_seed`
 /// named, the rest kept as padding.
