@@ -6,11 +6,19 @@ mod common;
 
 use std::io::Cursor;
 
-use ext4_writer::{Builder, Error, Options, ReadOptions, Reader};
+use ext4_writer::{Builder, Error, Options, ReadOptions, Reader, Whiteouts};
 use testkit::Layercheck;
 
 fn build_bytes(tar: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut b = Builder::new(Cursor::new(Vec::new()), Options::default())?;
+    build_with(tar, Whiteouts::Keep)
+}
+
+fn build_with(tar: &[u8], whiteouts: Whiteouts) -> Result<Vec<u8>, Error> {
+    let options = Options {
+        whiteouts,
+        ..Options::default()
+    };
+    let mut b = Builder::new(Cursor::new(Vec::new()), options)?;
     b.append_tar(Cursor::new(tar))?;
     Ok(b.finish()?.0.into_inner())
 }
@@ -44,10 +52,14 @@ fn read_names(img: &[u8]) -> Result<Vec<String>, Error> {
 #[test]
 fn hostile_layers_are_refused_or_kept_inside_the_root() {
     let lc = Layercheck::generate();
-    for path in lc.hostile_layers() {
+    for (path, whiteouts) in lc
+        .hostile_layers()
+        .into_iter()
+        .flat_map(|p| [(p.clone(), Whiteouts::Keep), (p, Whiteouts::Overlay)])
+    {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let tar = std::fs::read(&path).unwrap();
-        let res = build_bytes(&tar);
+        let res = build_with(&tar, whiteouts);
         match name.as_str() {
             "garbage" | "truncated" => {
                 assert!(matches!(res, Err(Error::TarRead { .. })), "{name}: {res:?}");
@@ -74,6 +86,10 @@ fn hostile_layers_are_refused_or_kept_inside_the_root() {
                     "absolute" => Some("tmp/escaped-absolute"),
                     "symlink-dir-escape" => Some("escaped-symlink"),
                     "symlink-abs-escape" => Some("tmp/escaped-abs-symlink"),
+                    "whiteout-escape" | "whiteout-through-symlink" => Some(match whiteouts {
+                        Whiteouts::Keep => ".wh.outside-canary",
+                        Whiteouts::Overlay => "outside-canary",
+                    }),
                     _ => None,
                 };
                 if let Some(e) = expect {
