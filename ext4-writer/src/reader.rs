@@ -17,7 +17,10 @@
 //! modification times with nanoseconds as PAX `mtime`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use zerocopy::FromBytes;
 
@@ -609,18 +612,21 @@ impl<R: Read + Seek> Reader<R> {
     pub fn write_tar<W: Write>(&mut self, out: W, options: ReadOptions) -> Result<W> {
         let mut tar = tar::Builder::new(out);
         let mut seen_dirs: HashSet<u32> = HashSet::new();
-        let mut first_path: HashMap<u32, String> = HashMap::new();
+        let mut first_path: HashMap<u32, Vec<u8>> = HashMap::new();
         // (inode, path, depth)
-        let mut stack: Vec<(u32, String, usize)> = vec![(ROOT_INO, String::new(), 0)];
+        let mut stack: Vec<(u32, Vec<u8>, usize)> = vec![(ROOT_INO, Vec::new(), 0)];
         while let Some((ino_no, path, depth)) = stack.pop() {
             let ino = self.inode(ino_no)?;
             let kind = ino.mode & inofmt::S_IFMT;
             if kind == inofmt::S_IFDIR {
                 if !seen_dirs.insert(ino_no) || depth > MAX_DEPTH {
-                    return Err(corrupt(0, format!("directory loop at {path:?}")));
+                    return Err(corrupt(
+                        ino.offset,
+                        format!("directory loop at {:?}", show(&path)),
+                    ));
                 }
                 let children = self.read_dir(&ino)?;
-                if depth == 1 && path == "lost+found" && children.is_empty() {
+                if depth == 1 && path == b"lost+found" && children.is_empty() {
                     continue;
                 }
                 let mut xattrs = self.xattrs(&ino)?;
@@ -630,21 +636,20 @@ impl<R: Read + Seek> Reader<R> {
                     xattrs.remove(OPAQUE_XATTR);
                 }
                 let name = if path.is_empty() {
-                    "./".to_string()
+                    b"./".to_vec()
                 } else {
-                    format!("{path}/")
+                    [path.as_slice(), b"/"].concat()
                 };
                 self.emit(&mut tar, &ino, &name, &xattrs, Emit::Dir)?;
                 if opaque {
-                    let wh = format!("{name}.wh..wh..opq");
+                    let wh = [name.as_slice(), b".wh..wh..opq"].concat();
                     self.emit(&mut tar, &ino, &wh, &BTreeMap::new(), Emit::EmptyFile)?;
                 }
                 for (child_name, child) in children.into_iter().rev() {
-                    let cn = String::from_utf8_lossy(&child_name);
                     let cp = if path.is_empty() {
-                        cn.into_owned()
+                        child_name
                     } else {
-                        format!("{path}/{cn}")
+                        [path.as_slice(), b"/", child_name.as_slice()].concat()
                     };
                     stack.push((child, cp, depth + 1));
                 }
@@ -679,9 +684,9 @@ impl<R: Read + Seek> Reader<R> {
                         && major == 0
                         && minor == 0
                     {
-                        let wh = match path.rsplit_once('/') {
-                            Some((dir, base)) => format!("{dir}/.wh.{base}"),
-                            None => format!(".wh.{path}"),
+                        let wh = match path.iter().rposition(|&b| b == b'/') {
+                            Some(i) => [&path[..=i], b".wh.", &path[i + 1..]].concat(),
+                            None => [b".wh.".as_slice(), path.as_slice()].concat(),
                         };
                         self.emit(&mut tar, &ino, &wh, &BTreeMap::new(), Emit::EmptyFile)?;
                     } else {
@@ -698,7 +703,11 @@ impl<R: Read + Seek> Reader<R> {
                 _ => {
                     return Err(corrupt(
                         ino.offset,
-                        format!("inode {ino_no} at {path:?}: bad mode {:o}", ino.mode),
+                        format!(
+                            "inode {ino_no} at {:?}: bad mode {:o}",
+                            show(&path),
+                            ino.mode
+                        ),
                     ));
                 }
             }
@@ -741,14 +750,15 @@ impl<R: Read + Seek> Reader<R> {
         &mut self,
         tar: &mut tar::Builder<W>,
         ino: &InodeInfo,
-        path: &str,
+        path: &[u8],
         xattrs: &BTreeMap<Vec<u8>, Vec<u8>>,
         what: Emit<'_>,
     ) -> Result<()> {
         let werr = |source| Error::TarWrite {
-            entry: path.to_string(),
+            entry: show(path),
             source,
         };
+        let path = Path::new(OsStr::from_bytes(path));
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if ino.mtime.1 != 0 && !matches!(what, Emit::HardLink(_)) {
             pax.push(("mtime".into(), format_time(ino.mtime).into_bytes()));
@@ -792,11 +802,12 @@ impl<R: Read + Seek> Reader<R> {
             }
             Emit::Symlink(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
-                let target = String::from_utf8_lossy(target).into_owned();
+                let target = Path::new(OsStr::from_bytes(target));
                 tar.append_link(&mut h, path, target).map_err(werr)
             }
             Emit::HardLink(target) => {
                 h.set_entry_type(tar::EntryType::Link);
+                let target = Path::new(OsStr::from_bytes(target));
                 tar.append_link(&mut h, path, target).map_err(werr)
             }
             Emit::File if ino.flags & inofmt::INLINE_DATA_FL != 0 => {
@@ -829,7 +840,12 @@ enum Emit<'a> {
     Fifo,
     Device(tar::EntryType, u32, u32),
     Symlink(&'a [u8]),
-    HardLink(&'a str),
+    HardLink(&'a [u8]),
+}
+
+/// A path for messages.
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
 }
 
 fn format_time((secs, nanos): (i64, u32)) -> String {

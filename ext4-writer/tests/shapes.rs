@@ -596,3 +596,41 @@ fn limits_and_bad_links_are_errors_not_panics() {
         );
     }
 }
+
+#[test]
+fn non_utf8_names_and_targets_survive_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let target = std::ffi::OsStr::from_bytes(b"l\xffnk");
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = header(tar::EntryType::Regular, 0o644, 2);
+    t.append_data(&mut h, name, &b"hi"[..]).unwrap();
+    let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+    t.append_link(&mut h, "sym", target).unwrap();
+    let mut h = header(tar::EntryType::Link, 0o644, 0);
+    t.append_link(&mut h, "hard", name).unwrap();
+    let tar = t.into_inner().unwrap();
+    let mut b = Builder::new(Cursor::new(Vec::new()), Options::default()).unwrap();
+    b.append_tar(Cursor::new(tar)).unwrap();
+    let img = b.finish().unwrap().0.into_inner();
+    let mut r = Reader::open(Cursor::new(img)).unwrap();
+    let out = r.write_tar(Vec::new(), ReadOptions::default()).unwrap();
+    let mut a = tar::Archive::new(out.as_slice());
+    let mut seen = Vec::new();
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        seen.push((
+            e.path_bytes().into_owned(),
+            e.link_name_bytes().map(|l| l.into_owned()),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (b"./".to_vec(), None),
+            (b"caf\xe9".to_vec(), None),
+            (b"hard".to_vec(), Some(b"caf\xe9".to_vec())),
+            (b"sym".to_vec(), Some(b"l\xffnk".to_vec())),
+        ]
+    );
+}
