@@ -7,7 +7,7 @@ mod common;
 use std::io::Cursor;
 
 use ext4_writer::{Builder, Error, Options, ReadOptions, Reader, Whiteouts};
-use testkit::Layercheck;
+use testkit::{Layercheck, Requirement, require};
 
 fn build_bytes(tar: &[u8]) -> Result<Vec<u8>, Error> {
     build_with(tar, Whiteouts::Keep)
@@ -50,7 +50,13 @@ fn read_names(img: &[u8]) -> Result<Vec<String>, Error> {
 }
 
 #[test]
-fn hostile_layers_are_refused_or_kept_inside_the_root() {
+fn hostile_layers_are_refused_or_kept_inside_the_root_needs_e2fsck() {
+    if !require(
+        "hostile_layers_are_refused_or_kept_inside_the_root_needs_e2fsck",
+        &[Requirement::Command("e2fsck")],
+    ) {
+        return;
+    }
     let lc = Layercheck::generate();
     for (path, whiteouts) in lc
         .hostile_layers()
@@ -72,6 +78,7 @@ fn hostile_layers_are_refused_or_kept_inside_the_root() {
             }
             _ => {
                 let img = res.unwrap_or_else(|e| panic!("{name}: {e}"));
+                common::e2fsck_clean_bytes(&img);
                 let names = read_names(&img).unwrap();
                 for n in &names {
                     assert!(
@@ -109,6 +116,12 @@ fn base_image() -> Vec<u8> {
 #[test]
 fn hand_broken_images_are_errors() {
     let good = base_image();
+    if require(
+        "hand_broken_images_are_errors (base image check)",
+        &[Requirement::Command("e2fsck")],
+    ) {
+        common::e2fsck_clean_bytes(&good);
+    }
     assert!(read_names(&good).is_ok());
     let sb = 1024;
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
@@ -194,7 +207,14 @@ fn mutated_images_never_panic() {
 }
 
 #[test]
-fn mutated_tars_never_panic() {
+fn mutated_tars_never_panic_and_build_clean_images_needs_e2fsck() {
+    if !require(
+        "mutated_tars_never_panic_and_build_clean_images_needs_e2fsck",
+        &[Requirement::Command("e2fsck")],
+    ) {
+        return;
+    }
+    let mut checked = std::collections::HashSet::new();
     let lc = Layercheck::generate();
     let good = std::fs::read(lc.chain_layer(2)).unwrap();
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
@@ -211,7 +231,13 @@ fn mutated_tars_never_panic() {
             m[at] = (next() >> 16) as u8;
         }
         let cut = (next() >> 8) as usize % (m.len() + 1);
-        let _ = build_bytes(&m[..cut]);
-        let _ = build_bytes(&m);
+        for input in [&m[..cut], &m[..]] {
+            // Whatever builds must be a clean file system (each distinct image checked once).
+            if let Ok(img) = build_bytes(input)
+                && checked.insert(img.clone())
+            {
+                common::e2fsck_clean_bytes(&img);
+            }
+        }
     }
 }

@@ -137,6 +137,7 @@ fn round_trip_tar_ext4_tar_ext4_keeps_the_tree_needs_root_loop() {
             build(&lc.chain_layer(k), &a, wh_in);
             read_back(&a, &t, wh_out);
             build(&t, &b, wh_in);
+            e2fsck_clean(&a);
             e2fsck_clean(&b);
             let ma = Mount::loop_ro(&a, &tmp.path().join(format!("ma{k}")));
             let mb = Mount::loop_ro(&b, &tmp.path().join(format!("mb{k}")));

@@ -44,6 +44,13 @@ pub fn e2fsck_clean(img: &Path) {
     );
 }
 
+/// Asserts that an image held in memory passes `e2fsck -fn`.
+pub fn e2fsck_clean_bytes(img: &[u8]) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), img).unwrap();
+    e2fsck_clean(f.path());
+}
+
 /// `debugfs -R 'stat PATH'` output.
 pub fn debugfs_stat(img: &Path, path: &str) -> String {
     let out = Command::new("debugfs")
