@@ -6,7 +6,7 @@
 //!
 //! It reads images made by anyone (e.g. `mkfs.ext4 -d`): extents or block maps, 32- or
 //! 64-byte group descriptors, hashed or linear directories, `metadata_csum` (checksums are
-//! not verified), in-inode and block xattrs, `inline_data`. It refuses `meta_bg`,
+//! not verified), in-inode and block xattrs, `inline_data`, `meta_bg`. It refuses
 //! encryption, casefold and xattr inodes with [`Error::Unsupported`]. Every offset and count
 //! read from the image is bounds-checked: a corrupt image gives [`Error::Corrupt`], never a
 //! panic or an allocation sized by the image.
@@ -93,6 +93,55 @@ pub struct InodeInfo {
     raw: Vec<u8>,
 }
 
+/// Where group descriptors live: one table after the superblock, or with `meta_bg` one
+/// descriptor block at the start of each meta group (after that group's backup superblock).
+struct DescLayout {
+    gdt_at: u64,
+    bs: u64,
+    bpg: u64,
+    first: u64,
+    desc_size: u64,
+    meta_bg: bool,
+    first_meta_bg: u64,
+    sparse_super2: bool,
+    sparse_super: bool,
+    backup_bgs: [u64; 2],
+}
+
+impl DescLayout {
+    /// Does group `g` hold a superblock copy?
+    fn has_super(&self, g: u64) -> bool {
+        if g == 0 {
+            return true;
+        }
+        if self.sparse_super2 {
+            return g == self.backup_bgs[0] || g == self.backup_bgs[1];
+        }
+        if !self.sparse_super || g == 1 {
+            return true;
+        }
+        [3u64, 5, 7].iter().any(|&base| {
+            let mut p = base;
+            while p < g {
+                p = p.saturating_mul(base);
+            }
+            p == g
+        })
+    }
+
+    /// Image offset of group `g`'s descriptor.
+    fn offset(&self, g: u64) -> u64 {
+        let per_block = self.bs / self.desc_size;
+        let mg = g / per_block;
+        if !self.meta_bg || mg < self.first_meta_bg {
+            return self.gdt_at + g * self.desc_size;
+        }
+        let g0 = mg * per_block;
+        let block = self.first + g0 * self.bpg + u64::from(self.has_super(g0));
+        block * self.bs + (g % per_block) * self.desc_size
+    }
+}
+
 /// A piece of a file: `len` bytes read from `src` (image offset) or zeros.
 #[derive(Clone, Copy, Debug)]
 struct Seg {
@@ -147,7 +196,7 @@ impl<R: Read + Seek> Reader<R> {
             return Err(corrupt(off, "bad superblock magic (not ext2/3/4)"));
         }
         let incompat = sb.feature_incompat.get();
-        let unsupported = incompat & !(sbfmt::INCOMPAT_READ_SUPPORTED & !sbfmt::INCOMPAT_META_BG);
+        let unsupported = incompat & !sbfmt::INCOMPAT_READ_SUPPORTED;
         if unsupported != 0 {
             return Err(Error::Unsupported {
                 what: format!("incompatible features {unsupported:#x}"),
@@ -202,28 +251,46 @@ impl<R: Read + Seek> Reader<R> {
             .seek(SeekFrom::End(0))
             .map_err(|source| Error::Read { offset: 0, source })?;
         let gdt_at = (first + 1) * bs;
-        if gdt_at + needed_groups * desc_size > img_len {
+        if needed_groups * desc_size > img_len {
             return Err(corrupt(
                 gdt_at,
-                "group descriptors past the end of the image",
+                "more group descriptors than the image holds",
             ));
         }
-        let mut gdt = vec![0u8; (needed_groups * desc_size) as usize];
-        read_at(&mut img, gdt_at, &mut gdt)?;
+        let layout = DescLayout {
+            gdt_at,
+            bs,
+            bpg,
+            first,
+            desc_size,
+            meta_bg: incompat & sbfmt::INCOMPAT_META_BG != 0,
+            first_meta_bg: u64::from(sb.first_meta_bg.get()),
+            sparse_super2: sb.feature_compat.get() & sbfmt::COMPAT_SPARSE_SUPER2 != 0,
+            sparse_super: sb.feature_ro_compat.get() & sbfmt::RO_COMPAT_SPARSE_SUPER != 0,
+            backup_bgs: [
+                u64::from(sb.backup_bgs[0].get()),
+                u64::from(sb.backup_bgs[1].get()),
+            ],
+        };
         let mut tables = Vec::with_capacity(needed_groups as usize);
-        for g in 0..needed_groups as usize {
-            let d = &gdt[g * desc_size as usize..(g + 1) * desc_size as usize];
+        let mut d = vec![0u8; desc_size as usize];
+        for g in 0..needed_groups {
+            let at = layout.offset(g);
+            if at + desc_size > img_len {
+                return Err(corrupt(at, format!("group {g} descriptor past the end")));
+            }
+            read_at(&mut img, at, &mut d)?;
             let lo = GroupDesc::read_from_bytes(&d[..32])
-                .map_err(|_| corrupt(gdt_at, "short descriptor"))?;
+                .map_err(|_| corrupt(at, "short descriptor"))?;
             let mut table = u64::from(lo.inode_table_lo.get());
             if desc_size >= 64 {
                 let hi = GroupDescHi::read_from_bytes(&d[32..64])
-                    .map_err(|_| corrupt(gdt_at, "short descriptor"))?;
+                    .map_err(|_| corrupt(at, "short descriptor"))?;
                 table |= u64::from(hi.inode_table_hi.get()) << 32;
             }
             if table == 0 || table >= blocks_count {
                 return Err(corrupt(
-                    gdt_at + g as u64 * desc_size,
+                    at,
                     format!("group {g} inode table at block {table}"),
                 ));
             }

@@ -177,17 +177,22 @@ fn reader_gives_back_the_tree_of_mkfs_images_needs_root_mkfs() {
     let lc = Layercheck::generate();
     let tmp = tempfile::tempdir().unwrap();
     // mkfs defaults (64bit, metadata_csum, journal), inline data, ext2 block maps (with a
-    // 1 KiB block size), and 128-byte inodes.
-    let variants: [&[&str]; 4] = [
-        &["-t", "ext4"],
-        &["-t", "ext4", "-O", "inline_data"],
-        &["-t", "ext2", "-b", "1024"],
-        &["-t", "ext3", "-I", "128"],
+    // 1 KiB block size), 128-byte inodes, and meta_bg with descriptors spread over five
+    // meta groups.
+    let variants: [(&[&str], &str); 5] = [
+        (&["-t", "ext4"], "32M"),
+        (&["-t", "ext4", "-O", "inline_data"], "32M"),
+        (&["-t", "ext2", "-b", "1024"], "32M"),
+        (&["-t", "ext3", "-I", "128"], "32M"),
+        (
+            &["-t", "ext4", "-b", "1024", "-O", "meta_bg,^resize_inode"],
+            "600M",
+        ),
     ];
     for k in 1..=3 {
         let tree = tmp.path().join(format!("x{k}"));
         gnu_extract(&lc.chain_layer(k), &tree);
-        for (v, args) in variants.iter().enumerate() {
+        for (v, (args, size)) in variants.iter().enumerate() {
             let img = tmp.path().join(format!("mkfs{k}-{v}.img"));
             common::run(
                 Command::new("mke2fs")
@@ -196,7 +201,7 @@ fn reader_gives_back_the_tree_of_mkfs_images_needs_root_mkfs() {
                     .arg("-d")
                     .arg(&tree)
                     .arg(&img)
-                    .arg("32M"),
+                    .arg(size),
             );
             let t = tmp.path().join(format!("mkfs{k}-{v}.tar"));
             read_back(&img, &t, WhiteoutsOut::Keep);
