@@ -690,7 +690,7 @@ impl<W: Write + Seek> Builder<W> {
         if self.options.read_only {
             ro |= sbfmt::RO_COMPAT_READONLY;
         }
-        let mut sb = Superblock {
+        Superblock {
             inodes_count: (geo.inodes_count() as u32).into(),
             blocks_count_lo: (geo.total_blocks as u32).into(),
             r_blocks_count_lo: 0.into(),
@@ -767,9 +767,7 @@ impl<W: Write + Seek> Builder<W> {
             overhead_blocks: 0.into(),
             backup_bgs: [0.into(); 2],
             tail: [0; 1024 - 0x254],
-        };
-        sb.block_group_nr = 0.into();
-        sb
+        }
     }
 
     /// Writes what an inode needs besides its table slot (directory blocks, long symlink,
@@ -923,10 +921,8 @@ fn idx(logical: u32, at: u64) -> Vec<u8> {
     .to_vec()
 }
 
-/// An extent tree node: header then entries, zero-padded to 60 bytes (inode) or a block.
-fn node_bytes<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> [u8; 60]
-where
-{
+/// The in-inode extent tree root (`i_block`): header then up to four entries, zero-padded.
+fn node_bytes<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> [u8; 60] {
     let v = node_vec(depth, max, entries);
     let mut out = [0u8; 60];
     let n = v.len().min(60);
@@ -934,6 +930,7 @@ where
     out
 }
 
+/// An extent tree block (leaf or index): header then entries.
 fn node_vec<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> Vec<u8> {
     let body: Vec<Vec<u8>> = entries.collect();
     let h = ExtentHeader {
