@@ -23,6 +23,7 @@ use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
 use crate::input;
+use crate::layout::csum;
 use crate::layout::dir::{self as dirfmt, DirEntryHead, file_type};
 use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
 use crate::layout::group::GroupDesc;
@@ -79,6 +80,10 @@ pub struct Options {
     pub read_only: bool,
     /// The file system UUID.
     pub uuid: [u8; 16],
+    /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
+    /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
+    /// then verifies on every read.
+    pub metadata_csum: bool,
 }
 
 impl Default for Options {
@@ -89,6 +94,7 @@ impl Default for Options {
             inode_headroom: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
+            metadata_csum: false,
         }
     }
 }
@@ -230,6 +236,8 @@ pub struct Builder<W: Write + Seek> {
     data_start: u64,
     /// Block count the image may not exceed.
     max_blocks: u64,
+    /// The `metadata_csum` seed, when enabled.
+    csum: Option<u32>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -268,6 +276,7 @@ impl<W: Write + Seek> Builder<W> {
                 offset: pos,
                 source,
             })?;
+        let csum = options.metadata_csum.then(|| csum::fs_seed(&options.uuid));
         Ok(Builder {
             out: Out {
                 inner: out,
@@ -275,11 +284,12 @@ impl<W: Write + Seek> Builder<W> {
                 len: 0,
                 pos,
             },
-            options,
             tree: Tree::new(),
             gdt_reserved,
             data_start,
             max_blocks,
+            csum,
+            options,
         })
     }
 
@@ -533,6 +543,12 @@ impl<W: Write + Seek> Builder<W> {
         for (content, refs) in &xattr_blocks.blocks {
             let mut b = content.clone();
             b[4..8].copy_from_slice(&refs.to_le_bytes());
+            if let Some(seed) = self.csum {
+                // Over the block number, then the block with `h_checksum` zero.
+                let nr = self.out.next_block();
+                let c = csum::crc32c(csum::crc32c(seed, &nr.to_le_bytes()), &b);
+                b[16..20].copy_from_slice(&c.to_le_bytes());
+            }
             self.out.push_blocks(&b)?;
         }
         let meta_end = self.out.next_block();
@@ -575,12 +591,18 @@ impl<W: Write + Seek> Builder<W> {
             if matches!(node.kind, Kind::Dir(_)) {
                 dirs_per_group[((ino - 1) / geo.ipg) as usize] += 1;
             }
-            let raw = inode_bytes(
+            let mut raw = inode_bytes(
                 node,
                 &plans[idx],
                 numbering.links[numbering.order[idx]],
                 xattr_first,
             );
+            if let Some(seed) = self.csum {
+                // Over the whole inode with both checksum halves zero.
+                let c = csum::crc32c(csum::inode_seed(seed, ino as u32, 0), &raw);
+                raw[0x7C..0x7E].copy_from_slice(&(c as u16).to_le_bytes());
+                raw[0x82..0x84].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
+            }
             self.out.push(&raw)?;
         }
 
@@ -611,12 +633,17 @@ impl<W: Write + Seek> Builder<W> {
                 .filter(|b| bitmap[(b / 8) as usize] & (1 << (b % 8)) == 0)
                 .count() as u32;
         }
+        let bb_csum: Vec<u32> = match self.csum {
+            Some(seed) => bitmap.chunks(BS).map(|b| csum::crc32c(seed, b)).collect(),
+            None => Vec::new(),
+        };
         self.out.push(&bitmap)?;
         drop(bitmap);
 
         // Inode bitmaps.
         let mut ibitmap = vec![0u8; BS];
         let mut free_inodes_per_group = vec![0u32; geo.groups as usize];
+        let mut ib_csum: Vec<u32> = Vec::new();
         for g in 0..geo.groups {
             ibitmap.fill(0);
             let mut free = 0;
@@ -629,6 +656,9 @@ impl<W: Write + Seek> Builder<W> {
                 }
             }
             free_inodes_per_group[g as usize] = free;
+            if let Some(seed) = self.csum {
+                ib_csum.push(csum::crc32c(seed, &ibitmap[..(geo.ipg / 8) as usize]));
+            }
             self.out.push(&ibitmap)?;
         }
         if self.out.next_block() != geo.total_blocks {
@@ -642,7 +672,7 @@ impl<W: Write + Seek> Builder<W> {
         // Group descriptors.
         let mut gdt = vec![0u8; ((self.data_start - 1) * BLOCK_SIZE) as usize];
         for g in 0..geo.groups as usize {
-            let d = GroupDesc {
+            let mut d = GroupDesc {
                 block_bitmap_lo: (geo.block_bitmaps + g as u64)
                     .try_into()
                     .unwrap_or(0u32)
@@ -660,6 +690,13 @@ impl<W: Write + Seek> Builder<W> {
                 used_dirs_count_lo: (dirs_per_group[g] as u16).into(),
                 ..GroupDesc::default()
             };
+            if let Some(seed) = self.csum {
+                d.block_bitmap_csum_lo = (bb_csum[g] as u16).into();
+                d.inode_bitmap_csum_lo = (ib_csum[g] as u16).into();
+                // Over the group number, then the descriptor with `bg_checksum` zero.
+                let c = csum::crc32c(csum::crc32c(seed, &(g as u32).to_le_bytes()), d.as_bytes());
+                d.checksum = (c as u16).into();
+            }
             gdt[g * 32..(g + 1) * 32].copy_from_slice(d.as_bytes());
         }
         self.out.write_at(BLOCK_SIZE, &gdt)?;
@@ -669,6 +706,11 @@ impl<W: Write + Seek> Builder<W> {
         let sb = self.superblock(&geo, free_blocks, free_inodes);
         let mut block0 = vec![0u8; BS];
         block0[1024..2048].copy_from_slice(sb.as_bytes());
+        if self.csum.is_some() {
+            let end = 1024 + csum::SUPERBLOCK_CSUM_OFFSET;
+            let c = csum::crc32c(!0, &block0[1024..end]);
+            block0[end..end + 4].copy_from_slice(&c.to_le_bytes());
+        }
         self.out.write_at(0, &block0)?;
         self.out
             .inner
@@ -689,6 +731,9 @@ impl<W: Write + Seek> Builder<W> {
             sbfmt::RO_COMPAT_LARGE_FILE | sbfmt::RO_COMPAT_DIR_NLINK | sbfmt::RO_COMPAT_EXTRA_ISIZE;
         if self.options.read_only {
             ro |= sbfmt::RO_COMPAT_READONLY;
+        }
+        if self.csum.is_some() {
+            ro |= csum::RO_COMPAT_METADATA_CSUM;
         }
         Superblock {
             inodes_count: (geo.inodes_count() as u32).into(),
@@ -758,7 +803,11 @@ impl<W: Write + Seek> Builder<W> {
             mmp_block: 0.into(),
             raid_stripe_width: 0.into(),
             log_groups_per_flex: 4,
-            checksum_type: 0,
+            checksum_type: if self.csum.is_some() {
+                csum::CHECKSUM_TYPE_CRC32C
+            } else {
+                0
+            },
             reserved_pad: 0.into(),
             kbytes_written: 0.into(),
             unused_snapshot_error: [0; 0x240 - 0x180],
@@ -799,9 +848,10 @@ impl<W: Write + Seek> Builder<W> {
                         dir_file_type(&self.tree.nodes[child].kind),
                     ));
                 }
-                let mut data = dir_blocks(&entries);
+                let seed = self.csum.map(|s| csum::inode_seed(s, num.ino[id], 0));
+                let mut data = dir_blocks(&entries, seed);
                 if data.len() > BS
-                    && let Some(hashed) = htree_blocks(&entries)
+                    && let Some(hashed) = htree_blocks(&entries, seed)
                 {
                     data = hashed;
                     plan.indexed = true;
@@ -847,13 +897,14 @@ impl<W: Write + Seek> Builder<W> {
             }
         };
         plan.blocks += runs.iter().map(|r| u64::from(r.len)).sum::<u64>();
-        self.extent_tree(&runs, &mut plan)?;
+        let seed = self.csum.map(|s| csum::inode_seed(s, num.ino[id], 0));
+        self.extent_tree(&runs, &mut plan, seed)?;
         Ok(plan)
     }
 
     /// Builds the extent tree of `runs`: in the inode when it fits, else with leaf (and
     /// index) blocks appended to the image.
-    fn extent_tree(&mut self, runs: &[Run], plan: &mut Plan) -> Result<()> {
+    fn extent_tree(&mut self, runs: &[Run], plan: &mut Plan, seed: Option<u32>) -> Result<()> {
         let mut extents: Vec<Extent> = Vec::new();
         for r in runs {
             let mut done = 0u32;
@@ -874,10 +925,13 @@ impl<W: Write + Seek> Builder<W> {
         // Level 1: leaves.
         let mut level: Vec<(u32, u64)> = Vec::new();
         for chunk in extents.chunks(EXTENTS_PER_BLOCK) {
-            let b = node_vec(
-                0,
-                EXTENTS_PER_BLOCK as u16,
-                chunk.iter().map(|e| e.as_bytes().to_vec()),
+            let b = sealed_node(
+                node_vec(
+                    0,
+                    EXTENTS_PER_BLOCK as u16,
+                    chunk.iter().map(|e| e.as_bytes().to_vec()),
+                ),
+                seed,
             );
             let at = self.out.push_blocks(&b)?;
             plan.blocks += 1;
@@ -893,10 +947,13 @@ impl<W: Write + Seek> Builder<W> {
             }
             let mut next = Vec::new();
             for chunk in level.chunks(EXTENTS_PER_BLOCK) {
-                let b = node_vec(
-                    depth,
-                    EXTENTS_PER_BLOCK as u16,
-                    chunk.iter().map(|&(l, at)| idx(l, at)),
+                let b = sealed_node(
+                    node_vec(
+                        depth,
+                        EXTENTS_PER_BLOCK as u16,
+                        chunk.iter().map(|&(l, at)| idx(l, at)),
+                    ),
+                    seed,
                 );
                 let at = self.out.push_blocks(&b)?;
                 plan.blocks += 1;
@@ -908,6 +965,18 @@ impl<W: Write + Seek> Builder<W> {
         plan.block = node_bytes(depth, 4, level.iter().map(|&(l, at)| idx(l, at)));
         Ok(())
     }
+}
+
+/// An extent tree block padded to a block, with its `metadata_csum` tail (after `eh_max`
+/// entries) when `seed` is given.
+fn sealed_node(mut b: Vec<u8>, seed: Option<u32>) -> Vec<u8> {
+    b.resize(BS, 0);
+    if let Some(seed) = seed {
+        let tail = 12 + 12 * EXTENTS_PER_BLOCK;
+        let c = csum::crc32c(seed, &b[..tail]);
+        b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
+    }
+    b
 }
 
 fn idx(logical: u32, at: u64) -> Vec<u8> {
@@ -1165,19 +1234,38 @@ fn mode_type(k: &Kind) -> u16 {
 
 /// Linear directory blocks: entries packed in order, the last of each block stretched to
 /// its end.
-fn dir_blocks(entries: &[(&[u8], u32, u8)]) -> Vec<u8> {
+///
+/// With `seed` (`metadata_csum`), each block ends in a 12-byte tail entry holding the
+/// block's checksum.
+fn dir_blocks(entries: &[(&[u8], u32, u8)], seed: Option<u32>) -> Vec<u8> {
+    let room = if seed.is_some() {
+        BS - csum::DIR_TAIL_LEN
+    } else {
+        BS
+    };
     let mut out: Vec<u8> = Vec::with_capacity(BS);
     let mut block_start = 0usize;
     let mut last = 0usize;
     let close = |out: &mut Vec<u8>, block_start: usize, last: usize| {
-        let end = block_start + BS;
+        let end = block_start + room;
         let rec = (end - last) as u16;
         out[last + 4..last + 6].copy_from_slice(&rec.to_le_bytes());
         out.resize(end, 0);
+        if let Some(seed) = seed {
+            let c = csum::crc32c(seed, &out[block_start..end]);
+            let tail = DirEntryHead {
+                inode: 0.into(),
+                rec_len: (csum::DIR_TAIL_LEN as u16).into(),
+                name_len: 0,
+                file_type: csum::DIR_TAIL_FT,
+            };
+            out.extend_from_slice(tail.as_bytes());
+            out.extend_from_slice(&c.to_le_bytes());
+        }
     };
     for &(name, ino, ft) in entries {
         let need = dirfmt::entry_len(name.len());
-        if out.len() + need > block_start + BS {
+        if out.len() + need > block_start + room {
             close(&mut out, block_start, last);
             block_start += BS;
         }
@@ -1205,17 +1293,20 @@ fn seed_from(uuid: &[u8; 16]) -> [zerocopy::little_endian::U32; 4] {
 /// A directory entry to write: (name, inode, file type).
 type DirItem<'a> = (&'a [u8], u32, u8);
 
-/// Entries of the root index block.
-const DX_ROOT_LIMIT: usize = (BS - 32) / 8;
-/// Entries of an interior index block.
-const DX_NODE_LIMIT: usize = (BS - 8) / 8;
-
 /// A hashed directory: `entries` (`.` and `..` first) as a `dx_root`, one level of
 /// `dx_node`s when needed, and leaves sorted by hash. Entries with the same hash stay in one
 /// leaf, so no index entry needs the collision bit. `None` when the names do not fit two
 /// index levels or one hash has more entries than a block holds (then the caller keeps the
 /// linear form).
-fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
+fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option<Vec<u8>> {
+    let tail = if seed.is_some() { csum::DX_TAIL_LEN } else { 0 };
+    let room = if seed.is_some() {
+        BS - csum::DIR_TAIL_LEN
+    } else {
+        BS
+    };
+    let root_limit = (BS - 32 - tail) / 8;
+    let node_limit = (BS - 8 - tail) / 8;
     let (dot, rest) = entries.split_first()?;
     let (dotdot, children) = rest.split_first()?;
     let mut items: Vec<(u32, &DirItem<'_>)> = children
@@ -1237,11 +1328,11 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
             size += dirfmt::entry_len(items[j].1.0.len());
             j += 1;
         }
-        if size > BS {
+        if size > room {
             return None;
         }
-        if cur_size + size > BS {
-            leaves.push((cur_hash, dir_blocks(&cur)));
+        if cur_size + size > room {
+            leaves.push((cur_hash, dir_blocks(&cur, seed)));
             cur.clear();
             cur_size = 0;
         }
@@ -1253,11 +1344,11 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
         i = j;
     }
     if !cur.is_empty() {
-        leaves.push((cur_hash, dir_blocks(&cur)));
+        leaves.push((cur_hash, dir_blocks(&cur, seed)));
     }
-    let levels = if leaves.len() <= DX_ROOT_LIMIT {
+    let levels = if leaves.len() <= root_limit {
         0u8
-    } else if leaves.len() <= DX_ROOT_LIMIT * DX_NODE_LIMIT {
+    } else if leaves.len() <= root_limit * node_limit {
         1
     } else {
         return None;
@@ -1265,7 +1356,7 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
     let nodes = if levels == 0 {
         0
     } else {
-        leaves.len().div_ceil(DX_NODE_LIMIT)
+        leaves.len().div_ceil(node_limit)
     };
     let first_leaf = 1 + nodes;
     // Index entries: (lowest hash, logical block).
@@ -1278,7 +1369,7 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
         leaf_index.clone()
     } else {
         leaf_index
-            .chunks(DX_NODE_LIMIT)
+            .chunks(node_limit)
             .enumerate()
             .map(|(k, c)| (c[0].0, (1 + k) as u32))
             .collect()
@@ -1307,9 +1398,9 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
         unused_flags: 0,
     };
     out[24..32].copy_from_slice(info.as_bytes());
-    write_dx(&mut out[32..], DX_ROOT_LIMIT, &root_entries);
+    write_dx(&mut out, 32, root_limit, &root_entries, seed);
     if levels == 1 {
-        for chunk in leaf_index.chunks(DX_NODE_LIMIT) {
+        for chunk in leaf_index.chunks(node_limit) {
             let mut node = vec![0u8; BS];
             let fake = DirEntryHead {
                 inode: 0.into(),
@@ -1318,7 +1409,7 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
                 file_type: 0,
             };
             node[0..8].copy_from_slice(fake.as_bytes());
-            write_dx(&mut node[8..], DX_NODE_LIMIT, chunk);
+            write_dx(&mut node, 8, node_limit, chunk, seed);
             out.extend_from_slice(&node);
         }
     }
@@ -1328,8 +1419,16 @@ fn htree_blocks(entries: &[DirItem<'_>]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Writes an index: count/limit over entry 0's hash, then the entries.
-fn write_dx(area: &mut [u8], limit: usize, entries: &[(u32, u32)]) {
+/// Writes an index at `count_offset` of `block`: count/limit over entry 0's hash, then the
+/// entries, then (with `seed`) the `dx_tail` checksum after `limit` entries.
+fn write_dx(
+    block: &mut [u8],
+    count_offset: usize,
+    limit: usize,
+    entries: &[(u32, u32)],
+    seed: Option<u32>,
+) {
+    let area = &mut block[count_offset..];
     let cl = DxCountLimit {
         limit: (limit as u16).into(),
         count: (entries.len() as u16).into(),
@@ -1346,6 +1445,13 @@ fn write_dx(area: &mut [u8], limit: usize, entries: &[(u32, u32)]) {
         } else {
             area[at..at + 8].copy_from_slice(e.as_bytes());
         }
+    }
+    if let Some(seed) = seed {
+        let end = count_offset + entries.len() * 8;
+        let t = count_offset + limit * 8;
+        // Over the used part of the index, then the tail with `dt_checksum` still zero.
+        let c = csum::crc32c(csum::crc32c(seed, &block[..end]), &block[t..t + 8]);
+        block[t + 4..t + 8].copy_from_slice(&c.to_le_bytes());
     }
 }
 
@@ -1617,7 +1723,7 @@ mod tests {
             .map(|i| format!("name-{i}").into_bytes())
             .collect();
         let entries: Vec<(&[u8], u32, u8)> = names.iter().map(|n| (n.as_slice(), 12, 1)).collect();
-        let data = dir_blocks(&entries);
+        let data = dir_blocks(&entries, None);
         assert_eq!(data.len() % BS, 0);
         let mut seen = 0;
         for block in data.chunks(BS) {

@@ -9,8 +9,8 @@
 //!
 //! Images are 4 KiB-block ext4 with `extents`, `filetype`, `flex_bg`, `dir_index` (htree
 //! directories), `sparse_super2` (no superblock backups), `large_file`, `dir_nlink` and
-//! `extra_isize` (256-byte inodes with nanosecond times); no journal, no `64bit`, no
-//! `metadata_csum` (see [`layout`] for why). Output is deterministic: the same tar gives the
+//! `extra_isize` (256-byte inodes with nanosecond times); no journal, no `64bit`;
+//! `metadata_csum` on request (see [`layout`]). Output is deterministic: the same tar gives the
 //! same bytes. Memory grows with the number of entries (about 0.5 KiB each), never with the
 //! size of file data, which goes straight to the target.
 //!

@@ -12,13 +12,17 @@
 //! - [`dir`]: linear directory entries; [`htree`]: hashed directory indexes and the hash;
 //! - [`xattr`]: xattr block header, entries, name prefixes, hashes, POSIX ACL form.
 //!
-//! Checksums: the images the [`Builder`](crate::Builder) writes do **not** enable
-//! `metadata_csum` (nor `gdt_csum`). That is a deliberate choice: every kernel since 3.x and
-//! e2fsck accept such images, the images are read-only layers whose integrity is checked by
-//! the layer digest one level up, and leaving it out keeps the writer a single pass with no
-//! per-block checksum state. The [`Reader`](crate::Reader) accepts images with or without it
-//! (it ignores checksum tails and does not verify them).
+//! Checksums: `metadata_csum` ([`csum`]) is **off by default** and turned on with
+//! [`Options::metadata_csum`](crate::Options::metadata_csum). Off, the image is what
+//! hcsshim's `tar2ext4` makes and every ext4 kernel mounts; layers are read-only and their
+//! integrity is checked by the layer digest one level up. On, every structure carries its
+//! CRC32C (superblock, descriptors, both bitmaps, inodes, directory blocks via a tail entry,
+//! htree indexes via `dx_tail`, extent blocks, xattr blocks) and the kernel verifies them on
+//! read; e2fsck checks them all in the tests. `gdt_csum` (the older CRC16 scheme) is never
+//! used. The [`Reader`](crate::Reader) accepts images with or without checksums and does not
+//! verify them.
 
+pub mod csum;
 pub mod dir;
 pub mod extent;
 pub mod group;
