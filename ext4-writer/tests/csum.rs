@@ -83,6 +83,21 @@ fn checksummed_images_pass_e2fsck_needs_e2fsck_dumpe2fs() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("metadata_csum"), "{text}");
+    // The Reader gives the same tar as from the image without checksums.
+    let plain = tmp.path().join("plain.img");
+    {
+        let out = std::fs::File::create(&plain).unwrap();
+        let mut b = Builder::new(out, Options::default()).unwrap();
+        b.append_tar(Cursor::new(shapes_tar())).unwrap();
+        b.finish().unwrap();
+    }
+    let export = |p: &std::path::Path| {
+        let f = std::io::BufReader::new(std::fs::File::open(p).unwrap());
+        let mut r = ext4_writer::Reader::open(f).unwrap();
+        r.write_tar(Vec::new(), ext4_writer::ReadOptions::default())
+            .unwrap()
+    };
+    assert!(export(&img) == export(&plain), "exports differ");
     // A flipped byte in an inode must now be caught.
     let mut bytes = std::fs::read(&img).unwrap();
     let table = u32::from_le_bytes(bytes[4096 + 8..4096 + 12].try_into().unwrap()) as usize;
