@@ -8,9 +8,10 @@ use ext4_writer::{Builder, Options, Whiteouts};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for whiteouts in [Whiteouts::Keep, Whiteouts::Overlay] {
+    for (whiteouts, metadata_csum) in [(Whiteouts::Keep, false), (Whiteouts::Overlay, true)] {
         let options = Options {
             whiteouts,
+            metadata_csum,
             // Keeps the output of a fuzz case small.
             max_size: 64 << 20,
             ..Options::default()
