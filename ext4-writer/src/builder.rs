@@ -1,0 +1,1757 @@
+//! [`Builder`]: tar entries in, an ext4 image out, in one pass.
+//!
+//! File data is appended to the image as it arrives, block-aligned and contiguous, skipping
+//! all-zero blocks (they become holes). Everything else (directories, extent tree blocks,
+//! long symlinks, xattr blocks, inode tables, bitmaps, group descriptors, superblock) is
+//! written by [`Builder::finish`], after the data.
+//!
+//! Image layout (4 KiB blocks, `flex_bg`, `sparse_super2` with no backups, so nothing has to
+//! sit at fixed places inside the data):
+//!
+//! ```text
+//! block 0        boot area + superblock
+//! 1 ..           group descriptors (room for `max_size`; the unused rest is free space)
+//! data_start ..  file data, in tar order
+//! ..             directory blocks, long symlinks, extent tree blocks, xattr blocks
+//! ..             inode tables of all groups, block bitmaps, inode bitmaps
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use zerocopy::IntoBytes;
+
+use crate::error::{Error, Result};
+use crate::input;
+use crate::layout::csum;
+use crate::layout::dir::{self as dirfmt, DirEntryHead, file_type};
+use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
+use crate::layout::group::GroupDesc;
+use crate::layout::htree::{self, DxCountLimit, DxEntry, DxRootInfo};
+use crate::layout::inode::{self as inofmt, Inode};
+use crate::layout::superblock::{self as sbfmt, Superblock};
+use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
+use crate::layout::{
+    BLOCK_SIZE, BLOCKS_PER_GROUP, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, LOG_BLOCK_SIZE, ROOT_INO,
+};
+use crate::tree::{self, Kind, Meta, Node, NodeId, Run, Time, Tree};
+
+const BS: usize = BLOCK_SIZE as usize;
+/// Output buffer: data leaves in writes of this size.
+const OUT_BUFFER: usize = 4 << 20;
+/// File data is read from the tar in chunks of this size.
+const READ_CHUNK: usize = 1 << 20;
+/// Largest block count without the `64bit` feature (`s_blocks_count_lo` is 32 bits).
+const MAX_BLOCKS: u64 = u32::MAX as u64;
+/// Extents in a 4 KiB tree block.
+const EXTENTS_PER_BLOCK: usize = (BS - 12) / 12;
+/// Largest link count of a non-directory.
+const MAX_LINKS: u32 = 65000;
+/// Offset of the in-inode xattr area (after the 128-byte base and `i_extra_isize`).
+const INLINE_XATTR_START: usize = 128 + EXTRA_ISIZE as usize;
+/// Room for in-inode xattr entries and values, after the 4-byte magic.
+const INLINE_XATTR_ROOM: usize = INODE_SIZE as usize - INLINE_XATTR_START - 4;
+/// `trusted.overlay.opaque`.
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// What to do with OCI whiteout files (`.wh.NAME`, `.wh..wh..opq`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Keep them as the plain files they are in the tar.
+    #[default]
+    Keep,
+    /// Convert them to overlayfs markers: `.wh.NAME` becomes a character device 0:0 named
+    /// `NAME`, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory; other
+    /// `.wh..wh.*` entries are dropped.
+    Overlay,
+}
+
+/// How the image is built.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Whiteout handling.
+    pub whiteouts: Whiteouts,
+    /// Largest image size in bytes; building fails past it. It also sizes the room kept for
+    /// group descriptors (32 bytes per 128 MiB), so a larger value costs a little space.
+    pub max_size: u64,
+    /// Free inodes to leave beyond those the content needs.
+    pub inode_headroom: u32,
+    /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
+    pub read_only: bool,
+    /// The file system UUID.
+    pub uuid: [u8; 16],
+    /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
+    /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
+    /// then verifies on every read.
+    pub metadata_csum: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            whiteouts: Whiteouts::Keep,
+            max_size: 128 << 30,
+            inode_headroom: 0,
+            read_only: false,
+            uuid: *b"strata-ext4-imag",
+            metadata_csum: false,
+        }
+    }
+}
+
+/// What [`Builder::finish`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Image size in bytes.
+    pub size: u64,
+    /// Inodes in use (including the reserved ones).
+    pub inodes_used: u64,
+    /// Blocks in use.
+    pub blocks_used: u64,
+}
+
+/// The image being written, buffered, always appending at its end. The buffer stays
+/// allocated (and initialized) at full size; `len` says how much of it is pending, so file
+/// data can be read from the tar straight into it.
+struct Out<W> {
+    inner: W,
+    buf: Vec<u8>,
+    /// Pending bytes at the start of `buf`.
+    len: usize,
+    /// Image offset of `buf[0]`.
+    pos: u64,
+}
+
+impl<W: Write + Seek> Out<W> {
+    fn next_block(&self) -> u64 {
+        (self.pos + self.len as u64) / BLOCK_SIZE
+    }
+
+    fn push(&mut self, data: &[u8]) -> Result<()> {
+        if self.len + data.len() > self.buf.len() {
+            self.flush()?;
+        }
+        if data.len() > self.buf.len() {
+            self.inner.write_all(data).map_err(|source| Error::Write {
+                offset: self.pos,
+                source,
+            })?;
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        if self.len >= OUT_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Appends `data` padded with zeros to a whole number of blocks; returns its first block.
+    fn push_blocks(&mut self, data: &[u8]) -> Result<u64> {
+        let first = self.next_block();
+        self.push(data)?;
+        let pad = (BS - data.len() % BS) % BS;
+        self.push(&ZERO_BLOCK[..pad])?;
+        Ok(first)
+    }
+
+    /// Makes sure `n` (at most [`READ_CHUNK`]) bytes after the pending ones are free.
+    fn make_room(&mut self, n: usize) -> Result<()> {
+        if self.len + n > self.buf.len() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The free space after the pending bytes (call [`Out::make_room`] first).
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.len..]
+    }
+
+    /// Marks `n` bytes written into [`Out::spare`] as pending.
+    fn commit(&mut self, n: usize) -> Result<()> {
+        self.len += n;
+        if self.len >= OUT_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.inner
+            .write_all(&self.buf[..self.len])
+            .map_err(|source| Error::Write {
+                offset: self.pos,
+                source,
+            })?;
+        self.pos += self.len as u64;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Moves the end forward to `block` without writing (a hole in a fresh file).
+    fn skip_to(&mut self, block: u64) -> Result<()> {
+        if block == self.next_block() {
+            return Ok(());
+        }
+        self.flush()?;
+        let offset = block * BLOCK_SIZE;
+        self.inner
+            .seek(SeekFrom::Start(offset))
+            .map_err(|source| Error::Write { offset, source })?;
+        self.pos = offset;
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.flush()?;
+        let err = |source| Error::Write { offset, source };
+        self.inner.seek(SeekFrom::Start(offset)).map_err(err)?;
+        self.inner.write_all(data).map_err(err)?;
+        self.inner.seek(SeekFrom::Start(self.pos)).map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Streams tar entries into an ext4 image written to `W`.
+///
+/// ```no_run
+/// # fn main() -> Result<(), ext4_writer::Error> {
+/// let tar = std::fs::File::open("layer.tar").map_err(|e| ext4_writer::Error::TarRead { entry: None, source: e })?;
+/// let img = std::fs::File::create("layer.img").map_err(|e| ext4_writer::Error::Write { offset: 0, source: e })?;
+/// let mut b = ext4_writer::Builder::new(img, ext4_writer::Options::default())?;
+/// b.append_tar(tar)?;
+/// let (_img, summary) = b.finish()?;
+/// println!("{} bytes", summary.size);
+/// # Ok(()) }
+/// ```
+pub struct Builder<W: Write + Seek> {
+    out: Out<W>,
+    options: Options,
+    tree: Tree,
+    /// Blocks kept for group descriptors.
+    gdt_reserved: u64,
+    /// First block of file data.
+    data_start: u64,
+    /// Block count the image may not exceed.
+    max_blocks: u64,
+    /// The `metadata_csum` seed, when enabled.
+    csum: Option<u32>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn div_ceil(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+/// A block of zeros to compare against (slice equality is a `memcmp`).
+static ZERO_BLOCK: [u8; BS] = [0; BS];
+
+/// True when the block is all zeros.
+fn is_zero(block: &[u8]) -> bool {
+    block == &ZERO_BLOCK[..block.len().min(BS)]
+}
+
+impl<W: Write + Seek> Builder<W> {
+    /// Starts an image on `out`, which should be empty (it is written from offset 0 and its
+    /// old content past the image end is left alone).
+    pub fn new(mut out: W, options: Options) -> Result<Self> {
+        let max_blocks = (options.max_size / BLOCK_SIZE).min(MAX_BLOCKS);
+        if max_blocks < 64 {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: format!("max_size {} is below the 256 KiB minimum", options.max_size),
+            });
+        }
+        let groups = div_ceil(max_blocks, BLOCKS_PER_GROUP);
+        let gdt_reserved = div_ceil(groups * 32, BLOCK_SIZE);
+        let data_start = 1 + gdt_reserved;
+        let pos = data_start * BLOCK_SIZE;
+        out.seek(SeekFrom::Start(pos))
+            .map_err(|source| Error::Write {
+                offset: pos,
+                source,
+            })?;
+        let csum = options.metadata_csum.then(|| csum::fs_seed(&options.uuid));
+        Ok(Builder {
+            out: Out {
+                inner: out,
+                buf: vec![0; OUT_BUFFER + READ_CHUNK],
+                len: 0,
+                pos,
+            },
+            tree: Tree::new(),
+            gdt_reserved,
+            data_start,
+            max_blocks,
+            csum,
+            options,
+        })
+    }
+
+    /// Reads a whole tar stream (plain, gzip or zstd) and adds its entries. Later entries
+    /// replace earlier ones of the same path, also across calls.
+    pub fn append_tar<R: Read>(&mut self, tar: R) -> Result<()> {
+        let reader = input::decompress(tar).map_err(|source| Error::TarRead {
+            entry: None,
+            source,
+        })?;
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive.entries().map_err(|source| Error::TarRead {
+            entry: None,
+            source,
+        })?;
+        let mut last: Option<String> = None;
+        for entry in entries {
+            let mut entry = entry.map_err(|source| Error::TarRead {
+                entry: last.as_ref().map(|l| format!("after {l}")),
+                source,
+            })?;
+            let path = entry.path_bytes().into_owned();
+            let name = lossy(&path);
+            self.add_entry(&name, &path, &mut entry)?;
+            last = Some(name);
+        }
+        Ok(())
+    }
+
+    fn add_entry<R: Read>(
+        &mut self,
+        name: &str,
+        path: &[u8],
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
+        let etype = entry.header().entry_type();
+        if matches!(
+            etype,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            return Ok(());
+        }
+        let meta = entry_meta(name, entry)?;
+        let comps = tree::components(path);
+        let Some((&last, parents)) = comps.split_last() else {
+            // The root itself ("./").
+            return if etype.is_dir() {
+                set_dir_meta(&mut self.tree.nodes[tree::ROOT], meta);
+                Ok(())
+            } else {
+                Err(invalid(name, "a non-directory cannot replace the root"))
+            };
+        };
+        if last == b".." {
+            if !etype.is_dir() {
+                return Err(invalid(name, "a non-directory named `..`"));
+            }
+            let dir = self.tree.resolve_dir(name, &comps, true)?;
+            set_dir_meta(&mut self.tree.nodes[dir], meta);
+            return Ok(());
+        }
+        if last.len() > 255 {
+            return Err(invalid(name, "a name component is longer than 255 bytes"));
+        }
+        let parent = self.tree.resolve_dir(name, parents, true)?;
+
+        if self.options.whiteouts == Whiteouts::Overlay
+            && let Some(target) = last.strip_prefix(b".wh.")
+        {
+            if target == b".wh..opq" {
+                self.tree.nodes[parent]
+                    .meta
+                    .xattrs
+                    .insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
+                return Ok(());
+            }
+            if target.starts_with(b".wh.") {
+                return Ok(());
+            }
+            if target.is_empty() || target == b"." || target == b".." {
+                return Err(invalid(name, "a whiteout with no name"));
+            }
+            let id = self.tree.add(Node {
+                kind: Kind::Char(0, 0),
+                meta,
+            });
+            self.tree.link(parent, target.to_vec(), id);
+            return Ok(());
+        }
+
+        let kind = match etype {
+            tar::EntryType::Directory => {
+                if let Some(old) = self.tree.get(parent, last)
+                    && self.tree.is_dir(old)
+                {
+                    set_dir_meta(&mut self.tree.nodes[old], meta);
+                    return Ok(());
+                }
+                Kind::Dir(BTreeMap::new())
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let size = entry.size();
+                let runs = self.write_file_data(name, entry, size)?;
+                Kind::File { size, runs }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(name, "a symlink with no target"))?
+                    .into_owned();
+                if target.is_empty() || target.len() >= BS {
+                    return Err(invalid(
+                        name,
+                        "symlink target empty or longer than 4095 bytes",
+                    ));
+                }
+                Kind::Symlink(target)
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(name, "a hard link with no target"))?
+                    .into_owned();
+                let hl = |reason| Error::HardLinkTarget {
+                    entry: name.to_string(),
+                    target: lossy(&target),
+                    reason,
+                };
+                let id = self
+                    .tree
+                    .lookup(name, &target)?
+                    .ok_or_else(|| hl("does not exist"))?;
+                if self.tree.is_dir(id) {
+                    return Err(hl("is a directory"));
+                }
+                self.tree.link(parent, last.to_vec(), id);
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let h = entry.header();
+                let major = h
+                    .device_major()
+                    .map_err(|e| invalid(name, &e.to_string()))?
+                    .unwrap_or(0);
+                let minor = h
+                    .device_minor()
+                    .map_err(|e| invalid(name, &e.to_string()))?
+                    .unwrap_or(0);
+                if major > 0xfff || minor > 0xfffff {
+                    return Err(invalid(name, "device number too large"));
+                }
+                if etype == tar::EntryType::Char {
+                    Kind::Char(major, minor)
+                } else {
+                    Kind::Block(major, minor)
+                }
+            }
+            tar::EntryType::Fifo => Kind::Fifo,
+            other => {
+                return Err(invalid(name, &format!("unsupported entry type {other:?}")));
+            }
+        };
+        let id = self.tree.add(Node { kind, meta });
+        self.tree.link(parent, last.to_vec(), id);
+        Ok(())
+    }
+
+    /// Copies a file's data to the image; returns the runs it occupies.
+    fn write_file_data<R: Read>(&mut self, name: &str, r: &mut R, size: u64) -> Result<Vec<Run>> {
+        if div_ceil(size, BLOCK_SIZE) > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                entry: Some(name.to_string()),
+                what: "a file larger than 16 TiB".into(),
+            });
+        }
+        let mut runs: Vec<Run> = Vec::new();
+        let mut logical: u64 = 0;
+        let mut remaining = size;
+        while remaining > 0 {
+            let want = remaining.min(READ_CHUNK as u64) as usize;
+            let padded = want.div_ceil(BS) * BS;
+            self.out.make_room(padded)?;
+            let first = self.out.next_block();
+            let area = &mut self.out.spare()[..padded];
+            r.read_exact(&mut area[..want])
+                .map_err(|source| Error::TarRead {
+                    entry: Some(name.to_string()),
+                    source,
+                })?;
+            remaining -= want as u64;
+            area[want..].fill(0);
+            // Keep non-zero blocks, moved down over the zero ones (which become holes).
+            let mut kept = 0usize;
+            for i in 0..padded / BS {
+                if is_zero(&area[i * BS..(i + 1) * BS]) {
+                    continue;
+                }
+                if kept != i {
+                    area.copy_within(i * BS..(i + 1) * BS, kept * BS);
+                }
+                let lblock = (logical + i as u64) as u32;
+                let pblock = first + kept as u64;
+                match runs.last_mut() {
+                    Some(r)
+                        if r.logical + r.len == lblock
+                            && r.physical + u64::from(r.len) == pblock =>
+                    {
+                        r.len += 1;
+                    }
+                    _ => runs.push(Run {
+                        logical: lblock,
+                        physical: pblock,
+                        len: 1,
+                    }),
+                }
+                kept += 1;
+            }
+            if first + kept as u64 > self.max_blocks {
+                return Err(Error::TooLarge {
+                    entry: Some(name.to_string()),
+                    what: format!("the maximum size of {} bytes", self.options.max_size),
+                });
+            }
+            self.out.commit(kept * BS)?;
+            logical += (padded / BS) as u64;
+        }
+        Ok(runs)
+    }
+
+    /// Writes all metadata and returns the target with a summary.
+    pub fn finish(mut self) -> Result<(W, Summary)> {
+        if self.tree.get(tree::ROOT, b"lost+found").is_none() {
+            let id = self.tree.add(Node {
+                kind: Kind::Dir(BTreeMap::new()),
+                meta: Meta {
+                    perm: 0o700,
+                    ..Meta::default()
+                },
+            });
+            self.tree.link(tree::ROOT, b"lost+found".to_vec(), id);
+        }
+        let numbering = number_inodes(&self.tree)?;
+        let mut plans: Vec<Plan> = Vec::with_capacity(numbering.order.len());
+        let mut xattr_blocks = XattrBlocks::default();
+        for &id in &numbering.order {
+            let plan = self.plan_inode(id, &numbering, &mut xattr_blocks)?;
+            plans.push(plan);
+        }
+        // Xattr blocks, now that their reference counts are known.
+        let xattr_first = self.out.next_block();
+        for (content, refs) in &xattr_blocks.blocks {
+            let mut b = content.clone();
+            b[4..8].copy_from_slice(&refs.to_le_bytes());
+            if let Some(seed) = self.csum {
+                // Over the block number, then the block with `h_checksum` zero.
+                let nr = self.out.next_block();
+                let c = csum::crc32c(csum::crc32c(seed, &nr.to_le_bytes()), &b);
+                b[16..20].copy_from_slice(&c.to_le_bytes());
+            }
+            self.out.push_blocks(&b)?;
+        }
+        let meta_end = self.out.next_block();
+
+        let last_ino = u64::from(FIRST_INO) - 1 + numbering.order.len() as u64 - 1;
+        let want_inodes = last_ino + u64::from(self.options.inode_headroom);
+        let geo = Geometry::compute(meta_end, want_inodes).ok_or_else(|| Error::TooLarge {
+            entry: None,
+            what: "more inodes than ext4 allows".into(),
+        })?;
+        if geo.inodes_count() > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: "more than 2^32 inodes".into(),
+            });
+        }
+        let gdt_needed = div_ceil(geo.groups * 32, BLOCK_SIZE);
+        if geo.total_blocks > self.max_blocks || gdt_needed > self.gdt_reserved {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: format!("the maximum size of {} bytes", self.options.max_size),
+            });
+        }
+
+        // Inode tables, after a gap (written as a hole) when the groups need one.
+        self.out.skip_to(geo.inode_tables)?;
+        let mut dirs_per_group = vec![0u32; geo.groups as usize];
+        let zero = [0u8; INODE_SIZE as usize];
+        for ino in 1..=geo.inodes_count() {
+            if (ino < u64::from(FIRST_INO) && ino != u64::from(ROOT_INO)) || ino > last_ino {
+                self.out.push(&zero)?;
+                continue;
+            }
+            let idx = if ino == u64::from(ROOT_INO) {
+                0
+            } else {
+                (ino - u64::from(FIRST_INO)) as usize + 1
+            };
+            let node = &self.tree.nodes[numbering.order[idx]];
+            if matches!(node.kind, Kind::Dir(_)) {
+                dirs_per_group[((ino - 1) / geo.ipg) as usize] += 1;
+            }
+            let mut raw = inode_bytes(
+                node,
+                &plans[idx],
+                numbering.links[numbering.order[idx]],
+                xattr_first,
+            );
+            if let Some(seed) = self.csum {
+                // Over the whole inode with both checksum halves zero.
+                let c = csum::crc32c(csum::inode_seed(seed, ino as u32, 0), &raw);
+                raw[0x7C..0x7E].copy_from_slice(&(c as u16).to_le_bytes());
+                raw[0x82..0x84].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
+            }
+            self.out.push(&raw)?;
+        }
+
+        // Block bitmaps: everything is in use except the unused descriptor room and the data
+        // of files that later entries replaced.
+        let mut bitmap = vec![0xffu8; geo.groups as usize * BS];
+        let mut free_ranges: Vec<(u64, u64)> = vec![(1 + gdt_needed, self.data_start), geo.gap];
+        for (id, node) in self.tree.nodes.iter().enumerate() {
+            if numbering.ino[id] == 0
+                && let Kind::File { runs, .. } = &node.kind
+            {
+                free_ranges.extend(
+                    runs.iter()
+                        .map(|r| (r.physical, r.physical + u64::from(r.len))),
+                );
+            }
+        }
+        for (start, end) in free_ranges {
+            for b in start..end {
+                bitmap[(b / 8) as usize] &= !(1 << (b % 8));
+            }
+        }
+        let mut free_per_group = vec![0u32; geo.groups as usize];
+        for (g, free) in free_per_group.iter_mut().enumerate() {
+            let first = g as u64 * BLOCKS_PER_GROUP;
+            let end = (first + BLOCKS_PER_GROUP).min(geo.total_blocks);
+            *free = (first..end)
+                .filter(|b| bitmap[(b / 8) as usize] & (1 << (b % 8)) == 0)
+                .count() as u32;
+        }
+        let bb_csum: Vec<u32> = match self.csum {
+            Some(seed) => bitmap.chunks(BS).map(|b| csum::crc32c(seed, b)).collect(),
+            None => Vec::new(),
+        };
+        self.out.push(&bitmap)?;
+        drop(bitmap);
+
+        // Inode bitmaps.
+        let mut ibitmap = vec![0u8; BS];
+        let mut free_inodes_per_group = vec![0u32; geo.groups as usize];
+        let mut ib_csum: Vec<u32> = Vec::new();
+        for g in 0..geo.groups {
+            ibitmap.fill(0);
+            let mut free = 0;
+            for i in 0..(BS as u64 * 8) {
+                let ino = g * geo.ipg + i + 1;
+                if i >= geo.ipg || ino <= last_ino {
+                    ibitmap[(i / 8) as usize] |= 1 << (i % 8);
+                } else {
+                    free += 1;
+                }
+            }
+            free_inodes_per_group[g as usize] = free;
+            if let Some(seed) = self.csum {
+                ib_csum.push(csum::crc32c(seed, &ibitmap[..(geo.ipg / 8) as usize]));
+            }
+            self.out.push(&ibitmap)?;
+        }
+        if self.out.next_block() != geo.total_blocks {
+            return Err(Error::Write {
+                offset: self.out.next_block() * BLOCK_SIZE,
+                source: std::io::Error::other("layout mismatch: image end is not where planned"),
+            });
+        }
+        self.out.flush()?;
+
+        // Group descriptors.
+        let mut gdt = vec![0u8; ((self.data_start - 1) * BLOCK_SIZE) as usize];
+        for g in 0..geo.groups as usize {
+            let mut d = GroupDesc {
+                block_bitmap_lo: (geo.block_bitmaps + g as u64)
+                    .try_into()
+                    .unwrap_or(0u32)
+                    .into(),
+                inode_bitmap_lo: (geo.inode_bitmaps + g as u64)
+                    .try_into()
+                    .unwrap_or(0u32)
+                    .into(),
+                inode_table_lo: (geo.inode_tables + g as u64 * geo.itable_blocks_per_group())
+                    .try_into()
+                    .unwrap_or(0u32)
+                    .into(),
+                free_blocks_count_lo: (free_per_group[g] as u16).into(),
+                free_inodes_count_lo: (free_inodes_per_group[g] as u16).into(),
+                used_dirs_count_lo: (dirs_per_group[g] as u16).into(),
+                ..GroupDesc::default()
+            };
+            if let Some(seed) = self.csum {
+                d.block_bitmap_csum_lo = (bb_csum[g] as u16).into();
+                d.inode_bitmap_csum_lo = (ib_csum[g] as u16).into();
+                // Over the group number, then the descriptor with `bg_checksum` zero.
+                let c = csum::crc32c(csum::crc32c(seed, &(g as u32).to_le_bytes()), d.as_bytes());
+                d.checksum = (c as u16).into();
+            }
+            gdt[g * 32..(g + 1) * 32].copy_from_slice(d.as_bytes());
+        }
+        self.out.write_at(BLOCK_SIZE, &gdt)?;
+
+        let free_blocks: u64 = free_per_group.iter().map(|&f| u64::from(f)).sum();
+        let free_inodes = geo.inodes_count() - last_ino;
+        let sb = self.superblock(&geo, free_blocks, free_inodes);
+        let mut block0 = vec![0u8; BS];
+        block0[1024..2048].copy_from_slice(sb.as_bytes());
+        if self.csum.is_some() {
+            let end = 1024 + csum::SUPERBLOCK_CSUM_OFFSET;
+            let c = csum::crc32c(!0, &block0[1024..end]);
+            block0[end..end + 4].copy_from_slice(&c.to_le_bytes());
+        }
+        self.out.write_at(0, &block0)?;
+        self.out
+            .inner
+            .flush()
+            .map_err(|source| Error::Write { offset: 0, source })?;
+        Ok((
+            self.out.inner,
+            Summary {
+                size: geo.total_blocks * BLOCK_SIZE,
+                inodes_used: last_ino,
+                blocks_used: geo.total_blocks - free_blocks,
+            },
+        ))
+    }
+
+    fn superblock(&self, geo: &Geometry, free_blocks: u64, free_inodes: u64) -> Superblock {
+        let mut ro =
+            sbfmt::RO_COMPAT_LARGE_FILE | sbfmt::RO_COMPAT_DIR_NLINK | sbfmt::RO_COMPAT_EXTRA_ISIZE;
+        if self.options.read_only {
+            ro |= sbfmt::RO_COMPAT_READONLY;
+        }
+        if self.csum.is_some() {
+            ro |= csum::RO_COMPAT_METADATA_CSUM;
+        }
+        Superblock {
+            inodes_count: (geo.inodes_count() as u32).into(),
+            blocks_count_lo: (geo.total_blocks as u32).into(),
+            r_blocks_count_lo: 0.into(),
+            free_blocks_count_lo: (free_blocks as u32).into(),
+            free_inodes_count: (free_inodes as u32).into(),
+            first_data_block: 0.into(),
+            log_block_size: LOG_BLOCK_SIZE.into(),
+            log_cluster_size: LOG_BLOCK_SIZE.into(),
+            blocks_per_group: (BLOCKS_PER_GROUP as u32).into(),
+            clusters_per_group: (BLOCKS_PER_GROUP as u32).into(),
+            inodes_per_group: (geo.ipg as u32).into(),
+            mtime: 0.into(),
+            wtime: 0.into(),
+            mnt_count: 0.into(),
+            max_mnt_count: 0xffff.into(),
+            magic: sbfmt::MAGIC.into(),
+            state: sbfmt::STATE_CLEAN.into(),
+            errors: sbfmt::ERRORS_CONTINUE.into(),
+            minor_rev_level: 0.into(),
+            lastcheck: 0.into(),
+            checkinterval: 0.into(),
+            creator_os: 0.into(),
+            rev_level: sbfmt::REV_DYNAMIC.into(),
+            def_resuid: 0.into(),
+            def_resgid: 0.into(),
+            first_ino: FIRST_INO.into(),
+            inode_size: (INODE_SIZE as u16).into(),
+            block_group_nr: 0.into(),
+            feature_compat: (sbfmt::COMPAT_EXT_ATTR
+                | sbfmt::COMPAT_SPARSE_SUPER2
+                | sbfmt::COMPAT_DIR_INDEX)
+                .into(),
+            feature_incompat: (sbfmt::INCOMPAT_FILETYPE
+                | sbfmt::INCOMPAT_EXTENTS
+                | sbfmt::INCOMPAT_FLEX_BG)
+                .into(),
+            feature_ro_compat: ro.into(),
+            uuid: self.options.uuid,
+            volume_name: [0; 16],
+            last_mounted: [0; 64],
+            algorithm_usage_bitmap: 0.into(),
+            prealloc_blocks: 0,
+            prealloc_dir_blocks: 0,
+            reserved_gdt_blocks: 0.into(),
+            journal_uuid: [0; 16],
+            journal_inum: 0.into(),
+            journal_dev: 0.into(),
+            last_orphan: 0.into(),
+            hash_seed: seed_from(&self.options.uuid),
+            def_hash_version: htree::HASH_LEGACY,
+            jnl_backup_type: 0,
+            desc_size: 0.into(),
+            default_mount_opts: 0.into(),
+            first_meta_bg: 0.into(),
+            mkfs_time: 0.into(),
+            jnl_blocks: [0.into(); 17],
+            blocks_count_hi: 0.into(),
+            r_blocks_count_hi: 0.into(),
+            free_blocks_count_hi: 0.into(),
+            min_extra_isize: EXTRA_ISIZE.into(),
+            want_extra_isize: EXTRA_ISIZE.into(),
+            flags: htree::FLAGS_UNSIGNED_HASH.into(),
+            raid_stride: 0.into(),
+            mmp_interval: 0.into(),
+            mmp_block: 0.into(),
+            raid_stripe_width: 0.into(),
+            log_groups_per_flex: 4,
+            checksum_type: if self.csum.is_some() {
+                csum::CHECKSUM_TYPE_CRC32C
+            } else {
+                0
+            },
+            reserved_pad: 0.into(),
+            kbytes_written: 0.into(),
+            unused_snapshot_error: [0; 0x240 - 0x180],
+            usr_quota_inum: 0.into(),
+            grp_quota_inum: 0.into(),
+            overhead_blocks: 0.into(),
+            backup_bgs: [0.into(); 2],
+            tail: [0; 1024 - 0x254],
+        }
+    }
+
+    /// Writes what an inode needs besides its table slot (directory blocks, long symlink,
+    /// extent tree blocks) and returns how to fill the slot.
+    fn plan_inode(
+        &mut self,
+        id: NodeId,
+        num: &Numbering,
+        xattrs: &mut XattrBlocks,
+    ) -> Result<Plan> {
+        let node = &self.tree.nodes[id];
+        let mut plan = Plan::default();
+        let (inline, block) = split_xattrs(&node.meta.xattrs)?;
+        plan.inline_xattrs = inline;
+        if let Some(content) = block {
+            plan.xattr_block = Some(xattrs.add(content));
+            plan.blocks += 1;
+        }
+        let runs: Vec<Run> = match &node.kind {
+            Kind::Dir(children) => {
+                let parent = num.parent[id];
+                let mut entries: Vec<(&[u8], u32, u8)> = Vec::with_capacity(children.len() + 2);
+                entries.push((b".", num.ino[id], file_type::DIR));
+                entries.push((b"..", num.ino[parent], file_type::DIR));
+                for (name, &child) in children {
+                    entries.push((
+                        name,
+                        num.ino[child],
+                        dir_file_type(&self.tree.nodes[child].kind),
+                    ));
+                }
+                let seed = self.csum.map(|s| csum::inode_seed(s, num.ino[id], 0));
+                let mut data = dir_blocks(&entries, seed);
+                if data.len() > BS
+                    && let Some(hashed) = htree_blocks(&entries, seed)
+                {
+                    data = hashed;
+                    plan.indexed = true;
+                }
+                let first = self.out.push_blocks(&data)?;
+                let len = (data.len() / BS) as u32;
+                plan.size = data.len() as u64;
+                vec![Run {
+                    logical: 0,
+                    physical: first,
+                    len,
+                }]
+            }
+            Kind::File { size, runs } => {
+                plan.size = *size;
+                runs.clone()
+            }
+            Kind::Symlink(target) => {
+                plan.size = target.len() as u64;
+                if target.len() < 60 {
+                    plan.block[..target.len()].copy_from_slice(target);
+                    plan.fast = true;
+                    return Ok(plan);
+                }
+                let target = target.clone();
+                let first = self.out.push_blocks(&target)?;
+                vec![Run {
+                    logical: 0,
+                    physical: first,
+                    len: 1,
+                }]
+            }
+            Kind::Char(ma, mi) | Kind::Block(ma, mi) => {
+                let w = inofmt::encode_device(*ma, *mi);
+                plan.block[0..4].copy_from_slice(&w[0].to_le_bytes());
+                plan.block[4..8].copy_from_slice(&w[1].to_le_bytes());
+                plan.fast = true;
+                return Ok(plan);
+            }
+            Kind::Fifo => {
+                plan.fast = true;
+                return Ok(plan);
+            }
+        };
+        plan.blocks += runs.iter().map(|r| u64::from(r.len)).sum::<u64>();
+        let seed = self.csum.map(|s| csum::inode_seed(s, num.ino[id], 0));
+        self.extent_tree(&runs, &mut plan, seed)?;
+        Ok(plan)
+    }
+
+    /// Builds the extent tree of `runs`: in the inode when it fits, else with leaf (and
+    /// index) blocks appended to the image.
+    fn extent_tree(&mut self, runs: &[Run], plan: &mut Plan, seed: Option<u32>) -> Result<()> {
+        let mut extents: Vec<Extent> = Vec::new();
+        for r in runs {
+            let mut done = 0u32;
+            while done < r.len {
+                let len = (r.len - done).min(extent::MAX_LEN);
+                extents.push(Extent::new(
+                    r.logical + done,
+                    r.physical + u64::from(done),
+                    len as u16,
+                ));
+                done += len;
+            }
+        }
+        if extents.len() <= 4 {
+            plan.block = node_bytes(0, 4, extents.iter().map(|e| e.as_bytes().to_vec()));
+            return Ok(());
+        }
+        // Level 1: leaves.
+        let mut level: Vec<(u32, u64)> = Vec::new();
+        for chunk in extents.chunks(EXTENTS_PER_BLOCK) {
+            let b = sealed_node(
+                node_vec(
+                    0,
+                    EXTENTS_PER_BLOCK as u16,
+                    chunk.iter().map(|e| e.as_bytes().to_vec()),
+                ),
+                seed,
+            );
+            let at = self.out.push_blocks(&b)?;
+            plan.blocks += 1;
+            level.push((chunk[0].block.get(), at));
+        }
+        let mut depth = 1u16;
+        while level.len() > 4 {
+            if depth >= 4 {
+                return Err(Error::TooLarge {
+                    entry: None,
+                    what: "an extent tree deeper than 4 levels".into(),
+                });
+            }
+            let mut next = Vec::new();
+            for chunk in level.chunks(EXTENTS_PER_BLOCK) {
+                let b = sealed_node(
+                    node_vec(
+                        depth,
+                        EXTENTS_PER_BLOCK as u16,
+                        chunk.iter().map(|&(l, at)| idx(l, at)),
+                    ),
+                    seed,
+                );
+                let at = self.out.push_blocks(&b)?;
+                plan.blocks += 1;
+                next.push((chunk[0].0, at));
+            }
+            level = next;
+            depth += 1;
+        }
+        plan.block = node_bytes(depth, 4, level.iter().map(|&(l, at)| idx(l, at)));
+        Ok(())
+    }
+}
+
+/// An extent tree block padded to a block, with its `metadata_csum` tail (after `eh_max`
+/// entries) when `seed` is given.
+fn sealed_node(mut b: Vec<u8>, seed: Option<u32>) -> Vec<u8> {
+    b.resize(BS, 0);
+    if let Some(seed) = seed {
+        let tail = 12 + 12 * EXTENTS_PER_BLOCK;
+        let c = csum::crc32c(seed, &b[..tail]);
+        b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
+    }
+    b
+}
+
+fn idx(logical: u32, at: u64) -> Vec<u8> {
+    ExtentIdx {
+        block: logical.into(),
+        leaf_lo: (at as u32).into(),
+        leaf_hi: ((at >> 32) as u16).into(),
+        unused: 0.into(),
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+/// The in-inode extent tree root (`i_block`): header then up to four entries, zero-padded.
+fn node_bytes<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> [u8; 60] {
+    let v = node_vec(depth, max, entries);
+    let mut out = [0u8; 60];
+    let n = v.len().min(60);
+    out[..n].copy_from_slice(&v[..n]);
+    out
+}
+
+/// An extent tree block (leaf or index): header then entries.
+fn node_vec<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> Vec<u8> {
+    let body: Vec<Vec<u8>> = entries.collect();
+    let h = ExtentHeader {
+        magic: extent::MAGIC.into(),
+        entries: (body.len() as u16).into(),
+        max: max.into(),
+        depth: depth.into(),
+        generation: 0.into(),
+    };
+    let mut v = h.as_bytes().to_vec();
+    for e in body {
+        v.extend_from_slice(&e);
+    }
+    v
+}
+
+/// How to fill an inode slot, decided before the inode table is written.
+struct Plan {
+    /// `i_block`.
+    block: [u8; 60],
+    /// No extents (fast symlink, device, FIFO).
+    fast: bool,
+    /// A hashed directory.
+    indexed: bool,
+    /// `i_size`.
+    size: u64,
+    /// Blocks used (data, tree, xattr block).
+    blocks: u64,
+    /// The in-inode xattr area (after the magic), empty when none.
+    inline_xattrs: Vec<u8>,
+    /// Index into the xattr blocks.
+    xattr_block: Option<u64>,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            block: [0; 60],
+            fast: false,
+            indexed: false,
+            size: 0,
+            blocks: 0,
+            inline_xattrs: Vec::new(),
+            xattr_block: None,
+        }
+    }
+}
+
+/// Xattr blocks, shared between inodes with the same content.
+#[derive(Default)]
+struct XattrBlocks {
+    blocks: Vec<(Vec<u8>, u32)>,
+    by_content: HashMap<Vec<u8>, usize>,
+}
+
+impl XattrBlocks {
+    fn add(&mut self, content: Vec<u8>) -> u64 {
+        if let Some(&i) = self.by_content.get(&content) {
+            self.blocks[i].1 += 1;
+            return i as u64;
+        }
+        self.blocks.push((content.clone(), 1));
+        self.by_content.insert(content, self.blocks.len() - 1);
+        (self.blocks.len() - 1) as u64
+    }
+}
+
+/// Inode numbers: root 2, then breadth-first in name order from 11.
+struct Numbering {
+    /// Node ids by inode: `order[0]` is the root, `order[i]` has inode `FIRST_INO + i - 1`.
+    order: Vec<NodeId>,
+    /// Inode number of each node (0: unreachable).
+    ino: Vec<u32>,
+    /// Parent directory of each directory node.
+    parent: Vec<NodeId>,
+    /// Link count of each node.
+    links: Vec<u32>,
+}
+
+fn number_inodes(t: &Tree) -> Result<Numbering> {
+    let n = t.nodes.len();
+    let mut num = Numbering {
+        order: vec![tree::ROOT],
+        ino: vec![0; n],
+        parent: vec![tree::ROOT; n],
+        links: vec![0; n],
+    };
+    num.ino[tree::ROOT] = ROOT_INO;
+    let mut next = FIRST_INO;
+    let mut queue = VecDeque::from([tree::ROOT]);
+    while let Some(dir) = queue.pop_front() {
+        let Kind::Dir(children) = &t.nodes[dir].kind else {
+            continue;
+        };
+        let mut subdirs = 0u32;
+        for &child in children.values() {
+            num.links[child] += 1;
+            if num.ino[child] != 0 {
+                continue;
+            }
+            num.ino[child] = next;
+            next = next.checked_add(1).ok_or_else(|| Error::TooLarge {
+                entry: None,
+                what: "more than 2^32 inodes".into(),
+            })?;
+            num.order.push(child);
+            if t.is_dir(child) {
+                subdirs += 1;
+                num.parent[child] = dir;
+                queue.push_back(child);
+            }
+        }
+        num.links[dir] = 2 + subdirs;
+        if num.links[dir] > MAX_LINKS {
+            num.links[dir] = 1;
+        }
+    }
+    for &id in &num.order {
+        if !t.is_dir(id) && num.links[id] > MAX_LINKS {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: format!("more than {MAX_LINKS} hard links to one file"),
+            });
+        }
+    }
+    Ok(num)
+}
+
+/// Fewest blocks the last group gets.
+const MIN_LAST_GROUP: u64 = 16;
+
+/// Block-group geometry of the finished image.
+struct Geometry {
+    groups: u64,
+    ipg: u64,
+    total_blocks: u64,
+    /// Free blocks left between the other metadata and the inode tables.
+    gap: (u64, u64),
+    inode_tables: u64,
+    block_bitmaps: u64,
+    inode_bitmaps: u64,
+}
+
+impl Geometry {
+    /// Chooses the group count and inodes per group so that everything up to `meta_end`,
+    /// the inode tables and the bitmaps fit, with at least `inodes` inodes.
+    fn compute(meta_end: u64, inodes: u64) -> Option<Self> {
+        let per_block = BLOCK_SIZE / INODE_SIZE;
+        let mut groups = div_ceil(meta_end, BLOCKS_PER_GROUP).max(1);
+        loop {
+            if groups > MAX_BLOCKS / BLOCKS_PER_GROUP {
+                return None;
+            }
+            let ipg =
+                div_ceil(div_ceil(inodes.max(FIRST_INO.into()), groups), per_block) * per_block;
+            if ipg > BLOCKS_PER_GROUP {
+                groups += 1;
+                continue;
+            }
+            let itable = groups * ipg / per_block;
+            let total = meta_end + itable + 2 * groups;
+            let need = div_ceil(total, BLOCKS_PER_GROUP);
+            if need > groups {
+                groups = need;
+                continue;
+            }
+            // More groups than the blocks fill (inodes need them: at most 32768 per group):
+            // a free gap before the inode tables gives the last group a few blocks.
+            let min_total = (groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP;
+            let gap = min_total.saturating_sub(total);
+            let tables = meta_end + gap;
+            return Some(Geometry {
+                groups,
+                ipg,
+                total_blocks: total + gap,
+                gap: (meta_end, tables),
+                inode_tables: tables,
+                block_bitmaps: tables + itable,
+                inode_bitmaps: tables + itable + groups,
+            });
+        }
+    }
+
+    fn inodes_count(&self) -> u64 {
+        self.groups * self.ipg
+    }
+
+    fn itable_blocks_per_group(&self) -> u64 {
+        self.ipg / (BLOCK_SIZE / INODE_SIZE)
+    }
+}
+
+fn invalid(entry: &str, reason: &str) -> Error {
+    Error::InvalidEntry {
+        entry: entry.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A repeated directory entry updates the directory's metadata; an overlay opaque marker
+/// set by an earlier whiteout stays.
+fn set_dir_meta(node: &mut Node, mut meta: Meta) {
+    if let Some(v) = node.meta.xattrs.get(OPAQUE_XATTR) {
+        meta.xattrs
+            .entry(OPAQUE_XATTR.to_vec())
+            .or_insert_with(|| v.clone());
+    }
+    node.meta = meta;
+}
+
+fn dir_file_type(k: &Kind) -> u8 {
+    match k {
+        Kind::Dir(_) => file_type::DIR,
+        Kind::File { .. } => file_type::REG,
+        Kind::Symlink(_) => file_type::SYMLINK,
+        Kind::Char(..) => file_type::CHR,
+        Kind::Block(..) => file_type::BLK,
+        Kind::Fifo => file_type::FIFO,
+    }
+}
+
+fn mode_type(k: &Kind) -> u16 {
+    match k {
+        Kind::Dir(_) => inofmt::S_IFDIR,
+        Kind::File { .. } => inofmt::S_IFREG,
+        Kind::Symlink(_) => inofmt::S_IFLNK,
+        Kind::Char(..) => inofmt::S_IFCHR,
+        Kind::Block(..) => inofmt::S_IFBLK,
+        Kind::Fifo => inofmt::S_IFIFO,
+    }
+}
+
+/// Linear directory blocks: entries packed in order, the last of each block stretched to
+/// its end.
+///
+/// With `seed` (`metadata_csum`), each block ends in a 12-byte tail entry holding the
+/// block's checksum.
+fn dir_blocks(entries: &[(&[u8], u32, u8)], seed: Option<u32>) -> Vec<u8> {
+    let room = if seed.is_some() {
+        BS - csum::DIR_TAIL_LEN
+    } else {
+        BS
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(BS);
+    let mut block_start = 0usize;
+    let mut last = 0usize;
+    let close = |out: &mut Vec<u8>, block_start: usize, last: usize| {
+        let end = block_start + room;
+        let rec = (end - last) as u16;
+        out[last + 4..last + 6].copy_from_slice(&rec.to_le_bytes());
+        out.resize(end, 0);
+        if let Some(seed) = seed {
+            let c = csum::crc32c(seed, &out[block_start..end]);
+            let tail = DirEntryHead {
+                inode: 0.into(),
+                rec_len: (csum::DIR_TAIL_LEN as u16).into(),
+                name_len: 0,
+                file_type: csum::DIR_TAIL_FT,
+            };
+            out.extend_from_slice(tail.as_bytes());
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+    };
+    for &(name, ino, ft) in entries {
+        let need = dirfmt::entry_len(name.len());
+        if out.len() + need > block_start + room {
+            close(&mut out, block_start, last);
+            block_start += BS;
+        }
+        last = out.len();
+        let head = DirEntryHead {
+            inode: ino.into(),
+            rec_len: (need as u16).into(),
+            name_len: name.len() as u8,
+            file_type: ft,
+        };
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(name);
+        out.resize(last + need, 0);
+    }
+    close(&mut out, block_start, last);
+    out
+}
+
+/// The htree hash seed (unused by the legacy hash, but e2fsck wants one): the UUID.
+fn seed_from(uuid: &[u8; 16]) -> [zerocopy::little_endian::U32; 4] {
+    let w = |i: usize| u32::from_le_bytes([uuid[i], uuid[i + 1], uuid[i + 2], uuid[i + 3]]).into();
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// A directory entry to write: (name, inode, file type).
+type DirItem<'a> = (&'a [u8], u32, u8);
+
+/// A hashed directory: `entries` (`.` and `..` first) as a `dx_root`, one level of
+/// `dx_node`s when needed, and leaves sorted by hash. Entries with the same hash stay in one
+/// leaf, so no index entry needs the collision bit. `None` when the names do not fit two
+/// index levels or one hash has more entries than a block holds (then the caller keeps the
+/// linear form).
+fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option<Vec<u8>> {
+    let tail = if seed.is_some() { csum::DX_TAIL_LEN } else { 0 };
+    let room = if seed.is_some() {
+        BS - csum::DIR_TAIL_LEN
+    } else {
+        BS
+    };
+    let root_limit = (BS - 32 - tail) / 8;
+    let node_limit = (BS - 8 - tail) / 8;
+    let (dot, rest) = entries.split_first()?;
+    let (dotdot, children) = rest.split_first()?;
+    let mut items: Vec<(u32, &DirItem<'_>)> = children
+        .iter()
+        .map(|e| (htree::legacy_hash(e.0), e))
+        .collect();
+    items.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
+    // Pack leaves.
+    let mut leaves: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut cur: Vec<(&[u8], u32, u8)> = Vec::new();
+    let mut cur_hash = 0u32;
+    let mut cur_size = 0usize;
+    let mut i = 0;
+    while i < items.len() {
+        let h = items[i].0;
+        let mut j = i;
+        let mut size = 0;
+        while j < items.len() && items[j].0 == h {
+            size += dirfmt::entry_len(items[j].1.0.len());
+            j += 1;
+        }
+        if size > room {
+            return None;
+        }
+        if cur_size + size > room {
+            leaves.push((cur_hash, dir_blocks(&cur, seed)));
+            cur.clear();
+            cur_size = 0;
+        }
+        if cur.is_empty() {
+            cur_hash = h;
+        }
+        cur.extend(items[i..j].iter().map(|x| *x.1));
+        cur_size += size;
+        i = j;
+    }
+    if !cur.is_empty() {
+        leaves.push((cur_hash, dir_blocks(&cur, seed)));
+    }
+    let levels = if leaves.len() <= root_limit {
+        0u8
+    } else if leaves.len() <= root_limit * node_limit {
+        1
+    } else {
+        return None;
+    };
+    let nodes = if levels == 0 {
+        0
+    } else {
+        leaves.len().div_ceil(node_limit)
+    };
+    let first_leaf = 1 + nodes;
+    // Index entries: (lowest hash, logical block).
+    let leaf_index: Vec<(u32, u32)> = leaves
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.0, (first_leaf + k) as u32))
+        .collect();
+    let root_entries: Vec<(u32, u32)> = if levels == 0 {
+        leaf_index.clone()
+    } else {
+        leaf_index
+            .chunks(node_limit)
+            .enumerate()
+            .map(|(k, c)| (c[0].0, (1 + k) as u32))
+            .collect()
+    };
+    let mut out = vec![0u8; BS];
+    let head = |ino: u32, rec: u16, name: &[u8]| {
+        let mut v = DirEntryHead {
+            inode: ino.into(),
+            rec_len: rec.into(),
+            name_len: name.len() as u8,
+            file_type: file_type::DIR,
+        }
+        .as_bytes()
+        .to_vec();
+        v.extend_from_slice(name);
+        v.resize(12, 0);
+        v
+    };
+    out[0..12].copy_from_slice(&head(dot.1, 12, b"."));
+    out[12..24].copy_from_slice(&head(dotdot.1, (BS - 12) as u16, b".."));
+    let info = DxRootInfo {
+        reserved_zero: 0.into(),
+        hash_version: htree::HASH_LEGACY,
+        info_length: 8,
+        indirect_levels: levels,
+        unused_flags: 0,
+    };
+    out[24..32].copy_from_slice(info.as_bytes());
+    write_dx(&mut out, 32, root_limit, &root_entries, seed);
+    if levels == 1 {
+        for chunk in leaf_index.chunks(node_limit) {
+            let mut node = vec![0u8; BS];
+            let fake = DirEntryHead {
+                inode: 0.into(),
+                rec_len: (BS as u16).into(),
+                name_len: 0,
+                file_type: 0,
+            };
+            node[0..8].copy_from_slice(fake.as_bytes());
+            write_dx(&mut node, 8, node_limit, chunk, seed);
+            out.extend_from_slice(&node);
+        }
+    }
+    for (_, leaf) in leaves {
+        out.extend_from_slice(&leaf);
+    }
+    Some(out)
+}
+
+/// Writes an index at `count_offset` of `block`: count/limit over entry 0's hash, then the
+/// entries, then (with `seed`) the `dx_tail` checksum after `limit` entries.
+fn write_dx(
+    block: &mut [u8],
+    count_offset: usize,
+    limit: usize,
+    entries: &[(u32, u32)],
+    seed: Option<u32>,
+) {
+    let area = &mut block[count_offset..];
+    let cl = DxCountLimit {
+        limit: (limit as u16).into(),
+        count: (entries.len() as u16).into(),
+    };
+    area[0..4].copy_from_slice(cl.as_bytes());
+    for (k, &(hash, block)) in entries.iter().enumerate() {
+        let e = DxEntry {
+            hash: hash.into(),
+            block: block.into(),
+        };
+        let at = k * 8;
+        if k == 0 {
+            area[4..8].copy_from_slice(&block.to_le_bytes());
+        } else {
+            area[at..at + 8].copy_from_slice(e.as_bytes());
+        }
+    }
+    if let Some(seed) = seed {
+        let end = count_offset + entries.len() * 8;
+        let t = count_offset + limit * 8;
+        // Over the used part of the index, then the tail with `dt_checksum` still zero.
+        let c = csum::crc32c(csum::crc32c(seed, &block[..end]), &block[t..t + 8]);
+        block[t + 4..t + 8].copy_from_slice(&c.to_le_bytes());
+    }
+}
+
+/// One encoded xattr: (index, suffix, disk value).
+type XattrItem = (u8, Vec<u8>, Vec<u8>);
+
+/// Splits xattrs between the inode (as many as fit, in order) and one block.
+fn split_xattrs(xattrs: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    if xattrs.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let mut items: Vec<XattrItem> = Vec::new();
+    for (name, value) in xattrs {
+        let (index, suffix) = xfmt::split_name(name);
+        let value = if index == 2 || index == 3 {
+            xfmt::acl::to_disk(value).ok_or_else(|| invalid(&lossy(name), "malformed POSIX ACL"))?
+        } else {
+            value.clone()
+        };
+        if suffix.len() > 255 {
+            return Err(invalid(&lossy(name), "xattr name longer than 255 bytes"));
+        }
+        items.push((index, suffix.to_vec(), value));
+    }
+    items.sort_by(|a, b| (a.0, a.1.len(), &a.1).cmp(&(b.0, b.1.len(), &b.1)));
+    let mut inline: Vec<&XattrItem> = Vec::new();
+    let mut block: Vec<&XattrItem> = Vec::new();
+    let mut used = 4; // terminator
+    for it in &items {
+        let need = xfmt::entry_len(it.1.len()) + xfmt::value_len(it.2.len());
+        if block.is_empty() && used + need <= INLINE_XATTR_ROOM {
+            used += need;
+            inline.push(it);
+        } else {
+            block.push(it);
+        }
+    }
+    let inline_bytes = if inline.is_empty() {
+        Vec::new()
+    } else {
+        xattr_area(&inline, INLINE_XATTR_ROOM, 0, false)
+    };
+    let block_bytes = if block.is_empty() {
+        None
+    } else {
+        let need: usize = 32
+            + 4
+            + block
+                .iter()
+                .map(|it| xfmt::entry_len(it.1.len()) + xfmt::value_len(it.2.len()))
+                .sum::<usize>();
+        if need > BS {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: "xattrs of one file do not fit in a 4 KiB block".into(),
+            });
+        }
+        Some(xattr_area(&block, BS, 32, true))
+    };
+    Ok((inline_bytes, block_bytes))
+}
+
+/// Lays entries out from `start` and values down from the end of a `size`-byte area.
+/// Value offsets count from the area start (block) or the first entry (inode, start 0).
+fn xattr_area(items: &[&XattrItem], size: usize, start: usize, is_block: bool) -> Vec<u8> {
+    let mut area = vec![0u8; size];
+    let mut pos = start;
+    let mut vend = size;
+    let mut hashes = Vec::new();
+    for (index, suffix, value) in items {
+        vend -= xfmt::value_len(value.len());
+        area[vend..vend + value.len()].copy_from_slice(value);
+        let hash = xfmt::entry_hash(suffix, value);
+        hashes.push(hash);
+        let head = EntryHead {
+            name_len: suffix.len() as u8,
+            name_index: *index,
+            value_offs: (vend as u16).into(),
+            value_inum: 0.into(),
+            value_size: (value.len() as u32).into(),
+            hash: hash.into(),
+        };
+        area[pos..pos + 16].copy_from_slice(head.as_bytes());
+        area[pos + 16..pos + 16 + suffix.len()].copy_from_slice(suffix);
+        pos += xfmt::entry_len(suffix.len());
+    }
+    if is_block {
+        let h = BlockHeader {
+            magic: xfmt::MAGIC.into(),
+            refcount: 1.into(),
+            blocks: 1.into(),
+            hash: xfmt::block_hash(&hashes).into(),
+            ..BlockHeader::default()
+        };
+        area[..32].copy_from_slice(h.as_bytes());
+    }
+    area
+}
+
+/// The 256 bytes of one inode.
+fn inode_bytes(
+    node: &Node,
+    plan: &Plan,
+    links: u32,
+    xattr_first: u64,
+) -> [u8; INODE_SIZE as usize] {
+    let m = &node.meta;
+    let (atime, atime_x) = inofmt::encode_time(m.atime.secs, m.atime.nanos);
+    let (mtime, mtime_x) = inofmt::encode_time(m.mtime.secs, m.mtime.nanos);
+    let (ctime, ctime_x) = inofmt::encode_time(m.ctime.secs, m.ctime.nanos);
+    let acl = plan.xattr_block.map(|i| xattr_first + i).unwrap_or(0);
+    let sectors = plan.blocks * (BLOCK_SIZE / 512);
+    let inode = Inode {
+        mode: (mode_type(&node.kind) | (m.perm & 0o7777)).into(),
+        uid: (m.uid as u16).into(),
+        size_lo: (plan.size as u32).into(),
+        atime: atime.into(),
+        ctime: ctime.into(),
+        mtime: mtime.into(),
+        dtime: 0.into(),
+        gid: (m.gid as u16).into(),
+        links_count: (links as u16).into(),
+        blocks_lo: (sectors as u32).into(),
+        flags: ((if plan.fast { 0 } else { inofmt::EXTENTS_FL })
+            | (if plan.indexed { inofmt::INDEX_FL } else { 0 }))
+        .into(),
+        osd1: 0.into(),
+        block: plan.block,
+        generation: 0.into(),
+        file_acl_lo: (acl as u32).into(),
+        size_high: ((plan.size >> 32) as u32).into(),
+        obso_faddr: 0.into(),
+        blocks_high: ((sectors >> 32) as u16).into(),
+        file_acl_high: ((acl >> 32) as u16).into(),
+        uid_high: ((m.uid >> 16) as u16).into(),
+        gid_high: ((m.gid >> 16) as u16).into(),
+        checksum_lo: 0.into(),
+        reserved: 0.into(),
+        extra_isize: EXTRA_ISIZE.into(),
+        checksum_hi: 0.into(),
+        ctime_extra: ctime_x.into(),
+        mtime_extra: mtime_x.into(),
+        atime_extra: atime_x.into(),
+        crtime: ctime.into(),
+        crtime_extra: ctime_x.into(),
+        version_hi: 0.into(),
+        projid: 0.into(),
+    };
+    let mut raw = [0u8; INODE_SIZE as usize];
+    raw[..INLINE_XATTR_START].copy_from_slice(inode.as_bytes());
+    if !plan.inline_xattrs.is_empty() {
+        raw[INLINE_XATTR_START..INLINE_XATTR_START + 4].copy_from_slice(&xfmt::MAGIC.to_le_bytes());
+        raw[INLINE_XATTR_START + 4..].copy_from_slice(&plan.inline_xattrs);
+    }
+    raw
+}
+
+/// Metadata of a tar entry: mode bits, owners (PAX overrides), times with nanoseconds,
+/// `SCHILY.xattr.*`.
+fn entry_meta<R: Read>(name: &str, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
+    let h = entry.header();
+    let bad = |e: std::io::Error| invalid(name, &e.to_string());
+    let perm = (h.mode().map_err(bad)? & 0o7777) as u16;
+    let mut uid = h.uid().map_err(bad)?;
+    let mut gid = h.gid().map_err(bad)?;
+    let mut mtime = Time {
+        secs: h.mtime().map_err(bad)? as i64,
+        nanos: 0,
+    };
+    let mut atime = None;
+    let mut ctime = None;
+    let mut xattrs = BTreeMap::new();
+    if let Some(pax) = entry.pax_extensions().map_err(bad)? {
+        for ext in pax {
+            let ext = ext.map_err(bad)?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            let text = std::str::from_utf8(value).unwrap_or("");
+            match key {
+                b"uid" => uid = text.parse().map_err(|_| invalid(name, "bad PAX uid"))?,
+                b"gid" => gid = text.parse().map_err(|_| invalid(name, "bad PAX gid"))?,
+                b"mtime" => {
+                    mtime = parse_pax_time(text).ok_or_else(|| invalid(name, "bad PAX mtime"))?
+                }
+                b"atime" => atime = parse_pax_time(text),
+                b"ctime" => ctime = parse_pax_time(text),
+                _ => {
+                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                        xattrs.insert(x.to_vec(), value.to_vec());
+                    }
+                }
+            }
+        }
+    }
+    if uid > u64::from(u32::MAX) || gid > u64::from(u32::MAX) {
+        return Err(invalid(name, "uid or gid above 2^32"));
+    }
+    Ok(Meta {
+        perm,
+        uid: uid as u32,
+        gid: gid as u32,
+        mtime,
+        atime: atime.unwrap_or(mtime),
+        ctime: ctime.unwrap_or(mtime),
+        xattrs,
+    })
+}
+
+/// Parses a PAX time: `[-]SECONDS[.FRACTION]`.
+fn parse_pax_time(s: &str) -> Option<Time> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = int.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: u32 = digits.parse().ok()?;
+    if neg {
+        if nanos == 0 {
+            Some(Time {
+                secs: -secs,
+                nanos: 0,
+            })
+        } else {
+            Some(Time {
+                secs: -secs - 1,
+                nanos: 1_000_000_000 - nanos,
+            })
+        }
+    } else {
+        Some(Time { secs, nanos })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times_parse_with_nanoseconds() {
+        assert_eq!(
+            parse_pax_time("1600000000.5"),
+            Some(Time {
+                secs: 1_600_000_000,
+                nanos: 500_000_000
+            })
+        );
+        assert_eq!(parse_pax_time("12"), Some(Time { secs: 12, nanos: 0 }));
+        assert_eq!(
+            parse_pax_time("-1.25"),
+            Some(Time {
+                secs: -2,
+                nanos: 750_000_000
+            })
+        );
+        assert_eq!(parse_pax_time("x"), None);
+    }
+
+    #[test]
+    fn directory_blocks_end_exactly_at_block_ends() {
+        let names: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("name-{i}").into_bytes())
+            .collect();
+        let entries: Vec<(&[u8], u32, u8)> = names.iter().map(|n| (n.as_slice(), 12, 1)).collect();
+        let data = dir_blocks(&entries, None);
+        assert_eq!(data.len() % BS, 0);
+        let mut seen = 0;
+        for block in data.chunks(BS) {
+            let mut off = 0;
+            while off < BS {
+                let rec = u16::from_le_bytes([block[off + 4], block[off + 5]]) as usize;
+                assert!(rec >= 8);
+                off += rec;
+                seen += 1;
+            }
+            assert_eq!(off, BS);
+        }
+        assert_eq!(seen, 1000);
+    }
+
+    #[test]
+    fn geometry_fits_everything() {
+        for (meta_end, inodes) in [
+            (10, 20),
+            (32768, 100),
+            (32760, 5000),
+            (1 << 20, 1 << 20),
+            (10, 100_000),
+        ] {
+            let g = Geometry::compute(meta_end, inodes).unwrap();
+            assert!(g.inodes_count() >= inodes);
+            assert_eq!(div_ceil(g.total_blocks, BLOCKS_PER_GROUP), g.groups);
+            assert!(g.ipg <= BLOCKS_PER_GROUP && g.ipg.is_multiple_of(16));
+        }
+    }
+}
