@@ -1,0 +1,93 @@
+//! Virtual disk images for strata: readers and writers for VMDK (`monolithicSparse`, with
+//! delta disks), VHD (fixed, dynamic, differencing) and raw files, behind one [`Disk`]
+//! trait, plus parent chains ([`open_chain`]) and conversion between formats
+//! ([`convert`], [`flatten`]).
+//!
+//! This crate owns the on-disk formats: their byte layout, checksums, allocation, the
+//! order metadata reaches the disk, and the identity checks between a child and its
+//! parent. It does not own filesystems inside the disks (that is `ext4-writer`), it does
+//! not know about layers, stores or backends (the `backend-vmdk` and `backend-vhd` crates
+//! build on it), and it does not mount anything.
+//!
+//! ```no_run
+//! use disk_image::{Format, create, open_chain};
+//! # fn main() -> disk_image::Result<()> {
+//! let mut base = create("base.vmdk".as_ref(), Format::VmdkSparse, 1 << 30)?;
+//! base.write_at(b"hello", 0)?;
+//! base.flush()?;
+//! drop(base);
+//! disk_image::create_child("child.vmdk".as_ref(), "base.vmdk".as_ref())?;
+//! let child = open_chain("child.vmdk".as_ref(), false)?;
+//! let mut buf = [0u8; 5];
+//! child.read_at(&mut buf, 0)?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod disk;
+pub mod error;
+mod file;
+pub mod raw;
+pub mod vmdk;
+
+use std::path::Path;
+
+pub use chain::{convert, flatten, open_chain};
+pub use disk::{Disk, DiskId, Format, ParentLink, RawExtent};
+pub use error::{Error, ErrorKind, Result};
+pub use raw::RawDisk;
+pub use vmdk::SparseVmdk;
+
+use file::ImageFile;
+
+/// Works out the format of the image at `path` from its magic numbers. A file with no
+/// known magic is raw.
+pub fn detect(path: &Path) -> Result<Format> {
+    let file = ImageFile::open(path, true)?;
+    let len = file.len()?;
+    let mut first = [0u8; 512];
+    let head = len.min(512) as usize;
+    file.read_exact_at(&mut first[..head], 0)?;
+    if vmdk::is_sparse(&first[..head]) {
+        return Ok(Format::VmdkSparse);
+    }
+    Ok(Format::Raw)
+}
+
+/// Opens one image file, detecting its format, without its parents (a child disk opened
+/// this way reads zeros where it holds nothing; use [`open_chain`] to read through).
+pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
+    Ok(match detect(path)? {
+        Format::VmdkSparse => Box::new(SparseVmdk::open(path, read_only)?),
+        Format::Raw => Box::new(RawDisk::open(path, read_only)?),
+    })
+}
+
+/// Creates a new standalone image of `format` and `size` bytes at `path`; fails if the
+/// file exists.
+pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
+    Ok(match format {
+        Format::VmdkSparse => Box::new(SparseVmdk::create(path, size)?),
+        Format::Raw => Box::new(RawDisk::create(path, size)?),
+    })
+}
+
+/// Creates a child of the image at `parent` (opened with its own chain), in the parent's
+/// format family: a VMDK delta disk for a VMDK parent. Returns the child, stacked on its
+/// parent.
+pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
+    let parent_disk = open_chain(parent, true)?;
+    let hint = chain::parent_hint(path, parent)?;
+    Ok(match parent_disk.format() {
+        Format::VmdkSparse => Box::new(SparseVmdk::create_child(path, parent_disk, &hint)?),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("a {other} disk cannot have children"),
+            )
+            .with_path(parent));
+        }
+    })
+}
