@@ -15,6 +15,12 @@ pub enum Format {
     /// VMDK hosted sparse extent with an embedded descriptor (`monolithicSparse`), base or
     /// delta disk.
     VmdkSparse,
+    /// VHD fixed: raw data followed by a 512-byte footer.
+    VhdFixed,
+    /// VHD dynamic: footer, dynamic header, block allocation table and blocks.
+    VhdDynamic,
+    /// VHD differencing: a dynamic VHD whose unallocated sectors come from a parent.
+    VhdDifferencing,
 }
 
 impl Format {
@@ -23,6 +29,9 @@ impl Format {
         match self {
             Format::Raw => "raw",
             Format::VmdkSparse => "vmdk",
+            Format::VhdFixed => "vhd-fixed",
+            Format::VhdDynamic => "vhd-dynamic",
+            Format::VhdDifferencing => "vhd-differencing",
         }
     }
 }

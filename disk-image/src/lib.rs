@@ -30,6 +30,7 @@ pub mod disk;
 pub mod error;
 mod file;
 pub mod raw;
+pub mod vhd;
 pub mod vmdk;
 
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use chain::{convert, flatten, open_chain};
 pub use disk::{Disk, DiskId, Format, ParentLink, RawExtent};
 pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;
+pub use vhd::{DynamicVhd, FixedVhd};
 pub use vmdk::SparseVmdk;
 
 use file::ImageFile;
@@ -53,6 +55,17 @@ pub fn detect(path: &Path) -> Result<Format> {
     if vmdk::is_sparse(&first[..head]) {
         return Ok(Format::VmdkSparse);
     }
+    // Dynamic VHDs keep a copy of the footer at the start; every VHD has it at the end.
+    if let Some(format) = vhd::footer_format(&first[..head]) {
+        return Ok(format);
+    }
+    if len >= 512 {
+        let mut last = [0u8; 512];
+        file.read_exact_at(&mut last, len - 512)?;
+        if let Some(format) = vhd::footer_format(&last) {
+            return Ok(format);
+        }
+    }
     Ok(Format::Raw)
 }
 
@@ -61,6 +74,10 @@ pub fn detect(path: &Path) -> Result<Format> {
 pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
     Ok(match detect(path)? {
         Format::VmdkSparse => Box::new(SparseVmdk::open(path, read_only)?),
+        Format::VhdFixed => Box::new(FixedVhd::open(path, read_only)?),
+        Format::VhdDynamic | Format::VhdDifferencing => {
+            Box::new(DynamicVhd::open(path, read_only)?)
+        }
         Format::Raw => Box::new(RawDisk::open(path, read_only)?),
     })
 }
@@ -70,18 +87,30 @@ pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
 pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
     Ok(match format {
         Format::VmdkSparse => Box::new(SparseVmdk::create(path, size)?),
+        Format::VhdFixed => Box::new(FixedVhd::create(path, size)?),
+        Format::VhdDynamic => Box::new(DynamicVhd::create(path, size)?),
+        Format::VhdDifferencing => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a differencing VHD needs a parent (use create_child)",
+            )
+            .with_path(path));
+        }
         Format::Raw => Box::new(RawDisk::create(path, size)?),
     })
 }
 
 /// Creates a child of the image at `parent` (opened with its own chain), in the parent's
-/// format family: a VMDK delta disk for a VMDK parent. Returns the child, stacked on its
+/// format family: a VMDK delta disk for a VMDK parent, a differencing VHD for any VHD. Returns the child, stacked on its
 /// parent.
 pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
     let parent_disk = open_chain(parent, true)?;
     let hint = chain::parent_hint(path, parent)?;
     Ok(match parent_disk.format() {
         Format::VmdkSparse => Box::new(SparseVmdk::create_child(path, parent_disk, &hint)?),
+        Format::VhdFixed | Format::VhdDynamic | Format::VhdDifferencing => {
+            Box::new(DynamicVhd::create_child(path, parent_disk, &hint)?)
+        }
         other => {
             return Err(Error::new(
                 ErrorKind::Unsupported,
