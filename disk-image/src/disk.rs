@@ -21,6 +21,10 @@ pub enum Format {
     VhdDynamic,
     /// VHD differencing: a dynamic VHD whose unallocated sectors come from a parent.
     VhdDifferencing,
+    /// VHDX dynamic.
+    Vhdx,
+    /// VHDX differencing: unallocated sectors come from a parent VHDX.
+    VhdxDifferencing,
 }
 
 impl Format {
@@ -32,6 +36,8 @@ impl Format {
             Format::VhdFixed => "vhd-fixed",
             Format::VhdDynamic => "vhd-dynamic",
             Format::VhdDifferencing => "vhd-differencing",
+            Format::Vhdx => "vhdx",
+            Format::VhdxDifferencing => "vhdx-differencing",
         }
     }
 }

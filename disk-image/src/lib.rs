@@ -1,5 +1,6 @@
 //! Virtual disk images for strata: readers and writers for VMDK (`monolithicSparse`, with
-//! delta disks), VHD (fixed, dynamic, differencing) and raw files, behind one [`Disk`]
+//! delta disks), VHD (fixed, dynamic, differencing), VHDX (dynamic,
+//! differencing, with log replay) and raw files, behind one [`Disk`]
 //! trait, plus parent chains ([`open_chain`]) and conversion between formats
 //! ([`convert`], [`flatten`]).
 //!
@@ -31,6 +32,7 @@ pub mod error;
 mod file;
 pub mod raw;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 
 use std::path::Path;
@@ -40,12 +42,14 @@ pub use disk::{Disk, DiskId, Format, ParentLink, RawExtent};
 pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;
 pub use vhd::{DynamicVhd, FixedVhd};
+pub use vhdx::Vhdx;
 pub use vmdk::SparseVmdk;
 
 use file::ImageFile;
 
 /// Works out the format of the image at `path` from its magic numbers. A file with no
-/// known magic is raw.
+/// known magic is raw. Any VHDX is reported as [`Format::Vhdx`]; whether it is a
+/// differencing disk is in its metadata, which the opened disk's [`Disk::format`] tells.
 pub fn detect(path: &Path) -> Result<Format> {
     let file = ImageFile::open(path, true)?;
     let len = file.len()?;
@@ -54,6 +58,9 @@ pub fn detect(path: &Path) -> Result<Format> {
     file.read_exact_at(&mut first[..head], 0)?;
     if vmdk::is_sparse(&first[..head]) {
         return Ok(Format::VmdkSparse);
+    }
+    if vhdx::is_vhdx(&first[..head]) {
+        return Ok(Format::Vhdx);
     }
     // Dynamic VHDs keep a copy of the footer at the start; every VHD has it at the end.
     if let Some(format) = vhd::footer_format(&first[..head]) {
@@ -78,6 +85,7 @@ pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
         Format::VhdDynamic | Format::VhdDifferencing => {
             Box::new(DynamicVhd::open(path, read_only)?)
         }
+        Format::Vhdx | Format::VhdxDifferencing => Box::new(Vhdx::open(path, read_only)?),
         Format::Raw => Box::new(RawDisk::open(path, read_only)?),
     })
 }
@@ -89,10 +97,11 @@ pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
         Format::VmdkSparse => Box::new(SparseVmdk::create(path, size)?),
         Format::VhdFixed => Box::new(FixedVhd::create(path, size)?),
         Format::VhdDynamic => Box::new(DynamicVhd::create(path, size)?),
-        Format::VhdDifferencing => {
+        Format::Vhdx => Box::new(Vhdx::create(path, size)?),
+        Format::VhdDifferencing | Format::VhdxDifferencing => {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "a differencing VHD needs a parent (use create_child)",
+                "a differencing disk needs a parent (use create_child)",
             )
             .with_path(path));
         }
@@ -101,7 +110,7 @@ pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
 }
 
 /// Creates a child of the image at `parent` (opened with its own chain), in the parent's
-/// format family: a VMDK delta disk for a VMDK parent, a differencing VHD for any VHD. Returns the child, stacked on its
+/// format family: a VMDK delta disk for a VMDK parent, a differencing VHD for any VHD, a differencing VHDX for a VHDX. Returns the child, stacked on its
 /// parent.
 pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
     let parent_disk = open_chain(parent, true)?;
@@ -110,6 +119,9 @@ pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
         Format::VmdkSparse => Box::new(SparseVmdk::create_child(path, parent_disk, &hint)?),
         Format::VhdFixed | Format::VhdDynamic | Format::VhdDifferencing => {
             Box::new(DynamicVhd::create_child(path, parent_disk, &hint)?)
+        }
+        Format::Vhdx | Format::VhdxDifferencing => {
+            Box::new(Vhdx::create_child(path, parent_disk, &hint)?)
         }
         other => {
             return Err(Error::new(
