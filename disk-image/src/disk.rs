@@ -15,6 +15,10 @@ pub enum Format {
     /// VMDK hosted sparse extent with an embedded descriptor (`monolithicSparse`), base or
     /// delta disk.
     VmdkSparse,
+    /// VMDK descriptor plus one raw extent file (`monolithicFlat`), raw-addressable.
+    VmdkFlat,
+    /// VMDK with compressed grains and markers (`streamOptimized`), for transport.
+    VmdkStream,
     /// VHD fixed: raw data followed by a 512-byte footer.
     VhdFixed,
     /// VHD dynamic: footer, dynamic header, block allocation table and blocks.
@@ -33,6 +37,8 @@ impl Format {
         match self {
             Format::Raw => "raw",
             Format::VmdkSparse => "vmdk",
+            Format::VmdkFlat => "vmdk-flat",
+            Format::VmdkStream => "vmdk-stream",
             Format::VhdFixed => "vhd-fixed",
             Format::VhdDynamic => "vhd-dynamic",
             Format::VhdDifferencing => "vhd-differencing",

@@ -1,5 +1,5 @@
-//! Virtual disk images for strata: readers and writers for VMDK (`monolithicSparse`, with
-//! delta disks), VHD (fixed, dynamic, differencing), VHDX (dynamic,
+//! Virtual disk images for strata: readers and writers for VMDK (`monolithicSparse` with
+//! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing), VHDX (dynamic,
 //! differencing, with log replay) and raw files, behind one [`Disk`]
 //! trait, plus parent chains ([`open_chain`]) and conversion between formats
 //! ([`convert`], [`flatten`]).
@@ -43,7 +43,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;
 pub use vhd::{DynamicVhd, FixedVhd};
 pub use vhdx::Vhdx;
-pub use vmdk::SparseVmdk;
+pub use vmdk::{FlatVmdk, SparseVmdk, StreamVmdk};
 
 use file::ImageFile;
 
@@ -56,8 +56,8 @@ pub fn detect(path: &Path) -> Result<Format> {
     let mut first = [0u8; 512];
     let head = len.min(512) as usize;
     file.read_exact_at(&mut first[..head], 0)?;
-    if vmdk::is_sparse(&first[..head]) {
-        return Ok(Format::VmdkSparse);
+    if let Some(format) = vmdk::detect(&first[..head]) {
+        return Ok(format);
     }
     if vhdx::is_vhdx(&first[..head]) {
         return Ok(Format::Vhdx);
@@ -81,6 +81,8 @@ pub fn detect(path: &Path) -> Result<Format> {
 pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
     Ok(match detect(path)? {
         Format::VmdkSparse => Box::new(SparseVmdk::open(path, read_only)?),
+        Format::VmdkFlat => Box::new(FlatVmdk::open(path, read_only)?),
+        Format::VmdkStream => Box::new(StreamVmdk::open(path, read_only)?),
         Format::VhdFixed => Box::new(FixedVhd::open(path, read_only)?),
         Format::VhdDynamic | Format::VhdDifferencing => {
             Box::new(DynamicVhd::open(path, read_only)?)
@@ -95,6 +97,8 @@ pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
 pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
     Ok(match format {
         Format::VmdkSparse => Box::new(SparseVmdk::create(path, size)?),
+        Format::VmdkFlat => Box::new(FlatVmdk::create(path, size)?),
+        Format::VmdkStream => Box::new(StreamVmdk::create(path, size)?),
         Format::VhdFixed => Box::new(FixedVhd::create(path, size)?),
         Format::VhdDynamic => Box::new(DynamicVhd::create(path, size)?),
         Format::Vhdx => Box::new(Vhdx::create(path, size)?),
@@ -110,13 +114,15 @@ pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
 }
 
 /// Creates a child of the image at `parent` (opened with its own chain), in the parent's
-/// format family: a VMDK delta disk for a VMDK parent, a differencing VHD for any VHD, a differencing VHDX for a VHDX. Returns the child, stacked on its
+/// format family: a sparse VMDK delta disk for any VMDK parent, a differencing VHD for any VHD, a differencing VHDX for a VHDX. Returns the child, stacked on its
 /// parent.
 pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
     let parent_disk = open_chain(parent, true)?;
     let hint = chain::parent_hint(path, parent)?;
     Ok(match parent_disk.format() {
-        Format::VmdkSparse => Box::new(SparseVmdk::create_child(path, parent_disk, &hint)?),
+        Format::VmdkSparse | Format::VmdkFlat | Format::VmdkStream => {
+            Box::new(SparseVmdk::create_child(path, parent_disk, &hint)?)
+        }
         Format::VhdFixed | Format::VhdDynamic | Format::VhdDifferencing => {
             Box::new(DynamicVhd::create_child(path, parent_disk, &hint)?)
         }

@@ -12,6 +12,7 @@ use super::header::{
     FLAG_REDUNDANT_GRAIN_TABLE, GD_AT_END, GTES_PER_GT, MAX_CAPACITY_SECTORS, SECTOR, SPARSE_MAGIC,
     SparseExtentHeader,
 };
+use super::new_cid;
 use crate::disk::{
     Disk, DiskId, Format, ParentLink, check_parent, check_range, no_parent, read_parent_or_zero,
 };
@@ -37,16 +38,6 @@ pub struct SparseVmdk {
     parent: Option<Box<dyn Disk>>,
     cid_bumped: bool,
     data_dirty: bool,
-}
-
-/// A fresh content id, different from `old` and from the reserved values.
-fn new_cid(old: u32) -> u32 {
-    loop {
-        let cid = uuid::Uuid::new_v4().as_u128() as u32;
-        if cid != old && cid != NO_PARENT_CID && cid != 0xffff_fffe {
-            return cid;
-        }
-    }
 }
 
 /// What a read or write of one run of the disk meets.
