@@ -8,7 +8,8 @@
 //! order metadata reaches the disk, and the identity checks between a child and its
 //! parent. It does not own filesystems inside the disks (that is `ext4-writer`), it does
 //! not know about layers, stores or backends (the `backend-vmdk` and `backend-vhd` crates
-//! build on it), and it does not mount anything.
+//! build on it). It makes disks block devices (loop devices, directly or over its FUSE
+//! block view) but mounts no filesystem.
 //!
 //! ```no_run
 //! use disk_image::{Format, create, open_chain};
@@ -26,6 +27,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attach;
+pub mod block_view;
 pub mod chain;
 pub mod disk;
 pub mod error;
@@ -37,6 +40,7 @@ pub mod vmdk;
 
 use std::path::Path;
 
+pub use attach::{Attached, attach, cleanup};
 pub use chain::{convert, flatten, open_chain};
 pub use disk::{Disk, DiskId, Format, ParentLink, RawExtent};
 pub use error::{Error, ErrorKind, Result};

@@ -4,7 +4,13 @@ use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 /// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen.
-pub const TEST_PACKAGES: &[&str] = &["e2fsprogs", "fuse3", "libclang-dev", "util-linux"];
+pub const TEST_PACKAGES: &[&str] = &[
+    "e2fsprogs",
+    "fuse3",
+    "libclang-dev",
+    "qemu-utils",
+    "util-linux",
+];
 
 /// True when the effective user is root.
 pub fn is_root() -> bool {
