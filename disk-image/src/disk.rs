@@ -48,6 +48,28 @@ impl Format {
     }
 }
 
+impl std::str::FromStr for Format {
+    type Err = Error;
+
+    /// Parses a [`Format::name`].
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            Format::Raw,
+            Format::VmdkSparse,
+            Format::VmdkFlat,
+            Format::VmdkStream,
+            Format::VhdFixed,
+            Format::VhdDynamic,
+            Format::VhdDifferencing,
+            Format::Vhdx,
+            Format::VhdxDifferencing,
+        ]
+        .into_iter()
+        .find(|f| f.name() == s)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, format!("unknown format {s:?}")))
+    }
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result, bail};
 use std::process::Command;
 
-/// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen.
+/// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen,
+/// qemu-img/qemu-io for the disk-image cross-checks.
 pub const TEST_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "fuse3",
