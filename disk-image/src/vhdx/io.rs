@@ -280,6 +280,14 @@ impl Vhdx {
             let chunks = meta.virtual_size.div_ceil(block).div_ceil(chunk_ratio);
             for c in 0..chunks {
                 if let Some(at) = bat.bitmap(c) {
+                    // Distinct bitmaps cannot hold more than the file does.
+                    if (bitmaps.len() as u64 + 1) * SECTOR_BITMAP_BYTES > file_len {
+                        return Err(Error::corrupt(
+                            path,
+                            at,
+                            "more sector bitmaps than the file holds",
+                        ));
+                    }
                     let mut map = vec![0u8; SECTOR_BITMAP_BYTES as usize];
                     file.read_zero_fill_at(&mut map, at)?;
                     bitmaps.insert(c, map);

@@ -20,6 +20,10 @@ pub const DATA_DESCRIPTOR_SIGNATURE: [u8; 4] = *b"desc";
 pub const DATA_SECTOR_SIGNATURE: [u8; 4] = *b"data";
 /// Log sector size.
 pub const LOG_SECTOR: usize = 4096;
+/// Largest log replayed (Hyper-V and qemu write 1 MiB logs).
+pub const MAX_LOG_BYTES: u32 = 64 << 20;
+/// How far past its current size a replayed log may grow the file.
+pub const MAX_LOG_GROWTH: u64 = 64 << 30;
 
 /// Log entry header.
 #[derive(Debug, Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -229,6 +233,13 @@ pub(crate) fn replay(
     log_guid: &[u8; 16],
 ) -> Result<bool> {
     let path = file.path();
+    if log_length > MAX_LOG_BYTES {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("VHDX log of {log_length} bytes to replay (at most {MAX_LOG_BYTES})"),
+        )
+        .with_path(path));
+    }
     let mut log = vec![0u8; log_length as usize];
     file.read_exact_at(&mut log, log_offset)?;
     let Some(entries) = active_sequence(&log, log_guid, path, log_offset)? else {
@@ -250,6 +261,13 @@ pub(crate) fn replay(
         .with_path(path));
     }
     let limit = head.header.last_file_offset.get().max(file_len);
+    if limit > file_len.saturating_add(MAX_LOG_GROWTH) {
+        return Err(Error::corrupt(
+            path,
+            log_offset,
+            "VHDX log grows the file by more than 64 GiB",
+        ));
+    }
     for e in &entries {
         for w in &e.writes {
             match w {

@@ -278,10 +278,14 @@ impl SparseVmdk {
 
     /// Appends `sectors` at the end of the file and returns the first one.
     fn allocate(&mut self, sectors: u64) -> Result<u32> {
-        let at = u32::try_from(self.next_free).map_err(|_| {
-            Error::new(ErrorKind::Unsupported, "sparse VMDK grows past 2 TiB")
-                .with_path(self.file.path())
-        })?;
+        let end = self.next_free.saturating_add(sectors);
+        let at = u32::try_from(self.next_free)
+            .ok()
+            .filter(|_| end <= u64::from(u32::MAX))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Unsupported, "sparse VMDK grows past 2 TiB")
+                    .with_path(self.file.path())
+            })?;
         self.next_free += sectors;
         Ok(at)
     }
