@@ -11,6 +11,9 @@
 //! build on it). It makes disks block devices (loop devices, directly or over its FUSE
 //! block view) but mounts no filesystem.
 //!
+//! The byte layouts, as written and as accepted, are described in `FORMATS.md` beside this
+//! crate.
+//!
 //! ```no_run
 //! use disk_image::{Format, create, open_chain};
 //! # fn main() -> disk_image::Result<()> {
