@@ -125,6 +125,30 @@ fn attach_vhdx_ext4_with_qemu_img_needs_root_fuse_loop() {
     drop(attached);
     assert_qemu_check("vhdx", &img);
     check_files_via_qemu_raw("vhdx", &img, dir.path());
+
+    // A differencing child (which qemu cannot read): mount the base's filesystem through
+    // the child, add a file, and check it through our own flatten.
+    let base_bytes = file_bytes(&img);
+    let child = dir.path().join("child.vhdx");
+    drop(create_child(&child, &img).unwrap());
+    let attached = attach(open_chain(&child, false).unwrap(), false).unwrap();
+    run("mount", &[&s(attached.device()), &s(&mnt)]);
+    std::fs::write(mnt.join("added.bin"), pattern(1_000_000, 11)).unwrap();
+    run("umount", &[&s(&mnt)]);
+    attached.detach().unwrap();
+    assert_eq!(
+        file_bytes(&img),
+        base_bytes,
+        "writes went to the child only"
+    );
+    let flat = dir.path().join("flat.raw");
+    disk_image::flatten(&child, &flat, Format::Raw).unwrap();
+    run("mount", &["-o", "loop,ro", &s(&flat), &s(&mnt)]);
+    let added = std::fs::read(mnt.join("added.bin"));
+    let small = std::fs::read(mnt.join("small.txt"));
+    run("umount", &[&s(&mnt)]);
+    assert_eq!(added.unwrap(), pattern(1_000_000, 11));
+    assert_eq!(small.unwrap(), b"hello from strata\n");
 }
 
 #[test]

@@ -31,6 +31,8 @@ const METADATA_LENGTH: u32 = MIB as u32;
 const BAT_OFFSET: u64 = 3 * MIB;
 /// Block size of disks this crate creates (as Hyper-V uses for differencing disks).
 const BLOCK_SIZE: u32 = 2 << 20;
+/// Sector bitmaps are written back in pages of this many bytes.
+const BITMAP_PAGE: u64 = 4096;
 /// Largest metadata region read.
 const MAX_METADATA_BYTES: u32 = 256 << 20;
 
@@ -42,7 +44,8 @@ pub struct Vhdx {
     meta: Metadata,
     bat: Bat,
     bitmaps: HashMap<u64, Vec<u8>>,
-    dirty_bitmaps: BTreeSet<u64>,
+    /// Changed 4 KiB pages of sector bitmaps: (chunk, page).
+    dirty_bitmaps: BTreeSet<(u64, u64)>,
     block: u64,
     sector: u64,
     chunk_ratio: u64,
@@ -398,9 +401,9 @@ impl Vhdx {
                 if self.bat.bitmap(chunk).is_none() {
                     let map_at = self.allocate(SECTOR_BITMAP_BYTES)?;
                     self.bat.set_bitmap(chunk, map_at);
+                    // New space at the end of the file already reads as zeros.
                     self.bitmaps
                         .insert(chunk, vec![0u8; SECTOR_BITMAP_BYTES as usize]);
-                    self.dirty_bitmaps.insert(chunk);
                 }
                 PAYLOAD_PARTIALLY_PRESENT
             } else {
@@ -438,7 +441,9 @@ impl Vhdx {
                     *byte |= 1 << (bit % 8);
                 }
             }
-            self.dirty_bitmaps.insert(chunk);
+            for page in (b0 / 8 / BITMAP_PAGE)..=((b1 - 1) / 8 / BITMAP_PAGE) {
+                self.dirty_bitmaps.insert((chunk, page));
+            }
         }
         Ok(())
     }
@@ -519,9 +524,12 @@ impl Disk for Vhdx {
             self.data_dirty = false;
         }
         if meta_dirty {
-            for &chunk in &self.dirty_bitmaps {
+            for &(chunk, page) in &self.dirty_bitmaps {
                 if let (Some(map), Some(at)) = (self.bitmaps.get(&chunk), self.bat.bitmap(chunk)) {
-                    self.file.write_all_at(map, at)?;
+                    let start = (page * BITMAP_PAGE) as usize;
+                    let end = (start + BITMAP_PAGE as usize).min(map.len());
+                    self.file
+                        .write_all_at(&map[start..end], at + start as u64)?;
                 }
             }
             self.dirty_bitmaps.clear();
