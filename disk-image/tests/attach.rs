@@ -236,3 +236,39 @@ fn cleanup_removes_attaches_of_dead_processes_needs_root_fuse_loop() {
     let listed = run("losetup", &["-a"]);
     assert!(!listed.contains(&s(&img)), "{listed}");
 }
+
+#[test]
+fn attach_is_released_when_the_caller_panics_needs_root_fuse_loop() {
+    if !testkit::require(
+        "attach_is_released_when_the_caller_panics_needs_root_fuse_loop",
+        &[Root, DevPath("/dev/fuse"), DevPath("/dev/loop-control")],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.vmdk");
+    drop(create(&img, Format::VmdkSparse, SIZE).unwrap());
+    let sys = |dev: &Path| {
+        Path::new("/sys/block")
+            .join(dev.file_name().unwrap())
+            .join("loop/backing_file")
+    };
+    let path = img.clone();
+    let panicked = std::thread::spawn(move || {
+        let attached = attach(open(&path, false).unwrap(), false).unwrap();
+        let device = attached.device().to_path_buf();
+        let backing = std::fs::read_to_string(sys(&device)).unwrap();
+        std::panic::panic_any((device, backing));
+    })
+    .join()
+    .unwrap_err();
+    let (device, backing) = *panicked.downcast::<(std::path::PathBuf, String)>().unwrap();
+    assert!(backing.contains("strata-disk-image"), "{backing}");
+    // The loop device no longer serves this view (it may serve another test by now).
+    let now = std::fs::read_to_string(sys(&device)).unwrap_or_default();
+    assert_ne!(now, backing);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let mountpoint = Path::new(backing.trim()).parent().unwrap();
+    assert!(!mounts.contains(mountpoint.to_str().unwrap()), "{mounts}");
+    assert!(!mountpoint.exists());
+}
