@@ -1,8 +1,8 @@
 //! Virtual disk images for strata: readers and writers for VMDK (`monolithicSparse` with
-//! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing), VHDX (dynamic,
-//! differencing, with log replay) and raw files, behind one [`Disk`]
-//! trait, plus parent chains ([`open_chain`]) and conversion between formats
-//! ([`convert`], [`flatten`]).
+//! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing),
+//! VHDX (dynamic, differencing, with log replay) and raw files, behind one [`Disk`] trait,
+//! plus parent chains ([`open_chain`]), conversion between formats ([`convert`],
+//! [`flatten`]) and block devices for any of them ([`attach`]).
 //!
 //! This crate owns the on-disk formats: their byte layout, checksums, allocation, the
 //! order metadata reaches the disk, and the identity checks between a child and its
@@ -85,8 +85,18 @@ pub fn detect(path: &Path) -> Result<Format> {
 
 /// Opens one image file, detecting its format, without its parents (a child disk opened
 /// this way reads zeros where it holds nothing; use [`open_chain`] to read through).
+///
+/// Detection trusts the file's magic numbers, as qemu's probing does; a caller that knows
+/// the format (say, a backend opening its own layers) should use [`open_as`], so a raw
+/// disk whose guest wrote a VMDK header at sector 0 is never taken for a VMDK.
 pub fn open(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
-    Ok(match detect(path)? {
+    open_as(path, detect(path)?, read_only)
+}
+
+/// Opens one image file as `format` (any VHDX format opens either VHDX kind; any VHD
+/// dynamic format opens dynamic and differencing disks alike).
+pub fn open_as(path: &Path, format: Format, read_only: bool) -> Result<Box<dyn Disk>> {
+    Ok(match format {
         Format::VmdkSparse => Box::new(SparseVmdk::open(path, read_only)?),
         Format::VmdkFlat => Box::new(FlatVmdk::open(path, read_only)?),
         Format::VmdkStream => Box::new(StreamVmdk::open(path, read_only)?),
@@ -121,8 +131,8 @@ pub fn create(path: &Path, format: Format, size: u64) -> Result<Box<dyn Disk>> {
 }
 
 /// Creates a child of the image at `parent` (opened with its own chain), in the parent's
-/// format family: a sparse VMDK delta disk for any VMDK parent, a differencing VHD for any VHD, a differencing VHDX for a VHDX. Returns the child, stacked on its
-/// parent.
+/// format family: a sparse VMDK delta disk for any VMDK parent, a differencing VHD for any
+/// VHD, a differencing VHDX for a VHDX. Returns the child, stacked on its parent.
 pub fn create_child(path: &Path, parent: &Path) -> Result<Box<dyn Disk>> {
     let parent_disk = open_chain(parent, true)?;
     let hint = chain::parent_hint(path, parent)?;

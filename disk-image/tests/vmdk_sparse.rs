@@ -247,3 +247,18 @@ fn qemu_made_vmdk_chain_reads_back_with_qemu_img() {
     write_raw(&exp, &expected);
     assert_qemu_identical("vmdk", &child, &exp);
 }
+
+#[test]
+fn open_as_raw_ignores_a_guest_written_vmdk_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.vmdk");
+    drop(create(&img, Format::VmdkSparse, 1 << 20).unwrap());
+    let raw = dir.path().join("guest.raw");
+    let mut bytes = file_bytes(&img);
+    bytes.resize(3 << 20, 0);
+    write_raw(&raw, &bytes);
+    assert_eq!(disk_image::detect(&raw).unwrap(), Format::VmdkSparse);
+    let disk = disk_image::open_as(&raw, Format::Raw, true).unwrap();
+    assert_eq!((disk.format(), disk.size()), (Format::Raw, 3 << 20));
+    assert_eq!(read_all(disk.as_ref()), bytes);
+}
