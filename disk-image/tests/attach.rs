@@ -152,43 +152,50 @@ fn attach_vhdx_ext4_with_qemu_img_needs_root_fuse_loop() {
 }
 
 #[test]
-fn attach_fixed_vhd_directly_and_read_only_needs_root_loop() {
+fn attach_raw_addressable_directly_and_read_only_needs_root_fuse_loop() {
     if !testkit::require(
-        "attach_fixed_vhd_directly_and_read_only_needs_root_loop",
+        "attach_raw_addressable_directly_and_read_only_needs_root_fuse_loop",
         &[Root, DevPath("/dev/loop-control"), DevPath("/dev/fuse")],
     ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("layer.vhd");
-    drop(create(&img, Format::VhdFixed, SIZE).unwrap());
-    let attached = attach(open(&img, false).unwrap(), false).unwrap();
-    // Straight onto the file: the device's backing file is the VHD itself.
-    let name = attached.device().file_name().unwrap().to_owned();
-    let backing = std::fs::read_to_string(
-        Path::new("/sys/block")
-            .join(&name)
-            .join("loop/backing_file"),
-    )
-    .unwrap();
-    assert_eq!(backing.trim(), img.to_str().unwrap());
-    let data = pattern(1 << 20, 9);
-    {
-        use std::os::unix::fs::FileExt;
-        let dev = std::fs::OpenOptions::new()
-            .write(true)
-            .open(attached.device())
-            .unwrap();
-        dev.write_all_at(&data, 4096).unwrap();
-        dev.sync_all().unwrap();
+    for (format, name, backing_name) in [
+        (Format::VhdFixed, "layer.vhd", "layer.vhd"),
+        (Format::VmdkFlat, "flat.vmdk", "flat-flat.vmdk"),
+        (Format::Raw, "disk.raw", "disk.raw"),
+    ] {
+        let img = dir.path().join(name);
+        drop(create(&img, format, SIZE).unwrap());
+        let attached = attach(open(&img, false).unwrap(), false).unwrap();
+        // Straight onto the file holding the bytes, not through the block view.
+        let dev = attached.device().file_name().unwrap().to_owned();
+        let backing =
+            std::fs::read_to_string(Path::new("/sys/block").join(&dev).join("loop/backing_file"))
+                .unwrap();
+        assert_eq!(
+            backing.trim(),
+            s(&dir.path().join(backing_name)),
+            "{format}"
+        );
+        let data = pattern(1 << 20, 9);
+        {
+            use std::os::unix::fs::FileExt;
+            let dev = std::fs::OpenOptions::new()
+                .write(true)
+                .open(attached.device())
+                .unwrap();
+            dev.write_all_at(&data, 4096).unwrap();
+            dev.sync_all().unwrap();
+        }
+        attached.detach().unwrap();
+        let disk = open(&img, true).unwrap();
+        let mut back = vec![0u8; data.len()];
+        disk.read_at(&mut back, 4096).unwrap();
+        assert_eq!(back, data, "{format}");
+        // Footers and descriptors are intact: the size limit kept the device off them.
+        assert_eq!((disk.format(), disk.size()), (format, SIZE));
     }
-    attached.detach().unwrap();
-    let disk = open(&img, true).unwrap();
-    let mut back = vec![0u8; data.len()];
-    disk.read_at(&mut back, 4096).unwrap();
-    assert_eq!(back, data);
-    // The footer is intact: the size limit kept the device off it.
-    assert_eq!(disk.size(), SIZE);
 
     // Read-only through the block view: writes fail.
     let sparse = dir.path().join("ro.vmdk");
