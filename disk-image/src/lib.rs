@@ -2,7 +2,7 @@
 //! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing),
 //! VHDX (dynamic, differencing, with log replay) and raw files, behind one [`Disk`] trait,
 //! plus parent chains ([`open_chain`]), conversion between formats ([`convert`],
-//! [`flatten`]) and block devices for any of them ([`attach`]).
+//! [`flatten`]) and block devices for any of them ([`attach()`]).
 //!
 //! This crate owns the on-disk formats: their byte layout, checksums, allocation, the
 //! order metadata reaches the disk, and the identity checks between a child and its

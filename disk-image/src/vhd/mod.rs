@@ -3,7 +3,7 @@
 //!
 //! - [`footer`]: the 512-byte footer (cookie, checksum, geometry, unique id);
 //! - [`header`]: the dynamic disk header and parent locators;
-//! - [`bat`]: block allocation table and sector bitmaps;
+//! - `bat`: block allocation table and sector bitmaps;
 //! - `io`: [`FixedVhd`] and [`DynamicVhd`], the [`crate::Disk`]s over them.
 
 mod bat;
