@@ -3,8 +3,15 @@
 use anyhow::{Context, Result, bail};
 use std::process::Command;
 
-/// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen.
-pub const TEST_PACKAGES: &[&str] = &["e2fsprogs", "fuse3", "libclang-dev", "util-linux"];
+/// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen,
+/// qemu-img/qemu-io for the disk-image cross-checks.
+pub const TEST_PACKAGES: &[&str] = &[
+    "e2fsprogs",
+    "fuse3",
+    "libclang-dev",
+    "qemu-utils",
+    "util-linux",
+];
 
 /// Debian packages only the benchmarks need: the peers strata is measured against.
 pub const BENCH_PACKAGES: &[&str] = &["containers-storage", "tar", "e2fsprogs", "qemu-utils"];

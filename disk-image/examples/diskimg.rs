@@ -1,0 +1,366 @@
+//! `diskimg`: a small script-friendly front end to the `disk-image` crate.
+//!
+//! ```text
+//! diskimg create --format F (--size BYTES | --parent PATH) OUT
+//! diskimg write PATH --offset N < data
+//! diskimg read PATH --offset N --length L > data
+//! diskimg convert --format F IN OUT
+//! diskimg info PATH [--json]
+//! diskimg attach [--read-only] PATH
+//! ```
+//! F is one of raw, vmdk, vmdk-flat, vmdk-stream, vhd-fixed, vhd-dynamic, vhdx.
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use disk_image::{Disk, Format};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const USAGE: &str = "usage:
+  diskimg create --format F (--size BYTES | --parent PATH) OUT
+  diskimg write PATH --offset N < data
+  diskimg read PATH --offset N --length L > data
+  diskimg convert --format F IN OUT
+  diskimg info PATH [--json]
+  diskimg attach [--read-only] PATH
+F: raw, vmdk, vmdk-flat, vmdk-stream, vhd-fixed, vhd-dynamic, vhdx";
+
+/// Formats `create` and `convert` accept.
+const FORMATS: [Format; 7] = [
+    Format::Raw,
+    Format::VmdkSparse,
+    Format::VmdkFlat,
+    Format::VmdkStream,
+    Format::VhdFixed,
+    Format::VhdDynamic,
+    Format::Vhdx,
+];
+const CHUNK: usize = 4 << 20;
+
+/// One command, resolved from the flags.
+enum Mode {
+    Create {
+        format: Format,
+        size: Option<u64>,
+        parent: Option<PathBuf>,
+        out: PathBuf,
+    },
+    Write {
+        path: PathBuf,
+        offset: u64,
+    },
+    Read {
+        path: PathBuf,
+        offset: u64,
+        length: u64,
+    },
+    Convert {
+        format: Format,
+        input: PathBuf,
+        out: PathBuf,
+    },
+    Info {
+        path: PathBuf,
+        json: bool,
+    },
+    Attach {
+        path: PathBuf,
+        read_only: bool,
+    },
+}
+
+/// Raw flags: `--name value` pairs, bare switches and positionals.
+struct Flags {
+    values: Vec<(String, String)>,
+    switches: Vec<String>,
+    positional: Vec<String>,
+}
+
+impl Flags {
+    fn parse(args: &[String], switches: &[&str]) -> Res<Self> {
+        let mut flags = Flags {
+            values: Vec::new(),
+            switches: Vec::new(),
+            positional: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                if switches.contains(&name) {
+                    flags.switches.push(name.to_string());
+                } else {
+                    let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                    flags.values.push((name.to_string(), v.clone()));
+                }
+            } else {
+                flags.positional.push(a.clone());
+            }
+        }
+        Ok(flags)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let i = self.values.iter().position(|(n, _)| n == name)?;
+        Some(self.values.remove(i).1)
+    }
+
+    fn number(&mut self, name: &str) -> Res<Option<u64>> {
+        self.take(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|e| format!("--{name} {v}: {e}").into())
+            })
+            .transpose()
+    }
+
+    fn format(&mut self) -> Res<Format> {
+        let name = self.take("format").ok_or("--format is required")?;
+        let format: Format = name.parse()?;
+        if !FORMATS.contains(&format) {
+            return Err(format!("--format {name}: not one of the creatable formats").into());
+        }
+        Ok(format)
+    }
+
+    fn done(self, want: usize) -> Res<Vec<PathBuf>> {
+        if let Some((name, _)) = self.values.first() {
+            return Err(format!("unexpected --{name}").into());
+        }
+        if self.positional.len() != want {
+            return Err(format!("expected {want} path(s), got {}", self.positional.len()).into());
+        }
+        Ok(self.positional.into_iter().map(PathBuf::from).collect())
+    }
+}
+
+fn parse(args: &[String]) -> Res<Mode> {
+    let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    let mut f = Flags::parse(rest, &["json", "read-only"])?;
+    let has = |f: &Flags, s: &str| f.switches.iter().any(|x| x == s);
+    Ok(match cmd.as_str() {
+        "create" => {
+            let format = f.format()?;
+            let size = f.number("size")?;
+            let parent = f.take("parent").map(PathBuf::from);
+            if size.is_some() == parent.is_some() {
+                return Err("give exactly one of --size and --parent".into());
+            }
+            let mut p = f.done(1)?;
+            Mode::Create {
+                format,
+                size,
+                parent,
+                out: p.remove(0),
+            }
+        }
+        "write" => {
+            let offset = f.number("offset")?.ok_or("--offset is required")?;
+            Mode::Write {
+                path: f.done(1)?.remove(0),
+                offset,
+            }
+        }
+        "read" => {
+            let offset = f.number("offset")?.ok_or("--offset is required")?;
+            let length = f.number("length")?.ok_or("--length is required")?;
+            Mode::Read {
+                path: f.done(1)?.remove(0),
+                offset,
+                length,
+            }
+        }
+        "convert" => {
+            let format = f.format()?;
+            let mut p = f.done(2)?;
+            let out = p.remove(1);
+            Mode::Convert {
+                format,
+                input: p.remove(0),
+                out,
+            }
+        }
+        "info" => {
+            let json = has(&f, "json");
+            Mode::Info {
+                path: f.done(1)?.remove(0),
+                json,
+            }
+        }
+        "attach" => {
+            let read_only = has(&f, "read-only");
+            Mode::Attach {
+                path: f.done(1)?.remove(0),
+                read_only,
+            }
+        }
+        other => return Err(format!("unknown command {other:?}\n{USAGE}").into()),
+    })
+}
+
+/// The family a child of `parent` is created in.
+fn family(format: Format) -> &'static str {
+    match format {
+        Format::VmdkSparse | Format::VmdkFlat | Format::VmdkStream => "vmdk",
+        Format::VhdFixed | Format::VhdDynamic | Format::VhdDifferencing => "vhd",
+        Format::Vhdx | Format::VhdxDifferencing => "vhdx",
+        _ => "raw",
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn info(path: &std::path::Path, json: bool) -> Res<()> {
+    let disk = disk_image::open_chain(path, true)?;
+    let mut levels = Vec::new();
+    let mut level: Option<&dyn Disk> = Some(disk.as_ref());
+    while let Some(d) = level {
+        let allocated: u64 = d.allocated_ranges()?.iter().map(|r| r.end - r.start).sum();
+        levels.push((
+            d.path().display().to_string(),
+            d.format(),
+            d.size(),
+            allocated,
+            d.id(),
+        ));
+        level = d.parent();
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let items: Vec<String> = levels
+            .iter()
+            .map(|(p, f, size, alloc, id)| {
+                format!(
+                    "{{\"path\":{},\"format\":{},\"virtual_size\":{size},\"allocated_bytes\":{alloc},\"id\":{}}}",
+                    json_str(p),
+                    json_str(f.name()),
+                    id.map_or("null".to_string(), |id| json_str(&id.to_string()))
+                )
+            })
+            .collect();
+        writeln!(out, "{{\"chain\":[{}]}}", items.join(","))?;
+    } else {
+        for (depth, (p, f, size, alloc, id)) in levels.iter().enumerate() {
+            let indent = "  ".repeat(depth);
+            writeln!(out, "{indent}image: {p}")?;
+            writeln!(out, "{indent}format: {f}")?;
+            writeln!(out, "{indent}virtual size: {size}")?;
+            writeln!(out, "{indent}allocated: {alloc}")?;
+            if let Some(id) = id {
+                writeln!(out, "{indent}id: {id}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(mode: Mode) -> Res<()> {
+    match mode {
+        Mode::Create {
+            format,
+            size,
+            parent,
+            out,
+        } => {
+            let mut disk = match (size, parent) {
+                (Some(size), _) => disk_image::create(&out, format, size)?,
+                (None, Some(parent)) => {
+                    let parent_format = disk_image::open(&parent, true)?.format();
+                    if family(parent_format) != family(format) || family(format) == "raw" {
+                        return Err(format!(
+                            "a child of a {parent_format} disk is a {} disk, not {format}",
+                            family(parent_format)
+                        )
+                        .into());
+                    }
+                    disk_image::create_child(&out, &parent)?
+                }
+                (None, None) => return Err(USAGE.into()),
+            };
+            disk.flush()?;
+        }
+        Mode::Write { path, offset } => {
+            let mut disk = disk_image::open_chain(&path, false)?;
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; CHUNK];
+            let mut at = offset;
+            loop {
+                let mut n = 0;
+                while n < buf.len() {
+                    match stdin.read(&mut buf[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+                disk.write_at(&buf[..n], at)?;
+                at += n as u64;
+            }
+            disk.flush()?;
+        }
+        Mode::Read {
+            path,
+            offset,
+            length,
+        } => {
+            let disk = disk_image::open_chain(&path, true)?;
+            let mut stdout = std::io::stdout().lock();
+            let mut buf = vec![0u8; CHUNK];
+            let mut done = 0;
+            while done < length {
+                let n = (length - done).min(CHUNK as u64) as usize;
+                disk.read_at(&mut buf[..n], offset + done)?;
+                stdout.write_all(&buf[..n])?;
+                done += n as u64;
+            }
+            stdout.flush()?;
+        }
+        Mode::Convert { format, input, out } => {
+            let src = disk_image::open_chain(&input, true)?;
+            disk_image::convert(src.as_ref(), &out, format)?;
+        }
+        Mode::Info { path, json } => info(&path, json)?,
+        Mode::Attach { path, read_only } => {
+            use nix::sys::signal::{SigSet, Signal};
+            // Block the signals before any thread starts, then wait for one.
+            let mut signals = SigSet::empty();
+            signals.add(Signal::SIGINT);
+            signals.add(Signal::SIGTERM);
+            signals.thread_block()?;
+            let disk = disk_image::open_chain(&path, read_only)?;
+            let attached = disk_image::attach(disk, read_only)?;
+            println!("{}", attached.device().display());
+            std::io::stdout().flush()?;
+            signals.wait()?;
+            attached.detach()?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args).and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("diskimg: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

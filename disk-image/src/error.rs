@@ -1,0 +1,167 @@
+//! The crate's one public error: a kind a caller can branch on, the object it concerns
+//! (path, offset) and the underlying cause.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, coarse enough to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operating system refused or failed an I/O operation.
+    Io,
+    /// The file is not in any format this crate knows.
+    UnknownFormat,
+    /// The file claims a known format but its structures are broken (bad magic, bad
+    /// checksum, offsets out of range, inconsistent sizes).
+    Corrupt,
+    /// The file is valid but uses a feature this crate does not implement.
+    Unsupported,
+    /// A parent named by a child disk could not be found.
+    ParentMissing,
+    /// A parent was found but does not match the child (CID or unique id).
+    ParentMismatch,
+    /// A read or write reaches past the end of the virtual disk.
+    OutOfRange,
+    /// A write was attempted on a disk opened read-only.
+    ReadOnly,
+    /// The caller passed an argument the operation cannot accept.
+    InvalidArgument,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            ErrorKind::Io => "I/O error",
+            ErrorKind::UnknownFormat => "unknown disk format",
+            ErrorKind::Corrupt => "corrupt image",
+            ErrorKind::Unsupported => "unsupported feature",
+            ErrorKind::ParentMissing => "parent disk missing",
+            ErrorKind::ParentMismatch => "parent disk does not match",
+            ErrorKind::OutOfRange => "access out of range",
+            ErrorKind::ReadOnly => "disk is read-only",
+            ErrorKind::InvalidArgument => "invalid argument",
+        };
+        f.write_str(text)
+    }
+}
+
+/// An error from this crate: kind, the path and offset it concerns, a message, and the
+/// I/O error that caused it, if any.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    path: Option<PathBuf>,
+    offset: Option<u64>,
+    message: String,
+    #[source]
+    source: Option<io::Error>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(path) = &self.path {
+            write!(f, " in {}", path.display())?;
+        }
+        if let Some(offset) = self.offset {
+            write!(f, " at offset {offset}")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// A new error of `kind` with a message and no context yet.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            path: None,
+            offset: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An I/O error on `path` with a message saying what was being done.
+    pub fn io(path: &Path, message: impl Into<String>, source: io::Error) -> Self {
+        Error {
+            kind: ErrorKind::Io,
+            path: Some(path.to_path_buf()),
+            offset: None,
+            message: message.into(),
+            source: Some(source),
+        }
+    }
+
+    /// A `Corrupt` error about `path` at `offset`.
+    pub fn corrupt(path: &Path, offset: u64, message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Corrupt, message)
+            .with_path(path)
+            .with_offset(offset)
+    }
+
+    /// Sets the path this error concerns (kept if one is already set).
+    #[must_use]
+    pub fn with_path(mut self, path: &Path) -> Self {
+        if self.path.is_none() {
+            self.path = Some(path.to_path_buf());
+        }
+        self
+    }
+
+    /// Sets the offset this error concerns (kept if one is already set).
+    #[must_use]
+    pub fn with_offset(mut self, offset: u64) -> Self {
+        if self.offset.is_none() {
+            self.offset = Some(offset);
+        }
+        self
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The file this error concerns, if known.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The byte offset (in the file or the virtual disk, as the message says) this error
+    /// concerns, if known.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_object_and_cause() {
+        let e = Error::io(
+            Path::new("/x/a.vmdk"),
+            "reading header",
+            io::Error::other("boom"),
+        )
+        .with_offset(512);
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(
+            e.to_string(),
+            "I/O error in /x/a.vmdk at offset 512: reading header: boom"
+        );
+    }
+}
