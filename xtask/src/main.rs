@@ -4,10 +4,12 @@
 //!   checks formatting and lints, builds, and runs every test with `CI=true`, so that a test
 //!   whose requirement is missing fails instead of skipping.
 //! - `cargo xtask bench`: runs the comparisons against peer tools and rewrites `BENCHMARKS.md`.
+//! - `cargo xtask demo`: imports a small three-layer image into the default store and mounts it.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
+mod demo;
 mod setup;
 
 use anyhow::{Result, bail};
@@ -18,6 +20,7 @@ fn main() -> Result<()> {
         Some("ci") => ci::run(&args[1..]),
         Some("setup") => setup::ensure_packages(setup::TEST_PACKAGES),
         Some("bench") => bench::run(&args[1..]),
-        _ => bail!("usage: cargo xtask ci [--no-lint] | setup | bench [--quick]"),
+        Some("demo") => demo::run_demo(),
+        _ => bail!("usage: cargo xtask demo | ci [--no-lint] | setup | bench [--runs N]"),
     }
 }

@@ -214,7 +214,7 @@ impl Catalog {
             "SELECT l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
                     l.compressed_size, l.uncompressed_digest, l.uncompressed_size,
                     (SELECT json_group_array(name) FROM (SELECT name FROM layer_names WHERE layer = l.id ORDER BY name))
-             FROM layers l {where_clause} ORDER BY l.created, l.id"
+             FROM layers l {where_clause} ORDER BY l.rowid"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
         let map = |r: &rusqlite::Row<'_>| {

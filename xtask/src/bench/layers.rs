@@ -1,28 +1,17 @@
 //! Layer import, diff and deep-chain mounts: strata against GNU tar and containers-storage.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::report::{Row, Table};
-use super::{Options, Report, median, sh_output, strata, time_sh};
+use super::report::Table;
+use super::{Options, Report, measure, row, sh_output, strata, time_sh};
 
 /// Where each place's scratch files go: tmpfs, then the disk.
-const PLACES: &[(&str, &str)] = &[
+pub const PLACES: &[(&str, &str)] = &[
     ("tmpfs", "/dev/shm/strata-bench"),
     ("disk (ext4)", "/var/tmp/strata-bench"),
 ];
-
-/// Runs `cmd` `runs` times, each after `setup` (not timed), and returns the median.
-fn measure(runs: usize, setup: &str, cmd: &str) -> Result<Duration, String> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        time_sh(setup).map_err(|e| e.to_string())?;
-        times.push(time_sh(cmd).map_err(|e| e.root_cause().to_string())?);
-    }
-    Ok(median(times))
-}
 
 fn cs(dir: &str) -> String {
     format!("containers-storage --graph {dir}/cs --run {dir}/cs-run --storage-driver overlay")
@@ -48,7 +37,6 @@ fn reset_cmd(dir: &str) -> String {
 
 /// Runs the layer benchmarks.
 pub fn run(opts: &Options, report: &mut Report) -> Result<()> {
-    report.set_runs(opts.runs);
     for (place, dir) in PLACES {
         std::fs::create_dir_all(dir).with_context(|| format!("create {dir}"))?;
         let tar = format!("{dir}/input.tar");
@@ -142,14 +130,6 @@ pub fn run(opts: &Options, report: &mut Report) -> Result<()> {
     }
     deep_chains(opts, report)?;
     Ok(())
-}
-
-fn row(tool: &str, command: &str, time: Result<Duration, String>) -> Row {
-    Row {
-        tool: tool.into(),
-        command: command.into(),
-        time,
-    }
 }
 
 /// Mount time of deep chains of empty layers, with a read-write layer on top.

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: every comparison against the tools users would pick instead, in
 //! one run on the same input, written to `BENCHMARKS.md` with medians, commands and ratios.
 
+mod disks;
+mod ext4;
 mod layers;
 mod report;
 
@@ -36,15 +38,29 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "cli"])
-        .status()
-        .context("build strata in release")?;
-    if !status.success() {
-        bail!("release build failed");
+    for args in [
+        &["-p", "cli"][..],
+        &["-p", "ext4-writer", "--example", "tar2ext4"],
+        &["-p", "disk-image", "--example", "diskimg"],
+    ] {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet"])
+            .args(args)
+            .status()
+            .context("build in release")?;
+        if !status.success() {
+            bail!("release build of {args:?} failed");
+        }
     }
     let mut report = Report::new()?;
+    report.set_runs(opts.runs);
     layers::run(&opts, &mut report)?;
+    ext4::run(&opts, &mut report, layers::PLACES[0].1)?;
+    disks::run(
+        &opts,
+        &mut report,
+        &format!("{}/disks", layers::PLACES[1].1),
+    )?;
     report.note(format!(
         "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",
         opts.runs
@@ -65,7 +81,32 @@ pub fn workspace_root() -> PathBuf {
 
 /// The release `strata` binary.
 pub fn strata() -> PathBuf {
-    workspace_root().join("target/release/strata")
+    target_bin("strata")
+}
+
+/// A release binary (`strata`, `examples/diskimg`, …).
+pub fn target_bin(name: &str) -> PathBuf {
+    workspace_root().join("target/release").join(name)
+}
+
+/// Runs `cmd` `runs` times, each after `setup` (not timed), and returns the median, or the
+/// failing command's own message.
+pub fn measure(runs: usize, setup: &str, cmd: &str) -> Result<Duration, String> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        time_sh(setup).map_err(|e| format!("{e:#}"))?;
+        times.push(time_sh(cmd).map_err(|e| e.root_cause().to_string())?);
+    }
+    Ok(median(times))
+}
+
+/// A table row.
+pub fn row(tool: &str, command: &str, time: Result<Duration, String>) -> report::Row {
+    report::Row {
+        tool: tool.into(),
+        command: command.into(),
+        time,
+    }
 }
 
 /// Runs a shell command line, failing on a non-zero exit, and returns its wall time.

@@ -1,0 +1,54 @@
+//! tar -> ext4 image: `ext4-writer` against `tar -x` + `mkfs.ext4 -d`, and `cat` (the floor).
+
+use anyhow::Result;
+
+use super::report::Table;
+use super::{Options, Report, measure, row, sh_output, target_bin};
+
+/// Runs the ext4 image benchmark on tmpfs, on the layer benchmark's input tar.
+pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
+    let tar = format!("{dir}/input.tar");
+    let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
+    let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
+    // mkfs.ext4 -d needs the image size up front; leave it room.
+    let mkfs_mib = size / (1 << 20) * 2 + 256;
+    let tar2ext4 = target_bin("examples/tar2ext4");
+    eprintln!("bench: tar -> ext4");
+    let clean = format!("rm -rf {dir}/x {dir}/out.img {dir}/out.raw; mkdir -p {dir}/x");
+    report.table(Table {
+        title: "Build an ext4 image from a layer tar (tmpfs)".into(),
+        input: format!(
+            "Input: the same tar, {} MB and {files} entries, on tmpfs. Every image is written to tmpfs.",
+            size / 1_000_000
+        ),
+        rows: vec![
+            row(
+                "strata (ext4-writer)",
+                "tar2ext4 -i input.tar -o out.img",
+                measure(
+                    opts.runs,
+                    &clean,
+                    &format!("{} -i {tar} -o {dir}/out.img", tar2ext4.display()),
+                ),
+            ),
+            row(
+                "tar -x + mkfs.ext4 -d",
+                &format!("tar -xf input.tar -C x && mkfs.ext4 -q -d x out.img {mkfs_mib}M"),
+                measure(
+                    opts.runs,
+                    &clean,
+                    &format!(
+                        "tar -xf {tar} -C {dir}/x && mkfs.ext4 -q -F -d {dir}/x {dir}/out.img {mkfs_mib}M"
+                    ),
+                ),
+            ),
+            row(
+                "cat (the floor)",
+                "cat input.tar > out.raw",
+                measure(opts.runs, &clean, &format!("cat {tar} > {dir}/out.raw")),
+            ),
+        ],
+    });
+    sh_output(&clean)?;
+    Ok(())
+}
