@@ -372,7 +372,8 @@ impl LayerDriver for OverlayDriver {
     }
 
     async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
-        Ok(self.inner.require(id).is_ok())
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        blocking(move || Ok(inner.require(&id).is_ok())).await
     }
 
     async fn apply_diff(
@@ -383,14 +384,18 @@ impl LayerDriver for OverlayDriver {
         diff: TarReader,
         opts: &DiffOpts,
     ) -> Result<ApplyReport> {
-        self.inner.require(id)?;
-        let target = self.inner.layout.diff(id);
+        let (inner, id) = (self.inner.clone(), id.to_owned());
+        let target = self.inner.layout.diff(&id);
         let mut apply = ApplyOptions::new(WhiteoutMode::Overlay);
         apply.expected_digest = opts.expected_digest.clone();
         apply.filter = opts.filter.clone();
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(move || archive::apply_tar(&op, &target, input, &apply)).await
+        blocking(move || {
+            inner.require(&id)?;
+            archive::apply_tar(&op, &target, input, &apply)
+        })
+        .await
     }
 
     async fn diff(
@@ -400,8 +405,9 @@ impl LayerDriver for OverlayDriver {
         parent: Option<&str>,
         opts: &ExportOptions,
     ) -> Result<ArchiveStream> {
-        self.inner.require(id)?;
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
+        let check = (inner.clone(), id.clone());
+        blocking(move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
             let changes = changes_of(&inner, &id, from.as_deref())?;

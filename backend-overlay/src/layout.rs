@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use storage_core::id::random_id;
+use storage_core::id::random_bytes;
 use storage_core::{Error, IoContext, ObjectKind, Result};
 
 /// Paths of one overlay store.
@@ -161,17 +161,9 @@ impl Layout {
     /// A new random short link name (uppercase letters and digits).
     pub fn new_link() -> Result<String> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        let hex = random_id()?;
-        let bytes = hex.as_bytes();
-        Ok((0..LINK_LEN)
-            .map(|i| {
-                let v = u8::from_str_radix(
-                    std::str::from_utf8(&bytes[2 * i..2 * i + 2]).unwrap_or("00"),
-                    16,
-                )
-                .unwrap_or(0);
-                ALPHABET[v as usize % ALPHABET.len()] as char
-            })
+        Ok(random_bytes::<LINK_LEN>()?
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
             .collect())
     }
 }

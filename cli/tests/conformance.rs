@@ -311,3 +311,69 @@ fn a_mounted_layer_cannot_be_deleted_needs_root() {
     store.ok(&["delete-layer", &l1]);
     assert_eq!(store.ok(&["layers", "--json"]), "[]");
 }
+
+#[test]
+fn header_only_and_filtered_diffs_need_root() {
+    if !needs_overlay("header_only_and_filtered_diffs_need_root") {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = Store::new();
+    let l1 = store.import(None, &data.chain_layer(1));
+    let l2 = store.import(Some(&l1), &data.chain_layer(2));
+
+    let out = store.run(&["diff", "--no-data", &l2]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["A", "C", "D"] {
+        assert!(
+            text.contains(&format!("STRATA.changetype={kind}\n")),
+            "no {kind} entry in the header-only diff"
+        );
+    }
+    // blob3's 2048 bytes are not in a header-only export, only its recorded size.
+    assert!(text.contains("STRATA.size=2048\n"));
+
+    let listing = |args: &[&str]| {
+        let mut cmd = store.cmd(args);
+        let tar = cmd.output().unwrap().stdout;
+        let mut child = Command::new("tar")
+            .arg("-tf")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar).unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let names = listing(&[
+        "diff",
+        "--exclude",
+        "usr",
+        "--exclude",
+        "swap",
+        "--rebase",
+        "r",
+        &l2,
+    ]);
+    assert!(names.lines().all(|n| n.starts_with("r/")), "{names}");
+    assert!(
+        names.contains("r/etc/passwd") && names.contains("r/.wh.gone"),
+        "{names}"
+    );
+    assert!(!names.contains("usr") && !names.contains("swap"), "{names}");
+    let names = listing(&[
+        "diff",
+        "--include",
+        "etc",
+        "--exclude",
+        "",
+        "--strip",
+        "etc",
+        &l2,
+    ]);
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["passwd"], "{names}");
+}

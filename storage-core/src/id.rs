@@ -78,16 +78,21 @@ pub fn validate_file_name(kind: ObjectKind, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A new random id: 32 bytes from the kernel's CSPRNG, as 64 hex characters.
-pub fn random_id() -> Result<String> {
-    let mut buf = [0u8; 32];
+/// `N` bytes from the kernel's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < N {
         let n = rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| Error::io("read random bytes for a new id", e))?;
+            .map_err(|e| Error::io("read random bytes", e))?;
         filled += n;
     }
-    Ok(hex::encode(buf))
+    Ok(buf)
+}
+
+/// A new random id: 32 random bytes as 64 hex characters.
+pub fn random_id() -> Result<String> {
+    Ok(hex::encode(random_bytes::<32>()?))
 }
 
 #[cfg(test)]

@@ -120,6 +120,9 @@ pub async fn diff(
     let stream: ArchiveStream = ctx.layers.diff(op, id, from, &opts).await?;
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
+        // When standard output is a pipe, a larger one lets the reader keep up with
+        // fewer wake-ups; anything else refuses the call, which is fine.
+        let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
         let mut out = stdout.lock();
         stream.copy_to_blocking(&mut out)?;
         out.flush().context("flush standard output")

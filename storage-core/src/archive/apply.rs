@@ -570,15 +570,7 @@ impl<'a> Applier<'a> {
                     .ctx(|| format!("set xattr {k} on {}", self.root.display(rel)))?;
             }
         }
-        utimensat(
-            dir,
-            os(name),
-            &meta.atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .ctx(|| format!("set times of {}", self.root.display(rel)))?;
-        Ok(())
+        self.set_times_at(dir, name, rel, meta)
     }
 
     /// Returns false when the link's target was filtered out.
@@ -651,15 +643,7 @@ impl<'a> Applier<'a> {
             FchmodatFlags::FollowSymlink,
         )
         .ctx(|| format!("set mode of {}", self.root.display(rel)))?;
-        utimensat(
-            dir,
-            os(name),
-            &meta.atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .ctx(|| format!("set times of {}", self.root.display(rel)))?;
-        Ok(())
+        self.set_times_at(dir, name, rel, meta)
     }
 
     fn owner(&self, meta: &Meta) -> Option<(u32, u32)> {
@@ -683,6 +667,24 @@ impl<'a> Applier<'a> {
         fchmod(fd, Mode::from_bits_truncate(meta.mode))
             .ctx(|| format!("set mode of {}", self.root.display(rel)))?;
         Ok(())
+    }
+
+    /// Sets times by name, without following a symlink.
+    fn set_times_at(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        meta: &Meta,
+    ) -> Result<()> {
+        utimensat(
+            dir,
+            os(name),
+            &meta.atime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .ctx(|| format!("set times of {}", self.root.display(rel)))
     }
 
     fn set_owner_at(
