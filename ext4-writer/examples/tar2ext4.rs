@@ -1,6 +1,9 @@
 //! Builds an ext4 image from a layer tar (plain, gzip or zstd).
 //!
-//! `tar2ext4 -i layer.tar|- -o layer.img [--whiteouts overlay]`
+//! `tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay]`
+//!
+//! With `--vhd` the image gets a fixed-VHD footer (through `disk-image`), as an LCOW
+//! `layer.vhd` does.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -12,17 +15,20 @@ struct Args {
     input: String,
     output: String,
     whiteouts: Whiteouts,
+    vhd: bool,
 }
 
 fn parse() -> Result<Args, String> {
     let mut input = None;
     let mut output = None;
     let mut whiteouts = Whiteouts::Keep;
+    let mut vhd = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "-i" => input = it.next(),
             "-o" => output = it.next(),
+            "--vhd" => vhd = true,
             "--whiteouts" => match it.next().as_deref() {
                 Some("overlay") => whiteouts = Whiteouts::Overlay,
                 other => return Err(format!("--whiteouts takes `overlay`, not {other:?}")),
@@ -34,6 +40,7 @@ fn parse() -> Result<Args, String> {
         input: input.ok_or("missing -i INPUT")?,
         output: output.ok_or("missing -o OUTPUT")?,
         whiteouts,
+        vhd,
     })
 }
 
@@ -52,7 +59,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     b.append_tar(input)?;
-    let (_, summary) = b.finish()?;
+    let (out, summary) = b.finish()?;
+    drop(out);
+    if args.vhd {
+        disk_image::vhd::FixedVhd::from_raw(args.output.as_ref())?;
+    }
     eprintln!(
         "{}: {} bytes, {} inodes",
         args.output, summary.size, summary.inodes_used
@@ -65,7 +76,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "tar2ext4: {e}\nusage: tar2ext4 -i layer.tar|- -o layer.img [--whiteouts overlay]"
+                "tar2ext4: {e}\nusage: tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay]"
             );
             return ExitCode::from(2);
         }

@@ -77,6 +77,27 @@ impl FixedVhd {
         Ok(FixedVhd { file, footer, size })
     }
 
+    /// Turns an existing raw image into a fixed VHD in place, by appending a footer: the
+    /// disk's bytes stay where they are, so the result is still raw-addressable (a loop
+    /// device over its first `size` bytes sees the raw image). The raw size must be a
+    /// multiple of 512 bytes.
+    pub fn from_raw(path: &Path) -> Result<Self> {
+        let file = ImageFile::open(path, false)?;
+        let size = file.len()?;
+        if size % 512 != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("a fixed VHD holds whole sectors; the raw image has {size} bytes"),
+            )
+            .with_path(path));
+        }
+        check_size(path, size)?;
+        let footer = Footer::new(size, DISK_FIXED, NO_DATA_OFFSET);
+        file.write_all_at(footer.as_bytes(), size)?;
+        file.sync_data()?;
+        Ok(FixedVhd { file, footer, size })
+    }
+
     /// Opens a fixed VHD.
     pub fn open(path: &Path, read_only: bool) -> Result<Self> {
         let file = ImageFile::open(path, read_only)?;
