@@ -239,6 +239,18 @@ fn process_alive(pid: &str) -> bool {
         .is_ok_and(|p| Path::new("/proc").join(p.to_string()).exists())
 }
 
+/// How long an attach may take to record its pid before its state counts as stale.
+const STATE_SETUP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// True when `path` was last modified longer than `age` ago.
+fn older_than(path: &Path, age: std::time::Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|e| e > age)
+}
+
 /// Removes the attaches of processes that are gone: detaches their loop devices (when
 /// still backed by the recorded file), unmounts their block views and deletes their state
 /// directories. Returns how many were removed.
@@ -252,7 +264,13 @@ pub fn cleanup() -> Result<usize> {
     let mut removed = 0;
     for entry in entries {
         let dir = entry.map_err(io_err(&base, "listing attach state"))?.path();
-        let pid = std::fs::read_to_string(dir.join("pid")).unwrap_or_default();
+        // A directory without a pid file is being set up by a live attach (or was left
+        // by a crash in the moment between the two); only an old one is stale.
+        let pid = match std::fs::read_to_string(dir.join("pid")) {
+            Ok(pid) => pid,
+            Err(_) if !older_than(&dir, STATE_SETUP_GRACE) => continue,
+            Err(_) => String::new(),
+        };
         if process_alive(&pid) {
             continue;
         }
@@ -277,8 +295,12 @@ pub fn cleanup() -> Result<usize> {
                 Err(e) => return Err(Error::io(&mnt, "unmounting stale block view", e.into())),
             }
         }
-        std::fs::remove_dir_all(&dir).map_err(io_err(&dir, "removing attach state"))?;
-        removed += 1;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => removed += 1,
+            // Its owner (or another cleanup) got there first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&dir, "removing attach state", e)),
+        }
     }
     Ok(removed)
 }
