@@ -213,7 +213,7 @@ fn block_views(
             measure(
                 opts.runs,
                 "true",
-                &format!("dd if={data} of={dev} bs=1M oflag=direct conv=fsync 2>/dev/null"),
+                &format!("dd if={data} of={dev} bs=1M oflag=direct conv=fsync"),
             ),
         ));
         reads.push(row(
@@ -222,7 +222,7 @@ fn block_views(
             measure(
                 opts.runs,
                 drop_caches,
-                &format!("dd if={dev} of=/dev/null bs=1M count=1024 iflag=direct 2>/dev/null"),
+                &format!("dd if={dev} of=/dev/null bs=1M count=1024 iflag=direct"),
             ),
         ));
         drop(held);
