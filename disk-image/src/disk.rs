@@ -201,7 +201,7 @@ pub(crate) fn no_parent(child: &Path, parent: &dyn Disk) -> Error {
 }
 
 /// Checks that `parent` has the identity `link` expects, for [`Disk::set_parent`].
-pub(crate) fn check_parent(child: &Path, link: &ParentLink, parent: &dyn Disk) -> Result<()> {
+fn check_parent(child: &Path, link: &ParentLink, parent: &dyn Disk) -> Result<()> {
     match parent.id() {
         Some(id) if id == link.expected => Ok(()),
         Some(id) => Err(Error::new(
@@ -224,6 +224,23 @@ pub(crate) fn check_parent(child: &Path, link: &ParentLink, parent: &dyn Disk) -
         )
         .with_path(child)),
     }
+}
+
+/// What every differencing format's [`Disk::set_parent`] does: refuse a parent when the
+/// child names none (`link` is `None`) or when its identity is not the one `link`
+/// expects; otherwise put it in `slot`.
+pub(crate) fn link_parent(
+    child: &Path,
+    link: Option<ParentLink>,
+    parent: Box<dyn Disk>,
+    slot: &mut Option<Box<dyn Disk>>,
+) -> Result<()> {
+    let Some(link) = link else {
+        return Err(no_parent(child, parent.as_ref()));
+    };
+    check_parent(child, &link, parent.as_ref())?;
+    *slot = Some(parent);
+    Ok(())
 }
 
 /// Reads `buf` from `parent` at `offset`, or zeros where there is no parent or the parent

@@ -14,8 +14,7 @@ use super::header::{
     decode_locator, encode_locator,
 };
 use crate::disk::{
-    Disk, DiskId, Format, ParentLink, RawExtent, check_parent, check_range, no_parent,
-    read_parent_or_zero,
+    Disk, DiskId, Format, ParentLink, RawExtent, check_range, link_parent, read_parent_or_zero,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
@@ -581,12 +580,8 @@ impl Disk for DynamicVhd {
     }
 
     fn set_parent(&mut self, parent: Box<dyn Disk>) -> Result<()> {
-        let Some(link) = self.parent_link() else {
-            return Err(no_parent(self.file.path(), parent.as_ref()));
-        };
-        check_parent(self.file.path(), &link, parent.as_ref())?;
-        self.parent = Some(parent);
-        Ok(())
+        let link = self.parent_link();
+        link_parent(self.file.path(), link, parent, &mut self.parent)
     }
 }
 

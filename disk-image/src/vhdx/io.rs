@@ -18,7 +18,7 @@ use super::header::{
 use super::log;
 use super::metadata::{MAX_SIZE, Metadata};
 use crate::disk::{
-    Disk, DiskId, Format, ParentLink, check_parent, check_range, no_parent, read_parent_or_zero,
+    Disk, DiskId, Format, ParentLink, check_range, link_parent, read_parent_or_zero,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
@@ -584,12 +584,8 @@ impl Disk for Vhdx {
     }
 
     fn set_parent(&mut self, parent: Box<dyn Disk>) -> Result<()> {
-        let Some(link) = self.parent_link() else {
-            return Err(no_parent(self.file.path(), parent.as_ref()));
-        };
-        check_parent(self.file.path(), &link, parent.as_ref())?;
-        self.parent = Some(parent);
-        Ok(())
+        let link = self.parent_link();
+        link_parent(self.file.path(), link, parent, &mut self.parent)
     }
 }
 
