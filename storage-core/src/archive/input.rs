@@ -69,11 +69,6 @@ impl<R: Read> DigestReader<R> {
         }
     }
 
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     /// Reads `inner` to its end (so the digest covers every byte sent), then returns the
     /// digest as `sha256:<hex>` and the total length.
     pub fn finish(mut self) -> io::Result<(String, u64)> {

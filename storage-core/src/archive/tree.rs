@@ -90,13 +90,6 @@ impl Stat {
         }
     }
 
-    /// `lstat(path)`.
-    pub fn lstat(path: &Path) -> Result<Self> {
-        std::fs::symlink_metadata(path)
-            .map(|m| Stat::from_metadata(&m))
-            .ctx(|| format!("stat {}", path.display()))
-    }
-
     /// True for an overlay whiteout: a character device 0:0.
     pub fn is_whiteout(&self) -> bool {
         self.kind == Kind::Char && self.rdev == 0
