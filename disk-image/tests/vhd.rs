@@ -113,46 +113,18 @@ fn qemu_made_vhd_fixed_and_dynamic_read_back_with_qemu_img() {
 #[test]
 fn vhd_three_deep_differencing_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base.vhd");
-    let mid = dir.path().join("mid.vhd");
-    let top = dir.path().join("top.vhd");
-    let mut expected = vec![0u8; SIZE as usize];
-    {
-        let mut d = create(&base, Format::VhdDynamic, SIZE).unwrap();
-        write_both(d.as_mut(), &mut expected, &pattern(8 << 20, 41), 0);
-        d.flush().unwrap();
-    }
-    {
-        let mut d = create_child(&mid, &base).unwrap();
-        assert_eq!(d.format(), Format::VhdDifferencing);
-        // Unaligned: partial sectors keep the parent's bytes around the write.
-        write_both(d.as_mut(), &mut expected, &pattern(100_001, 42), 1_000_001);
-        write_both(d.as_mut(), &mut expected, &pattern(1 << 20, 43), 6 << 20);
-        d.flush().unwrap();
-        assert_eq!(read_all(d.as_ref()), expected);
-    }
-    let base_bytes = file_bytes(&base);
-    let mid_bytes = file_bytes(&mid);
-    {
-        let mut d = create_child(&top, &mid).unwrap();
-        write_both(
-            d.as_mut(),
-            &mut expected,
-            &pattern(3 << 20, 44),
-            (5 << 20) + 333,
-        );
-        write_both(d.as_mut(), &mut expected, &pattern(3, 45), 1_050_000);
-        write_both(d.as_mut(), &mut expected, &pattern(512, 46), SIZE - 512);
-        d.flush().unwrap();
-    }
-    assert_eq!(
-        file_bytes(&base),
-        base_bytes,
-        "base changed by writes to top"
+    let Chain {
+        top,
+        expected,
+        opened: chain,
+        ..
+    } = three_deep_chain(
+        dir.path(),
+        "vhd",
+        Format::VhdDynamic,
+        Format::VhdDifferencing,
+        SIZE,
     );
-    assert_eq!(file_bytes(&mid), mid_bytes, "mid changed by writes to top");
-    let chain = open_chain(&top, true).unwrap();
-    assert_eq!(read_all(chain.as_ref()), expected);
     let levels: Vec<Format> = std::iter::successors(Some(chain.as_ref()), |d| d.parent())
         .map(|d| d.format())
         .collect();

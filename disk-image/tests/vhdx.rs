@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use disk_image::vhdx::header::{HEADER_OFFSETS, Header};
 use disk_image::vhdx::log::build_entry;
-use disk_image::{ErrorKind, Format, create, create_child, open, open_chain};
+use disk_image::{ErrorKind, Format, create, open, open_chain};
 use testkit::Requirement::Command;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -93,47 +93,18 @@ fn qemu_made_vhdx_reads_back_with_qemu_img() {
 #[test]
 fn vhdx_three_deep_differencing_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base.vhdx");
-    let mid = dir.path().join("mid.vhdx");
-    let top = dir.path().join("top.vhdx");
-    let mut expected = vec![0u8; SIZE as usize];
-    {
-        let mut d = create(&base, Format::Vhdx, SIZE).unwrap();
-        write_both(d.as_mut(), &mut expected, &pattern(8 << 20, 71), 0);
-        d.flush().unwrap();
-    }
-    {
-        let mut d = create_child(&mid, &base).unwrap();
-        assert_eq!(d.format(), Format::VhdxDifferencing);
-        write_both(d.as_mut(), &mut expected, &pattern(100_001, 72), 1_000_001);
-        write_both(d.as_mut(), &mut expected, &pattern(2 << 20, 73), 6 << 20);
-        d.flush().unwrap();
-        assert_eq!(read_all(d.as_ref()), expected);
-    }
-    let base_bytes = file_bytes(&base);
-    let mid_bytes = file_bytes(&mid);
-    {
-        let mut d = create_child(&top, &mid).unwrap();
-        write_both(
-            d.as_mut(),
-            &mut expected,
-            &pattern(3 << 20, 74),
-            (5 << 20) + 333,
-        );
-        write_both(d.as_mut(), &mut expected, &pattern(3, 75), 1_050_000);
-        write_both(d.as_mut(), &mut expected, &pattern(512, 76), SIZE - 512);
-        d.flush().unwrap();
-    }
-    assert_eq!(
-        file_bytes(&base),
-        base_bytes,
-        "base changed by writes to top"
+    let Chain {
+        base,
+        top,
+        expected,
+        ..
+    } = three_deep_chain(
+        dir.path(),
+        "vhdx",
+        Format::Vhdx,
+        Format::VhdxDifferencing,
+        SIZE,
     );
-    assert_eq!(file_bytes(&mid), mid_bytes, "mid changed by writes to top");
-    let chain = open_chain(&top, true).unwrap();
-    assert_eq!(read_all(chain.as_ref()), expected);
-    let depth = std::iter::successors(Some(chain.as_ref()), |d| d.parent()).count();
-    assert_eq!(depth, 3);
     for format in [Format::Raw, Format::Vhdx, Format::VmdkSparse] {
         let out = dir.path().join(format!("flat-{format}"));
         disk_image::flatten(&top, &out, format).unwrap();

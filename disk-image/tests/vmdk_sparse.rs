@@ -61,47 +61,19 @@ fn vmdk_three_deep_chain_with_qemu_img() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("base.vmdk");
-    let mid = dir.path().join("mid.vmdk");
-    let top = dir.path().join("top.vmdk");
-    let mut expected = vec![0u8; SIZE as usize];
-    {
-        let mut d = create(&base, Format::VmdkSparse, SIZE).unwrap();
-        write_both(d.as_mut(), &mut expected, &pattern(8 << 20, 1), 0);
-        d.flush().unwrap();
-    }
-    {
-        let mut d = create_child(&mid, &base).unwrap();
-        // Partial grains inside the base's data: the rest of each grain comes from the base.
-        write_both(d.as_mut(), &mut expected, &pattern(100_000, 2), 1_000_001);
-        write_both(d.as_mut(), &mut expected, &pattern(1 << 20, 3), 6 << 20);
-        d.flush().unwrap();
-        assert_eq!(read_all(d.as_ref()), expected);
-    }
-    let base_bytes = file_bytes(&base);
-    let mid_bytes = file_bytes(&mid);
-    {
-        let mut d = create_child(&top, &mid).unwrap();
-        write_both(
-            d.as_mut(),
-            &mut expected,
-            &pattern(3 << 20, 4),
-            (5 << 20) + 333,
-        );
-        write_both(d.as_mut(), &mut expected, &pattern(4096, 5), 1_000_000);
-        write_both(d.as_mut(), &mut expected, &pattern(512, 6), SIZE - 512);
-        d.flush().unwrap();
-    }
-    assert_eq!(
-        file_bytes(&base),
-        base_bytes,
-        "base changed by writes to top"
+    let Chain {
+        base,
+        mid,
+        top,
+        expected,
+        opened: chain,
+    } = three_deep_chain(
+        dir.path(),
+        "vmdk",
+        Format::VmdkSparse,
+        Format::VmdkSparse,
+        SIZE,
     );
-    assert_eq!(file_bytes(&mid), mid_bytes, "mid changed by writes to top");
-    let chain = open_chain(&top, true).unwrap();
-    assert_eq!(read_all(chain.as_ref()), expected);
-    assert!(chain.parent().unwrap().parent().is_some());
-
     for p in [&base, &mid, &top] {
         assert_qemu_check("vmdk", p);
     }

@@ -130,3 +130,79 @@ pub fn write_pattern(disk: &mut dyn Disk, expected: &mut [u8], seed: u8) {
 pub fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
+
+/// A chain made by [`three_deep_chain`]: its files, what the top reads as, and the chain
+/// opened read-only from the top.
+pub struct Chain {
+    pub base: std::path::PathBuf,
+    pub mid: std::path::PathBuf,
+    pub top: std::path::PathBuf,
+    pub expected: Vec<u8>,
+    pub opened: Box<dyn Disk>,
+}
+
+/// Builds `base.EXT` (of `format`, `size` bytes) <- `mid.EXT` <- `top.EXT` in `dir`, each
+/// level overwriting part of the one below with unaligned writes (partial sectors, grains
+/// and blocks, a write across block boundaries, the last sector). Checks on the way that
+/// children have `child_format`, that the middle reads as its composition, that writes to
+/// the top leave the lower files' bytes unchanged, and that `open_chain(top)` reads the
+/// expected composition.
+pub fn three_deep_chain(
+    dir: &Path,
+    ext: &str,
+    format: disk_image::Format,
+    child_format: disk_image::Format,
+    size: u64,
+) -> Chain {
+    use disk_image::{create, create_child, open_chain};
+    let base = dir.join(format!("base.{ext}"));
+    let mid = dir.join(format!("mid.{ext}"));
+    let top = dir.join(format!("top.{ext}"));
+    let mut expected = vec![0u8; size as usize];
+    {
+        let mut d = create(&base, format, size).unwrap();
+        write_both(d.as_mut(), &mut expected, &pattern(8 << 20, 1), 0);
+        d.flush().unwrap();
+    }
+    {
+        let mut d = create_child(&mid, &base).unwrap();
+        assert_eq!(d.format(), child_format);
+        write_both(d.as_mut(), &mut expected, &pattern(100_001, 2), 1_000_001);
+        write_both(d.as_mut(), &mut expected, &pattern(2 << 20, 3), 6 << 20);
+        d.flush().unwrap();
+        assert_eq!(read_all(d.as_ref()), expected);
+    }
+    let base_bytes = file_bytes(&base);
+    let mid_bytes = file_bytes(&mid);
+    {
+        let mut d = create_child(&top, &mid).unwrap();
+        assert_eq!(d.format(), child_format);
+        write_both(
+            d.as_mut(),
+            &mut expected,
+            &pattern(3 << 20, 4),
+            (5 << 20) + 333,
+        );
+        write_both(d.as_mut(), &mut expected, &pattern(4096, 5), 1_000_000);
+        write_both(d.as_mut(), &mut expected, &pattern(3, 6), 1_050_000);
+        write_both(d.as_mut(), &mut expected, &pattern(512, 7), size - 512);
+        d.flush().unwrap();
+    }
+    assert_eq!(
+        file_bytes(&base),
+        base_bytes,
+        "base changed by writes to top"
+    );
+    assert_eq!(file_bytes(&mid), mid_bytes, "mid changed by writes to top");
+    let opened = open_chain(&top, true).unwrap();
+    assert_eq!(read_all(opened.as_ref()), expected);
+    let depth = std::iter::successors(Some(opened.as_ref()), |d| d.parent()).count();
+    assert_eq!(depth, 3);
+    Chain {
+        base,
+        mid,
+        top,
+        expected,
+        opened,
+    }
+}
