@@ -24,10 +24,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
-
 const NEEDS: &[testkit::Requirement<'static>] = &[
     Root,
     Command("qemu-img"),

@@ -15,10 +15,6 @@ use zerocopy::{FromBytes, IntoBytes};
 
 const SIZE: u64 = 64 << 20;
 
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
-
 #[test]
 fn vhdx_pattern_passes_check_and_compare_with_qemu_img() {
     if !testkit::require(

@@ -3,17 +3,11 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use disk_image::{Format, create, create_child, open, open_chain};
 use testkit::Requirement::Command;
 
 const SIZE: u64 = 64 << 20;
-
-fn s(p: &Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn vmdk_flat_and_stream_pattern_with_qemu_img() {

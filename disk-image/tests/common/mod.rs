@@ -6,6 +6,11 @@ use std::process::Command;
 
 use disk_image::Disk;
 
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 /// Deterministic bytes that differ per `seed` and per position.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
