@@ -180,11 +180,14 @@ mod tests {
     #[test]
     fn registered_backends_are_the_expected_set_sorted_by_name() {
         let names: Vec<&str> = backends().iter().map(|d| d.name).collect();
-        let mut sorted = names.clone();
-        sorted.sort();
-        assert_eq!(names, sorted);
-        #[cfg(feature = "overlay")]
-        assert!(names.contains(&"overlay"), "{names:?}");
+        // Exactly the backends whose features are on, in name order.
+        let expected: Vec<&str> = [("overlay", cfg!(feature = "overlay"))]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, expected);
+        assert!(backends().iter().all(|d| d.scheme == d.name));
     }
 
     #[test]
@@ -200,6 +203,15 @@ mod tests {
         assert!(msg.contains("overlay"), "{msg}");
     }
 
+    #[cfg(not(feature = "overlay"))]
+    #[test]
+    fn a_compiled_out_backend_is_an_unknown_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve("overlay:///var/lib/strata", &Config::default(), dir.path());
+        assert!(matches!(err, Err(RegistryError::UnknownScheme { .. })));
+    }
+
+    #[cfg(feature = "overlay")]
     #[test]
     fn named_stores_come_from_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
