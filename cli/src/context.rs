@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow};
+use std::sync::Arc;
 use storage_core::run_root::RunRoot;
-use storage_core::{LayerStore, Op};
+
+use storage_core::{Op, Store};
 
 use crate::flags::Flags;
 
@@ -60,8 +62,8 @@ fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
 
 /// The opened store.
 pub struct Context {
-    /// The layer store (catalog plus driver).
-    pub layers: LayerStore,
+    /// The store (catalog plus driver).
+    pub store: Arc<Store>,
     /// The backend behind it.
     pub backend: registry::Backend,
     /// Where things are.
@@ -93,9 +95,9 @@ impl Context {
             )
         })?;
         let run = RunRoot::open(&paths.run_root)?;
-        let layers = LayerStore::open(op, &catalog_root, run, driver).await?;
+        let store = Arc::new(Store::open(op, &catalog_root, run, driver).await?);
         Ok(Context {
-            layers,
+            store,
             backend,
             paths,
         })
