@@ -254,3 +254,70 @@ impl ImageStorer for NameLookupCache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &str, parent: Option<&str>) -> Image {
+        Image {
+            store: "s".into(),
+            id: id.into(),
+            parent: parent.map(str::to_owned),
+            layer: format!("layer-{id}"),
+            created: 0,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn rows() -> Vec<Image> {
+        vec![
+            image(SCRATCH, None),
+            image("1", Some(SCRATCH)),
+            image("10", Some("1")),
+            image("100", Some("10")),
+            image("2", Some(SCRATCH)),
+            image("20", Some("2")),
+            image("30", Some("20")),
+            image("31", Some("20")),
+        ]
+    }
+
+    #[test]
+    fn rows_in_any_order_rebuild_the_same_index() {
+        let expected = StoreIndex::build("s", rows()).unwrap();
+        let mut r = rows();
+        // Every rotation and the reverse of each: children before parents, and mixed.
+        for shift in 0..r.len() {
+            r.rotate_left(1);
+            let mut rev = r.clone();
+            rev.reverse();
+            assert_eq!(
+                StoreIndex::build("s", r.clone()).unwrap(),
+                expected,
+                "shift {shift}"
+            );
+            assert_eq!(
+                StoreIndex::build("s", rev).unwrap(),
+                expected,
+                "reversed {shift}"
+            );
+        }
+        let kids: Vec<&String> = expected.children("20").collect();
+        assert_eq!(kids, ["30", "31"]);
+    }
+
+    #[test]
+    fn a_missing_scratch_or_parent_is_corruption() {
+        let no_scratch: Vec<Image> = rows().into_iter().filter(|i| i.id != SCRATCH).collect();
+        assert!(matches!(
+            StoreIndex::build("s", no_scratch),
+            Err(Error::CorruptStore { .. })
+        ));
+        let orphan: Vec<Image> = rows().into_iter().filter(|i| i.id != "10").collect();
+        assert!(matches!(
+            StoreIndex::build("s", orphan),
+            Err(Error::CorruptStore { .. })
+        ));
+    }
+}
