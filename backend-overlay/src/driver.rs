@@ -54,7 +54,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 impl OverlayDriver {
     /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
     pub fn open(root: &Path, run: RunRoot) -> Result<Self> {
-        let layout = Layout::new(root);
+        Self::open_with_additional(root, run, &[])
+    }
+
+    /// Opens an overlay store that may also stack layers on the layers of the read-only
+    /// overlay stores rooted at `additional` (it never writes there).
+    pub fn open_with_additional(root: &Path, run: RunRoot, additional: &[PathBuf]) -> Result<Self> {
+        let layout = Layout::new(root).with_additional(additional);
         layout.ensure()?;
         std::fs::create_dir_all(run.path().join("nest"))
             .and_then(|()| std::fs::create_dir_all(run.path().join("uses")))
@@ -156,15 +162,22 @@ impl Inner {
 
     /// The directories to stack for `id`, nesting the bottom of deep chains.
     fn plan(&self, id: &str, read_only: bool) -> Result<Plan> {
-        let links_dir = self.layout.links_dir();
         let mut layers: Vec<(String, PathBuf)> = Vec::new(); // (id, short path), topmost first
         if read_only {
-            layers.push((id.to_owned(), links_dir.join(self.layout.link_of(id)?)));
+            layers.push((
+                id.to_owned(),
+                self.layout.link_path(&self.layout.link_of(id)?),
+            ));
         }
         for link in self.layout.lower_links(id)? {
-            layers.push((self.layout.id_of_link(&link)?, links_dir.join(link)));
+            layers.push((self.layout.id_of_link(&link)?, self.layout.link_path(&link)));
         }
-        let path_len = links_dir.as_os_str().len() + 1 + crate::layout::LINK_LEN;
+        // Links of additional stores may be longer than this store's own.
+        let path_len = layers
+            .iter()
+            .map(|(_, p)| p.as_os_str().len())
+            .max()
+            .unwrap_or(0);
         let max = self.api.max_lowers(path_len);
         // Bottom-aligned groups, so every layer above a group shares its mount.
         let mut nests = Vec::new();

@@ -390,3 +390,70 @@ async fn ids_prefixes_and_kinds_resolve_like_containers_storage() {
     assert!(s.layer("l").await.is_ok());
     assert_eq!(s.delete_any(op, "l").await.unwrap(), ObjectKind::Layer);
 }
+
+#[tokio::test]
+async fn additional_stores_lend_layers_and_images_but_are_never_written_needs_root() {
+    if !require(
+        "additional_stores_lend_layers_and_images_but_are_never_written_needs_root",
+        &[Requirement::Root, Requirement::Filesystem("overlay")],
+    ) {
+        return;
+    }
+    let ro = Fixture::new().await;
+    let (base, _) = ro
+        .store
+        .import_layer(
+            &ro.op,
+            None,
+            &names(&["base"]),
+            tar_with("etc/a", b"lent"),
+            None,
+        )
+        .await
+        .unwrap();
+    let lent = ro
+        .store
+        .create_image(Some("base"), None, &names(&["lent"]), "", None)
+        .await
+        .unwrap();
+    let before = common::tree_listing(ro.dir.path());
+
+    let f = Fixture::with_additional(&[ro.dir.path().join("store")]).await;
+    let (s, op) = (&f.store, &f.op);
+    assert_eq!(s.image("lent").await.unwrap().id, lent.id);
+    assert!(
+        s.images()
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.id == lent.id && i.read_only)
+    );
+    // A layer of ours on a lent parent, and a container of a lent image.
+    let (mine, _) = s
+        .import_layer(op, Some("base"), &[], tar_with("etc/b", b"mine"), None)
+        .await
+        .unwrap();
+    assert_eq!(mine.parent.as_deref(), Some(base.id.as_str()));
+    let c = s.create_container(op, "lent", None, &[], "").await.unwrap();
+    let root = s.mount(op, &c.layer, false).await.unwrap();
+    assert_eq!(std::fs::read(root.join("etc/a")).unwrap(), b"lent");
+    s.unmount(op, &c.layer).await.unwrap();
+    let merged = s.mount(op, &mine.id, true).await.unwrap();
+    assert_eq!(std::fs::read(merged.join("etc/a")).unwrap(), b"lent");
+    assert_eq!(std::fs::read(merged.join("etc/b")).unwrap(), b"mine");
+    s.unmount(op, &mine.id).await.unwrap();
+    // Nothing of the additional store can be changed through this one.
+    for e in [
+        s.delete_image(op, "lent", false).await.unwrap_err(),
+        s.delete_layer(op, "base").await.unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+    s.delete_container(op, &c.id).await.unwrap();
+    s.delete_layer(op, &mine.id).await.unwrap();
+    assert_eq!(
+        common::tree_listing(ro.dir.path()),
+        before,
+        "the additional store changed"
+    );
+}

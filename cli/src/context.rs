@@ -78,7 +78,14 @@ impl Context {
             Some(p) => registry::Config::load(p)?,
             None => registry::Config::default(),
         };
-        let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let mut resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let additional = flags
+            .additional_stores
+            .iter()
+            .map(std::path::absolute)
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("resolve --additional-store")?;
+        resolved.config.additional_stores = additional.clone();
         // A store named by a local path keeps its catalog there; others in --root.
         let catalog_root = match resolved.config.url.scheme() {
             "nfs" => paths.root.clone(),
@@ -95,7 +102,12 @@ impl Context {
             )
         })?;
         let run = RunRoot::open(&paths.run_root)?;
-        let store = Arc::new(Store::open(op, &catalog_root, run, driver).await?);
+        let store = Store::open_with_additional(op, &catalog_root, run, driver, &additional);
+        let store = Arc::new(
+            store
+                .await
+                .with_context(|| format!("open store {}", catalog_root.display()))?,
+        );
         Ok(Context {
             store,
             backend,

@@ -20,6 +20,10 @@ pub struct Flags {
     /// (default: an overlay store at the root).
     #[arg(long, global = true, value_name = "URL|NAME")]
     pub store: Option<String>,
+    /// A read-only additional store root whose layers and images may be used, never
+    /// written (repeatable).
+    #[arg(long = "additional-store", global = true, value_name = "DIR")]
+    pub additional_stores: Vec<PathBuf>,
     /// A TOML file of named stores.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backend_overlay::OverlayDriver;
@@ -28,7 +29,22 @@ impl Fixture {
             .prefix("overlay-store-")
             .tempdir()
             .unwrap();
-        let (store, driver) = open(dir.path()).await;
+        let (store, driver) = open(dir.path(), &[]).await;
+        Fixture {
+            dir,
+            store,
+            driver,
+            op: Op::new("test"),
+        }
+    }
+
+    /// A new, empty store using the read-only additional stores rooted at `roots`.
+    pub async fn with_additional(roots: &[PathBuf]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("overlay-store-")
+            .tempdir()
+            .unwrap();
+        let (store, driver) = open(dir.path(), roots).await;
         Fixture {
             dir,
             store,
@@ -39,22 +55,47 @@ impl Fixture {
 
     /// Opens the same store again, as another process would.
     pub async fn reopen(&self) -> Arc<Store> {
-        open(self.dir.path()).await.0
+        open(self.dir.path(), &[]).await.0
     }
 }
 
-async fn open(dir: &std::path::Path) -> (Arc<Store>, OverlayDriver) {
+async fn open(dir: &Path, additional: &[PathBuf]) -> (Arc<Store>, OverlayDriver) {
     let run = RunRoot::open(&dir.join("run")).unwrap();
-    let driver = OverlayDriver::open(&dir.join("store"), run.clone()).unwrap();
-    let store = Store::open(
+    let driver =
+        OverlayDriver::open_with_additional(&dir.join("store"), run.clone(), additional).unwrap();
+    let store = Store::open_with_additional(
         &Op::new("open"),
         &dir.join("store"),
         run,
         Arc::new(driver.clone()),
+        additional,
     )
     .await
     .unwrap();
     (Arc::new(store), driver)
+}
+
+/// Every path below `root` with its size and mtime, sorted: equal listings mean nothing
+/// was created, removed or rewritten (the run root and catalog side files excepted).
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with("run") || rel.ends_with("-shm") || rel.ends_with("-wal") {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            out.push(format!("{rel} {} {:?}", m.len(), m.modified().ok()));
+            if m.is_dir() {
+                walk(&p, root, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
 }
 
 impl Drop for Fixture {

@@ -24,6 +24,9 @@ pub struct ImageRecord {
     pub metadata: String,
     /// Its big-data items, by key.
     pub big_data: Vec<BigDataInfo>,
+    /// It lives in a read-only additional store.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 const COLUMNS: &str = "i.id, i.top_layer, i.digest, i.created, i.metadata,
@@ -40,6 +43,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         metadata: r.get(4)?,
         names: serde_json::from_str(&names).unwrap_or_default(),
         big_data: Vec::new(),
+        read_only: false,
     })
 }
 

@@ -34,6 +34,9 @@ pub struct LayerRecord {
     pub metadata: String,
     /// Keys of its big-data items.
     pub big_data_names: Vec<String>,
+    /// It lives in a read-only additional store.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// What is known about a layer's content once its data is written.
@@ -72,6 +75,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
         metadata: r.get(9)?,
         names: serde_json::from_str(&names).unwrap_or_default(),
         big_data_names: serde_json::from_str(&big).unwrap_or_default(),
+        read_only: false,
     })
 }
 

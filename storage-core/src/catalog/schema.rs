@@ -8,10 +8,14 @@ pub(super) const VERSION: i64 = 2;
 
 /// Version 2: layers, images and containers with names, metadata and big data; pending
 /// removals; the port layer's image stores; volume users.
-const TABLES: &str = "
+///
+/// A layer's parent, an image's top layer and a container's image carry no foreign key:
+/// they may live in a read-only additional store. The store checks them itself, inside
+/// the transaction that records the reference.
+const LAYERS: &str = "
 CREATE TABLE IF NOT EXISTS layers (
     id TEXT PRIMARY KEY NOT NULL,
-    parent TEXT REFERENCES layers(id),
+    parent TEXT,
     created INTEGER NOT NULL,
     read_write INTEGER NOT NULL DEFAULT 0,
     incomplete INTEGER NOT NULL DEFAULT 1,
@@ -21,10 +25,13 @@ CREATE TABLE IF NOT EXISTS layers (
     uncompressed_size INTEGER,
     metadata TEXT NOT NULL DEFAULT ''
 );
+";
+
+const TABLES: &str = "
 CREATE INDEX IF NOT EXISTS layers_by_parent ON layers(parent);
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY NOT NULL,
-    top_layer TEXT REFERENCES layers(id),
+    top_layer TEXT,
     created INTEGER NOT NULL,
     digest TEXT,
     metadata TEXT NOT NULL DEFAULT ''
@@ -33,7 +40,7 @@ CREATE INDEX IF NOT EXISTS images_by_top_layer ON images(top_layer);
 CREATE INDEX IF NOT EXISTS images_by_digest ON images(digest);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY NOT NULL,
-    image TEXT NOT NULL REFERENCES images(id),
+    image TEXT NOT NULL,
     layer TEXT NOT NULL REFERENCES layers(id),
     created INTEGER NOT NULL,
     metadata TEXT NOT NULL DEFAULT ''
@@ -117,8 +124,18 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
         [],
     )?;
     if has_v1_layers && from < 2 {
-        // Version 1 (unversioned) had layers without metadata, and its own name table.
-        sql.batch("ALTER TABLE layers ADD COLUMN metadata TEXT NOT NULL DEFAULT '';")?;
+        // Version 1 (unversioned) had layers without metadata, whose parent was a
+        // foreign key, and its own name table: rebuild the table.
+        sql.batch("ALTER TABLE layers RENAME TO layers_v1;")?;
+        sql.batch(LAYERS)?;
+        sql.batch(
+            "INSERT INTO layers (id, parent, created, read_write, incomplete, compressed_digest,
+                 compressed_size, uncompressed_digest, uncompressed_size)
+             SELECT id, parent, created, read_write, incomplete, compressed_digest,
+                 compressed_size, uncompressed_digest, uncompressed_size FROM layers_v1;",
+        )?;
+    } else {
+        sql.batch(LAYERS)?;
     }
     sql.batch(TABLES)?;
     let has_v1_names = sql.exists(
@@ -129,7 +146,8 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
         sql.batch(
             "INSERT OR IGNORE INTO names (kind, name, owner)
                  SELECT 'layer', name, layer FROM layer_names;
-             DROP TABLE layer_names;",
+             DROP TABLE layer_names;
+             DROP TABLE IF EXISTS layers_v1;",
         )?;
     }
     sql.batch(&format!("PRAGMA user_version = {VERSION}"))?;

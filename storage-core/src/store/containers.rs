@@ -104,16 +104,20 @@ impl Store {
                 return Err(e);
             }
         }
-        let (i, image_id, n, m) = (
+        let (i, image_id, local_image, n, m) = (
             id.clone(),
             image.id.clone(),
+            !image.read_only,
             names.to_vec(),
             metadata.to_owned(),
         );
         let finished = self
             .finish_layer(op, layer, Default::default(), move |sql, layer| {
-                // The image may have been deleted while the layer was made.
-                images::get(sql, &image_id)?;
+                // The image may have been deleted while the layer was made (an additional
+                // store's image cannot be).
+                if local_image {
+                    images::get(sql, &image_id)?;
+                }
                 containers::insert(sql, &i, &image_id, layer, &n, &m)?;
                 catalog::clear_pending_removal(sql, &data_dir(&i))?;
                 catalog::clear_pending_removal(sql, &run_dir(&i))

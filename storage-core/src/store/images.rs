@@ -22,6 +22,10 @@ fn removable_chain(sql: &Sql<'_>, image: &str, top: Option<&str>) -> Result<Vec<
     let mut chain = Vec::new();
     let mut next = top.map(str::to_owned);
     while let Some(id) = next {
+        // A layer of a read-only additional store is never ours to remove.
+        if !sql.exists("SELECT 1 FROM layers WHERE id = ?1", [&id])? {
+            break;
+        }
         let others: Vec<String> = images::with_top_layer(sql, &id)?
             .into_iter()
             .filter(|i| i != image)
@@ -55,15 +59,20 @@ fn check_no_containers(sql: &Sql<'_>, image: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Every image, oldest first.
+    /// Every image, oldest first, then those of the additional stores.
     pub async fn images(&self) -> Result<Vec<ImageRecord>> {
-        self.read(images::list).await
+        let mut all = self.read(images::list).await?;
+        all.extend(self.foreign_images().await?);
+        Ok(all)
     }
 
-    /// An image by id, name or unique id prefix.
+    /// An image by id, name or unique id prefix: this store's, or an additional store's.
     pub async fn image(&self, key: &str) -> Result<ImageRecord> {
-        let key = key.to_owned();
-        self.read(move |sql| images::get(sql, &key)).await
+        let k = key.to_owned();
+        match self.read(move |sql| images::get(sql, &k)).await {
+            Err(e @ Error::NotFound { .. }) => Ok(self.foreign_image(key).await?.ok_or(e)?),
+            other => other,
+        }
     }
 
     /// The images with this digest (given at creation, or of a `manifest*` item).
@@ -88,6 +97,10 @@ impl Store {
             }
             None => random_id()?,
         };
+        let foreign = match top_layer {
+            Some(t) if !self.additional.is_empty() => self.foreign_layer(t).await?.map(|l| l.id),
+            _ => None,
+        };
         let (top, names, metadata, digest) = (
             top_layer.map(str::to_owned),
             names.to_vec(),
@@ -96,7 +109,10 @@ impl Store {
         );
         self.write(move |sql| {
             let top = match top {
-                Some(t) => Some(catalog::names::resolve(sql, ObjectKind::Layer, &t)?),
+                Some(t) => match catalog::names::resolve(sql, ObjectKind::Layer, &t) {
+                    Err(Error::NotFound { .. }) if foreign.is_some() => foreign,
+                    other => Some(other?),
+                },
                 None => None,
             };
             images::insert(
@@ -116,6 +132,9 @@ impl Store {
     /// while containers use it. With `dry_run`, only says what it would remove.
     pub async fn delete_image(&self, op: &Op, key: &str, dry_run: bool) -> Result<ImageDeletion> {
         let image = self.image(key).await?;
+        if image.read_only {
+            return Err(self.read_only_error(ObjectKind::Image, &image.id));
+        }
         let (i, top) = (image.id.clone(), image.top_layer.clone());
         let candidates = self
             .read(move |sql| {

@@ -54,15 +54,29 @@ pub(crate) fn check_unused(sql: &Sql<'_>, id: &str, removing: &[String]) -> Resu
 }
 
 impl Store {
-    /// Every complete layer, oldest first.
+    /// Every complete layer, oldest first, then those of the additional stores.
     pub async fn layers(&self) -> Result<Vec<LayerRecord>> {
-        self.read(layers::list).await
+        let mut all = self.read(layers::list).await?;
+        all.extend(self.foreign_layers().await?);
+        Ok(all)
     }
 
-    /// A layer by id, name or unique id prefix.
+    /// A layer by id, name or unique id prefix: this store's, or an additional store's.
     pub async fn layer(&self, key: &str) -> Result<LayerRecord> {
-        let key = key.to_owned();
-        self.read(move |sql| layers::get(sql, &key)).await
+        let k = key.to_owned();
+        match self.read(move |sql| layers::get(sql, &k)).await {
+            Err(e @ Error::NotFound { .. }) => Ok(self.foreign_layer(key).await?.ok_or(e)?),
+            other => other,
+        }
+    }
+
+    /// This store's own layer `key`: `Unsupported` for an additional store's.
+    pub(crate) async fn own_layer(&self, key: &str) -> Result<LayerRecord> {
+        let layer = self.layer(key).await?;
+        if layer.read_only {
+            return Err(self.read_only_error(ObjectKind::Layer, &layer.id));
+        }
+        Ok(layer)
     }
 
     /// Records a new layer incomplete and has the driver create it. On failure nothing
@@ -76,13 +90,21 @@ impl Store {
     ) -> Result<NewLayer> {
         let id = random_id()?;
         let lock = self.run.lock(&layer_lock(&id))?;
+        // A parent in a read-only additional store cannot go away under us.
+        let foreign = match parent {
+            Some(p) if !self.additional.is_empty() => self.foreign_layer(p).await?.map(|l| l.id),
+            _ => None,
+        };
         let (i, p, n) = (id.clone(), parent.map(str::to_owned), names.to_vec());
         let parent = self
             .write(move |sql| {
-                // The parent is resolved in the same transaction that records the child,
-                // so a concurrent delete cannot remove it in between.
+                // A parent of this store is resolved in the same transaction that records
+                // the child, so a concurrent delete cannot remove it in between.
                 let parent = match p {
-                    Some(p) => Some(catalog::names::resolve(sql, ObjectKind::Layer, &p)?),
+                    Some(p) => match catalog::names::resolve(sql, ObjectKind::Layer, &p) {
+                        Err(Error::NotFound { .. }) if foreign.is_some() => foreign,
+                        other => Some(other?),
+                    },
                     None => None,
                 };
                 layers::insert(sql, &i, parent.as_deref(), &n, read_write)?;
@@ -222,7 +244,7 @@ impl Store {
         tar: TarReader,
         expected_digest: Option<String>,
     ) -> Result<ApplyReport> {
-        let layer = self.layer(id).await?;
+        let layer = self.own_layer(id).await?;
         let _lock = self.run.lock(&layer_lock(&layer.id))?;
         let opts = DiffOpts {
             expected_digest,
@@ -248,7 +270,7 @@ impl Store {
         id: &str,
         first: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
     ) -> Result<()> {
-        let layer = self.layer(id).await?;
+        let layer = self.own_layer(id).await?;
         let _lock = self.run.lock(&layer_lock(&layer.id))?;
         let mounts = self.driver.mount_count(op, &layer.id).await?;
         if mounts > 0 {

@@ -16,6 +16,7 @@
 //! Every catalog call runs on the blocking pool; the catalog connection is one per
 //! process, and SQLite serialises the processes.
 
+mod additional;
 mod big_data;
 mod containers;
 mod images;
@@ -39,6 +40,7 @@ pub struct Store {
     catalog: Arc<Mutex<Catalog>>,
     driver: Arc<dyn LayerDriver>,
     run: RunRoot,
+    additional: Vec<additional::ReadOnlyStore>,
 }
 
 /// The run-root lock guarding a layer's data.
@@ -60,6 +62,22 @@ impl Store {
         run: RunRoot,
         driver: Arc<dyn LayerDriver>,
     ) -> Result<Self> {
+        Self::open_with_additional(op, root, run, driver, &[]).await
+    }
+
+    /// Opens the store, with the read-only additional stores rooted at `additional`
+    /// (their catalogs are opened read-only; their driver data is the driver's to find).
+    pub async fn open_with_additional(
+        op: &Op,
+        root: &Path,
+        run: RunRoot,
+        driver: Arc<dyn LayerDriver>,
+        additional: &[PathBuf],
+    ) -> Result<Self> {
+        let mut others = Vec::new();
+        for r in additional {
+            others.push(additional::ReadOnlyStore::open(r).await?);
+        }
         let db = root.join("catalog.db");
         let dir = root.to_owned();
         let catalog = tokio::task::spawn_blocking(move || {
@@ -74,6 +92,7 @@ impl Store {
             catalog: Arc::new(Mutex::new(catalog)),
             driver,
             run,
+            additional: others,
         };
         store.recover(op).await?;
         Ok(store)
