@@ -284,3 +284,81 @@ async fn the_volume_cache_refuses_taken_ids_used_volumes_and_unknown_stores() {
     cache.volume_destroy(op, "local", "v1").await.unwrap();
     assert!(cache.volumes_list().unwrap().is_empty());
 }
+
+/// Reads a tar stream into (name, contents) pairs of its regular files.
+async fn files_of(stream: storage_core::archive::ArchiveStream) -> Vec<(String, Vec<u8>)> {
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        stream.copy_to_blocking(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
+    let mut files = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let name = entry.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            files.push((name, data));
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn exports_carry_the_data_of_every_layer_they_cover_needs_root() {
+    if !require(
+        "exports_carry_the_data_of_every_layer_they_cover_needs_root",
+        &[Requirement::Root, Requirement::Filesystem("overlay")],
+    ) {
+        return;
+    }
+    let f = Fixture::new().await;
+    let c = cache(&f).await;
+    let op = &f.op;
+    c.create_image_store(op, "s").await.unwrap();
+    for (id, parent, file) in [("a", "scratch", "a"), ("b", "a", "b"), ("c", "b", "c")] {
+        c.write_image(
+            op,
+            "s",
+            new_image(id, parent),
+            tar_with(file, file.as_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let spec = storage_core::FilterSpec::default();
+    // The whole image: read through a mount, which must stay up while data is written.
+    let whole = files_of(
+        f.store
+            .export_image(op, "s", "c", None, &spec, true)
+            .await
+            .unwrap(),
+    )
+    .await;
+    for name in ["a", "b", "c"] {
+        assert!(
+            whole.contains(&(name.to_string(), name.as_bytes().to_vec())),
+            "{name} missing from {whole:?}"
+        );
+    }
+    // Against a grandparent: the two layers above it, nothing of scratch or a.
+    let diff = files_of(
+        f.store
+            .export_image(op, "s", "c", Some("a"), &spec, true)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        diff,
+        vec![
+            ("b".to_string(), b"b".to_vec()),
+            ("c".to_string(), b"c".to_vec())
+        ]
+    );
+    assert!(f.store.mounted_layers(op).await.unwrap().is_empty());
+}
