@@ -78,7 +78,7 @@ impl Store {
         let o = owner.to_owned();
         let id = self.read(move |sql| owner_of(sql, kind, &o)).await?;
         let lock_name = lock_name(kind, &id);
-        let _lock = self.run.lock(&lock_name)?;
+        let _lock = self.lock(&lock_name).await?;
         let file = format!(
             "{}/{}",
             catalog::big_data::dir(kind, &id),

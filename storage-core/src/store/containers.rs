@@ -61,7 +61,7 @@ impl Store {
             }
             None => random_id()?,
         };
-        let _lock = self.run.lock(&container_lock(&id))?;
+        let _lock = self.lock(&container_lock(&id)).await?;
         let (i, n) = (id.clone(), names.to_vec());
         // Refuse a taken id or name before any data exists.
         self.read(move |sql| {
@@ -135,8 +135,8 @@ impl Store {
     /// layer is mounted.
     pub async fn delete_container(&self, op: &Op, key: &str) -> Result<()> {
         let c = self.container(key).await?;
-        let _lock = self.run.lock(&container_lock(&c.id))?;
-        let _layer_lock = self.run.lock(&layer_lock(&c.layer))?;
+        let _lock = self.lock(&container_lock(&c.id)).await?;
+        let _layer_lock = self.lock(&layer_lock(&c.layer)).await?;
         let mounts = self.driver.mount_count(op, &c.layer).await?;
         if mounts > 0 {
             return Err(Error::LayerInUse {

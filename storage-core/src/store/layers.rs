@@ -12,7 +12,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::id::random_id;
 use crate::op::Op;
 use crate::run_root::RunLock;
-use crate::store::{Store, layer_lock};
+use crate::store::{Store, join_error, layer_lock};
 
 /// A layer recorded incomplete and created by the driver, whose import lock is held.
 pub(crate) struct NewLayer {
@@ -89,7 +89,7 @@ impl Store {
         read_write: bool,
     ) -> Result<NewLayer> {
         let id = random_id()?;
-        let lock = self.run.lock(&layer_lock(&id))?;
+        let lock = self.lock(&layer_lock(&id)).await?;
         // A parent in a read-only additional store cannot go away under us.
         let foreign = match parent {
             Some(p) if !self.additional.is_empty() => self.foreign_layer(p).await?.map(|l| l.id),
@@ -164,8 +164,12 @@ impl Store {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        let big = catalog::big_data::dir(ObjectKind::Layer, id);
-        self.remove_path(&big).await?;
+        let big = self
+            .root
+            .join(catalog::big_data::dir(ObjectKind::Layer, id));
+        tokio::task::spawn_blocking(move || super::remove_tree(&big))
+            .await
+            .map_err(join_error)??;
         let owned = id.to_owned();
         self.write(move |sql| layers::delete(sql, &owned)).await?;
         self.run.forget_lock(&layer_lock(id));
@@ -245,7 +249,7 @@ impl Store {
         expected_digest: Option<String>,
     ) -> Result<ApplyReport> {
         let layer = self.own_layer(id).await?;
-        let _lock = self.run.lock(&layer_lock(&layer.id))?;
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
         let opts = DiffOpts {
             expected_digest,
             ..Default::default()
@@ -271,7 +275,7 @@ impl Store {
         first: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
     ) -> Result<()> {
         let layer = self.own_layer(id).await?;
-        let _lock = self.run.lock(&layer_lock(&layer.id))?;
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
         let mounts = self.driver.mount_count(op, &layer.id).await?;
         if mounts > 0 {
             return Err(Error::LayerInUse {
@@ -295,7 +299,7 @@ impl Store {
     pub async fn mount(&self, op: &Op, id: &str, read_only: bool) -> Result<PathBuf> {
         let layer = self.layer(id).await?;
         // Under the layer's lock, so that a delete cannot slip between lookup and mount.
-        let _lock = self.run.lock(&layer_lock(&layer.id))?;
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
         self.layer(&layer.id).await?;
         self.driver
             .get(op, &layer.id, &MountOpts { read_only })

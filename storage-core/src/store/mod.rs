@@ -30,7 +30,7 @@ use crate::catalog::{self, Catalog, Sql};
 use crate::driver::LayerDriver;
 use crate::error::{Error, IoContext, Result};
 use crate::op::Op;
-use crate::run_root::RunRoot;
+use crate::run_root::{RunLock, RunRoot};
 
 pub use images::ImageDeletion;
 
@@ -144,6 +144,14 @@ impl Store {
         f: impl FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         self.db(move |c| c.write(f)).await
+    }
+
+    /// Takes a run-root lock, waiting on the blocking pool rather than in the runtime.
+    pub(crate) async fn lock(&self, name: &str) -> Result<RunLock> {
+        let (run, name) = (self.run.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || run.lock(&name))
+            .await
+            .map_err(join_error)?
     }
 
     async fn recover(&self, op: &Op) -> Result<()> {
