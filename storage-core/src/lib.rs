@@ -7,7 +7,8 @@
 //!   ([`ObjectUrl`]) and [`FilterSpec`];
 //! - the [`archive`] engine every backend shares: confined tar apply, change lists,
 //!   deterministic tar export;
-//! - the [`catalog`] of layers and the [`run_root`] with its per-boot mount counts.
+//! - the [`catalog`] of layers and the [`run_root`] with its per-boot mount counts;
+//! - the [`sandbox`] state store of VM-based runtimes (items, locks, devices).
 //!
 //! It knows no backend: backends depend on it, and only the `registry` crate knows them
 //! all.
@@ -36,6 +37,7 @@ pub mod object_url;
 pub mod op;
 pub mod port;
 pub mod run_root;
+pub mod sandbox;
 
 pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};
 pub use error::{Error, IoContext, ObjectKind, Result};
