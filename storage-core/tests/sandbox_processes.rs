@@ -4,6 +4,7 @@
 //!
 //! The other process is this test binary again, run with `STRATA_SBX_ROLE` naming what
 //! it should do (see [`child_role_entry`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};

@@ -24,7 +24,7 @@ pub enum SandboxError {
     /// The item has never been stored (or its sandbox or container was deleted).
     #[error("{item} of {owner} not found at {}", path.display())]
     NotFound {
-        /// "sandbox <id>" or "container <id> of sandbox <id>".
+        /// `sandbox <id>` or `container <id> of sandbox <id>`.
         owner: String,
         /// The item asked for.
         item: Item,
@@ -46,7 +46,7 @@ pub enum SandboxError {
     /// A try-lock found the item lock held by another holder (this or another process).
     #[error("{item} lock of {owner} is held elsewhere ({})", path.display())]
     LockBusy {
-        /// "sandbox <id>" or "container <id> of sandbox <id>".
+        /// `sandbox <id>` or `container <id> of sandbox <id>`.
         owner: String,
         /// The item whose lock is held.
         item: Item,
@@ -78,7 +78,7 @@ pub enum SandboxError {
     /// A value could not be encoded as JSON (for example a map with non-string keys).
     #[error("cannot encode {item} of {owner} as JSON: {source}")]
     Encode {
-        /// "sandbox <id>" or "container <id> of sandbox <id>".
+        /// `sandbox <id>` or `container <id> of sandbox <id>`.
         owner: String,
         /// The item being stored.
         item: Item,

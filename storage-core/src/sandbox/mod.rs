@@ -550,10 +550,10 @@ fn list_ids<'a>(kind: IdKind, dirs: impl IntoIterator<Item = &'a PathBuf>) -> Re
                 .file_type()
                 .map_err(|e| SandboxError::io("stat", entry.path(), e))?
                 .is_dir();
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                if validate(kind, name).is_ok() {
-                    ids.insert(name.to_owned());
-                }
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+                && validate(kind, name).is_ok()
+            {
+                ids.insert(name.to_owned());
             }
         }
     }
