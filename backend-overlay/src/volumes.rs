@@ -59,6 +59,11 @@ impl DirVolumes {
             for entry in std::fs::read_dir(&meta).ctx(|| format!("list {}", meta.display()))? {
                 let entry = entry.ctx(|| format!("list {}", meta.display()))?;
                 let key = entry.file_name().to_string_lossy().into_owned();
+                // Keys start with a letter or digit; a dot file is a temporary file an
+                // interrupted atomic write left.
+                if key.starts_with('.') {
+                    continue;
+                }
                 let value = std::fs::read(entry.path())
                     .ctx(|| format!("read {}", entry.path().display()))?;
                 info.insert(key, value);
