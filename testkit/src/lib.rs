@@ -1,16 +1,19 @@
 //! Test support shared by every crate's tests, and nothing else.
 //!
-//! It owns two things:
+//! It owns three things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
 //!   [`require`] first. Outside CI a missing requirement skips the test with a message on
 //!   stderr; under `CI=true` it panics, so CI can never pass by skipping;
 //! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
-//!   called, never copied) to generate the chain and hostile layers and compare real trees.
+//!   called, never copied) to generate the chain and hostile layers and compare real trees;
+//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
 // Test support: a panic is how a fixture reports that it cannot be built.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod ganesha;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -125,23 +125,68 @@ pub fn apply_tar(
 ) -> Result<ApplyReport> {
     let _span = op.span().enter();
     let mut applier = Applier::new(op, target, opts)?;
+    let input = read_tar(input, |tar| applier.run(tar))?;
+    applier.finish()?;
+    if let Some(expected) = &opts.expected_digest
+        && !expected.eq_ignore_ascii_case(&input.digest)
+    {
+        return Err(Error::DigestMismatch {
+            object: format!("archive applied to {}", target.display()),
+            expected: expected.clone(),
+            actual: input.digest,
+        });
+    }
+    Ok(ApplyReport {
+        compression: input.compression,
+        digest: input.digest,
+        size: input.size,
+        tar_digest: input.tar_digest,
+        tar_size: input.tar_size,
+        entries: applier.entries,
+        skipped: applier.skipped,
+    })
+}
+
+/// What [`read_tar`] received: the input's compression, and the digests and lengths of
+/// what arrived and of the tar stream inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarInput {
+    /// How the input was compressed.
+    pub compression: Compression,
+    /// `sha256:<hex>` of the bytes received.
+    pub digest: String,
+    /// Number of bytes received.
+    pub size: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream.
+    pub tar_digest: String,
+    /// Length of the uncompressed tar stream.
+    pub tar_size: u64,
+}
+
+/// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
+/// to `consume`, then reads whatever follows so the digests cover every byte sent. Every
+/// importer, whatever it writes to, takes its input through here.
+pub fn read_tar<R: Read + Send>(
+    input: R,
+    consume: impl FnOnce(&mut dyn Read) -> Result<()>,
+) -> Result<TarInput> {
     let ((compression, tar_digest), received) = received(input, |stream| {
         let compression = sniff(stream).map_err(|e| invalid(None, e))?;
         let tar_digest = match compression {
             Compression::None => {
-                applier.run(&mut *stream)?;
+                consume(&mut *stream)?;
                 None
             }
             Compression::Gzip => {
                 let mut tar = DigestReader::new(flate2::read::MultiGzDecoder::new(&mut *stream));
-                applier.run(&mut tar)?;
+                consume(&mut tar)?;
                 Some(tar.finish().map_err(|e| invalid(None, e))?)
             }
             Compression::Zstd => {
                 let decoder =
                     zstd::Decoder::with_buffer(&mut *stream).map_err(|e| invalid(None, e))?;
                 let mut tar = DigestReader::new(decoder);
-                applier.run(&mut tar)?;
+                consume(&mut tar)?;
                 Some(tar.finish().map_err(|e| invalid(None, e))?)
             }
         };
@@ -151,25 +196,13 @@ pub fn apply_tar(
         Ok::<_, Error>((compression, tar_digest))
     })?;
     let (digest, size) = received.map_err(|e| invalid(None, e))?;
-    applier.finish()?;
-    if let Some(expected) = &opts.expected_digest
-        && !expected.eq_ignore_ascii_case(&digest)
-    {
-        return Err(Error::DigestMismatch {
-            object: format!("archive applied to {}", target.display()),
-            expected: expected.clone(),
-            actual: digest,
-        });
-    }
     let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
-    Ok(ApplyReport {
+    Ok(TarInput {
         compression,
         digest,
         size,
         tar_digest,
         tar_size,
-        entries: applier.entries,
-        skipped: applier.skipped,
     })
 }
 
@@ -188,17 +221,28 @@ fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
 }
 
 /// The metadata of one archive entry, with PAX records applied.
-struct Meta {
-    kind: EntryType,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    atime: TimeSpec,
-    mtime: TimeSpec,
-    size: u64,
-    dev: (u64, u64),
-    link: Option<Vec<u8>>,
-    xattrs: Vec<(String, Vec<u8>)>,
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Entry type.
+    pub kind: EntryType,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Access time.
+    pub atime: TimeSpec,
+    /// Modification time.
+    pub mtime: TimeSpec,
+    /// Size of the entry's data.
+    pub size: u64,
+    /// Device major and minor (devices).
+    pub dev: (u64, u64),
+    /// Link target (symlinks, hard links).
+    pub link: Option<Vec<u8>>,
+    /// Extended attributes, without those the storage reserves.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Parses a PAX time (`1600000000.123456789`) into a timespec.
@@ -221,7 +265,9 @@ fn reserved_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Meta> {
+/// Reads the metadata of `entry` (named `name`, for errors), PAX records applied; refuses
+/// PAX sparse files.
+pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Meta> {
     let bad = |e: io::Error| invalid(Some(name), e);
     let h = entry.header();
     let kind = h.entry_type();
