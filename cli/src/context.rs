@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result, anyhow};
 use storage_core::run_root::RunRoot;
-use storage_core::{LayerStore, Op};
+use storage_core::{LayerStore, Op, VolumeStorer};
 
 use crate::flags::Flags;
 
@@ -100,4 +102,25 @@ impl Context {
             paths,
         })
     }
+}
+
+/// Opens only the store's volume face: volume commands need no layer driver, so they work
+/// on stores that hold no layers (nfs).
+pub fn open_volumes(flags: &Flags) -> Result<Arc<dyn VolumeStorer>> {
+    let paths = Paths::resolve(flags)?;
+    let config = match &flags.config {
+        Some(p) => registry::Config::load(p)?,
+        None => registry::Config::default(),
+    };
+    let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+    let backend = resolved
+        .open()
+        .with_context(|| format!("open store {}", paths.store))?;
+    backend.volumes.ok_or_else(|| {
+        anyhow!(
+            "store {} ({}) holds no volumes",
+            paths.store,
+            resolved.descriptor.name
+        )
+    })
 }

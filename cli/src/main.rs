@@ -14,9 +14,9 @@ use clap::Parser;
 use serde::Serialize;
 use storage_core::Op;
 
-use commands::layers;
+use commands::{layers, volumes};
 use context::Context;
-use flags::{Command, Flags};
+use flags::{Command, Flags, VolumeCommand};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -70,6 +70,21 @@ async fn run(flags: Flags) -> Result<()> {
         return Ok(());
     }
     let op = Op::new(command_name(&flags.command));
+    if let Command::Volume { command } = &flags.command {
+        let vols = context::open_volumes(&flags)?;
+        let vols = vols.as_ref();
+        return match command {
+            VolumeCommand::Create { id, opts } => volumes::create(vols, &op, id, opts).await,
+            VolumeCommand::Ls { json } => volumes::list(vols, &op, *json).await,
+            VolumeCommand::Rm { id } => volumes::remove(vols, &op, id).await,
+            VolumeCommand::Import { id, file } => volumes::import(vols, &op, id, file).await,
+            VolumeCommand::Export {
+                id,
+                filter,
+                no_data,
+            } => volumes::export(vols, &op, id, filter, *no_data).await,
+        };
+    }
     let ctx = Context::open(&flags, &op).await?;
     match &flags.command {
         Command::ImportLayer {
@@ -99,7 +114,7 @@ async fn run(flags: Flags) -> Result<()> {
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.layers.driver().cleanup(&op).await?),
-        Command::Backends { .. } => Ok(()),
+        Command::Backends { .. } | Command::Volume { .. } => Ok(()),
     }
 }
 
@@ -148,5 +163,12 @@ fn command_name(c: &Command) -> &'static str {
         Command::Status { .. } => "status",
         Command::Backends { .. } => "backends",
         Command::Cleanup => "cleanup",
+        Command::Volume { command } => match command {
+            VolumeCommand::Create { .. } => "volume-create",
+            VolumeCommand::Ls { .. } => "volume-ls",
+            VolumeCommand::Rm { .. } => "volume-rm",
+            VolumeCommand::Import { .. } => "volume-import",
+            VolumeCommand::Export { .. } => "volume-export",
+        },
     }
 }

@@ -13,7 +13,10 @@ use crate::flags::FilterFlags;
 use crate::progress::ProgressReader;
 
 /// Opens `file` (or standard input for `-`) as a tar stream with progress.
-async fn input(file: &str, what: &str) -> Result<(TarReader, Option<indicatif::ProgressBar>)> {
+pub(crate) async fn input(
+    file: &str,
+    what: &str,
+) -> Result<(TarReader, Option<indicatif::ProgressBar>)> {
     if file == "-" {
         let reader = ProgressReader::new(tokio::io::stdin(), None, what);
         let bar = reader.bar();
@@ -29,7 +32,7 @@ async fn input(file: &str, what: &str) -> Result<(TarReader, Option<indicatif::P
     Ok((Box::new(reader), bar))
 }
 
-fn done(bar: Option<indicatif::ProgressBar>) {
+pub(crate) fn done(bar: Option<indicatif::ProgressBar>) {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -95,7 +98,7 @@ pub async fn unmount(ctx: &Context, op: &Op, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn filter_spec(f: &FilterFlags) -> FilterSpec {
+pub(crate) fn filter_spec(f: &FilterFlags) -> FilterSpec {
     FilterSpec {
         inclusions: f.include.iter().cloned().collect(),
         exclusions: f.exclude.iter().cloned().collect(),
@@ -118,6 +121,13 @@ pub async fn diff(
         data: !no_data,
     };
     let stream: ArchiveStream = ctx.layers.diff(op, id, from, &opts).await?;
+    to_stdout(stream)
+        .await
+        .with_context(|| format!("diff layer {id}"))
+}
+
+/// Copies a tar stream to standard output.
+pub(crate) async fn to_stdout(stream: ArchiveStream) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         // When standard output is a pipe, a larger one lets the reader keep up with
@@ -128,8 +138,7 @@ pub async fn diff(
         out.flush().context("flush standard output")
     })
     .await
-    .context("diff writer")?
-    .with_context(|| format!("diff layer {id}"))
+    .context("tar stream writer")?
 }
 
 #[derive(Serialize)]
