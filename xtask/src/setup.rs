@@ -24,6 +24,7 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "tar",
     "e2fsprogs",
     "qemu-utils",
+    "libnfs-utils",
     "nfs-ganesha",
     "nfs-ganesha-vfs",
     "rpcbind",

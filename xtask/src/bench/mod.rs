@@ -59,7 +59,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for args in builds {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet"])
-            .args(args)
+            .args(*args)
             .status()
             .context("build in release")?;
         if !status.success() {
