@@ -191,6 +191,9 @@ impl<W: io::Write> Walk<'_, W> {
     }
 }
 
+/// What one READ gives: data, and whether it ends the file.
+type ReadReply = std::result::Result<(Vec<u8>, bool), NfsError>;
+
 /// A remote file read with READs in flight ahead of the reader.
 struct RemoteFile {
     rt: Handle,
@@ -199,7 +202,7 @@ struct RemoteFile {
     size: u64,
     name: Vec<u8>,
     next: u64,
-    ahead: VecDeque<JoinHandle<std::result::Result<(Vec<u8>, bool), NfsError>>>,
+    ahead: VecDeque<JoinHandle<ReadReply>>,
     chunk: Vec<u8>,
     pos: usize,
     eof: bool,
@@ -257,7 +260,7 @@ impl Read for RemoteFile {
             // A short read inside the file (not at its end) would shift everything after
             // it: the read-ahead offsets assume whole chunks.
             let rsize = self.store.session.rsize as usize;
-            if data.len() < rsize && !eof && self.ahead.iter().len() > 0 {
+            if data.len() < rsize && !eof && !self.ahead.is_empty() {
                 return Err(io::Error::other(format!(
                     "short NFS READ of {} inside the file",
                     String::from_utf8_lossy(&self.name)

@@ -347,10 +347,7 @@ impl<'a> Applier<'a> {
                     ),
                 ));
             }
-            None => match self.block(s.mkdir(&parent, name, owner_mode(uid, gid, 0o755))) {
-                Ok(fh) => fh,
-                Err(e) => return Err(e),
-            },
+            None => self.block(s.mkdir(&parent, name, owner_mode(uid, gid, 0o755)))?,
         };
         self.dirs.insert(rel.to_vec(), fh.clone());
         Ok(fh)

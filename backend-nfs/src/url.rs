@@ -45,7 +45,7 @@ impl NfsUrl {
         let host = match url.host() {
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(url::Host::Domain(d)) if d == "localhost" => "127.0.0.1".into(),
+            Some(url::Host::Domain("localhost")) => "127.0.0.1".into(),
             // For a scheme the url crate does not know, an address is an opaque host.
             Some(url::Host::Domain(d)) if d.parse::<std::net::IpAddr>().is_ok() => d.to_owned(),
             Some(url::Host::Domain(d)) => {

@@ -107,7 +107,9 @@ fn kill_stray_ganeshas() {
             });
         if ours {
             eprintln!("xtask: killing ganesha.nfsd {pid} left behind by a test");
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 }
