@@ -53,6 +53,8 @@ const SMALL_FILE: u64 = 1 << 20;
 const BYTES_IN_FLIGHT: usize = 64 << 20;
 /// The byte budget is counted in units of this size.
 const UNIT: usize = 4096;
+/// A large file is committed in the background every this many bytes.
+const COMMIT_EVERY: u64 = 32 << 20;
 /// Small-file jobs in flight, at most.
 const JOBS_IN_FLIGHT: usize = 64;
 
@@ -529,21 +531,28 @@ impl<'a> Applier<'a> {
                     .rt
                     .block_on(self.budget.clone().acquire_many_owned(units))
                     .map_err(|e| Error::io("NFS import budget", std::io::Error::other(e)))?;
-                let store = self.store.clone();
-                let fh = fh.clone();
-                let name = name.to_vec();
+                let (store, wfh, wname) = (self.store.clone(), fh.clone(), name.to_vec());
                 let at = offset;
                 writes.spawn_on(
                     async move {
                         let _permit = permit;
                         store
                             .session
-                            .write(&fh, at, &chunk, stable_how::UNSTABLE, &name)
+                            .write(&wfh, at, &chunk, stable_how::UNSTABLE, &wname)
                             .await
                     },
                     &self.rt,
                 );
                 offset += want as u64;
+                // Commit what has been written so far now and then, so that the server
+                // flushes it while the rest arrives, not all at the end.
+                if offset % COMMIT_EVERY < want as u64 && offset < meta.size {
+                    let (store, cfh, cname) = (self.store.clone(), fh.clone(), name.to_vec());
+                    writes.spawn_on(
+                        async move { store.session.commit(&cfh, &cname).await },
+                        &self.rt,
+                    );
+                }
                 while let Some(done) = writes.try_join_next() {
                     note_verf(&mut verf, done, self.s(), rel)?;
                 }
