@@ -23,7 +23,7 @@
 //! over what it left. Entries that depend on earlier ones (links, whiteouts, a name
 //! written twice) first wait for the jobs in flight.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,8 +33,10 @@ use nfs3_client::nfs3_types::nfs3::{
     specdata3, stable_how, writeverf3,
 };
 use nix::sys::time::TimeSpec;
-use storage_core::archive::apply::{Meta, OPAQUE_MARKER, WHITEOUT_PREFIX, read_meta};
-use storage_core::archive::confine::{normalize, split_last};
+use storage_core::archive::apply::{
+    Meta, OPAQUE_MARKER, WHITEOUT_PREFIX, Written, entry_name, invalid, read_meta, unsafe_entry,
+};
+use storage_core::archive::confine::split_last;
 use storage_core::archive::{ApplyReport, read_tar};
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
 use tar::EntryType;
@@ -94,13 +96,6 @@ pub(crate) async fn import(
     .map_err(|e| Error::io("NFS import task", std::io::Error::other(e)))?
 }
 
-fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
-    Error::UnsafeArchive {
-        entry: String::from_utf8_lossy(name).into_owned(),
-        reason: reason.into(),
-    }
-}
-
 fn time3(t: &TimeSpec) -> nfstime3 {
     nfstime3 {
         seconds: t.tv_sec().clamp(0, i64::from(u32::MAX)) as u32,
@@ -144,8 +139,7 @@ struct Applier<'a> {
     /// can still be filled).
     dir_attrs: HashMap<Vec<u8>, (Fh, Meta)>,
     /// Paths this archive wrote, and their ancestors: whiteouts spare them.
-    written: HashSet<Vec<u8>>,
-    written_ancestors: HashSet<Vec<u8>>,
+    written: Written,
     /// Small-file jobs in flight.
     jobs: JoinSet<Result<Option<Uncommitted>>>,
     budget: Arc<Semaphore>,
@@ -174,8 +168,7 @@ impl<'a> Applier<'a> {
             filter,
             dirs,
             dir_attrs: HashMap::new(),
-            written: HashSet::new(),
-            written_ancestors: HashSet::new(),
+            written: Written::default(),
             jobs: JoinSet::new(),
             budget: Arc::new(Semaphore::new(BYTES_IN_FLIGHT / UNIT)),
             uncommitted: Vec::new(),
@@ -302,23 +295,7 @@ impl<'a> Applier<'a> {
     }
 
     fn map_name(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        if self.filter.is_identity() {
-            return Some(normalize(raw));
-        }
-        self.filter
-            .apply(&String::from_utf8_lossy(raw))
-            .map(|n| normalize(n.as_bytes()))
-    }
-
-    fn note_written(&mut self, rel: &[u8]) {
-        self.written.insert(rel.to_vec());
-        let mut p = rel;
-        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
-            p = &p[..i];
-            if !self.written_ancestors.insert(p.to_vec()) {
-                break;
-            }
-        }
+        entry_name(&self.filter, raw)
     }
 
     /// The handle of directory `rel`, creating missing directories (0755) on the way.
@@ -384,7 +361,7 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         // An entry replacing one this archive wrote must wait for that one's job.
-        if self.written.contains(&name) || self.written_ancestors.contains(&name) {
+        if self.written.spares(&name) {
             self.reap(true)?;
         }
         let parent = self.dir(&parent_rel, raw)?;
@@ -427,7 +404,7 @@ impl<'a> Applier<'a> {
             self.dir_attrs.remove(&name);
         }
         self.entries += 1;
-        self.note_written(&name);
+        self.written.note(&name);
         Ok(())
     }
 
@@ -782,7 +759,7 @@ impl<'a> Applier<'a> {
 
     /// Removes what earlier imports put at `rel`, keeping what this archive wrote.
     fn remove_lower(&mut self, dir: &Fh, name: &[u8], rel: &[u8], raw: &[u8]) -> Result<()> {
-        if !self.written.contains(rel) && !self.written_ancestors.contains(rel) {
+        if !self.written.spares(rel) {
             return self.clear(dir, name);
         }
         let Some(sub) = self.lookup_dir(rel, raw).ok().flatten() else {
@@ -904,13 +881,6 @@ fn truncated(rel: &[u8], got: u64, want: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn invalid(entry: Option<&[u8]>, e: std::io::Error) -> Error {
-    Error::InvalidArchive {
-        entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
-        reason: e.to_string(),
-    }
 }
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {

@@ -206,14 +206,54 @@ pub fn read_tar<R: Read + Send>(
     })
 }
 
-fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
+/// The name an archive entry `raw` gets under `filter`, normalised ([`normalize`]), or
+/// `None` when the filter leaves it out.
+pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
+    if filter.is_identity() {
+        return Some(normalize(raw));
+    }
+    filter
+        .apply(&String::from_utf8_lossy(raw))
+        .map(|n| normalize(n.as_bytes()))
+}
+
+/// The paths an apply has written, and their ancestors: in delete mode, a whiteout acts on
+/// what lower layers left, never on what the same archive wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    paths: HashSet<Vec<u8>>,
+    ancestors: HashSet<Vec<u8>>,
+}
+
+impl Written {
+    /// Records that `rel` was written.
+    pub fn note(&mut self, rel: &[u8]) {
+        self.paths.insert(rel.to_vec());
+        let mut p = rel;
+        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
+            p = &p[..i];
+            if !self.ancestors.insert(p.to_vec()) {
+                break;
+            }
+        }
+    }
+
+    /// True when `rel` or something below it was written, so a whiteout must spare it.
+    pub fn spares(&self, rel: &[u8]) -> bool {
+        self.paths.contains(rel) || self.ancestors.contains(rel)
+    }
+}
+
+/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole).
+pub fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
     Error::InvalidArchive {
         entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
         reason: e.to_string(),
     }
 }
 
-fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
+/// An [`Error::UnsafeArchive`] about the entry `name`.
+pub fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
     Error::UnsafeArchive {
         entry: String::from_utf8_lossy(name).into_owned(),
         reason: reason.into(),
@@ -336,8 +376,7 @@ struct Applier<'a> {
     dir_times: HashMap<Vec<u8>, (TimeSpec, TimeSpec)>,
     /// Delete mode: paths this archive wrote, and their ancestors, which whiteouts in the
     /// same archive must not remove (whiteouts act on lower layers only).
-    written: HashSet<Vec<u8>>,
-    written_ancestors: HashSet<Vec<u8>>,
+    written: Written,
     entries: u64,
     skipped: u64,
 }
@@ -352,8 +391,7 @@ impl<'a> Applier<'a> {
             opts,
             buf: vec![0; COPY_BUFFER],
             dir_times: HashMap::new(),
-            written: HashSet::new(),
-            written_ancestors: HashSet::new(),
+            written: Written::default(),
             entries: 0,
             skipped: 0,
         })
@@ -474,27 +512,12 @@ impl<'a> Applier<'a> {
 
     /// The filtered, normalised name of an entry, or `None` when it is filtered out.
     fn map_name(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        if self.opts.filter.is_identity() {
-            return Some(normalize(raw));
-        }
-        let lossy = String::from_utf8_lossy(raw);
-        self.opts
-            .filter
-            .apply(&lossy)
-            .map(|n| normalize(n.as_bytes()))
+        entry_name(&self.opts.filter, raw)
     }
 
     fn note_written(&mut self, rel: &[u8]) {
-        if self.opts.whiteouts != WhiteoutMode::Delete {
-            return;
-        }
-        self.written.insert(rel.to_vec());
-        let mut p = rel;
-        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
-            p = &p[..i];
-            if !self.written_ancestors.insert(p.to_vec()) {
-                break;
-            }
+        if self.opts.whiteouts == WhiteoutMode::Delete {
+            self.written.note(rel);
         }
     }
 
@@ -814,8 +837,7 @@ impl<'a> Applier<'a> {
     /// Delete mode: removes what lower layers put at `rel`, keeping whatever this archive
     /// wrote there or below.
     fn remove_lower(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &[u8]) -> Result<()> {
-        let written = self.written.contains(rel);
-        if !written && !self.written_ancestors.contains(rel) {
+        if !self.written.spares(rel) {
             self.root.remove_at(dir, name)?;
             return Ok(());
         }
