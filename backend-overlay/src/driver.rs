@@ -54,7 +54,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 impl OverlayDriver {
     /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
     pub fn open(root: &Path, run: RunRoot) -> Result<Self> {
-        let layout = Layout::new(root);
+        Self::open_with_additional(root, run, &[])
+    }
+
+    /// Opens an overlay store that may also stack layers on the layers of the read-only
+    /// overlay stores rooted at `additional` (it never writes there).
+    pub fn open_with_additional(root: &Path, run: RunRoot, additional: &[PathBuf]) -> Result<Self> {
+        let layout = Layout::new(root).with_additional(additional);
         layout.ensure()?;
         std::fs::create_dir_all(run.path().join("nest"))
             .and_then(|()| std::fs::create_dir_all(run.path().join("uses")))
@@ -156,15 +162,22 @@ impl Inner {
 
     /// The directories to stack for `id`, nesting the bottom of deep chains.
     fn plan(&self, id: &str, read_only: bool) -> Result<Plan> {
-        let links_dir = self.layout.links_dir();
         let mut layers: Vec<(String, PathBuf)> = Vec::new(); // (id, short path), topmost first
         if read_only {
-            layers.push((id.to_owned(), links_dir.join(self.layout.link_of(id)?)));
+            layers.push((
+                id.to_owned(),
+                self.layout.link_path(&self.layout.link_of(id)?),
+            ));
         }
         for link in self.layout.lower_links(id)? {
-            layers.push((self.layout.id_of_link(&link)?, links_dir.join(link)));
+            layers.push((self.layout.id_of_link(&link)?, self.layout.link_path(&link)));
         }
-        let path_len = links_dir.as_os_str().len() + 1 + crate::layout::LINK_LEN;
+        // Links of additional stores may be longer than this store's own.
+        let path_len = layers
+            .iter()
+            .map(|(_, p)| p.as_os_str().len())
+            .max()
+            .unwrap_or(0);
         let max = self.api.max_lowers(path_len);
         // Bottom-aligned groups, so every layer above a group shares its mount.
         let mut nests = Vec::new();
@@ -306,7 +319,15 @@ impl Inner {
 }
 
 /// Changes between two mounted layers, releasing the mounts afterwards.
-fn mounted_changes(inner: &Inner, id: &str, from: Option<&str>) -> Result<Vec<Change>> {
+/// Mounts `id` (and `from`) read-only, compares the trees, and runs `use_changes` while
+/// the mounts are still held: the changes point into them (an export reads file data
+/// from there).
+fn with_mounted_changes<T>(
+    inner: &Inner,
+    id: &str,
+    from: Option<&str>,
+    use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
+) -> Result<T> {
     let new = inner.get(id, true)?;
     let old = match from {
         Some(f) => match inner.get(f, true) {
@@ -318,19 +339,27 @@ fn mounted_changes(inner: &Inner, id: &str, from: Option<&str>) -> Result<Vec<Ch
         },
         None => inner.layout.empty(),
     };
-    let result = archive::compare_trees(&old, &new);
+    let result = archive::compare_trees(&old, &new).and_then(use_changes);
     let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
-    let changes = result?;
+    let out = result?;
     released?;
-    Ok(changes)
+    Ok(out)
 }
 
-fn changes_of(inner: &Inner, id: &str, from: Option<&str>) -> Result<Vec<Change>> {
+/// The changes of `id` over `from`, handed to `use_changes` while the trees they point
+/// into are readable: read natively from `diff/` when `from` is the parent, through
+/// read-only mounts otherwise.
+fn with_changes<T>(
+    inner: &Inner,
+    id: &str,
+    from: Option<&str>,
+    use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
+) -> Result<T> {
     inner.require(id)?;
     if inner.native(id, from)? {
-        inner.native_changes(id)
+        use_changes(inner.native_changes(id)?)
     } else {
-        mounted_changes(inner, id, from)
+        with_mounted_changes(inner, id, from, use_changes)
     }
 }
 
@@ -410,16 +439,17 @@ impl LayerDriver for OverlayDriver {
         blocking(move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
-            let changes = changes_of(&inner, &id, from.as_deref())?;
-            let out = BufWriter::with_capacity(1 << 20, pipe);
-            archive::write_changes(&op, &changes, &opts, out)?;
-            Ok(())
+            with_changes(&inner, &id, from.as_deref(), |changes| {
+                let out = BufWriter::with_capacity(1 << 20, pipe);
+                archive::write_changes(&op, &changes, &opts, out)?;
+                Ok(())
+            })
         })
     }
 
     async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || changes_of(&inner, &id, from.as_deref())).await
+        blocking(move || with_changes(&inner, &id, from.as_deref(), Ok)).await
     }
 
     async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {

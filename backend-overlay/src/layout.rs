@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use storage_core::id::random_bytes;
 use storage_core::{Error, IoContext, ObjectKind, Result};
 
-/// Paths of one overlay store.
+/// Paths of one overlay store, and of the read-only additional stores whose layers it
+/// may stack on.
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
+    additional: Vec<PathBuf>,
 }
 
 /// Length of a short link name.
@@ -31,7 +33,41 @@ impl Layout {
     pub fn new(root: &Path) -> Self {
         Layout {
             root: root.to_owned(),
+            additional: Vec::new(),
         }
+    }
+
+    /// The same layout, also finding layers (never writing them) in the overlay stores
+    /// rooted at `roots`.
+    pub fn with_additional(mut self, roots: &[PathBuf]) -> Self {
+        self.additional = roots.to_vec();
+        self
+    }
+
+    /// The directory of layer `id`: this store's, or a read-only additional store's.
+    fn find_layer(&self, id: &str) -> PathBuf {
+        let own = self.layer(id);
+        if own.join("link").exists() {
+            return own;
+        }
+        self.additional
+            .iter()
+            .map(|r| r.join("overlay").join(id))
+            .find(|d| d.join("link").exists())
+            .unwrap_or(own)
+    }
+
+    /// The path of a short link: in this store's `l/`, or an additional store's.
+    pub fn link_path(&self, link: &str) -> PathBuf {
+        let own = self.links_dir().join(link);
+        if own.symlink_metadata().is_ok() {
+            return own;
+        }
+        self.additional
+            .iter()
+            .map(|r| r.join("overlay/l").join(link))
+            .find(|p| p.symlink_metadata().is_ok())
+            .unwrap_or(own)
     }
 
     /// The store root.
@@ -99,7 +135,7 @@ impl Layout {
 
     /// The layer's short link name.
     pub fn link_of(&self, id: &str) -> Result<String> {
-        let p = self.layer(id).join("link");
+        let p = self.find_layer(id).join("link");
         match std::fs::read_to_string(&p) {
             Ok(s) => Ok(s.trim().to_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
@@ -112,7 +148,7 @@ impl Layout {
 
     /// The layer's lower chain as short link names, nearest first.
     pub fn lower_links(&self, id: &str) -> Result<Vec<String>> {
-        let p = self.layer(id).join("lower");
+        let p = self.find_layer(id).join("lower");
         match std::fs::read_to_string(&p) {
             Ok(s) => Ok(s
                 .trim()
@@ -127,7 +163,7 @@ impl Layout {
 
     /// The id a short link points at.
     pub fn id_of_link(&self, link: &str) -> Result<String> {
-        let p = self.links_dir().join(link);
+        let p = self.link_path(link);
         let target = std::fs::read_link(&p).ctx(|| format!("read link {}", p.display()))?;
         // ../<id>/diff
         target
@@ -146,7 +182,7 @@ impl Layout {
         Ok(self
             .lower_links(id)?
             .iter()
-            .map(|l| self.links_dir().join(l))
+            .map(|l| self.link_path(l))
             .collect())
     }
 

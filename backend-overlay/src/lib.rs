@@ -37,7 +37,7 @@ fn open(config: &StoreConfig) -> Result<Backend> {
         });
     }
     let run = RunRoot::open(&config.run_root)?;
-    let driver = OverlayDriver::open(&root, run)?;
+    let driver = OverlayDriver::open_with_additional(&root, run, &config.additional_stores)?;
     Ok(Backend {
         layers: Some(Arc::new(driver)),
         volumes: Some(Arc::new(DirVolumes::new(&config.name, &root))),

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use std::sync::Arc;
-
 use anyhow::{Context as _, Result, anyhow};
+use std::sync::Arc;
 use storage_core::run_root::RunRoot;
-use storage_core::{LayerStore, Op, VolumeStorer};
+
+use storage_core::{Op, Store, VolumeStorer};
 
 use crate::flags::Flags;
 
@@ -62,8 +62,8 @@ fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
 
 /// The opened store.
 pub struct Context {
-    /// The layer store (catalog plus driver).
-    pub layers: LayerStore,
+    /// The store (catalog plus driver).
+    pub store: Arc<Store>,
     /// The backend behind it.
     pub backend: registry::Backend,
     /// Where things are.
@@ -78,7 +78,14 @@ impl Context {
             Some(p) => registry::Config::load(p)?,
             None => registry::Config::default(),
         };
-        let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let mut resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let additional = flags
+            .additional_stores
+            .iter()
+            .map(std::path::absolute)
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("resolve --additional-store")?;
+        resolved.config.additional_stores = additional.clone();
         // A store named by a local path keeps its catalog there; others in --root.
         let catalog_root = match resolved.config.url.scheme() {
             "nfs" => paths.root.clone(),
@@ -95,9 +102,14 @@ impl Context {
             )
         })?;
         let run = RunRoot::open(&paths.run_root)?;
-        let layers = LayerStore::open(op, &catalog_root, run, driver).await?;
+        let store = Store::open_with_additional(op, &catalog_root, run, driver, &additional);
+        let store = Arc::new(
+            store
+                .await
+                .with_context(|| format!("open store {}", catalog_root.display()))?,
+        );
         Ok(Context {
-            layers,
+            store,
             backend,
             paths,
         })

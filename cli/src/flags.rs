@@ -20,6 +20,10 @@ pub struct Flags {
     /// (default: an overlay store at the root).
     #[arg(long, global = true, value_name = "URL|NAME")]
     pub store: Option<String>,
+    /// A read-only additional store root whose layers and images may be used, never
+    /// written (repeatable).
+    #[arg(long = "additional-store", global = true, value_name = "DIR")]
+    pub additional_stores: Vec<PathBuf>,
     /// A TOML file of named stores.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -137,6 +141,274 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create an image whose top layer is LAYER and print its id.
+    CreateImage {
+        /// The top layer (none for an image of no layers).
+        layer: Option<String>,
+        /// The image's id (default: a random one).
+        #[arg(short = 'i', long)]
+        id: Option<String>,
+        /// A name for the image (repeatable).
+        #[arg(short = 'n', long = "name")]
+        names: Vec<String>,
+        /// The image's digest.
+        #[arg(short = 'd', long)]
+        digest: Option<String>,
+        /// Metadata.
+        #[command(flatten)]
+        metadata: MetadataFlags,
+    },
+    /// Create a container of IMAGE and print its id.
+    CreateContainer {
+        /// The image.
+        image: String,
+        /// The container's id (default: a random one).
+        #[arg(short = 'i', long)]
+        id: Option<String>,
+        /// A name for the container (repeatable).
+        #[arg(short = 'n', long = "name")]
+        names: Vec<String>,
+        /// Metadata.
+        #[command(flatten)]
+        metadata: MetadataFlags,
+    },
+    /// List images.
+    Images {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print ids only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Show images.
+    Image {
+        /// The images.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// List the images with a digest.
+    ImagesByDigest {
+        /// The digest (sha256:HEX).
+        digest: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print ids only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// List containers.
+    Containers {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Show containers.
+    Container {
+        /// The containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Check that layers, images or containers exist (exit status 1 when one does not).
+    Exists {
+        /// What to look for.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Only succeed for layers.
+        #[arg(short = 'l', long, conflicts_with_all = ["image", "container"])]
+        layer: bool,
+        /// Only succeed for images.
+        #[arg(short = 'i', long, conflicts_with = "container")]
+        image: bool,
+        /// Only succeed for containers.
+        #[arg(short = 'c', long)]
+        container: bool,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print nothing.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Delete images and the layers nobody else needs (refused while containers use them).
+    DeleteImage {
+        /// The images.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Only say what would be removed.
+        #[arg(short = 't', long)]
+        test: bool,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Delete containers with their read-write layers.
+    DeleteContainer {
+        /// The containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete layers, images or containers (an image's layers stay).
+    Delete {
+        /// What to delete.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Delete every container, image and layer.
+    Wipe,
+    /// Unmount the store's layers and release its resources.
+    Shutdown {
+        /// Unmount mounted layers instead of refusing.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Print the metadata of layers, images or containers.
+    Metadata {
+        /// What to read.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print the metadata alone.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Set the metadata of a layer, image or container.
+    SetMetadata {
+        /// What to change.
+        id: String,
+        /// The metadata.
+        #[command(flatten)]
+        metadata: MetadataFlags,
+    },
+    /// Print the names of a layer, image or container.
+    GetNames {
+        /// The object.
+        id: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Add names to a layer, image or container (a name moves from its old holder).
+    AddNames(NamesArgs),
+    /// Replace the names of a layer, image or container.
+    SetNames(NamesArgs),
+    /// Remove names from a layer, image or container.
+    RemoveNames(NamesArgs),
+    /// List the big-data items of a layer.
+    ListLayerData(ListDataArgs),
+    /// Write a layer's big-data item to standard output (or --file).
+    GetLayerData(DataArgs),
+    /// Set a layer's big-data item from standard input (or --file).
+    SetLayerData(DataArgs),
+    /// List the big-data items of an image.
+    ListImageData(ListDataArgs),
+    /// Write an image's big-data item to standard output (or --file).
+    GetImageData(DataArgs),
+    /// Set an image's big-data item from standard input (or --file).
+    SetImageData(DataArgs),
+    /// Print the size of an image's big-data item.
+    GetImageDataSize(DataArgs),
+    /// Print the digest of an image's big-data item.
+    GetImageDataDigest(DataArgs),
+    /// List the big-data items of a container.
+    ListContainerData(ListDataArgs),
+    /// Write a container's big-data item to standard output (or --file).
+    GetContainerData(DataArgs),
+    /// Set a container's big-data item from standard input (or --file).
+    SetContainerData(DataArgs),
+    /// Print the size of a container's big-data item.
+    GetContainerDataSize(DataArgs),
+    /// Print the digest of a container's big-data item.
+    GetContainerDataDigest(DataArgs),
+    /// Print a container's data directory.
+    GetContainerDir {
+        /// The container.
+        id: String,
+    },
+    /// Print a container's run directory.
+    GetContainerRunDir {
+        /// The container.
+        id: String,
+    },
+    /// Port layer: manage image stores.
+    #[command(subcommand)]
+    ImageStore(ImageStoreCommand),
+    /// Port layer: write an image from a tar stream onto its parent in an image store.
+    WriteImage {
+        /// The new image's id within the store.
+        id: String,
+        /// The parent image.
+        #[arg(long, default_value = "scratch")]
+        parent: String,
+        /// The image store.
+        #[arg(short = 's', long, default_value = "default")]
+        image_store: String,
+        /// Metadata KEY=VALUE (repeatable).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// The sha256 the stream must have, as sha256:HEX.
+        #[arg(long)]
+        sum: Option<String>,
+        /// The tar file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+        /// Print the image as JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Port layer: delete an image and the ancestors only it needed.
+    DeleteBranch {
+        /// The leaf image.
+        id: String,
+        /// The image store.
+        #[arg(short = 's', long, default_value = "default")]
+        image_store: String,
+        /// Ancestors to keep (repeatable).
+        #[arg(long)]
+        keep: Vec<String>,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Port layer: write an image (or its difference from an ancestor) as a tar stream.
+    Export {
+        /// The image.
+        id: String,
+        /// The image store.
+        #[arg(short = 's', long, default_value = "default")]
+        image_store: String,
+        /// Export only the difference from this ancestor.
+        #[arg(long)]
+        ancestor: Option<String>,
+        /// Filters and renames.
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// Write headers only, each with its change type.
+        #[arg(long)]
+        no_data: bool,
+    },
+    /// Port layer: show facts about a path inside an image.
+    Stat {
+        /// The path inside the image.
+        path: String,
+        /// The image.
+        id: String,
+        /// The image store.
+        #[arg(short = 's', long, default_value = "default")]
+        image_store: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
     /// List the backends compiled in.
     Backends {
         /// Print JSON.
@@ -211,4 +483,80 @@ pub struct FilterFlags {
     /// Put this prefix in front of names.
     #[arg(long, value_name = "PATH")]
     pub rebase: Option<String>,
+}
+
+/// `-m JSON` / `-f FILE` of the metadata commands.
+#[derive(Debug, Args)]
+pub struct MetadataFlags {
+    /// The metadata.
+    #[arg(short = 'm', long, conflicts_with = "metadata_file")]
+    pub metadata: Option<String>,
+    /// Read the metadata from a file.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+}
+
+/// `-n NAME... ID` of the name commands.
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// The layer, image or container.
+    pub id: String,
+    /// A name (repeatable).
+    #[arg(short = 'n', long = "name", required = true)]
+    pub names: Vec<String>,
+    /// Print the names afterwards as JSON.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `ID KEY [-f FILE]` of the big-data commands.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// The owner.
+    pub id: String,
+    /// The item's key.
+    pub key: String,
+    /// Read (set) or write (get) the data from or to this file instead of standard I/O.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// `ID` of the big-data listings.
+#[derive(Debug, Args)]
+pub struct ListDataArgs {
+    /// The owner.
+    pub id: String,
+    /// Print JSON.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+/// `image-store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageStoreCommand {
+    /// Create an image store with its scratch root.
+    Create {
+        /// The store's name.
+        name: String,
+    },
+    /// List image stores.
+    #[command(alias = "ls")]
+    List {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Delete an image store (refused while it holds images).
+    Rm {
+        /// The store's name.
+        name: String,
+    },
+    /// List the images of an image store.
+    Images {
+        /// The store's name.
+        name: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
 }

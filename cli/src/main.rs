@@ -5,21 +5,30 @@
 mod commands;
 mod context;
 mod flags;
+mod output;
 mod progress;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use serde::Serialize;
 use storage_core::Op;
 
-use commands::{layers, volumes};
+use commands::big_data::{self, Verb};
+use commands::{containers, image_stores, images, layers, objects, volumes};
 use context::Context;
 use flags::{Command, Flags, VolumeCommand};
+use storage_core::ObjectKind;
+use storage_core::catalog::NameChange;
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let matches = Flags::command().get_matches();
+    let name = matches.subcommand_name().unwrap_or("strata").to_owned();
+    let flags = match Flags::from_arg_matches(&matches) {
+        Ok(f) => f,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(flags)) {
+    match runtime.block_on(run(flags, name)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");
@@ -48,7 +57,7 @@ struct BackendOut {
     volumes: bool,
 }
 
-async fn run(flags: Flags) -> Result<()> {
+async fn run(flags: Flags, name: String) -> Result<()> {
     if let Command::Backends { json } = flags.command {
         let all: Vec<BackendOut> = registry::backends()
             .iter()
@@ -69,7 +78,7 @@ async fn run(flags: Flags) -> Result<()> {
         }
         return Ok(());
     }
-    let op = Op::new(command_name(&flags.command));
+    let op = Op::new(&name);
     if let Command::Volume { command } = &flags.command {
         let vols = context::open_volumes(&flags)?;
         let vols = vols.as_ref();
@@ -113,18 +122,157 @@ async fn run(flags: Flags) -> Result<()> {
         Command::Layers { json } => layers::list(&ctx, *json).await,
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
-        Command::Cleanup => Ok(ctx.layers.driver().cleanup(&op).await?),
+        Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
         Command::Backends { .. } | Command::Volume { .. } => Ok(()),
+        Command::CreateImage {
+            layer,
+            id,
+            names,
+            digest,
+            metadata,
+        } => {
+            images::create(
+                &ctx,
+                layer.as_deref(),
+                id.as_deref(),
+                names,
+                digest.as_deref(),
+                metadata,
+            )
+            .await
+        }
+        Command::CreateContainer {
+            image,
+            id,
+            names,
+            metadata,
+        } => containers::create(&ctx, &op, image, id.as_deref(), names, metadata).await,
+        Command::Images { json, quiet } => images::list(&ctx, *json, *quiet).await,
+        Command::Image { ids, json } => images::show(&ctx, ids, *json).await,
+        Command::ImagesByDigest {
+            digest,
+            json,
+            quiet,
+        } => images::by_digest(&ctx, digest, *json, *quiet).await,
+        Command::Containers { json } => containers::list(&ctx, *json).await,
+        Command::Container { ids, json } => containers::show(&ctx, ids, *json).await,
+        Command::Exists {
+            ids,
+            layer,
+            image,
+            container,
+            json,
+            quiet,
+        } => {
+            let only = match (layer, image, container) {
+                (true, _, _) => Some(ObjectKind::Layer),
+                (_, true, _) => Some(ObjectKind::Image),
+                (_, _, true) => Some(ObjectKind::Container),
+                _ => None,
+            };
+            objects::exists(&ctx, ids, only, *json, *quiet).await
+        }
+        Command::DeleteImage { ids, test, json } => {
+            images::delete(&ctx, &op, ids, *test, *json).await
+        }
+        Command::DeleteContainer { ids } => containers::delete(&ctx, &op, ids).await,
+        Command::Delete { ids } => objects::delete(&ctx, &op, ids).await,
+        Command::Wipe => objects::wipe(&ctx, &op).await,
+        Command::Shutdown { force } => objects::shutdown(&ctx, &op, *force).await,
+        Command::Metadata { ids, json, quiet } => {
+            objects::show_metadata(&ctx, ids, *json, *quiet).await
+        }
+        Command::SetMetadata { id, metadata } => objects::set_metadata(&ctx, id, metadata).await,
+        Command::GetNames { id, json } => objects::get_names(&ctx, id, *json).await,
+        Command::AddNames(a) => objects::change_names(&ctx, a, NameChange::Add).await,
+        Command::SetNames(a) => objects::change_names(&ctx, a, NameChange::Set).await,
+        Command::RemoveNames(a) => objects::change_names(&ctx, a, NameChange::Remove).await,
+        Command::ListLayerData(a) => big_data::list(&ctx, ObjectKind::Layer, a).await,
+        Command::GetLayerData(a) => big_data::run(&ctx, ObjectKind::Layer, Verb::Get, a).await,
+        Command::SetLayerData(a) => big_data::run(&ctx, ObjectKind::Layer, Verb::Set, a).await,
+        Command::ListImageData(a) => big_data::list(&ctx, ObjectKind::Image, a).await,
+        Command::GetImageData(a) => big_data::run(&ctx, ObjectKind::Image, Verb::Get, a).await,
+        Command::SetImageData(a) => big_data::run(&ctx, ObjectKind::Image, Verb::Set, a).await,
+        Command::GetImageDataSize(a) => big_data::run(&ctx, ObjectKind::Image, Verb::Size, a).await,
+        Command::GetImageDataDigest(a) => {
+            big_data::run(&ctx, ObjectKind::Image, Verb::Digest, a).await
+        }
+        Command::ListContainerData(a) => big_data::list(&ctx, ObjectKind::Container, a).await,
+        Command::GetContainerData(a) => {
+            big_data::run(&ctx, ObjectKind::Container, Verb::Get, a).await
+        }
+        Command::SetContainerData(a) => {
+            big_data::run(&ctx, ObjectKind::Container, Verb::Set, a).await
+        }
+        Command::GetContainerDataSize(a) => {
+            big_data::run(&ctx, ObjectKind::Container, Verb::Size, a).await
+        }
+        Command::GetContainerDataDigest(a) => {
+            big_data::run(&ctx, ObjectKind::Container, Verb::Digest, a).await
+        }
+        Command::GetContainerDir { id } => containers::dir(&ctx, id, false).await,
+        Command::GetContainerRunDir { id } => containers::dir(&ctx, id, true).await,
+        Command::ImageStore(cmd) => image_stores::image_store(&ctx, &op, cmd).await,
+        Command::WriteImage {
+            id,
+            parent,
+            image_store,
+            meta,
+            sum,
+            file,
+            json,
+        } => {
+            let w = image_stores::WriteImage {
+                store: image_store,
+                id,
+                parent,
+                meta,
+                sum: sum.as_deref(),
+                file,
+                json: *json,
+            };
+            image_stores::write_image(&ctx, &op, w).await
+        }
+        Command::DeleteBranch {
+            id,
+            image_store,
+            keep,
+            json,
+        } => image_stores::delete_branch(&ctx, &op, image_store, id, keep, *json).await,
+        Command::Export {
+            id,
+            image_store,
+            ancestor,
+            filter,
+            no_data,
+        } => {
+            image_stores::export(
+                &ctx,
+                &op,
+                image_store,
+                id,
+                ancestor.as_deref(),
+                filter,
+                *no_data,
+            )
+            .await
+        }
+        Command::Stat {
+            path,
+            id,
+            image_store,
+            json,
+        } => image_stores::stat(&ctx, &op, image_store, path, id, *json).await,
     }
 }
 
 async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
     let mut facts = vec![
         ("Store".to_owned(), ctx.paths.store.clone()),
-        ("Driver".to_owned(), ctx.layers.driver().name().to_owned()),
+        ("Driver".to_owned(), ctx.store.driver().name().to_owned()),
         ("Root".to_owned(), ctx.paths.root.display().to_string()),
     ];
-    facts.extend(ctx.layers.driver().status(op).await?);
+    facts.extend(ctx.store.driver().status(op).await?);
     facts.push((
         "Volumes".to_owned(),
         if ctx.backend.volumes.is_some() {
@@ -145,30 +293,4 @@ async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::ImportLayer { .. } => "import-layer",
-        Command::CreateLayer { .. } => "create-layer",
-        Command::Applydiff { .. } => "applydiff",
-        Command::Mount { .. } => "mount",
-        Command::Unmount { .. } => "unmount",
-        Command::Diff { .. } => "diff",
-        Command::Changes { .. } => "changes",
-        Command::Diffsize { .. } => "diffsize",
-        Command::DeleteLayer { .. } => "delete-layer",
-        Command::Layers { .. } => "layers",
-        Command::Layer { .. } => "layer",
-        Command::Status { .. } => "status",
-        Command::Backends { .. } => "backends",
-        Command::Cleanup => "cleanup",
-        Command::Volume { command } => match command {
-            VolumeCommand::Create { .. } => "volume-create",
-            VolumeCommand::Ls { .. } => "volume-ls",
-            VolumeCommand::Rm { .. } => "volume-rm",
-            VolumeCommand::Import { .. } => "volume-import",
-            VolumeCommand::Export { .. } => "volume-export",
-        },
-    }
 }

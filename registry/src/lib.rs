@@ -171,6 +171,7 @@ pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved
             url: parsed,
             run_root: run_root.to_owned(),
             options,
+            additional_stores: Vec::new(),
         },
     })
 }

@@ -33,6 +33,9 @@ pub struct StoreConfig {
     pub run_root: PathBuf,
     /// Backend-specific options from the config file, as strings.
     pub options: BTreeMap<String, String>,
+    /// Roots of read-only additional stores whose layers and images may be used as
+    /// parents, never written.
+    pub additional_stores: Vec<PathBuf>,
 }
 
 /// An opened store: the faces the backend offers.

@@ -84,6 +84,38 @@ pub enum Error {
         /// Its children's ids.
         children: Vec<String>,
     },
+    /// The layer cannot be removed because an image has it as its top layer.
+    #[error("layer {id} is used by image(s) {}", images.join(", "))]
+    LayerUsedByImage {
+        /// The layer.
+        id: String,
+        /// The images whose top layer it is.
+        images: Vec<String>,
+    },
+    /// The layer cannot be removed because it is a container's read-write layer.
+    #[error("layer {id} is the read-write layer of container {container}")]
+    LayerUsedByContainer {
+        /// The layer.
+        id: String,
+        /// The container.
+        container: String,
+    },
+    /// The image cannot be removed because containers were created from it.
+    #[error("image {id} is used by container(s) {}", containers.join(", "))]
+    ImageUsedByContainer {
+        /// The image.
+        id: String,
+        /// The containers created from it.
+        containers: Vec<String>,
+    },
+    /// The store cannot shut down (or be wiped) while layers are mounted.
+    #[error("store at {} has mounted layers: {}", path.display(), mounted.join(", "))]
+    StoreBusy {
+        /// The store's root.
+        path: PathBuf,
+        /// The mounted layers' ids.
+        mounted: Vec<String>,
+    },
     /// The layer is mounted (or otherwise held) and the operation needs it free.
     #[error("layer {id} is in use: mounted {mounts} time(s)")]
     LayerInUse {
@@ -123,6 +155,14 @@ pub enum Error {
         store: String,
         /// Why it could not be found or opened.
         reason: String,
+    },
+    /// No volume store is known under this name.
+    #[error("volume store {store} not found; known stores: {}", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    VolumeStoreNotFound {
+        /// The name asked for.
+        store: String,
+        /// The names that are known.
+        known: Vec<String>,
     },
     /// The store's on-disk state contradicts itself.
     #[error("store at {} is corrupt: {reason}", path.display())]

@@ -7,7 +7,9 @@
 //!   ([`ObjectUrl`]) and [`FilterSpec`];
 //! - the [`archive`] engine every backend shares: confined tar apply, change lists,
 //!   deterministic tar export;
-//! - the [`catalog`] of layers and the [`run_root`] with its per-boot mount counts.
+//! - the [`catalog`] of layers, images and containers, the [`store`] that keeps it in
+//!   step with a driver (containers/storage's face), the port layer's [`image_store`]
+//!   face, and the [`run_root`] with its per-boot mount counts.
 //!
 //! It knows no backend: backends depend on it, and only the `registry` crate knows them
 //! all.
@@ -31,16 +33,17 @@ pub mod driver;
 pub mod error;
 pub mod filter;
 pub mod id;
-pub mod layer_store;
+pub mod image_store;
 pub mod object_url;
 pub mod op;
 pub mod port;
 pub mod run_root;
+pub mod store;
 
 pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};
 pub use error::{Error, IoContext, ObjectKind, Result};
 pub use filter::FilterSpec;
-pub use layer_store::LayerStore;
 pub use object_url::ObjectUrl;
 pub use op::Op;
 pub use port::{DataSink, DataSource, Exporter, Importer, Resolver, Volume, VolumeStorer};
+pub use store::Store;

@@ -17,6 +17,11 @@ pub enum ObjectUrl {
         /// The image id.
         id: String,
     },
+    /// `/storage/images/<store>`: an image store itself.
+    ImageStore {
+        /// The image store's name.
+        store: String,
+    },
     /// `/storage/volumes/<store>/<id>`
     Volume {
         /// The volume store's name.
@@ -35,6 +40,13 @@ impl ObjectUrl {
         }
     }
 
+    /// The URL of an image store.
+    pub fn image_store(store: &str) -> Self {
+        ObjectUrl::ImageStore {
+            store: store.to_owned(),
+        }
+    }
+
     /// The URL of a volume.
     pub fn volume(store: &str, id: &str) -> Self {
         ObjectUrl::Volume {
@@ -43,17 +55,20 @@ impl ObjectUrl {
         }
     }
 
-    /// The object's id.
+    /// The object's id (the store's name, for an image store).
     pub fn id(&self) -> &str {
         match self {
             ObjectUrl::Image { id, .. } | ObjectUrl::Volume { id, .. } => id,
+            ObjectUrl::ImageStore { store } => store,
         }
     }
 
     /// The store's name.
     pub fn store(&self) -> &str {
         match self {
-            ObjectUrl::Image { store, .. } | ObjectUrl::Volume { store, .. } => store,
+            ObjectUrl::Image { store, .. }
+            | ObjectUrl::Volume { store, .. }
+            | ObjectUrl::ImageStore { store } => store,
         }
     }
 }
@@ -62,6 +77,7 @@ impl fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObjectUrl::Image { store, id } => write!(f, "/storage/images/{store}/{id}"),
+            ObjectUrl::ImageStore { store } => write!(f, "/storage/images/{store}"),
             ObjectUrl::Volume { store, id } => write!(f, "/storage/volumes/{store}/{id}"),
         }
     }
@@ -76,6 +92,10 @@ impl FromStr for ObjectUrl {
             reason: reason.to_owned(),
         };
         let parts: Vec<&str> = s.split('/').collect();
+        if let ["", "storage", "images", store] = parts.as_slice() {
+            validate_file_name(ObjectKind::Store, store)?;
+            return Ok(ObjectUrl::image_store(store));
+        }
         let ["", "storage", kind, store, id] = parts.as_slice() else {
             return Err(bad("expected /storage/{images|volumes}/<store>/<id>"));
         };
@@ -99,7 +119,11 @@ mod tests {
 
     #[test]
     fn object_urls_round_trip() {
-        for s in ["/storage/images/default/abc", "/storage/volumes/nfs1/data"] {
+        for s in [
+            "/storage/images/default/abc",
+            "/storage/volumes/nfs1/data",
+            "/storage/images/default",
+        ] {
             assert_eq!(s.parse::<ObjectUrl>().unwrap().to_string(), s);
         }
         let u: ObjectUrl = "/storage/volumes/st/v1".parse().unwrap();
@@ -109,7 +133,7 @@ mod tests {
     #[test]
     fn malformed_object_urls_are_refused() {
         for s in [
-            "/storage/images/default",
+            "/storage/volumes/default",
             "/storage/disks/a/b",
             "/storage/images/../x",
             "storage/images/a/b",

@@ -18,7 +18,8 @@ use crate::Requirement;
 pub const REQUIREMENTS: [Requirement<'static>; 3] = [
     Requirement::Root,
     Requirement::Command("ganesha.nfsd"),
-    Requirement::Path("/run/rpcbind.sock"),
+    // rpcbind, with which Ganesha registers (`cargo xtask ci` starts it).
+    Requirement::Listening("127.0.0.1:111"),
 ];
 
 /// How long a starting server may take to accept connections.

@@ -34,6 +34,8 @@ pub enum Requirement<'a> {
     Filesystem(&'a str),
     /// A path exists (e.g. `/dev/fuse`, `/dev/loop-control`).
     Path(&'a str),
+    /// Something accepts TCP connections at this address (e.g. rpcbind at `127.0.0.1:111`).
+    Listening(&'a str),
 }
 
 impl Requirement<'_> {
@@ -48,6 +50,9 @@ impl Requirement<'_> {
                 })
                 .unwrap_or(false),
             Requirement::Path(p) => Path::new(p).exists(),
+            Requirement::Listening(addr) => addr.parse().is_ok_and(|a| {
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+            }),
         }
     }
 }
@@ -59,6 +64,7 @@ impl std::fmt::Display for Requirement<'_> {
             Requirement::Command(c) => write!(f, "the command `{c}`"),
             Requirement::Filesystem(fs) => write!(f, "the `{fs}` filesystem"),
             Requirement::Path(p) => write!(f, "{p}"),
+            Requirement::Listening(a) => write!(f, "a server listening at {a}"),
         }
     }
 }

@@ -13,10 +13,7 @@ use crate::flags::FilterFlags;
 use crate::progress::ProgressReader;
 
 /// Opens `file` (or standard input for `-`) as a tar stream with progress.
-pub(crate) async fn input(
-    file: &str,
-    what: &str,
-) -> Result<(TarReader, Option<indicatif::ProgressBar>)> {
+pub async fn input(file: &str, what: &str) -> Result<(TarReader, Option<indicatif::ProgressBar>)> {
     if file == "-" {
         let reader = ProgressReader::new(tokio::io::stdin(), None, what);
         let bar = reader.bar();
@@ -32,7 +29,8 @@ pub(crate) async fn input(
     Ok((Box::new(reader), bar))
 }
 
-pub(crate) fn done(bar: Option<indicatif::ProgressBar>) {
+/// Clears the progress bar, if one is shown.
+pub fn done(bar: Option<indicatif::ProgressBar>) {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -53,7 +51,7 @@ pub async fn import(
         bail!("--sum must be sha256:<64 hex digits>, got {s:?}");
     }
     let (tar, bar) = input(file, "importing").await?;
-    let result = ctx.layers.import_layer(op, parent, names, tar, sum).await;
+    let result = ctx.store.import_layer(op, parent, names, tar, sum).await;
     done(bar);
     let (layer, _) = result.with_context(|| format!("import layer from {file}"))?;
     println!("{}", layer.id);
@@ -68,7 +66,7 @@ pub async fn create(
     rw: bool,
     names: &[String],
 ) -> Result<()> {
-    let layer = ctx.layers.create_layer(op, parent, names, rw).await?;
+    let layer = ctx.store.create_layer(op, parent, names, rw).await?;
     println!("{}", layer.id);
     Ok(())
 }
@@ -76,7 +74,7 @@ pub async fn create(
 /// `applydiff`.
 pub async fn apply(ctx: &Context, op: &Op, id: &str, file: &str) -> Result<()> {
     let (tar, bar) = input(file, "applying").await?;
-    let result = ctx.layers.apply_diff(op, id, tar, None).await;
+    let result = ctx.store.apply_diff(op, id, tar, None).await;
     done(bar);
     result.with_context(|| format!("apply {file} to layer {id}"))?;
     Ok(())
@@ -87,18 +85,30 @@ pub async fn mount(ctx: &Context, op: &Op, id: &str, read_only: bool) -> Result<
     if !nix::unistd::geteuid().is_root() {
         bail!("mounting layer {id} needs root: overlay mounts are not possible for this user");
     }
-    let path = ctx.layers.mount(op, id, read_only).await?;
+    let layer = layer_of(ctx, id).await?;
+    let path = ctx.store.mount(op, &layer, read_only).await?;
     println!("{}", path.display());
     Ok(())
 }
 
 /// `unmount`.
 pub async fn unmount(ctx: &Context, op: &Op, id: &str) -> Result<()> {
-    ctx.layers.unmount(op, id).await?;
+    let layer = layer_of(ctx, id).await?;
+    ctx.store.unmount(op, &layer).await?;
     Ok(())
 }
 
-pub(crate) fn filter_spec(f: &FilterFlags) -> FilterSpec {
+/// The layer `id` names: a container's read-write layer, or a layer.
+async fn layer_of(ctx: &Context, id: &str) -> Result<String> {
+    match ctx.store.container(id).await {
+        Ok(c) => Ok(c.layer),
+        Err(storage_core::Error::NotFound { .. }) => Ok(id.to_owned()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The FilterSpec the flags describe.
+pub fn filter_spec(f: &FilterFlags) -> FilterSpec {
     FilterSpec {
         inclusions: f.include.iter().cloned().collect(),
         exclusions: f.exclude.iter().cloned().collect(),
@@ -120,14 +130,14 @@ pub async fn diff(
         filter: filter_spec(filter),
         data: !no_data,
     };
-    let stream: ArchiveStream = ctx.layers.diff(op, id, from, &opts).await?;
-    to_stdout(stream)
+    let stream: ArchiveStream = ctx.store.diff(op, id, from, &opts).await?;
+    write_stream(stream)
         .await
         .with_context(|| format!("diff layer {id}"))
 }
 
 /// Copies a tar stream to standard output.
-pub(crate) async fn to_stdout(stream: ArchiveStream) -> Result<()> {
+pub async fn write_stream(stream: ArchiveStream) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         // When standard output is a pipe, a larger one lets the reader keep up with
@@ -138,7 +148,7 @@ pub(crate) async fn to_stdout(stream: ArchiveStream) -> Result<()> {
         out.flush().context("flush standard output")
     })
     .await
-    .context("tar stream writer")?
+    .context("tar writer")?
 }
 
 #[derive(Serialize)]
@@ -155,7 +165,7 @@ pub async fn changes(
     from: Option<&str>,
     json: bool,
 ) -> Result<()> {
-    let changes = ctx.layers.changes(op, id, from).await?;
+    let changes = ctx.store.changes(op, id, from).await?;
     if json {
         let out: Vec<ChangeOut> = changes
             .iter()
@@ -177,19 +187,19 @@ pub async fn changes(
 
 /// `diffsize`.
 pub async fn diff_size(ctx: &Context, op: &Op, id: &str, from: Option<&str>) -> Result<()> {
-    println!("{}", ctx.layers.diff_size(op, id, from).await?);
+    println!("{}", ctx.store.diff_size(op, id, from).await?);
     Ok(())
 }
 
 /// `delete-layer`.
 pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
-    ctx.layers.delete_layer(op, id).await?;
+    ctx.store.delete_layer(op, id).await?;
     Ok(())
 }
 
 /// `layers`.
 pub async fn list(ctx: &Context, json: bool) -> Result<()> {
-    let layers = ctx.layers.layers().await?;
+    let layers = ctx.store.layers().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
@@ -219,9 +229,9 @@ struct LayerOut<'a> {
 
 /// `layer ID`.
 pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
-    let record = ctx.layers.layer(id).await?;
-    let driver = ctx.layers.driver().metadata(op, &record.id).await?;
-    let mounts = ctx.layers.driver().mount_count(op, &record.id).await?;
+    let record = ctx.store.layer(id).await?;
+    let driver = ctx.store.driver().metadata(op, &record.id).await?;
+    let mounts = ctx.store.driver().mount_count(op, &record.id).await?;
     let out = LayerOut {
         record: &record,
         driver,

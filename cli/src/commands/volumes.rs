@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use storage_core::{FilterSpec, Op, VolumeStorer};
 
-use crate::commands::layers::{done, filter_spec, input, to_stdout};
+use crate::commands::layers::{done, filter_spec, input, write_stream};
 use crate::flags::FilterFlags;
 
 /// `volume create ID [--opt KEY=VALUE]...`.
@@ -100,7 +100,7 @@ pub async fn export(
         .export(op, id, None, &filter_spec(filter), !no_data)
         .await
         .with_context(|| format!("export volume {id}"))?;
-    to_stdout(stream)
+    write_stream(stream)
         .await
         .with_context(|| format!("export volume {id}"))
 }

@@ -1,0 +1,111 @@
+//! Image commands: create-image, images, image, images-by-digest, delete-image.
+
+use anyhow::Result;
+use storage_core::Op;
+use storage_core::catalog::ImageRecord;
+
+use crate::commands::metadata;
+use crate::context::Context;
+use crate::flags::MetadataFlags;
+use crate::output;
+
+/// `create-image`.
+pub async fn create(
+    ctx: &Context,
+    layer: Option<&str>,
+    id: Option<&str>,
+    names: &[String],
+    digest: Option<&str>,
+    meta: &MetadataFlags,
+) -> Result<()> {
+    let image = ctx
+        .store
+        .create_image(layer, id, names, &metadata(meta)?, digest)
+        .await?;
+    println!("{}", image.id);
+    Ok(())
+}
+
+fn print_line(image: &ImageRecord, quiet: bool) {
+    if quiet {
+        println!("{}", image.id);
+        return;
+    }
+    println!("{}", image.id);
+    for n in &image.names {
+        println!("\tname: {n}");
+    }
+    if let Some(d) = &image.digest {
+        println!("\tdigest: {d}");
+    }
+}
+
+/// `images`.
+pub async fn list(ctx: &Context, json: bool, quiet: bool) -> Result<()> {
+    let images = ctx.store.images().await?;
+    if json {
+        return output::json(&images);
+    }
+    for i in &images {
+        print_line(i, quiet);
+    }
+    Ok(())
+}
+
+/// `images-by-digest`.
+pub async fn by_digest(ctx: &Context, digest: &str, json: bool, quiet: bool) -> Result<()> {
+    let images = ctx.store.images_by_digest(digest).await?;
+    if json {
+        return output::json(&images);
+    }
+    for i in &images {
+        print_line(i, quiet);
+    }
+    Ok(())
+}
+
+/// `image ID...`.
+pub async fn show(ctx: &Context, ids: &[String], json: bool) -> Result<()> {
+    let mut images = Vec::new();
+    for id in ids {
+        images.push(ctx.store.image(id).await?);
+    }
+    if json {
+        return output::json(&images);
+    }
+    for i in &images {
+        println!("ID: {}", i.id);
+        for n in &i.names {
+            println!("Name: {n}");
+        }
+        if let Some(l) = &i.top_layer {
+            println!("Top Layer: {l}");
+        }
+        if let Some(d) = &i.digest {
+            println!("Digest: {d}");
+        }
+        for b in &i.big_data {
+            println!("Data: {} ({} bytes, {})", b.key, b.size, b.digest);
+        }
+    }
+    Ok(())
+}
+
+/// `delete-image [--test]`.
+pub async fn delete(ctx: &Context, op: &Op, ids: &[String], test: bool, json: bool) -> Result<()> {
+    let mut done = Vec::new();
+    for id in ids {
+        done.push(ctx.store.delete_image(op, id, test).await?);
+    }
+    if json {
+        return output::json(&done);
+    }
+    for d in &done {
+        let verb = if test { "would remove" } else { "removed" };
+        println!("{}", d.image);
+        for l in &d.layers {
+            println!("\t{verb} layer {l}");
+        }
+    }
+    Ok(())
+}

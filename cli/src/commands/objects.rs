@@ -1,0 +1,152 @@
+//! Commands that take a layer, an image or a container alike: exists, delete, metadata,
+//! names; and the whole-store ones: wipe, shutdown.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+use storage_core::catalog::NameChange;
+use storage_core::{Error, ObjectKind, Op};
+
+use crate::commands::metadata;
+use crate::context::Context;
+use crate::flags::{MetadataFlags, NamesArgs};
+use crate::output;
+
+#[derive(Serialize)]
+struct Found {
+    id: String,
+    kind: Option<ObjectKind>,
+    exists: bool,
+}
+
+/// `exists [-l|-i|-c] ID...`: fails when any is missing (or of another kind).
+pub async fn exists(
+    ctx: &Context,
+    ids: &[String],
+    only: Option<ObjectKind>,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let mut found = Vec::new();
+    for id in ids {
+        let kind = match only {
+            Some(kind) => match ctx
+                .store
+                .db({
+                    let id = id.clone();
+                    move |c| c.resolve(kind, &id)
+                })
+                .await
+            {
+                Ok(_) => Some(kind),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => match ctx.store.resolve_any(id).await {
+                Ok((kind, _)) => Some(kind),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        found.push(Found {
+            id: id.clone(),
+            kind,
+            exists: kind.is_some(),
+        });
+    }
+    if json {
+        output::json(&found)?;
+    } else if !quiet {
+        for f in &found {
+            println!("{}: {}", f.id, f.exists);
+        }
+    }
+    if let Some(missing) = found.iter().find(|f| !f.exists) {
+        bail!("{} does not exist", missing.id);
+    }
+    Ok(())
+}
+
+/// `delete ID...`.
+pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let kind = ctx.store.delete_any(op, id).await?;
+        println!("{id}: deleted {kind}");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MetadataOut {
+    id: String,
+    kind: ObjectKind,
+    metadata: String,
+}
+
+/// `metadata ID...`.
+pub async fn show_metadata(ctx: &Context, ids: &[String], json: bool, quiet: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for key in ids {
+        let (kind, id) = ctx.store.resolve_any(key).await?;
+        let i = id.clone();
+        let metadata = ctx.store.db(move |c| c.metadata(kind, &i)).await?;
+        out.push(MetadataOut { id, kind, metadata });
+    }
+    if json {
+        return output::json(&out);
+    }
+    for m in &out {
+        if quiet {
+            println!("{}", m.metadata);
+        } else {
+            println!("{}: {}", m.id, m.metadata);
+        }
+    }
+    Ok(())
+}
+
+/// `set-metadata ID`.
+pub async fn set_metadata(ctx: &Context, key: &str, meta: &MetadataFlags) -> Result<()> {
+    let (kind, id) = ctx.store.resolve_any(key).await?;
+    let m = metadata(meta)?;
+    ctx.store.db(move |c| c.set_metadata(kind, &id, &m)).await?;
+    Ok(())
+}
+
+/// `get-names ID`.
+pub async fn get_names(ctx: &Context, key: &str, json: bool) -> Result<()> {
+    let (kind, id) = ctx.store.resolve_any(key).await?;
+    let names = ctx.store.db(move |c| c.names(kind, &id)).await?;
+    print_names(key, &names, json)
+}
+
+/// `add-names`, `set-names`, `remove-names`.
+pub async fn change_names(ctx: &Context, args: &NamesArgs, how: NameChange) -> Result<()> {
+    let (kind, id) = ctx.store.resolve_any(&args.id).await?;
+    let names = args.names.clone();
+    let now = ctx
+        .store
+        .db(move |c| c.change_names(kind, &id, &names, how))
+        .await?;
+    print_names(&args.id, &now, args.json)
+}
+
+fn print_names(key: &str, names: &[String], json: bool) -> Result<()> {
+    if json {
+        return output::json(names);
+    }
+    println!("{key}: {names:?}");
+    Ok(())
+}
+
+/// `wipe`.
+pub async fn wipe(ctx: &Context, op: &Op) -> Result<()> {
+    Ok(ctx.store.wipe(op).await?)
+}
+
+/// `shutdown [-f]`.
+pub async fn shutdown(ctx: &Context, op: &Op, force: bool) -> Result<()> {
+    for id in ctx.store.shutdown(op, force).await? {
+        println!("unmounted {id}");
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Layer rows: created incomplete, completed once their data is durable, marked again
+//! before they are removed.
+
+use rusqlite::{Row, params};
+
+use crate::catalog::names::{claim_new, drop_all, names_of, resolve};
+use crate::catalog::{Catalog, Sql, now};
+use crate::error::{Error, ObjectKind, Result};
+
+/// One layer as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerRecord {
+    /// The layer's id (64 lowercase hex).
+    pub id: String,
+    /// The parent layer's id.
+    pub parent: Option<String>,
+    /// Names, unique among layers.
+    pub names: Vec<String>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+    /// A container's read-write layer.
+    pub read_write: bool,
+    /// Still being written (or being deleted).
+    pub incomplete: bool,
+    /// `sha256:<hex>` of the bytes received when it was imported.
+    pub compressed_digest: Option<String>,
+    /// Bytes received when it was imported.
+    pub compressed_size: Option<u64>,
+    /// `sha256:<hex>` of the uncompressed tar it was imported from.
+    pub uncompressed_digest: Option<String>,
+    /// Length of that tar.
+    pub uncompressed_size: Option<u64>,
+    /// Free-form metadata (`set-metadata`).
+    pub metadata: String,
+    /// Keys of its big-data items.
+    pub big_data_names: Vec<String>,
+    /// It lives in a read-only additional store.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// What is known about a layer's content once its data is written.
+#[derive(Debug, Clone, Default)]
+pub struct LayerDigests {
+    /// Digest of the bytes received.
+    pub compressed_digest: Option<String>,
+    /// Number of bytes received.
+    pub compressed_size: Option<u64>,
+    /// Digest of the uncompressed tar.
+    pub uncompressed_digest: Option<String>,
+    /// Length of the uncompressed tar.
+    pub uncompressed_size: Option<u64>,
+}
+
+const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
+    l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata,
+    (SELECT json_group_array(name) FROM
+        (SELECT name FROM names WHERE kind = 'layer' AND owner = l.id ORDER BY name)),
+    (SELECT json_group_array(key) FROM
+        (SELECT key FROM big_data WHERE kind = 'layer' AND owner = l.id ORDER BY key))";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
+    let names: String = r.get(10)?;
+    let big: String = r.get(11)?;
+    Ok(LayerRecord {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        created: r.get(2)?,
+        read_write: r.get(3)?,
+        incomplete: r.get(4)?,
+        compressed_digest: r.get(5)?,
+        compressed_size: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        uncompressed_digest: r.get(7)?,
+        uncompressed_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        metadata: r.get(9)?,
+        names: serde_json::from_str(&names).unwrap_or_default(),
+        big_data_names: serde_json::from_str(&big).unwrap_or_default(),
+        read_only: false,
+    })
+}
+
+fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
+    sql.rows(
+        &format!("SELECT {COLUMNS} FROM layers l WHERE {condition} ORDER BY l.rowid"),
+        args,
+        from_row,
+    )
+}
+
+/// Records a new, incomplete layer with its names.
+pub fn insert(
+    sql: &Sql<'_>,
+    id: &str,
+    parent: Option<&str>,
+    names: &[String],
+    read_write: bool,
+) -> Result<()> {
+    if sql.exists("SELECT 1 FROM layers WHERE id = ?1", [id])? {
+        return Err(Error::AlreadyExists {
+            kind: ObjectKind::Layer,
+            id: id.to_owned(),
+        });
+    }
+    sql.exec(
+        "INSERT INTO layers (id, parent, created, read_write, incomplete) VALUES (?1, ?2, ?3, ?4, 1)",
+        params![id, parent, now(), read_write],
+    )?;
+    claim_new(sql, ObjectKind::Layer, id, names)
+}
+
+/// Marks a layer complete, recording its digests.
+pub fn complete(sql: &Sql<'_>, id: &str, d: &LayerDigests) -> Result<()> {
+    let n = sql.exec(
+        "UPDATE layers SET incomplete = 0, compressed_digest = ?2, compressed_size = ?3,
+         uncompressed_digest = ?4, uncompressed_size = ?5 WHERE id = ?1",
+        params![
+            id,
+            d.compressed_digest,
+            d.compressed_size.map(|v| v as i64),
+            d.uncompressed_digest,
+            d.uncompressed_size.map(|v| v as i64)
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound {
+            kind: ObjectKind::Layer,
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Marks a layer incomplete again before its data is removed, so that a crash during
+/// removal leaves it to be cleaned up, never listed half-gone.
+pub fn mark_incomplete(sql: &Sql<'_>, id: &str) -> Result<()> {
+    sql.exec("UPDATE layers SET incomplete = 1 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Removes a layer's record with its names and big-data rows.
+pub fn delete(sql: &Sql<'_>, id: &str) -> Result<()> {
+    drop_all(sql, ObjectKind::Layer, id)?;
+    sql.exec(
+        "DELETE FROM big_data WHERE kind = 'layer' AND owner = ?1",
+        [id],
+    )?;
+    sql.exec("DELETE FROM layers WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// A complete layer by id, name or unique id prefix.
+pub fn get(sql: &Sql<'_>, key: &str) -> Result<LayerRecord> {
+    let id = resolve(sql, ObjectKind::Layer, key)?;
+    select(sql, "l.id = ?1", [&id])?
+        .pop()
+        .ok_or(Error::NotFound {
+            kind: ObjectKind::Layer,
+            id,
+        })
+}
+
+/// Every complete layer, oldest first.
+pub fn list(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
+    select(sql, "l.incomplete = 0", [])
+}
+
+/// Every incomplete layer (being written or deleted, or left by a crash), newest first,
+/// so that children come before their parents.
+pub fn list_incomplete(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
+    let mut all = select(sql, "l.incomplete = 1", [])?;
+    all.reverse();
+    Ok(all)
+}
+
+/// The ids of the layers whose parent is `id` (complete or not).
+pub fn children(sql: &Sql<'_>, id: &str) -> Result<Vec<String>> {
+    sql.rows(
+        "SELECT id FROM layers WHERE parent = ?1 ORDER BY id",
+        [id],
+        |r| r.get(0),
+    )
+}
+
+/// The names of a layer.
+pub fn names(sql: &Sql<'_>, id: &str) -> Result<Vec<String>> {
+    names_of(sql, ObjectKind::Layer, id)
+}
+
+impl Catalog {
+    /// Records a new, incomplete layer with its names.
+    pub fn create_layer(
+        &mut self,
+        id: &str,
+        parent: Option<&str>,
+        names: &[String],
+        read_write: bool,
+    ) -> Result<()> {
+        self.write(|sql| insert(sql, id, parent, names, read_write))
+    }
+
+    /// Marks a layer complete, recording its digests.
+    pub fn complete_layer(&mut self, id: &str, d: &LayerDigests) -> Result<()> {
+        self.write(|sql| complete(sql, id, d))
+    }
+
+    /// Marks a layer incomplete before its data is removed.
+    pub fn mark_incomplete(&mut self, id: &str) -> Result<()> {
+        self.write(|sql| mark_incomplete(sql, id))
+    }
+
+    /// Removes a layer's record.
+    pub fn delete_layer(&mut self, id: &str) -> Result<()> {
+        self.write(|sql| delete(sql, id))
+    }
+
+    /// Every complete layer, oldest first.
+    pub fn layers(&self) -> Result<Vec<LayerRecord>> {
+        self.read(list)
+    }
+
+    /// Every incomplete layer, children before parents.
+    pub fn incomplete_layers(&self) -> Result<Vec<LayerRecord>> {
+        self.read(list_incomplete)
+    }
+
+    /// Finds a complete layer by id, name, or unique id prefix.
+    pub fn layer(&self, key: &str) -> Result<LayerRecord> {
+        self.read(|sql| get(sql, key))
+    }
+
+    /// The ids of the layers whose parent is `id` (complete or not).
+    pub fn children(&self, id: &str) -> Result<Vec<String>> {
+        self.read(|sql| children(sql, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> String {
+        format!("{:02x}", n).repeat(32)
+    }
+
+    fn open() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn incomplete_layers_are_not_listed_until_completed() {
+        let (_d, mut c) = open();
+        c.create_layer(&id(1), None, &["base".into()], false)
+            .unwrap();
+        assert!(c.layers().unwrap().is_empty());
+        assert!(matches!(c.layer("base"), Err(Error::NotFound { .. })));
+        assert_eq!(c.incomplete_layers().unwrap().len(), 1);
+        c.complete_layer(&id(1), &LayerDigests::default()).unwrap();
+        let all = c.layers().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].names, vec!["base".to_string()]);
+    }
+
+    #[test]
+    fn lookup_by_id_name_and_unique_prefix() {
+        let (_d, mut c) = open();
+        let a = format!("ab{}", "0".repeat(62));
+        let b = format!("ac{}", "0".repeat(62));
+        for (x, name) in [(&a, "first"), (&b, "second")] {
+            c.create_layer(x, None, &[name.to_string()], false).unwrap();
+            c.complete_layer(x, &LayerDigests::default()).unwrap();
+        }
+        assert_eq!(c.layer(&a).unwrap().id, a);
+        assert_eq!(c.layer("second").unwrap().id, b);
+        assert_eq!(c.layer("ab").unwrap().id, a);
+        assert!(matches!(c.layer("a"), Err(Error::Ambiguous { .. })));
+        assert!(matches!(c.layer("ff"), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_taken_name_refuses_a_new_layer_and_leaves_nothing() {
+        let (_d, mut c) = open();
+        c.create_layer(&id(1), None, &["n".into()], false).unwrap();
+        let e = c
+            .create_layer(&id(2), None, &["n".into()], false)
+            .unwrap_err();
+        assert!(matches!(e, Error::DuplicateName { .. }), "{e}");
+        assert!(c.incomplete_layers().unwrap().iter().all(|l| l.id != id(2)));
+    }
+
+    #[test]
+    fn incomplete_layers_come_children_first() {
+        let (_d, mut c) = open();
+        c.create_layer(&id(1), None, &[], false).unwrap();
+        c.create_layer(&id(2), Some(&id(1)), &[], false).unwrap();
+        assert_eq!(c.children(&id(1)).unwrap(), vec![id(2)]);
+        let order: Vec<String> = c
+            .incomplete_layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(order, vec![id(2), id(1)]);
+    }
+}

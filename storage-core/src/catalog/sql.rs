@@ -1,0 +1,75 @@
+//! `Sql`: a connection (inside a transaction) that turns SQLite errors into the
+//! contract's [`Error::Catalog`] naming the database file.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Params, Row};
+
+use crate::error::{Error, Result};
+
+/// A connection inside one transaction, with errors that name the database.
+pub struct Sql<'c> {
+    conn: &'c Connection,
+    path: &'c Path,
+}
+
+impl<'c> Sql<'c> {
+    pub(super) fn new(conn: &'c Connection, path: &'c Path) -> Self {
+        Sql { conn, path }
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Catalog {
+            path: self.path.to_owned(),
+            source,
+        }
+    }
+
+    /// Runs a statement; returns the number of rows changed.
+    pub fn exec(&self, sql: &str, params: impl Params) -> Result<usize> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.execute(params).map_err(|e| self.err(e))
+    }
+
+    /// The first row of a query, if any.
+    pub fn row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.query_row(params, map)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every row of a query.
+    pub fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params, map).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// True when the query returns a row.
+    pub fn exists(&self, sql: &str, params: impl Params) -> Result<bool> {
+        Ok(self.row(sql, params, |_| Ok(()))?.is_some())
+    }
+
+    /// The query plan SQLite chooses, one line per step (for tests that prove lookups use
+    /// an index).
+    pub fn explain(&self, sql: &str, params: impl Params) -> Result<Vec<String>> {
+        self.rows(&format!("EXPLAIN QUERY PLAN {sql}"), params, |r| r.get(3))
+    }
+
+    /// Runs several statements (schema changes).
+    pub(super) fn batch(&self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(|e| self.err(e))
+    }
+}

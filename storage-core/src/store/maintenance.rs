@@ -1,0 +1,101 @@
+//! Whole-store operations: `delete` of any object, `wipe`, `shutdown`.
+
+use crate::catalog::images;
+use crate::error::{Error, ObjectKind, Result};
+use crate::op::Op;
+use crate::store::Store;
+
+impl Store {
+    /// The kind and id of whatever `key` names (a container, an image or a layer).
+    pub async fn resolve_any(&self, key: &str) -> Result<(ObjectKind, String)> {
+        let key = key.to_owned();
+        self.db(move |c| c.resolve_any(&key)).await
+    }
+
+    /// Deletes whatever `key` names, with containers/storage's `delete` rules: a
+    /// container goes with its layer, an image goes alone (its layers stay), a layer goes
+    /// if nothing uses it.
+    pub async fn delete_any(&self, op: &Op, key: &str) -> Result<ObjectKind> {
+        let (kind, id) = self.resolve_any(key).await?;
+        match kind {
+            ObjectKind::Container => self.delete_container(op, &id).await?,
+            ObjectKind::Image => self.delete_image_record(&id).await?,
+            _ => self.delete_layer(op, &id).await?,
+        }
+        Ok(kind)
+    }
+
+    /// Removes an image's record and big data, keeping its layers.
+    async fn delete_image_record(&self, id: &str) -> Result<()> {
+        let i = id.to_owned();
+        self.write(move |sql| {
+            let users = crate::catalog::containers::of_image(sql, &i)?;
+            if !users.is_empty() {
+                return Err(Error::ImageUsedByContainer {
+                    id: i,
+                    containers: users,
+                });
+            }
+            let dir = crate::catalog::big_data::dir(ObjectKind::Image, &i);
+            crate::catalog::add_pending_removal(sql, &dir, &format!("image-{i}"))?;
+            images::delete(sql, &i)
+        })
+        .await?;
+        self.remove_path(&crate::catalog::big_data::dir(ObjectKind::Image, id))
+            .await
+    }
+
+    /// The ids of the layers mounted now.
+    pub async fn mounted_layers(&self, op: &Op) -> Result<Vec<String>> {
+        let mut mounted = Vec::new();
+        for layer in self.layers().await? {
+            if self.driver.mount_count(op, &layer.id).await? > 0 {
+                mounted.push(layer.id);
+            }
+        }
+        Ok(mounted)
+    }
+
+    /// Deletes every container, image and layer. Refused while anything is mounted.
+    pub async fn wipe(&self, op: &Op) -> Result<()> {
+        let mounted = self.mounted_layers(op).await?;
+        if !mounted.is_empty() {
+            return Err(Error::StoreBusy {
+                path: self.root.clone(),
+                mounted,
+            });
+        }
+        for c in self.containers().await? {
+            self.delete_container(op, &c.id).await?;
+        }
+        for i in self.images().await? {
+            self.delete_image_record(&i.id).await?;
+        }
+        // Newest first, so that children go before their parents.
+        let mut all = self.layers().await?;
+        all.reverse();
+        for layer in all {
+            self.delete_layer(op, &layer.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases the store's mounts. Refused while layers are mounted unless `force`,
+    /// which unmounts them first.
+    pub async fn shutdown(&self, op: &Op, force: bool) -> Result<Vec<String>> {
+        let mounted = self.mounted_layers(op).await?;
+        if !mounted.is_empty() && !force {
+            return Err(Error::StoreBusy {
+                path: self.root.clone(),
+                mounted,
+            });
+        }
+        for id in &mounted {
+            while self.driver.mount_count(op, id).await? > 0 {
+                self.driver.put(op, id).await?;
+            }
+        }
+        self.driver.cleanup(op).await?;
+        Ok(mounted)
+    }
+}

@@ -1,0 +1,215 @@
+//! `Store`: the catalog and a layer driver kept in step, with containers/storage's rules.
+//!
+//! This is the containers/storage face of strata: layers, images and containers with
+//! names, metadata and big data, and the deletion rules that never remove what is in use.
+//! The port layer's face ([`crate::image_store`]) sits on the same `Store`.
+//!
+//! Crash safety, in the order things happen:
+//! - a layer is recorded `incomplete`, under its run-root lock, before the driver creates
+//!   it; it becomes complete in one transaction after its data is durable, together with
+//!   whatever points at it (a container's row, a store image's row);
+//! - a deletion first marks (layers incomplete, files in `pending_removals`) in the same
+//!   transaction that checks the rules, then removes data, then the records;
+//! - opening a store finishes whatever a crash interrupted: incomplete layers and pending
+//!   removals whose lock nobody holds are removed, children before parents.
+//!
+//! Every catalog call runs on the blocking pool; the catalog connection is one per
+//! process, and SQLite serialises the processes.
+
+mod additional;
+mod big_data;
+mod containers;
+mod images;
+mod layers;
+mod maintenance;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::catalog::{self, Catalog, Sql};
+use crate::driver::LayerDriver;
+use crate::error::{Error, IoContext, Result};
+use crate::op::Op;
+use crate::run_root::{RunLock, RunRoot};
+
+pub use images::ImageDeletion;
+
+/// A store of layers, images and containers: catalog plus driver.
+pub struct Store {
+    root: PathBuf,
+    catalog: Arc<Mutex<Catalog>>,
+    driver: Arc<dyn LayerDriver>,
+    run: RunRoot,
+    additional: Vec<additional::ReadOnlyStore>,
+}
+
+/// The run-root lock guarding a layer's data.
+fn layer_lock(id: &str) -> String {
+    format!("layer-{id}")
+}
+
+/// The run-root lock guarding a container's directories.
+fn container_lock(id: &str) -> String {
+    format!("container-{id}")
+}
+
+impl Store {
+    /// Opens the store whose catalog lives in `root`, finishing whatever a crash left
+    /// half-done.
+    pub async fn open(
+        op: &Op,
+        root: &Path,
+        run: RunRoot,
+        driver: Arc<dyn LayerDriver>,
+    ) -> Result<Self> {
+        Self::open_with_additional(op, root, run, driver, &[]).await
+    }
+
+    /// Opens the store, with the read-only additional stores rooted at `additional`
+    /// (their catalogs are opened read-only; their driver data is the driver's to find).
+    pub async fn open_with_additional(
+        op: &Op,
+        root: &Path,
+        run: RunRoot,
+        driver: Arc<dyn LayerDriver>,
+        additional: &[PathBuf],
+    ) -> Result<Self> {
+        let mut others = Vec::new();
+        for r in additional {
+            others.push(additional::ReadOnlyStore::open(r).await?);
+        }
+        let db = root.join("catalog.db");
+        let dir = root.to_owned();
+        let catalog = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io_path("create store root", &dir, e))?;
+            Catalog::open(&db)
+        })
+        .await
+        .map_err(join_error)??;
+        let store = Store {
+            root: root.to_owned(),
+            catalog: Arc::new(Mutex::new(catalog)),
+            driver,
+            run,
+            additional: others,
+        };
+        store.recover(op).await?;
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The driver behind the store.
+    pub fn driver(&self) -> &Arc<dyn LayerDriver> {
+        &self.driver
+    }
+
+    /// The store's run root.
+    pub fn run_root(&self) -> &RunRoot {
+        &self.run
+    }
+
+    /// Runs `f` on the catalog, on the blocking pool.
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Catalog) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = catalog.lock().map_err(|_| Error::CorruptStore {
+                path: PathBuf::new(),
+                reason: "catalog lock poisoned by an earlier panic".into(),
+            })?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs `f` in one catalog read transaction, on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.db(move |c| c.read(f)).await
+    }
+
+    /// Runs `f` in one catalog write transaction, on the blocking pool.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.db(move |c| c.write(f)).await
+    }
+
+    /// Takes a run-root lock, waiting on the blocking pool rather than in the runtime.
+    pub(crate) async fn lock(&self, name: &str) -> Result<RunLock> {
+        let (run, name) = (self.run.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || run.lock(&name))
+            .await
+            .map_err(join_error)?
+    }
+
+    async fn recover(&self, op: &Op) -> Result<()> {
+        let stale = self.db(|c| c.incomplete_layers()).await?;
+        for layer in stale {
+            let Some(_lock) = self.run.try_lock(&layer_lock(&layer.id))? else {
+                continue; // another process is writing or deleting it
+            };
+            tracing::info!(layer = %layer.id, "removing a layer left incomplete");
+            self.discard_layer(op, &layer.id).await?;
+        }
+        let pending = self.read(catalog::pending_removals).await?;
+        for p in pending {
+            let Some(_lock) = self.run.try_lock(&p.lock)? else {
+                continue;
+            };
+            tracing::info!(path = %p.path, "removing what an interrupted operation left");
+            self.remove_path(&p.path).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a file or directory tree below the store root (or the run root, for paths
+    /// starting with `run:`), then its pending-removal record.
+    async fn remove_path(&self, rel: &str) -> Result<()> {
+        let path = self.resolve_path(rel);
+        let owned = rel.to_owned();
+        tokio::task::spawn_blocking(move || remove_tree(&path))
+            .await
+            .map_err(join_error)??;
+        self.write(move |sql| catalog::clear_pending_removal(sql, &owned))
+            .await
+    }
+
+    fn resolve_path(&self, rel: &str) -> PathBuf {
+        match rel.strip_prefix("run:") {
+            Some(r) => self.run.path().join(r),
+            None => self.root.join(rel),
+        }
+    }
+}
+
+/// Removes a file or a directory tree; a missing one is not an error.
+fn remove_tree(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::io("background task", std::io::Error::other(e))
+}
