@@ -243,7 +243,7 @@ async fn a_store_whose_scratch_is_missing_opens_as_corrupt() {
 async fn the_volume_cache_refuses_taken_ids_used_volumes_and_unknown_stores() {
     let f = Fixture::new().await;
     let op = &f.op;
-    let cache = VolumeLookupCache::new(f.store.clone());
+    let cache = VolumeLookupCache::new(f.store.catalog());
     let dirs: Arc<dyn VolumeStorer> =
         Arc::new(DirVolumes::new("local", &f.dir.path().join("store")));
     cache.add_store(op, "local", dirs).await.unwrap();

@@ -5,9 +5,12 @@
 //! recorded beside them: counts left by an earlier boot are dropped when the run root is
 //! opened, even where the run root is not on tmpfs.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FlockOperation;
 
@@ -58,40 +61,31 @@ impl RunRoot {
         &self.dir
     }
 
-    fn lock_file(&self, name: &str) -> Result<File> {
-        let path = self.dir.join("locks").join(format!("{name}.lock"));
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("open lock {}", path.display()))
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.dir.join("locks").join(format!("{name}.lock"))
     }
 
     /// Takes the exclusive lock `name`, waiting for other holders.
     pub fn lock(&self, name: &str) -> Result<RunLock> {
-        let file = self.lock_file(name)?;
-        rustix::fs::flock(&file, FlockOperation::LockExclusive)
-            .ctx(|| format!("lock {name} in {}", self.dir.display()))?;
-        Ok(RunLock { _file: file })
+        let path = self.lock_path(name);
+        // A blocking flock does not answer "busy"; if it ever did, that is an OS error.
+        flock_path(&path, FlockOperation::LockExclusive)
+            .and_then(|held| held.ok_or_else(|| io::ErrorKind::WouldBlock.into()))
+            .map(|file| RunLock { _file: file })
+            .map_err(|e| Error::io_path("lock", &path, e))
     }
 
     /// Takes the exclusive lock `name` if nobody holds it; `None` when someone does.
     pub fn try_lock(&self, name: &str) -> Result<Option<RunLock>> {
-        let file = self.lock_file(name)?;
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(RunLock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(Error::io(
-                format!("lock {name} in {}", self.dir.display()),
-                e,
-            )),
-        }
+        let path = self.lock_path(name);
+        flock_path(&path, FlockOperation::NonBlockingLockExclusive)
+            .map(|held| held.map(|file| RunLock { _file: file }))
+            .map_err(|e| Error::io_path("lock", &path, e))
     }
 
     /// Removes the lock file of `name` (after the object it guarded is gone).
     pub fn forget_lock(&self, name: &str) {
-        let _ = std::fs::remove_file(self.dir.join("locks").join(format!("{name}.lock")));
+        let _ = std::fs::remove_file(self.lock_path(name));
     }
 
     /// The mount count recorded for `key` (0 when none).
@@ -144,18 +138,108 @@ impl RunRoot {
 
 /// Writes a small file atomically: a temporary file, fsync, rename, directory fsync.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    f.write_all(data)
+    write_file_atomic(path, data, 0o644).map_err(|f| Error::io_path(f.step, &f.path, f.source))
+}
+
+/// Where [`write_file_atomic`] failed: the step, the file or directory it was working on,
+/// and the OS error.
+#[derive(Debug)]
+pub(crate) struct AtomicWriteError {
+    pub(crate) step: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `path` with `data` so that a reader (or a crash) sees the old content or the
+/// new, never a mix: `data` goes to a new temporary file in the same directory, is
+/// fsynced, renamed over `path`, and the directory is fsynced.
+///
+/// The temporary file is `.<name>.<pid>.<seq>.tmp`: hidden, ending in `.tmp`, and unique
+/// per process and call, so concurrent writers (threads or processes) never share one.
+/// A crash can leave one behind; it is never mistaken for `path`.
+pub(crate) fn write_file_atomic(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+) -> std::result::Result<(), AtomicWriteError> {
+    let fail = |step, at: &Path| {
+        let at = at.to_owned();
+        move |source| AtomicWriteError {
+            step,
+            path: at,
+            source,
+        }
+    };
+    let Some(name) = path.file_name() else {
+        return Err(fail("write", path)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        )));
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(fail("create", &tmp))?;
+    let written = f
+        .write_all(data)
         .and_then(|()| f.sync_all())
-        .ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).ctx(|| format!("rename {} into place", path.display()))?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .ctx(|| format!("sync directory {}", parent.display()))?;
+        .map_err(fail("write", &tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(fail("rename into place", path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    Ok(())
+    written?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail("sync directory", dir))
+}
+
+/// Opens (creating) the lock file at `path` and applies `op` to it. `None` when a
+/// non-blocking `op` finds the lock held.
+///
+/// A waiter can be granted the lock on a file that was unlinked (or replaced) while it
+/// waited, by whoever removed the object the lock guarded; a later locker would then
+/// open a new file and hold "the same" lock at the same time. So after locking, the
+/// file open here must still be the one at `path`; when it is not, the lock is dropped
+/// and taken again.
+pub(crate) fn flock_path(path: &Path, op: FlockOperation) -> io::Result<Option<File>> {
+    loop {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(path)?;
+        match rustix::fs::flock(&file, op) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let held = rustix::fs::fstat(&file)?;
+        match rustix::fs::stat(path) {
+            Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {
+                return Ok(Some(file));
+            }
+            Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,5 +276,57 @@ mod tests {
         assert!(rr.try_lock("import-x").unwrap().is_none());
         drop(held);
         assert!(rr.try_lock("import-x").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_waiter_on_a_forgotten_lock_does_not_share_it_with_a_newcomer() {
+        let dir = tempfile::tempdir().unwrap();
+        let rr = RunRoot::open(dir.path()).unwrap();
+        let held = rr.lock("import-y").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let waiter = {
+            let rr = rr.clone();
+            std::thread::spawn(move || {
+                let lock = rr.lock("import-y").unwrap();
+                tx.send(()).unwrap();
+                let _ = release_rx.recv();
+                drop(lock);
+            })
+        };
+        // The holder removes the lock file (its object is gone) and lets go; the waiter,
+        // granted the unlinked file, must take the lock again on the file now at the path.
+        rr.forget_lock("import-y");
+        drop(held);
+        rx.recv().unwrap();
+        assert!(rr.try_lock("import-y").unwrap().is_none());
+        release_tx.send(()).unwrap();
+        waiter.join().unwrap();
+        assert!(rr.try_lock("import-y").unwrap().is_some());
+    }
+
+    #[test]
+    fn atomic_writes_from_many_threads_to_one_file_never_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("value");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let path = &path;
+                s.spawn(move || {
+                    let data = vec![b'a' + t; 256 * 1024];
+                    for _ in 0..20 {
+                        write_atomic(path, &data).unwrap();
+                    }
+                });
+            }
+        });
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 256 * 1024);
+        assert!(data.iter().all(|b| *b == data[0]));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("value")]);
     }
 }

@@ -8,22 +8,23 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::{VolumeUse, containers, image_stores};
+use crate::catalog::{Catalog, Sql, VolumeUse, containers, image_stores};
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::port::{Volume, VolumeStorer};
-use crate::store::Store;
 
 /// Volumes across volume stores, in front of the stores and the catalog.
 pub struct VolumeLookupCache {
-    catalog: Arc<Store>,
+    catalog: Arc<Mutex<Catalog>>,
     stores: Mutex<BTreeMap<String, Arc<dyn VolumeStorer>>>,
     volumes: Mutex<BTreeMap<(String, String), Volume>>,
 }
 
 impl VolumeLookupCache {
-    /// A cache with no stores yet; container uses are recorded in `catalog`.
-    pub fn new(catalog: Arc<Store>) -> Self {
+    /// A cache with no stores yet; container uses are recorded in `catalog` (a
+    /// [`Store`](crate::Store)'s, from [`Store::catalog`](crate::Store::catalog), or one
+    /// opened on its own where no layer driver is at hand).
+    pub fn new(catalog: Arc<Mutex<Catalog>>) -> Self {
         VolumeLookupCache {
             catalog,
             stores: Mutex::new(BTreeMap::new()),
@@ -55,6 +56,20 @@ impl VolumeLookupCache {
         }
         Self::lock(&self.stores)?.insert(name.to_owned(), store);
         Ok(())
+    }
+
+    async fn catalog<T: Send + 'static>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Self::lock(&catalog)?;
+            if write { c.write(f) } else { c.read(f) }
+        })
+        .await
+        .map_err(crate::store::join_error)?
     }
 
     fn store(&self, name: &str) -> Result<Arc<dyn VolumeStorer>> {
@@ -94,8 +109,7 @@ impl VolumeLookupCache {
         let backend = self.store(store)?;
         let (s, i) = (store.to_owned(), id.to_owned());
         let users = self
-            .catalog
-            .read(move |sql| image_stores::volume_users(sql, &s, &i))
+            .catalog(false, move |sql| image_stores::volume_users(sql, &s, &i))
             .await?;
         if !users.is_empty() {
             return Err(Error::VolumeInUse {
@@ -129,36 +143,34 @@ impl VolumeLookupCache {
     pub async fn join(&self, container: &str, store: &str, volume: &str) -> Result<()> {
         self.volume_get(store, volume)?;
         let (c, s, v) = (container.to_owned(), store.to_owned(), volume.to_owned());
-        self.catalog
-            .write(move |sql| {
-                let container = containers::get(sql, &c)?.id;
-                image_stores::add_volume_use(
-                    sql,
-                    &VolumeUse {
-                        store: s,
-                        volume: v,
-                        container,
-                    },
-                )
-            })
-            .await
+        self.catalog(true, move |sql| {
+            let container = containers::get(sql, &c)?.id;
+            image_stores::add_volume_use(
+                sql,
+                &VolumeUse {
+                    store: s,
+                    volume: v,
+                    container,
+                },
+            )
+        })
+        .await
     }
 
     /// Forgets that `container` uses a volume.
     pub async fn leave(&self, container: &str, store: &str, volume: &str) -> Result<()> {
         let (c, s, v) = (container.to_owned(), store.to_owned(), volume.to_owned());
-        self.catalog
-            .write(move |sql| {
-                let container = containers::get(sql, &c)?.id;
-                image_stores::remove_volume_use(
-                    sql,
-                    &VolumeUse {
-                        store: s,
-                        volume: v,
-                        container,
-                    },
-                )
-            })
-            .await
+        self.catalog(true, move |sql| {
+            let container = containers::get(sql, &c)?.id;
+            image_stores::remove_volume_use(
+                sql,
+                &VolumeUse {
+                    store: s,
+                    volume: v,
+                    container,
+                },
+            )
+        })
+        .await
     }
 }

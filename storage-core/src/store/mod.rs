@@ -108,6 +108,13 @@ impl Store {
         &self.driver
     }
 
+    /// The catalog's connection, shared (the
+    /// [`VolumeLookupCache`](crate::image_store::VolumeLookupCache) records volume uses
+    /// through it).
+    pub fn catalog(&self) -> Arc<Mutex<Catalog>> {
+        self.catalog.clone()
+    }
+
     /// The store's run root.
     pub fn run_root(&self) -> &RunRoot {
         &self.run
