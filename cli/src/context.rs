@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, anyhow};
 use std::sync::Arc;
 use storage_core::run_root::RunRoot;
 
-use storage_core::{Op, Store};
+use storage_core::{Op, Store, VolumeStorer};
 
 use crate::flags::Flags;
 
@@ -114,4 +114,25 @@ impl Context {
             paths,
         })
     }
+}
+
+/// Opens only the store's volume face: volume commands need no layer driver, so they work
+/// on stores that hold no layers (nfs).
+pub fn open_volumes(flags: &Flags) -> Result<Arc<dyn VolumeStorer>> {
+    let paths = Paths::resolve(flags)?;
+    let config = match &flags.config {
+        Some(p) => registry::Config::load(p)?,
+        None => registry::Config::default(),
+    };
+    let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+    let backend = resolved
+        .open()
+        .with_context(|| format!("open store {}", paths.store))?;
+    backend.volumes.ok_or_else(|| {
+        anyhow!(
+            "store {} ({}) holds no volumes",
+            paths.store,
+            resolved.descriptor.name
+        )
+    })
 }

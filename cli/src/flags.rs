@@ -417,6 +417,55 @@ pub enum Command {
     },
     /// Unmount everything this store mounted.
     Cleanup,
+    /// Volumes: create, list, remove, import, export (any store that has volumes).
+    Volume {
+        /// What to do with volumes.
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
+}
+
+/// `volume` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume.
+    Create {
+        /// The volume's id.
+        id: String,
+        /// An info entry stored with the volume (repeatable).
+        #[arg(long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+    },
+    /// List volumes.
+    Ls {
+        /// Print JSON: an array of objects with `id` and `info`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a volume and its info.
+    Rm {
+        /// The volume's id.
+        id: String,
+    },
+    /// Apply a tar stream (plain, gzip or zstd) to a volume.
+    Import {
+        /// The volume's id.
+        id: String,
+        /// The tar file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Write a volume as a tar stream to standard output.
+    Export {
+        /// The volume's id.
+        id: String,
+        /// Which entries, renamed how.
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// Headers only, each with its change type.
+        #[arg(long)]
+        no_data: bool,
+    },
 }
 
 /// FilterSpec flags of `diff`.

@@ -16,9 +16,9 @@ use serde::Serialize;
 use storage_core::Op;
 
 use commands::big_data::{self, Verb};
-use commands::{containers, image_stores, images, layers, objects};
+use commands::{containers, image_stores, images, layers, objects, volumes};
 use context::Context;
-use flags::{Command, Flags};
+use flags::{Command, Flags, VolumeCommand};
 use storage_core::ObjectKind;
 use storage_core::catalog::NameChange;
 
@@ -79,6 +79,21 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         return Ok(());
     }
     let op = Op::new(&name);
+    if let Command::Volume { command } = &flags.command {
+        let vols = context::open_volumes(&flags)?;
+        let vols = vols.as_ref();
+        return match command {
+            VolumeCommand::Create { id, opts } => volumes::create(vols, &op, id, opts).await,
+            VolumeCommand::Ls { json } => volumes::list(vols, &op, *json).await,
+            VolumeCommand::Rm { id } => volumes::remove(vols, &op, id).await,
+            VolumeCommand::Import { id, file } => volumes::import(vols, &op, id, file).await,
+            VolumeCommand::Export {
+                id,
+                filter,
+                no_data,
+            } => volumes::export(vols, &op, id, filter, *no_data).await,
+        };
+    }
     let ctx = Context::open(&flags, &op).await?;
     match &flags.command {
         Command::ImportLayer {
@@ -108,7 +123,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
-        Command::Backends { .. } => Ok(()),
+        Command::Backends { .. } | Command::Volume { .. } => Ok(()),
         Command::CreateImage {
             layer,
             id,

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 pub use storage_core::backend::{Backend, BackendDescriptor, StoreConfig};
 
 // Link the backends chosen by features, so their descriptors are submitted.
+#[cfg(feature = "nfs")]
+use backend_nfs as _;
 #[cfg(feature = "overlay")]
 use backend_overlay as _;
 
@@ -182,11 +184,14 @@ mod tests {
     fn registered_backends_are_the_expected_set_sorted_by_name() {
         let names: Vec<&str> = backends().iter().map(|d| d.name).collect();
         // Exactly the backends whose features are on, in name order.
-        let expected: Vec<&str> = [("overlay", cfg!(feature = "overlay"))]
-            .into_iter()
-            .filter(|(_, on)| *on)
-            .map(|(name, _)| name)
-            .collect();
+        let expected: Vec<&str> = [
+            ("nfs", cfg!(feature = "nfs")),
+            ("overlay", cfg!(feature = "overlay")),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name)
+        .collect();
         assert_eq!(names, expected);
         assert!(backends().iter().all(|d| d.scheme == d.name));
     }
@@ -202,6 +207,36 @@ mod tests {
         assert!(matches!(err, RegistryError::UnknownScheme { .. }));
         #[cfg(feature = "overlay")]
         assert!(msg.contains("overlay"), "{msg}");
+        #[cfg(feature = "nfs")]
+        assert!(msg.contains("nfs"), "{msg}");
+    }
+
+    #[cfg(not(feature = "nfs"))]
+    #[test]
+    fn a_compiled_out_nfs_backend_is_an_unknown_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve("nfs://127.0.0.1/export", &Config::default(), dir.path());
+        assert!(matches!(err, Err(RegistryError::UnknownScheme { .. })));
+    }
+
+    #[cfg(feature = "nfs")]
+    #[test]
+    fn an_nfs_store_has_volumes_and_no_layers_and_contacts_nobody_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        // Port 9 (discard) on loopback: nothing is listening, and opening must not care.
+        let r = match resolve(
+            "nfs://127.0.0.1:9/export?uid=0&gid=0",
+            &Config::default(),
+            dir.path(),
+        ) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let b = match r.open() {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(b.layers.is_none() && b.volumes.is_some());
     }
 
     #[cfg(not(feature = "overlay"))]

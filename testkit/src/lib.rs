@@ -1,16 +1,19 @@
 //! Test support shared by every crate's tests, and nothing else.
 //!
-//! It owns two things:
+//! It owns three things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
 //!   [`require`] first. Outside CI a missing requirement skips the test with a message on
 //!   stderr; under `CI=true` it panics, so CI can never pass by skipping;
 //! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
-//!   called, never copied) to generate the chain and hostile layers and compare real trees.
+//!   called, never copied) to generate the chain and hostile layers and compare real trees;
+//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
 // Test support: a panic is how a fixture reports that it cannot be built.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod ganesha;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +34,8 @@ pub enum Requirement<'a> {
     Filesystem(&'a str),
     /// A path exists (e.g. `/dev/fuse`, `/dev/loop-control`).
     Path(&'a str),
+    /// Something accepts TCP connections at this address (e.g. rpcbind at `127.0.0.1:111`).
+    Listening(&'a str),
 }
 
 impl Requirement<'_> {
@@ -45,6 +50,9 @@ impl Requirement<'_> {
                 })
                 .unwrap_or(false),
             Requirement::Path(p) => Path::new(p).exists(),
+            Requirement::Listening(addr) => addr.parse().is_ok_and(|a| {
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+            }),
         }
     }
 }
@@ -56,6 +64,7 @@ impl std::fmt::Display for Requirement<'_> {
             Requirement::Command(c) => write!(f, "the command `{c}`"),
             Requirement::Filesystem(fs) => write!(f, "the `{fs}` filesystem"),
             Requirement::Path(p) => write!(f, "{p}"),
+            Requirement::Listening(a) => write!(f, "a server listening at {a}"),
         }
     }
 }

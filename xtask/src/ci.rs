@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::setup;
+use crate::{nfs, setup};
 
 /// Runs the whole suite. `--no-lint` skips the fmt/clippy pass (for quick local runs).
 pub fn run(args: &[String]) -> Result<()> {
@@ -27,7 +27,14 @@ pub fn run(args: &[String]) -> Result<()> {
             ],
         )?;
     }
+    // Stopped when this goes out of scope, whether the tests pass or not.
+    let nfs = if setup::is_root() {
+        Some(nfs::Servers::start()?)
+    } else {
+        None
+    };
     let totals = cargo_test()?;
+    drop(nfs);
     println!(
         "xtask ci: {} passed, {} failed, {} ignored in {:.0}s",
         totals.passed,

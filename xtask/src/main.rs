@@ -10,6 +10,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod nfs;
 mod setup;
 
 use anyhow::{Result, bail};

@@ -4,17 +4,31 @@ use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 /// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen,
-/// qemu-img/qemu-io for the disk-image cross-checks.
+/// qemu-img/qemu-io for the disk-image cross-checks, nfs-ganesha with rpcbind for the NFS
+/// store (and libnfs's nfs-ls as an independent client).
 pub const TEST_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "fuse3",
     "libclang-dev",
+    "libnfs-utils",
+    "nfs-ganesha",
+    "nfs-ganesha-vfs",
     "qemu-utils",
+    "rpcbind",
     "util-linux",
 ];
 
 /// Debian packages only the benchmarks need: the peers strata is measured against.
-pub const BENCH_PACKAGES: &[&str] = &["containers-storage", "tar", "e2fsprogs", "qemu-utils"];
+pub const BENCH_PACKAGES: &[&str] = &[
+    "containers-storage",
+    "tar",
+    "e2fsprogs",
+    "qemu-utils",
+    "libnfs-utils",
+    "nfs-ganesha",
+    "nfs-ganesha-vfs",
+    "rpcbind",
+];
 
 /// True when the effective user is root.
 pub fn is_root() -> bool {

@@ -125,23 +125,68 @@ pub fn apply_tar(
 ) -> Result<ApplyReport> {
     let _span = op.span().enter();
     let mut applier = Applier::new(op, target, opts)?;
+    let input = read_tar(input, |tar| applier.run(tar))?;
+    applier.finish()?;
+    if let Some(expected) = &opts.expected_digest
+        && !expected.eq_ignore_ascii_case(&input.digest)
+    {
+        return Err(Error::DigestMismatch {
+            object: format!("archive applied to {}", target.display()),
+            expected: expected.clone(),
+            actual: input.digest,
+        });
+    }
+    Ok(ApplyReport {
+        compression: input.compression,
+        digest: input.digest,
+        size: input.size,
+        tar_digest: input.tar_digest,
+        tar_size: input.tar_size,
+        entries: applier.entries,
+        skipped: applier.skipped,
+    })
+}
+
+/// What [`read_tar`] received: the input's compression, and the digests and lengths of
+/// what arrived and of the tar stream inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarInput {
+    /// How the input was compressed.
+    pub compression: Compression,
+    /// `sha256:<hex>` of the bytes received.
+    pub digest: String,
+    /// Number of bytes received.
+    pub size: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream.
+    pub tar_digest: String,
+    /// Length of the uncompressed tar stream.
+    pub tar_size: u64,
+}
+
+/// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
+/// to `consume`, then reads whatever follows so the digests cover every byte sent. Every
+/// importer, whatever it writes to, takes its input through here.
+pub fn read_tar<R: Read + Send>(
+    input: R,
+    consume: impl FnOnce(&mut dyn Read) -> Result<()>,
+) -> Result<TarInput> {
     let ((compression, tar_digest), received) = received(input, |stream| {
         let compression = sniff(stream).map_err(|e| invalid(None, e))?;
         let tar_digest = match compression {
             Compression::None => {
-                applier.run(&mut *stream)?;
+                consume(&mut *stream)?;
                 None
             }
             Compression::Gzip => {
                 let mut tar = DigestReader::new(flate2::read::MultiGzDecoder::new(&mut *stream));
-                applier.run(&mut tar)?;
+                consume(&mut tar)?;
                 Some(tar.finish().map_err(|e| invalid(None, e))?)
             }
             Compression::Zstd => {
                 let decoder =
                     zstd::Decoder::with_buffer(&mut *stream).map_err(|e| invalid(None, e))?;
                 let mut tar = DigestReader::new(decoder);
-                applier.run(&mut tar)?;
+                consume(&mut tar)?;
                 Some(tar.finish().map_err(|e| invalid(None, e))?)
             }
         };
@@ -151,36 +196,64 @@ pub fn apply_tar(
         Ok::<_, Error>((compression, tar_digest))
     })?;
     let (digest, size) = received.map_err(|e| invalid(None, e))?;
-    applier.finish()?;
-    if let Some(expected) = &opts.expected_digest
-        && !expected.eq_ignore_ascii_case(&digest)
-    {
-        return Err(Error::DigestMismatch {
-            object: format!("archive applied to {}", target.display()),
-            expected: expected.clone(),
-            actual: digest,
-        });
-    }
     let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
-    Ok(ApplyReport {
+    Ok(TarInput {
         compression,
         digest,
         size,
         tar_digest,
         tar_size,
-        entries: applier.entries,
-        skipped: applier.skipped,
     })
 }
 
-fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
+/// The name an archive entry `raw` gets under `filter`, normalised ([`normalize`]), or
+/// `None` when the filter leaves it out.
+pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
+    if filter.is_identity() {
+        return Some(normalize(raw));
+    }
+    filter
+        .apply(&String::from_utf8_lossy(raw))
+        .map(|n| normalize(n.as_bytes()))
+}
+
+/// The paths an apply has written, and their ancestors: in delete mode, a whiteout acts on
+/// what lower layers left, never on what the same archive wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    paths: HashSet<Vec<u8>>,
+    ancestors: HashSet<Vec<u8>>,
+}
+
+impl Written {
+    /// Records that `rel` was written.
+    pub fn note(&mut self, rel: &[u8]) {
+        self.paths.insert(rel.to_vec());
+        let mut p = rel;
+        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
+            p = &p[..i];
+            if !self.ancestors.insert(p.to_vec()) {
+                break;
+            }
+        }
+    }
+
+    /// True when `rel` or something below it was written, so a whiteout must spare it.
+    pub fn spares(&self, rel: &[u8]) -> bool {
+        self.paths.contains(rel) || self.ancestors.contains(rel)
+    }
+}
+
+/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole).
+pub fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
     Error::InvalidArchive {
         entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
         reason: e.to_string(),
     }
 }
 
-fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
+/// An [`Error::UnsafeArchive`] about the entry `name`.
+pub fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
     Error::UnsafeArchive {
         entry: String::from_utf8_lossy(name).into_owned(),
         reason: reason.into(),
@@ -188,17 +261,28 @@ fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
 }
 
 /// The metadata of one archive entry, with PAX records applied.
-struct Meta {
-    kind: EntryType,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    atime: TimeSpec,
-    mtime: TimeSpec,
-    size: u64,
-    dev: (u64, u64),
-    link: Option<Vec<u8>>,
-    xattrs: Vec<(String, Vec<u8>)>,
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Entry type.
+    pub kind: EntryType,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Access time.
+    pub atime: TimeSpec,
+    /// Modification time.
+    pub mtime: TimeSpec,
+    /// Size of the entry's data.
+    pub size: u64,
+    /// Device major and minor (devices).
+    pub dev: (u64, u64),
+    /// Link target (symlinks, hard links).
+    pub link: Option<Vec<u8>>,
+    /// Extended attributes, without those the storage reserves.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// Parses a PAX time (`1600000000.123456789`) into a timespec.
@@ -221,7 +305,9 @@ fn reserved_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Meta> {
+/// Reads the metadata of `entry` (named `name`, for errors), PAX records applied; refuses
+/// PAX sparse files.
+pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Meta> {
     let bad = |e: io::Error| invalid(Some(name), e);
     let h = entry.header();
     let kind = h.entry_type();
@@ -290,8 +376,7 @@ struct Applier<'a> {
     dir_times: HashMap<Vec<u8>, (TimeSpec, TimeSpec)>,
     /// Delete mode: paths this archive wrote, and their ancestors, which whiteouts in the
     /// same archive must not remove (whiteouts act on lower layers only).
-    written: HashSet<Vec<u8>>,
-    written_ancestors: HashSet<Vec<u8>>,
+    written: Written,
     entries: u64,
     skipped: u64,
 }
@@ -306,8 +391,7 @@ impl<'a> Applier<'a> {
             opts,
             buf: vec![0; COPY_BUFFER],
             dir_times: HashMap::new(),
-            written: HashSet::new(),
-            written_ancestors: HashSet::new(),
+            written: Written::default(),
             entries: 0,
             skipped: 0,
         })
@@ -428,27 +512,12 @@ impl<'a> Applier<'a> {
 
     /// The filtered, normalised name of an entry, or `None` when it is filtered out.
     fn map_name(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        if self.opts.filter.is_identity() {
-            return Some(normalize(raw));
-        }
-        let lossy = String::from_utf8_lossy(raw);
-        self.opts
-            .filter
-            .apply(&lossy)
-            .map(|n| normalize(n.as_bytes()))
+        entry_name(&self.opts.filter, raw)
     }
 
     fn note_written(&mut self, rel: &[u8]) {
-        if self.opts.whiteouts != WhiteoutMode::Delete {
-            return;
-        }
-        self.written.insert(rel.to_vec());
-        let mut p = rel;
-        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
-            p = &p[..i];
-            if !self.written_ancestors.insert(p.to_vec()) {
-                break;
-            }
+        if self.opts.whiteouts == WhiteoutMode::Delete {
+            self.written.note(rel);
         }
     }
 
@@ -768,8 +837,7 @@ impl<'a> Applier<'a> {
     /// Delete mode: removes what lower layers put at `rel`, keeping whatever this archive
     /// wrote there or below.
     fn remove_lower(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &[u8]) -> Result<()> {
-        let written = self.written.contains(rel);
-        if !written && !self.written_ancestors.contains(rel) {
+        if !self.written.spares(rel) {
             self.root.remove_at(dir, name)?;
             return Ok(());
         }

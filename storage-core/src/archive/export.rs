@@ -251,13 +251,14 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Writes a regular file with its data, read from `data` (which must hold exactly
-    /// `st.size` bytes).
+    /// `st.size` bytes): a local file, whose data is spliced where `out` allows, or any
+    /// reader (a remote file).
     pub fn file(
         &mut self,
         name: &[u8],
         st: &Stat,
         pax: Vec<(String, Vec<u8>)>,
-        data: File,
+        data: impl Read,
         source: &str,
     ) -> Result<()> {
         self.header(name, EntryType::Regular, st, st.size, None, pax)?;

@@ -17,7 +17,9 @@ pub mod input;
 pub mod stream;
 pub mod tree;
 
-pub use apply::{ApplyOptions, ApplyReport, Ownership, WhiteoutMode, apply_tar};
+pub use apply::{
+    ApplyOptions, ApplyReport, Ownership, TarInput, WhiteoutMode, apply_tar, read_tar,
+};
 pub use changes::{Change, ChangeKind, changes_size, compare_trees, layer_changes};
 pub use export::{ExportOptions, TarWriter, write_changes};
 pub use input::Compression;

@@ -4,6 +4,7 @@
 mod disks;
 mod ext4;
 mod layers;
+mod nfs;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -19,11 +20,17 @@ pub use report::Report;
 pub struct Options {
     /// Runs per measurement (the median is reported).
     pub runs: usize,
+    /// Only this group of benchmarks (`layers`, `ext4`, `disks`, `nfs`); the report then
+    /// goes to standard output and `BENCHMARKS.md` is left alone.
+    pub only: Option<String>,
 }
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
-    let mut opts = Options { runs: 3 };
+    let mut opts = Options {
+        runs: 3,
+        only: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -34,18 +41,25 @@ pub fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--runs takes a number")?
             }
-            other => bail!("unknown bench option {other}; usage: cargo xtask bench [--runs N]"),
+            "--only" => opts.only = Some(it.next().context("--only takes a group name")?.clone()),
+            other => bail!(
+                "unknown bench option {other}; usage: cargo xtask bench [--runs N] [--only layers|ext4|disks|nfs]"
+            ),
         }
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
-    for args in [
-        &["-p", "cli"][..],
-        &["-p", "ext4-writer", "--example", "tar2ext4"],
-        &["-p", "disk-image", "--example", "diskimg"],
-    ] {
+    let builds: &[&[&str]] = match opts.only.as_deref() {
+        Some("nfs" | "layers") => &[&["-p", "cli"]],
+        _ => &[
+            &["-p", "cli"],
+            &["-p", "ext4-writer", "--example", "tar2ext4"],
+            &["-p", "disk-image", "--example", "diskimg"],
+        ],
+    };
+    for args in builds {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet"])
-            .args(args)
+            .args(*args)
             .status()
             .context("build in release")?;
         if !status.success() {
@@ -54,17 +68,31 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut report = Report::new()?;
     report.set_runs(opts.runs);
-    layers::run(&opts, &mut report)?;
-    ext4::run(&opts, &mut report, layers::PLACES[0].1)?;
-    disks::run(
-        &opts,
-        &mut report,
-        &format!("{}/disks", layers::PLACES[1].1),
-    )?;
+    let wanted = |group: &str| opts.only.as_deref().is_none_or(|o| o == group);
+    if wanted("layers") {
+        layers::run(&opts, &mut report)?;
+    }
+    if wanted("ext4") {
+        ext4::run(&opts, &mut report, layers::PLACES[0].1)?;
+    }
+    if wanted("disks") {
+        disks::run(
+            &opts,
+            &mut report,
+            &format!("{}/disks", layers::PLACES[1].1),
+        )?;
+    }
+    if wanted("nfs") {
+        nfs::run(&opts, &mut report)?;
+    }
     report.note(format!(
         "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",
         opts.runs
     ));
+    if opts.only.is_some() {
+        print!("{}", report.render());
+        return Ok(());
+    }
     let path = workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report.render()).with_context(|| format!("write {}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
@@ -86,7 +114,11 @@ pub fn strata() -> PathBuf {
 
 /// A release binary (`strata`, `examples/diskimg`, …).
 pub fn target_bin(name: &str) -> PathBuf {
-    workspace_root().join("target/release").join(name)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("release")
+        .join(name)
 }
 
 /// Runs `cmd` `runs` times, each after `setup` (not timed), and returns the median, or the

@@ -1,0 +1,888 @@
+//! Applying a tar stream to a volume over NFS, confined to it.
+//!
+//! The input side is the archive engine's ([`read_tar`]: compression, digests) and so is
+//! the entry parsing ([`read_meta`]); what differs is where entries go. There is no local
+//! directory to `openat2` in, so confinement is done here, by file handles:
+//! - names are normalised lexically ([`normalize`]): `..` is resolved against the name's own
+//!   components and never climbs above the volume, absolute names become relative;
+//! - every path is walked from the volume's handle with LOOKUP, which never follows a
+//!   symlink, and a component that is not a directory refuses the entry: a symlink from
+//!   the archive is never followed, wherever it points;
+//! - hard link targets are archive names, resolved the same way inside the volume.
+//!
+//! Whiteouts are applied as deletions (a volume is a whole filesystem), sparing what the
+//! archive itself wrote. Files are created with the store's uid/gid (the URL's), the
+//! archive's mode and times. NFSv3 has no xattrs: they are dropped, with a warning. Device
+//! nodes need the server's permission (root credentials): when the server refuses one, it
+//! is counted in `skipped` and named in a warning.
+//!
+//! Throughput comes from overlap: small files are sent as independent jobs (create,
+//! writes, times) many at a time, large files as many WRITEs in flight, all unstable; the
+//! data is committed at the end, and a write verifier that changed in between (the server
+//! restarted and may have lost unstable data) fails the import, which can be run again
+//! over what it left. Entries that depend on earlier ones (links, whiteouts, a name
+//! written twice) first wait for the jobs in flight.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nfs3_client::nfs3_types::nfs3::{
+    Nfs3Option, devicedata3, ftype3, mknoddata3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime,
+    specdata3, stable_how, writeverf3,
+};
+use nix::sys::time::TimeSpec;
+use storage_core::archive::apply::{
+    Meta, OPAQUE_MARKER, WHITEOUT_PREFIX, Written, entry_name, invalid, read_meta, unsafe_entry,
+};
+use storage_core::archive::confine::split_last;
+use storage_core::archive::{ApplyReport, read_tar};
+use storage_core::{Error, FilterSpec, Op, Result, TarReader};
+use tar::EntryType;
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::NfsError;
+use crate::session::{Fh, Session, guarded, owner_mode};
+use crate::tree::{join_all, remove_tree};
+use crate::volumes::Store;
+
+/// Files up to this size are read whole and sent as one job.
+const SMALL_FILE: u64 = 1 << 20;
+/// Bytes of file data read but not yet written, at most.
+const BYTES_IN_FLIGHT: usize = 64 << 20;
+/// The byte budget is counted in units of this size.
+const UNIT: usize = 4096;
+/// A large file is committed in the background every this many bytes.
+const COMMIT_EVERY: u64 = 32 << 20;
+/// Small-file jobs in flight, at most.
+const JOBS_IN_FLIGHT: usize = 64;
+
+/// Imports `tar` into the volume whose data directory is `root`.
+pub(crate) async fn import(
+    op: &Op,
+    store: Arc<Store>,
+    root: Fh,
+    location: PathBuf,
+    spec: &FilterSpec,
+    tar: TarReader,
+) -> Result<ApplyReport> {
+    let op = op.clone();
+    let spec = spec.clone();
+    let handle = Handle::current();
+    let input = tokio_util::io::SyncIoBridge::new(tar);
+    tokio::task::spawn_blocking(move || {
+        let _span = op.span().enter();
+        let mut applier = Applier::new(&op, handle, store, root, location, spec);
+        let received = read_tar(input, |tar| applier.run(tar));
+        // Whatever happened, no job may outlive the import.
+        let drained = applier.drain();
+        let received = received?;
+        drained?;
+        applier.finish()?;
+        Ok(ApplyReport {
+            compression: received.compression,
+            digest: received.digest,
+            size: received.size,
+            tar_digest: received.tar_digest,
+            tar_size: received.tar_size,
+            entries: applier.entries,
+            skipped: applier.skipped,
+        })
+    })
+    .await
+    .map_err(|e| Error::io("NFS import task", std::io::Error::other(e)))?
+}
+
+fn time3(t: &TimeSpec) -> nfstime3 {
+    nfstime3 {
+        seconds: t.tv_sec().clamp(0, i64::from(u32::MAX)) as u32,
+        nseconds: t.tv_nsec().clamp(0, 999_999_999) as u32,
+    }
+}
+
+/// The times of an entry.
+fn times(meta: &Meta) -> sattr3 {
+    sattr3 {
+        atime: set_atime::SET_TO_CLIENT_TIME(time3(&meta.atime)),
+        mtime: set_mtime::SET_TO_CLIENT_TIME(time3(&meta.mtime)),
+        ..sattr3::default()
+    }
+}
+
+/// The mode and times of a file, set after its data: a write clears setuid and setgid.
+fn mode_times(meta: &Meta) -> sattr3 {
+    sattr3 {
+        mode: Nfs3Option::Some(meta.mode),
+        ..times(meta)
+    }
+}
+
+/// A file whose unstable writes must be committed before the import is done.
+struct Uncommitted {
+    fh: Fh,
+    name: Vec<u8>,
+    verf: writeverf3,
+}
+
+struct Applier<'a> {
+    op: &'a Op,
+    rt: Handle,
+    store: Arc<Store>,
+    location: PathBuf,
+    filter: FilterSpec,
+    /// Directory handles by normalised path ("" is the volume).
+    dirs: HashMap<Vec<u8>, Fh>,
+    /// Directory modes and times, set once every child exists (so a read-only directory
+    /// can still be filled).
+    dir_attrs: HashMap<Vec<u8>, (Fh, Meta)>,
+    /// Paths this archive wrote, and their ancestors: whiteouts spare them.
+    written: Written,
+    /// Small-file jobs in flight.
+    jobs: JoinSet<Result<Option<Uncommitted>>>,
+    budget: Arc<Semaphore>,
+    uncommitted: Vec<Uncommitted>,
+    entries: u64,
+    skipped: u64,
+    xattrs_dropped: u64,
+}
+
+impl<'a> Applier<'a> {
+    fn new(
+        op: &'a Op,
+        rt: Handle,
+        store: Arc<Store>,
+        root: Fh,
+        location: PathBuf,
+        filter: FilterSpec,
+    ) -> Self {
+        let mut dirs = HashMap::new();
+        dirs.insert(Vec::new(), root);
+        Applier {
+            op,
+            rt,
+            store,
+            location,
+            filter,
+            dirs,
+            dir_attrs: HashMap::new(),
+            written: Written::default(),
+            jobs: JoinSet::new(),
+            budget: Arc::new(Semaphore::new(BYTES_IN_FLIGHT / UNIT)),
+            uncommitted: Vec::new(),
+            entries: 0,
+            skipped: 0,
+            xattrs_dropped: 0,
+        }
+    }
+
+    fn s(&self) -> &Session {
+        &self.store.session
+    }
+
+    fn display(&self, rel: &[u8]) -> String {
+        format!(
+            "{}/{}",
+            self.location.display(),
+            String::from_utf8_lossy(rel)
+        )
+    }
+
+    /// Runs `f` on the runtime from this blocking thread.
+    fn block<T>(&self, f: impl Future<Output = std::result::Result<T, NfsError>>) -> Result<T> {
+        self.rt.block_on(f).map_err(Error::from)
+    }
+
+    fn run(&mut self, tar_stream: &mut dyn Read) -> Result<()> {
+        let mut archive = tar::Archive::new(tar_stream);
+        let entries = archive.entries().map_err(|e| invalid(None, e))?;
+        for entry in entries {
+            self.op.check()?;
+            self.reap(false)?;
+            let mut entry = entry.map_err(|e| invalid(None, e))?;
+            let name = entry.path_bytes().into_owned();
+            self.entry(&mut entry, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Collects finished jobs (all of them with `wait`), failing on the first error.
+    fn reap(&mut self, wait: bool) -> Result<()> {
+        loop {
+            let next = if wait {
+                match self.rt.block_on(self.jobs.join_next()) {
+                    Some(r) => r,
+                    None => return Ok(()),
+                }
+            } else {
+                match self.jobs.try_join_next() {
+                    Some(r) => r,
+                    None => return Ok(()),
+                }
+            };
+            let done = next.map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))??;
+            if let Some(u) = done {
+                self.uncommitted.push(u);
+            }
+        }
+    }
+
+    /// Waits for every job, keeping the first error.
+    fn drain(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while let Some(r) = self.rt.block_on(self.jobs.join_next()) {
+            let r = r
+                .map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))
+                .and_then(|r| r);
+            match r {
+                Ok(Some(u)) => self.uncommitted.push(u),
+                Ok(None) => {}
+                Err(e) => {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        first
+    }
+
+    /// Directory modes and times, then the commit of every unstable write.
+    fn finish(&mut self) -> Result<()> {
+        let store = self.store.clone();
+        let s = &store.session;
+        let attrs: Vec<(Vec<u8>, Fh, sattr3)> = self
+            .dir_attrs
+            .drain()
+            .map(|(rel, (fh, meta))| {
+                let mut a = times(&meta);
+                a.mode = Nfs3Option::Some(meta.mode);
+                (rel, fh, a)
+            })
+            .collect();
+        for batch in attrs.chunks(32) {
+            let futs = batch
+                .iter()
+                .map(|(rel, fh, a)| Box::pin(s.setattr(fh, a.clone(), rel)))
+                .collect();
+            for r in self.rt.block_on(join_all(futs)) {
+                r?;
+            }
+        }
+        let uncommitted = std::mem::take(&mut self.uncommitted);
+        for batch in uncommitted.chunks(32) {
+            let futs = batch
+                .iter()
+                .map(|u| Box::pin(async move { (u, s.commit(&u.fh, &u.name).await) }))
+                .collect();
+            for (u, r) in self.rt.block_on(join_all(futs)) {
+                let verf = r?;
+                if verf != u.verf {
+                    return Err(restarted(s, &u.name));
+                }
+            }
+        }
+        if self.xattrs_dropped > 0 {
+            tracing::warn!(
+                "{} extended attribute(s) dropped: NFSv3 cannot store them ({})",
+                self.xattrs_dropped,
+                self.location.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn map_name(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        entry_name(&self.filter, raw)
+    }
+
+    /// The handle of directory `rel`, creating missing directories (0755) on the way.
+    /// A component that exists but is not a directory (a symlink above all) refuses the
+    /// entry `raw`: nothing is followed.
+    fn dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Fh> {
+        if let Some(fh) = self.dirs.get(rel) {
+            return Ok(fh.clone());
+        }
+        let (parent, name) = split_last(rel);
+        let parent = self.dir(parent, raw)?;
+        let (uid, gid) = self.s().owner();
+        let store = self.store.clone();
+        let s = &store.session;
+        let fh = match self.block(s.lookup(&parent, name))? {
+            Some((fh, a)) if a.type_ == ftype3::NF3DIR => fh,
+            Some((_, a)) => {
+                let what = if a.type_ == ftype3::NF3LNK {
+                    "a symlink"
+                } else {
+                    "not a directory"
+                };
+                return Err(unsafe_entry(
+                    raw,
+                    format!(
+                        "its path crosses {}, which is {what}; symlinks in archives are never followed",
+                        String::from_utf8_lossy(rel)
+                    ),
+                ));
+            }
+            None => self.block(s.mkdir(&parent, name, owner_mode(uid, gid, 0o755)))?,
+        };
+        self.dirs.insert(rel.to_vec(), fh.clone());
+        Ok(fh)
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+        let Some(name) = self.map_name(raw) else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let meta = read_meta(entry, raw)?;
+        if !meta.xattrs.is_empty() {
+            self.xattrs_dropped += meta.xattrs.len() as u64;
+        }
+        let (parent_rel, base) = split_last(&name);
+        let (parent_rel, base) = (parent_rel.to_vec(), base.to_vec());
+        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
+            self.reap(true)?;
+            self.entries += 1;
+            return self.whiteout(raw, &parent_rel, &base, hidden);
+        }
+        if name.is_empty() {
+            if meta.kind != EntryType::Directory {
+                return Err(unsafe_entry(
+                    raw,
+                    "a non-directory entry names the root itself",
+                ));
+            }
+            self.entries += 1;
+            let root = self.dir(b"", raw)?;
+            self.dir_attrs.insert(Vec::new(), (root, meta));
+            return Ok(());
+        }
+        // An entry replacing one this archive wrote must wait for that one's job.
+        if self.written.spares(&name) {
+            self.reap(true)?;
+        }
+        let parent = self.dir(&parent_rel, raw)?;
+        let applied = match meta.kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.regular(entry, &parent, &base, &name, &meta)?;
+                true
+            }
+            EntryType::Directory => {
+                self.directory(&parent, &base, &name, meta.clone())?;
+                true
+            }
+            EntryType::Symlink => {
+                self.symlink(&parent, &base, &name, &meta, raw)?;
+                true
+            }
+            EntryType::Link => {
+                self.reap(true)?;
+                self.hardlink(&parent, &base, &name, &meta, raw)?
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                self.node(&parent, &base, &name, &meta)?
+            }
+            EntryType::XGlobalHeader => return Ok(()),
+            other => {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "tar entry {:?} of type {other:?}",
+                        String::from_utf8_lossy(raw)
+                    ),
+                    reason: "only files, directories, links, devices and FIFOs are stored".into(),
+                });
+            }
+        };
+        if !applied {
+            self.skipped += 1;
+            return Ok(());
+        }
+        if meta.kind != EntryType::Directory {
+            self.dir_attrs.remove(&name);
+        }
+        self.entries += 1;
+        self.written.note(&name);
+        Ok(())
+    }
+
+    /// Removes whatever is at `name` in `dir` (a previous import's entry).
+    fn clear(&mut self, dir: &Fh, name: &[u8]) -> Result<()> {
+        // Handles below a removed directory are gone: forget them all.
+        self.dirs.retain(|k, _| k.is_empty());
+        let store = self.store.clone();
+        self.block(remove_tree(&store.session, dir, name))?;
+        Ok(())
+    }
+
+    /// Creates `name` with `create`, replacing whatever was there.
+    fn create_replacing<T, F>(&mut self, dir: &Fh, name: &[u8], create: impl Fn() -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, NfsError>>,
+    {
+        match self.rt.block_on(create()) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => {
+                self.clear(dir, name)?;
+                self.block(create())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn regular<R: Read>(
+        &mut self,
+        data: &mut R,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        meta: &Meta,
+    ) -> Result<()> {
+        let (uid, gid) = self.s().owner();
+        let read_err = |e: std::io::Error| invalid(Some(rel), e);
+        if meta.size <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(meta.size as usize);
+            data.take(meta.size)
+                .read_to_end(&mut buf)
+                .map_err(read_err)?;
+            truncated(rel, buf.len() as u64, meta.size)?;
+            while self.jobs.len() >= JOBS_IN_FLIGHT {
+                let next = self.rt.block_on(self.jobs.join_next());
+                if let Some(r) = next {
+                    let done =
+                        r.map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))??;
+                    if let Some(u) = done {
+                        self.uncommitted.push(u);
+                    }
+                }
+            }
+            let units = buf.len().div_ceil(UNIT).max(1) as u32;
+            let permit = self
+                .rt
+                .block_on(self.budget.clone().acquire_many_owned(units))
+                .map_err(|e| Error::io("NFS import budget", std::io::Error::other(e)))?;
+            let store = self.store.clone();
+            let dir = dir.clone();
+            let name = name.to_vec();
+            let display = self.display(rel);
+            let meta = meta.clone();
+            self.jobs.spawn_on(
+                async move {
+                    let _permit = permit;
+                    small_file(&store.session, &dir, &name, &buf, &meta, uid, gid)
+                        .await
+                        .map_err(|e| with_object(e, &display))
+                },
+                &self.rt,
+            );
+            return Ok(());
+        }
+        // A large file: created here, then its data as many writes in flight at once.
+        let store = self.store.clone();
+        let fh = self.create_replacing(dir, name, || {
+            store
+                .session
+                .create(dir, name, guarded(uid, gid, meta.mode))
+        })?;
+        let wsize = self.s().wsize as usize;
+        let mut writes: JoinSet<std::result::Result<writeverf3, NfsError>> = JoinSet::new();
+        let mut offset = 0u64;
+        let mut verf = None;
+        let result = (|| -> Result<()> {
+            while offset < meta.size {
+                let want = (meta.size - offset).min(wsize as u64) as usize;
+                let mut chunk = vec![0u8; want];
+                data.read_exact(&mut chunk).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        truncated(rel, offset, meta.size)
+                            .err()
+                            .unwrap_or_else(|| read_err(e))
+                    } else {
+                        read_err(e)
+                    }
+                })?;
+                let units = want.div_ceil(UNIT).max(1) as u32;
+                let permit = self
+                    .rt
+                    .block_on(self.budget.clone().acquire_many_owned(units))
+                    .map_err(|e| Error::io("NFS import budget", std::io::Error::other(e)))?;
+                let (store, wfh, wname) = (self.store.clone(), fh.clone(), name.to_vec());
+                let at = offset;
+                writes.spawn_on(
+                    async move {
+                        let _permit = permit;
+                        store
+                            .session
+                            .write(&wfh, at, &chunk, stable_how::UNSTABLE, &wname)
+                            .await
+                    },
+                    &self.rt,
+                );
+                offset += want as u64;
+                // Commit what has been written so far now and then, so that the server
+                // flushes it while the rest arrives, not all at the end.
+                if offset % COMMIT_EVERY < want as u64 && offset < meta.size {
+                    let (store, cfh, cname) = (self.store.clone(), fh.clone(), name.to_vec());
+                    writes.spawn_on(
+                        async move { store.session.commit(&cfh, &cname).await },
+                        &self.rt,
+                    );
+                }
+                while let Some(done) = writes.try_join_next() {
+                    note_verf(&mut verf, done, self.s(), rel)?;
+                }
+            }
+            while let Some(done) = self.rt.block_on(writes.join_next()) {
+                note_verf(&mut verf, done, self.s(), rel)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            writes.abort_all();
+            while self.rt.block_on(writes.join_next()).is_some() {}
+            return Err(e);
+        }
+        let store = self.store.clone();
+        self.block(store.session.setattr(&fh, mode_times(meta), rel))?;
+        if let Some(verf) = verf {
+            self.uncommitted.push(Uncommitted {
+                fh,
+                name: rel.to_vec(),
+                verf,
+            });
+        }
+        Ok(())
+    }
+
+    fn directory(&mut self, dir: &Fh, name: &[u8], rel: &[u8], meta: Meta) -> Result<()> {
+        let (uid, gid) = self.s().owner();
+        let store = self.store.clone();
+        let s = &store.session;
+        let attr = owner_mode(uid, gid, meta.mode | 0o700);
+        let fh = match self.rt.block_on(s.mkdir(dir, name, attr.clone())) {
+            Ok(fh) => fh,
+            Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => match self.block(s.lookup(dir, name))? {
+                Some((fh, a)) if a.type_ == ftype3::NF3DIR => fh,
+                _ => {
+                    self.clear(dir, name)?;
+                    self.block(s.mkdir(dir, name, attr))?
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        self.dirs.insert(rel.to_vec(), fh.clone());
+        self.dir_attrs.insert(rel.to_vec(), (fh, meta));
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        meta: &Meta,
+        raw: &[u8],
+    ) -> Result<()> {
+        let target = meta
+            .link
+            .clone()
+            .ok_or_else(|| unsafe_entry(raw, "symlink without a target"))?;
+        let (uid, gid) = self.s().owner();
+        let attr = owner_mode(uid, gid, 0o777);
+        let attr = sattr3 {
+            mode: Nfs3Option::None,
+            ..attr
+        };
+        let store = self.store.clone();
+        let fh = self.create_replacing(dir, name, || {
+            store.session.symlink(dir, name, &target, attr.clone())
+        })?;
+        // Not every server sets times on a symlink; the link itself is what matters.
+        match self
+            .rt
+            .block_on(store.session.setattr(&fh, times(meta), rel))
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.status(),
+                    Some(nfsstat3::NFS3ERR_NOTSUPP | nfsstat3::NFS3ERR_INVAL)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Returns false when the link's target was filtered out.
+    fn hardlink(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        _meta: &Meta,
+        raw: &[u8],
+    ) -> Result<bool> {
+        let link = _meta
+            .link
+            .clone()
+            .ok_or_else(|| unsafe_entry(raw, "hard link without a target"))?;
+        let Some(target) = self.map_name(&link) else {
+            return Ok(false);
+        };
+        if target == rel {
+            return Ok(true);
+        }
+        let missing = || {
+            unsafe_entry(
+                raw,
+                format!(
+                    "hard link target {:?} does not exist in the volume",
+                    String::from_utf8_lossy(&target)
+                ),
+            )
+        };
+        let (tparent, tname) = split_last(&target);
+        if tname.is_empty() {
+            return Err(unsafe_entry(raw, "hard link to the root directory"));
+        }
+        let tdir = self.dir(tparent, raw)?;
+        let store = self.store.clone();
+        let s = &store.session;
+        let (tfh, tattr) = self.block(s.lookup(&tdir, tname))?.ok_or_else(missing)?;
+        if tattr.type_ == ftype3::NF3DIR {
+            return Err(unsafe_entry(raw, "hard link to a directory"));
+        }
+        if let Some((_, a)) = self.block(s.lookup(dir, name))? {
+            if a.fileid == tattr.fileid {
+                return Ok(true);
+            }
+            self.clear(dir, name)?;
+        }
+        self.block(s.link(&tfh, dir, name))?;
+        Ok(true)
+    }
+
+    /// Returns false when the server refused a device node.
+    fn node(&mut self, dir: &Fh, name: &[u8], rel: &[u8], meta: &Meta) -> Result<bool> {
+        let (uid, gid) = self.s().owner();
+        let attr = owner_mode(uid, gid, meta.mode);
+        let what = || {
+            let spec = specdata3 {
+                specdata1: meta.dev.0 as u32,
+                specdata2: meta.dev.1 as u32,
+            };
+            match meta.kind {
+                EntryType::Char => mknoddata3::NF3CHR(devicedata3 {
+                    dev_attributes: attr.clone(),
+                    spec,
+                }),
+                EntryType::Block => mknoddata3::NF3BLK(devicedata3 {
+                    dev_attributes: attr.clone(),
+                    spec,
+                }),
+                _ => mknoddata3::NF3FIFO(attr.clone()),
+            }
+        };
+        let store = self.store.clone();
+        let made = self.create_replacing(dir, name, || store.session.mknod(dir, name, what()));
+        let fh = match made {
+            Ok(fh) => fh,
+            Err(e) if meta.kind != EntryType::Fifo && refused(&e) => {
+                tracing::warn!(
+                    "device node {} not created: the server refused it ({e}); device nodes need root credentials (uid=0) on the export",
+                    self.display(rel)
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        self.block(store.session.setattr(&fh, times(meta), rel))?;
+        Ok(true)
+    }
+
+    fn whiteout(
+        &mut self,
+        raw: &[u8],
+        parent_rel: &[u8],
+        base: &[u8],
+        hidden: &[u8],
+    ) -> Result<()> {
+        if hidden.is_empty() {
+            return Err(unsafe_entry(raw, "whiteout without a name"));
+        }
+        let Some(dir) = self.lookup_dir(parent_rel, raw)? else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        if base == OPAQUE_MARKER {
+            let names = self.block(store.session.readdir(&dir, parent_rel))?;
+            for child in names {
+                let rel = join(parent_rel, &child.name);
+                self.remove_lower(&dir, &child.name, &rel, raw)?;
+            }
+        } else {
+            let rel = join(parent_rel, hidden);
+            self.remove_lower(&dir, hidden, &rel, raw)?;
+        }
+        Ok(())
+    }
+
+    /// The handle of an existing directory, `None` when the path does not exist.
+    fn lookup_dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Option<Fh>> {
+        if let Some(fh) = self.dirs.get(rel) {
+            return Ok(Some(fh.clone()));
+        }
+        let (parent, name) = split_last(rel);
+        let Some(pfh) = self.lookup_dir(parent, raw)? else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        match self.block(store.session.lookup(&pfh, name))? {
+            Some((fh, a)) if a.type_ == ftype3::NF3DIR => {
+                self.dirs.insert(rel.to_vec(), fh.clone());
+                Ok(Some(fh))
+            }
+            Some(_) => Err(unsafe_entry(
+                raw,
+                format!(
+                    "its path crosses {}, which is not a directory; symlinks in archives are never followed",
+                    String::from_utf8_lossy(rel)
+                ),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes what earlier imports put at `rel`, keeping what this archive wrote.
+    fn remove_lower(&mut self, dir: &Fh, name: &[u8], rel: &[u8], raw: &[u8]) -> Result<()> {
+        if !self.written.spares(rel) {
+            return self.clear(dir, name);
+        }
+        let Some(sub) = self.lookup_dir(rel, raw).ok().flatten() else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        let names = self.block(store.session.readdir(&sub, rel))?;
+        for child in names {
+            let child_rel = join(rel, &child.name);
+            self.remove_lower(&sub, &child.name, &child_rel, raw)?;
+        }
+        Ok(())
+    }
+}
+
+/// Create, write and time one small file (a job of its own).
+async fn small_file(
+    s: &Session,
+    dir: &Fh,
+    name: &[u8],
+    data: &[u8],
+    meta: &Meta,
+    uid: u32,
+    gid: u32,
+) -> std::result::Result<Option<Uncommitted>, NfsError> {
+    let fh = match s.create(dir, name, guarded(uid, gid, meta.mode)).await {
+        Ok(fh) => fh,
+        Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => {
+            remove_tree(s, dir, name).await?;
+            s.create(dir, name, guarded(uid, gid, meta.mode)).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut verf = None;
+    if !data.is_empty() {
+        let futs = data
+            .chunks(s.wsize as usize)
+            .enumerate()
+            .map(|(i, chunk)| {
+                Box::pin(s.write(
+                    &fh,
+                    i as u64 * u64::from(s.wsize),
+                    chunk,
+                    stable_how::UNSTABLE,
+                    name,
+                ))
+            })
+            .collect();
+        for r in join_all(futs).await {
+            let v = r?;
+            if verf.is_some_and(|old| old != v) {
+                return Err(NfsError::Status {
+                    call: format!("WRITE {}", String::from_utf8_lossy(name)),
+                    status: nfsstat3::NFS3ERR_IO,
+                });
+            }
+            verf = Some(v);
+        }
+    }
+    s.setattr(&fh, mode_times(meta), name).await?;
+    Ok(verf.map(|verf| Uncommitted {
+        fh,
+        name: name.to_vec(),
+        verf,
+    }))
+}
+
+fn note_verf(
+    verf: &mut Option<writeverf3>,
+    done: std::result::Result<std::result::Result<writeverf3, NfsError>, tokio::task::JoinError>,
+    s: &Session,
+    rel: &[u8],
+) -> Result<()> {
+    let v = done.map_err(|e| Error::io("NFS write task", std::io::Error::other(e)))??;
+    if verf.is_some_and(|old| old != v) {
+        return Err(restarted(s, rel));
+    }
+    *verf = Some(v);
+    Ok(())
+}
+
+fn restarted(s: &Session, rel: &[u8]) -> Error {
+    Error::io(
+        format!(
+            "NFS volume store {}: the server restarted while {} was written, and may have lost unstable data; run the import again",
+            s.server(),
+            String::from_utf8_lossy(rel)
+        ),
+        std::io::Error::from(std::io::ErrorKind::Interrupted),
+    )
+}
+
+fn refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Io { source, .. } if matches!(source.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported)
+    )
+}
+
+fn with_object(e: NfsError, object: &str) -> Error {
+    let e: Error = e.into();
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!("{context}: import {object}"),
+            source,
+        },
+        other => other,
+    }
+}
+
+fn truncated(rel: &[u8], got: u64, want: u64) -> Result<()> {
+    if got < want {
+        return Err(Error::InvalidArchive {
+            entry: Some(String::from_utf8_lossy(rel).into_owned()),
+            reason: format!(
+                "archive is truncated: {} of {want} bytes missing",
+                want - got
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    storage_core::archive::tree::join_rel(parent, name)
+}

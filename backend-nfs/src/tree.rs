@@ -1,0 +1,137 @@
+//! Whole-file and whole-tree operations built from single RPCs.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
+
+use crate::error::NfsError;
+use crate::session::{Fh, Session, guarded};
+
+/// Reads a whole file of `size` bytes (the size from its attributes).
+pub async fn read_all(s: &Session, fh: &Fh, size: u64, what: &[u8]) -> Result<Vec<u8>, NfsError> {
+    let mut out = Vec::with_capacity(size as usize);
+    loop {
+        let (data, eof) = s.read(fh, out.len() as u64, s.rsize, what).await?;
+        let empty = data.is_empty();
+        out.extend_from_slice(&data);
+        if eof || empty {
+            return Ok(out);
+        }
+    }
+}
+
+/// Creates `name` in `dir` (failing when it exists) holding `data`, written durably.
+pub async fn write_new(s: &Session, dir: &Fh, name: &[u8], data: &[u8]) -> Result<Fh, NfsError> {
+    let (uid, gid) = s.owner();
+    let fh = s.create(dir, name, guarded(uid, gid, 0o644)).await?;
+    for (i, chunk) in data.chunks(s.wsize as usize).enumerate() {
+        let offset = i as u64 * u64::from(s.wsize);
+        s.write(&fh, offset, chunk, stable_how::FILE_SYNC, name)
+            .await?;
+    }
+    Ok(fh)
+}
+
+/// Looks up a directory, creating it when missing.
+pub async fn ensure_dir(s: &Session, parent: &Fh, name: &[u8]) -> Result<Fh, NfsError> {
+    if let Some((fh, attr)) = s.lookup(parent, name).await? {
+        if attr.type_ != ftype3::NF3DIR {
+            return Err(NfsError::Status {
+                call: format!("open directory {}", String::from_utf8_lossy(name)),
+                status: nfsstat3::NFS3ERR_NOTDIR,
+            });
+        }
+        return Ok(fh);
+    }
+    let (uid, gid) = s.owner();
+    match s
+        .mkdir(parent, name, crate::session::owner_mode(uid, gid, 0o755))
+        .await
+    {
+        Ok(fh) => Ok(fh),
+        // Made by someone else meanwhile.
+        Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => match s.lookup(parent, name).await? {
+            Some((fh, _)) => Ok(fh),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `name` in `dir` and everything below it, never following a symlink. Returns
+/// whether anything was there.
+pub fn remove_tree<'a>(
+    s: &'a Session,
+    dir: &'a Fh,
+    name: &'a [u8],
+) -> Pin<Box<dyn Future<Output = Result<bool, NfsError>> + Send + 'a>> {
+    Box::pin(async move {
+        let Some((fh, attr)) = s.lookup(dir, name).await? else {
+            return Ok(false);
+        };
+        if attr.type_ == ftype3::NF3DIR {
+            empty_dir(s, &fh, name).await?;
+            match s.rmdir(dir, name).await {
+                Ok(()) => {}
+                Err(e) if e.is(nfsstat3::NFS3ERR_NOENT) => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            match s.remove(dir, name).await {
+                Ok(()) => {}
+                Err(e) if e.is(nfsstat3::NFS3ERR_NOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Removes everything inside the directory `fh`, several entries at a time.
+pub async fn empty_dir(s: &Session, fh: &Fh, what: &[u8]) -> Result<(), NfsError> {
+    let entries = s.readdir(fh, what).await?;
+    // The removals borrow the session, so they run as futures on this task, a window of
+    // them at a time, rather than as spawned tasks.
+    let mut futs = Vec::new();
+    for e in &entries {
+        futs.push(remove_tree(s, fh, &e.name));
+    }
+    let mut iter = futs.into_iter();
+    loop {
+        let batch: Vec<_> = iter.by_ref().take(16).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for r in join_all(batch).await {
+            r?;
+        }
+    }
+}
+
+/// Polls every future to completion, together.
+pub async fn join_all<T, F: Future<Output = T> + Unpin>(futs: Vec<F>) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+    let mut futs: Vec<Option<F>> = futs.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let Some(fut) = f {
+                match Pin::new(fut).poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        slots[i] = Some(v);
+                        *f = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    slots.into_iter().flatten().collect()
+}
