@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use storage_core::catalog::Catalog;
+use storage_core::image_store::VolumeLookupCache;
 use storage_core::run_root::RunRoot;
 
 use storage_core::{Op, Store, VolumeStorer};
@@ -68,11 +70,23 @@ pub struct Context {
     pub backend: registry::Backend,
     /// Where things are.
     pub paths: Paths,
+    /// The store's name (from the config file, or derived from its URL).
+    pub name: String,
 }
 
-impl Context {
-    /// Resolves the store and opens it.
-    pub async fn open(flags: &Flags, op: &Op) -> Result<Self> {
+/// A store resolved and its backend opened, before any catalog is.
+struct Opened {
+    paths: Paths,
+    resolved: registry::Resolved,
+    backend: registry::Backend,
+    /// Where the catalog lives: in the store's own directory for local stores, in
+    /// `--root` for remote ones.
+    catalog_root: PathBuf,
+    additional: Vec<PathBuf>,
+}
+
+impl Opened {
+    fn open(flags: &Flags) -> Result<Self> {
         let paths = Paths::resolve(flags)?;
         let config = match &flags.config {
             Some(p) => registry::Config::load(p)?,
@@ -86,7 +100,6 @@ impl Context {
             .collect::<std::io::Result<Vec<_>>>()
             .context("resolve --additional-store")?;
         resolved.config.additional_stores = additional.clone();
-        // A store named by a local path keeps its catalog there; others in --root.
         let catalog_root = match resolved.config.url.scheme() {
             "nfs" => paths.root.clone(),
             _ => PathBuf::from(resolved.config.url.path()),
@@ -94,6 +107,26 @@ impl Context {
         let backend = resolved
             .open()
             .with_context(|| format!("open store {}", paths.store))?;
+        Ok(Opened {
+            paths,
+            resolved,
+            backend,
+            catalog_root,
+            additional,
+        })
+    }
+}
+
+impl Context {
+    /// Resolves the store and opens it.
+    pub async fn open(flags: &Flags, op: &Op) -> Result<Self> {
+        let Opened {
+            paths,
+            resolved,
+            backend,
+            catalog_root,
+            additional,
+        } = Opened::open(flags)?;
         let driver = backend.layers.clone().ok_or_else(|| {
             anyhow!(
                 "store {} ({}) holds no layers",
@@ -112,27 +145,46 @@ impl Context {
             store,
             backend,
             paths,
+            name: resolved.config.name.clone(),
         })
     }
 }
 
-/// Opens only the store's volume face: volume commands need no layer driver, so they work
-/// on stores that hold no layers (nfs).
-pub fn open_volumes(flags: &Flags) -> Result<Arc<dyn VolumeStorer>> {
-    let paths = Paths::resolve(flags)?;
-    let config = match &flags.config {
-        Some(p) => registry::Config::load(p)?,
-        None => registry::Config::default(),
-    };
-    let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
-    let backend = resolved
-        .open()
-        .with_context(|| format!("open store {}", paths.store))?;
-    backend.volumes.ok_or_else(|| {
+/// A store's volume face, for the volume commands.
+pub struct Volumes {
+    /// The volume store.
+    pub storer: Arc<dyn VolumeStorer>,
+    /// The cache in front of it, which knows which containers use which volume.
+    pub cache: VolumeLookupCache,
+    /// The store's name, as the cache knows it.
+    pub name: String,
+}
+
+/// Opens only the store's volume face and its catalog (volume uses are recorded there):
+/// volume commands need no layer driver, so they work on stores that hold no layers
+/// (nfs).
+pub async fn open_volumes(flags: &Flags) -> Result<Volumes> {
+    let opened = Opened::open(flags)?;
+    let storer = opened.backend.volumes.clone().ok_or_else(|| {
         anyhow!(
             "store {} ({}) holds no volumes",
-            paths.store,
-            resolved.descriptor.name
+            opened.paths.store,
+            opened.resolved.descriptor.name
         )
+    })?;
+    let db = opened.catalog_root.join("catalog.db");
+    let catalog = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(db.parent().unwrap_or(&db))
+            .with_context(|| format!("create {}", db.display()))?;
+        Catalog::open(&db).with_context(|| format!("open catalog {}", db.display()))
+    })
+    .await
+    .context("catalog opener")??;
+    let cache = VolumeLookupCache::new(Arc::new(Mutex::new(catalog)));
+    let name = opened.resolved.config.name.clone();
+    Ok(Volumes {
+        storer,
+        cache,
+        name,
     })
 }

@@ -162,6 +162,10 @@ pub enum Command {
     CreateContainer {
         /// The image.
         image: String,
+        /// A volume of this store the container uses (repeatable): `volume rm` refuses it
+        /// until the container is deleted.
+        #[arg(long = "volume", value_name = "ID")]
+        volumes: Vec<String>,
         /// The container's id (default: a random one).
         #[arg(short = 'i', long)]
         id: Option<String>,

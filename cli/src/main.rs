@@ -80,12 +80,12 @@ async fn run(flags: Flags, name: String) -> Result<()> {
     }
     let op = Op::new(&name);
     if let Command::Volume { command } = &flags.command {
-        let vols = context::open_volumes(&flags)?;
-        let vols = vols.as_ref();
+        let opened = context::open_volumes(&flags).await?;
+        let vols = opened.storer.as_ref();
         return match command {
             VolumeCommand::Create { id, opts } => volumes::create(vols, &op, id, opts).await,
             VolumeCommand::Ls { json } => volumes::list(vols, &op, *json).await,
-            VolumeCommand::Rm { id } => volumes::remove(vols, &op, id).await,
+            VolumeCommand::Rm { id } => volumes::remove(&opened, &op, id).await,
             VolumeCommand::Import { id, file } => volumes::import(vols, &op, id, file).await,
             VolumeCommand::Export {
                 id,
@@ -143,10 +143,20 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         }
         Command::CreateContainer {
             image,
+            volumes,
             id,
             names,
             metadata,
-        } => containers::create(&ctx, &op, image, id.as_deref(), names, metadata).await,
+        } => {
+            let c = containers::NewContainer {
+                image,
+                volumes,
+                id: id.as_deref(),
+                names,
+                metadata,
+            };
+            containers::create(&ctx, &op, c).await
+        }
         Command::Images { json, quiet } => images::list(&ctx, *json, *quiet).await,
         Command::Image { ids, json } => images::show(&ctx, ids, *json).await,
         Command::ImagesByDigest {

@@ -170,3 +170,26 @@ fn a_dead_nfs_server_is_a_clear_error_not_a_hang() {
         "{err}"
     );
 }
+
+#[test]
+fn a_volume_a_container_uses_is_not_removed_until_the_container_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().join("store");
+    let cli = Cli::new(format!("overlay://{}", root.display()));
+    cli.ok(&["volume", "create", "data"]);
+    let image = cli.ok(&["create-image"]).trim().to_owned();
+    let out = cli.run(&["create-container", "--volume", "missing", &image]);
+    assert!(!out.status.success(), "a container used a missing volume");
+    assert!(cli.ok(&["containers", "--json"]).trim() == "[]");
+    let c = cli.ok(&["create-container", "--volume", "data", &image]);
+    let out = cli.run(&["volume", "rm", "data"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("volume data is in use") && err.contains(c.trim()),
+        "{err}"
+    );
+    cli.ok(&["delete-container", c.trim()]);
+    cli.ok(&["volume", "rm", "data"]);
+    assert!(cli.ok(&["volume", "ls", "--json"]).contains("[]"));
+}

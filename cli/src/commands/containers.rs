@@ -1,27 +1,56 @@
 //! Container commands: create-container, containers, container, delete-container and the
 //! container directories.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, anyhow};
 use storage_core::Op;
+use storage_core::image_store::VolumeLookupCache;
 
 use crate::commands::metadata;
 use crate::context::Context;
 use crate::flags::MetadataFlags;
 use crate::output;
 
-/// `create-container`.
-pub async fn create(
-    ctx: &Context,
-    op: &Op,
-    image: &str,
-    id: Option<&str>,
-    names: &[String],
-    meta: &MetadataFlags,
-) -> Result<()> {
+/// What `create-container` takes from the command line.
+pub struct NewContainer<'a> {
+    /// The image.
+    pub image: &'a str,
+    /// Volumes of this store it uses.
+    pub volumes: &'a [String],
+    /// Its id, if given.
+    pub id: Option<&'a str>,
+    /// Its names.
+    pub names: &'a [String],
+    /// Its metadata.
+    pub metadata: &'a MetadataFlags,
+}
+
+/// `create-container`. The volumes it uses must exist first; if recording a use fails,
+/// the container goes again.
+pub async fn create(ctx: &Context, op: &Op, new: NewContainer<'_>) -> Result<()> {
+    let cache = VolumeLookupCache::new(ctx.store.catalog());
+    if !new.volumes.is_empty() {
+        let storer = ctx.backend.volumes.clone().ok_or_else(|| {
+            anyhow!(
+                "store {} holds no volumes, so --volume cannot name one",
+                ctx.name
+            )
+        })?;
+        cache.add_store(op, &ctx.name, storer).await?;
+        for v in new.volumes {
+            cache.volume_get(&ctx.name, v)?;
+        }
+    }
     let c = ctx
         .store
-        .create_container(op, image, id, names, &metadata(meta)?)
+        .create_container(op, new.image, new.id, new.names, &metadata(new.metadata)?)
         .await?;
+    for v in new.volumes {
+        if let Err(e) = cache.join(&c.id, &ctx.name, v).await {
+            ctx.store.delete_container(op, &c.id).await?;
+            return Err(e)
+                .with_context(|| format!("record that container {} uses volume {v}", c.id));
+        }
+    }
     println!("{}", c.id);
     Ok(())
 }

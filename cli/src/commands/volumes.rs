@@ -8,6 +8,7 @@ use serde::Serialize;
 use storage_core::{FilterSpec, Op, VolumeStorer};
 
 use crate::commands::layers::{done, filter_spec, input, write_stream};
+use crate::context::Volumes;
 use crate::flags::FilterFlags;
 
 /// `volume create ID [--opt KEY=VALUE]...`.
@@ -69,8 +70,14 @@ pub async fn list(vols: &dyn VolumeStorer, op: &Op, json: bool) -> Result<()> {
 }
 
 /// `volume rm ID`.
-pub async fn remove(vols: &dyn VolumeStorer, op: &Op, id: &str) -> Result<()> {
-    vols.volume_destroy(op, id)
+/// Refused while a container uses the volume (the catalog records the uses).
+pub async fn remove(vols: &Volumes, op: &Op, id: &str) -> Result<()> {
+    vols.cache
+        .add_store(op, &vols.name, vols.storer.clone())
+        .await
+        .with_context(|| format!("list volume store {}", vols.name))?;
+    vols.cache
+        .volume_destroy(op, &vols.name, id)
         .await
         .with_context(|| format!("remove volume {id}"))
 }
