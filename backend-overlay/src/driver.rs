@@ -1,7 +1,6 @@
 //! The overlay `LayerDriver`.
 
 use std::collections::BTreeMap;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -410,9 +409,16 @@ impl LayerDriver for OverlayDriver {
         blocking(move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
-            let changes = changes_of(&inner, &id, from.as_deref())?;
-            let out = BufWriter::with_capacity(1 << 20, pipe);
-            archive::write_changes(&op, &changes, &opts, out)?;
+            // The tar writer buffers by itself, so the pipe is handed over as it is.
+            inner.require(&id)?;
+            if inner.native(&id, from.as_deref())? {
+                // One walk of the diff directory, writing as it goes.
+                let lowers = inner.layout.lower_diffs(&id)?;
+                archive::write_layer(&op, &inner.layout.diff(&id), &lowers, &opts, pipe)?;
+            } else {
+                let changes = mounted_changes(&inner, &id, from.as_deref())?;
+                archive::write_changes(&op, &changes, &opts, pipe)?;
+            }
             Ok(())
         })
     }

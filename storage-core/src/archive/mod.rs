@@ -19,6 +19,6 @@ pub mod tree;
 
 pub use apply::{ApplyOptions, ApplyReport, Ownership, WhiteoutMode, apply_tar};
 pub use changes::{Change, ChangeKind, changes_size, compare_trees, layer_changes};
-pub use export::{ExportOptions, TarWriter, write_changes};
+pub use export::{ExportOptions, TarWriter, write_changes, write_layer};
 pub use input::Compression;
 pub use stream::ArchiveStream;
