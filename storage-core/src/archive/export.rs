@@ -193,6 +193,15 @@ trait EntrySource {
     fn read_link(&self) -> Result<Vec<u8>>;
 }
 
+/// Names an entry in messages, building its path only when a message is written.
+struct Described<'a>(&'a dyn EntrySource);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.path().display().fmt(f)
+    }
+}
+
 /// An entry named by its full path.
 struct PathSource<'a>(&'a Path);
 
@@ -323,7 +332,7 @@ impl<'a, W: Write> Emitter<'a, W> {
             Kind::File if data => {
                 let file = src.open()?;
                 add_xattrs(&mut pax, src.xattrs(Some(&file))?);
-                w.file(&name, st, pax, file, &src.path().display())
+                w.file(&name, st, pax, file, &Described(src))
             }
             Kind::File => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
