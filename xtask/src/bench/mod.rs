@@ -84,9 +84,14 @@ pub fn strata() -> PathBuf {
     target_bin("strata")
 }
 
-/// A release binary (`strata`, `examples/diskimg`, …).
+/// A release binary (`strata`, `examples/diskimg`, …), where cargo built it: under
+/// `$CARGO_TARGET_DIR` when that is set (as the builds above honour it), else `target/`.
 pub fn target_bin(name: &str) -> PathBuf {
-    workspace_root().join("target/release").join(name)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("release")
+        .join(name)
 }
 
 /// Runs `cmd` `runs` times, each after `setup` (not timed), and returns the median, or the
