@@ -267,7 +267,7 @@ impl EntrySource for AtSource<'_> {
 
     fn xattrs(&self, open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>> {
         match open.map(AsFd::as_fd).or(self.open_dir) {
-            Some(fd) => read_xattrs_fd(fd, &self.path().display()),
+            Some(fd) => read_xattrs_fd(fd, &Described(self)),
             // Symlinks and devices cannot be opened for this; they are few.
             None => read_xattrs(&self.path()),
         }
