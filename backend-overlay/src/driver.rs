@@ -1,7 +1,6 @@
 //! The overlay `LayerDriver`.
 
 use std::collections::BTreeMap;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -439,11 +438,18 @@ impl LayerDriver for OverlayDriver {
         blocking(move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
-            with_changes(&inner, &id, from.as_deref(), |changes| {
-                let out = BufWriter::with_capacity(1 << 20, pipe);
-                archive::write_changes(&op, &changes, &opts, out)?;
-                Ok(())
-            })
+            // The tar writer buffers by itself, so the pipe is handed over as it is.
+            inner.require(&id)?;
+            if inner.native(&id, from.as_deref())? {
+                // One walk of the diff directory, writing as it goes.
+                let lowers = inner.layout.lower_diffs(&id)?;
+                archive::write_layer(&op, &inner.layout.diff(&id), &lowers, &opts, pipe).map(drop)
+            } else {
+                // The changes point into the mounts, which stay up while data is read.
+                with_mounted_changes(&inner, &id, from.as_deref(), |changes| {
+                    archive::write_changes(&op, &changes, &opts, pipe).map(drop)
+                })
+            }
         })
     }
 

@@ -196,11 +196,14 @@ impl Exporter for DirVolumes {
         };
         let op = op.clone();
         ArchiveStream::spawn(move |pipe| {
-            let changes = match base {
-                Some(b) => archive::compare_trees(&b, &root)?,
-                None => archive::layer_changes(&root, &[])?,
+            // The tar writer buffers by itself, so the pipe is handed over as it is.
+            match base {
+                Some(b) => {
+                    let changes = archive::compare_trees(&b, &root)?;
+                    archive::write_changes(&op, &changes, &opts, pipe)?
+                }
+                None => archive::write_layer(&op, &root, &[], &opts, pipe)?,
             };
-            archive::write_changes(&op, &changes, &opts, std::io::BufWriter::new(pipe))?;
             Ok(())
         })
     }

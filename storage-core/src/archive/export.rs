@@ -5,15 +5,22 @@
 //! written only when a ustar field cannot hold a value (long names, large ids or sizes) or
 //! for xattrs and the change type of header-only exports.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fstatat};
 use tar::EntryType;
 
-use super::apply::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use super::changes::{Change, ChangeKind};
-use super::tree::{Kind, Stat, read_xattrs};
+use super::apply::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::changes::{Change, ChangeKind, lower_exists};
+use super::tree::{Kind, Stat, read_xattrs, read_xattrs_fd};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::FilterSpec;
 use crate::op::Op;
@@ -52,95 +59,353 @@ pub fn write_changes<W: Write>(
     opts: &ExportOptions,
     out: W,
 ) -> Result<W> {
-    let mut w = TarWriter::new(out);
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut e = Emitter::new(opts, out);
     for change in changes {
         op.check()?;
-        let Some(name) = rename(&opts.filter, &change.path) else {
-            continue;
-        };
-        if name.is_empty() {
-            continue;
-        }
-        let kind = change.kind;
-        let mut pax = Vec::new();
-        if !opts.data {
-            pax.push((CHANGE_TYPE_RECORD.to_owned(), vec![kind.letter() as u8]));
-        }
         match (&change.source, &change.stat) {
-            (Some(src), Some(st)) if kind != ChangeKind::Delete => {
-                let hard = st.kind != Kind::Dir && st.nlink > 1;
-                if hard {
-                    if let Some(first) = links.get(&(st.dev, st.ino)) {
-                        let first = first.clone();
-                        w.link(&name, &first, st, pax)?;
-                        continue;
-                    }
-                    links.insert((st.dev, st.ino), name.clone());
-                }
-                for x in read_xattrs(src)? {
-                    pax.push((format!("SCHILY.xattr.{}", x.0), x.1));
-                }
-                match st.kind {
-                    Kind::File if opts.data => {
-                        let file = File::open(src).ctx(|| format!("open {}", src.display()))?;
-                        w.file(&name, st, pax, file, &src.display().to_string())?;
-                    }
-                    Kind::File => {
-                        pax.push((SIZE_RECORD.to_owned(), st.size.to_string().into_bytes()));
-                        w.header(&name, EntryType::Regular, st, 0, None, pax)?;
-                    }
-                    Kind::Dir => {
-                        let mut dir_name = name.clone();
-                        dir_name.push(b'/');
-                        w.header(&dir_name, EntryType::Directory, st, 0, None, pax)?;
-                        if change.opaque {
-                            let marker = super::tree::join_rel(&name, OPAQUE_MARKER);
-                            w.marker(&marker, opts.data)?;
-                        }
-                    }
-                    Kind::Symlink => {
-                        let target = std::fs::read_link(src)
-                            .ctx(|| format!("read symlink {}", src.display()))?;
-                        use std::os::unix::ffi::OsStrExt;
-                        let target = target.as_os_str().as_bytes().to_vec();
-                        w.header(&name, EntryType::Symlink, st, 0, Some(&target), pax)?;
-                    }
-                    Kind::Char => w.header(&name, EntryType::Char, st, 0, None, pax)?,
-                    Kind::Block => w.header(&name, EntryType::Block, st, 0, None, pax)?,
-                    Kind::Fifo => w.header(&name, EntryType::Fifo, st, 0, None, pax)?,
-                    Kind::Socket => {}
-                }
-            }
-            _ => {
-                let (parent, base) = super::confine::split_last(&name);
-                let mut wh = WHITEOUT_PREFIX.to_vec();
-                wh.extend_from_slice(base);
-                w.marker(&super::tree::join_rel(parent, &wh), opts.data)?;
-            }
+            (Some(src), Some(st)) if change.kind != ChangeKind::Delete => e.entry(
+                &change.path,
+                change.kind,
+                st,
+                change.opaque,
+                &PathSource(src),
+            )?,
+            _ => e.deletion(&change.path)?,
         }
     }
-    w.finish()
+    e.w.finish()
+}
+
+/// Writes what an overlay diff directory changes over its lower diff directories (topmost
+/// first) as a tar stream to `out`, in one walk: the same bytes as [`write_changes`] of
+/// [`layer_changes`](super::changes::layer_changes), without listing the changes first.
+/// Every entry is reached relative to its open directory (`openat`, `fstatat`,
+/// `flistxattr`), never by looking its whole path up again. Returns `out`.
+pub fn write_layer<W: Write>(
+    op: &Op,
+    diff: &Path,
+    lowers: &[PathBuf],
+    opts: &ExportOptions,
+    out: W,
+) -> Result<W> {
+    let root = open_dir_at(rustix::fs::CWD, diff.as_os_str().as_bytes())
+        .ctx(|| format!("open {}", diff.display()))?;
+    let mut walk = LayerWalk {
+        op,
+        diff,
+        lowers,
+        e: Emitter::new(opts, out),
+    };
+    let mut rel = Vec::new();
+    walk.dir(root.as_fd(), &mut rel)?;
+    walk.e.w.finish()
+}
+
+/// The state of a [`write_layer`] walk.
+struct LayerWalk<'a, W: Write> {
+    op: &'a Op,
+    diff: &'a Path,
+    lowers: &'a [PathBuf],
+    e: Emitter<'a, W>,
+}
+
+impl<W: Write> LayerWalk<'_, W> {
+    /// Writes the entries of `dir` (whose path below the diff directory is `rel`) and
+    /// everything below them, in sorted depth-first order, as `layer_changes` lists them.
+    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
+        let shown = |rel: &[u8]| {
+            self.diff
+                .join(super::confine::os(rel))
+                .display()
+                .to_string()
+        };
+        let mut names = super::confine::list_dir(dir)
+            .map_err(|e| Error::io(format!("list {}", shown(rel)), e))?;
+        names.sort_unstable();
+        let base = rel.len();
+        for name in names {
+            self.op.check()?;
+            if base > 0 {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(&name);
+            let st = fstatat(dir, super::confine::os(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(|e| Error::io(format!("stat {}", shown(rel)), e))?;
+            let st = Stat::from_file_stat(&st);
+            if st.kind == Kind::Socket {
+            } else if st.is_whiteout() {
+                self.e.deletion(rel)?;
+            } else {
+                let kind = if !self.lowers.is_empty() && lower_exists(self.lowers, rel)? {
+                    ChangeKind::Modify
+                } else {
+                    ChangeKind::Add
+                };
+                if st.kind == Kind::Dir {
+                    let sub = open_dir_at(dir, &name)
+                        .map_err(|e| Error::io(format!("open {}", shown(rel)), e))?;
+                    let src = AtSource {
+                        dir,
+                        name: &name,
+                        open_dir: Some(sub.as_fd()),
+                        diff: self.diff,
+                        rel,
+                    };
+                    let opaque = src.opaque()?;
+                    self.e.entry(rel, kind, &st, opaque, &src)?;
+                    self.dir(sub.as_fd(), rel)?;
+                } else {
+                    let src = AtSource {
+                        dir,
+                        name: &name,
+                        open_dir: None,
+                        diff: self.diff,
+                        rel,
+                    };
+                    self.e.entry(rel, kind, &st, false, &src)?;
+                }
+            }
+            rel.truncate(base);
+        }
+        Ok(())
+    }
+}
+
+/// `openat(dir, name)` of a directory, without following a symlink.
+fn open_dir_at<Fd: AsFd>(dir: Fd, name: &[u8]) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        super::confine::os(name),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Where an entry's content, xattrs and link target are read from.
+trait EntrySource {
+    /// The entry's path, for messages and for the calls that only take a path.
+    fn path(&self) -> PathBuf;
+    /// Opens the (regular) file for reading.
+    fn open(&self) -> Result<File>;
+    /// The entry's xattrs, read through `open` when the file is already open.
+    fn xattrs(&self, open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>>;
+    /// A symlink's target.
+    fn read_link(&self) -> Result<Vec<u8>>;
+}
+
+/// Names an entry in messages, building its path only when a message is written.
+struct Described<'a>(&'a dyn EntrySource);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.path().display().fmt(f)
+    }
+}
+
+/// An entry named by its full path.
+struct PathSource<'a>(&'a Path);
+
+impl EntrySource for PathSource<'_> {
+    fn path(&self) -> PathBuf {
+        self.0.to_owned()
+    }
+
+    fn open(&self) -> Result<File> {
+        File::open(self.0).ctx(|| format!("open {}", self.0.display()))
+    }
+
+    fn xattrs(&self, _open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>> {
+        read_xattrs(self.0)
+    }
+
+    fn read_link(&self) -> Result<Vec<u8>> {
+        let target =
+            std::fs::read_link(self.0).ctx(|| format!("read symlink {}", self.0.display()))?;
+        Ok(target.into_os_string().into_vec())
+    }
+}
+
+/// An entry named relative to its open directory, as [`write_layer`] reaches it.
+struct AtSource<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a [u8],
+    /// The entry itself, when it is a directory the walk has opened.
+    open_dir: Option<BorrowedFd<'a>>,
+    diff: &'a Path,
+    rel: &'a [u8],
+}
+
+impl AtSource<'_> {
+    /// True when the directory is marked opaque.
+    fn opaque(&self) -> Result<bool> {
+        let Some(fd) = self.open_dir else {
+            return Ok(false);
+        };
+        let mut v = [0u8; 2];
+        Ok(matches!(
+            rustix::fs::fgetxattr(fd, OVERLAY_OPAQUE_XATTR, &mut v[..]),
+            Ok(1) if v[0] == b'y'
+        ))
+    }
+}
+
+impl EntrySource for AtSource<'_> {
+    fn path(&self) -> PathBuf {
+        self.diff.join(super::confine::os(self.rel))
+    }
+
+    fn open(&self) -> Result<File> {
+        let fd = openat(
+            self.dir,
+            super::confine::os(self.name),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("open {}", self.path().display()), e))?;
+        Ok(File::from(fd))
+    }
+
+    fn xattrs(&self, open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>> {
+        match open.map(AsFd::as_fd).or(self.open_dir) {
+            Some(fd) => read_xattrs_fd(fd, &Described(self)),
+            // Symlinks and devices cannot be opened for this; they are few.
+            None => read_xattrs(&self.path()),
+        }
+    }
+
+    fn read_link(&self) -> Result<Vec<u8>> {
+        let target = nix::fcntl::readlinkat(self.dir, super::confine::os(self.name))
+            .map_err(|e| Error::io(format!("read symlink {}", self.path().display()), e))?;
+        Ok(target.into_vec())
+    }
+}
+
+/// Turns entries into tar records: renaming through the filter, finding hard links,
+/// carrying xattrs and change types.
+struct Emitter<'a, W: Write> {
+    opts: &'a ExportOptions,
+    w: TarWriter<W>,
+    /// The first exported name of every multiply-linked inode seen.
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<'a, W: Write> Emitter<'a, W> {
+    fn new(opts: &'a ExportOptions, out: W) -> Self {
+        Emitter {
+            opts,
+            w: TarWriter::new(out),
+            links: HashMap::new(),
+        }
+    }
+
+    /// Writes an added or modified entry found at `path` (relative to the root).
+    fn entry(
+        &mut self,
+        path: &[u8],
+        kind: ChangeKind,
+        st: &Stat,
+        opaque: bool,
+        src: &dyn EntrySource,
+    ) -> Result<()> {
+        let Some(name) = rename(&self.opts.filter, path) else {
+            return Ok(());
+        };
+        if name.is_empty() {
+            return Ok(());
+        }
+        let (w, data) = (&mut self.w, self.opts.data);
+        let mut pax = Vec::new();
+        if !data {
+            pax.push((CHANGE_TYPE_RECORD.to_owned(), vec![kind.letter() as u8]));
+        }
+        let hard = st.kind != Kind::Dir && st.nlink > 1;
+        if hard {
+            if let Some(first) = self.links.get(&(st.dev, st.ino)) {
+                return w.link(&name, first, st, pax);
+            }
+            self.links.insert((st.dev, st.ino), name.to_vec());
+        }
+        let add_xattrs = |pax: &mut Vec<(String, Vec<u8>)>, x: Vec<(String, Vec<u8>)>| {
+            pax.extend(x.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)));
+        };
+        match st.kind {
+            Kind::File if data => {
+                let file = src.open()?;
+                add_xattrs(&mut pax, src.xattrs(Some(&file))?);
+                w.file(&name, st, pax, file, &Described(src))
+            }
+            Kind::File => {
+                add_xattrs(&mut pax, src.xattrs(None)?);
+                pax.push((SIZE_RECORD.to_owned(), st.size.to_string().into_bytes()));
+                w.header(&name, EntryType::Regular, st, 0, None, pax)
+            }
+            Kind::Dir => {
+                add_xattrs(&mut pax, src.xattrs(None)?);
+                let mut dir_name = name.to_vec();
+                dir_name.push(b'/');
+                w.header(&dir_name, EntryType::Directory, st, 0, None, pax)?;
+                if opaque {
+                    let marker = super::tree::join_rel(&name, OPAQUE_MARKER);
+                    w.marker(&marker, data)?;
+                }
+                Ok(())
+            }
+            Kind::Symlink => {
+                add_xattrs(&mut pax, src.xattrs(None)?);
+                let target = src.read_link()?;
+                w.header(&name, EntryType::Symlink, st, 0, Some(&target), pax)
+            }
+            Kind::Char | Kind::Block | Kind::Fifo => {
+                add_xattrs(&mut pax, src.xattrs(None)?);
+                let ty = match st.kind {
+                    Kind::Char => EntryType::Char,
+                    Kind::Block => EntryType::Block,
+                    _ => EntryType::Fifo,
+                };
+                w.header(&name, ty, st, 0, None, pax)
+            }
+            Kind::Socket => Ok(()),
+        }
+    }
+
+    /// Writes the deletion of `path` as a `.wh.` file.
+    fn deletion(&mut self, path: &[u8]) -> Result<()> {
+        let Some(name) = rename(&self.opts.filter, path) else {
+            return Ok(());
+        };
+        if name.is_empty() {
+            return Ok(());
+        }
+        let (parent, base) = super::confine::split_last(&name);
+        let mut wh = WHITEOUT_PREFIX.to_vec();
+        wh.extend_from_slice(base);
+        self.w
+            .marker(&super::tree::join_rel(parent, &wh), self.opts.data)
+    }
 }
 
 /// The exported name of `path`, or `None` when the filter leaves it out.
-fn rename(filter: &FilterSpec, path: &[u8]) -> Option<Vec<u8>> {
+fn rename<'a>(filter: &FilterSpec, path: &'a [u8]) -> Option<Cow<'a, [u8]>> {
     if filter.is_identity() {
-        return Some(path.to_vec());
+        return Some(Cow::Borrowed(path));
     }
     filter
         .apply(&String::from_utf8_lossy(path))
-        .map(String::into_bytes)
+        .map(|n| Cow::Owned(n.into_bytes()))
 }
 
-/// A tar stream being written.
+/// A tar stream being written. It buffers by itself (pass it an unbuffered writer such as a
+/// pipe): headers and small files are gathered into one buffer, small files read straight
+/// into it, and large files go to `out` directly, spliced where `out` allows it.
 pub struct TarWriter<W: Write> {
     out: W,
-    small: Vec<u8>,
+    buf: Vec<u8>,
 }
 
-/// Files up to this size are copied through the writer's buffer rather than spliced.
+/// Files up to this size are read into the writer's buffer rather than spliced.
 const SMALL_FILE: u64 = 256 << 10;
+/// The size of the writer's buffer: what `out` gets per write.
+const BUFFER: usize = 1 << 20;
 
 fn io_err(what: &str, e: io::Error) -> Error {
     Error::io(format!("write tar stream ({what})"), e)
@@ -151,8 +416,29 @@ impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> Self {
         TarWriter {
             out,
-            small: Vec::new(),
+            buf: Vec::with_capacity(BUFFER),
         }
+    }
+
+    /// Appends `bytes` to the buffer, writing the buffer out first when they do not fit.
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.buf.len() + bytes.len() > BUFFER {
+            self.flush_buf()?;
+        }
+        if bytes.len() >= BUFFER {
+            return self.out.write_all(bytes);
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Writes out what the buffer holds.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Writes one header (after a PAX header when `pax` is not empty or a field overflows).
@@ -206,9 +492,7 @@ impl<W: Write> TarWriter<W> {
         if !pax.is_empty() {
             self.pax(name, &pax)?;
         }
-        self.out
-            .write_all(h.as_bytes())
-            .map_err(|e| io_err("header", e))
+        self.put(h.as_bytes()).map_err(|e| io_err("header", e))
     }
 
     fn pax(&mut self, name: &[u8], records: &[(String, Vec<u8>)]) -> Result<()> {
@@ -235,9 +519,8 @@ impl<W: Write> TarWriter<W> {
         h.set_mode(0o644);
         h.set_size(body.len() as u64);
         h.set_cksum();
-        self.out
-            .write_all(h.as_bytes())
-            .and_then(|()| self.out.write_all(&body))
+        self.put(h.as_bytes())
+            .and_then(|()| self.put(&body))
             .and_then(|()| self.pad(body.len() as u64))
             .map_err(|e| io_err("PAX header", e))
     }
@@ -245,7 +528,7 @@ impl<W: Write> TarWriter<W> {
     fn pad(&mut self, written: u64) -> io::Result<()> {
         let rem = (written % BLOCK as u64) as usize;
         if rem != 0 {
-            self.out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
+            self.put(&[0u8; BLOCK][..BLOCK - rem])?;
         }
         Ok(())
     }
@@ -259,20 +542,23 @@ impl<W: Write> TarWriter<W> {
         st: &Stat,
         pax: Vec<(String, Vec<u8>)>,
         data: impl Read,
-        source: &str,
+        source: &dyn fmt::Display,
     ) -> Result<()> {
         self.header(name, EntryType::Regular, st, st.size, None, pax)?;
         let copy_err = |e| Error::io(format!("copy {source} into the tar stream"), e);
         let copied = if st.size <= SMALL_FILE {
-            // Small files go through the buffer: no flush, no splice per file.
-            self.small.clear();
+            // Small files are read straight into the buffer: no copy, no splice per file.
+            if self.buf.len() as u64 + st.size > BUFFER as u64 {
+                self.flush_buf().map_err(copy_err)?;
+            }
+            let before = self.buf.len();
             data.take(st.size)
-                .read_to_end(&mut self.small)
+                .read_to_end(&mut self.buf)
                 .map_err(copy_err)?;
-            self.out.write_all(&self.small).map_err(copy_err)?;
-            self.small.len() as u64
+            (self.buf.len() - before) as u64
         } else {
             // Large ones are spliced or copied in the kernel where `out` allows it.
+            self.flush_buf().map_err(copy_err)?;
             io::copy(&mut data.take(st.size), &mut self.out).map_err(copy_err)?
         };
         if copied != st.size {
@@ -323,8 +609,8 @@ impl<W: Write> TarWriter<W> {
 
     /// Ends the stream (two zero blocks), flushes and returns the writer.
     pub fn finish(mut self) -> Result<W> {
-        self.out
-            .write_all(&[0u8; 2 * BLOCK])
+        self.put(&[0u8; 2 * BLOCK])
+            .and_then(|()| self.flush_buf())
             .and_then(|()| self.out.flush())
             .map_err(|e| io_err("end of archive", e))?;
         Ok(self.out)

@@ -21,6 +21,6 @@ pub use apply::{
     ApplyOptions, ApplyReport, Ownership, TarInput, WhiteoutMode, apply_tar, read_tar,
 };
 pub use changes::{Change, ChangeKind, changes_size, compare_trees, layer_changes};
-pub use export::{ExportOptions, TarWriter, write_changes};
+pub use export::{ExportOptions, TarWriter, write_changes, write_layer};
 pub use input::Compression;
 pub use stream::ArchiveStream;

@@ -1,7 +1,9 @@
 //! Reading directory trees: sorted depth-first walks, metadata snapshots and xattrs.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::fs::Metadata;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -90,6 +92,33 @@ impl Stat {
         }
     }
 
+    /// Snapshot of a `stat` result (from an fd-relative `fstatat`).
+    pub fn from_file_stat(st: &nix::sys::stat::FileStat) -> Self {
+        use nix::sys::stat::SFlag;
+        let kind = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFDIR => Kind::Dir,
+            SFlag::S_IFLNK => Kind::Symlink,
+            SFlag::S_IFCHR => Kind::Char,
+            SFlag::S_IFBLK => Kind::Block,
+            SFlag::S_IFIFO => Kind::Fifo,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => Kind::File,
+        };
+        Stat {
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+            rdev: st.st_rdev,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
+        }
+    }
+
     /// True for an overlay whiteout: a character device 0:0.
     pub fn is_whiteout(&self) -> bool {
         self.kind == Kind::Char && self.rdev == 0
@@ -149,31 +178,59 @@ pub fn reserved_xattr(name: &str) -> bool {
 /// The entry's xattrs (without following a symlink), sorted by name, without the overlay's
 /// own.
 pub fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut list = vec![0u8; 1024];
-    let n = loop {
-        match rustix::fs::llistxattr(path, &mut list[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => {
-                let need = rustix::fs::llistxattr_query(path)
-                    .ctx(|| format!("list xattrs of {}", path.display()))?;
-                list.resize(need.max(list.len() * 2), 0);
+    collect_xattrs(
+        |buf| rustix::fs::llistxattr(path, buf),
+        |name, buf| rustix::fs::lgetxattr(path, name, buf),
+        &path.display(),
+    )
+}
+
+/// The xattrs of an open file or directory, sorted by name, without the overlay's own.
+/// The same as [`read_xattrs`] without looking the path up again.
+pub fn read_xattrs_fd(
+    fd: BorrowedFd<'_>,
+    what: &dyn fmt::Display,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    collect_xattrs(
+        |buf| rustix::fs::flistxattr(fd, buf),
+        |name, buf| rustix::fs::fgetxattr(fd, name, buf),
+        what,
+    )
+}
+
+/// Lists and reads xattrs through `list` and `get` (which fill a buffer and return the
+/// length, as the `*listxattr`/`*getxattr` calls do). `what` names the entry in errors.
+fn collect_xattrs(
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
+    what: &dyn fmt::Display,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut names = [0u8; 1024];
+    let mut big = Vec::new();
+    let list = match list(&mut names[..]) {
+        Ok(n) => &names[..n],
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(rustix::io::Errno::RANGE) => loop {
+            // A size-0 call reports the length needed; it may grow before the next call.
+            let need = list(&mut []).map_err(|e| Error::io(format!("list xattrs of {what}"), e))?;
+            big.resize(need.max(2 * names.len()), 0);
+            match list(&mut big[..]) {
+                Ok(n) => break &big[..n],
+                Err(rustix::io::Errno::RANGE) => continue,
+                Err(e) => return Err(Error::io(format!("list xattrs of {what}"), e)),
             }
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io_path("list xattrs of", path, e)),
-        }
+        },
+        Err(e) => return Err(Error::io(format!("list xattrs of {what}"), e)),
     };
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     let mut out = Vec::new();
-    for raw in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for raw in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let Ok(name) = std::str::from_utf8(raw) else {
             continue;
         };
         if reserved_xattr(name) {
             continue;
         }
-        if let Some(v) = get_xattr(path, name)? {
+        if let Some(v) = get_xattr_with(&get, name, what)? {
             out.push((name.to_owned(), v));
         }
     }
@@ -183,25 +240,33 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// One xattr's value (without following a symlink), `None` when absent.
 pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    get_xattr_with(
+        &|name: &str, buf: &mut [u8]| rustix::fs::lgetxattr(path, name, buf),
+        name,
+        &path.display(),
+    )
+}
+
+/// One xattr's value through `get` (see [`collect_xattrs`]), `None` when absent.
+fn get_xattr_with(
+    get: &impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
+    name: &str,
+    what: &dyn fmt::Display,
+) -> Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        match get(name, &mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
             Err(rustix::io::Errno::RANGE) => {
-                let need = rustix::fs::lgetxattr_query(path, name)
-                    .ctx(|| format!("read xattr {name} of {}", path.display()))?;
+                let need = get(name, &mut [])
+                    .map_err(|e| Error::io(format!("read xattr {name} of {what}"), e))?;
                 buf.resize(need.max(buf.len() * 2), 0);
             }
             Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => return Ok(None),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("read xattr {name} of {}", path.display()),
-                    e,
-                ));
-            }
+            Err(e) => return Err(Error::io(format!("read xattr {name} of {what}"), e)),
         }
     }
 }

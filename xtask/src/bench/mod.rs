@@ -112,7 +112,8 @@ pub fn strata() -> PathBuf {
     target_bin("strata")
 }
 
-/// A release binary (`strata`, `examples/diskimg`, …).
+/// A release binary (`strata`, `examples/diskimg`, …), where cargo built it: under
+/// `$CARGO_TARGET_DIR` when that is set (as the builds above honour it), else `target/`.
 pub fn target_bin(name: &str) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
