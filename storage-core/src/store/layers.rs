@@ -12,6 +12,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::id::random_id;
 use crate::op::Op;
 use crate::run_root::RunLock;
+use crate::store::big_data::big_data_lock;
 use crate::store::{Store, layer_lock};
 
 /// A layer recorded incomplete and created by the driver, whose import lock is held.
@@ -143,6 +144,7 @@ impl Store {
             Err(e) => return Err(e),
         }
         let big = catalog::big_data::dir(ObjectKind::Layer, id);
+        let _big_data = self.run.lock(&big_data_lock(ObjectKind::Layer, id))?;
         self.remove_path(&big).await?;
         let owned = id.to_owned();
         self.write(move |sql| layers::delete(sql, &owned)).await?;
