@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every comparison against the tools users would pick instead, in
 //! one run on the same input, written to `BENCHMARKS.md` with medians, commands and ratios.
 
+mod catalog;
 mod disks;
 mod ext4;
 mod layers;
@@ -19,11 +20,19 @@ pub use report::Report;
 pub struct Options {
     /// Runs per measurement (the median is reported).
     pub runs: usize,
+    /// Run only this section; its tables are printed and `BENCHMARKS.md` is left alone.
+    pub only: Option<String>,
 }
+
+/// The sections of the bench, in the order they run.
+const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog"];
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
-    let mut opts = Options { runs: 3 };
+    let mut opts = Options {
+        runs: 3,
+        only: None,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -34,15 +43,31 @@ pub fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--runs takes a number")?
             }
-            other => bail!("unknown bench option {other}; usage: cargo xtask bench [--runs N]"),
+            "--only" => {
+                let section = it.next().context("--only takes a section")?;
+                if !SECTIONS.contains(&section.as_str()) {
+                    bail!(
+                        "unknown bench section {section}; sections: {}",
+                        SECTIONS.join(", ")
+                    );
+                }
+                opts.only = Some(section.clone());
+            }
+            other => bail!(
+                "unknown bench option {other}; usage: cargo xtask bench [--runs N] [--only {}]",
+                SECTIONS.join("|")
+            ),
         }
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
-    for args in [
-        &["-p", "cli"][..],
-        &["-p", "ext4-writer", "--example", "tar2ext4"],
-        &["-p", "disk-image", "--example", "diskimg"],
-    ] {
+    let examples: &[&[&str]] = match opts.only.as_deref() {
+        Some("layers" | "catalog") => &[],
+        _ => &[
+            &["-p", "ext4-writer", "--example", "tar2ext4"],
+            &["-p", "disk-image", "--example", "diskimg"],
+        ],
+    };
+    for args in std::iter::once(&["-p", "cli"][..]).chain(examples.iter().copied()) {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet"])
             .args(args)
@@ -54,13 +79,32 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut report = Report::new()?;
     report.set_runs(opts.runs);
-    layers::run(&opts, &mut report)?;
-    ext4::run(&opts, &mut report, layers::PLACES[0].1)?;
-    disks::run(
-        &opts,
-        &mut report,
-        &format!("{}/disks", layers::PLACES[1].1),
-    )?;
+    let wanted = |section: &str| opts.only.as_deref().is_none_or(|o| o == section);
+    if wanted("layers") {
+        layers::run(&opts, &mut report)?;
+    }
+    if wanted("ext4") {
+        ext4::run(&opts, &mut report, layers::PLACES[0].1)?;
+    }
+    if wanted("disks") {
+        disks::run(
+            &opts,
+            &mut report,
+            &format!("{}/disks", layers::PLACES[1].1),
+        )?;
+    }
+    if wanted("catalog") {
+        catalog::run(
+            &opts,
+            &mut report,
+            &format!("{}/catalog", layers::PLACES[0].1),
+        )?;
+    }
+    if let Some(section) = &opts.only {
+        print!("{}", report.render());
+        eprintln!("bench: ran only {section}; BENCHMARKS.md is unchanged");
+        return Ok(());
+    }
     report.note(format!(
         "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",
         opts.runs
@@ -84,9 +128,13 @@ pub fn strata() -> PathBuf {
     target_bin("strata")
 }
 
-/// A release binary (`strata`, `examples/diskimg`, …).
+/// A release binary (`strata`, `examples/diskimg`, …), in `$CARGO_TARGET_DIR` when set.
 pub fn target_bin(name: &str) -> PathBuf {
-    workspace_root().join("target/release").join(name)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("release")
+        .join(name)
 }
 
 /// Runs `cmd` `runs` times, each after `setup` (not timed), and returns the median, or the
