@@ -151,12 +151,30 @@ impl Inner {
                 id: id.to_owned(),
             });
         }
-        if let Ok(link) = self.layout.link_of(id) {
-            let _ = std::fs::remove_file(self.layout.links_dir().join(link));
+        match self.layout.link_of(id) {
+            Ok(link) => {
+                let _ = std::fs::remove_file(self.layout.links_dir().join(link));
+            }
+            // `create` was interrupted between making the short link and writing `link`:
+            // only a scan of `l/` finds that link.
+            Err(_) => self.remove_links_to(id)?,
         }
         // Unlink the marker first so a crash midway leaves no layer that looks whole.
         let _ = std::fs::remove_file(dir.join("link"));
         std::fs::remove_dir_all(&dir).ctx(|| format!("remove layer {}", dir.display()))
+    }
+
+    /// Removes every short link pointing at `id`'s diff directory.
+    fn remove_links_to(&self, id: &str) -> Result<()> {
+        let dir = self.layout.links_dir();
+        let target = Path::new("..").join(id).join("diff");
+        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
+            let path = entry.ctx(|| format!("list {}", dir.display()))?.path();
+            if std::fs::read_link(&path).is_ok_and(|t| t == target) {
+                std::fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// The directories to stack for `id`, nesting the bottom of deep chains.
@@ -524,5 +542,28 @@ fn fs_name(magic: i64) -> String {
         0x9123_683E => "btrfs".into(),
         0x794C_7630 => "overlayfs".into(),
         other => format!("0x{other:x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_layer_whose_create_was_cut_short_leaves_no_short_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunRoot::open(&dir.path().join("run")).unwrap();
+        let driver = OverlayDriver::open(&dir.path().join("store"), run).unwrap();
+        let inner = &driver.inner;
+        let id = "ab".repeat(32);
+        inner.create(&id, None).unwrap();
+        // What a kill between the short link and the `link` file leaves.
+        std::fs::remove_file(inner.layout.layer(&id).join("link")).unwrap();
+        inner.remove(&id).unwrap();
+        assert!(!inner.layout.layer(&id).exists());
+        let links: Vec<_> = std::fs::read_dir(inner.layout.links_dir())
+            .unwrap()
+            .collect();
+        assert!(links.is_empty(), "short links left: {links:?}");
     }
 }

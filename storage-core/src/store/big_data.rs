@@ -14,7 +14,10 @@ use crate::error::{Error, IoContext, ObjectKind, Result};
 use crate::id::random_id;
 use crate::store::{Store, join_error};
 
-fn lock_name(kind: ObjectKind, owner: &str) -> String {
+/// The run-root lock guarding an owner's big-data directory. Writers of an item and the
+/// deletion of the owner both hold it, so a write never recreates the directory of an
+/// owner that is gone.
+pub(crate) fn big_data_lock(kind: ObjectKind, owner: &str) -> String {
     format!("bigdata-{kind}-{owner}")
 }
 
@@ -77,8 +80,12 @@ impl Store {
         }
         let o = owner.to_owned();
         let id = self.read(move |sql| owner_of(sql, kind, &o)).await?;
-        let lock_name = lock_name(kind, &id);
+        let lock_name = big_data_lock(kind, &id);
         let _lock = self.lock(&lock_name).await?;
+        // The owner may have been deleted before the lock was ours; past this point its
+        // deletion waits for us.
+        let i = id.clone();
+        self.read(move |sql| owner_of(sql, kind, &i)).await?;
         let file = format!(
             "{}/{}",
             catalog::big_data::dir(kind, &id),

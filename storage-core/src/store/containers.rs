@@ -7,6 +7,7 @@ use crate::catalog::{self, ContainerRecord, containers, images, layers};
 use crate::error::{Error, IoContext, ObjectKind, Result};
 use crate::id::{random_id, validate_id};
 use crate::op::Op;
+use crate::store::big_data::big_data_lock;
 use crate::store::{Store, container_lock, layer_lock};
 
 /// The container's data directory, relative to the store root.
@@ -131,12 +132,15 @@ impl Store {
         self.container(&id).await
     }
 
-    /// Deletes a container with its read-write layer and directories. Refused while its
-    /// layer is mounted.
+    /// Deletes a container with its read-write layer, directories and big data. Refused
+    /// while its layer is mounted.
     pub async fn delete_container(&self, op: &Op, key: &str) -> Result<()> {
         let c = self.container(key).await?;
         let _lock = self.lock(&container_lock(&c.id)).await?;
         let _layer_lock = self.lock(&layer_lock(&c.layer)).await?;
+        let _big_data_lock = self
+            .lock(&big_data_lock(ObjectKind::Container, &c.id))
+            .await?;
         let mounts = self.driver.mount_count(op, &c.layer).await?;
         if mounts > 0 {
             return Err(Error::LayerInUse {
@@ -149,12 +153,16 @@ impl Store {
             containers::get(sql, &i)?;
             catalog::add_pending_removal(sql, &data_dir(&i), &lock)?;
             catalog::add_pending_removal(sql, &run_dir(&i), &lock)?;
+            let big = catalog::big_data::dir(ObjectKind::Container, &i);
+            catalog::add_pending_removal(sql, &big, &lock)?;
             containers::delete(sql, &i)?;
             layers::mark_incomplete(sql, &layer)
         })
         .await?;
         self.remove_path(&data_dir(&c.id)).await?;
         self.remove_path(&run_dir(&c.id)).await?;
+        self.remove_path(&catalog::big_data::dir(ObjectKind::Container, &c.id))
+            .await?;
         self.discard_layer(op, &c.layer).await?;
         self.run.forget_lock(&container_lock(&c.id));
         Ok(())

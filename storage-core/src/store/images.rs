@@ -4,6 +4,7 @@ use crate::catalog::{self, ImageRecord, Sql, containers, images, layers};
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::{random_id, validate_id};
 use crate::op::Op;
+use crate::store::big_data::big_data_lock;
 use crate::store::layers::check_unused;
 use crate::store::{Store, layer_lock};
 
@@ -162,6 +163,8 @@ impl Store {
                 layers: chain,
             });
         }
+        let big_lock = big_data_lock(ObjectKind::Image, &image.id);
+        let _big_data = self.lock(&big_lock).await?;
         let (i, marked) = (image.id.clone(), chain.clone());
         self.write(move |sql| {
             check_no_containers(sql, &i)?;
@@ -172,7 +175,7 @@ impl Store {
                 layers::mark_incomplete(sql, layer)?;
             }
             let dir = catalog::big_data::dir(ObjectKind::Image, &i);
-            catalog::add_pending_removal(sql, &dir, &format!("image-{i}"))?;
+            catalog::add_pending_removal(sql, &dir, &big_lock)?;
             images::delete(sql, &i)
         })
         .await?;

@@ -12,6 +12,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::id::random_id;
 use crate::op::Op;
 use crate::run_root::RunLock;
+use crate::store::big_data::big_data_lock;
 use crate::store::{Store, join_error, layer_lock};
 
 /// A layer recorded incomplete and created by the driver, whose import lock is held.
@@ -167,6 +168,7 @@ impl Store {
         let big = self
             .root
             .join(catalog::big_data::dir(ObjectKind::Layer, id));
+        let _big_data = self.lock(&big_data_lock(ObjectKind::Layer, id)).await?;
         tokio::task::spawn_blocking(move || super::remove_tree(&big))
             .await
             .map_err(join_error)??;

@@ -4,6 +4,7 @@ use crate::catalog::images;
 use crate::error::{Error, ObjectKind, Result};
 use crate::op::Op;
 use crate::store::Store;
+use crate::store::big_data::big_data_lock;
 
 impl Store {
     /// The kind and id of whatever `key` names (a container, an image or a layer).
@@ -27,6 +28,8 @@ impl Store {
 
     /// Removes an image's record and big data, keeping its layers.
     async fn delete_image_record(&self, id: &str) -> Result<()> {
+        let lock = big_data_lock(ObjectKind::Image, id);
+        let _big_data = self.lock(&lock).await?;
         let i = id.to_owned();
         self.write(move |sql| {
             let users = crate::catalog::containers::of_image(sql, &i)?;
@@ -37,7 +40,7 @@ impl Store {
                 });
             }
             let dir = crate::catalog::big_data::dir(ObjectKind::Image, &i);
-            crate::catalog::add_pending_removal(sql, &dir, &format!("image-{i}"))?;
+            crate::catalog::add_pending_removal(sql, &dir, &lock)?;
             images::delete(sql, &i)
         })
         .await?;

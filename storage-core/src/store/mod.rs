@@ -167,6 +167,20 @@ impl Store {
             let Some(_lock) = self.run.try_lock(&layer_lock(&layer.id))? else {
                 continue; // another process is writing or deleting it
             };
+            // Its writer may have completed it and let the lock go between the listing
+            // and now: only a layer still incomplete under its lock is abandoned.
+            let id = layer.id.clone();
+            let abandoned = self
+                .read(move |sql| {
+                    sql.exists(
+                        "SELECT 1 FROM layers WHERE id = ?1 AND incomplete = 1",
+                        [&id],
+                    )
+                })
+                .await?;
+            if !abandoned {
+                continue;
+            }
             tracing::info!(layer = %layer.id, "removing a layer left incomplete");
             self.discard_layer(op, &layer.id).await?;
         }
@@ -175,6 +189,16 @@ impl Store {
             let Some(_lock) = self.run.try_lock(&p.lock)? else {
                 continue;
             };
+            // The same for a path whose object was committed meanwhile.
+            let path = p.path.clone();
+            let abandoned = self
+                .read(move |sql| {
+                    sql.exists("SELECT 1 FROM pending_removals WHERE path = ?1", [&path])
+                })
+                .await?;
+            if !abandoned {
+                continue;
+            }
             tracing::info!(path = %p.path, "removing what an interrupted operation left");
             self.remove_path(&p.path).await?;
         }

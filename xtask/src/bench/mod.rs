@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every comparison against the tools users would pick instead, in
 //! one run on the same input, written to `BENCHMARKS.md` with medians, commands and ratios.
 
+mod catalog;
 mod disks;
 mod ext4;
 mod layers;
@@ -20,10 +21,12 @@ pub use report::Report;
 pub struct Options {
     /// Runs per measurement (the median is reported).
     pub runs: usize,
-    /// Only this group of benchmarks (`layers`, `ext4`, `disks`, `nfs`); the report then
-    /// goes to standard output and `BENCHMARKS.md` is left alone.
+    /// Run only this section; its tables are printed and `BENCHMARKS.md` is left alone.
     pub only: Option<String>,
 }
+
+/// The sections of the bench, in the order they run.
+const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog", "nfs"];
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -41,25 +44,34 @@ pub fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--runs takes a number")?
             }
-            "--only" => opts.only = Some(it.next().context("--only takes a group name")?.clone()),
+            "--only" => {
+                let section = it.next().context("--only takes a section")?;
+                if !SECTIONS.contains(&section.as_str()) {
+                    bail!(
+                        "unknown bench section {section}; sections: {}",
+                        SECTIONS.join(", ")
+                    );
+                }
+                opts.only = Some(section.clone());
+            }
             other => bail!(
-                "unknown bench option {other}; usage: cargo xtask bench [--runs N] [--only layers|ext4|disks|nfs]"
+                "unknown bench option {other}; usage: cargo xtask bench [--runs N] [--only {}]",
+                SECTIONS.join("|")
             ),
         }
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
-    let builds: &[&[&str]] = match opts.only.as_deref() {
-        Some("nfs" | "layers") => &[&["-p", "cli"]],
+    let examples: &[&[&str]] = match opts.only.as_deref() {
+        Some("layers" | "catalog" | "nfs") => &[],
         _ => &[
-            &["-p", "cli"],
             &["-p", "ext4-writer", "--example", "tar2ext4"],
             &["-p", "disk-image", "--example", "diskimg"],
         ],
     };
-    for args in builds {
+    for args in std::iter::once(&["-p", "cli"][..]).chain(examples.iter().copied()) {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet"])
-            .args(*args)
+            .args(args)
             .status()
             .context("build in release")?;
         if !status.success() {
@@ -68,7 +80,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let mut report = Report::new()?;
     report.set_runs(opts.runs);
-    let wanted = |group: &str| opts.only.as_deref().is_none_or(|o| o == group);
+    let wanted = |section: &str| opts.only.as_deref().is_none_or(|o| o == section);
     if wanted("layers") {
         layers::run(&opts, &mut report)?;
     }
@@ -82,8 +94,20 @@ pub fn run(args: &[String]) -> Result<()> {
             &format!("{}/disks", layers::PLACES[1].1),
         )?;
     }
+    if wanted("catalog") {
+        catalog::run(
+            &opts,
+            &mut report,
+            &format!("{}/catalog", layers::PLACES[0].1),
+        )?;
+    }
     if wanted("nfs") {
         nfs::run(&opts, &mut report)?;
+    }
+    if let Some(section) = &opts.only {
+        print!("{}", report.render());
+        eprintln!("bench: ran only {section}; BENCHMARKS.md is unchanged");
+        return Ok(());
     }
     report.note(format!(
         "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",

@@ -98,10 +98,10 @@ impl Report {
             for r in &t.rows {
                 let (time, ratio) = match (&r.time, base) {
                     (Ok(d), Some(b)) => (
-                        format!("{:.2} s", d.as_secs_f64()),
+                        seconds(*d),
                         format!("{:.2}", d.as_secs_f64() / b.as_secs_f64().max(1e-9)),
                     ),
-                    (Ok(d), None) => (format!("{:.2} s", d.as_secs_f64()), "-".into()),
+                    (Ok(d), None) => (seconds(*d), "-".into()),
                     (Err(e), _) => (format!("failed: {e}"), "-".into()),
                 };
                 let _ = writeln!(
@@ -122,5 +122,14 @@ impl Report {
             }
         }
         s
+    }
+}
+
+/// A duration as a reader compares it: milliseconds below a second.
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
     }
 }

@@ -1,0 +1,174 @@
+//! A store in a temporary directory driven through the real `strata` binary, for the
+//! crash and concurrency scenarios.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One store (root and run root) in a temporary directory.
+pub struct CliStore {
+    dir: tempfile::TempDir,
+}
+
+impl CliStore {
+    pub fn new(prefix: &str) -> Self {
+        CliStore {
+            dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn run_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// A scratch directory beside the store.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--run-root")
+            .arg(self.run_root())
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// The ids of the listed layers, each checked to be complete.
+    pub fn complete_layer_ids(&self) -> BTreeSet<String> {
+        let listed = self.json(&["layers", "--json"]);
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                assert_eq!(l["incomplete"], false, "an incomplete layer is listed: {l}");
+                l["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    pub fn container_ids(&self) -> BTreeSet<String> {
+        ids_of(&self.json(&["containers", "--json"]))
+    }
+
+    pub fn image_ids(&self) -> BTreeSet<String> {
+        ids_of(&self.json(&["images", "--json"]))
+    }
+}
+
+impl Drop for CliStore {
+    fn drop(&mut self) {
+        let _ = self.run(&["cleanup"]);
+    }
+}
+
+fn ids_of(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The names of the entries of a directory (none when it does not exist).
+pub fn entries(dir: &Path) -> BTreeSet<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => panic!("list {}: {e}", dir.display()),
+    }
+}
+
+/// Layer directories under `overlay/` (the driver's own `l/` and `empty` aside).
+pub fn layer_dirs(store: &CliStore) -> std::collections::BTreeSet<String> {
+    let mut dirs = entries(&store.root().join("overlay"));
+    dirs.remove("l");
+    dirs.remove("empty");
+    dirs
+}
+
+/// Reopens the store (every command recovers first) and checks it: every listed layer is
+/// complete; `overlay/`, `containers/` (in the root and the run root) and `bigdata/` hold
+/// exactly what listed objects own; every short link resolves.
+pub fn check_consistent(store: &CliStore, after: &str) {
+    let layers = store.complete_layer_ids();
+    assert_eq!(
+        layer_dirs(store),
+        layers,
+        "after {after}: overlay/ holds other directories than the listed layers"
+    );
+    let links = store.root().join("overlay/l");
+    let link_names = entries(&links);
+    assert_eq!(
+        link_names.len(),
+        layers.len(),
+        "after {after}: overlay/l holds {} links for {} layers",
+        link_names.len(),
+        layers.len()
+    );
+    for l in &link_names {
+        assert!(
+            links.join(l).exists(),
+            "after {after}: short link overlay/l/{l} dangles"
+        );
+    }
+    let containers = store.container_ids();
+    assert_eq!(
+        entries(&store.root().join("containers")),
+        containers,
+        "after {after}: containers/ in the store root"
+    );
+    assert_eq!(
+        entries(&store.run_root().join("containers")),
+        containers,
+        "after {after}: containers/ in the run root"
+    );
+    let images = store.image_ids();
+    for (kind, owners) in [
+        ("image", &images),
+        ("container", &containers),
+        ("layer", &layers),
+    ] {
+        let dir = store.root().join("bigdata").join(kind);
+        for owner in entries(&dir) {
+            assert!(
+                owners.contains(&owner),
+                "after {after}: bigdata/{kind}/{owner} belongs to no listed {kind}"
+            );
+            let keys = store.json(&[&format!("list-{kind}-data"), &owner, "--json"]);
+            assert_eq!(
+                entries(&dir.join(&owner)).len(),
+                keys.as_array().unwrap().len(),
+                "after {after}: bigdata/{kind}/{owner} holds other files than its items"
+            );
+        }
+    }
+}
