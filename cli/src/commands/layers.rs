@@ -204,8 +204,8 @@ pub async fn list(ctx: &Context, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // One write for the whole listing, not one per line.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     for l in &layers {
         write!(out, "{}", l.id)?;
         if let Some(p) = &l.parent {
@@ -216,7 +216,7 @@ pub async fn list(ctx: &Context, json: bool) -> Result<()> {
         }
         writeln!(out)?;
     }
-    Ok(())
+    out.flush().context("write standard output")
 }
 
 #[derive(Serialize)]
