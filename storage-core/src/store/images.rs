@@ -163,24 +163,17 @@ impl Store {
                 layers: chain,
             });
         }
-        let big_lock = big_data_lock(ObjectKind::Image, &image.id);
-        let _big_data = self.lock(&big_lock).await?;
-        let (i, marked) = (image.id.clone(), chain.clone());
-        self.write(move |sql| {
-            check_no_containers(sql, &i)?;
+        let marked = chain.clone();
+        self.delete_image_record(&image.id, move |sql, i| {
             for (n, layer) in marked.iter().enumerate() {
                 // The layers above it, marked in this transaction, no longer count as
                 // its children.
-                check_unused_except_image(sql, layer, &marked[..n], &i)?;
+                check_unused_except_image(sql, layer, &marked[..n], i)?;
                 layers::mark_incomplete(sql, layer)?;
             }
-            let dir = catalog::big_data::dir(ObjectKind::Image, &i);
-            catalog::add_pending_removal(sql, &dir, &big_lock)?;
-            images::delete(sql, &i)
+            Ok(())
         })
         .await?;
-        self.remove_path(&catalog::big_data::dir(ObjectKind::Image, &image.id))
-            .await?;
         for layer in &chain {
             self.discard_layer(op, layer).await?;
         }
@@ -189,6 +182,30 @@ impl Store {
             image: image.id,
             layers: chain,
         })
+    }
+}
+
+impl Store {
+    /// Removes an image's record and big data (refused while containers use it), after
+    /// `first` has run in the same transaction (marking the layers that go with it).
+    pub(crate) async fn delete_image_record(
+        &self,
+        id: &str,
+        first: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let lock = big_data_lock(ObjectKind::Image, id);
+        let _big_data = self.lock(&lock).await?;
+        let i = id.to_owned();
+        self.write(move |sql| {
+            check_no_containers(sql, &i)?;
+            first(sql, &i)?;
+            let dir = catalog::big_data::dir(ObjectKind::Image, &i);
+            catalog::add_pending_removal(sql, &dir, &lock)?;
+            images::delete(sql, &i)
+        })
+        .await?;
+        self.remove_path(&catalog::big_data::dir(ObjectKind::Image, id))
+            .await
     }
 }
 

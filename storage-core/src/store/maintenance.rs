@@ -1,10 +1,8 @@
 //! Whole-store operations: `delete` of any object, `wipe`, `shutdown`.
 
-use crate::catalog::images;
 use crate::error::{Error, ObjectKind, Result};
 use crate::op::Op;
 use crate::store::Store;
-use crate::store::big_data::big_data_lock;
 
 impl Store {
     /// The kind and id of whatever `key` names (a container, an image or a layer).
@@ -20,32 +18,10 @@ impl Store {
         let (kind, id) = self.resolve_any(key).await?;
         match kind {
             ObjectKind::Container => self.delete_container(op, &id).await?,
-            ObjectKind::Image => self.delete_image_record(&id).await?,
+            ObjectKind::Image => self.delete_image_record(&id, |_, _| Ok(())).await?,
             _ => self.delete_layer(op, &id).await?,
         }
         Ok(kind)
-    }
-
-    /// Removes an image's record and big data, keeping its layers.
-    async fn delete_image_record(&self, id: &str) -> Result<()> {
-        let lock = big_data_lock(ObjectKind::Image, id);
-        let _big_data = self.lock(&lock).await?;
-        let i = id.to_owned();
-        self.write(move |sql| {
-            let users = crate::catalog::containers::of_image(sql, &i)?;
-            if !users.is_empty() {
-                return Err(Error::ImageUsedByContainer {
-                    id: i,
-                    containers: users,
-                });
-            }
-            let dir = crate::catalog::big_data::dir(ObjectKind::Image, &i);
-            crate::catalog::add_pending_removal(sql, &dir, &lock)?;
-            images::delete(sql, &i)
-        })
-        .await?;
-        self.remove_path(&crate::catalog::big_data::dir(ObjectKind::Image, id))
-            .await
     }
 
     /// The ids of the layers mounted now.
@@ -72,7 +48,7 @@ impl Store {
             self.delete_container(op, &c.id).await?;
         }
         for i in self.images().await? {
-            self.delete_image_record(&i.id).await?;
+            self.delete_image_record(&i.id, |_, _| Ok(())).await?;
         }
         // Newest first, so that children go before their parents.
         let mut all = self.layers().await?;
