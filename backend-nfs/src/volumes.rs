@@ -331,14 +331,21 @@ impl Importer for NfsVolumes {
     }
 
     async fn new_data_sink(&self, op: &Op, id: &str) -> Result<Box<dyn DataSink>> {
+        Ok(Box::new(self.open_handle(op, id).await?))
+    }
+}
+
+impl NfsVolumes {
+    /// A held handle on an existing volume: the one kind of data source and data sink.
+    async fn open_handle(&self, op: &Op, id: &str) -> Result<Handle> {
         self.data(id).await?;
         self.hold(id, op);
-        Ok(Box::new(Handle {
+        Ok(Handle {
             volumes: self.clone(),
             id: id.to_owned(),
             holder: op.id().to_owned(),
             path: self.location(id),
-        }))
+        })
     }
 }
 
@@ -363,14 +370,7 @@ impl Exporter for NfsVolumes {
     }
 
     async fn new_data_source(&self, op: &Op, id: &str) -> Result<Box<dyn DataSource>> {
-        self.data(id).await?;
-        self.hold(id, op);
-        Ok(Box::new(Handle {
-            volumes: self.clone(),
-            id: id.to_owned(),
-            holder: op.id().to_owned(),
-            path: self.location(id),
-        }))
+        Ok(Box::new(self.open_handle(op, id).await?))
     }
 }
 
