@@ -72,6 +72,11 @@ impl Catalog {
             path: path.to_owned(),
         };
         catalog.configure(true)?;
+        // The common case, a current schema, needs no write lock: every process start
+        // would otherwise queue behind the writers.
+        if catalog.read(schema::version)? == schema::VERSION {
+            return Ok(catalog);
+        }
         let path = catalog.path.clone();
         let tx = catalog
             .conn
