@@ -3,9 +3,9 @@
 
 use rusqlite::{Row, params};
 
-use crate::catalog::big_data::{self, BigDataInfo};
+use crate::catalog::big_data::BigDataInfo;
 use crate::catalog::names::{claim_new, drop_all, resolve};
-use crate::catalog::{Catalog, Sql, now};
+use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
 /// One container as the catalog records it.
@@ -27,19 +27,16 @@ pub struct ContainerRecord {
     pub big_data: Vec<BigDataInfo>,
 }
 
-const COLUMNS: &str = "c.id, c.image, c.layer, c.created, c.metadata,
-    (SELECT json_group_array(name) FROM
-        (SELECT name FROM names WHERE kind = 'container' AND owner = c.id ORDER BY name))";
+const COLUMNS: &str = "c.id, c.image, c.layer, c.created, c.metadata";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRecord> {
-    let names: String = r.get(5)?;
     Ok(ContainerRecord {
         id: r.get(0)?,
         image: r.get(1)?,
         layer: r.get(2)?,
         created: r.get(3)?,
         metadata: r.get(4)?,
-        names: serde_json::from_str(&names).unwrap_or_default(),
+        names: Vec::new(),
         big_data: Vec::new(),
     })
 }
@@ -54,8 +51,12 @@ fn select(
         args,
         from_row,
     )?;
-    for c in &mut all {
-        c.big_data = big_data::list(sql, ObjectKind::Container, &c.id)?;
+    let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    let names = owned::names(sql, ObjectKind::Container, &ids)?;
+    let items = owned::big_data(sql, ObjectKind::Container, &ids)?;
+    for ((c, names), items) in all.iter_mut().zip(names).zip(items) {
+        c.names = names;
+        c.big_data = items;
     }
     Ok(all)
 }

@@ -2,9 +2,9 @@
 
 use rusqlite::{Row, params};
 
-use crate::catalog::big_data::{self, BigDataInfo};
+use crate::catalog::big_data::BigDataInfo;
 use crate::catalog::names::{claim_new, drop_all, resolve};
-use crate::catalog::{Catalog, Sql, now};
+use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
 /// One image as the catalog records it.
@@ -29,19 +29,16 @@ pub struct ImageRecord {
     pub read_only: bool,
 }
 
-const COLUMNS: &str = "i.id, i.top_layer, i.digest, i.created, i.metadata,
-    (SELECT json_group_array(name) FROM
-        (SELECT name FROM names WHERE kind = 'image' AND owner = i.id ORDER BY name))";
+const COLUMNS: &str = "i.id, i.top_layer, i.digest, i.created, i.metadata";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
-    let names: String = r.get(5)?;
     Ok(ImageRecord {
         id: r.get(0)?,
         top_layer: r.get(1)?,
         digest: r.get(2)?,
         created: r.get(3)?,
         metadata: r.get(4)?,
-        names: serde_json::from_str(&names).unwrap_or_default(),
+        names: Vec::new(),
         big_data: Vec::new(),
         read_only: false,
     })
@@ -53,8 +50,12 @@ fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result
         args,
         from_row,
     )?;
-    for image in &mut images {
-        image.big_data = big_data::list(sql, ObjectKind::Image, &image.id)?;
+    let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
+    let names = owned::names(sql, ObjectKind::Image, &ids)?;
+    let items = owned::big_data(sql, ObjectKind::Image, &ids)?;
+    for ((image, names), items) in images.iter_mut().zip(names).zip(items) {
+        image.names = names;
+        image.big_data = items;
     }
     Ok(images)
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Row, params};
 
 use crate::catalog::names::{claim_new, drop_all, names_of, resolve};
-use crate::catalog::{Catalog, Sql, now};
+use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
 /// One layer as the catalog records it.
@@ -52,16 +52,10 @@ pub struct LayerDigests {
     pub uncompressed_size: Option<u64>,
 }
 
-const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
-    l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata,
-    (SELECT json_group_array(name) FROM
-        (SELECT name FROM names WHERE kind = 'layer' AND owner = l.id ORDER BY name)),
-    (SELECT json_group_array(key) FROM
-        (SELECT key FROM big_data WHERE kind = 'layer' AND owner = l.id ORDER BY key))";
+const COLUMNS: &str = "id, parent, created, read_write, incomplete, compressed_digest,
+    compressed_size, uncompressed_digest, uncompressed_size, metadata";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
-    let names: String = r.get(10)?;
-    let big: String = r.get(11)?;
     Ok(LayerRecord {
         id: r.get(0)?,
         parent: r.get(1)?,
@@ -73,18 +67,26 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
         uncompressed_digest: r.get(7)?,
         uncompressed_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
         metadata: r.get(9)?,
-        names: serde_json::from_str(&names).unwrap_or_default(),
-        big_data_names: serde_json::from_str(&big).unwrap_or_default(),
+        names: Vec::new(),
+        big_data_names: Vec::new(),
         read_only: false,
     })
 }
 
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
-    sql.rows(
-        &format!("SELECT {COLUMNS} FROM layers l WHERE {condition} ORDER BY l.rowid"),
+    let mut all = sql.rows(
+        &format!("SELECT {COLUMNS} FROM layers WHERE {condition} ORDER BY rowid"),
         args,
         from_row,
-    )
+    )?;
+    let ids: Vec<&str> = all.iter().map(|l| l.id.as_str()).collect();
+    let names = owned::names(sql, ObjectKind::Layer, &ids)?;
+    let items = owned::big_data(sql, ObjectKind::Layer, &ids)?;
+    for ((l, names), items) in all.iter_mut().zip(names).zip(items) {
+        l.names = names;
+        l.big_data_names = items.into_iter().map(|i| i.key).collect();
+    }
+    Ok(all)
 }
 
 /// Records a new, incomplete layer with its names.
@@ -151,23 +153,21 @@ pub fn delete(sql: &Sql<'_>, id: &str) -> Result<()> {
 /// A complete layer by id, name or unique id prefix.
 pub fn get(sql: &Sql<'_>, key: &str) -> Result<LayerRecord> {
     let id = resolve(sql, ObjectKind::Layer, key)?;
-    select(sql, "l.id = ?1", [&id])?
-        .pop()
-        .ok_or(Error::NotFound {
-            kind: ObjectKind::Layer,
-            id,
-        })
+    select(sql, "id = ?1", [&id])?.pop().ok_or(Error::NotFound {
+        kind: ObjectKind::Layer,
+        id,
+    })
 }
 
 /// Every complete layer, oldest first.
 pub fn list(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
-    select(sql, "l.incomplete = 0", [])
+    select(sql, "incomplete = 0", [])
 }
 
 /// Every incomplete layer (being written or deleted, or left by a crash), newest first,
 /// so that children come before their parents.
 pub fn list_incomplete(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
-    let mut all = select(sql, "l.incomplete = 1", [])?;
+    let mut all = select(sql, "incomplete = 1", [])?;
     all.reverse();
     Ok(all)
 }

@@ -57,6 +57,21 @@ impl<'c> Sql<'c> {
             .map_err(|e| self.err(e))
     }
 
+    /// Calls `f` on every row of a query, without collecting them.
+    pub fn each(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            f(r).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// True when the query returns a row.
     pub fn exists(&self, sql: &str, params: impl Params) -> Result<bool> {
         Ok(self.row(sql, params, |_| Ok(()))?.is_some())

@@ -1,0 +1,139 @@
+//! What rows own in other tables (names, big-data items), fetched for many rows at once.
+//!
+//! A listing that asked for each row's names and items with one indexed lookup per row
+//! would pay two B-tree descents a row; here a handful of rows still get those lookups,
+//! and more get one ordered scan of the kind's names and items, dealt out by owner.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use crate::catalog::Sql;
+use crate::catalog::big_data::{self, BigDataInfo};
+use crate::catalog::names::names_of;
+use crate::error::{ObjectKind, Result};
+
+/// Up to this many rows, per-row lookups beat a scan of the whole kind.
+const PER_ROW: usize = 8;
+
+/// The names of each of `ids` (of `kind`), sorted, in the order of `ids`.
+pub(super) fn names(sql: &Sql<'_>, kind: ObjectKind, ids: &[&str]) -> Result<Vec<Vec<String>>> {
+    if ids.len() <= PER_ROW {
+        return ids.iter().map(|id| names_of(sql, kind, id)).collect();
+    }
+    let mut out = vec![Vec::new(); ids.len()];
+    let mut at = None;
+    sql.each(
+        "SELECT owner, name FROM names WHERE kind = ?1 ORDER BY owner, name",
+        params![kind.to_string()],
+        |r| {
+            let at = at.get_or_insert_with(|| positions(ids));
+            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
+                out[i].push(r.get(1)?);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// The big-data items of each of `ids` (of `kind`), by key, in the order of `ids`.
+pub(super) fn big_data(
+    sql: &Sql<'_>,
+    kind: ObjectKind,
+    ids: &[&str],
+) -> Result<Vec<Vec<BigDataInfo>>> {
+    if ids.len() <= PER_ROW {
+        return ids.iter().map(|id| big_data::list(sql, kind, id)).collect();
+    }
+    let mut out = vec![Vec::new(); ids.len()];
+    let mut at = None;
+    sql.each(
+        "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
+        params![kind.to_string()],
+        |r| {
+            let at = at.get_or_insert_with(|| positions(ids));
+            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
+                out[i].push(BigDataInfo {
+                    key: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    digest: r.get(3)?,
+                    file: r.get(4)?,
+                });
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Where each id sits in `ids`; built on the first owned row, so a kind that owns
+/// nothing (layers rarely carry big data) costs no map.
+fn positions<'a>(ids: &[&'a str]) -> HashMap<&'a str, usize> {
+    ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::layers::{self, LayerDigests};
+    use crate::catalog::{Catalog, images};
+
+    fn id(n: usize) -> String {
+        format!("{n:064x}")
+    }
+
+    /// Layers and images with zero to three names and big-data items each, in an order
+    /// where owners' ids do not follow their rowids.
+    fn build(c: &mut Catalog, rows: usize) {
+        c.write(|sql| {
+            for n in 0..rows {
+                let lid = id(rows - n);
+                let names: Vec<String> = (0..n % 4).map(|k| format!("l{n}-{}", 3 - k)).collect();
+                layers::insert(sql, &lid, None, &names, false)?;
+                layers::complete(sql, &lid, &LayerDigests::default())?;
+                let iid = id(10_000 + rows - n);
+                let names: Vec<String> = (0..(n + 1) % 4).map(|k| format!("i{n}-{k}")).collect();
+                images::insert(sql, &iid, Some(&lid), &names, "", None)?;
+                for k in (0..n % 3).rev() {
+                    for (kind, owner) in [(ObjectKind::Layer, &lid), (ObjectKind::Image, &iid)] {
+                        let item = BigDataInfo {
+                            key: format!("key-{k}"),
+                            size: k as u64,
+                            digest: format!("sha256:{k}"),
+                            file: format!("f-{n}-{k}"),
+                        };
+                        big_data::put(sql, kind, owner, &item)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_listing_deals_names_and_items_to_their_owners_as_single_lookups_do() {
+        for rows in [PER_ROW - 1, PER_ROW + 1, 50] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+            build(&mut c, rows);
+            let all = c.layers().unwrap();
+            assert_eq!(all.len(), rows);
+            for l in &all {
+                assert_eq!(*l, c.layer(&l.id).unwrap(), "{rows} rows");
+                let mut sorted = l.names.clone();
+                sorted.sort();
+                assert_eq!(l.names, sorted);
+            }
+            assert!(all.iter().any(|l| l.names.len() == 3));
+            assert!(all.iter().any(|l| l.big_data_names.len() == 2));
+            let images = c.images().unwrap();
+            assert_eq!(images.len(), rows);
+            for i in &images {
+                assert_eq!(*i, c.image(&i.id).unwrap(), "{rows} rows");
+            }
+            assert!(images.iter().any(|i| i.big_data.len() == 2));
+        }
+    }
+}
