@@ -71,6 +71,11 @@ fn ten_thousand_layers_list_whole_and_look_up_through_indexes() {
                     "00",
                 ),
                 ("SELECT id FROM layers WHERE parent = ?2 AND ?1 = ?1", "x"),
+                // The recovery check every open makes.
+                (
+                    "SELECT id FROM layers WHERE incomplete = 1 AND ?1 = ?1 AND ?2 = ?2 ORDER BY rowid",
+                    "x",
+                ),
                 (
                     "SELECT id FROM images WHERE top_layer = ?2 AND ?1 = ?1",
                     "x",

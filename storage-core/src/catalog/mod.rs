@@ -24,6 +24,7 @@ pub mod image_stores;
 pub mod images;
 pub mod layers;
 pub mod names;
+mod owned;
 mod schema;
 mod sql;
 
@@ -108,11 +109,12 @@ impl Catalog {
         };
         catalog.configure(false)?;
         let version = catalog.read(schema::version)?;
-        if version != schema::VERSION {
+        if !(schema::OLDEST_READABLE..=schema::VERSION).contains(&version) {
             return Err(Error::CorruptStore {
                 path: path.to_owned(),
                 reason: format!(
-                    "catalog schema version {version}, this strata reads {}",
+                    "catalog schema version {version}, this strata reads versions {} to {}",
+                    schema::OLDEST_READABLE,
                     schema::VERSION
                 ),
             });
@@ -136,6 +138,9 @@ impl Catalog {
         }
         self.conn
             .pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        self.conn
+            .pragma_update(None, "mmap_size", 1i64 << 30)
             .map_err(err)?;
         Ok(())
     }
@@ -194,6 +199,13 @@ pub fn add_pending_removal(sql: &Sql<'_>, path: &str, lock: &str) -> Result<()> 
 pub fn clear_pending_removal(sql: &Sql<'_>, path: &str) -> Result<()> {
     sql.exec("DELETE FROM pending_removals WHERE path = ?1", [path])?;
     Ok(())
+}
+
+/// Whether anything is left for an opening store to finish: an incomplete layer (being
+/// written, being deleted, or left by a crash) or a pending removal. Two index probes.
+pub fn unfinished(sql: &Sql<'_>) -> Result<bool> {
+    Ok(sql.exists("SELECT 1 FROM layers WHERE incomplete = 1", [])?
+        || sql.exists("SELECT 1 FROM pending_removals", [])?)
 }
 
 /// Every recorded pending removal.

@@ -4,10 +4,17 @@ use crate::catalog::Sql;
 use crate::error::{Error, Result};
 
 /// The schema version this code writes and reads.
-pub(super) const VERSION: i64 = 2;
+pub(super) const VERSION: i64 = 3;
+
+/// The oldest version this code reads without migrating (read-only additional stores):
+/// version 3 only adds an index.
+pub(super) const OLDEST_READABLE: i64 = 2;
 
 /// Version 2: layers, images and containers with names, metadata and big data; pending
 /// removals; the port layer's image stores; volume users.
+///
+/// Version 3: a partial index of incomplete layers, so that the recovery check every
+/// open makes costs nothing however many layers there are.
 ///
 /// A layer's parent, an image's top layer and a container's image carry no foreign key:
 /// they may live in a read-only additional store. The store checks them itself, inside
@@ -29,6 +36,7 @@ CREATE TABLE IF NOT EXISTS layers (
 
 const TABLES: &str = "
 CREATE INDEX IF NOT EXISTS layers_by_parent ON layers(parent);
+CREATE INDEX IF NOT EXISTS layers_incomplete ON layers(incomplete) WHERE incomplete = 1;
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY NOT NULL,
     top_layer TEXT,
