@@ -48,4 +48,4 @@ pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;
 pub use op::Op;
 pub use port::{DataSink, DataSource, Exporter, Importer, Resolver, Volume, VolumeStorer};
-pub use store::Store;
+pub use store::{Listing, Store};

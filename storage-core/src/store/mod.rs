@@ -14,13 +14,15 @@
 //!   removals whose lock nobody holds are removed, children before parents.
 //!
 //! Every catalog call runs on the blocking pool; the catalog connection is one per
-//! process, and SQLite serialises the processes.
+//! process, and SQLite serialises the processes. A command that only lists can open a
+//! [`Listing`] instead, which needs neither a driver nor a runtime.
 
 mod additional;
 mod big_data;
 mod containers;
 mod images;
 mod layers;
+mod listing;
 mod maintenance;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use crate::op::Op;
 use crate::run_root::{RunLock, RunRoot};
 
 pub use images::ImageDeletion;
+pub use listing::Listing;
 
 /// A store of layers, images and containers: catalog plus driver.
 pub struct Store {

@@ -1,0 +1,159 @@
+//! `Listing`: a store's catalog and its additional stores' catalogs, opened for listing
+//! on the calling thread.
+//!
+//! A listing needs no driver and no run root: incomplete layers and objects being removed
+//! are never listed. A short command that only lists opens a `Listing` instead of a
+//! [`Store`](crate::Store), and starts no driver, no runtime and no thread. Opening a
+//! store also finishes what a crash left; a `Listing` only tells whether anything is left
+//! ([`Listing::unfinished`]), so that its caller can open the store instead.
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord};
+use crate::error::{Error, Result};
+
+/// The catalogs a store lists from. Every call blocks: use it outside async code.
+pub struct Listing {
+    own: Catalog,
+    additional: Vec<Catalog>,
+}
+
+impl Listing {
+    /// Opens the catalog in `root` (creating or migrating it, as opening the store
+    /// would) and the catalogs of the additional stores rooted at `additional`,
+    /// read-only.
+    pub fn open(root: &Path, additional: &[PathBuf]) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io_path("create store root", root, e))?;
+        let own = Catalog::open(&root.join("catalog.db"))?;
+        let additional = additional
+            .iter()
+            .map(|r| Catalog::open_read_only(&r.join("catalog.db")))
+            .collect::<Result<_>>()?;
+        Ok(Listing { own, additional })
+    }
+
+    /// Whether this store holds work a crash (or a running writer) left unfinished,
+    /// which opening the [`Store`](crate::Store) would finish.
+    pub fn unfinished(&self) -> Result<bool> {
+        self.own.read(crate::catalog::unfinished)
+    }
+
+    /// Every complete layer: this store's, oldest first, then each additional store's,
+    /// marked read-only.
+    pub fn layers(&self) -> Result<Vec<LayerRecord>> {
+        let mut all = self.own.layers()?;
+        for c in &self.additional {
+            all.extend(c.layers()?.into_iter().map(|mut l| {
+                l.read_only = true;
+                l
+            }));
+        }
+        Ok(all)
+    }
+
+    /// Every image: this store's, oldest first, then each additional store's, marked
+    /// read-only.
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let mut all = self.own.images()?;
+        for c in &self.additional {
+            all.extend(c.images()?.into_iter().map(|mut i| {
+                i.read_only = true;
+                i
+            }));
+        }
+        Ok(all)
+    }
+
+    /// Every container of this store, oldest first (additional stores lend layers and
+    /// images, never containers).
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.own.containers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::LayerDigests;
+
+    fn id(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    /// A store root whose catalog holds one layer named `name`, with an image on it.
+    fn store(root: &Path, n: u8, name: &str) {
+        let mut c = Catalog::open(&root.join("catalog.db")).unwrap();
+        c.create_layer(&id(n), None, &[name.into()], false).unwrap();
+        c.complete_layer(&id(n), &LayerDigests::default()).unwrap();
+        c.write(|sql| {
+            crate::catalog::images::insert(
+                sql,
+                &id(n + 100),
+                Some(&id(n)),
+                &[format!("{name}-image")],
+                "",
+                None,
+            )
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_listing_shows_the_additional_stores_objects_after_its_own_marked_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (own, other) = (dir.path().join("own"), dir.path().join("other"));
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        store(&own, 1, "mine");
+        store(&other, 2, "lent");
+        let listing = Listing::open(&own, std::slice::from_ref(&other)).unwrap();
+        let layers = listing.layers().unwrap();
+        let seen: Vec<(&str, bool)> = layers
+            .iter()
+            .map(|l| (l.names[0].as_str(), l.read_only))
+            .collect();
+        assert_eq!(seen, [("mine", false), ("lent", true)]);
+        let images = listing.images().unwrap();
+        let seen: Vec<(&str, bool)> = images
+            .iter()
+            .map(|i| (i.names[0].as_str(), i.read_only))
+            .collect();
+        assert_eq!(seen, [("mine-image", false), ("lent-image", true)]);
+        assert!(listing.containers().unwrap().is_empty());
+        assert!(!listing.unfinished().unwrap());
+    }
+
+    #[test]
+    fn an_incomplete_layer_or_a_pending_removal_is_unfinished_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut c = Catalog::open(&root.join("catalog.db")).unwrap();
+        c.create_layer(&id(1), None, &[], false).unwrap();
+        assert!(Listing::open(root, &[]).unwrap().unfinished().unwrap());
+        c.complete_layer(&id(1), &LayerDigests::default()).unwrap();
+        assert!(!Listing::open(root, &[]).unwrap().unfinished().unwrap());
+        c.write(|sql| crate::catalog::add_pending_removal(sql, "bigdata/x", "lock-x"))
+            .unwrap();
+        assert!(Listing::open(root, &[]).unwrap().unfinished().unwrap());
+    }
+
+    #[test]
+    fn a_listing_of_a_new_root_creates_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fresh");
+        let listing = Listing::open(&root, &[]).unwrap();
+        assert!(listing.layers().unwrap().is_empty());
+        assert!(!listing.unfinished().unwrap());
+        assert!(root.join("catalog.db").exists());
+    }
+
+    #[test]
+    fn a_missing_additional_store_is_an_error_naming_its_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere");
+        let Err(e) = Listing::open(&dir.path().join("own"), std::slice::from_ref(&missing)) else {
+            panic!("a missing additional store opened");
+        };
+        assert!(e.to_string().contains("nowhere"), "{e}");
+    }
+}
