@@ -8,7 +8,7 @@ use storage_core::catalog::Catalog;
 use storage_core::image_store::VolumeLookupCache;
 use storage_core::run_root::RunRoot;
 
-use storage_core::{Op, Store, VolumeStorer};
+use storage_core::{Listing, Op, Store, VolumeStorer};
 
 use crate::flags::Flags;
 
@@ -74,19 +74,18 @@ pub struct Context {
     pub name: String,
 }
 
-/// A store resolved and its backend opened, before any catalog is.
-struct Opened {
+/// A store found from the flags and the config file, before anything of it is opened.
+struct Located {
     paths: Paths,
     resolved: registry::Resolved,
-    backend: registry::Backend,
     /// Where the catalog lives: in the store's own directory for local stores, in
     /// `--root` for remote ones.
     catalog_root: PathBuf,
     additional: Vec<PathBuf>,
 }
 
-impl Opened {
-    fn open(flags: &Flags) -> Result<Self> {
+impl Located {
+    fn find(flags: &Flags) -> Result<Self> {
         let paths = Paths::resolve(flags)?;
         let config = match &flags.config {
             Some(p) => registry::Config::load(p)?,
@@ -104,29 +103,57 @@ impl Opened {
             "nfs" => paths.root.clone(),
             _ => PathBuf::from(resolved.config.url.path()),
         };
-        let backend = resolved
-            .open()
-            .with_context(|| format!("open store {}", paths.store))?;
-        Ok(Opened {
+        Ok(Located {
             paths,
             resolved,
-            backend,
             catalog_root,
             additional,
         })
     }
+
+    /// Opens the store's backend.
+    fn open(self) -> Result<Opened> {
+        let backend = self
+            .resolved
+            .open()
+            .with_context(|| format!("open store {}", self.paths.store))?;
+        Ok(Opened {
+            located: self,
+            backend,
+        })
+    }
+}
+
+/// A store with its backend opened, before any catalog is.
+struct Opened {
+    located: Located,
+    backend: registry::Backend,
+}
+
+/// Opens only the catalogs of the store and its additional stores, for the listing
+/// commands: no backend, no run root, no runtime. Blocking. `None` when the store has
+/// unfinished work, which only opening the whole store finishes.
+pub fn open_listing(flags: &Flags) -> Result<Option<Listing>> {
+    let located = Located::find(flags)?;
+    let root = &located.catalog_root;
+    let listing = Listing::open(root, &located.additional)
+        .with_context(|| format!("open store {}", root.display()))?;
+    let unfinished = listing
+        .unfinished()
+        .with_context(|| format!("open store {}", root.display()))?;
+    Ok((!unfinished).then_some(listing))
 }
 
 impl Context {
     /// Resolves the store and opens it.
     pub async fn open(flags: &Flags, op: &Op) -> Result<Self> {
-        let Opened {
+        let Opened { located, backend } = Located::find(flags)?.open()?;
+        let Located {
             paths,
             resolved,
-            backend,
             catalog_root,
             additional,
-        } = Opened::open(flags)?;
+        } = located;
         let driver = backend.layers.clone().ok_or_else(|| {
             anyhow!(
                 "store {} ({}) holds no layers",
@@ -164,15 +191,15 @@ pub struct Volumes {
 /// volume commands need no layer driver, so they work on stores that hold no layers
 /// (nfs).
 pub async fn open_volumes(flags: &Flags) -> Result<Volumes> {
-    let opened = Opened::open(flags)?;
-    let storer = opened.backend.volumes.clone().ok_or_else(|| {
+    let Opened { located, backend } = Located::find(flags)?.open()?;
+    let storer = backend.volumes.clone().ok_or_else(|| {
         anyhow!(
             "store {} ({}) holds no volumes",
-            opened.paths.store,
-            opened.resolved.descriptor.name
+            located.paths.store,
+            located.resolved.descriptor.name
         )
     })?;
-    let db = opened.catalog_root.join("catalog.db");
+    let db = located.catalog_root.join("catalog.db");
     let catalog = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(db.parent().unwrap_or(&db))
             .with_context(|| format!("create {}", db.display()))?;
@@ -181,7 +208,7 @@ pub async fn open_volumes(flags: &Flags) -> Result<Volumes> {
     .await
     .context("catalog opener")??;
     let cache = VolumeLookupCache::new(Arc::new(Mutex::new(catalog)));
-    let name = opened.resolved.config.name.clone();
+    let name = located.resolved.config.name.clone();
     Ok(Volumes {
         storer,
         cache,

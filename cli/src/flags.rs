@@ -5,27 +5,31 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// strata: container storage on pluggable backends.
+///
+/// The store options come before the command, as containers-storage's do
+/// (`strata --root DIR layers`): clap copies a "global" option into every one of the
+/// sixty-odd subcommands on each start, which costs more than a whole listing.
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 pub struct Flags {
     /// Where the store keeps its data and catalog (default: /var/lib/strata as root,
     /// $XDG_DATA_HOME/strata otherwise).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Where per-boot state goes: mount counts, locks (default: /run/strata as root,
     /// $XDG_RUNTIME_DIR/strata otherwise).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub run_root: Option<PathBuf>,
     /// The store: a URL such as overlay:///var/lib/strata, or a name from the config file
     /// (default: an overlay store at the root).
-    #[arg(long, global = true, value_name = "URL|NAME")]
+    #[arg(long, value_name = "URL|NAME")]
     pub store: Option<String>,
     /// A read-only additional store root whose layers and images may be used, never
     /// written (repeatable).
-    #[arg(long = "additional-store", global = true, value_name = "DIR")]
+    #[arg(long = "additional-store", value_name = "DIR")]
     pub additional_stores: Vec<PathBuf>,
     /// A TOML file of named stores.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -427,6 +431,28 @@ pub enum Command {
         #[command(subcommand)]
         command: VolumeCommand,
     },
+}
+
+impl Command {
+    /// Whether the command streams layer or volume data (a tar in or out), where a
+    /// multi-threaded runtime keeps the transfer's stages running side by side. The
+    /// rest are short catalog operations, for which starting worker threads costs more
+    /// than it gives.
+    pub fn moves_data(&self) -> bool {
+        matches!(
+            self,
+            Command::ImportLayer { .. }
+                | Command::Applydiff { .. }
+                | Command::Diff { .. }
+                | Command::Changes { .. }
+                | Command::Diffsize { .. }
+                | Command::WriteImage { .. }
+                | Command::Export { .. }
+                | Command::Volume {
+                    command: VolumeCommand::Import { .. } | VolumeCommand::Export { .. }
+                }
+        )
+    }
 }
 
 /// `volume` subcommands.

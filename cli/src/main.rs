@@ -29,23 +29,62 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    if let Some(listed) = list(&flags) {
+        return exit(listed);
+    }
+    let mut builder = if flags.command.moves_data() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("strata: start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(flags, name)) {
+    exit(runtime.block_on(run(flags, name)))
+}
+
+fn exit(result: Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the listing commands, which read only catalogs, on this thread and without a
+/// runtime; `None` for every other command, and for a listing of a store with unfinished
+/// work, which opening the store finishes first.
+fn list(flags: &Flags) -> Option<Result<()>> {
+    enum Listed {
+        Layers { json: bool },
+        Images { json: bool, quiet: bool },
+        Containers { json: bool },
+    }
+    let what = match flags.command {
+        Command::Layers { json } => Listed::Layers { json },
+        Command::Images { json, quiet } => Listed::Images { json, quiet },
+        Command::Containers { json } => Listed::Containers { json },
+        _ => return None,
+    };
+    let listing = match context::open_listing(flags) {
+        Ok(Some(l)) => l,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    let listed = || -> Result<()> {
+        match what {
+            Listed::Layers { json } => layers::print(&listing.layers()?, json),
+            Listed::Images { json, quiet } => images::print(&listing.images()?, json, quiet),
+            Listed::Containers { json } => containers::print(&listing.containers()?, json),
+        }
+    };
+    Some(listed())
 }
 
 #[derive(Serialize)]
@@ -70,7 +109,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             })
             .collect();
         if json {
-            println!("{}", serde_json::to_string_pretty(&all)?);
+            output::json(&all)?;
         } else {
             for b in all {
                 println!("{}\t{}://\t{}", b.id, b.scheme, b.summary);
@@ -119,11 +158,13 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         }
         Command::Diffsize { id, from } => layers::diff_size(&ctx, &op, id, from.as_deref()).await,
         Command::DeleteLayer { id } => layers::delete(&ctx, &op, id).await,
-        Command::Layers { json } => layers::list(&ctx, *json).await,
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
         Command::Backends { .. } | Command::Volume { .. } => Ok(()),
+        Command::Layers { json } => layers::print(&ctx.store.layers().await?, *json),
+        Command::Images { json, quiet } => images::print(&ctx.store.images().await?, *json, *quiet),
+        Command::Containers { json } => containers::print(&ctx.store.containers().await?, *json),
         Command::CreateImage {
             layer,
             id,
@@ -157,14 +198,12 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             };
             containers::create(&ctx, &op, c).await
         }
-        Command::Images { json, quiet } => images::list(&ctx, *json, *quiet).await,
         Command::Image { ids, json } => images::show(&ctx, ids, *json).await,
         Command::ImagesByDigest {
             digest,
             json,
             quiet,
         } => images::by_digest(&ctx, digest, *json, *quiet).await,
-        Command::Containers { json } => containers::list(&ctx, *json).await,
         Command::Container { ids, json } => containers::show(&ctx, ids, *json).await,
         Command::Exists {
             ids,
@@ -296,7 +335,7 @@ async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
             .into_iter()
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&map)?);
+        output::json(&map)?;
     } else {
         for (k, v) in facts {
             println!("{k}: {v}");

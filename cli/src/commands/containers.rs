@@ -1,8 +1,11 @@
 //! Container commands: create-container, containers, container, delete-container and the
 //! container directories.
 
+use std::io::Write;
+
 use anyhow::{Context as _, Result, anyhow};
 use storage_core::Op;
+use storage_core::catalog::ContainerRecord;
 use storage_core::image_store::VolumeLookupCache;
 
 use crate::commands::metadata;
@@ -55,19 +58,19 @@ pub async fn create(ctx: &Context, op: &Op, new: NewContainer<'_>) -> Result<()>
     Ok(())
 }
 
-/// `containers`.
-pub async fn list(ctx: &Context, json: bool) -> Result<()> {
-    let all = ctx.store.containers().await?;
+/// `containers`: prints the listing.
+pub fn print(all: &[ContainerRecord], json: bool) -> Result<()> {
     if json {
-        return output::json(&all);
+        return output::json(all);
     }
-    for c in &all {
-        println!("{}", c.id);
+    let mut out = output::buffered();
+    for c in all {
+        writeln!(out, "{}", c.id)?;
         for n in &c.names {
-            println!("\tname: {n}");
+            writeln!(out, "\tname: {n}")?;
         }
     }
-    Ok(())
+    output::finish(out)
 }
 
 /// `container ID...`.

@@ -1,5 +1,7 @@
 //! Image commands: create-image, images, image, images-by-digest, delete-image.
 
+use std::io::Write;
+
 use anyhow::Result;
 use storage_core::Op;
 use storage_core::catalog::ImageRecord;
@@ -26,30 +28,30 @@ pub async fn create(
     Ok(())
 }
 
-fn print_line(image: &ImageRecord, quiet: bool) {
+fn print_line(out: &mut impl Write, image: &ImageRecord, quiet: bool) -> std::io::Result<()> {
+    writeln!(out, "{}", image.id)?;
     if quiet {
-        println!("{}", image.id);
-        return;
+        return Ok(());
     }
-    println!("{}", image.id);
     for n in &image.names {
-        println!("\tname: {n}");
+        writeln!(out, "\tname: {n}")?;
     }
     if let Some(d) = &image.digest {
-        println!("\tdigest: {d}");
-    }
-}
-
-/// `images`.
-pub async fn list(ctx: &Context, json: bool, quiet: bool) -> Result<()> {
-    let images = ctx.store.images().await?;
-    if json {
-        return output::json(&images);
-    }
-    for i in &images {
-        print_line(i, quiet);
+        writeln!(out, "\tdigest: {d}")?;
     }
     Ok(())
+}
+
+/// `images`: prints the listing.
+pub fn print(images: &[ImageRecord], json: bool, quiet: bool) -> Result<()> {
+    if json {
+        return output::json(images);
+    }
+    let mut out = output::buffered();
+    for i in images {
+        print_line(&mut out, i, quiet)?;
+    }
+    output::finish(out)
 }
 
 /// `images-by-digest`.
@@ -58,10 +60,11 @@ pub async fn by_digest(ctx: &Context, digest: &str, json: bool, quiet: bool) -> 
     if json {
         return output::json(&images);
     }
+    let mut out = output::buffered();
     for i in &images {
-        print_line(i, quiet);
+        print_line(&mut out, i, quiet)?;
     }
-    Ok(())
+    output::finish(out)
 }
 
 /// `image ID...`.

@@ -10,6 +10,7 @@ use storage_core::{FilterSpec, Op, TarReader};
 
 use crate::context::Context;
 use crate::flags::FilterFlags;
+use crate::output;
 use crate::progress::ProgressReader;
 
 /// Opens `file` (or standard input for `-`) as a tar stream with progress.
@@ -174,7 +175,7 @@ pub async fn changes(
                 kind: c.kind.to_string(),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        output::json(&out)?;
     } else {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
@@ -197,26 +198,26 @@ pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `layers`.
-pub async fn list(ctx: &Context, json: bool) -> Result<()> {
-    let layers = ctx.store.layers().await?;
+/// `layers`: prints the listing.
+pub fn print(layers: &[LayerRecord], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&layers)?);
-        return Ok(());
+        return output::json(layers);
     }
-    // One write for the whole listing, not one per line.
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    for l in &layers {
-        write!(out, "{}", l.id)?;
+    let mut out = output::buffered();
+    for l in layers {
+        out.write_all(l.id.as_bytes())?;
         if let Some(p) = &l.parent {
-            write!(out, " (parent {})", &p[..12.min(p.len())])?;
+            out.write_all(b" (parent ")?;
+            out.write_all(&p.as_bytes()[..12.min(p.len())])?;
+            out.write_all(b")")?;
         }
         for n in &l.names {
-            write!(out, "\n\tname: {n}")?;
+            out.write_all(b"\n\tname: ")?;
+            out.write_all(n.as_bytes())?;
         }
-        writeln!(out)?;
+        out.write_all(b"\n")?;
     }
-    out.flush().context("write standard output")
+    output::finish(out)
 }
 
 #[derive(Serialize)]
@@ -238,7 +239,7 @@ pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
         mounts,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        output::json(&out)?;
     } else {
         println!("ID: {}", record.id);
         if let Some(p) = &record.parent {

@@ -10,6 +10,7 @@ use storage_core::{FilterSpec, Op, VolumeStorer};
 use crate::commands::layers::{done, filter_spec, input, write_stream};
 use crate::context::Volumes;
 use crate::flags::FilterFlags;
+use crate::output;
 
 /// `volume create ID [--opt KEY=VALUE]...`.
 pub async fn create(vols: &dyn VolumeStorer, op: &Op, id: &str, opts: &[String]) -> Result<()> {
@@ -56,7 +57,7 @@ pub async fn list(vols: &dyn VolumeStorer, op: &Op, json: bool) -> Result<()> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        output::json(&out)?;
     } else {
         for v in &out {
             let info: Vec<String> = v.info.iter().map(|(k, v)| format!("{k}={v}")).collect();
