@@ -1,10 +1,14 @@
 //! Positional I/O on an image file, with errors that name the file and offset.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use crate::disk::Durability;
 use crate::error::{Error, ErrorKind, Result};
+use crate::writeback::Writeback;
 
 /// An open image file and its path.
 #[derive(Debug)]
@@ -12,6 +16,9 @@ pub(crate) struct ImageFile {
     file: File,
     path: PathBuf,
     writable: bool,
+    durability: Durability,
+    /// What was written since the last sync, on its way to the disk.
+    writeback: Mutex<Writeback>,
 }
 
 impl ImageFile {
@@ -26,6 +33,8 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             writable: !read_only,
+            durability: Durability::Synced,
+            writeback: Mutex::default(),
         })
     }
 
@@ -41,6 +50,8 @@ impl ImageFile {
             file,
             path: path.to_path_buf(),
             writable: true,
+            durability: Durability::Synced,
+            writeback: Mutex::default(),
         })
     }
 
@@ -50,6 +61,11 @@ impl ImageFile {
 
     pub(crate) fn writable(&self) -> bool {
         self.writable
+    }
+
+    /// Whether [`ImageFile::sync_data`] waits for the disk.
+    pub(crate) fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
     }
 
     /// The current length of the file in bytes.
@@ -107,16 +123,31 @@ impl ImageFile {
         }
         self.file
             .write_all_at(buf, offset)
-            .map_err(|e| Error::io(&self.path, "writing", e).with_offset(offset))
+            .map_err(|e| Error::io(&self.path, "writing", e).with_offset(offset))?;
+        if self.durability == Durability::Unsynced {
+            return Ok(());
+        }
+        // A poisoned lock only means an earlier writer panicked; the runs it holds are
+        // hints, so go on with them.
+        let mut writeback = self.writeback.lock().unwrap_or_else(|p| p.into_inner());
+        writeback
+            .wrote(self.file.as_fd(), offset, buf.len() as u64)
+            .map_err(|e| Error::io(&self.path, "starting writeback", e).with_offset(offset))
     }
 
-    /// Flushes file data (not necessarily metadata such as mtime) to stable storage.
+    /// Flushes file data (not necessarily metadata such as mtime) to stable storage;
+    /// nothing for a file that is read-only or [`Durability::Unsynced`].
     pub(crate) fn sync_data(&self) -> Result<()> {
-        if !self.writable {
+        if !self.writable || self.durability == Durability::Unsynced {
             return Ok(());
         }
         self.file
             .sync_data()
-            .map_err(|e| Error::io(&self.path, "syncing", e))
+            .map_err(|e| Error::io(&self.path, "syncing", e))?;
+        self.writeback
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .synced();
+        Ok(())
     }
 }

@@ -28,7 +28,8 @@
 //! assert_eq!(&buf, b"hello");
 //! # Ok(()) }
 //! ```
-#![forbid(unsafe_code)]
+// The one exception, `sync_file_range(2)` in `writeback`, allows itself.
+#![deny(unsafe_code)]
 
 pub mod attach;
 pub mod block_view;
@@ -40,12 +41,13 @@ pub mod raw;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
+mod writeback;
 
 use std::path::Path;
 
 pub use attach::{Attached, attach, cleanup};
 pub use chain::{convert, flatten, open_chain};
-pub use disk::{Disk, DiskId, Format, ParentLink, RawExtent};
+pub use disk::{Disk, DiskId, Durability, Format, ParentLink, RawExtent};
 pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;
 pub use vhd::{DynamicVhd, FixedVhd};
