@@ -116,6 +116,19 @@ pub struct RawExtent {
     pub size: u64,
 }
 
+/// What [`Disk::flush`] promises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A flush returns once data, then the metadata pointing at it, are on stable
+    /// storage (`fdatasync` between the two).
+    #[default]
+    Synced,
+    /// A flush writes metadata in the same order but waits for no disk, as qemu's
+    /// `cache=unsafe` (which `qemu-img convert` uses): for images that are rebuilt, not
+    /// recovered, after a crash, such as a conversion into a temporary file.
+    Unsynced,
+}
+
 /// A virtual disk: a fixed number of bytes that can be read and written at any offset,
 /// possibly stacked on a parent.
 ///
@@ -139,8 +152,13 @@ pub trait Disk: fmt::Debug + Send + Sync {
     /// Writes `buf` at `offset`, into this disk only (never into a parent).
     fn write_at(&mut self, buf: &[u8], offset: u64) -> Result<()>;
 
-    /// Makes every completed write durable, data before the metadata that points at it.
+    /// Makes every completed write durable, data before the metadata that points at it
+    /// (with [`Durability::Unsynced`], writes the metadata without waiting for the disk).
     fn flush(&mut self) -> Result<()>;
+
+    /// Chooses what later flushes of this disk's own files promise (its parents are
+    /// never written). A disk starts [`Durability::Synced`].
+    fn set_durability(&mut self, durability: Durability);
 
     /// The ranges of the virtual disk that this file itself stores (not its parents),
     /// sorted and not overlapping. Everything else reads from the parent, or as zeros.

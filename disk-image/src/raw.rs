@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::disk::{Disk, Format, RawExtent, check_range};
+use crate::disk::{Disk, Durability, Format, RawExtent, check_range};
 use crate::error::Result;
 use crate::file::ImageFile;
 
@@ -54,6 +54,10 @@ impl Disk for RawDisk {
 
     fn flush(&mut self) -> Result<()> {
         self.file.sync_data()
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn raw_extent(&self) -> Option<RawExtent> {

@@ -14,7 +14,8 @@ use super::header::{
     decode_locator, encode_locator,
 };
 use crate::disk::{
-    Disk, DiskId, Format, ParentLink, RawExtent, check_range, link_parent, read_parent_or_zero,
+    Disk, DiskId, Durability, Format, ParentLink, RawExtent, check_range, link_parent,
+    read_parent_or_zero,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
@@ -142,6 +143,10 @@ impl Disk for FixedVhd {
 
     fn flush(&mut self) -> Result<()> {
         self.file.sync_data()
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn id(&self) -> Option<DiskId> {
@@ -543,6 +548,10 @@ impl Disk for DynamicVhd {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn allocated_ranges(&self) -> Result<Vec<Range<u64>>> {

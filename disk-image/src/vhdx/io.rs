@@ -18,7 +18,7 @@ use super::header::{
 use super::log;
 use super::metadata::{MAX_SIZE, Metadata};
 use crate::disk::{
-    Disk, DiskId, Format, ParentLink, check_range, link_parent, read_parent_or_zero,
+    Disk, DiskId, Durability, Format, ParentLink, check_range, link_parent, read_parent_or_zero,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
@@ -537,6 +537,10 @@ impl Disk for Vhdx {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn allocated_ranges(&self) -> Result<Vec<Range<u64>>> {

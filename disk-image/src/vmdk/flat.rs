@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::descriptor::{Descriptor, Extent, MAX_DESCRIPTOR_BYTES, NO_PARENT_CID};
 use super::header::SECTOR;
 use super::new_cid;
-use crate::disk::{Disk, DiskId, Format, RawExtent, check_range};
+use crate::disk::{Disk, DiskId, Durability, Format, RawExtent, check_range};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
 
@@ -239,6 +239,12 @@ impl Disk for FlatVmdk {
             e.file.sync_data()?;
         }
         Ok(())
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        for e in &mut self.extents {
+            e.file.set_durability(durability);
+        }
     }
 
     fn id(&self) -> Option<DiskId> {

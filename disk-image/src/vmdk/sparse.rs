@@ -14,7 +14,7 @@ use super::header::{
 };
 use super::new_cid;
 use crate::disk::{
-    Disk, DiskId, Format, ParentLink, check_range, link_parent, read_parent_or_zero,
+    Disk, DiskId, Durability, Format, ParentLink, check_range, link_parent, read_parent_or_zero,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
@@ -420,6 +420,10 @@ impl Disk for SparseVmdk {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn allocated_ranges(&self) -> Result<Vec<Range<u64>>> {

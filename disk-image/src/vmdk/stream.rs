@@ -21,7 +21,7 @@ use super::header::{
     SparseExtentHeader,
 };
 use super::new_cid;
-use crate::disk::{Disk, DiskId, Format, check_range};
+use crate::disk::{Disk, DiskId, Durability, Format, check_range};
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::ImageFile;
 
@@ -446,6 +446,10 @@ impl Disk for StreamVmdk {
         }
         self.tables_dirty = false;
         Ok(())
+    }
+
+    fn set_durability(&mut self, durability: Durability) {
+        self.file.set_durability(durability);
     }
 
     fn allocated_ranges(&self) -> Result<Vec<Range<u64>>> {
