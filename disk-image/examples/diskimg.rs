@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! diskimg create --format F (--size BYTES | --parent PATH) OUT
-//! diskimg write PATH --offset N < data
+//! diskimg write PATH --offset N [--unsynced] < data
 //! diskimg read PATH --offset N --length L > data
 //! diskimg convert --format F IN OUT
 //! diskimg info PATH [--json]
@@ -21,7 +21,7 @@ type Res<T> = Result<T, Box<dyn Error>>;
 
 const USAGE: &str = "usage:
   diskimg create --format F (--size BYTES | --parent PATH) OUT
-  diskimg write PATH --offset N < data
+  diskimg write PATH --offset N [--unsynced] < data
   diskimg read PATH --offset N --length L > data
   diskimg convert --format F IN OUT
   diskimg info PATH [--json]
@@ -38,7 +38,9 @@ const FORMATS: [Format; 7] = [
     Format::VhdDynamic,
     Format::Vhdx,
 ];
-const CHUNK: usize = 4 << 20;
+/// Bytes read or written at once: big enough to amortise calls, small enough to stay
+/// in the cache between the two copies.
+const CHUNK: usize = 1 << 20;
 
 /// One command, resolved from the flags.
 enum Mode {
@@ -51,6 +53,8 @@ enum Mode {
     Write {
         path: PathBuf,
         offset: u64,
+        /// Flush without waiting for the disk (qemu's cache=unsafe).
+        unsynced: bool,
     },
     Read {
         path: PathBuf,
@@ -138,7 +142,7 @@ impl Flags {
 
 fn parse(args: &[String]) -> Res<Mode> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
-    let mut f = Flags::parse(rest, &["json", "read-only"])?;
+    let mut f = Flags::parse(rest, &["json", "read-only", "unsynced"])?;
     let has = |f: &Flags, s: &str| f.switches.iter().any(|x| x == s);
     Ok(match cmd.as_str() {
         "create" => {
@@ -158,9 +162,11 @@ fn parse(args: &[String]) -> Res<Mode> {
         }
         "write" => {
             let offset = f.number("offset")?.ok_or("--offset is required")?;
+            let unsynced = has(&f, "unsynced");
             Mode::Write {
                 path: f.done(1)?.remove(0),
                 offset,
+                unsynced,
             }
         }
         "read" => {
@@ -293,25 +299,56 @@ fn run(mode: Mode) -> Res<()> {
             };
             disk.flush()?;
         }
-        Mode::Write { path, offset } => {
+        Mode::Write {
+            path,
+            offset,
+            unsynced,
+        } => {
             let mut disk = disk_image::open_chain(&path, false)?;
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; CHUNK];
-            let mut at = offset;
-            loop {
-                let mut n = 0;
-                while n < buf.len() {
-                    match stdin.read(&mut buf[n..])? {
-                        0 => break,
-                        k => n += k,
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-                disk.write_at(&buf[..n], at)?;
-                at += n as u64;
+            if unsynced {
+                disk.set_durability(disk_image::Durability::Unsynced);
             }
+            // Reading standard input and writing the disk are two copies of every byte:
+            // a reader thread makes the first while this one makes the second.
+            let (full, filled) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(2);
+            let (empty, emptied) = std::sync::mpsc::channel::<Vec<u8>>();
+            let reader = std::thread::spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    buf.resize(CHUNK, 0);
+                    let mut n = 0;
+                    while n < buf.len() {
+                        match stdin.read(&mut buf[n..]) {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = full.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    if n == 0 {
+                        return;
+                    }
+                    buf.truncate(n);
+                    if full.send(Ok(buf)).is_err() {
+                        return; // the writer stopped on an error of its own
+                    }
+                    buf = emptied.recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+                }
+            });
+            let mut at = offset;
+            for buf in filled {
+                let buf = buf.map_err(|e| format!("read standard input: {e}"))?;
+                disk.write_at(&buf, at)?;
+                at += buf.len() as u64;
+                let _ = empty.send(buf);
+            }
+            reader
+                .join()
+                .map_err(|_| "the standard input reader panicked")?;
             disk.flush()?;
         }
         Mode::Read {
