@@ -7,7 +7,9 @@ use crate::catalog::names::{claim_new, drop_all, names_of, resolve};
 use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
-/// One layer as the catalog records it.
+/// One layer as the catalog records it. Serialised (`layers --json`), fields that hold
+/// nothing (no digest, no metadata, no big data, not read-only) are left out, as
+/// containers-storage leaves them out; they read back as their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LayerRecord {
     /// The layer's id (64 lowercase hex).
@@ -23,19 +25,25 @@ pub struct LayerRecord {
     /// Still being written (or being deleted).
     pub incomplete: bool,
     /// `sha256:<hex>` of the bytes received when it was imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_digest: Option<String>,
     /// Bytes received when it was imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_size: Option<u64>,
     /// `sha256:<hex>` of the uncompressed tar it was imported from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_digest: Option<String>,
     /// Length of that tar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_size: Option<u64>,
     /// Free-form metadata (`set-metadata`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub metadata: String,
     /// Keys of its big-data items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub big_data_names: Vec<String>,
     /// It lives in a read-only additional store.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
 }
 
@@ -246,6 +254,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
         (dir, c)
+    }
+
+    #[test]
+    fn a_layer_serialises_without_empty_fields_and_reads_back_the_same() {
+        let (_d, mut c) = open();
+        c.create_layer(&id(1), None, &["base".into()], false)
+            .unwrap();
+        c.complete_layer(&id(1), &LayerDigests::default()).unwrap();
+        let bare = c.layer("base").unwrap();
+        let json = serde_json::to_value(&bare).unwrap();
+        for absent in [
+            "compressed_digest",
+            "uncompressed_size",
+            "metadata",
+            "big_data_names",
+            "read_only",
+        ] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+        assert!(
+            json.get("parent").is_some(),
+            "parent is always there: {json}"
+        );
+        assert_eq!(serde_json::from_value::<LayerRecord>(json).unwrap(), bare);
+        let full = LayerRecord {
+            compressed_digest: Some("sha256:1".into()),
+            uncompressed_size: Some(7),
+            metadata: "m".into(),
+            big_data_names: vec!["k".into()],
+            read_only: true,
+            ..bare
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(json["uncompressed_size"], 7);
+        assert_eq!(serde_json::from_value::<LayerRecord>(json).unwrap(), full);
     }
 
     #[test]
