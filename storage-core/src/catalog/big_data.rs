@@ -27,19 +27,22 @@ pub fn dir(kind: ObjectKind, owner: &str) -> String {
     format!("bigdata/{kind}/{owner}")
 }
 
+/// An item from the columns `key, size, digest, file`, the first at `at`.
+pub(super) fn item(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<BigDataInfo> {
+    Ok(BigDataInfo {
+        key: r.get(at)?,
+        size: r.get::<_, i64>(at + 1)? as u64,
+        digest: r.get(at + 2)?,
+        file: r.get(at + 3)?,
+    })
+}
+
 /// Every item of one owner, by key.
 pub fn list(sql: &Sql<'_>, kind: ObjectKind, owner: &str) -> Result<Vec<BigDataInfo>> {
     sql.rows(
         "SELECT key, size, digest, file FROM big_data WHERE kind = ?1 AND owner = ?2 ORDER BY key",
         params![kind.to_string(), owner],
-        |r| {
-            Ok(BigDataInfo {
-                key: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
-                digest: r.get(2)?,
-                file: r.get(3)?,
-            })
-        },
+        |r| item(r, 0),
     )
 }
 
@@ -48,14 +51,7 @@ pub fn get(sql: &Sql<'_>, kind: ObjectKind, owner: &str, key: &str) -> Result<Op
     sql.row(
         "SELECT key, size, digest, file FROM big_data WHERE kind = ?1 AND owner = ?2 AND key = ?3",
         params![kind.to_string(), owner, key],
-        |r| {
-            Ok(BigDataInfo {
-                key: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
-                digest: r.get(2)?,
-                file: r.get(3)?,
-            })
-        },
+        |r| item(r, 0),
     )
 }
 

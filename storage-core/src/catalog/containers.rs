@@ -51,12 +51,14 @@ fn select(
         args,
         from_row,
     )?;
-    let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
-    let names = owned::names(sql, ObjectKind::Container, &ids)?;
-    let items = owned::big_data(sql, ObjectKind::Container, &ids)?;
-    for ((c, names), items) in all.iter_mut().zip(names).zip(items) {
-        c.names = names;
-        c.big_data = items;
+    let owned = owned::of(
+        sql,
+        ObjectKind::Container,
+        all.iter().map(|r| r.id.as_str()),
+    )?;
+    for (c, o) in all.iter_mut().zip(owned) {
+        c.names = o.names;
+        c.big_data = o.items;
     }
     Ok(all)
 }

@@ -50,12 +50,10 @@ fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result
         args,
         from_row,
     )?;
-    let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
-    let names = owned::names(sql, ObjectKind::Image, &ids)?;
-    let items = owned::big_data(sql, ObjectKind::Image, &ids)?;
-    for ((image, names), items) in images.iter_mut().zip(names).zip(items) {
-        image.names = names;
-        image.big_data = items;
+    let owned = owned::of(sql, ObjectKind::Image, images.iter().map(|r| r.id.as_str()))?;
+    for (image, o) in images.iter_mut().zip(owned) {
+        image.names = o.names;
+        image.big_data = o.items;
     }
     Ok(images)
 }

@@ -87,12 +87,10 @@ fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result
         args,
         from_row,
     )?;
-    let ids: Vec<&str> = all.iter().map(|l| l.id.as_str()).collect();
-    let names = owned::names(sql, ObjectKind::Layer, &ids)?;
-    let items = owned::big_data(sql, ObjectKind::Layer, &ids)?;
-    for ((l, names), items) in all.iter_mut().zip(names).zip(items) {
-        l.names = names;
-        l.big_data_names = items.into_iter().map(|i| i.key).collect();
+    let owned = owned::of(sql, ObjectKind::Layer, all.iter().map(|r| r.id.as_str()))?;
+    for (l, o) in all.iter_mut().zip(owned) {
+        l.names = o.names;
+        l.big_data_names = o.items.into_iter().map(|i| i.key).collect();
     }
     Ok(all)
 }

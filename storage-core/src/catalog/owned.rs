@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use rusqlite::{Row, params};
 
 use crate::catalog::Sql;
 use crate::catalog::big_data::{self, BigDataInfo};
@@ -16,61 +16,69 @@ use crate::error::{ObjectKind, Result};
 /// Up to this many rows, per-row lookups beat a scan of the whole kind.
 const PER_ROW: usize = 8;
 
-/// The names of each of `ids` (of `kind`), sorted, in the order of `ids`.
-pub(super) fn names(sql: &Sql<'_>, kind: ObjectKind, ids: &[&str]) -> Result<Vec<Vec<String>>> {
-    if ids.len() <= PER_ROW {
-        return ids.iter().map(|id| names_of(sql, kind, id)).collect();
-    }
-    let mut out = vec![Vec::new(); ids.len()];
-    let mut at = None;
-    sql.each(
-        "SELECT owner, name FROM names WHERE kind = ?1 ORDER BY owner, name",
-        params![kind.to_string()],
-        |r| {
-            let at = at.get_or_insert_with(|| positions(ids));
-            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
-                out[i].push(r.get(1)?);
-            }
-            Ok(())
-        },
-    )?;
-    Ok(out)
+/// What one row owns.
+pub(super) struct Owned {
+    /// Its names, sorted.
+    pub(super) names: Vec<String>,
+    /// Its big-data items, by key.
+    pub(super) items: Vec<BigDataInfo>,
 }
 
-/// The big-data items of each of `ids` (of `kind`), by key, in the order of `ids`.
-pub(super) fn big_data(
+/// What each of the rows `ids` (of `kind`) owns, in the order of `ids`.
+pub(super) fn of<'a>(
+    sql: &Sql<'_>,
+    kind: ObjectKind,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Owned>> {
+    let ids: Vec<&str> = ids.collect();
+    let names = deal(
+        sql,
+        kind,
+        &ids,
+        |id| names_of(sql, kind, id),
+        "SELECT owner, name FROM names WHERE kind = ?1 ORDER BY owner, name",
+        |r| r.get(1),
+    )?;
+    let items = deal(
+        sql,
+        kind,
+        &ids,
+        |id| big_data::list(sql, kind, id),
+        "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
+        |r| big_data::item(r, 1),
+    )?;
+    Ok(names
+        .into_iter()
+        .zip(items)
+        .map(|(names, items)| Owned { names, items })
+        .collect())
+}
+
+/// Each of `ids`' share of one table: by `one` lookup per id for a few ids, else by one
+/// `scan` (owner first, `?1` the kind) whose rows `value` decodes.
+fn deal<T>(
     sql: &Sql<'_>,
     kind: ObjectKind,
     ids: &[&str],
-) -> Result<Vec<Vec<BigDataInfo>>> {
+    one: impl Fn(&str) -> Result<Vec<T>>,
+    scan: &str,
+    value: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<Vec<T>>> {
     if ids.len() <= PER_ROW {
-        return ids.iter().map(|id| big_data::list(sql, kind, id)).collect();
+        return ids.iter().map(|id| one(id)).collect();
     }
-    let mut out = vec![Vec::new(); ids.len()];
-    let mut at = None;
-    sql.each(
-        "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
-        params![kind.to_string()],
-        |r| {
-            let at = at.get_or_insert_with(|| positions(ids));
-            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
-                out[i].push(BigDataInfo {
-                    key: r.get(1)?,
-                    size: r.get::<_, i64>(2)? as u64,
-                    digest: r.get(3)?,
-                    file: r.get(4)?,
-                });
-            }
-            Ok(())
-        },
-    )?;
+    let mut out: Vec<Vec<T>> = std::iter::repeat_with(Vec::new).take(ids.len()).collect();
+    // Built on the first owned row, so a kind that owns nothing here (layers rarely
+    // carry big data) costs no map.
+    let mut at: Option<HashMap<&str, usize>> = None;
+    sql.each(scan, params![kind.to_string()], |r| {
+        let at = at.get_or_insert_with(|| ids.iter().enumerate().map(|(i, id)| (*id, i)).collect());
+        if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
+            out[i].push(value(r)?);
+        }
+        Ok(())
+    })?;
     Ok(out)
-}
-
-/// Where each id sits in `ids`; built on the first owned row, so a kind that owns
-/// nothing (layers rarely carry big data) costs no map.
-fn positions<'a>(ids: &[&'a str]) -> HashMap<&'a str, usize> {
-    ids.iter().enumerate().map(|(i, id)| (*id, i)).collect()
 }
 
 #[cfg(test)]
