@@ -199,11 +199,9 @@ pub async fn open_volumes(flags: &Flags) -> Result<Volumes> {
             located.resolved.descriptor.name
         )
     })?;
-    let db = located.catalog_root.join("catalog.db");
+    let root = located.catalog_root.clone();
     let catalog = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(db.parent().unwrap_or(&db))
-            .with_context(|| format!("create {}", db.display()))?;
-        Catalog::open(&db).with_context(|| format!("open catalog {}", db.display()))
+        Catalog::open_in(&root).with_context(|| format!("open catalog in {}", root.display()))
     })
     .await
     .context("catalog opener")??;

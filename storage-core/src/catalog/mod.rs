@@ -61,7 +61,23 @@ pub struct PendingRemoval {
     pub lock: String,
 }
 
+/// The catalog database's name in a store root.
+const FILE: &str = "catalog.db";
+
 impl Catalog {
+    /// Opens (creating and migrating) the catalog of the store rooted at `root`, creating
+    /// the root if it is missing.
+    pub fn open_in(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io_path("create store root", root, e))?;
+        Self::open(&root.join(FILE))
+    }
+
+    /// Opens the catalog of the existing store rooted at `root` read-only (see
+    /// [`Catalog::open_read_only`]).
+    pub fn open_read_only_in(root: &Path) -> Result<Self> {
+        Self::open_read_only(&root.join(FILE))
+    }
+
     /// Opens (creating and migrating) the catalog database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|source| Error::Catalog {

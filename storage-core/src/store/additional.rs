@@ -17,8 +17,8 @@ pub(crate) struct ReadOnlyStore {
 
 impl ReadOnlyStore {
     pub(crate) async fn open(root: &Path) -> Result<Self> {
-        let db = root.join("catalog.db");
-        let catalog = tokio::task::spawn_blocking(move || Catalog::open_read_only(&db))
+        let dir = root.to_owned();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::open_read_only_in(&dir))
             .await
             .map_err(join_error)??;
         Ok(ReadOnlyStore {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The catalogs a store lists from. Every call blocks: use it outside async code.
 pub struct Listing {
@@ -23,11 +23,10 @@ impl Listing {
     /// would) and the catalogs of the additional stores rooted at `additional`,
     /// read-only.
     pub fn open(root: &Path, additional: &[PathBuf]) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io_path("create store root", root, e))?;
-        let own = Catalog::open(&root.join("catalog.db"))?;
+        let own = Catalog::open_in(root)?;
         let additional = additional
             .iter()
-            .map(|r| Catalog::open_read_only(&r.join("catalog.db")))
+            .map(|r| Catalog::open_read_only_in(r))
             .collect::<Result<_>>()?;
         Ok(Listing { own, additional })
     }
@@ -41,33 +40,35 @@ impl Listing {
     /// Every complete layer: this store's, oldest first, then each additional store's,
     /// marked read-only.
     pub fn layers(&self) -> Result<Vec<LayerRecord>> {
-        let mut all = self.own.layers()?;
-        for c in &self.additional {
-            all.extend(c.layers()?.into_iter().map(|mut l| {
-                l.read_only = true;
-                l
-            }));
-        }
-        Ok(all)
+        self.with_lent(Catalog::layers, |l| l.read_only = true)
     }
 
     /// Every image: this store's, oldest first, then each additional store's, marked
     /// read-only.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let mut all = self.own.images()?;
-        for c in &self.additional {
-            all.extend(c.images()?.into_iter().map(|mut i| {
-                i.read_only = true;
-                i
-            }));
-        }
-        Ok(all)
+        self.with_lent(Catalog::images, |i| i.read_only = true)
     }
 
     /// Every container of this store, oldest first (additional stores lend layers and
     /// images, never containers).
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         self.own.containers()
+    }
+
+    /// `list` of this store's catalog, then of each additional store's with `mark` on
+    /// every row.
+    fn with_lent<T>(
+        &self,
+        list: impl Fn(&Catalog) -> Result<Vec<T>>,
+        mark: impl Fn(&mut T),
+    ) -> Result<Vec<T>> {
+        let mut all = list(&self.own)?;
+        for c in &self.additional {
+            let mut lent = list(c)?;
+            lent.iter_mut().for_each(&mark);
+            all.append(&mut lent);
+        }
+        Ok(all)
     }
 }
 

@@ -81,15 +81,10 @@ impl Store {
         for r in additional {
             others.push(additional::ReadOnlyStore::open(r).await?);
         }
-        let db = root.join("catalog.db");
         let dir = root.to_owned();
-        let catalog = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io_path("create store root", &dir, e))?;
-            Catalog::open(&db)
-        })
-        .await
-        .map_err(join_error)??;
+        let catalog = tokio::task::spawn_blocking(move || Catalog::open_in(&dir))
+            .await
+            .map_err(join_error)??;
         let store = Store {
             root: root.to_owned(),
             catalog: Arc::new(Mutex::new(catalog)),
