@@ -4,7 +4,7 @@
 use rusqlite::{Row, params};
 
 use crate::catalog::big_data::BigDataInfo;
-use crate::catalog::names::{claim_new, drop_all, resolve};
+use crate::catalog::names::{claim_new, drop_all, list_column, listed, resolve};
 use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
@@ -36,7 +36,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ContainerRecord> {
         layer: r.get(2)?,
         created: r.get(3)?,
         metadata: r.get(4)?,
-        names: Vec::new(),
+        names: listed(r.get_ref(5)?.as_str()?, 5)?,
         big_data: Vec::new(),
     })
 }
@@ -46,19 +46,19 @@ fn select(
     condition: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<ContainerRecord>> {
+    let names = list_column(sql, ObjectKind::Container, "c");
     let mut all = sql.rows(
-        &format!("SELECT {COLUMNS} FROM containers c WHERE {condition} ORDER BY c.rowid"),
+        &format!("SELECT {COLUMNS}, {names} FROM containers c WHERE {condition} ORDER BY c.rowid"),
         args,
         from_row,
     )?;
-    let owned = owned::of(
+    let items = owned::big_data(
         sql,
         ObjectKind::Container,
         all.iter().map(|r| r.id.as_str()),
     )?;
-    for (c, o) in all.iter_mut().zip(owned) {
-        c.names = o.names;
-        c.big_data = o.items;
+    for (c, items) in all.iter_mut().zip(items) {
+        c.big_data = items;
     }
     Ok(all)
 }

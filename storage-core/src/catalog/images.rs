@@ -3,7 +3,7 @@
 use rusqlite::{Row, params};
 
 use crate::catalog::big_data::BigDataInfo;
-use crate::catalog::names::{claim_new, drop_all, resolve};
+use crate::catalog::names::{claim_new, drop_all, list_column, listed, resolve};
 use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
@@ -38,22 +38,22 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         digest: r.get(2)?,
         created: r.get(3)?,
         metadata: r.get(4)?,
-        names: Vec::new(),
+        names: listed(r.get_ref(5)?.as_str()?, 5)?,
         big_data: Vec::new(),
         read_only: false,
     })
 }
 
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<ImageRecord>> {
+    let names = list_column(sql, ObjectKind::Image, "i");
     let mut images = sql.rows(
-        &format!("SELECT {COLUMNS} FROM images i WHERE {condition} ORDER BY i.rowid"),
+        &format!("SELECT {COLUMNS}, {names} FROM images i WHERE {condition} ORDER BY i.rowid"),
         args,
         from_row,
     )?;
-    let owned = owned::of(sql, ObjectKind::Image, images.iter().map(|r| r.id.as_str()))?;
-    for (image, o) in images.iter_mut().zip(owned) {
-        image.names = o.names;
-        image.big_data = o.items;
+    let items = owned::big_data(sql, ObjectKind::Image, images.iter().map(|r| r.id.as_str()))?;
+    for (image, items) in images.iter_mut().zip(items) {
+        image.big_data = items;
     }
     Ok(images)
 }

@@ -1,9 +1,13 @@
 //! Layer rows: created incomplete, completed once their data is durable, marked again
 //! before they are removed.
 
+use std::ops::ControlFlow;
+
 use rusqlite::{Row, params};
 
-use crate::catalog::names::{claim_new, drop_all, names_of, resolve};
+use crate::catalog::names::{
+    claim_new, drop_all, each_listed, list_column, listed, names_of, resolve,
+};
 use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
@@ -60,8 +64,8 @@ pub struct LayerDigests {
     pub uncompressed_size: Option<u64>,
 }
 
-const COLUMNS: &str = "id, parent, created, read_write, incomplete, compressed_digest,
-    compressed_size, uncompressed_digest, uncompressed_size, metadata";
+const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
+    l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
     Ok(LayerRecord {
@@ -75,24 +79,88 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
         uncompressed_digest: r.get(7)?,
         uncompressed_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
         metadata: r.get(9)?,
-        names: Vec::new(),
+        names: listed(r.get_ref(10)?.as_str()?, 10)?,
         big_data_names: Vec::new(),
         read_only: false,
     })
 }
 
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
+    let names = list_column(sql, ObjectKind::Layer, "l");
     let mut all = sql.rows(
-        &format!("SELECT {COLUMNS} FROM layers WHERE {condition} ORDER BY rowid"),
+        &format!("SELECT {COLUMNS}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid"),
         args,
         from_row,
     )?;
-    let owned = owned::of(sql, ObjectKind::Layer, all.iter().map(|r| r.id.as_str()))?;
-    for (l, o) in all.iter_mut().zip(owned) {
-        l.names = o.names;
-        l.big_data_names = o.items.into_iter().map(|i| i.key).collect();
+    let items = owned::big_data(sql, ObjectKind::Layer, all.iter().map(|r| r.id.as_str()))?;
+    for (l, items) in all.iter_mut().zip(items) {
+        l.big_data_names = items.into_iter().map(|i| i.key).collect();
     }
     Ok(all)
+}
+
+/// A complete layer as a plain listing shows it: its id, parent and names, borrowed from
+/// the catalog for one call of the listing's callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerSummary<'a> {
+    /// The layer's id (64 lowercase hex).
+    pub id: &'a str,
+    /// The parent layer's id.
+    pub parent: Option<&'a str>,
+    /// Names, sorted.
+    pub names: &'a [String],
+    /// It lives in a read-only additional store.
+    pub read_only: bool,
+}
+
+impl<'a> From<&'a LayerRecord> for LayerSummary<'a> {
+    fn from(l: &'a LayerRecord) -> Self {
+        LayerSummary {
+            id: &l.id,
+            parent: l.parent.as_deref(),
+            names: &l.names,
+            read_only: l.read_only,
+        }
+    }
+}
+
+/// Calls `f` on every complete layer, oldest first, until it breaks; returns whether it
+/// broke.
+///
+/// One scan reads the three columns a listing prints, and each row is handed out from
+/// buffers that are reused: a listing of any size allocates nothing per layer, where
+/// collecting [`LayerRecord`]s costs a handful of allocations a layer.
+pub fn summaries(
+    sql: &Sql<'_>,
+    mut f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
+    let mut names: Vec<String> = Vec::new();
+    let list = list_column(sql, ObjectKind::Layer, "l");
+    sql.each(
+        &format!(
+            "SELECT l.id, l.parent, {list} FROM layers AS l WHERE l.incomplete = 0 ORDER BY l.rowid"
+        ),
+        [],
+        |r| {
+            let mut named = 0;
+            each_listed(r.get_ref(2)?.as_str()?, 2, |name| {
+                match names.get_mut(named) {
+                    Some(slot) => {
+                        slot.clear();
+                        slot.push_str(name);
+                    }
+                    None => names.push(name.to_owned()),
+                }
+                named += 1;
+            })?;
+            Ok(f(&LayerSummary {
+                id: r.get_ref(0)?.as_str()?,
+                parent: r.get_ref(1)?.as_str_or_null()?,
+                names: &names[..named],
+                read_only: false,
+            }))
+        },
+    )
 }
 
 /// Records a new, incomplete layer with its names.
@@ -159,21 +227,23 @@ pub fn delete(sql: &Sql<'_>, id: &str) -> Result<()> {
 /// A complete layer by id, name or unique id prefix.
 pub fn get(sql: &Sql<'_>, key: &str) -> Result<LayerRecord> {
     let id = resolve(sql, ObjectKind::Layer, key)?;
-    select(sql, "id = ?1", [&id])?.pop().ok_or(Error::NotFound {
-        kind: ObjectKind::Layer,
-        id,
-    })
+    select(sql, "l.id = ?1", [&id])?
+        .pop()
+        .ok_or(Error::NotFound {
+            kind: ObjectKind::Layer,
+            id,
+        })
 }
 
 /// Every complete layer, oldest first.
 pub fn list(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
-    select(sql, "incomplete = 0", [])
+    select(sql, "l.incomplete = 0", [])
 }
 
 /// Every incomplete layer (being written or deleted, or left by a crash), newest first,
 /// so that children come before their parents.
 pub fn list_incomplete(sql: &Sql<'_>) -> Result<Vec<LayerRecord>> {
-    let mut all = select(sql, "incomplete = 1", [])?;
+    let mut all = select(sql, "l.incomplete = 1", [])?;
     all.reverse();
     Ok(all)
 }
@@ -222,6 +292,15 @@ impl Catalog {
     /// Every complete layer, oldest first.
     pub fn layers(&self) -> Result<Vec<LayerRecord>> {
         self.read(list)
+    }
+
+    /// Calls `f` on every complete layer's summary, oldest first, until it breaks (see
+    /// [`summaries`]).
+    pub fn layer_summaries(
+        &self,
+        f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>> {
+        self.read(|sql| summaries(sql, f))
     }
 
     /// Every incomplete layer, children before parents.

@@ -39,7 +39,7 @@ pub use big_data::BigDataInfo;
 pub use containers::ContainerRecord;
 pub use image_stores::{StoreImageRecord, VolumeUse};
 pub use images::ImageRecord;
-pub use layers::{LayerDigests, LayerRecord};
+pub use layers::{LayerDigests, LayerRecord, LayerSummary};
 pub use names::NameChange;
 pub use sql::Sql;
 
@@ -50,6 +50,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Catalog {
     conn: Connection,
     path: PathBuf,
+    /// The schema version: [`schema::VERSION`] once a writable catalog is open, whatever
+    /// it is for a read-only one.
+    version: i64,
 }
 
 /// A path outside the database whose removal a crash may have interrupted.
@@ -87,11 +90,13 @@ impl Catalog {
         let mut catalog = Catalog {
             conn,
             path: path.to_owned(),
+            version: 0,
         };
         catalog.configure(true)?;
         // The common case, a current schema, needs no write lock: every process start
         // would otherwise queue behind the writers.
         if catalog.read(schema::version)? == schema::VERSION {
+            catalog.version = schema::VERSION;
             return Ok(catalog);
         }
         let path = catalog.path.clone();
@@ -102,9 +107,11 @@ impl Catalog {
                 path: path.clone(),
                 source,
             })?;
-        schema::migrate(&Sql::new(&tx, &path))?;
+        let from = schema::version(&Sql::new(&tx, &path, 0))?;
+        schema::migrate(&Sql::new(&tx, &path, from))?;
         tx.commit()
             .map_err(|source| Error::Catalog { path, source })?;
+        catalog.version = schema::VERSION;
         Ok(catalog)
     }
 
@@ -119,12 +126,14 @@ impl Catalog {
             path: path.to_owned(),
             source,
         })?;
-        let catalog = Catalog {
+        let mut catalog = Catalog {
             conn,
             path: path.to_owned(),
+            version: 0,
         };
         catalog.configure(false)?;
         let version = catalog.read(schema::version)?;
+        catalog.version = version;
         if !(schema::OLDEST_READABLE..=schema::VERSION).contains(&version) {
             return Err(Error::CorruptStore {
                 path: path.to_owned(),
@@ -161,6 +170,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// Leaves the write-ahead log and its index in place when this connection closes,
+    /// for a connection that only reads (a listing): the last connection to close would
+    /// otherwise checkpoint and delete both, and the next process would create them
+    /// again. Writers still checkpoint as they commit, and whichever writer closes last
+    /// removes them.
+    pub fn keep_log_on_close(&self) -> Result<()> {
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(|source| self.err(source))?;
+        Ok(())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -172,14 +196,14 @@ impl Catalog {
             .conn
             .unchecked_transaction()
             .map_err(|source| self.err(source))?;
-        let out = f(&Sql::new(&tx, &self.path))?;
+        let out = f(&Sql::new(&tx, &self.path, self.version))?;
         tx.finish().map_err(|source| self.err(source))?;
         Ok(out)
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it commits, or none.
     pub fn write<T>(&mut self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
-        let path = self.path.clone();
+        let (path, version) = (self.path.clone(), self.version);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -187,7 +211,7 @@ impl Catalog {
                 path: path.clone(),
                 source,
             })?;
-        let out = f(&Sql::new(&tx, &path))?;
+        let out = f(&Sql::new(&tx, &path, version))?;
         tx.commit()
             .map_err(|source| Error::Catalog { path, source })?;
         Ok(out)

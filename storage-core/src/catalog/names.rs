@@ -7,6 +7,7 @@
 
 use rusqlite::params;
 
+use crate::catalog::schema::NAME_LISTS;
 use crate::catalog::{Catalog, Sql};
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::is_id_prefix;
@@ -76,6 +77,65 @@ pub fn resolve(sql: &Sql<'_>, kind: ObjectKind, key: &str) -> Result<String> {
     })
 }
 
+/// The SQL expression for the name list (a JSON array, sorted) of each row of `kind`'s
+/// table, aliased `alias`: the row's own copy since schema version 4, worked out from the
+/// `names` table in an older (read-only) catalog.
+pub(super) fn list_column(sql: &Sql<'_>, kind: ObjectKind, alias: &str) -> String {
+    if sql.version() >= NAME_LISTS {
+        format!("{alias}.names")
+    } else {
+        format!(
+            "(SELECT json_group_array(name ORDER BY name) FROM names
+              WHERE kind = '{kind}' AND owner = {alias}.id)"
+        )
+    }
+}
+
+/// Calls `f` on each name of a name list read from [`list_column`] (column `col` of the
+/// row it came from, for errors).
+///
+/// A list without a backslash holds no escaped character, so no name in it holds a
+/// quote: its names are then every other piece between quotes (`["a","b"]`), cut
+/// straight out of the text. That covers names as people write them; a list with escapes
+/// goes through a JSON parser.
+pub(super) fn each_listed(list: &str, col: usize, mut f: impl FnMut(&str)) -> rusqlite::Result<()> {
+    let bad = |e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e)
+    };
+    if !list.contains('\\') {
+        if !(list.starts_with('[') && list.ends_with(']')) {
+            return Err(bad(
+                format!("a name list is a JSON array, not {list:?}").into()
+            ));
+        }
+        list.split('"').skip(1).step_by(2).for_each(f);
+        return Ok(());
+    }
+    let names: Vec<String> = serde_json::from_str(list).map_err(|e| bad(e.into()))?;
+    names.iter().for_each(|n| f(n));
+    Ok(())
+}
+
+/// A name list read from [`list_column`], as a vector.
+pub(super) fn listed(list: &str, col: usize) -> rusqlite::Result<Vec<String>> {
+    let mut names = Vec::new();
+    each_listed(list, col, |n| names.push(n.to_owned()))?;
+    Ok(names)
+}
+
+/// Rewrites the name list that the row of `owner` keeps, after its names changed.
+fn relist(sql: &Sql<'_>, kind: ObjectKind, owner: &str) -> Result<()> {
+    let (table, _) = table(kind)?;
+    sql.exec(
+        &format!(
+            "UPDATE {table} SET names = (SELECT json_group_array(name ORDER BY name)
+                 FROM names WHERE kind = ?1 AND owner = ?2) WHERE id = ?2"
+        ),
+        params![kind_key(kind), owner],
+    )?;
+    Ok(())
+}
+
 /// The names of one object, sorted.
 pub fn names_of(sql: &Sql<'_>, kind: ObjectKind, id: &str) -> Result<Vec<String>> {
     sql.rows(
@@ -110,7 +170,10 @@ pub(super) fn claim_new(sql: &Sql<'_>, kind: ObjectKind, id: &str, names: &[Stri
             }
         }
     }
-    Ok(())
+    if names.is_empty() {
+        return Ok(());
+    }
+    relist(sql, kind, id)
 }
 
 /// Changes an object's names; returns the names it has afterwards.
@@ -138,10 +201,19 @@ pub(super) fn change(
         }
         match how {
             NameChange::Add | NameChange::Set => {
+                let holder: Option<String> = sql.row(
+                    "SELECT owner FROM names WHERE kind = ?1 AND name = ?2",
+                    params![k, name],
+                    |r| r.get(0),
+                )?;
                 sql.exec(
                     "INSERT OR REPLACE INTO names (kind, name, owner) VALUES (?1, ?2, ?3)",
                     params![k, name, id],
                 )?;
+                // The name moved: its old holder's list loses it.
+                if let Some(holder) = holder.filter(|h| h != id) {
+                    relist(sql, kind, &holder)?;
+                }
             }
             NameChange::Remove => {
                 sql.exec(
@@ -151,6 +223,7 @@ pub(super) fn change(
             }
         }
     }
+    relist(sql, kind, id)?;
     names_of(sql, kind, id)
 }
 
@@ -251,5 +324,106 @@ impl Catalog {
             let id = resolve(sql, kind, key)?;
             set_metadata(sql, kind, &id, metadata)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::catalog::LayerDigests;
+
+    fn id(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn open() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        (dir, c)
+    }
+
+    fn layer(c: &mut Catalog, n: u8, names: &[&str]) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        c.create_layer(&id(n), None, &names, false).unwrap();
+        c.complete_layer(&id(n), &LayerDigests::default()).unwrap();
+    }
+
+    /// Each layer's names as the record listing, the summary listing and the `names`
+    /// table give them; they must agree.
+    fn listed_three_ways(c: &Catalog) -> Vec<Vec<String>> {
+        let records: Vec<Vec<String>> = c.layers().unwrap().into_iter().map(|l| l.names).collect();
+        let mut summaries = Vec::new();
+        let flow = c.layer_summaries(|s| {
+            summaries.push(s.names.to_vec());
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        let table: Vec<Vec<String>> = c
+            .layers()
+            .unwrap()
+            .iter()
+            .map(|l| c.names(ObjectKind::Layer, &l.id).unwrap())
+            .collect();
+        assert_eq!(records, summaries);
+        assert_eq!(records, table);
+        records
+    }
+
+    #[test]
+    fn a_name_moved_by_add_or_set_leaves_its_old_holders_list() {
+        let (_d, mut c) = open();
+        layer(&mut c, 1, &["a", "b"]);
+        layer(&mut c, 2, &[]);
+        c.change_names(ObjectKind::Layer, &id(2), &["a".into()], NameChange::Add)
+            .unwrap();
+        assert_eq!(listed_three_ways(&c), [vec!["b"], vec!["a"]]);
+        c.change_names(
+            ObjectKind::Layer,
+            &id(2),
+            &["b".into(), "c".into()],
+            NameChange::Set,
+        )
+        .unwrap();
+        assert_eq!(listed_three_ways(&c), [vec![], vec!["b", "c"]]);
+        c.change_names(ObjectKind::Layer, &id(2), &["c".into()], NameChange::Remove)
+            .unwrap();
+        assert_eq!(listed_three_ways(&c), [vec![], vec!["b"]]);
+    }
+
+    #[test]
+    fn names_that_json_escapes_list_as_they_were_given() {
+        let (_d, mut c) = open();
+        let odd = [
+            "quo\"te",
+            "back\\slash",
+            "line\nbreak",
+            "tab\tand\u{1}",
+            "ünïcödé",
+            "a\",\"b",
+        ];
+        layer(&mut c, 1, &odd);
+        layer(&mut c, 2, &["plain", "x"]);
+        let mut sorted: Vec<String> = odd.iter().map(|s| s.to_string()).collect();
+        sorted.sort();
+        assert_eq!(
+            listed_three_ways(&c),
+            [sorted, vec!["plain".into(), "x".into()]]
+        );
+    }
+
+    #[test]
+    fn a_name_list_is_cut_plainly_or_parsed_alike() {
+        let cut = |list: &str| {
+            let mut out = Vec::new();
+            each_listed(list, 0, |n| out.push(n.to_owned())).unwrap();
+            out
+        };
+        assert!(cut("[]").is_empty());
+        assert_eq!(cut(r#"["a"]"#), ["a"]);
+        assert_eq!(cut(r#"["a","b c","ü"]"#), ["a", "b c", "ü"]);
+        assert_eq!(cut(r#"["a\"b","c\\d"]"#), ["a\"b", "c\\d"]);
+        assert!(each_listed("not json", 3, |_| {}).is_err());
     }
 }

@@ -1,83 +1,50 @@
-//! What rows own in other tables (names, big-data items), fetched for many rows at once.
+//! The big-data items of many rows, fetched at once.
 //!
-//! A listing that asked for each row's names and items with one indexed lookup per row
-//! would pay two B-tree descents a row; here a handful of rows still get those lookups,
-//! and more get one ordered scan of the kind's names and items, dealt out by owner.
+//! A listing that asked for each row's items with an indexed lookup per row would pay a
+//! B-tree descent a row; here a handful of rows still get those lookups, and more get one
+//! ordered scan of the kind's items, dealt out by owner. (Names need neither: each row
+//! carries its own name list.)
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use rusqlite::{Row, params};
+use rusqlite::params;
 
 use crate::catalog::Sql;
 use crate::catalog::big_data::{self, BigDataInfo};
-use crate::catalog::names::names_of;
 use crate::error::{ObjectKind, Result};
 
 /// Up to this many rows, per-row lookups beat a scan of the whole kind.
 const PER_ROW: usize = 8;
 
-/// What one row owns.
-pub(super) struct Owned {
-    /// Its names, sorted.
-    pub(super) names: Vec<String>,
-    /// Its big-data items, by key.
-    pub(super) items: Vec<BigDataInfo>,
-}
-
-/// What each of the rows `ids` (of `kind`) owns, in the order of `ids`.
-pub(super) fn of<'a>(
+/// The big-data items, by key, of each of the rows `ids` (of `kind`), in the order of
+/// `ids`.
+pub(super) fn big_data<'a>(
     sql: &Sql<'_>,
     kind: ObjectKind,
     ids: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Owned>> {
+) -> Result<Vec<Vec<BigDataInfo>>> {
     let ids: Vec<&str> = ids.collect();
-    let names = deal(
-        sql,
-        kind,
-        &ids,
-        |id| names_of(sql, kind, id),
-        "SELECT owner, name FROM names WHERE kind = ?1 ORDER BY owner, name",
-        |r| r.get(1),
-    )?;
-    let items = deal(
-        sql,
-        kind,
-        &ids,
-        |id| big_data::list(sql, kind, id),
-        "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
-        |r| big_data::item(r, 1),
-    )?;
-    Ok(names
-        .into_iter()
-        .zip(items)
-        .map(|(names, items)| Owned { names, items })
-        .collect())
-}
-
-/// Each of `ids`' share of one table: by `one` lookup per id for a few ids, else by one
-/// `scan` (owner first, `?1` the kind) whose rows `value` decodes.
-fn deal<T>(
-    sql: &Sql<'_>,
-    kind: ObjectKind,
-    ids: &[&str],
-    one: impl Fn(&str) -> Result<Vec<T>>,
-    scan: &str,
-    value: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<Vec<T>>> {
     if ids.len() <= PER_ROW {
-        return ids.iter().map(|id| one(id)).collect();
+        return ids.iter().map(|id| big_data::list(sql, kind, id)).collect();
     }
-    let mut out: Vec<Vec<T>> = std::iter::repeat_with(Vec::new).take(ids.len()).collect();
-    // Built on the first owned row, so a kind that owns nothing here (layers rarely
-    // carry big data) costs no map.
+    let mut out: Vec<Vec<BigDataInfo>> = std::iter::repeat_with(Vec::new).take(ids.len()).collect();
+    // Built on the first item, so a kind that owns none here (layers rarely carry big
+    // data) costs no map.
     let mut at: Option<HashMap<&str, usize>> = None;
-    sql.each(scan, params![kind.to_string()], |r| {
-        let at = at.get_or_insert_with(|| ids.iter().enumerate().map(|(i, id)| (*id, i)).collect());
-        if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
-            out[i].push(value(r)?);
-        }
-        Ok(())
-    })?;
+    // The scan never breaks.
+    let _: ControlFlow<()> = sql.each(
+        "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
+        params![kind.to_string()],
+        |r| {
+            let at =
+                at.get_or_insert_with(|| ids.iter().enumerate().map(|(i, id)| (*id, i)).collect());
+            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
+                out[i].push(big_data::item(r, 1)?);
+            }
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
     Ok(out)
 }
 
@@ -121,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_deals_names_and_items_to_their_owners_as_single_lookups_do() {
+    fn a_listing_gives_each_row_its_names_and_items_as_single_lookups_do() {
         for rows in [PER_ROW - 1, PER_ROW + 1, 50] {
             let dir = tempfile::tempdir().unwrap();
             let mut c = Catalog::open(&dir.path().join("catalog.db")).unwrap();

@@ -4,17 +4,26 @@ use crate::catalog::Sql;
 use crate::error::{Error, Result};
 
 /// The schema version this code writes and reads.
-pub(super) const VERSION: i64 = 3;
+pub(super) const VERSION: i64 = 4;
 
 /// The oldest version this code reads without migrating (read-only additional stores):
-/// version 3 only adds an index.
+/// version 3 only adds an index, and version 4's name lists are derived (see
+/// [`NAME_LISTS`]).
 pub(super) const OLDEST_READABLE: i64 = 2;
+
+/// The first version whose layers, images and containers carry their name lists.
+pub(super) const NAME_LISTS: i64 = 4;
 
 /// Version 2: layers, images and containers with names, metadata and big data; pending
 /// removals; the port layer's image stores; volume users.
 ///
 /// Version 3: a partial index of incomplete layers, so that the recovery check every
 /// open makes costs nothing however many layers there are.
+///
+/// Version 4: layers, images and containers carry `names`, the JSON array of their names
+/// in order, kept equal to the `names` table by every transaction that changes a name.
+/// The `names` table stays the authority (one name, one owner); the copy lets a listing
+/// read each row whole, in one scan, instead of looking its names up row by row.
 ///
 /// A layer's parent, an image's top layer and a container's image carry no foreign key:
 /// they may live in a read-only additional store. The store checks them itself, inside
@@ -30,7 +39,8 @@ CREATE TABLE IF NOT EXISTS layers (
     compressed_size INTEGER,
     uncompressed_digest TEXT,
     uncompressed_size INTEGER,
-    metadata TEXT NOT NULL DEFAULT ''
+    metadata TEXT NOT NULL DEFAULT '',
+    names TEXT NOT NULL DEFAULT '[]'
 );
 ";
 
@@ -42,7 +52,8 @@ CREATE TABLE IF NOT EXISTS images (
     top_layer TEXT,
     created INTEGER NOT NULL,
     digest TEXT,
-    metadata TEXT NOT NULL DEFAULT ''
+    metadata TEXT NOT NULL DEFAULT '',
+    names TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS images_by_top_layer ON images(top_layer);
 CREATE INDEX IF NOT EXISTS images_by_digest ON images(digest);
@@ -51,7 +62,8 @@ CREATE TABLE IF NOT EXISTS containers (
     image TEXT NOT NULL,
     layer TEXT NOT NULL REFERENCES layers(id),
     created INTEGER NOT NULL,
-    metadata TEXT NOT NULL DEFAULT ''
+    metadata TEXT NOT NULL DEFAULT '',
+    names TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS containers_by_image ON containers(image);
 CREATE INDEX IF NOT EXISTS containers_by_layer ON containers(layer);
@@ -158,13 +170,34 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
              DROP TABLE IF EXISTS layers_v1;",
         )?;
     }
+    for (table, kind) in [
+        ("layers", "layer"),
+        ("images", "image"),
+        ("containers", "container"),
+    ] {
+        let has_names = sql.exists(
+            &format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'names'"),
+            [],
+        )?;
+        if !has_names {
+            sql.batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN names TEXT NOT NULL DEFAULT '[]';"
+            ))?;
+        }
+        // Every older version kept names only in the `names` table (a version 1 catalog
+        // has just had its names moved there, into freshly made rows).
+        sql.batch(&format!(
+            "UPDATE {table} SET names = (SELECT json_group_array(name ORDER BY name)
+                 FROM names WHERE kind = '{kind}' AND owner = {table}.id);"
+        ))?;
+    }
     sql.batch(&format!("PRAGMA user_version = {VERSION}"))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::Catalog;
+    use crate::catalog::{Catalog, LayerDigests, containers, images};
 
     #[test]
     fn a_version_1_catalog_is_migrated_with_its_layers_and_names() {
@@ -201,5 +234,70 @@ mod tests {
         // A second open is a no-op.
         drop(c);
         Catalog::open(&db).unwrap();
+    }
+
+    /// A catalog as version 3 left it: no name lists in the rows.
+    fn version_3(db: &std::path::Path) -> Vec<(String, Vec<String>)> {
+        let mut c = Catalog::open(db).unwrap();
+        let id = |n: u8| format!("{n:02x}").repeat(32);
+        for (n, names) in [(1, vec!["b", "a"]), (2, vec![]), (3, vec!["c"])] {
+            let names: Vec<String> = names.into_iter().map(String::from).collect();
+            c.create_layer(&id(n), None, &names, false).unwrap();
+            c.complete_layer(&id(n), &LayerDigests::default()).unwrap();
+        }
+        c.write(|sql| {
+            images::insert(sql, &id(9), Some(&id(3)), &["img".into()], "", None)?;
+            containers::insert(sql, &id(8), &id(9), &id(3), &["ctr".into()], "")
+        })
+        .unwrap();
+        let expected = c
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.names))
+            .collect();
+        drop(c);
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE layers DROP COLUMN names;
+             ALTER TABLE images DROP COLUMN names;
+             ALTER TABLE containers DROP COLUMN names;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        expected
+    }
+
+    fn listed(c: &Catalog) -> Vec<(String, Vec<String>)> {
+        let records: Vec<(String, Vec<String>)> = c
+            .layers()
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.names))
+            .collect();
+        let mut summaries = Vec::new();
+        let flow = c.layer_summaries(|s| {
+            summaries.push((s.id.to_owned(), s.names.to_vec()));
+            std::ops::ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        assert_eq!(records, summaries);
+        assert_eq!(c.images().unwrap()[0].names, ["img"]);
+        assert_eq!(c.containers().unwrap()[0].names, ["ctr"]);
+        records
+    }
+
+    #[test]
+    fn a_version_3_catalog_lists_its_names_read_only_and_keeps_them_when_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("catalog.db");
+        let expected = version_3(&db);
+        assert_eq!(expected[0].1, ["a", "b"]);
+        let lent = Catalog::open_read_only(&db).unwrap();
+        assert_eq!(listed(&lent), expected);
+        drop(lent);
+        let c = Catalog::open(&db).unwrap();
+        assert_eq!(c.read(super::version).unwrap(), super::VERSION);
+        assert_eq!(listed(&c), expected);
     }
 }

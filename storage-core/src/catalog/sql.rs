@@ -1,6 +1,7 @@
 //! `Sql`: a connection (inside a transaction) that turns SQLite errors into the
 //! contract's [`Error::Catalog`] naming the database file.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Params, Row};
@@ -11,11 +12,22 @@ use crate::error::{Error, Result};
 pub struct Sql<'c> {
     conn: &'c Connection,
     path: &'c Path,
+    version: i64,
 }
 
 impl<'c> Sql<'c> {
-    pub(super) fn new(conn: &'c Connection, path: &'c Path) -> Self {
-        Sql { conn, path }
+    /// `version` is the schema version of the database (a read-only one may be older).
+    pub(super) fn new(conn: &'c Connection, path: &'c Path, version: i64) -> Self {
+        Sql {
+            conn,
+            path,
+            version,
+        }
+    }
+
+    /// The schema version of the database.
+    pub(super) fn version(&self) -> i64 {
+        self.version
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
@@ -57,19 +69,22 @@ impl<'c> Sql<'c> {
             .map_err(|e| self.err(e))
     }
 
-    /// Calls `f` on every row of a query, without collecting them.
+    /// Calls `f` on every row of a query, without collecting them, until it breaks;
+    /// returns whether it broke.
     pub fn each(
         &self,
         sql: &str,
         params: impl Params,
-        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
-    ) -> Result<()> {
+        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<ControlFlow<()>>,
+    ) -> Result<ControlFlow<()>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(r).map_err(|e| self.err(e))?;
+            if f(r).map_err(|e| self.err(e))?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
     /// True when the query returns a row.

@@ -7,9 +7,10 @@
 //! store also finishes what a crash left; a `Listing` only tells whether anything is left
 //! ([`Listing::unfinished`]), so that its caller can open the store instead.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord};
+use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary};
 use crate::error::Result;
 
 /// The catalogs a store lists from. Every call blocks: use it outside async code.
@@ -24,6 +25,7 @@ impl Listing {
     /// read-only.
     pub fn open(root: &Path, additional: &[PathBuf]) -> Result<Self> {
         let own = Catalog::open_in(root)?;
+        own.keep_log_on_close()?;
         let additional = additional
             .iter()
             .map(|r| Catalog::open_read_only_in(r))
@@ -41,6 +43,29 @@ impl Listing {
     /// marked read-only.
     pub fn layers(&self) -> Result<Vec<LayerRecord>> {
         self.with_lent(Catalog::layers, |l| l.read_only = true)
+    }
+
+    /// Calls `f` on every complete layer's summary, in the order of [`Listing::layers`],
+    /// until it breaks. Nothing is collected: this is the listing for thousands of layers.
+    pub fn each_layer(
+        &self,
+        mut f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        if self.own.layer_summaries(&mut f)?.is_break() {
+            return Ok(());
+        }
+        for c in &self.additional {
+            let lent = c.layer_summaries(|s| {
+                f(&LayerSummary {
+                    read_only: true,
+                    ..*s
+                })
+            })?;
+            if lent.is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Every image: this store's, oldest first, then each additional store's, marked
