@@ -50,6 +50,7 @@ fn main() -> ExitCode {
 fn exit(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strata: {e:#}");
             ExitCode::FAILURE
@@ -79,7 +80,7 @@ fn list(flags: &Flags) -> Option<Result<()>> {
     };
     let listed = || -> Result<()> {
         match what {
-            Listed::Layers { json } => layers::print(&listing.layers()?, json),
+            Listed::Layers { json } => layers::print_listing(&listing, json),
             Listed::Images { json, quiet } => images::print(&listing.images()?, json, quiet),
             Listed::Containers { json } => containers::print(&listing.containers()?, json),
         }

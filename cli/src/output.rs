@@ -1,10 +1,70 @@
 //! How results are printed: JSON for `--json`, plain lines otherwise. Both go through
 //! one buffer, so a listing of thousands of rows costs a few `write`s, not one a line.
+//!
+//! A reader that closes standard output early (`strata layers | head`) is not a failure:
+//! writes then fail with [`Closed`], which `main` turns into a quiet success, as the
+//! tools that die of `SIGPIPE` there end quietly.
 
 use std::io::{BufWriter, StdoutLock, Write};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
+
+/// Standard output was closed by its reader.
+#[derive(Debug)]
+pub struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed by its reader")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Whether `e` is, or was caused by, [`Closed`].
+pub fn closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Closed>())
+}
+
+/// The error of a failed write to standard output: [`Closed`] for a broken pipe.
+pub fn write_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(Closed)
+    } else {
+        anyhow::Error::new(e).context("write standard output")
+    }
+}
+
+/// A writer that notes whether its reader went away, to tell a closed standard output
+/// from the other ways a copy into it can fail.
+pub struct Watched<W> {
+    /// Where the bytes go.
+    pub inner: W,
+    /// A write failed with a broken pipe.
+    pub closed: bool,
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
+    }
+}
+
+impl<W> Watched<W> {
+    fn note<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            self.closed |= e.kind() == std::io::ErrorKind::BrokenPipe;
+        }
+        r
+    }
+}
 
 /// Standard output behind a buffer; call [`finish`] when done to see write errors.
 pub fn buffered() -> BufWriter<StdoutLock<'static>> {
@@ -13,14 +73,17 @@ pub fn buffered() -> BufWriter<StdoutLock<'static>> {
 
 /// Flushes what [`buffered`] holds.
 pub fn finish(mut out: BufWriter<StdoutLock<'static>>) -> Result<()> {
-    out.flush().context("write standard output")
+    out.flush().map_err(write_error)
 }
 
 /// Prints `value` as compact JSON on standard output, one line, as containers-storage
 /// does (`jq` makes it pretty).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut out = buffered();
-    serde_json::to_writer(&mut out, value).context("write standard output")?;
-    out.write_all(b"\n").context("write standard output")?;
+    serde_json::to_writer(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(_) => write_error(e.into()),
+        None => anyhow::Error::new(e).context("serialise the output as JSON"),
+    })?;
+    out.write_all(b"\n").map_err(write_error)?;
     finish(out)
 }

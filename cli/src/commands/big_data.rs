@@ -49,7 +49,7 @@ pub async fn run(ctx: &Context, kind: ObjectKind, verb: Verb, args: &DataArgs) -
                     let mut out = std::io::stdout().lock();
                     out.write_all(&data)
                         .and_then(|()| out.flush())
-                        .context("write standard output")?;
+                        .map_err(output::write_error)?;
                 }
             }
         }

@@ -1,12 +1,13 @@
 //! Layer commands: import, create, apply, mount, diff, changes, delete, list.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use storage_core::archive::{ArchiveStream, ExportOptions};
-use storage_core::catalog::LayerRecord;
-use storage_core::{FilterSpec, Op, TarReader};
+use storage_core::catalog::{LayerRecord, LayerSummary};
+use storage_core::{FilterSpec, Listing, Op, TarReader};
 
 use crate::context::Context;
 use crate::flags::FilterFlags;
@@ -144,9 +145,15 @@ pub async fn write_stream(stream: ArchiveStream) -> Result<()> {
         // When standard output is a pipe, a larger one lets the reader keep up with
         // fewer wake-ups; anything else refuses the call, which is fine.
         let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-        let mut out = stdout.lock();
-        stream.copy_to_blocking(&mut out)?;
-        out.flush().context("flush standard output")
+        let mut out = output::Watched {
+            inner: stdout.lock(),
+            closed: false,
+        };
+        match stream.copy_to_blocking(&mut out) {
+            Err(_) if out.closed => Err(output::Closed.into()),
+            Err(e) => Err(e.into()),
+            Ok(_) => out.flush().map_err(output::write_error),
+        }
     })
     .await
     .context("tar writer")?
@@ -198,26 +205,53 @@ pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `layers`: prints the listing.
+/// `layers` from the catalogs alone: each line is printed as its row is read, and
+/// nothing of the listing is collected unless `--json` asks for all of it.
+pub fn print_listing(listing: &Listing, json: bool) -> Result<()> {
+    if json {
+        return output::json(&listing.layers()?);
+    }
+    let mut out = output::buffered();
+    let mut failed = None;
+    listing.each_layer(|l| match line(&mut out, l) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    match failed {
+        Some(e) => Err(output::write_error(e)),
+        None => output::finish(out),
+    }
+}
+
+/// `layers` from an opened store.
 pub fn print(layers: &[LayerRecord], json: bool) -> Result<()> {
     if json {
         return output::json(layers);
     }
     let mut out = output::buffered();
     for l in layers {
-        out.write_all(l.id.as_bytes())?;
-        if let Some(p) = &l.parent {
-            out.write_all(b" (parent ")?;
-            out.write_all(&p.as_bytes()[..12.min(p.len())])?;
-            out.write_all(b")")?;
-        }
-        for n in &l.names {
-            out.write_all(b"\n\tname: ")?;
-            out.write_all(n.as_bytes())?;
-        }
-        out.write_all(b"\n")?;
+        line(&mut out, &l.into()).map_err(output::write_error)?;
     }
     output::finish(out)
+}
+
+/// A layer's lines in the plain listing: its id, the start of its parent's, and a line a
+/// name, as containers-storage prints them.
+fn line(out: &mut impl Write, l: &LayerSummary<'_>) -> std::io::Result<()> {
+    out.write_all(l.id.as_bytes())?;
+    if let Some(p) = l.parent {
+        out.write_all(b" (parent ")?;
+        out.write_all(&p.as_bytes()[..12.min(p.len())])?;
+        out.write_all(b")")?;
+    }
+    for n in l.names {
+        out.write_all(b"\n\tname: ")?;
+        out.write_all(n.as_bytes())?;
+    }
+    out.write_all(b"\n")
 }
 
 #[derive(Serialize)]

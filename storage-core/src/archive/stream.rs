@@ -59,14 +59,19 @@ impl ArchiveStream {
             .ctx(|| "make the tar stream pipe blocking")?;
         let mut reader = File::from(fd);
         let copied = io::copy(&mut reader, out);
+        // A copy that failed on `out` leaves the producer blocked on a full pipe until the
+        // pipe's read end closes.
+        drop(reader);
         let produced = match producer {
             Some(p) => tokio::runtime::Handle::current()
                 .block_on(p)
                 .map_err(|e| Error::io("tar stream producer", io::Error::other(e)))?,
             None => Ok(()),
         };
+        // The copy's own failure is the cause; the producer's is then only its echo.
+        let copied = copied.ctx(|| "write the tar stream")?;
         produced?;
-        copied.ctx(|| "write the tar stream")
+        Ok(copied)
     }
 }
 
