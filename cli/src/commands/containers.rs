@@ -64,11 +64,15 @@ pub fn print(all: &[ContainerRecord], json: bool) -> Result<()> {
         return output::json(all);
     }
     let mut out = output::buffered();
-    for c in all {
+    let line = |out: &mut dyn Write, c: &ContainerRecord| -> std::io::Result<()> {
         writeln!(out, "{}", c.id)?;
         for n in &c.names {
             writeln!(out, "\tname: {n}")?;
         }
+        Ok(())
+    };
+    for c in all {
+        line(&mut out, c).map_err(output::write_error)?;
     }
     output::finish(out)
 }

@@ -49,7 +49,7 @@ pub fn print(images: &[ImageRecord], json: bool, quiet: bool) -> Result<()> {
     }
     let mut out = output::buffered();
     for i in images {
-        print_line(&mut out, i, quiet)?;
+        print_line(&mut out, i, quiet).map_err(output::write_error)?;
     }
     output::finish(out)
 }
@@ -62,7 +62,7 @@ pub async fn by_digest(ctx: &Context, digest: &str, json: bool, quiet: bool) -> 
     }
     let mut out = output::buffered();
     for i in &images {
-        print_line(&mut out, i, quiet)?;
+        print_line(&mut out, i, quiet).map_err(output::write_error)?;
     }
     output::finish(out)
 }

@@ -157,6 +157,50 @@ pub fn measure(runs: usize, setup: &str, cmd: &str) -> Result<Duration, String> 
     Ok(median(times))
 }
 
+/// Runs each of `cmdlines` `runs` times, one after the other in turn so that a slow
+/// moment of the machine falls on all of them alike, and returns each one's median (or
+/// its failure).
+///
+/// For commands that take milliseconds: each is started directly, without a shell (whose
+/// own start, about a millisecond here, would be added to every figure), its words split
+/// on spaces and its output discarded.
+pub fn measure_processes(runs: usize, cmdlines: &[String]) -> Vec<Result<Duration, String>> {
+    let mut times: Vec<Result<Vec<Duration>, String>> =
+        cmdlines.iter().map(|_| Ok(Vec::new())).collect();
+    for _ in 0..runs {
+        for (cmdline, times) in cmdlines.iter().zip(times.iter_mut()) {
+            if let Ok(t) = times {
+                match time_process(cmdline) {
+                    Ok(d) => t.push(d),
+                    Err(e) => *times = Err(e.root_cause().to_string()),
+                }
+            }
+        }
+    }
+    times.into_iter().map(|t| t.map(median)).collect()
+}
+
+/// Runs one command without a shell (see [`measure_processes`]), failing on a non-zero
+/// exit, and returns its wall time.
+fn time_process(cmdline: &str) -> Result<Duration> {
+    let mut words = cmdline.split_whitespace();
+    let program = words.next().context("an empty command")?;
+    let start = Instant::now();
+    let out = Command::new(program)
+        .args(words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("run {cmdline}"))?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(anyhow::anyhow!("{stderr} ({})", out.status))
+            .with_context(|| format!("`{cmdline}` failed"));
+    }
+    Ok(elapsed)
+}
+
 /// A table row.
 pub fn row(tool: &str, command: &str, time: Result<Duration, String>) -> report::Row {
     report::Row {
