@@ -7,7 +7,7 @@
 
 use std::io::{BufWriter, StdoutLock, Write};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 /// Standard output was closed by its reader.
@@ -78,12 +78,15 @@ pub fn finish(mut out: BufWriter<StdoutLock<'static>>) -> Result<()> {
 
 /// Prints `value` as compact JSON on standard output, one line, as containers-storage
 /// does (`jq` makes it pretty).
+///
+/// The JSON is made in memory and written at once: serde writes each key and value as
+/// several small pieces, which a `Vec` takes for far less than a buffered writer does.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = buffered();
-    serde_json::to_writer(&mut out, value).map_err(|e| match e.io_error_kind() {
-        Some(_) => write_error(e.into()),
-        None => anyhow::Error::new(e).context("serialise the output as JSON"),
-    })?;
-    out.write_all(b"\n").map_err(write_error)?;
-    finish(out)
+    let mut text = Vec::with_capacity(1 << 16);
+    serde_json::to_writer(&mut text, value).context("serialise the output as JSON")?;
+    text.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text)
+        .and_then(|()| out.flush())
+        .map_err(write_error)
 }

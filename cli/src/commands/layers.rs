@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use storage_core::archive::{ArchiveStream, ExportOptions};
-use storage_core::catalog::{LayerRecord, LayerSummary};
+use storage_core::catalog::{LayerRecord, LayerSummary, LayerView};
 use storage_core::{FilterSpec, Listing, Op, TarReader};
 
 use crate::context::Context;
@@ -205,25 +205,41 @@ pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// `layers` from the catalogs alone: each line is printed as its row is read, and
-/// nothing of the listing is collected unless `--json` asks for all of it.
+/// `layers` from the catalogs alone: each layer is printed as its row is read, and
+/// nothing of the listing is collected.
 pub fn print_listing(listing: &Listing, json: bool) -> Result<()> {
-    if json {
-        return output::json(&listing.layers()?);
-    }
     let mut out = output::buffered();
     let mut failed = None;
-    listing.each_layer(|l| match line(&mut out, l) {
+    let mut go_on = |written: std::io::Result<()>| match written {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failed = Some(e);
             ControlFlow::Break(())
         }
-    })?;
+    };
+    if json {
+        let mut first = true;
+        if go_on(out.write_all(b"[")).is_continue() {
+            listing.each_layer(|l| go_on(json_item(&mut out, l, std::mem::take(&mut first))))?;
+        }
+        if failed.is_none() {
+            failed = out.write_all(b"]\n").err();
+        }
+    } else {
+        listing.each_layer_summary(|l| go_on(line(&mut out, l)))?;
+    }
     match failed {
         Some(e) => Err(output::write_error(e)),
         None => output::finish(out),
     }
+}
+
+/// A layer in the JSON array of `layers --json`.
+fn json_item(out: &mut impl Write, l: &LayerView<'_>, first: bool) -> std::io::Result<()> {
+    if !first {
+        out.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)
 }
 
 /// `layers` from an opened store.

@@ -5,16 +5,13 @@ use std::ops::ControlFlow;
 
 use rusqlite::{Row, params};
 
-use crate::catalog::names::{
-    claim_new, drop_all, each_listed, list_column, listed, names_of, resolve,
-};
+use crate::catalog::names::{NameBuf, claim_new, drop_all, list_column, names_of, resolve};
 use crate::catalog::{Catalog, Sql, now, owned};
 use crate::error::{Error, ObjectKind, Result};
 
-/// One layer as the catalog records it. Serialised (`layers --json`), fields that hold
-/// nothing (no digest, no metadata, no big data, not read-only) are left out, as
-/// containers-storage leaves them out; they read back as their defaults.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One layer as the catalog records it. It serialises as its [`LayerView`]; fields left
+/// out there read back as their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct LayerRecord {
     /// The layer's id (64 lowercase hex).
     pub id: String,
@@ -29,26 +26,113 @@ pub struct LayerRecord {
     /// Still being written (or being deleted).
     pub incomplete: bool,
     /// `sha256:<hex>` of the bytes received when it was imported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub compressed_digest: Option<String>,
     /// Bytes received when it was imported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub compressed_size: Option<u64>,
     /// `sha256:<hex>` of the uncompressed tar it was imported from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub uncompressed_digest: Option<String>,
     /// Length of that tar.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub uncompressed_size: Option<u64>,
     /// Free-form metadata (`set-metadata`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub metadata: String,
     /// Keys of its big-data items.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub big_data_names: Vec<String>,
     /// It lives in a read-only additional store.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub read_only: bool,
+}
+
+/// A layer borrowed from where it is held: a [`LayerRecord`], or the catalog's row for
+/// one call of a listing's callback ([`views`]). This is also the layer's JSON
+/// (`layers --json`): fields that hold nothing (no digest, no metadata, no big data, not
+/// read-only) are left out, as containers-storage leaves them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LayerView<'a> {
+    /// The layer's id (64 lowercase hex).
+    pub id: &'a str,
+    /// The parent layer's id.
+    pub parent: Option<&'a str>,
+    /// Names, sorted.
+    pub names: &'a [String],
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+    /// A container's read-write layer.
+    pub read_write: bool,
+    /// Still being written (or being deleted).
+    pub incomplete: bool,
+    /// `sha256:<hex>` of the bytes received when it was imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compressed_digest: Option<&'a str>,
+    /// Bytes received when it was imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compressed_size: Option<u64>,
+    /// `sha256:<hex>` of the uncompressed tar it was imported from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_digest: Option<&'a str>,
+    /// Length of that tar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncompressed_size: Option<u64>,
+    /// Free-form metadata (`set-metadata`).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub metadata: &'a str,
+    /// Keys of its big-data items.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub big_data_names: &'a [String],
+    /// It lives in a read-only additional store.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl<'a> From<&'a LayerRecord> for LayerView<'a> {
+    fn from(l: &'a LayerRecord) -> Self {
+        LayerView {
+            id: &l.id,
+            parent: l.parent.as_deref(),
+            names: &l.names,
+            created: l.created,
+            read_write: l.read_write,
+            incomplete: l.incomplete,
+            compressed_digest: l.compressed_digest.as_deref(),
+            compressed_size: l.compressed_size,
+            uncompressed_digest: l.uncompressed_digest.as_deref(),
+            uncompressed_size: l.uncompressed_size,
+            metadata: &l.metadata,
+            big_data_names: &l.big_data_names,
+            read_only: l.read_only,
+        }
+    }
+}
+
+impl From<&LayerView<'_>> for LayerRecord {
+    fn from(v: &LayerView<'_>) -> Self {
+        LayerRecord {
+            id: v.id.to_owned(),
+            parent: v.parent.map(str::to_owned),
+            names: v.names.to_vec(),
+            created: v.created,
+            read_write: v.read_write,
+            incomplete: v.incomplete,
+            compressed_digest: v.compressed_digest.map(str::to_owned),
+            compressed_size: v.compressed_size,
+            uncompressed_digest: v.uncompressed_digest.map(str::to_owned),
+            uncompressed_size: v.uncompressed_size,
+            metadata: v.metadata.to_owned(),
+            big_data_names: v.big_data_names.to_vec(),
+            read_only: v.read_only,
+        }
+    }
+}
+
+impl serde::Serialize for LayerRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        LayerView::from(self).serialize(s)
+    }
 }
 
 /// What is known about a layer's content once its data is written.
@@ -64,34 +148,47 @@ pub struct LayerDigests {
     pub uncompressed_size: Option<u64>,
 }
 
+/// The columns [`view`] reads, after which comes the name list.
 const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
     l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<LayerRecord> {
-    Ok(LayerRecord {
-        id: r.get(0)?,
-        parent: r.get(1)?,
+/// The query for the layers that `condition` (on `l`) picks, oldest first.
+fn query(sql: &Sql<'_>, condition: &str) -> String {
+    let names = list_column(sql, ObjectKind::Layer, "l");
+    format!("SELECT {COLUMNS}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid")
+}
+
+/// A row of [`query`] as a view, its names put in `names`, its big-data keys `items`.
+fn view<'r>(
+    r: &'r Row<'_>,
+    names: &'r mut NameBuf,
+    items: &'r [String],
+) -> rusqlite::Result<LayerView<'r>> {
+    let size = |i| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v as u64));
+    Ok(LayerView {
+        id: r.get_ref(0)?.as_str()?,
+        parent: r.get_ref(1)?.as_str_or_null()?,
         created: r.get(2)?,
         read_write: r.get(3)?,
         incomplete: r.get(4)?,
-        compressed_digest: r.get(5)?,
-        compressed_size: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        uncompressed_digest: r.get(7)?,
-        uncompressed_size: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-        metadata: r.get(9)?,
-        names: listed(r.get_ref(10)?.as_str()?, 10)?,
-        big_data_names: Vec::new(),
+        compressed_digest: r.get_ref(5)?.as_str_or_null()?,
+        compressed_size: size(6)?,
+        uncompressed_digest: r.get_ref(7)?.as_str_or_null()?,
+        uncompressed_size: size(8)?,
+        metadata: r.get_ref(9)?.as_str()?,
+        names: names.fill(r.get_ref(10)?.as_str()?, 10)?,
+        big_data_names: items,
         read_only: false,
     })
 }
 
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
-    let names = list_column(sql, ObjectKind::Layer, "l");
-    let mut all = sql.rows(
-        &format!("SELECT {COLUMNS}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid"),
-        args,
-        from_row,
-    )?;
+    let mut names = NameBuf::default();
+    let mut all = Vec::new();
+    let _: ControlFlow<()> = sql.each(&query(sql, condition), args, |r| {
+        all.push(LayerRecord::from(&view(r, &mut names, &[])?));
+        Ok(ControlFlow::Continue(()))
+    })?;
     let items = owned::big_data(sql, ObjectKind::Layer, all.iter().map(|r| r.id.as_str()))?;
     for (l, items) in all.iter_mut().zip(items) {
         l.big_data_names = items.into_iter().map(|i| i.key).collect();
@@ -99,8 +196,8 @@ fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result
     Ok(all)
 }
 
-/// A complete layer as a plain listing shows it: its id, parent and names, borrowed from
-/// the catalog for one call of the listing's callback.
+/// A layer as the plain listing shows it: its id, parent and names, borrowed from the
+/// catalog's row for one call of the listing's callback ([`summaries`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerSummary<'a> {
     /// The layer's id (64 lowercase hex).
@@ -124,43 +221,52 @@ impl<'a> From<&'a LayerRecord> for LayerSummary<'a> {
     }
 }
 
-/// Calls `f` on every complete layer, oldest first, until it breaks; returns whether it
-/// broke.
-///
-/// One scan reads the three columns a listing prints, and each row is handed out from
-/// buffers that are reused: a listing of any size allocates nothing per layer, where
-/// collecting [`LayerRecord`]s costs a handful of allocations a layer.
+/// Calls `f` on every complete layer's summary, oldest first, until it breaks; returns
+/// whether it broke. As [`views`], but the scan reads only the three columns a summary
+/// holds, which for the plain listing is a third of its work.
 pub fn summaries(
     sql: &Sql<'_>,
     mut f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>> {
-    let mut names: Vec<String> = Vec::new();
     let list = list_column(sql, ObjectKind::Layer, "l");
+    let mut names = NameBuf::default();
     sql.each(
         &format!(
             "SELECT l.id, l.parent, {list} FROM layers AS l WHERE l.incomplete = 0 ORDER BY l.rowid"
         ),
         [],
         |r| {
-            let mut named = 0;
-            each_listed(r.get_ref(2)?.as_str()?, 2, |name| {
-                match names.get_mut(named) {
-                    Some(slot) => {
-                        slot.clear();
-                        slot.push_str(name);
-                    }
-                    None => names.push(name.to_owned()),
-                }
-                named += 1;
-            })?;
             Ok(f(&LayerSummary {
                 id: r.get_ref(0)?.as_str()?,
                 parent: r.get_ref(1)?.as_str_or_null()?,
-                names: &names[..named],
+                names: names.fill(r.get_ref(2)?.as_str()?, 2)?,
                 read_only: false,
             }))
         },
     )
+}
+
+/// Calls `f` on every complete layer, oldest first, until it breaks; returns whether it
+/// broke.
+///
+/// One scan reads the rows, and each is handed out borrowed from the row and from
+/// buffers that are reused: a listing of any size allocates nothing per layer, where
+/// collecting [`LayerRecord`]s costs a handful of allocations a layer.
+pub fn views(
+    sql: &Sql<'_>,
+    mut f: impl FnMut(&LayerView<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
+    let items: std::collections::HashMap<String, Vec<String>> =
+        owned::big_data_by_owner(sql, ObjectKind::Layer)?
+            .into_iter()
+            .map(|(owner, items)| (owner, items.into_iter().map(|i| i.key).collect()))
+            .collect();
+    let mut names = NameBuf::default();
+    sql.each(&query(sql, "l.incomplete = 0"), [], |r| {
+        let id = r.get_ref(0)?.as_str()?;
+        let items = items.get(id).map_or(&[][..], Vec::as_slice);
+        Ok(f(&view(r, &mut names, items)?))
+    })
 }
 
 /// Records a new, incomplete layer with its names.
@@ -296,11 +402,19 @@ impl Catalog {
 
     /// Calls `f` on every complete layer's summary, oldest first, until it breaks (see
     /// [`summaries`]).
-    pub fn layer_summaries(
+    pub fn each_layer_summary(
         &self,
         f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>> {
         self.read(|sql| summaries(sql, f))
+    }
+
+    /// Calls `f` on every complete layer, oldest first, until it breaks (see [`views`]).
+    pub fn each_layer(
+        &self,
+        f: impl FnMut(&LayerView<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>> {
+        self.read(|sql| views(sql, f))
     }
 
     /// Every incomplete layer, children before parents.
@@ -422,5 +536,96 @@ mod tests {
             .map(|l| l.id)
             .collect();
         assert_eq!(order, vec![id(2), id(1)]);
+    }
+
+    #[test]
+    fn streamed_views_and_summaries_agree_with_the_collected_records() {
+        let (_d, mut c) = open();
+        for n in 1..=12u8 {
+            let names: Vec<String> = (0..n % 3).map(|k| format!("l{n}-{k}")).collect();
+            let parent = (n > 1).then(|| id(n - 1));
+            c.create_layer(&id(n), parent.as_deref(), &names, n % 4 == 0)
+                .unwrap();
+            let digests = LayerDigests {
+                compressed_digest: (n % 2 == 0).then(|| format!("sha256:{n}")),
+                uncompressed_size: Some(u64::from(n) * 1000),
+                ..LayerDigests::default()
+            };
+            c.complete_layer(&id(n), &digests).unwrap();
+            if n % 5 == 0 {
+                c.write(|sql| {
+                    crate::catalog::names::set_metadata(sql, ObjectKind::Layer, &id(n), "meta")?;
+                    crate::catalog::big_data::put(
+                        sql,
+                        ObjectKind::Layer,
+                        &id(n),
+                        &crate::catalog::BigDataInfo {
+                            key: "k".into(),
+                            size: 1,
+                            digest: "sha256:k".into(),
+                            file: format!("f{n}"),
+                        },
+                    )
+                })
+                .unwrap();
+            }
+        }
+        let records = c.layers().unwrap();
+        let (mut views, mut json, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
+        let flow = c.each_layer(|v| {
+            views.push(LayerRecord::from(v));
+            json.push(serde_json::to_value(v).unwrap());
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        let flow = c.each_layer_summary(|s| {
+            summaries.push((
+                s.id.to_owned(),
+                s.parent.map(str::to_owned),
+                s.names.to_vec(),
+            ));
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        assert_eq!(views, records);
+        assert_eq!(
+            json,
+            serde_json::to_value(&records)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        let expected: Vec<_> = records
+            .iter()
+            .map(|l| (l.id.clone(), l.parent.clone(), l.names.clone()))
+            .collect();
+        assert_eq!(summaries, expected);
+        assert!(
+            records
+                .iter()
+                .any(|l| l.big_data_names == ["k"] && l.metadata == "meta")
+        );
+        assert!(records.iter().any(|l| l.names.len() == 2 && l.read_write));
+    }
+
+    #[test]
+    fn a_listing_stops_where_its_callback_breaks() {
+        let (_d, mut c) = open();
+        for n in 1..=3 {
+            c.create_layer(&id(n), None, &[], false).unwrap();
+            c.complete_layer(&id(n), &LayerDigests::default()).unwrap();
+        }
+        let mut seen = 0;
+        let flow = c.each_layer_summary(|_| {
+            seen += 1;
+            if seen == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(flow.unwrap().is_break());
+        assert_eq!(seen, 2);
     }
 }

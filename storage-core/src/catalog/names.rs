@@ -116,6 +116,31 @@ pub(super) fn each_listed(list: &str, col: usize, mut f: impl FnMut(&str)) -> ru
     Ok(())
 }
 
+/// Name lists read from row after row into the same buffers, so that reading them
+/// allocates only when a row has more, or longer, names than any before it.
+#[derive(Debug, Default)]
+pub(super) struct NameBuf {
+    names: Vec<String>,
+}
+
+impl NameBuf {
+    /// The names of the list `list` (column `col`, for errors), replacing the last ones.
+    pub(super) fn fill(&mut self, list: &str, col: usize) -> rusqlite::Result<&[String]> {
+        let mut named = 0;
+        each_listed(list, col, |name| {
+            match self.names.get_mut(named) {
+                Some(slot) => {
+                    slot.clear();
+                    slot.push_str(name);
+                }
+                None => self.names.push(name.to_owned()),
+            }
+            named += 1;
+        })?;
+        Ok(&self.names[..named])
+    }
+}
+
 /// A name list read from [`list_column`], as a vector.
 pub(super) fn listed(list: &str, col: usize) -> rusqlite::Result<Vec<String>> {
     let mut names = Vec::new();
@@ -355,7 +380,7 @@ mod tests {
     fn listed_three_ways(c: &Catalog) -> Vec<Vec<String>> {
         let records: Vec<Vec<String>> = c.layers().unwrap().into_iter().map(|l| l.names).collect();
         let mut summaries = Vec::new();
-        let flow = c.layer_summaries(|s| {
+        let flow = c.each_layer(|s| {
             summaries.push(s.names.to_vec());
             ControlFlow::Continue(())
         });

@@ -2,7 +2,7 @@
 //!
 //! A listing that asked for each row's items with an indexed lookup per row would pay a
 //! B-tree descent a row; here a handful of rows still get those lookups, and more get one
-//! ordered scan of the kind's items, dealt out by owner. (Names need neither: each row
+//! ordered scan of the kind's items, gathered by owner. (Names need neither: each row
 //! carries its own name list.)
 
 use std::collections::HashMap;
@@ -28,24 +28,38 @@ pub(super) fn big_data<'a>(
     if ids.len() <= PER_ROW {
         return ids.iter().map(|id| big_data::list(sql, kind, id)).collect();
     }
-    let mut out: Vec<Vec<BigDataInfo>> = std::iter::repeat_with(Vec::new).take(ids.len()).collect();
-    // Built on the first item, so a kind that owns none here (layers rarely carry big
-    // data) costs no map.
-    let mut at: Option<HashMap<&str, usize>> = None;
+    let mut all = big_data_by_owner(sql, kind)?;
+    Ok(ids
+        .iter()
+        .map(|id| all.remove(*id).unwrap_or_default())
+        .collect())
+}
+
+/// Every big-data item of `kind`, by owner, each owner's by key: one ordered scan. Only
+/// owners that have items are in the map, so a kind that has none (layers rarely do)
+/// costs no more than the scan.
+pub(super) fn big_data_by_owner(
+    sql: &Sql<'_>,
+    kind: ObjectKind,
+) -> Result<HashMap<String, Vec<BigDataInfo>>> {
+    let mut all: HashMap<String, Vec<BigDataInfo>> = HashMap::new();
     // The scan never breaks.
     let _: ControlFlow<()> = sql.each(
         "SELECT owner, key, size, digest, file FROM big_data WHERE kind = ?1 ORDER BY owner, key",
         params![kind.to_string()],
         |r| {
-            let at =
-                at.get_or_insert_with(|| ids.iter().enumerate().map(|(i, id)| (*id, i)).collect());
-            if let Some(&i) = at.get(r.get_ref(0)?.as_str()?) {
-                out[i].push(big_data::item(r, 1)?);
+            let owner = r.get_ref(0)?.as_str()?;
+            let item = big_data::item(r, 1)?;
+            match all.get_mut(owner) {
+                Some(items) => items.push(item),
+                None => {
+                    all.insert(owner.to_owned(), vec![item]);
+                }
             }
             Ok(ControlFlow::Continue(()))
         },
     )?;
-    Ok(out)
+    Ok(all)
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ mod tests {
             .map(|l| (l.id, l.names))
             .collect();
         let mut summaries = Vec::new();
-        let flow = c.layer_summaries(|s| {
+        let flow = c.each_layer(|s| {
             summaries.push((s.id.to_owned(), s.names.to_vec()));
             std::ops::ControlFlow::Continue(())
         });

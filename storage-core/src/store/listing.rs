@@ -10,7 +10,7 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary};
+use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary, LayerView};
 use crate::error::Result;
 
 /// The catalogs a store lists from. Every call blocks: use it outside async code.
@@ -45,23 +45,44 @@ impl Listing {
         self.with_lent(Catalog::layers, |l| l.read_only = true)
     }
 
-    /// Calls `f` on every complete layer's summary, in the order of [`Listing::layers`],
-    /// until it breaks. Nothing is collected: this is the listing for thousands of layers.
-    pub fn each_layer(
+    /// Calls `f` on every complete layer, in the order of [`Listing::layers`], until it
+    /// breaks. Nothing is collected: this is the listing for thousands of layers.
+    pub fn each_layer(&self, mut f: impl FnMut(&LayerView<'_>) -> ControlFlow<()>) -> Result<()> {
+        self.each_catalog(|c, lent| {
+            c.each_layer(|l| {
+                f(&LayerView {
+                    read_only: lent,
+                    ..*l
+                })
+            })
+        })
+    }
+
+    /// As [`Listing::each_layer`], with each layer's summary: what the plain listing
+    /// prints, read for less.
+    pub fn each_layer_summary(
         &self,
         mut f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        if self.own.layer_summaries(&mut f)?.is_break() {
-            return Ok(());
-        }
-        for c in &self.additional {
-            let lent = c.layer_summaries(|s| {
+        self.each_catalog(|c, lent| {
+            c.each_layer_summary(|l| {
                 f(&LayerSummary {
-                    read_only: true,
-                    ..*s
+                    read_only: lent,
+                    ..*l
                 })
-            })?;
-            if lent.is_break() {
+            })
+        })
+    }
+
+    /// Runs `visit` on this store's catalog, then on each additional store's (`lent`),
+    /// until one breaks.
+    fn each_catalog(
+        &self,
+        mut visit: impl FnMut(&Catalog, bool) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let lent = self.additional.iter().map(|c| (c, true));
+        for (c, lent) in std::iter::once((&self.own, false)).chain(lent) {
+            if visit(c, lent)?.is_break() {
                 break;
             }
         }
@@ -139,6 +160,22 @@ mod tests {
             .map(|l| (l.names[0].as_str(), l.read_only))
             .collect();
         assert_eq!(seen, [("mine", false), ("lent", true)]);
+        let (mut viewed, mut summed) = (Vec::new(), Vec::new());
+        listing
+            .each_layer(|l| {
+                viewed.push((l.names[0].clone(), l.read_only));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        listing
+            .each_layer_summary(|l| {
+                summed.push((l.names[0].clone(), l.read_only));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let seen: Vec<(String, bool)> = seen.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(viewed, seen);
+        assert_eq!(summed, seen);
         let images = listing.images().unwrap();
         let seen: Vec<(&str, bool)> = images
             .iter()
