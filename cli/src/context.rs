@@ -111,6 +111,15 @@ impl Located {
         })
     }
 
+    /// The error for a layer command on a store whose backend keeps no layers (nfs).
+    fn holds_no_layers(&self) -> anyhow::Error {
+        anyhow!(
+            "store {} ({}) holds no layers",
+            self.paths.store,
+            self.resolved.descriptor.name
+        )
+    }
+
     /// Opens the store's backend.
     fn open(self) -> Result<Opened> {
         let backend = self
@@ -135,6 +144,9 @@ struct Opened {
 /// unfinished work, which only opening the whole store finishes.
 pub fn open_listing(flags: &Flags) -> Result<Option<Listing>> {
     let located = Located::find(flags)?;
+    if !located.resolved.descriptor.capabilities.layers {
+        return Err(located.holds_no_layers());
+    }
     let root = &located.catalog_root;
     let listing = Listing::open(root, &located.additional)
         .with_context(|| format!("open store {}", root.display()))?;
@@ -148,19 +160,15 @@ impl Context {
     /// Resolves the store and opens it.
     pub async fn open(flags: &Flags, op: &Op) -> Result<Self> {
         let Opened { located, backend } = Located::find(flags)?.open()?;
+        let Some(driver) = backend.layers.clone() else {
+            return Err(located.holds_no_layers());
+        };
         let Located {
             paths,
             resolved,
             catalog_root,
             additional,
         } = located;
-        let driver = backend.layers.clone().ok_or_else(|| {
-            anyhow!(
-                "store {} ({}) holds no layers",
-                paths.store,
-                resolved.descriptor.name
-            )
-        })?;
         let run = RunRoot::open(&paths.run_root)?;
         let store = Store::open_with_additional(op, &catalog_root, run, driver, &additional);
         let store = Arc::new(

@@ -55,3 +55,18 @@ fn a_listing_whose_reader_has_gone_ends_quietly_as_a_success() {
         assert_eq!(stderr, "", "strata {args:?}");
     }
 }
+
+#[cfg(feature = "nfs")]
+#[test]
+fn listing_layers_of_a_store_that_keeps_none_names_the_store() {
+    let store = CliStore::new("strata-listing-");
+    // No server is needed: the listing refuses before it would open the backend.
+    let url = "nfs://127.0.0.1/nowhere?uid=1000&gid=1000";
+    let out = store.run(&["--store", url, "layers"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("holds no layers") && stderr.contains(url),
+        "{stderr}"
+    );
+}
