@@ -185,13 +185,18 @@ pub fn measure_processes(runs: usize, cmdlines: &[String]) -> Vec<Result<Duratio
 fn time_process(cmdline: &str) -> Result<Duration> {
     let mut words = cmdline.split_whitespace();
     let program = words.next().context("an empty command")?;
-    let start = Instant::now();
-    let out = Command::new(program)
-        .args(words)
+    let mut cmd = Command::new(program);
+    cmd.args(words)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("run {cmdline}"))?;
+        .stdout(std::process::Stdio::null());
+    timed(&mut cmd, cmdline)
+}
+
+/// Runs `cmd` (typed as `cmdline`), failing on a non-zero exit with its standard error,
+/// and returns its wall time.
+fn timed(cmd: &mut Command, cmdline: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd.output().with_context(|| format!("run {cmdline}"))?;
     let elapsed = start.elapsed();
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -212,18 +217,7 @@ pub fn row(tool: &str, command: &str, time: Result<Duration, String>) -> report:
 
 /// Runs a shell command line, failing on a non-zero exit, and returns its wall time.
 pub fn time_sh(cmdline: &str) -> Result<Duration> {
-    let start = Instant::now();
-    let out = Command::new("sh")
-        .args(["-c", cmdline])
-        .output()
-        .with_context(|| format!("run {cmdline}"))?;
-    let elapsed = start.elapsed();
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Err(anyhow::anyhow!("{stderr} ({})", out.status))
-            .with_context(|| format!("`{cmdline}` failed"));
-    }
-    Ok(elapsed)
+    timed(Command::new("sh").args(["-c", cmdline]), cmdline)
 }
 
 /// Runs a shell command line and returns its trimmed standard output.
