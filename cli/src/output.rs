@@ -36,36 +36,6 @@ pub fn write_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// A writer that notes whether its reader went away, to tell a closed standard output
-/// from the other ways a copy into it can fail.
-pub struct Watched<W> {
-    /// Where the bytes go.
-    pub inner: W,
-    /// A write failed with a broken pipe.
-    pub closed: bool,
-}
-
-impl<W: Write> Write for Watched<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.inner.write(buf);
-        self.note(r)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.inner.flush();
-        self.note(r)
-    }
-}
-
-impl<W> Watched<W> {
-    fn note<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
-        if let Err(e) = &r {
-            self.closed |= e.kind() == std::io::ErrorKind::BrokenPipe;
-        }
-        r
-    }
-}
-
 /// Standard output behind a buffer; call [`finish`] when done to see write errors.
 pub fn buffered() -> BufWriter<StdoutLock<'static>> {
     BufWriter::with_capacity(1 << 16, std::io::stdout().lock())

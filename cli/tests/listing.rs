@@ -1,5 +1,5 @@
 //! The listing commands through the real binary: what the plain listing prints, and a
-//! reader that goes away early.
+//! reader that goes away early (from a listing or a tar stream).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -33,14 +33,16 @@ fn the_plain_listing_prints_each_layer_its_parent_and_its_sorted_names() {
 }
 
 #[test]
-fn a_listing_whose_reader_has_gone_ends_quietly_as_a_success() {
+fn output_whose_reader_has_gone_ends_quietly_as_a_success() {
     let store = CliStore::new("strata-listing-");
-    two_layers(&store);
+    let (base, _) = two_layers(&store);
+    let diff = ["diff", base.as_str()];
     for args in [
         &["layers"][..],
         &["layers", "--json"],
         &["images"],
         &["images", "--json"],
+        &diff,
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);

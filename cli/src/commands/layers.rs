@@ -145,12 +145,14 @@ pub async fn write_stream(stream: ArchiveStream) -> Result<()> {
         // When standard output is a pipe, a larger one lets the reader keep up with
         // fewer wake-ups; anything else refuses the call, which is fine.
         let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-        let mut out = output::Watched {
-            inner: stdout.lock(),
-            closed: false,
-        };
+        // Standard output itself, unwrapped: `io::copy` then moves the data with
+        // `splice`, in the kernel.
+        let mut out = stdout.lock();
         match stream.copy_to_blocking(&mut out) {
-            Err(_) if out.closed => Err(output::Closed.into()),
+            // Reading a pipe never fails with EPIPE: this is standard output gone.
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPIPE as i32) => {
+                Err(output::Closed.into())
+            }
             Err(e) => Err(e.into()),
             Ok(_) => out.flush().map_err(output::write_error),
         }
