@@ -152,10 +152,11 @@ pub struct LayerDigests {
 const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
     l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata";
 
-/// The query for the layers that `condition` (on `l`) picks, oldest first.
-fn query(sql: &Sql<'_>, condition: &str) -> String {
+/// The query for `columns` and then the name list of the layers that `condition` (on
+/// `l`) picks, oldest first.
+fn query(sql: &Sql<'_>, columns: &str, condition: &str) -> String {
     let names = list_column(sql, ObjectKind::Layer, "l");
-    format!("SELECT {COLUMNS}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid")
+    format!("SELECT {columns}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid")
 }
 
 /// A row of [`query`] as a view, its names put in `names`, its big-data keys `items`.
@@ -185,7 +186,7 @@ fn view<'r>(
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
     let mut names = NameBuf::default();
     let mut all = Vec::new();
-    let _: ControlFlow<()> = sql.each(&query(sql, condition), args, |r| {
+    let _: ControlFlow<()> = sql.each(&query(sql, COLUMNS, condition), args, |r| {
         all.push(LayerRecord::from(&view(r, &mut names, &[])?));
         Ok(ControlFlow::Continue(()))
     })?;
@@ -228,22 +229,15 @@ pub fn summaries(
     sql: &Sql<'_>,
     mut f: impl FnMut(&LayerSummary<'_>) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>> {
-    let list = list_column(sql, ObjectKind::Layer, "l");
     let mut names = NameBuf::default();
-    sql.each(
-        &format!(
-            "SELECT l.id, l.parent, {list} FROM layers AS l WHERE l.incomplete = 0 ORDER BY l.rowid"
-        ),
-        [],
-        |r| {
-            Ok(f(&LayerSummary {
-                id: r.get_ref(0)?.as_str()?,
-                parent: r.get_ref(1)?.as_str_or_null()?,
-                names: names.fill(r.get_ref(2)?.as_str()?, 2)?,
-                read_only: false,
-            }))
-        },
-    )
+    sql.each(&query(sql, "l.id, l.parent", "l.incomplete = 0"), [], |r| {
+        Ok(f(&LayerSummary {
+            id: r.get_ref(0)?.as_str()?,
+            parent: r.get_ref(1)?.as_str_or_null()?,
+            names: names.fill(r.get_ref(2)?.as_str()?, 2)?,
+            read_only: false,
+        }))
+    })
 }
 
 /// Calls `f` on every complete layer, oldest first, until it breaks; returns whether it
@@ -262,7 +256,7 @@ pub fn views(
             .map(|(owner, items)| (owner, items.into_iter().map(|i| i.key).collect()))
             .collect();
     let mut names = NameBuf::default();
-    sql.each(&query(sql, "l.incomplete = 0"), [], |r| {
+    sql.each(&query(sql, COLUMNS, "l.incomplete = 0"), [], |r| {
         let id = r.get_ref(0)?.as_str()?;
         let items = items.get(id).map_or(&[][..], Vec::as_slice);
         Ok(f(&view(r, &mut names, items)?))
