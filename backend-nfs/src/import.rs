@@ -33,10 +33,9 @@ use nfs3_client::nfs3_types::nfs3::{
     specdata3, stable_how, writeverf3,
 };
 use nix::sys::time::TimeSpec;
-use storage_core::archive::apply::{
-    Meta, OPAQUE_MARKER, WHITEOUT_PREFIX, Written, entry_name, invalid, read_meta, unsafe_entry,
-};
+use storage_core::archive::apply::{Meta, entry_name, invalid, read_meta};
 use storage_core::archive::confine::split_last;
+use storage_core::archive::entry::{Whiteout, Written, check_name, unsafe_entry, whiteout};
 use storage_core::archive::{ApplyReport, read_tar};
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
 use tar::EntryType;
@@ -333,6 +332,7 @@ impl<'a> Applier<'a> {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+        check_name(raw)?;
         let Some(name) = self.map_name(raw) else {
             self.skipped += 1;
             return Ok(());
@@ -343,10 +343,17 @@ impl<'a> Applier<'a> {
         }
         let (parent_rel, base) = split_last(&name);
         let (parent_rel, base) = (parent_rel.to_vec(), base.to_vec());
-        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
-            self.reap(true)?;
-            self.entries += 1;
-            return self.whiteout(raw, &parent_rel, &base, hidden);
+        match whiteout(raw, &base)? {
+            None => {}
+            Some(Whiteout::Meta) => {
+                self.skipped += 1;
+                return Ok(());
+            }
+            Some(w) => {
+                self.reap(true)?;
+                self.entries += 1;
+                return self.whiteout(raw, &parent_rel, w);
+            }
         }
         if name.is_empty() {
             if meta.kind != EntryType::Directory {
@@ -704,29 +711,26 @@ impl<'a> Applier<'a> {
         Ok(true)
     }
 
-    fn whiteout(
-        &mut self,
-        raw: &[u8],
-        parent_rel: &[u8],
-        base: &[u8],
-        hidden: &[u8],
-    ) -> Result<()> {
-        if hidden.is_empty() {
-            return Err(unsafe_entry(raw, "whiteout without a name"));
-        }
+    /// Applies a whiteout as deletions of what the volume held before the import; what
+    /// the archive itself wrote stays.
+    fn whiteout(&mut self, raw: &[u8], parent_rel: &[u8], w: Whiteout<'_>) -> Result<()> {
         let Some(dir) = self.lookup_dir(parent_rel, raw)? else {
             return Ok(());
         };
         let store = self.store.clone();
-        if base == OPAQUE_MARKER {
-            let names = self.block(store.session.readdir(&dir, parent_rel))?;
-            for child in names {
-                let rel = join(parent_rel, &child.name);
-                self.remove_lower(&dir, &child.name, &rel, raw)?;
+        match w {
+            Whiteout::Opaque => {
+                let names = self.block(store.session.readdir(&dir, parent_rel))?;
+                for child in names {
+                    let rel = join(parent_rel, &child.name);
+                    self.remove_lower(&dir, &child.name, &rel, raw)?;
+                }
             }
-        } else {
-            let rel = join(parent_rel, hidden);
-            self.remove_lower(&dir, hidden, &rel, raw)?;
+            Whiteout::Hides(hidden) => {
+                let rel = join(parent_rel, hidden);
+                self.remove_lower(&dir, hidden, &rel, raw)?;
+            }
+            Whiteout::Meta => {}
         }
         Ok(())
     }

@@ -5,6 +5,8 @@ use std::pin::Pin;
 
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
 
+use storage_core::archive::confine::is_plain_name;
+
 use crate::error::NfsError;
 use crate::session::{Fh, Session, guarded};
 
@@ -67,6 +69,17 @@ pub fn remove_tree<'a>(
     name: &'a [u8],
 ) -> Pin<Box<dyn Future<Output = Result<bool, NfsError>> + Send + 'a>> {
     Box::pin(async move {
+        // LOOKUP of `..` or `.` answers the parent or the directory itself: never remove
+        // by such a name, whatever asked for it.
+        if !is_plain_name(name) {
+            return Err(NfsError::Status {
+                call: format!(
+                    "REMOVE {:?}: not a plain name (empty, `.`, `..`, or holding `/` or NUL)",
+                    String::from_utf8_lossy(name)
+                ),
+                status: nfsstat3::NFS3ERR_INVAL,
+            });
+        }
         let Some((fh, attr)) = s.lookup(dir, name).await? else {
             return Ok(false);
         };

@@ -418,6 +418,61 @@ async fn hostile_layers_leave_the_export_outside_the_volume_unchanged_with_ganes
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whiteout_of_dotdot_is_refused_and_the_other_volumes_stay_with_ganesha() {
+    if !require(
+        "a_whiteout_of_dotdot_is_refused_and_the_other_volumes_stay_with_ganesha",
+        &REQUIREMENTS,
+    ) {
+        return;
+    }
+    let g = Ganesha::start(UID, GID);
+    let vols = store(&g);
+    let op = Op::new("test");
+    let root = g.export_dir();
+    for v in ["target", "neighbour"] {
+        vols.volume_create(&op, v, 0, BTreeMap::new())
+            .await
+            .unwrap();
+        std::fs::write(root.join("volumes").join(v).join("data"), v).unwrap();
+    }
+    use testkit::tarball::{Kind, Tarball};
+    let cases: [&[(&[u8], bool)]; 4] = [
+        &[(b".wh...", false)],
+        &[(b".wh..", false)],
+        &[(b"sub/.wh...", false)],
+        &[(b"rootlink", true), (b"rootlink/.wh...", false)],
+    ];
+    for case in cases {
+        let mut t = Tarball::new();
+        t.entry(Kind::Dir, b"sub", &[]);
+        for (name, symlink) in case {
+            let kind = if *symlink {
+                Kind::Symlink(b"/".to_vec())
+            } else {
+                Kind::File(Vec::new())
+            };
+            t.entry(kind, name, &[]);
+        }
+        let result = vols
+            .import(
+                &op,
+                "target",
+                &FilterSpec::default(),
+                Box::new(std::io::Cursor::new(t.finish())),
+            )
+            .await;
+        assert!(
+            matches!(result, Err(Error::UnsafeArchive { .. })),
+            "{case:?}: {result:?}"
+        );
+        for v in ["target", "neighbour"] {
+            let data = std::fs::read(root.join("volumes").join(v).join("data"));
+            assert_eq!(data.unwrap(), v.as_bytes(), "{case:?}: volume {v}");
+        }
+    }
+}
+
 /// A tar of `files` files of `size` bytes each, of varied bytes.
 fn big_tar(path: &Path, files: usize, size: usize) {
     let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());

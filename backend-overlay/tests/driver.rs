@@ -315,3 +315,43 @@ async fn a_1200_layer_chain_mounts_by_nesting_needs_root() {
     }
     deep_chain(1200).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whiteout_of_dotdot_is_refused_and_the_layer_stays_usable_needs_root() {
+    if !needs("a_whiteout_of_dotdot_is_refused_and_the_layer_stays_usable_needs_root") {
+        return;
+    }
+    let f = Fixture::new();
+    f.driver
+        .create(&f.op, &id(1), None, &CreateOpts::default())
+        .await
+        .unwrap();
+    apply(&f, &id(1), None, tar_of(&[("kept", b"own", 0o644)])).await;
+    for name in [&b".wh..."[..], b".wh.."] {
+        let mut t = testkit::tarball::Tarball::new();
+        t.entry(testkit::tarball::Kind::File(Vec::new()), name, &[]);
+        let err = f
+            .driver
+            .apply_diff(
+                &f.op,
+                &id(1),
+                None,
+                Box::new(std::io::Cursor::new(t.finish())),
+                &DiffOpts::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, storage_core::Error::UnsafeArchive { .. }),
+            "{err}"
+        );
+        assert!(f.driver.exists(&f.op, &id(1)).await.unwrap());
+    }
+    let m = f
+        .driver
+        .get(&f.op, &id(1), &MountOpts::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(m.join("kept")).unwrap(), b"own");
+    f.driver.put(&f.op, &id(1)).await.unwrap();
+}

@@ -105,3 +105,50 @@ async fn a_volume_exports_and_reimports_with_a_filter() {
     assert_eq!(std::fs::read(dst.join("keep/file")).unwrap(), b"kept");
     assert!(!dst.join("cache").exists() && !dst.join("data").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whiteout_of_dotdot_in_an_import_leaves_every_volume_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let vols = DirVolumes::new("local", dir.path());
+    std::fs::create_dir_all(dir.path().join("volumes")).unwrap();
+    std::fs::create_dir_all(dir.path().join("volumes_metadata")).unwrap();
+    let op = Op::new("test");
+    for v in ["target", "other"] {
+        vols.volume_create(&op, v, 0, BTreeMap::new())
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("volumes").join(v).join("data"), v).unwrap();
+    }
+    let cases: [&[&[u8]]; 4] = [
+        &[b".wh..."],
+        &[b".wh.."],
+        &[b"sub/.wh..."],
+        &[b"rootlink", b"rootlink/.wh..."],
+    ];
+    for names in cases {
+        let mut t = testkit::tarball::Tarball::new();
+        t.entry(testkit::tarball::Kind::Dir, b"sub", &[]);
+        for name in names {
+            let kind = if *name == b"rootlink" {
+                testkit::tarball::Kind::Symlink(b"/".to_vec())
+            } else {
+                testkit::tarball::Kind::File(Vec::new())
+            };
+            t.entry(kind, name, &[]);
+        }
+        let err = vols
+            .import(
+                &op,
+                "target",
+                &FilterSpec::default(),
+                Box::new(std::io::Cursor::new(t.finish())),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsafeArchive { .. }), "{err}");
+        for v in ["target", "other"] {
+            let data = std::fs::read(dir.path().join("volumes").join(v).join("data"));
+            assert_eq!(data.unwrap(), v.as_bytes(), "{names:?}: volume {v}");
+        }
+    }
+}

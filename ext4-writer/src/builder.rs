@@ -332,8 +332,14 @@ impl<W: Write + Seek> Builder<W> {
         ) {
             return Ok(());
         }
+        if path.contains(&0) {
+            return Err(invalid(name, "its name holds a NUL byte"));
+        }
         let meta = entry_meta(name, entry)?;
         let comps = tree::components(path);
+        if comps.iter().any(|c| c.len() > 255) {
+            return Err(invalid(name, "a name component is longer than 255 bytes"));
+        }
         let Some((&last, parents)) = comps.split_last() else {
             // The root itself ("./").
             return if etype.is_dir() {
@@ -351,26 +357,34 @@ impl<W: Write + Seek> Builder<W> {
             set_dir_meta(&mut self.tree.nodes[dir], meta);
             return Ok(());
         }
-        if last.len() > 255 {
-            return Err(invalid(name, "a name component is longer than 255 bytes"));
-        }
         let parent = self.tree.resolve_dir(name, parents, true)?;
 
+        if let Some(target) = last.strip_prefix(b".wh.")
+            && !target.starts_with(b".wh.")
+            && matches!(target, b"" | b"." | b"..")
+        {
+            return Err(invalid(
+                name,
+                "a whiteout must name one entry; `.wh.` followed by nothing, `.` or `..` would name the directory itself or its parent",
+            ));
+        }
         if self.options.whiteouts == Whiteouts::Overlay
             && let Some(target) = last.strip_prefix(b".wh.")
         {
             if target == b".wh..opq" {
-                self.tree.nodes[parent]
-                    .meta
-                    .xattrs
-                    .insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
+                mark_opaque(&mut self.tree.nodes[parent].meta);
                 return Ok(());
             }
             if target.starts_with(b".wh.") {
                 return Ok(());
             }
-            if target.is_empty() || target == b"." || target == b".." {
-                return Err(invalid(name, "a whiteout with no name"));
+            // A whiteout hides what lies below the layer. What this archive wrote stays;
+            // a directory it wrote is made opaque, so the lower one's content is hidden.
+            if let Some(old) = self.tree.get(parent, target) {
+                if self.tree.is_dir(old) {
+                    mark_opaque(&mut self.tree.nodes[old].meta);
+                }
+                return Ok(());
             }
             let id = self.tree.add(Node {
                 kind: Kind::Char(0, 0),
@@ -380,13 +394,23 @@ impl<W: Write + Seek> Builder<W> {
             return Ok(());
         }
 
+        let mut meta = meta;
         let kind = match etype {
             tar::EntryType::Directory => {
-                if let Some(old) = self.tree.get(parent, last)
-                    && self.tree.is_dir(old)
-                {
-                    set_dir_meta(&mut self.tree.nodes[old], meta);
-                    return Ok(());
+                match self.tree.get(parent, last) {
+                    Some(old) if self.tree.is_dir(old) => {
+                        set_dir_meta(&mut self.tree.nodes[old], meta);
+                        return Ok(());
+                    }
+                    // A directory in place of a whiteout hides what lies below, as one
+                    // made after a deletion does in overlayfs.
+                    Some(old)
+                        if self.options.whiteouts == Whiteouts::Overlay
+                            && matches!(self.tree.nodes[old].kind, Kind::Char(0, 0)) =>
+                    {
+                        mark_opaque(&mut meta);
+                    }
+                    _ => {}
                 }
                 Kind::Dir(BTreeMap::new())
             }
@@ -400,6 +424,9 @@ impl<W: Write + Seek> Builder<W> {
                     .link_name_bytes()
                     .ok_or_else(|| invalid(name, "a symlink with no target"))?
                     .into_owned();
+                if target.contains(&0) {
+                    return Err(invalid(name, "its symlink target holds a NUL byte"));
+                }
                 if target.is_empty() || target.len() >= BS {
                     return Err(invalid(
                         name,
@@ -413,6 +440,9 @@ impl<W: Write + Seek> Builder<W> {
                     .link_name_bytes()
                     .ok_or_else(|| invalid(name, "a hard link with no target"))?
                     .into_owned();
+                if target.contains(&0) {
+                    return Err(invalid(name, "its hard link target holds a NUL byte"));
+                }
                 let hl = |reason| Error::HardLinkTarget {
                     entry: name.to_string(),
                     target: lossy(&target),
@@ -1199,6 +1229,21 @@ fn invalid(entry: &str, reason: &str) -> Error {
     }
 }
 
+/// Sets `trusted.overlay.opaque=y`.
+fn mark_opaque(meta: &mut Meta) {
+    meta.xattrs.insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
+}
+
+/// True for overlay markers (`trusted.overlay.*`, `user.overlay.*`): the storage's own,
+/// never taken from an archive, where they would be read by overlayfs once the image is a
+/// lower layer. The same rule as the tar engine's `reserved_xattr`.
+fn reserved_xattr(name: &[u8]) -> bool {
+    [&b"trusted.overlay"[..], b"user.overlay"].iter().any(|p| {
+        name.strip_prefix(*p)
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'.')
+    })
+}
+
 /// A repeated directory entry updates the directory's metadata; an overlay opaque marker
 /// set by an earlier whiteout stays.
 fn set_dir_meta(node: &mut Node, mut meta: Meta) {
@@ -1639,7 +1684,9 @@ fn entry_meta<R: Read>(name: &str, entry: &mut tar::Entry<'_, R>) -> Result<Meta
                 b"atime" => atime = parse_pax_time(text),
                 b"ctime" => ctime = parse_pax_time(text),
                 _ => {
-                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.")
+                        && !reserved_xattr(x)
+                    {
                         xattrs.insert(x.to_vec(), value.to_vec());
                     }
                 }

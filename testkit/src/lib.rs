@@ -14,6 +14,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod ganesha;
+pub mod tarball;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! directory times are set after all their children exist. OCI whiteouts are applied as
 //! chosen by [`WhiteoutMode`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -23,17 +23,14 @@ use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 use tar::EntryType;
 
 use super::confine::{Root, file_kind, list_dir, normalize, os, split_last};
+use super::entry::{
+    OVERLAY_OPAQUE_XATTR, Whiteout, Written, check_link_target, check_name, pax_time,
+    reserved_xattr, unsafe_entry, whiteout,
+};
 use super::input::{Compression, DigestReader, received, sniff};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::FilterSpec;
 use crate::op::Op;
-
-/// Prefix of an OCI whiteout file name.
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// Name of the OCI opaque-directory marker.
-pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-/// The overlay xattr that makes a directory opaque.
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// How OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,46 +214,11 @@ pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
         .map(|n| normalize(n.as_bytes()))
 }
 
-/// The paths an apply has written, and their ancestors: in delete mode, a whiteout acts on
-/// what lower layers left, never on what the same archive wrote.
-#[derive(Debug, Default)]
-pub struct Written {
-    paths: HashSet<Vec<u8>>,
-    ancestors: HashSet<Vec<u8>>,
-}
-
-impl Written {
-    /// Records that `rel` was written.
-    pub fn note(&mut self, rel: &[u8]) {
-        self.paths.insert(rel.to_vec());
-        let mut p = rel;
-        while let Some(i) = p.iter().rposition(|&b| b == b'/') {
-            p = &p[..i];
-            if !self.ancestors.insert(p.to_vec()) {
-                break;
-            }
-        }
-    }
-
-    /// True when `rel` or something below it was written, so a whiteout must spare it.
-    pub fn spares(&self, rel: &[u8]) -> bool {
-        self.paths.contains(rel) || self.ancestors.contains(rel)
-    }
-}
-
 /// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole).
 pub fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
     Error::InvalidArchive {
         entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
         reason: e.to_string(),
-    }
-}
-
-/// An [`Error::UnsafeArchive`] about the entry `name`.
-pub fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
-    Error::UnsafeArchive {
-        entry: String::from_utf8_lossy(name).into_owned(),
-        reason: reason.into(),
     }
 }
 
@@ -285,28 +247,8 @@ pub struct Meta {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-/// Parses a PAX time (`1600000000.123456789`) into a timespec.
-fn pax_time(v: &[u8]) -> Option<TimeSpec> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i64 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
-    let nanos = if secs < 0 && nanos > 0 { -nanos } else { nanos };
-    Some(TimeSpec::new(secs, nanos))
-}
-
-/// True for xattrs the storage itself owns and an archive must never set.
-fn reserved_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
 /// Reads the metadata of `entry` (named `name`, for errors), PAX records applied; refuses
-/// PAX sparse files.
+/// PAX sparse files and a link target no writer can store ([`check_name`]).
 pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Meta> {
     let bad = |e: io::Error| invalid(Some(name), e);
     let h = entry.header();
@@ -350,7 +292,7 @@ pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<
                 }
                 k => {
                     if let Some(x) = k.strip_prefix("SCHILY.xattr.")
-                        && !reserved_xattr(x)
+                        && !reserved_xattr(x.as_bytes())
                     {
                         meta.xattrs.push((x.to_owned(), value.to_vec()));
                     }
@@ -359,6 +301,14 @@ pub fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<
         }
     }
     meta.atime = atime.unwrap_or(meta.mtime);
+    if let Some(link) = &meta.link {
+        let what = if kind == EntryType::Link {
+            "hard link target"
+        } else {
+            "symlink target"
+        };
+        check_link_target(name, what, link)?;
+    }
     Ok(meta)
 }
 
@@ -448,6 +398,7 @@ impl<'a> Applier<'a> {
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+        check_name(raw)?;
         let name = match self.map_name(raw) {
             Some(n) => n,
             None => {
@@ -457,9 +408,16 @@ impl<'a> Applier<'a> {
         };
         let meta = read_meta(entry, raw)?;
         let (parent_rel, base) = split_last(&name);
-        if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
-            self.entries += 1;
-            return self.whiteout(raw, parent_rel, base, hidden, &meta);
+        match whiteout(raw, base)? {
+            None => {}
+            Some(Whiteout::Meta) => {
+                self.skipped += 1;
+                return Ok(());
+            }
+            Some(w) => {
+                self.entries += 1;
+                return self.whiteout(parent_rel, w, &meta);
+            }
         }
         if name.is_empty() {
             if meta.kind != EntryType::Directory {
@@ -516,9 +474,7 @@ impl<'a> Applier<'a> {
     }
 
     fn note_written(&mut self, rel: &[u8]) {
-        if self.opts.whiteouts == WhiteoutMode::Delete {
-            self.written.note(rel);
-        }
+        self.written.note(rel);
     }
 
     /// Opens `name` in `dir` with `flags`, removing whatever is there first on `EEXIST`.
@@ -592,10 +548,16 @@ impl<'a> Applier<'a> {
             Ok(()) => {}
             Err(Errno::EEXIST) => {
                 let st = self.root.stat_at(dir, name)?;
-                if st.is_some_and(|st| file_kind(&st) != SFlag::S_IFDIR) {
+                if let Some(st) = st.filter(|st| file_kind(st) != SFlag::S_IFDIR) {
                     self.root.remove_at(dir, name)?;
                     mkdirat(dir, os(name), Mode::from_bits_truncate(0o700))
                         .ctx(|| format!("create directory {}", self.root.display(rel)))?;
+                    // A directory in place of a whiteout hides what lies below, as one
+                    // made after a deletion does in overlayfs.
+                    if self.opts.whiteouts == WhiteoutMode::Overlay && is_overlay_whiteout(&st) {
+                        let fd = self.root.dir(rel)?;
+                        self.mark_opaque(fd.as_fd(), rel)?;
+                    }
                 }
             }
             Err(e) => {
@@ -776,62 +738,74 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn whiteout(
-        &mut self,
-        raw: &[u8],
-        parent_rel: &[u8],
-        base: &[u8],
-        hidden: &[u8],
-        meta: &Meta,
-    ) -> Result<()> {
-        if hidden.is_empty() {
-            return Err(unsafe_entry(raw, "whiteout without a name"));
-        }
-        let opaque = base == OPAQUE_MARKER;
+    /// Applies a whiteout found in `parent_rel`. It acts on what lies below the archive:
+    /// what the archive itself wrote there stays, and a directory it wrote is made to hide
+    /// its lower content.
+    fn whiteout(&mut self, parent_rel: &[u8], w: Whiteout<'_>, meta: &Meta) -> Result<()> {
         match self.opts.whiteouts {
             WhiteoutMode::Overlay => {
                 let dir = self.root.dir(parent_rel)?;
-                if opaque {
-                    rustix::fs::fsetxattr(
-                        dir.as_fd(),
-                        OVERLAY_OPAQUE_XATTR,
-                        b"y",
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .ctx(|| {
-                        format!(
-                            "mark {} opaque (trusted xattrs need root)",
-                            self.root.display(parent_rel)
-                        )
-                    })?;
-                } else {
-                    let rel = join(parent_rel, hidden);
-                    let d = dir.as_fd();
-                    self.create_with(d, hidden, &rel, "create whiteout", || {
-                        mknodat(d, os(hidden), SFlag::S_IFCHR, Mode::empty(), 0)
-                    })?;
-                    self.set_owner_at(d, hidden, &rel, meta)?;
-                    self.dir_times.remove(&rel);
+                match w {
+                    Whiteout::Opaque => self.mark_opaque(dir.as_fd(), parent_rel)?,
+                    Whiteout::Hides(hidden) => {
+                        let rel = join(parent_rel, hidden);
+                        let d = dir.as_fd();
+                        if self.written.spares(&rel) {
+                            if let Some(st) = self.root.stat_at(d, hidden)?
+                                && file_kind(&st) == SFlag::S_IFDIR
+                            {
+                                let sub = self.root.dir(&rel)?;
+                                self.mark_opaque(sub.as_fd(), &rel)?;
+                            }
+                            return Ok(());
+                        }
+                        self.create_with(d, hidden, &rel, "create whiteout", || {
+                            mknodat(d, os(hidden), SFlag::S_IFCHR, Mode::empty(), 0)
+                        })?;
+                        self.set_owner_at(d, hidden, &rel, meta)?;
+                        self.dir_times.remove(&rel);
+                    }
+                    Whiteout::Meta => {}
                 }
             }
             WhiteoutMode::Delete => {
                 let Some(dir) = self.root.lookup_dir(parent_rel)? else {
                     return Ok(());
                 };
-                if opaque {
-                    let names = list_dir(dir.as_fd())
-                        .ctx(|| format!("list {}", self.root.display(parent_rel)))?;
-                    for child in names {
-                        let rel = join(parent_rel, &child);
-                        self.remove_lower(dir.as_fd(), &child, &rel)?;
+                match w {
+                    Whiteout::Opaque => {
+                        let names = list_dir(dir.as_fd())
+                            .ctx(|| format!("list {}", self.root.display(parent_rel)))?;
+                        for child in names {
+                            let rel = join(parent_rel, &child);
+                            self.remove_lower(dir.as_fd(), &child, &rel)?;
+                        }
                     }
-                } else {
-                    let rel = join(parent_rel, hidden);
-                    self.remove_lower(dir.as_fd(), hidden, &rel)?;
+                    Whiteout::Hides(hidden) => {
+                        let rel = join(parent_rel, hidden);
+                        self.remove_lower(dir.as_fd(), hidden, &rel)?;
+                    }
+                    Whiteout::Meta => {}
                 }
             }
         }
         Ok(())
+    }
+
+    /// Marks the directory `fd` (at `rel`) opaque for overlayfs.
+    fn mark_opaque(&self, fd: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
+        rustix::fs::fsetxattr(
+            fd,
+            OVERLAY_OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .ctx(|| {
+            format!(
+                "mark {} opaque (trusted xattrs need root)",
+                self.root.display(rel)
+            )
+        })
     }
 
     /// Delete mode: removes what lower layers put at `rel`, keeping whatever this archive
@@ -855,6 +829,11 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// True for an overlay whiteout: a character device 0:0.
+fn is_overlay_whiteout(st: &nix::sys::stat::FileStat) -> bool {
+    file_kind(st) == SFlag::S_IFCHR && st.st_rdev == 0
 }
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {

@@ -41,6 +41,13 @@ pub fn normalize(name: &[u8]) -> Vec<u8> {
     out.join(&b'/')
 }
 
+/// True for a name that can stand as one directory entry: not empty, not `.` or `..`, and
+/// free of `/` and NUL. Every removal by name checks it, so no name, whatever an archive
+/// made of it, can reach a directory itself or its parent.
+pub fn is_plain_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+}
+
 /// Splits a normalised path into its parent and its last component.
 pub fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
@@ -213,8 +220,18 @@ fn is_dir(st: &FileStat) -> bool {
     file_kind(st) == SFlag::S_IFDIR
 }
 
-/// Removes `name` below `dir` recursively (fd-relative, no-follow).
+/// Removes `name` below `dir` recursively (fd-relative, no-follow). Refuses a name that
+/// is not plain ([`is_plain_name`]): `..` would name the parent of `dir`, `.` `dir` itself.
 fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
+    if !is_plain_name(name) {
+        return Err(Error::io(
+            format!(
+                "remove {:?}: not a plain name (empty, `.`, `..`, or holding `/` or NUL)",
+                String::from_utf8_lossy(name)
+            ),
+            Errno::EINVAL,
+        ));
+    }
     let st = match fstatat(dir, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(false),
@@ -315,6 +332,24 @@ mod tests {
         root.dir(b"up/other").unwrap();
         assert!(root_path.join("other").is_dir());
         assert!(!outer.path().join("other").exists());
+    }
+
+    #[test]
+    fn remove_at_refuses_dot_dotdot_and_empty_names() {
+        let outer = tempfile::tempdir().unwrap();
+        let root_path = outer.path().join("root");
+        std::fs::create_dir_all(root_path.join("d")).unwrap();
+        std::fs::write(outer.path().join("sibling"), b"keep").unwrap();
+        std::fs::write(root_path.join("d/child"), b"keep").unwrap();
+        let mut root = Root::open(&root_path).unwrap();
+        let d = root.dir(b"d").unwrap();
+        for name in [&b".."[..], b".", b"", b"a/b", b"a\0b"] {
+            assert!(root.remove_at(d.as_fd(), name).is_err(), "{name:?}");
+        }
+        let top = root.dir(b"").unwrap();
+        assert!(root.remove_at(top.as_fd(), b"..").is_err());
+        assert!(outer.path().join("sibling").exists());
+        assert!(root_path.join("d/child").exists());
     }
 
     #[test]

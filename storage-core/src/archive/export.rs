@@ -18,8 +18,8 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat};
 use tar::EntryType;
 
-use super::apply::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use super::changes::{Change, ChangeKind, lower_exists};
+use super::entry::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use super::tree::{Kind, Stat, read_xattrs, read_xattrs_fd};
 use crate::error::{Error, IoContext, Result};
 use crate::filter::FilterSpec;

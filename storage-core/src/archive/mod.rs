@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod changes;
 pub mod confine;
+pub mod entry;
 pub mod export;
 pub mod input;
 pub mod stream;

@@ -169,12 +169,6 @@ pub fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
     v
 }
 
-/// True for xattrs the storage owns (overlay markers); they never leave in an archive
-/// and never enter from one.
-pub fn reserved_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
-}
-
 /// The entry's xattrs (without following a symlink), sorted by name, without the overlay's
 /// own.
 pub fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
@@ -227,7 +221,7 @@ fn collect_xattrs(
         let Ok(name) = std::str::from_utf8(raw) else {
             continue;
         };
-        if reserved_xattr(name) {
+        if super::entry::reserved_xattr(name.as_bytes()) {
             continue;
         }
         if let Some(v) = get_xattr_with(&get, name, what)? {
@@ -273,5 +267,5 @@ fn get_xattr_with(
 
 /// True when an overlay upper/diff directory is marked opaque.
 pub fn is_opaque(path: &Path) -> Result<bool> {
-    Ok(get_xattr(path, super::apply::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
+    Ok(get_xattr(path, super::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
 }

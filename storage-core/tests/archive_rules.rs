@@ -1,0 +1,238 @@
+//! The entry rules as the directory writer applies them, one regression test per defect a
+//! hostile corpus found: whiteouts naming `.` or `..`, NUL in names, a whiteout of what
+//! the same archive wrote, negative fractional PAX times.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use storage_core::archive::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
+use storage_core::{Error, Op};
+use testkit::tarball::{Kind, Tarball};
+use testkit::{Requirement, require};
+
+fn file(data: &[u8]) -> Kind {
+    Kind::File(data.to_vec())
+}
+
+fn apply(target: &Path, tar: &[u8], mode: WhiteoutMode) -> storage_core::Result<()> {
+    let mut opts = ApplyOptions::new(mode);
+    opts.sync = false;
+    if mode == WhiteoutMode::Delete {
+        opts.ownership = Ownership::Caller;
+    }
+    apply_tar(&Op::new("test"), target, tar, &opts).map(|_| ())
+}
+
+/// A target directory with a sibling beside it and a file inside, both of which must
+/// survive whatever the archive does.
+struct Scene {
+    _outer: tempfile::TempDir,
+    target: std::path::PathBuf,
+    sibling: std::path::PathBuf,
+}
+
+impl Scene {
+    fn new() -> Self {
+        let outer = tempfile::tempdir().unwrap();
+        let target = outer.path().join("volumes/v1");
+        let sibling = outer.path().join("volumes/v2/data");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(sibling.parent().unwrap()).unwrap();
+        std::fs::write(&sibling, b"other volume").unwrap();
+        std::fs::write(target.join("keep"), b"own data").unwrap();
+        Scene {
+            _outer: outer,
+            target,
+            sibling,
+        }
+    }
+
+    fn intact(&self) -> bool {
+        std::fs::read(&self.sibling).is_ok_and(|d| d == b"other volume")
+            && std::fs::read(self.target.join("keep")).is_ok_and(|d| d == b"own data")
+    }
+}
+
+#[test]
+fn whiteouts_of_dot_or_dotdot_are_refused_and_delete_nothing_in_either_mode() {
+    let modes: &[WhiteoutMode] = if require(
+        "whiteouts_of_dot_or_dotdot (overlay mode)",
+        &[Requirement::Root],
+    ) {
+        &[WhiteoutMode::Delete, WhiteoutMode::Overlay]
+    } else {
+        &[WhiteoutMode::Delete]
+    };
+    let names: &[&[u8]] = &[b".wh...", b".wh..", b".wh.", b"sub/.wh...", b"sub/.wh.."];
+    for &mode in modes {
+        for name in names {
+            for through_root_symlink in [false, true] {
+                let scene = Scene::new();
+                let mut t = Tarball::new();
+                let name = if through_root_symlink {
+                    t.entry(Kind::Symlink(b"/".to_vec()), b"rootlink", &[]);
+                    [&b"rootlink/"[..], name].concat()
+                } else {
+                    name.to_vec()
+                };
+                t.entry(Kind::Dir, b"sub", &[]);
+                t.entry(file(b""), &name, &[]);
+                let err = apply(&scene.target, &t.finish(), mode).unwrap_err();
+                let what = format!("{mode:?} {}", String::from_utf8_lossy(&name));
+                assert!(matches!(err, Error::UnsafeArchive { .. }), "{what}: {err}");
+                assert!(scene.intact(), "{what}: data outside the entry was removed");
+                assert!(scene.target.join("sub").is_dir(), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn names_and_link_targets_holding_nul_are_refused() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("pax path", {
+            let mut t = Tarball::new();
+            t.entry(file(b"x"), b"plain", &[("path", b"a\0b")]);
+            t.finish()
+        }),
+        ("pax linkpath", {
+            let mut t = Tarball::new();
+            t.entry(
+                Kind::Symlink(b"t".to_vec()),
+                b"l",
+                &[("linkpath", b"/etc\0x")],
+            );
+            t.finish()
+        }),
+        ("gnu long name", {
+            let mut t = Tarball::new();
+            t.gnu_long_name(b"dir/na\0me");
+            t.entry(file(b"x"), b"short", &[]);
+            t.finish()
+        }),
+        ("hard link target", {
+            let mut t = Tarball::new();
+            t.entry(file(b"x"), b"f", &[]);
+            t.entry(
+                Kind::HardLink(b"f".to_vec()),
+                b"h",
+                &[("linkpath", b"f\0g")],
+            );
+            t.finish()
+        }),
+    ];
+    for (what, tar) in cases {
+        let scene = Scene::new();
+        let err = apply(&scene.target, &tar, WhiteoutMode::Delete).unwrap_err();
+        assert!(matches!(err, Error::InvalidArchive { .. }), "{what}: {err}");
+        assert!(scene.intact(), "{what}");
+    }
+}
+
+#[test]
+fn a_whiteout_spares_what_the_same_archive_wrote_in_delete_mode() {
+    let scene = Scene::new();
+    std::fs::write(scene.target.join("x"), b"lower").unwrap();
+    std::fs::create_dir_all(scene.target.join("d/lower-only")).unwrap();
+    let mut t = Tarball::new();
+    t.entry(file(b"upper"), b"x", &[])
+        .entry(file(b""), b".wh.x", &[])
+        .entry(Kind::Dir, b"d", &[])
+        .entry(file(b"new"), b"d/new", &[])
+        .entry(file(b""), b".wh.d", &[]);
+    apply(&scene.target, &t.finish(), WhiteoutMode::Delete).unwrap();
+    assert_eq!(std::fs::read(scene.target.join("x")).unwrap(), b"upper");
+    assert_eq!(std::fs::read(scene.target.join("d/new")).unwrap(), b"new");
+    assert!(!scene.target.join("d/lower-only").exists());
+}
+
+#[test]
+fn a_whiteout_spares_what_the_same_archive_wrote_in_overlay_mode_needs_root() {
+    if !require(
+        "a_whiteout_spares_what_the_same_archive_wrote_in_overlay_mode",
+        &[Requirement::Root],
+    ) {
+        return;
+    }
+    let scene = Scene::new();
+    let mut t = Tarball::new();
+    t.entry(file(b"upper"), b"x", &[])
+        .entry(file(b""), b".wh.x", &[])
+        .entry(Kind::Dir, b"d", &[])
+        .entry(file(b"new"), b"d/new", &[])
+        .entry(file(b""), b".wh.d", &[])
+        .entry(file(b""), b".wh.y", &[])
+        .entry(Kind::Dir, b"y", &[])
+        .entry(file(b""), b".wh.gone", &[]);
+    apply(&scene.target, &t.finish(), WhiteoutMode::Overlay).unwrap();
+    let opaque = |p: &str| {
+        xattr_of(&scene.target.join(p), "trusted.overlay.opaque").as_deref() == Some(&b"y"[..])
+    };
+    // The layer's own x stays a file; its own d stays, made opaque so the lower d's content
+    // is hidden, as a deletion of the lower d asks.
+    assert_eq!(std::fs::read(scene.target.join("x")).unwrap(), b"upper");
+    assert_eq!(std::fs::read(scene.target.join("d/new")).unwrap(), b"new");
+    assert!(opaque("d"));
+    // A directory written after its own whiteout replaces it, and hides the lower one.
+    assert!(scene.target.join("y").is_dir() && opaque("y"));
+    // What the archive did not write is whited out for overlayfs.
+    let gone = std::fs::symlink_metadata(scene.target.join("gone")).unwrap();
+    assert_eq!((gone.mode() & 0o170000, gone.rdev()), (0o020000, 0));
+}
+
+#[test]
+fn negative_fractional_pax_times_are_stored_below_the_second() {
+    let scene = Scene::new();
+    let mut t = Tarball::new();
+    t.entry(file(b"a"), b"a", &[("mtime", b"-1.5")])
+        .entry(file(b"b"), b"b", &[("mtime", b"-0.5")])
+        .entry(file(b"c"), b"c", &[("mtime", b"1.25")]);
+    apply(&scene.target, &t.finish(), WhiteoutMode::Delete).unwrap();
+    let times = |n: &str| {
+        let m = std::fs::symlink_metadata(scene.target.join(n)).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    assert_eq!(times("a"), (-2, 500_000_000));
+    assert_eq!(times("b"), (-1, 500_000_000));
+    assert_eq!(times("c"), (1, 250_000_000));
+}
+
+#[test]
+fn overlay_marker_xattrs_in_an_archive_never_enter_needs_root() {
+    if !require(
+        "overlay_marker_xattrs_in_an_archive_never_enter",
+        &[Requirement::Root],
+    ) {
+        return;
+    }
+    let scene = Scene::new();
+    let mut t = Tarball::new();
+    t.entry(
+        Kind::Dir,
+        b"d",
+        &[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.user.overlay.opaque", b"y"),
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.user.kept", b"v"),
+        ],
+    );
+    apply(&scene.target, &t.finish(), WhiteoutMode::Overlay).unwrap();
+    let d = scene.target.join("d");
+    for name in [
+        "trusted.overlay.opaque",
+        "user.overlay.opaque",
+        "trusted.overlay.redirect",
+    ] {
+        assert_eq!(xattr_of(&d, name), None, "{name}");
+    }
+    assert_eq!(xattr_of(&d, "user.kept").as_deref(), Some(&b"v"[..]));
+}
+
+fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
