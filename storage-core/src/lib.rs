@@ -9,8 +9,7 @@
 //!   deterministic tar export;
 //! - the [`catalog`] of layers, images and containers, the [`store`] that keeps it in
 //!   step with a driver (containers/storage's face), the port layer's [`image_store`]
-//!   face, and the [`run_root`] with its per-boot mount counts;
-//! - the [`sandbox`] state store of VM-based runtimes (items, locks, devices).
+//!   face, and the [`run_root`] with its per-boot mount counts.
 //!
 //! It knows no backend: backends depend on it, and only the `registry` crate knows them
 //! all.
@@ -39,7 +38,6 @@ pub mod object_url;
 pub mod op;
 pub mod port;
 pub mod run_root;
-pub mod sandbox;
 pub mod store;
 
 pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};

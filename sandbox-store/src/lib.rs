@@ -1,5 +1,12 @@
-//! The sandbox state store: what a VM-based runtime (Kata-style) keeps about each
-//! sandbox and each of its containers, one JSON file per [`Item`].
+//! # sandbox-store: the sandbox state of VM-based runtimes
+//!
+//! This crate owns the sandbox state store of VM-based runtimes (the Kata virtcontainers
+//! store): what such a runtime keeps about each sandbox and each of its containers, one
+//! JSON file per [`Item`], with item locks, raw files, typed devices and its own
+//! [`SandboxError`]. It does not own layers, images or containers' filesystems (those are
+//! `storage-core`'s contract and the `catalog` crate's store), and it needs no catalog:
+//! from `storage-core` it takes only the run root's atomic file write and lock-then-verify
+//! `flock` ([`storage_core::run_root`]).
 //!
 //! Layout, for a sandbox `sb` and a container `c` in it:
 //!
@@ -42,7 +49,7 @@
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use storage_core::sandbox::{Item, LockMode, Roots, SandboxError, SandboxStore};
+//! use sandbox_store::{Item, LockMode, Roots, SandboxError, SandboxStore};
 //!
 //! #[derive(Debug, PartialEq, Serialize, Deserialize)]
 //! struct State { state: String, pid: u32 }
@@ -75,6 +82,8 @@
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod device;
 mod error;
@@ -94,9 +103,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::FlockOperation;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use storage_core::run_root::{flock_path, write_file_atomic};
 use url::Url;
-
-use crate::run_root::{flock_path, write_file_atomic};
 
 pub use device::{
     BlockDevice, BlockDrive, Device, DeviceInfo, GenericDevice, VfioDev, VfioDevice, VfioKind,

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sandbox_store::{Item, Items, LockMode, Roots, SandboxError, SandboxStore};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use storage_core::sandbox::{Item, Items, LockMode, Roots, SandboxError, SandboxStore};
 
 const ROLE: &str = "STRATA_SBX_ROLE";
 const PERSISTENT: &str = "STRATA_SBX_PERSISTENT";
