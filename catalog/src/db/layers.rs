@@ -4,10 +4,10 @@
 use std::ops::ControlFlow;
 
 use rusqlite::{Row, params};
+use storage_core::error::{Error, ObjectKind, Result};
 
-use crate::catalog::names::{NameBuf, claim_new, drop_all, list_column, names_of, resolve};
-use crate::catalog::{Catalog, Sql, now, owned};
-use crate::error::{Error, ObjectKind, Result};
+use crate::db::names::{NameBuf, claim_new, drop_all, list_column, names_of, resolve};
+use crate::db::{Catalog, Sql, now, owned};
 
 /// One layer as the catalog records it. It serialises as its [`LayerView`]; fields left
 /// out there read back as their defaults.
@@ -548,12 +548,12 @@ mod tests {
             c.complete_layer(&id(n), &digests).unwrap();
             if n % 5 == 0 {
                 c.write(|sql| {
-                    crate::catalog::names::set_metadata(sql, ObjectKind::Layer, &id(n), "meta")?;
-                    crate::catalog::big_data::put(
+                    crate::db::names::set_metadata(sql, ObjectKind::Layer, &id(n), "meta")?;
+                    crate::db::big_data::put(
                         sql,
                         ObjectKind::Layer,
                         &id(n),
-                        &crate::catalog::BigDataInfo {
+                        &crate::db::BigDataInfo {
                             key: "k".into(),
                             size: 1,
                             digest: "sha256:k".into(),

@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::catalog::{self, ContainerRecord, containers, images, layers};
-use crate::error::{Error, IoContext, ObjectKind, Result};
-use crate::id::{random_id, validate_id};
-use crate::op::Op;
+use storage_core::error::{Error, IoContext, ObjectKind, Result};
+use storage_core::id::{random_id, validate_id};
+use storage_core::op::Op;
+
+use crate::db::{self, ContainerRecord, containers, images, layers};
 use crate::store::big_data::big_data_lock;
 use crate::store::{Store, container_lock, layer_lock};
 
@@ -73,7 +74,7 @@ impl Store {
                 });
             }
             for name in &n {
-                if let Ok(holder) = catalog::names::resolve(sql, ObjectKind::Container, name)
+                if let Ok(holder) = db::names::resolve(sql, ObjectKind::Container, name)
                     && holder != i
                 {
                     return Err(Error::DuplicateName {
@@ -91,8 +92,8 @@ impl Store {
             .await?;
         let (i, lock) = (id.clone(), container_lock(&id));
         self.write(move |sql| {
-            catalog::add_pending_removal(sql, &data_dir(&i), &lock)?;
-            catalog::add_pending_removal(sql, &run_dir(&i), &lock)
+            db::add_pending_removal(sql, &data_dir(&i), &lock)?;
+            db::add_pending_removal(sql, &run_dir(&i), &lock)
         })
         .await?;
         for dir in [data_dir(&id), run_dir(&id)] {
@@ -120,8 +121,8 @@ impl Store {
                     images::get(sql, &image_id)?;
                 }
                 containers::insert(sql, &i, &image_id, layer, &n, &m)?;
-                catalog::clear_pending_removal(sql, &data_dir(&i))?;
-                catalog::clear_pending_removal(sql, &run_dir(&i))
+                db::clear_pending_removal(sql, &data_dir(&i))?;
+                db::clear_pending_removal(sql, &run_dir(&i))
             })
             .await;
         if let Err(e) = finished {
@@ -151,17 +152,17 @@ impl Store {
         let (i, layer, lock) = (c.id.clone(), c.layer.clone(), container_lock(&c.id));
         self.write(move |sql| {
             containers::get(sql, &i)?;
-            catalog::add_pending_removal(sql, &data_dir(&i), &lock)?;
-            catalog::add_pending_removal(sql, &run_dir(&i), &lock)?;
-            let big = catalog::big_data::dir(ObjectKind::Container, &i);
-            catalog::add_pending_removal(sql, &big, &lock)?;
+            db::add_pending_removal(sql, &data_dir(&i), &lock)?;
+            db::add_pending_removal(sql, &run_dir(&i), &lock)?;
+            let big = db::big_data::dir(ObjectKind::Container, &i);
+            db::add_pending_removal(sql, &big, &lock)?;
             containers::delete(sql, &i)?;
             layers::mark_incomplete(sql, &layer)
         })
         .await?;
         self.remove_path(&data_dir(&c.id)).await?;
         self.remove_path(&run_dir(&c.id)).await?;
-        self.remove_path(&catalog::big_data::dir(ObjectKind::Container, &c.id))
+        self.remove_path(&db::big_data::dir(ObjectKind::Container, &c.id))
             .await?;
         self.discard_layer(op, &c.layer).await?;
         self.run.forget_lock(&container_lock(&c.id));

@@ -5,17 +5,17 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
+use storage_core::archive::{ArchiveStream, ExportOptions};
+use storage_core::driver::TarReader;
+use storage_core::error::{Error, IoContext, ObjectKind, Result};
+use storage_core::filter::FilterSpec;
+use storage_core::id::validate_file_name;
+use storage_core::object_url::ObjectUrl;
+use storage_core::op::Op;
 
-use crate::archive::{ArchiveStream, ExportOptions};
-use crate::catalog::{self, image_stores, layers};
-use crate::driver::TarReader;
-use crate::error::{Error, IoContext, ObjectKind, Result};
-use crate::filter::FilterSpec;
-use crate::id::validate_file_name;
+use crate::db::{self, image_stores, layers};
 use crate::image_store::scratch::{self, SCRATCH};
 use crate::image_store::{Image, ImageStorer, NewImage};
-use crate::object_url::ObjectUrl;
-use crate::op::Op;
 use crate::store::Store;
 
 /// What `stat` reports about a path inside an image.
@@ -268,7 +268,7 @@ impl ImageStorer for Store {
                             id: image.id.clone(),
                             parent: Some(image.parent.clone()),
                             layer: layer.to_owned(),
-                            created: catalog::layers::get(sql, layer)?.created,
+                            created: db::layers::get(sql, layer)?.created,
                             metadata: image.metadata.clone(),
                         },
                     )

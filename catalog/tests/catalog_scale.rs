@@ -3,7 +3,8 @@
 //! listing returns every row with its names.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use storage_core::catalog::{Catalog, LayerDigests, images, layers};
+use catalog::db::{images, layers};
+use catalog::{Catalog, LayerDigests};
 
 fn id(n: usize) -> String {
     format!("{n:064x}")

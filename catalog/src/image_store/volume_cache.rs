@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::{Catalog, Sql, VolumeUse, containers, image_stores};
-use crate::error::{Error, Result};
-use crate::op::Op;
-use crate::port::{Volume, VolumeStorer};
+use storage_core::error::{Error, Result};
+use storage_core::op::Op;
+use storage_core::port::{Volume, VolumeStorer};
+
+use crate::db::{Catalog, Sql, VolumeUse, containers, image_stores};
 
 /// Volumes across volume stores, in front of the stores and the catalog.
 pub struct VolumeLookupCache {
@@ -129,7 +130,7 @@ impl VolumeLookupCache {
             .get(&(store.to_owned(), id.to_owned()))
             .cloned()
             .ok_or_else(|| Error::NotFound {
-                kind: crate::error::ObjectKind::Volume,
+                kind: storage_core::error::ObjectKind::Volume,
                 id: format!("{id} in volume store {store}"),
             })
     }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use rusqlite::params;
+use storage_core::error::{Error, ObjectKind, Result};
 
-use crate::catalog::{Sql, now};
-use crate::error::{Error, ObjectKind, Result};
+use crate::db::{Sql, now};
 
 /// One image of an image store.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -3,15 +3,14 @@
 
 use std::path::PathBuf;
 
-use crate::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
-use crate::catalog::{
-    self, LayerDigests, LayerRecord, Sql, containers, image_stores, images, layers,
-};
-use crate::driver::{CreateOpts, DiffOpts, MountOpts, TarReader};
-use crate::error::{Error, ObjectKind, Result};
-use crate::id::random_id;
-use crate::op::Op;
-use crate::run_root::RunLock;
+use storage_core::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
+use storage_core::driver::{CreateOpts, DiffOpts, MountOpts, TarReader};
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::id::random_id;
+use storage_core::op::Op;
+use storage_core::run_root::RunLock;
+
+use crate::db::{self, LayerDigests, LayerRecord, Sql, containers, image_stores, images, layers};
 use crate::store::big_data::big_data_lock;
 use crate::store::{Store, join_error, layer_lock};
 
@@ -102,7 +101,7 @@ impl Store {
                 // A parent of this store is resolved in the same transaction that records
                 // the child, so a concurrent delete cannot remove it in between.
                 let parent = match p {
-                    Some(p) => match catalog::names::resolve(sql, ObjectKind::Layer, &p) {
+                    Some(p) => match db::names::resolve(sql, ObjectKind::Layer, &p) {
                         Err(Error::NotFound { .. }) if foreign.is_some() => foreign,
                         other => Some(other?),
                     },
@@ -165,9 +164,7 @@ impl Store {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        let big = self
-            .root
-            .join(catalog::big_data::dir(ObjectKind::Layer, id));
+        let big = self.root.join(db::big_data::dir(ObjectKind::Layer, id));
         let _big_data = self.lock(&big_data_lock(ObjectKind::Layer, id)).await?;
         tokio::task::spawn_blocking(move || super::remove_tree(&big))
             .await
@@ -288,7 +285,7 @@ impl Store {
         let i = layer.id.clone();
         self.write(move |sql| {
             // Re-resolve: it may have gone while we waited for the lock.
-            let i = catalog::names::resolve(sql, ObjectKind::Layer, &i)?;
+            let i = db::names::resolve(sql, ObjectKind::Layer, &i)?;
             first(sql, &i)?;
             check_unused(sql, &i, &[])?;
             layers::mark_incomplete(sql, &i)

@@ -1,7 +1,8 @@
 //! Whole-store operations: `delete` of any object, `wipe`, `shutdown`.
 
-use crate::error::{Error, ObjectKind, Result};
-use crate::op::Op;
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::op::Op;
+
 use crate::store::Store;
 
 impl Store {

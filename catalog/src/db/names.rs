@@ -6,11 +6,11 @@
 //! the new one (that is how a tag moves to a new image).
 
 use rusqlite::params;
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::id::is_id_prefix;
 
-use crate::catalog::schema::NAME_LISTS;
-use crate::catalog::{Catalog, Sql};
-use crate::error::{Error, ObjectKind, Result};
-use crate::id::is_id_prefix;
+use crate::db::schema::NAME_LISTS;
+use crate::db::{Catalog, Sql};
 
 /// How a name list changes an object's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,7 +357,7 @@ mod tests {
     use std::ops::ControlFlow;
 
     use super::*;
-    use crate::catalog::LayerDigests;
+    use crate::db::LayerDigests;
 
     fn id(n: u8) -> String {
         format!("{n:02x}").repeat(32)

@@ -8,10 +8,10 @@
 use std::io::Write;
 
 use sha2::{Digest, Sha256};
+use storage_core::error::{Error, IoContext, ObjectKind, Result};
+use storage_core::id::random_id;
 
-use crate::catalog::{self, BigDataInfo, Sql};
-use crate::error::{Error, IoContext, ObjectKind, Result};
-use crate::id::random_id;
+use crate::db::{self, BigDataInfo, Sql};
 use crate::store::{Store, join_error};
 
 /// The run-root lock guarding an owner's big-data directory. Writers of an item and the
@@ -22,7 +22,7 @@ pub(crate) fn big_data_lock(kind: ObjectKind, owner: &str) -> String {
 }
 
 fn owner_of(sql: &Sql<'_>, kind: ObjectKind, key: &str) -> Result<String> {
-    catalog::names::resolve(sql, kind, key)
+    db::names::resolve(sql, kind, key)
 }
 
 impl Store {
@@ -31,7 +31,7 @@ impl Store {
         let owner = owner.to_owned();
         self.read(move |sql| {
             let id = owner_of(sql, kind, &owner)?;
-            catalog::big_data::list(sql, kind, &id)
+            db::big_data::list(sql, kind, &id)
         })
         .await
     }
@@ -46,7 +46,7 @@ impl Store {
         let (owner, key) = (owner.to_owned(), key.to_owned());
         self.read(move |sql| {
             let id = owner_of(sql, kind, &owner)?;
-            catalog::big_data::get(sql, kind, &id, &key)?.ok_or_else(|| Error::NotFound {
+            db::big_data::get(sql, kind, &id, &key)?.ok_or_else(|| Error::NotFound {
                 kind,
                 id: format!("{id} big-data item {key:?}"),
             })
@@ -86,13 +86,9 @@ impl Store {
         // deletion waits for us.
         let i = id.clone();
         self.read(move |sql| owner_of(sql, kind, &i)).await?;
-        let file = format!(
-            "{}/{}",
-            catalog::big_data::dir(kind, &id),
-            &random_id()?[..24]
-        );
+        let file = format!("{}/{}", db::big_data::dir(kind, &id), &random_id()?[..24]);
         let (f, l) = (file.clone(), lock_name.clone());
-        self.write(move |sql| catalog::add_pending_removal(sql, &f, &l))
+        self.write(move |sql| db::add_pending_removal(sql, &f, &l))
             .await?;
         let path = self.root.join(&file);
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
@@ -111,10 +107,10 @@ impl Store {
             .write(move |sql| {
                 // The owner may have been deleted while the file was written.
                 owner_of(sql, kind, &i)?;
-                let old = catalog::big_data::put(sql, kind, &i, &it)?;
-                catalog::clear_pending_removal(sql, &it.file)?;
+                let old = db::big_data::put(sql, kind, &i, &it)?;
+                db::clear_pending_removal(sql, &it.file)?;
                 if let Some(old) = &old {
-                    catalog::add_pending_removal(sql, old, &l)?;
+                    db::add_pending_removal(sql, old, &l)?;
                 }
                 Ok(old)
             })

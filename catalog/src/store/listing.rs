@@ -10,8 +10,9 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary, LayerView};
-use crate::error::Result;
+use storage_core::error::Result;
+
+use crate::db::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary, LayerView};
 
 /// The catalogs a store lists from. Every call blocks: use it outside async code.
 pub struct Listing {
@@ -36,7 +37,7 @@ impl Listing {
     /// Whether this store holds work a crash (or a running writer) left unfinished,
     /// which opening the [`Store`](crate::Store) would finish.
     pub fn unfinished(&self) -> Result<bool> {
-        self.own.read(crate::catalog::unfinished)
+        self.own.read(crate::db::unfinished)
     }
 
     /// Every complete layer: this store's, oldest first, then each additional store's,
@@ -121,7 +122,7 @@ impl Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::LayerDigests;
+    use crate::db::LayerDigests;
 
     fn id(n: u8) -> String {
         format!("{n:02x}").repeat(32)
@@ -133,7 +134,7 @@ mod tests {
         c.create_layer(&id(n), None, &[name.into()], false).unwrap();
         c.complete_layer(&id(n), &LayerDigests::default()).unwrap();
         c.write(|sql| {
-            crate::catalog::images::insert(
+            crate::db::images::insert(
                 sql,
                 &id(n + 100),
                 Some(&id(n)),
@@ -195,7 +196,7 @@ mod tests {
         assert!(Listing::open(root, &[]).unwrap().unfinished().unwrap());
         c.complete_layer(&id(1), &LayerDigests::default()).unwrap();
         assert!(!Listing::open(root, &[]).unwrap().unfinished().unwrap());
-        c.write(|sql| crate::catalog::add_pending_removal(sql, "bigdata/x", "lock-x"))
+        c.write(|sql| crate::db::add_pending_removal(sql, "bigdata/x", "lock-x"))
             .unwrap();
         assert!(Listing::open(root, &[]).unwrap().unfinished().unwrap());
     }

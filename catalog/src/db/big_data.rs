@@ -4,9 +4,9 @@
 //! root, named by the writer (never by the key, so no key can become a path).
 
 use rusqlite::params;
+use storage_core::error::{ObjectKind, Result};
 
-use crate::catalog::Sql;
-use crate::error::{ObjectKind, Result};
+use crate::db::Sql;
 
 /// One big-data item.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,9 +1,10 @@
 //! Images: create, list, delete (removing the layers nobody else needs).
 
-use crate::catalog::{self, ImageRecord, Sql, containers, images, layers};
-use crate::error::{Error, ObjectKind, Result};
-use crate::id::{random_id, validate_id};
-use crate::op::Op;
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::id::{random_id, validate_id};
+use storage_core::op::Op;
+
+use crate::db::{self, ImageRecord, Sql, containers, images, layers};
 use crate::store::big_data::big_data_lock;
 use crate::store::layers::check_unused;
 use crate::store::{Store, layer_lock};
@@ -37,7 +38,7 @@ fn removable_chain(sql: &Sql<'_>, image: &str, top: Option<&str>) -> Result<Vec<
         if !others.is_empty()
             || !only_child_is_ours
             || containers::with_layer(sql, &id)?.is_some()
-            || catalog::image_stores::image_of_layer(sql, &id)?.is_some()
+            || db::image_stores::image_of_layer(sql, &id)?.is_some()
         {
             break;
         }
@@ -110,7 +111,7 @@ impl Store {
         );
         self.write(move |sql| {
             let top = match top {
-                Some(t) => match catalog::names::resolve(sql, ObjectKind::Layer, &t) {
+                Some(t) => match db::names::resolve(sql, ObjectKind::Layer, &t) {
                     Err(Error::NotFound { .. }) if foreign.is_some() => foreign,
                     other => Some(other?),
                 },
@@ -199,12 +200,12 @@ impl Store {
         self.write(move |sql| {
             check_no_containers(sql, &i)?;
             first(sql, &i)?;
-            let dir = catalog::big_data::dir(ObjectKind::Image, &i);
-            catalog::add_pending_removal(sql, &dir, &lock)?;
+            let dir = db::big_data::dir(ObjectKind::Image, &i);
+            db::add_pending_removal(sql, &dir, &lock)?;
             images::delete(sql, &i)
         })
         .await?;
-        self.remove_path(&catalog::big_data::dir(ObjectKind::Image, id))
+        self.remove_path(&db::big_data::dir(ObjectKind::Image, id))
             .await
     }
 }

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use storage_core::driver::TarReader;
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::object_url::ObjectUrl;
+use storage_core::op::Op;
 
-use crate::driver::TarReader;
-use crate::error::{Error, ObjectKind, Result};
 use crate::image_store::{Image, ImageStorer, NewImage, SCRATCH};
-use crate::object_url::ObjectUrl;
-use crate::op::Op;
 
 /// One store's tree: images by id, and each image's children.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

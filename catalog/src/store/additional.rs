@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::{Catalog, ImageRecord, LayerRecord, images, layers};
-use crate::error::{Error, ObjectKind, Result};
+use storage_core::error::{Error, ObjectKind, Result};
+
+use crate::db::{Catalog, ImageRecord, LayerRecord, images, layers};
 use crate::store::{Store, join_error};
 
 /// One additional store: its root and its catalog, opened read-only.

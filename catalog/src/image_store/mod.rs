@@ -3,10 +3,12 @@
 //! An image store is a namespace of images rooted at a `scratch` image, as in the
 //! vSphere Integrated Containers port layer. Every image is one catalog layer whose parent
 //! is its parent image's layer, so the tree of a store is a tree of layers, mounted and
-//! diffed by whichever [`LayerDriver`](crate::LayerDriver) the [`Store`] has.
+//! diffed by whichever [`LayerDriver`](storage_core::LayerDriver) the
+//! [`Store`](crate::Store) has.
 //!
 //! - [`ImageStorer`] is the persistent face: stores, `write_image`, `get_image`,
-//!   `list_images`, `delete_image`. [`Store`] implements it over the catalog.
+//!   `list_images`, `delete_image`. [`Store`](crate::Store) implements it over the
+//!   catalog.
 //! - [`NameLookupCache`] is what callers use: an in-memory index over any `ImageStorer`,
 //!   rebuilt on open, with `delete_branch`.
 //! - [`VolumeLookupCache`] does the same for volumes across volume stores, and refuses to
@@ -20,13 +22,12 @@ mod volume_cache;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use storage_core::driver::TarReader;
+use storage_core::error::Result;
+use storage_core::object_url::ObjectUrl;
+use storage_core::op::Op;
 
-use crate::driver::TarReader;
-use crate::error::Result;
-use crate::object_url::ObjectUrl;
-use crate::op::Op;
-
-pub use crate::catalog::StoreImageRecord as Image;
+pub use crate::db::StoreImageRecord as Image;
 pub use name_cache::NameLookupCache;
 pub use scratch::SCRATCH;
 pub use storer::PathStat;

@@ -5,8 +5,16 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Params, Row};
+use storage_core::error::{Error, Result};
 
-use crate::error::{Error, Result};
+/// The contract's [`Error::Catalog`] for a SQLite failure on the database at `path`: the
+/// message names the database file, the source is SQLite's own error.
+pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Catalog {
+        path: path.to_owned(),
+        source: Box::new(source),
+    }
+}
 
 /// A connection inside one transaction, with errors that name the database.
 pub struct Sql<'c> {
@@ -31,10 +39,7 @@ impl<'c> Sql<'c> {
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Catalog {
-            path: self.path.to_owned(),
-            source,
-        }
+        sqlite_error(self.path, source)
     }
 
     /// Runs a statement; returns the number of rows changed.

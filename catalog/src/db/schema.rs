@@ -1,7 +1,8 @@
 //! The catalog's tables, and the migration from older versions (`PRAGMA user_version`).
 
-use crate::catalog::Sql;
-use crate::error::{Error, Result};
+use storage_core::error::{Error, Result};
+
+use crate::db::Sql;
 
 /// The schema version this code writes and reads.
 pub(super) const VERSION: i64 = 4;
@@ -197,7 +198,7 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::{Catalog, LayerDigests, containers, images};
+    use crate::db::{Catalog, LayerDigests, containers, images};
 
     #[test]
     fn a_version_1_catalog_is_migrated_with_its_layers_and_names() {

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use rusqlite::params;
+use storage_core::error::{ObjectKind, Result};
 
-use crate::catalog::Sql;
-use crate::catalog::big_data::{self, BigDataInfo};
-use crate::error::{ObjectKind, Result};
+use crate::db::Sql;
+use crate::db::big_data::{self, BigDataInfo};
 
 /// Up to this many rows, per-row lookups beat a scan of the whole kind.
 const PER_ROW: usize = 8;
@@ -65,8 +65,8 @@ pub(super) fn big_data_by_owner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::layers::{self, LayerDigests};
-    use crate::catalog::{Catalog, images};
+    use crate::db::layers::{self, LayerDigests};
+    use crate::db::{Catalog, images};
 
     fn id(n: usize) -> String {
         format!("{n:064x}")

@@ -28,11 +28,12 @@ mod maintenance;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::{self, Catalog, Sql};
-use crate::driver::LayerDriver;
-use crate::error::{Error, IoContext, Result};
-use crate::op::Op;
-use crate::run_root::{RunLock, RunRoot};
+use storage_core::driver::LayerDriver;
+use storage_core::error::{Error, IoContext, Result};
+use storage_core::op::Op;
+use storage_core::run_root::{RunLock, RunRoot};
+
+use crate::db::{self, Catalog, Sql};
 
 pub use images::ImageDeletion;
 pub use listing::Listing;
@@ -182,7 +183,7 @@ impl Store {
             tracing::info!(layer = %layer.id, "removing a layer left incomplete");
             self.discard_layer(op, &layer.id).await?;
         }
-        let pending = self.read(catalog::pending_removals).await?;
+        let pending = self.read(db::pending_removals).await?;
         for p in pending {
             let Some(_lock) = self.run.try_lock(&p.lock)? else {
                 continue;
@@ -211,7 +212,7 @@ impl Store {
         tokio::task::spawn_blocking(move || remove_tree(&path))
             .await
             .map_err(join_error)??;
-        self.write(move |sql| catalog::clear_pending_removal(sql, &owned))
+        self.write(move |sql| db::clear_pending_removal(sql, &owned))
             .await
     }
 

@@ -32,8 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-
-use crate::error::{Error, Result};
+use storage_core::error::{Error, Result};
 
 pub use big_data::BigDataInfo;
 pub use containers::ContainerRecord;
@@ -42,6 +41,7 @@ pub use images::ImageRecord;
 pub use layers::{LayerDigests, LayerRecord, LayerSummary, LayerView};
 pub use names::NameChange;
 pub use sql::Sql;
+use sql::sqlite_error;
 
 /// How long a statement waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,10 +83,7 @@ impl Catalog {
 
     /// Opens (creating and migrating) the catalog database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(|source| Error::Catalog {
-            path: path.to_owned(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(|source| sqlite_error(path, source))?;
         let mut catalog = Catalog {
             conn,
             path: path.to_owned(),
@@ -103,14 +100,10 @@ impl Catalog {
         let tx = catalog
             .conn
             .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(|source| Error::Catalog {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| sqlite_error(&path, source))?;
         let from = schema::version(&Sql::new(&tx, &path, 0))?;
         schema::migrate(&Sql::new(&tx, &path, from))?;
-        tx.commit()
-            .map_err(|source| Error::Catalog { path, source })?;
+        tx.commit().map_err(|source| sqlite_error(&path, source))?;
         catalog.version = schema::VERSION;
         Ok(catalog)
     }
@@ -122,10 +115,7 @@ impl Catalog {
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| Error::Catalog {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| sqlite_error(path, source))?;
         let mut catalog = Catalog {
             conn,
             path: path.to_owned(),
@@ -148,10 +138,7 @@ impl Catalog {
     }
 
     fn configure(&self, writable: bool) -> Result<()> {
-        let err = |source| Error::Catalog {
-            path: self.path.clone(),
-            source,
-        };
+        let err = |source| sqlite_error(&self.path, source);
         self.conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         if writable {
             self.conn
@@ -207,21 +194,14 @@ impl Catalog {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| Error::Catalog {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| sqlite_error(&path, source))?;
         let out = f(&Sql::new(&tx, &path, version))?;
-        tx.commit()
-            .map_err(|source| Error::Catalog { path, source })?;
+        tx.commit().map_err(|source| sqlite_error(&path, source))?;
         Ok(out)
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Catalog {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path, source)
     }
 }
 

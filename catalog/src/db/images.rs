@@ -1,11 +1,11 @@
 //! Image rows: a top layer with names, metadata and big data.
 
 use rusqlite::{Row, params};
+use storage_core::error::{Error, ObjectKind, Result};
 
-use crate::catalog::big_data::BigDataInfo;
-use crate::catalog::names::{claim_new, drop_all, list_column, listed, resolve};
-use crate::catalog::{Catalog, Sql, now, owned};
-use crate::error::{Error, ObjectKind, Result};
+use crate::db::big_data::BigDataInfo;
+use crate::db::names::{claim_new, drop_all, list_column, listed, resolve};
+use crate::db::{Catalog, Sql, now, owned};
 
 /// One image as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,7 +1,7 @@
 //! The `scratch` image: the root of every image store, carrying the port layer's base
 //! filesystem structure.
 
-use crate::error::{Error, Result};
+use storage_core::error::{Error, Result};
 
 /// The id of every image store's root image.
 pub const SCRATCH: &str = "scratch";
