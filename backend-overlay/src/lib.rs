@@ -8,8 +8,9 @@
 //! overlay can stack (500 lowers) are mounted by nesting groups of bottom layers as
 //! read-only overlays ([`mount`]). Volumes are plain directories ([`DirVolumes`]).
 //!
-//! It owns the on-disk layout and the mounting; the tar engine, the catalog and the
-//! contract come from `storage-core`. It knows no other backend.
+//! It owns the on-disk layout and the mounting; the tar engine and the contract come from
+//! `storage-core`, and the catalog that records its layers is the `catalog` crate's. It
+//! knows no other backend.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

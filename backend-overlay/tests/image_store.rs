@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use backend_overlay::DirVolumes;
+use catalog::image_store::{ImageStorer, NameLookupCache, NewImage, VolumeLookupCache};
 use common::{Fixture, tar_with};
-use storage_core::image_store::{ImageStorer, NameLookupCache, NewImage, VolumeLookupCache};
 use storage_core::{Error, ObjectUrl, VolumeStorer};
 use testkit::{Requirement, require};
 

@@ -249,7 +249,7 @@ async fn names_are_unique_per_kind_and_move_on_add() {
                 ObjectKind::Image,
                 &i2_id,
                 &names(&["x", "y"]),
-                storage_core::catalog::NameChange::Add,
+                catalog::NameChange::Add,
             )
         })
         .await

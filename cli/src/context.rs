@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow};
+use catalog::image_store::VolumeLookupCache;
+use catalog::{Catalog, Listing, Store};
 use std::sync::{Arc, Mutex};
-use storage_core::catalog::Catalog;
-use storage_core::image_store::VolumeLookupCache;
 use storage_core::run_root::RunRoot;
 
-use storage_core::{Listing, Op, Store, VolumeStorer};
+use storage_core::{Op, VolumeStorer};
 
 use crate::flags::Flags;
 

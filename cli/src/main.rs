@@ -15,12 +15,12 @@ use clap::{CommandFactory, FromArgMatches};
 use serde::Serialize;
 use storage_core::Op;
 
+use catalog::NameChange;
 use commands::big_data::{self, Verb};
 use commands::{containers, image_stores, images, layers, objects, volumes};
 use context::Context;
 use flags::{Command, Flags, VolumeCommand};
 use storage_core::ObjectKind;
-use storage_core::catalog::NameChange;
 
 fn main() -> ExitCode {
     let matches = Flags::command().get_matches();

@@ -244,9 +244,10 @@ pub enum Error {
     Catalog {
         /// The database file.
         path: PathBuf,
-        /// The SQLite error.
+        /// The database's own error (SQLite's: the `catalog` crate converts its errors
+        /// into this variant, so the contract does not build SQLite).
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

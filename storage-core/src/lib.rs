@@ -7,13 +7,15 @@
 //!   ([`ObjectUrl`]) and [`FilterSpec`];
 //! - the [`archive`] engine every backend shares: confined tar apply, change lists,
 //!   deterministic tar export;
-//! - the [`catalog`] of layers, images and containers, the [`store`] that keeps it in
-//!   step with a driver (containers/storage's face), the port layer's [`image_store`]
-//!   face, and the [`run_root`] with its per-boot mount counts;
-//! - the [`sandbox`] state store of VM-based runtimes (items, locks, devices).
+//! - the [`run_root`]: per-boot state (mount counts, cross-process locks, the boot id),
+//!   with the atomic file write and the lock-then-verify `flock` other crates reuse;
+//! - the [`backend`] descriptor through which backends make themselves known.
 //!
-//! It knows no backend: backends depend on it, and only the `registry` crate knows them
-//! all.
+//! It does not own what is recorded about objects: the SQLite catalog, the `Store` that
+//! keeps it in step with a driver and the port layer's image-store face are the `catalog`
+//! crate's, and the sandbox state store of VM-based runtimes is `sandbox-store`'s, so a
+//! crate that needs only the contract builds neither (nor SQLite). It knows no backend:
+//! backends depend on it, and only the `registry` crate knows them all.
 //!
 //! ```
 //! use storage_core::{FilterSpec, Op};
@@ -29,18 +31,14 @@
 
 pub mod archive;
 pub mod backend;
-pub mod catalog;
 pub mod driver;
 pub mod error;
 pub mod filter;
 pub mod id;
-pub mod image_store;
 pub mod object_url;
 pub mod op;
 pub mod port;
 pub mod run_root;
-pub mod sandbox;
-pub mod store;
 
 pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};
 pub use error::{Error, IoContext, ObjectKind, Result};
@@ -48,4 +46,3 @@ pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;
 pub use op::Op;
 pub use port::{DataSink, DataSource, Exporter, Importer, Resolver, Volume, VolumeStorer};
-pub use store::{Listing, Store};

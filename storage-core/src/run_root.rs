@@ -142,12 +142,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Where [`write_file_atomic`] failed: the step, the file or directory it was working on,
-/// and the OS error.
+/// and the OS error. Callers turn it into their own error type (the sandbox store into
+/// its `SandboxError`, [`write_atomic`] into [`Error::Io`]).
 #[derive(Debug)]
-pub(crate) struct AtomicWriteError {
-    pub(crate) step: &'static str,
-    pub(crate) path: PathBuf,
-    pub(crate) source: io::Error,
+pub struct AtomicWriteError {
+    /// What was being done: "create", "write", "rename into place", "sync directory".
+    pub step: &'static str,
+    /// The temporary file, the destination or the directory the step worked on.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: io::Error,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -158,8 +162,9 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 ///
 /// The temporary file is `.<name>.<pid>.<seq>.tmp`: hidden, ending in `.tmp`, and unique
 /// per process and call, so concurrent writers (threads or processes) never share one.
-/// A crash can leave one behind; it is never mistaken for `path`.
-pub(crate) fn write_file_atomic(
+/// A crash can leave one behind; it is never mistaken for `path`. The file gets `mode`
+/// (less the umask). [`write_atomic`] is this with mode 0644 and the contract's error.
+pub fn write_file_atomic(
     path: &Path,
     data: &[u8],
     mode: u32,
@@ -218,7 +223,10 @@ pub(crate) fn write_file_atomic(
 /// open a new file and hold "the same" lock at the same time. So after locking, the
 /// file open here must still be the one at `path`; when it is not, the lock is dropped
 /// and taken again.
-pub(crate) fn flock_path(path: &Path, op: FlockOperation) -> io::Result<Option<File>> {
+///
+/// The run root's locks ([`RunRoot::lock`]) and the sandbox store's item locks are taken
+/// this way; the lock is held until the returned file is closed.
+pub fn flock_path(path: &Path, op: FlockOperation) -> io::Result<Option<File>> {
     loop {
         let file = OpenOptions::new()
             .create(true)

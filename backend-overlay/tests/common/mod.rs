@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backend_overlay::OverlayDriver;
+use catalog::Store;
 use storage_core::run_root::RunRoot;
-use storage_core::{LayerDriver, Op, Store, TarReader};
+use storage_core::{LayerDriver, Op, TarReader};
 
 /// A store on a fresh temporary directory, cleaned up (unmounted) on drop.
 pub struct Fixture {

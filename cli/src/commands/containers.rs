@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use anyhow::{Context as _, Result, anyhow};
+use catalog::ContainerRecord;
+use catalog::image_store::VolumeLookupCache;
 use storage_core::Op;
-use storage_core::catalog::ContainerRecord;
-use storage_core::image_store::VolumeLookupCache;
 
 use crate::commands::metadata;
 use crate::context::Context;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
+use catalog::image_store::{ImageStorer, NameLookupCache, NewImage};
 use storage_core::Op;
-use storage_core::image_store::{ImageStorer, NameLookupCache, NewImage};
 
 use crate::commands::layers::{done, filter_spec, input, write_stream};
 use crate::context::Context;

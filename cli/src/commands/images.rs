@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Result;
+use catalog::ImageRecord;
 use storage_core::Op;
-use storage_core::catalog::ImageRecord;
 
 use crate::commands::metadata;
 use crate::context::Context;

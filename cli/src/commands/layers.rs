@@ -4,10 +4,10 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::{Context as _, Result, bail};
+use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
 use serde::Serialize;
 use storage_core::archive::{ArchiveStream, ExportOptions};
-use storage_core::catalog::{LayerRecord, LayerSummary, LayerView};
-use storage_core::{FilterSpec, Listing, Op, TarReader};
+use storage_core::{FilterSpec, Op, TarReader};
 
 use crate::context::Context;
 use crate::flags::FilterFlags;

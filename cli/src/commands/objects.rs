@@ -2,8 +2,8 @@
 //! names; and the whole-store ones: wipe, shutdown.
 
 use anyhow::{Result, bail};
+use catalog::NameChange;
 use serde::Serialize;
-use storage_core::catalog::NameChange;
 use storage_core::{Error, ObjectKind, Op};
 
 use crate::commands::metadata;

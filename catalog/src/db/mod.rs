@@ -1,0 +1,251 @@
+//! The catalog: one SQLite database per store recording layers, images, containers, their
+//! names, metadata and big-data items, and the port layer's image stores.
+//!
+//! SQLite gives what JSON files plus lock files never gave containers/storage: atomic
+//! multi-row updates, crash safety and many processes at once. The database runs in WAL
+//! mode with a busy timeout, and every write is one short `BEGIN IMMEDIATE` transaction, so
+//! writers queue on the database lock instead of deadlocking on lock upgrades.
+//!
+//! Two rules keep it consistent with the data on disk:
+//! - a layer is inserted `incomplete` before any of its data exists, and made complete in
+//!   one transaction after its data is durable (together with whatever points at it: the
+//!   container row of a container's layer, the store-image row of a port-layer image);
+//! - a file or directory that is being created or removed outside the database is first
+//!   recorded in `pending_removals` with the name of the run-root lock its writer holds; the
+//!   transaction that commits the object deletes the record. Whatever a crash leaves there
+//!   is removed by the next opener that can take the lock.
+//!
+//! This module holds no file data: big-data payloads are written by
+//! [`Store`](crate::store::Store), which records them here.
+
+pub mod big_data;
+pub mod containers;
+pub mod image_stores;
+pub mod images;
+pub mod layers;
+pub mod names;
+mod owned;
+mod schema;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use storage_core::error::{Error, Result};
+
+pub use big_data::BigDataInfo;
+pub use containers::ContainerRecord;
+pub use image_stores::{StoreImageRecord, VolumeUse};
+pub use images::ImageRecord;
+pub use layers::{LayerDigests, LayerRecord, LayerSummary, LayerView};
+pub use names::NameChange;
+pub use sql::Sql;
+use sql::sqlite_error;
+
+/// How long a statement waits for another process's write transaction before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A store's catalog: one open connection to its database.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+    /// The schema version: [`schema::VERSION`] once a writable catalog is open, whatever
+    /// it is for a read-only one.
+    version: i64,
+}
+
+/// A path outside the database whose removal a crash may have interrupted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRemoval {
+    /// The path, relative to the store root.
+    pub path: String,
+    /// The run-root lock its writer held.
+    pub lock: String,
+}
+
+/// The catalog database's name in a store root.
+const FILE: &str = "catalog.db";
+
+impl Catalog {
+    /// Opens (creating and migrating) the catalog of the store rooted at `root`, creating
+    /// the root if it is missing.
+    pub fn open_in(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io_path("create store root", root, e))?;
+        Self::open(&root.join(FILE))
+    }
+
+    /// Opens the catalog of the existing store rooted at `root` read-only (see
+    /// [`Catalog::open_read_only`]).
+    pub fn open_read_only_in(root: &Path) -> Result<Self> {
+        Self::open_read_only(&root.join(FILE))
+    }
+
+    /// Opens (creating and migrating) the catalog database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|source| sqlite_error(path, source))?;
+        let mut catalog = Catalog {
+            conn,
+            path: path.to_owned(),
+            version: 0,
+        };
+        catalog.configure(true)?;
+        // The common case, a current schema, needs no write lock: every process start
+        // would otherwise queue behind the writers.
+        if catalog.read(schema::version)? == schema::VERSION {
+            catalog.version = schema::VERSION;
+            return Ok(catalog);
+        }
+        let path = catalog.path.clone();
+        let tx = catalog
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|source| sqlite_error(&path, source))?;
+        let from = schema::version(&Sql::new(&tx, &path, 0))?;
+        schema::migrate(&Sql::new(&tx, &path, from))?;
+        tx.commit().map_err(|source| sqlite_error(&path, source))?;
+        catalog.version = schema::VERSION;
+        Ok(catalog)
+    }
+
+    /// Opens an existing catalog read-only (an additional store): no schema change, no
+    /// write ever.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| sqlite_error(path, source))?;
+        let mut catalog = Catalog {
+            conn,
+            path: path.to_owned(),
+            version: 0,
+        };
+        catalog.configure(false)?;
+        let version = catalog.read(schema::version)?;
+        catalog.version = version;
+        if !(schema::OLDEST_READABLE..=schema::VERSION).contains(&version) {
+            return Err(Error::CorruptStore {
+                path: path.to_owned(),
+                reason: format!(
+                    "catalog schema version {version}, this strata reads versions {} to {}",
+                    schema::OLDEST_READABLE,
+                    schema::VERSION
+                ),
+            });
+        }
+        Ok(catalog)
+    }
+
+    fn configure(&self, writable: bool) -> Result<()> {
+        let err = |source| sqlite_error(&self.path, source);
+        self.conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        if writable {
+            self.conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(err)?;
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(err)?;
+        }
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        self.conn
+            .pragma_update(None, "mmap_size", 1i64 << 30)
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Leaves the write-ahead log and its index in place when this connection closes,
+    /// for a connection that only reads (a listing): the last connection to close would
+    /// otherwise checkpoint and delete both, and the next process would create them
+    /// again. Writers still checkpoint as they commit, and whichever writer closes last
+    /// removes them.
+    pub fn keep_log_on_close(&self) -> Result<()> {
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(|source| self.err(source))?;
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a consistent snapshot (a read transaction).
+    pub fn read<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|source| self.err(source))?;
+        let out = f(&Sql::new(&tx, &self.path, self.version))?;
+        tx.finish().map_err(|source| self.err(source))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it commits, or none.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let (path, version) = (self.path.clone(), self.version);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| sqlite_error(&path, source))?;
+        let out = f(&Sql::new(&tx, &path, version))?;
+        tx.commit().map_err(|source| sqlite_error(&path, source))?;
+        Ok(out)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        sqlite_error(&self.path, source)
+    }
+}
+
+/// Records that `path` (relative to the store root) must be removed unless the
+/// transaction that commits its object says otherwise.
+pub fn add_pending_removal(sql: &Sql<'_>, path: &str, lock: &str) -> Result<()> {
+    sql.exec(
+        "INSERT OR REPLACE INTO pending_removals (path, lock) VALUES (?1, ?2)",
+        rusqlite::params![path, lock],
+    )?;
+    Ok(())
+}
+
+/// Drops the record of `path`: its object is committed, or its removal is done.
+pub fn clear_pending_removal(sql: &Sql<'_>, path: &str) -> Result<()> {
+    sql.exec("DELETE FROM pending_removals WHERE path = ?1", [path])?;
+    Ok(())
+}
+
+/// Whether anything is left for an opening store to finish: an incomplete layer (being
+/// written, being deleted, or left by a crash) or a pending removal. Two index probes.
+pub fn unfinished(sql: &Sql<'_>) -> Result<bool> {
+    Ok(sql.exists("SELECT 1 FROM layers WHERE incomplete = 1", [])?
+        || sql.exists("SELECT 1 FROM pending_removals", [])?)
+}
+
+/// Every recorded pending removal.
+pub fn pending_removals(sql: &Sql<'_>) -> Result<Vec<PendingRemoval>> {
+    sql.rows(
+        "SELECT path, lock FROM pending_removals ORDER BY path",
+        [],
+        |r| {
+            Ok(PendingRemoval {
+                path: r.get(0)?,
+                lock: r.get(1)?,
+            })
+        },
+    )
+}
+
+/// Seconds since the epoch, for `created` columns.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

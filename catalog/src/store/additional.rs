@@ -1,0 +1,126 @@
+//! Read-only additional stores: other store roots whose layers and images this store
+//! may use as parents and images of containers, never write, and lists beside its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use storage_core::error::{Error, ObjectKind, Result};
+
+use crate::db::{Catalog, ImageRecord, LayerRecord, images, layers};
+use crate::store::{Store, join_error};
+
+/// One additional store: its root and its catalog, opened read-only.
+#[derive(Clone)]
+pub(crate) struct ReadOnlyStore {
+    pub(crate) root: PathBuf,
+    catalog: Arc<Mutex<Catalog>>,
+}
+
+impl ReadOnlyStore {
+    pub(crate) async fn open(root: &Path) -> Result<Self> {
+        let dir = root.to_owned();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::open_read_only_in(&dir))
+            .await
+            .map_err(join_error)??;
+        Ok(ReadOnlyStore {
+            root: root.to_owned(),
+            catalog: Arc::new(Mutex::new(catalog)),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let catalog = self.catalog.clone();
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = catalog.lock().map_err(|_| Error::CorruptStore {
+                path: root,
+                reason: "catalog lock poisoned by an earlier panic".into(),
+            })?;
+            f(&guard)
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+/// Whether a lookup in an additional store found nothing (as opposed to failing).
+fn missing(e: &Error) -> bool {
+    matches!(e, Error::NotFound { .. })
+}
+
+impl Store {
+    /// A layer of an additional store, if one has it.
+    pub(crate) async fn foreign_layer(&self, key: &str) -> Result<Option<LayerRecord>> {
+        for s in &self.additional {
+            let k = key.to_owned();
+            match s.read(move |c| c.read(|sql| layers::get(sql, &k))).await {
+                Ok(mut l) => {
+                    l.read_only = true;
+                    return Ok(Some(l));
+                }
+                Err(e) if missing(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// An image of an additional store, if one has it.
+    pub(crate) async fn foreign_image(&self, key: &str) -> Result<Option<ImageRecord>> {
+        for s in &self.additional {
+            let k = key.to_owned();
+            match s.read(move |c| c.read(|sql| images::get(sql, &k))).await {
+                Ok(mut i) => {
+                    i.read_only = true;
+                    return Ok(Some(i));
+                }
+                Err(e) if missing(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every layer of the additional stores, marked read-only.
+    pub(crate) async fn foreign_layers(&self) -> Result<Vec<LayerRecord>> {
+        let mut all = Vec::new();
+        for s in &self.additional {
+            for mut l in s.read(|c| c.read(layers::list)).await? {
+                l.read_only = true;
+                all.push(l);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Every image of the additional stores, marked read-only.
+    pub(crate) async fn foreign_images(&self) -> Result<Vec<ImageRecord>> {
+        let mut all = Vec::new();
+        for s in &self.additional {
+            for mut i in s.read(|c| c.read(images::list)).await? {
+                i.read_only = true;
+                all.push(i);
+            }
+        }
+        Ok(all)
+    }
+
+    /// The error for a change asked of an object of an additional store.
+    pub(crate) fn read_only_error(&self, kind: ObjectKind, id: &str) -> Error {
+        let roots: Vec<String> = self
+            .additional
+            .iter()
+            .map(|s| s.root.display().to_string())
+            .collect();
+        Error::Unsupported {
+            what: format!("changing {kind} {id}"),
+            reason: format!(
+                "it belongs to a read-only additional store ({})",
+                roots.join(", ")
+            ),
+        }
+    }
+}

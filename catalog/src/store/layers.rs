@@ -1,0 +1,347 @@
+//! Layers: import, create, apply, mount, diff and delete, with the catalog and the driver
+//! in step.
+
+use std::path::PathBuf;
+
+use storage_core::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
+use storage_core::driver::{CreateOpts, DiffOpts, MountOpts, TarReader};
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::id::random_id;
+use storage_core::op::Op;
+use storage_core::run_root::RunLock;
+
+use crate::db::{self, LayerDigests, LayerRecord, Sql, containers, image_stores, images, layers};
+use crate::store::big_data::big_data_lock;
+use crate::store::{Store, join_error, layer_lock};
+
+/// A layer recorded incomplete and created by the driver, whose import lock is held.
+pub(crate) struct NewLayer {
+    pub(crate) id: String,
+    pub(crate) parent: Option<String>,
+    _lock: RunLock,
+}
+
+/// Checks the rules that keep a layer from being deleted; runs inside the deleting
+/// transaction so nothing can start using the layer between the check and the mark.
+pub(crate) fn check_unused(sql: &Sql<'_>, id: &str, removing: &[String]) -> Result<()> {
+    let children: Vec<String> = layers::children(sql, id)?
+        .into_iter()
+        .filter(|c| !removing.contains(c))
+        .collect();
+    if !children.is_empty() {
+        return Err(Error::LayerHasChildren {
+            id: id.to_owned(),
+            children,
+        });
+    }
+    let mut users = images::with_top_layer(sql, id)?;
+    if let Some((store, image)) = image_stores::image_of_layer(sql, id)? {
+        users.push(format!("{store}/{image} (image store)"));
+    }
+    if !users.is_empty() {
+        return Err(Error::LayerUsedByImage {
+            id: id.to_owned(),
+            images: users,
+        });
+    }
+    if let Some(container) = containers::with_layer(sql, id)? {
+        return Err(Error::LayerUsedByContainer {
+            id: id.to_owned(),
+            container,
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Every complete layer, oldest first, then those of the additional stores.
+    pub async fn layers(&self) -> Result<Vec<LayerRecord>> {
+        let mut all = self.read(layers::list).await?;
+        all.extend(self.foreign_layers().await?);
+        Ok(all)
+    }
+
+    /// A layer by id, name or unique id prefix: this store's, or an additional store's.
+    pub async fn layer(&self, key: &str) -> Result<LayerRecord> {
+        let k = key.to_owned();
+        match self.read(move |sql| layers::get(sql, &k)).await {
+            Err(e @ Error::NotFound { .. }) => Ok(self.foreign_layer(key).await?.ok_or(e)?),
+            other => other,
+        }
+    }
+
+    /// This store's own layer `key`: `Unsupported` for an additional store's.
+    pub(crate) async fn own_layer(&self, key: &str) -> Result<LayerRecord> {
+        let layer = self.layer(key).await?;
+        if layer.read_only {
+            return Err(self.read_only_error(ObjectKind::Layer, &layer.id));
+        }
+        Ok(layer)
+    }
+
+    /// Records a new layer incomplete and has the driver create it. On failure nothing
+    /// of it remains.
+    pub(crate) async fn begin_layer(
+        &self,
+        op: &Op,
+        parent: Option<&str>,
+        names: &[String],
+        read_write: bool,
+    ) -> Result<NewLayer> {
+        let id = random_id()?;
+        let lock = self.lock(&layer_lock(&id)).await?;
+        // A parent in a read-only additional store cannot go away under us.
+        let foreign = match parent {
+            Some(p) if !self.additional.is_empty() => self.foreign_layer(p).await?.map(|l| l.id),
+            _ => None,
+        };
+        let (i, p, n) = (id.clone(), parent.map(str::to_owned), names.to_vec());
+        let parent = self
+            .write(move |sql| {
+                // A parent of this store is resolved in the same transaction that records
+                // the child, so a concurrent delete cannot remove it in between.
+                let parent = match p {
+                    Some(p) => match db::names::resolve(sql, ObjectKind::Layer, &p) {
+                        Err(Error::NotFound { .. }) if foreign.is_some() => foreign,
+                        other => Some(other?),
+                    },
+                    None => None,
+                };
+                layers::insert(sql, &i, parent.as_deref(), &n, read_write)?;
+                Ok(parent)
+            })
+            .await?;
+        let create = if read_write {
+            self.driver
+                .create_read_write(op, &id, parent.as_deref(), &CreateOpts::default())
+                .await
+        } else {
+            self.driver
+                .create(op, &id, parent.as_deref(), &CreateOpts::default())
+                .await
+        };
+        if let Err(e) = create {
+            self.discard_layer(op, &id).await?;
+            return Err(e);
+        }
+        Ok(NewLayer {
+            id,
+            parent,
+            _lock: lock,
+        })
+    }
+
+    /// Marks a new layer complete, and runs `also` in the same transaction (a container
+    /// row, a store image row). On failure the layer is discarded.
+    pub(crate) async fn finish_layer(
+        &self,
+        op: &Op,
+        layer: NewLayer,
+        digests: LayerDigests,
+        also: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
+    ) -> Result<LayerRecord> {
+        let id = layer.id.clone();
+        let committed = self
+            .write(move |sql| {
+                layers::complete(sql, &id, &digests)?;
+                also(sql, &id)?;
+                layers::get(sql, &id)
+            })
+            .await;
+        match committed {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                self.discard_layer(op, &layer.id).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a layer's data and record (the caller holds its lock, and the record is
+    /// incomplete).
+    pub(crate) async fn discard_layer(&self, op: &Op, id: &str) -> Result<()> {
+        match self.driver.remove(op, id).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let big = self.root.join(db::big_data::dir(ObjectKind::Layer, id));
+        let _big_data = self.lock(&big_data_lock(ObjectKind::Layer, id)).await?;
+        tokio::task::spawn_blocking(move || super::remove_tree(&big))
+            .await
+            .map_err(join_error)??;
+        let owned = id.to_owned();
+        self.write(move |sql| layers::delete(sql, &owned)).await?;
+        self.run.forget_lock(&layer_lock(id));
+        Ok(())
+    }
+
+    /// Creates an empty layer on `parent` (a read-write one for a container).
+    pub async fn create_layer(
+        &self,
+        op: &Op,
+        parent: Option<&str>,
+        names: &[String],
+        read_write: bool,
+    ) -> Result<LayerRecord> {
+        let layer = self.begin_layer(op, parent, names, read_write).await?;
+        self.finish_layer(op, layer, LayerDigests::default(), |_, _| Ok(()))
+            .await
+    }
+
+    /// Creates a layer on `parent` from a tar stream. On any failure nothing of the layer
+    /// remains.
+    pub async fn import_layer(
+        &self,
+        op: &Op,
+        parent: Option<&str>,
+        names: &[String],
+        tar: TarReader,
+        expected_digest: Option<String>,
+    ) -> Result<(LayerRecord, ApplyReport)> {
+        self.import_layer_and(op, parent, names, tar, expected_digest, |_, _| Ok(()))
+            .await
+    }
+
+    /// [`import_layer`](Self::import_layer), running `also` in the transaction that
+    /// completes the layer.
+    pub(crate) async fn import_layer_and(
+        &self,
+        op: &Op,
+        parent: Option<&str>,
+        names: &[String],
+        tar: TarReader,
+        expected_digest: Option<String>,
+        also: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
+    ) -> Result<(LayerRecord, ApplyReport)> {
+        let layer = self.begin_layer(op, parent, names, false).await?;
+        let opts = DiffOpts {
+            expected_digest,
+            ..Default::default()
+        };
+        let report = match self
+            .driver
+            .apply_diff(op, &layer.id, layer.parent.as_deref(), tar, &opts)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.discard_layer(op, &layer.id).await?;
+                return Err(e);
+            }
+        };
+        let digests = LayerDigests {
+            compressed_digest: Some(report.digest.clone()),
+            compressed_size: Some(report.size),
+            uncompressed_digest: Some(report.tar_digest.clone()),
+            uncompressed_size: Some(report.tar_size),
+        };
+        let record = self.finish_layer(op, layer, digests, also).await?;
+        Ok((record, report))
+    }
+
+    /// Applies a tar stream to an existing layer (`applydiff`).
+    pub async fn apply_diff(
+        &self,
+        op: &Op,
+        id: &str,
+        tar: TarReader,
+        expected_digest: Option<String>,
+    ) -> Result<ApplyReport> {
+        let layer = self.own_layer(id).await?;
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
+        let opts = DiffOpts {
+            expected_digest,
+            ..Default::default()
+        };
+        self.driver
+            .apply_diff(op, &layer.id, layer.parent.as_deref(), tar, &opts)
+            .await
+    }
+
+    /// Deletes a layer: refused while it has children, is an image's top layer or a
+    /// container's layer, or is mounted.
+    pub async fn delete_layer(&self, op: &Op, id: &str) -> Result<()> {
+        self.delete_layer_with(op, id, |_, _| Ok(())).await
+    }
+
+    /// Deletes a layer after `first` has run in the transaction that checks the rules and
+    /// marks the layer (removing the record that pointed at it, for instance), so that a
+    /// crash never leaves a complete layer nothing points at.
+    pub(crate) async fn delete_layer_with(
+        &self,
+        op: &Op,
+        id: &str,
+        first: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let layer = self.own_layer(id).await?;
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
+        let mounts = self.driver.mount_count(op, &layer.id).await?;
+        if mounts > 0 {
+            return Err(Error::LayerInUse {
+                id: layer.id,
+                mounts,
+            });
+        }
+        let i = layer.id.clone();
+        self.write(move |sql| {
+            // Re-resolve: it may have gone while we waited for the lock.
+            let i = db::names::resolve(sql, ObjectKind::Layer, &i)?;
+            first(sql, &i)?;
+            check_unused(sql, &i, &[])?;
+            layers::mark_incomplete(sql, &i)
+        })
+        .await?;
+        self.discard_layer(op, &layer.id).await
+    }
+
+    /// Mounts a layer and returns the merged tree's path.
+    pub async fn mount(&self, op: &Op, id: &str, read_only: bool) -> Result<PathBuf> {
+        let layer = self.layer(id).await?;
+        // Under the layer's lock, so that a delete cannot slip between lookup and mount.
+        let _lock = self.lock(&layer_lock(&layer.id)).await?;
+        self.layer(&layer.id).await?;
+        self.driver
+            .get(op, &layer.id, &MountOpts { read_only })
+            .await
+    }
+
+    /// Releases one mount of a layer.
+    pub async fn unmount(&self, op: &Op, id: &str) -> Result<()> {
+        let layer = self.layer(id).await?;
+        self.driver.put(op, &layer.id).await
+    }
+
+    /// Resolves the layer and what to compare it with: `from`, or its parent by default.
+    async fn pair(&self, id: &str, from: Option<&str>) -> Result<(String, Option<String>)> {
+        let layer = self.layer(id).await?;
+        let from = match from {
+            Some(f) => Some(self.layer(f).await?.id),
+            None => layer.parent.clone(),
+        };
+        Ok((layer.id, from))
+    }
+
+    /// The layer's changes over `from` (default: its parent) as a tar stream.
+    pub async fn diff(
+        &self,
+        op: &Op,
+        id: &str,
+        from: Option<&str>,
+        opts: &ExportOptions,
+    ) -> Result<ArchiveStream> {
+        let (id, from) = self.pair(id, from).await?;
+        self.driver.diff(op, &id, from.as_deref(), opts).await
+    }
+
+    /// The layer's changes over `from` (default: its parent).
+    pub async fn changes(&self, op: &Op, id: &str, from: Option<&str>) -> Result<Vec<Change>> {
+        let (id, from) = self.pair(id, from).await?;
+        self.driver.changes(op, &id, from.as_deref()).await
+    }
+
+    /// The size of the layer's changes over `from` (default: its parent).
+    pub async fn diff_size(&self, op: &Op, id: &str, from: Option<&str>) -> Result<u64> {
+        let (id, from) = self.pair(id, from).await?;
+        self.driver.diff_size(op, &id, from.as_deref()).await
+    }
+}
