@@ -1,10 +1,11 @@
 //! Applying a tar stream to a volume over NFS, confined to it.
 //!
-//! The input side is the archive engine's ([`read_tar`]: compression, digests) and so is
-//! the entry parsing ([`read_meta`]); what differs is where entries go. There is no local
-//! directory to `openat2` in, so confinement is done here, by file handles:
-//! - names are normalised lexically ([`normalize`]): `..` is resolved against the name's own
-//!   components and never climbs above the volume, absolute names become relative;
+//! Entries come from the tar engine's one entry stream ([`ingest`]: compression, digests,
+//! names normalised and filtered, every rule about whiteouts, xattrs and PAX values); this
+//! module is an [`EntrySink`] that only decides where they go. There is no local directory
+//! to `openat2` in, so confinement is done here, by file handles:
+//! - names arrive normalised lexically: `..` never climbs above the volume, absolute
+//!   names are relative;
 //! - every path is walked from the volume's handle with LOOKUP, which never follows a
 //!   symlink, and a component that is not a directory refuses the entry: a symlink from
 //!   the archive is never followed, wherever it points;
@@ -32,13 +33,13 @@ use nfs3_client::nfs3_types::nfs3::{
     Nfs3Option, devicedata3, ftype3, mknoddata3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime,
     specdata3, stable_how, writeverf3,
 };
-use nix::sys::time::TimeSpec;
-use storage_core::archive::apply::{Meta, entry_name, invalid, read_meta};
 use storage_core::archive::confine::split_last;
-use storage_core::archive::entry::{Whiteout, Written, check_name, unsafe_entry, whiteout};
-use storage_core::archive::{ApplyReport, read_tar};
+use storage_core::archive::entry::{Written, unsafe_entry};
+use storage_core::archive::ingest::invalid;
+use storage_core::archive::{
+    ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest,
+};
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
-use tar::EntryType;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -74,31 +75,30 @@ pub(crate) async fn import(
     let input = tokio_util::io::SyncIoBridge::new(tar);
     tokio::task::spawn_blocking(move || {
         let _span = op.span().enter();
-        let mut applier = Applier::new(&op, handle, store, root, location, spec);
-        let received = read_tar(input, |tar| applier.run(tar));
+        let target = location.display().to_string();
+        let mut applier = Applier::new(handle, store, root, location);
+        let opts = IngestOptions {
+            filter: Some(&spec),
+            expected_digest: None,
+            target: &target,
+        };
+        let report = ingest(&op, input, opts, &mut applier);
         // Whatever happened, no job may outlive the import.
         let drained = applier.drain();
-        let received = received?;
+        let report = report?;
         drained?;
-        applier.finish()?;
-        Ok(ApplyReport {
-            compression: received.compression,
-            digest: received.digest,
-            size: received.size,
-            tar_digest: received.tar_digest,
-            tar_size: received.tar_size,
-            entries: applier.entries,
-            skipped: applier.skipped,
-        })
+        Ok(report)
     })
     .await
     .map_err(|e| Error::io("NFS import task", std::io::Error::other(e)))?
 }
 
-fn time3(t: &TimeSpec) -> nfstime3 {
+/// A time as NFSv3 carries it: unsigned 32-bit seconds, so times before 1970 or after
+/// 2106 are clamped.
+fn time3(t: &Time) -> nfstime3 {
     nfstime3 {
-        seconds: t.tv_sec().clamp(0, i64::from(u32::MAX)) as u32,
-        nseconds: t.tv_nsec().clamp(0, 999_999_999) as u32,
+        seconds: t.secs.clamp(0, i64::from(u32::MAX)) as u32,
+        nseconds: if t.secs < 0 { 0 } else { t.nanos },
     }
 }
 
@@ -126,53 +126,35 @@ struct Uncommitted {
     verf: writeverf3,
 }
 
-struct Applier<'a> {
-    op: &'a Op,
+struct Applier {
     rt: Handle,
     store: Arc<Store>,
     location: PathBuf,
-    filter: FilterSpec,
     /// Directory handles by normalised path ("" is the volume).
     dirs: HashMap<Vec<u8>, Fh>,
     /// Directory modes and times, set once every child exists (so a read-only directory
     /// can still be filled).
     dir_attrs: HashMap<Vec<u8>, (Fh, Meta)>,
-    /// Paths this archive wrote, and their ancestors: whiteouts spare them.
-    written: Written,
     /// Small-file jobs in flight.
     jobs: JoinSet<Result<Option<Uncommitted>>>,
     budget: Arc<Semaphore>,
     uncommitted: Vec<Uncommitted>,
-    entries: u64,
-    skipped: u64,
     xattrs_dropped: u64,
 }
 
-impl<'a> Applier<'a> {
-    fn new(
-        op: &'a Op,
-        rt: Handle,
-        store: Arc<Store>,
-        root: Fh,
-        location: PathBuf,
-        filter: FilterSpec,
-    ) -> Self {
+impl Applier {
+    fn new(rt: Handle, store: Arc<Store>, root: Fh, location: PathBuf) -> Self {
         let mut dirs = HashMap::new();
         dirs.insert(Vec::new(), root);
         Applier {
-            op,
             rt,
             store,
             location,
-            filter,
             dirs,
             dir_attrs: HashMap::new(),
-            written: Written::default(),
             jobs: JoinSet::new(),
             budget: Arc::new(Semaphore::new(BYTES_IN_FLIGHT / UNIT)),
             uncommitted: Vec::new(),
-            entries: 0,
-            skipped: 0,
             xattrs_dropped: 0,
         }
     }
@@ -192,19 +174,6 @@ impl<'a> Applier<'a> {
     /// Runs `f` on the runtime from this blocking thread.
     fn block<T>(&self, f: impl Future<Output = std::result::Result<T, NfsError>>) -> Result<T> {
         self.rt.block_on(f).map_err(Error::from)
-    }
-
-    fn run(&mut self, tar_stream: &mut dyn Read) -> Result<()> {
-        let mut archive = tar::Archive::new(tar_stream);
-        let entries = archive.entries().map_err(|e| invalid(None, e))?;
-        for entry in entries {
-            self.op.check()?;
-            self.reap(false)?;
-            let mut entry = entry.map_err(|e| invalid(None, e))?;
-            let name = entry.path_bytes().into_owned();
-            self.entry(&mut entry, &name)?;
-        }
-        Ok(())
     }
 
     /// Collects finished jobs (all of them with `wait`), failing on the first error.
@@ -248,8 +217,10 @@ impl<'a> Applier<'a> {
         first
     }
 
-    /// Directory modes and times, then the commit of every unstable write.
-    fn finish(&mut self) -> Result<()> {
+    /// Directory modes and times, then the commit of every unstable write, once every
+    /// job is done.
+    fn settle(&mut self) -> Result<()> {
+        self.reap(true)?;
         let store = self.store.clone();
         let s = &store.session;
         let attrs: Vec<(Vec<u8>, Fh, sattr3)> = self
@@ -293,10 +264,6 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn map_name(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        entry_name(&self.filter, raw)
-    }
-
     /// The handle of directory `rel`, creating missing directories (0755) on the way.
     /// A component that exists but is not a directory (a symlink above all) refuses the
     /// entry `raw`: nothing is followed.
@@ -331,90 +298,6 @@ impl<'a> Applier<'a> {
         Ok(fh)
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
-        check_name(raw)?;
-        let Some(name) = self.map_name(raw) else {
-            self.skipped += 1;
-            return Ok(());
-        };
-        let meta = read_meta(entry, raw)?;
-        if !meta.xattrs.is_empty() {
-            self.xattrs_dropped += meta.xattrs.len() as u64;
-        }
-        let (parent_rel, base) = split_last(&name);
-        let (parent_rel, base) = (parent_rel.to_vec(), base.to_vec());
-        match whiteout(raw, &base)? {
-            None => {}
-            Some(Whiteout::Meta) => {
-                self.skipped += 1;
-                return Ok(());
-            }
-            Some(w) => {
-                self.reap(true)?;
-                self.entries += 1;
-                return self.whiteout(raw, &parent_rel, w);
-            }
-        }
-        if name.is_empty() {
-            if meta.kind != EntryType::Directory {
-                return Err(unsafe_entry(
-                    raw,
-                    "a non-directory entry names the root itself",
-                ));
-            }
-            self.entries += 1;
-            let root = self.dir(b"", raw)?;
-            self.dir_attrs.insert(Vec::new(), (root, meta));
-            return Ok(());
-        }
-        // An entry replacing one this archive wrote must wait for that one's job.
-        if self.written.spares(&name) {
-            self.reap(true)?;
-        }
-        let parent = self.dir(&parent_rel, raw)?;
-        let applied = match meta.kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.regular(entry, &parent, &base, &name, &meta)?;
-                true
-            }
-            EntryType::Directory => {
-                self.directory(&parent, &base, &name, meta.clone())?;
-                true
-            }
-            EntryType::Symlink => {
-                self.symlink(&parent, &base, &name, &meta, raw)?;
-                true
-            }
-            EntryType::Link => {
-                self.reap(true)?;
-                self.hardlink(&parent, &base, &name, &meta, raw)?
-            }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.node(&parent, &base, &name, &meta)?
-            }
-            EntryType::XGlobalHeader => return Ok(()),
-            other => {
-                return Err(Error::Unsupported {
-                    what: format!(
-                        "tar entry {:?} of type {other:?}",
-                        String::from_utf8_lossy(raw)
-                    ),
-                    reason: "only files, directories, links, devices and FIFOs are stored".into(),
-                });
-            }
-        };
-        if !applied {
-            self.skipped += 1;
-            return Ok(());
-        }
-        if meta.kind != EntryType::Directory {
-            self.dir_attrs.remove(&name);
-        }
-        self.entries += 1;
-        self.written.note(&name);
-        Ok(())
-    }
-
     /// Removes whatever is at `name` in `dir` (a previous import's entry).
     fn clear(&mut self, dir: &Fh, name: &[u8]) -> Result<()> {
         // Handles below a removed directory are gone: forget them all.
@@ -439,22 +322,21 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn regular<R: Read>(
+    fn regular(
         &mut self,
-        data: &mut R,
+        data: &mut dyn Read,
         dir: &Fh,
         name: &[u8],
         rel: &[u8],
+        size: u64,
         meta: &Meta,
     ) -> Result<()> {
         let (uid, gid) = self.s().owner();
         let read_err = |e: std::io::Error| invalid(Some(rel), e);
-        if meta.size <= SMALL_FILE {
-            let mut buf = Vec::with_capacity(meta.size as usize);
-            data.take(meta.size)
-                .read_to_end(&mut buf)
-                .map_err(read_err)?;
-            truncated(rel, buf.len() as u64, meta.size)?;
+        if size <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(size as usize);
+            data.take(size).read_to_end(&mut buf).map_err(read_err)?;
+            truncated(rel, buf.len() as u64, size)?;
             while self.jobs.len() >= JOBS_IN_FLIGHT {
                 let next = self.rt.block_on(self.jobs.join_next());
                 if let Some(r) = next {
@@ -498,12 +380,12 @@ impl<'a> Applier<'a> {
         let mut offset = 0u64;
         let mut verf = None;
         let result = (|| -> Result<()> {
-            while offset < meta.size {
-                let want = (meta.size - offset).min(wsize as u64) as usize;
+            while offset < size {
+                let want = (size - offset).min(wsize as u64) as usize;
                 let mut chunk = vec![0u8; want];
                 data.read_exact(&mut chunk).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        truncated(rel, offset, meta.size)
+                        truncated(rel, offset, size)
                             .err()
                             .unwrap_or_else(|| read_err(e))
                     } else {
@@ -530,7 +412,7 @@ impl<'a> Applier<'a> {
                 offset += want as u64;
                 // Commit what has been written so far now and then, so that the server
                 // flushes it while the rest arrives, not all at the end.
-                if offset % COMMIT_EVERY < want as u64 && offset < meta.size {
+                if offset % COMMIT_EVERY < want as u64 && offset < size {
                     let (store, cfh, cname) = (self.store.clone(), fh.clone(), name.to_vec());
                     writes.spawn_on(
                         async move { store.session.commit(&cfh, &cname).await },
@@ -589,13 +471,9 @@ impl<'a> Applier<'a> {
         dir: &Fh,
         name: &[u8],
         rel: &[u8],
+        target: &[u8],
         meta: &Meta,
-        raw: &[u8],
     ) -> Result<()> {
-        let target = meta
-            .link
-            .clone()
-            .ok_or_else(|| unsafe_entry(raw, "symlink without a target"))?;
         let (uid, gid) = self.s().owner();
         let attr = owner_mode(uid, gid, 0o777);
         let attr = sattr3 {
@@ -604,7 +482,7 @@ impl<'a> Applier<'a> {
         };
         let store = self.store.clone();
         let fh = self.create_replacing(dir, name, || {
-            store.session.symlink(dir, name, &target, attr.clone())
+            store.session.symlink(dir, name, target, attr.clone())
         })?;
         // Not every server sets times on a symlink; the link itself is what matters.
         match self
@@ -624,38 +502,17 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Returns false when the link's target was filtered out.
-    fn hardlink(
-        &mut self,
-        dir: &Fh,
-        name: &[u8],
-        rel: &[u8],
-        _meta: &Meta,
-        raw: &[u8],
-    ) -> Result<bool> {
-        let link = _meta
-            .link
-            .clone()
-            .ok_or_else(|| unsafe_entry(raw, "hard link without a target"))?;
-        let Some(target) = self.map_name(&link) else {
-            return Ok(false);
-        };
-        if target == rel {
-            return Ok(true);
-        }
+    fn hardlink(&mut self, dir: &Fh, name: &[u8], target: &[u8], raw: &[u8]) -> Result<()> {
         let missing = || {
             unsafe_entry(
                 raw,
                 format!(
                     "hard link target {:?} does not exist in the volume",
-                    String::from_utf8_lossy(&target)
+                    String::from_utf8_lossy(target)
                 ),
             )
         };
-        let (tparent, tname) = split_last(&target);
-        if tname.is_empty() {
-            return Err(unsafe_entry(raw, "hard link to the root directory"));
-        }
+        let (tparent, tname) = split_last(target);
         let tdir = self.dir(tparent, raw)?;
         let store = self.store.clone();
         let s = &store.session;
@@ -665,31 +522,38 @@ impl<'a> Applier<'a> {
         }
         if let Some((_, a)) = self.block(s.lookup(dir, name))? {
             if a.fileid == tattr.fileid {
-                return Ok(true);
+                return Ok(());
             }
             self.clear(dir, name)?;
         }
         self.block(s.link(&tfh, dir, name))?;
-        Ok(true)
+        Ok(())
     }
 
     /// Returns false when the server refused a device node.
-    fn node(&mut self, dir: &Fh, name: &[u8], rel: &[u8], meta: &Meta) -> Result<bool> {
+    fn node(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        kind: &Kind,
+        meta: &Meta,
+    ) -> Result<bool> {
         let (uid, gid) = self.s().owner();
         let attr = owner_mode(uid, gid, meta.mode);
         let what = || {
-            let spec = specdata3 {
-                specdata1: meta.dev.0 as u32,
-                specdata2: meta.dev.1 as u32,
+            let spec = |major, minor| specdata3 {
+                specdata1: major,
+                specdata2: minor,
             };
-            match meta.kind {
-                EntryType::Char => mknoddata3::NF3CHR(devicedata3 {
+            match *kind {
+                Kind::Char { major, minor } => mknoddata3::NF3CHR(devicedata3 {
                     dev_attributes: attr.clone(),
-                    spec,
+                    spec: spec(major, minor),
                 }),
-                EntryType::Block => mknoddata3::NF3BLK(devicedata3 {
+                Kind::Block { major, minor } => mknoddata3::NF3BLK(devicedata3 {
                     dev_attributes: attr.clone(),
-                    spec,
+                    spec: spec(major, minor),
                 }),
                 _ => mknoddata3::NF3FIFO(attr.clone()),
             }
@@ -698,7 +562,7 @@ impl<'a> Applier<'a> {
         let made = self.create_replacing(dir, name, || store.session.mknod(dir, name, what()));
         let fh = match made {
             Ok(fh) => fh,
-            Err(e) if meta.kind != EntryType::Fifo && refused(&e) => {
+            Err(e) if *kind != Kind::Fifo && refused(&e) => {
                 tracing::warn!(
                     "device node {} not created: the server refused it ({e}); device nodes need root credentials (uid=0) on the export",
                     self.display(rel)
@@ -709,30 +573,6 @@ impl<'a> Applier<'a> {
         };
         self.block(store.session.setattr(&fh, times(meta), rel))?;
         Ok(true)
-    }
-
-    /// Applies a whiteout as deletions of what the volume held before the import; what
-    /// the archive itself wrote stays.
-    fn whiteout(&mut self, raw: &[u8], parent_rel: &[u8], w: Whiteout<'_>) -> Result<()> {
-        let Some(dir) = self.lookup_dir(parent_rel, raw)? else {
-            return Ok(());
-        };
-        let store = self.store.clone();
-        match w {
-            Whiteout::Opaque => {
-                let names = self.block(store.session.readdir(&dir, parent_rel))?;
-                for child in names {
-                    let rel = join(parent_rel, &child.name);
-                    self.remove_lower(&dir, &child.name, &rel, raw)?;
-                }
-            }
-            Whiteout::Hides(hidden) => {
-                let rel = join(parent_rel, hidden);
-                self.remove_lower(&dir, hidden, &rel, raw)?;
-            }
-            Whiteout::Meta => {}
-        }
-        Ok(())
     }
 
     /// The handle of an existing directory, `None` when the path does not exist.
@@ -762,8 +602,15 @@ impl<'a> Applier<'a> {
     }
 
     /// Removes what earlier imports put at `rel`, keeping what this archive wrote.
-    fn remove_lower(&mut self, dir: &Fh, name: &[u8], rel: &[u8], raw: &[u8]) -> Result<()> {
-        if !self.written.spares(rel) {
+    fn remove_lower(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        raw: &[u8],
+        written: &Written,
+    ) -> Result<()> {
+        if !written.spares(rel) {
             return self.clear(dir, name);
         }
         let Some(sub) = self.lookup_dir(rel, raw).ok().flatten() else {
@@ -773,9 +620,76 @@ impl<'a> Applier<'a> {
         let names = self.block(store.session.readdir(&sub, rel))?;
         for child in names {
             let child_rel = join(rel, &child.name);
-            self.remove_lower(&sub, &child.name, &child_rel, raw)?;
+            self.remove_lower(&sub, &child.name, &child_rel, raw, written)?;
         }
         Ok(())
+    }
+}
+
+impl EntrySink for Applier {
+    fn create(&mut self, entry: &Entry, data: &mut dyn Read, written: &Written) -> Result<bool> {
+        self.reap(false)?;
+        let (raw, rel, meta) = (entry.raw.as_slice(), entry.path.as_slice(), &entry.meta);
+        self.xattrs_dropped += meta.xattrs.len() as u64;
+        if rel.is_empty() {
+            let root = self.dir(b"", raw)?;
+            self.dir_attrs.insert(Vec::new(), (root, meta.clone()));
+            return Ok(true);
+        }
+        // An entry replacing one this archive wrote must wait for that one's job.
+        if written.spares(rel) {
+            self.reap(true)?;
+        }
+        let (parent_rel, name) = split_last(rel);
+        let parent = self.dir(parent_rel, raw)?;
+        match &entry.kind {
+            Kind::File { size } => self.regular(data, &parent, name, rel, *size, meta)?,
+            Kind::Dir => self.directory(&parent, name, rel, meta.clone())?,
+            Kind::Symlink { target } => self.symlink(&parent, name, rel, target, meta)?,
+            Kind::HardLink { target } => {
+                self.reap(true)?;
+                self.hardlink(&parent, name, target, raw)?
+            }
+            kind @ (Kind::Char { .. } | Kind::Block { .. } | Kind::Fifo) => {
+                if !self.node(&parent, name, rel, kind, meta)? {
+                    return Ok(false);
+                }
+            }
+            Kind::Whiteout | Kind::Opaque => return Ok(false),
+        }
+        if entry.kind != Kind::Dir {
+            self.dir_attrs.remove(rel);
+        }
+        Ok(true)
+    }
+
+    /// Applies a whiteout as deletions of what the volume held before the import; what
+    /// the archive itself wrote stays.
+    fn whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()> {
+        self.reap(true)?;
+        let (raw, rel) = (entry.raw.as_slice(), entry.path.as_slice());
+        let store = self.store.clone();
+        if entry.kind == Kind::Opaque {
+            let Some(dir) = self.lookup_dir(rel, raw)? else {
+                return Ok(());
+            };
+            let names = self.block(store.session.readdir(&dir, rel))?;
+            for child in names {
+                let child_rel = join(rel, &child.name);
+                self.remove_lower(&dir, &child.name, &child_rel, raw, written)?;
+            }
+        } else {
+            let (parent_rel, hidden) = split_last(rel);
+            let Some(dir) = self.lookup_dir(parent_rel, raw)? else {
+                return Ok(());
+            };
+            self.remove_lower(&dir, hidden, rel, raw, written)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.settle()
     }
 }
 

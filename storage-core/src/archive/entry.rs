@@ -13,15 +13,14 @@
 //! - [`reserved_xattr`]: overlay markers (`trusted.overlay.*`, `user.overlay.*`) are the
 //!   storage's own and never enter from an archive;
 //! - [`pax_time`]: `[-]SECONDS[.FRACTION]`, with negative fractions counted down from the
-//!   second below (`-1.5` is 1.5 s before the epoch).
+//!   second below (`-1.5` is 1.5 s before the epoch); [`Time::clamped`]: times are kept
+//!   within what ext4 stores (1901 to 2446), as the kernel clamps them on ext4.
 //!
 //! Whiteouts act on what lies *below* the archive (the lower layers, or what a volume
 //! held before the import), never on what the same archive wrote, as the OCI image spec
 //! says; [`Written`] keeps the record a writer needs for that.
 
 use std::collections::HashSet;
-
-use nix::sys::time::TimeSpec;
 
 use super::confine::is_plain_name;
 use crate::error::{Error, Result};
@@ -36,6 +35,33 @@ const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// Longest name component any writer stores (Linux's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
+
+/// A time: seconds since the epoch and nanoseconds (`0..1e9`) after them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time {
+    /// Seconds since the epoch (negative before it).
+    pub secs: i64,
+    /// Nanoseconds after `secs`.
+    pub nanos: u32,
+}
+
+impl Time {
+    /// The earliest time stored: ext4's (and the kernel's clamp on ext4), 1901-12-13.
+    pub const MIN: Time = Time {
+        secs: -(1 << 31),
+        nanos: 0,
+    };
+    /// The latest time stored: ext4's with 34-bit seconds, 2446-05-10.
+    pub const MAX: Time = Time {
+        secs: (1 << 34) - (1 << 31) - 1,
+        nanos: 999_999_999,
+    };
+
+    /// `self` clamped to [`Time::MIN`]..=[`Time::MAX`].
+    pub fn clamped(self) -> Time {
+        self.clamp(Time::MIN, Time::MAX)
+    }
+}
 
 /// What a whiteout entry asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +137,10 @@ pub fn reserved_xattr(name: &[u8]) -> bool {
     })
 }
 
-/// Parses a PAX time, `[-]SECONDS[.FRACTION]`, into a normalised timespec (nanoseconds in
+/// Parses a PAX time, `[-]SECONDS[.FRACTION]`, into a normalised [`Time`] (nanoseconds in
 /// `0..1e9`): `-1.5` is two seconds before the epoch plus half a second. Fractions past
 /// nanoseconds are cut. `None` when it is not such a number or does not fit.
-pub fn pax_time(v: &[u8]) -> Option<TimeSpec> {
+pub fn pax_time(v: &[u8]) -> Option<Time> {
     let s = std::str::from_utf8(v).ok()?;
     let (negative, s) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -132,13 +158,13 @@ pub fn pax_time(v: &[u8]) -> Option<TimeSpec> {
         .bytes()
         .chain(std::iter::repeat(b'0'))
         .take(9)
-        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
     let (secs, nanos) = match (negative, nanos) {
         (false, n) => (secs, n),
         (true, 0) => (secs.checked_neg()?, 0),
         (true, n) => (secs.checked_neg()?.checked_sub(1)?, 1_000_000_000 - n),
     };
-    Some(TimeSpec::new(secs, nanos))
+    Some(Time { secs, nanos })
 }
 
 /// An [`Error::UnsafeArchive`] about the entry `name`.
@@ -250,7 +276,7 @@ mod tests {
 
     #[test]
     fn pax_times_count_negative_fractions_down_from_the_second_below() {
-        let t = |s: &str| pax_time(s.as_bytes()).map(|t| (t.tv_sec(), t.tv_nsec()));
+        let t = |s: &str| pax_time(s.as_bytes()).map(|t| (t.secs, t.nanos));
         assert_eq!(
             t("1600000000.123456789"),
             Some((1_600_000_000, 123_456_789))

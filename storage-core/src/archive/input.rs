@@ -12,6 +12,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, Result};
+
 /// How an input stream is compressed, detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -216,6 +218,72 @@ pub fn sniff(stream: &mut impl BufRead) -> io::Result<Compression> {
             format!("{name}-compressed input is not supported (use plain tar, gzip or zstd)"),
         )
     })
+}
+
+/// What [`read_tar`] received: the input's compression, and the digests and lengths of
+/// what arrived and of the tar stream inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarInput {
+    /// How the input was compressed.
+    pub compression: Compression,
+    /// `sha256:<hex>` of the bytes received.
+    pub digest: String,
+    /// Number of bytes received.
+    pub size: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream.
+    pub tar_digest: String,
+    /// Length of the uncompressed tar stream.
+    pub tar_size: u64,
+}
+
+/// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
+/// to `consume`, then reads whatever follows so the digests cover every byte sent. The
+/// entry stream ([`super::ingest`]) takes every import's input through here.
+pub fn read_tar<R: Read + Send>(
+    input: R,
+    consume: impl FnOnce(&mut dyn Read) -> Result<()>,
+) -> Result<TarInput> {
+    let ((compression, tar_digest), received) = received(input, |stream| {
+        let compression = sniff(stream).map_err(invalid)?;
+        let tar_digest = match compression {
+            Compression::None => {
+                consume(&mut *stream)?;
+                None
+            }
+            Compression::Gzip => {
+                let mut tar = DigestReader::new(flate2::read::MultiGzDecoder::new(&mut *stream));
+                consume(&mut tar)?;
+                Some(tar.finish().map_err(invalid)?)
+            }
+            Compression::Zstd => {
+                let decoder = zstd::Decoder::with_buffer(&mut *stream).map_err(invalid)?;
+                let mut tar = DigestReader::new(decoder);
+                consume(&mut tar)?;
+                Some(tar.finish().map_err(invalid)?)
+            }
+        };
+        // Whatever follows the archive (padding, a second gzip member's garbage) was sent
+        // too: read it so the digest covers it.
+        io::copy(stream, &mut io::sink()).map_err(invalid)?;
+        Ok::<_, Error>((compression, tar_digest))
+    })?;
+    let (digest, size) = received.map_err(invalid)?;
+    let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
+    Ok(TarInput {
+        compression,
+        digest,
+        size,
+        tar_digest,
+        tar_size,
+    })
+}
+
+/// An [`Error::InvalidArchive`] about the archive as a whole.
+fn invalid(e: io::Error) -> Error {
+    Error::InvalidArchive {
+        entry: None,
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]

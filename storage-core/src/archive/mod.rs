@@ -14,14 +14,15 @@ pub mod changes;
 pub mod confine;
 pub mod entry;
 pub mod export;
+pub mod ingest;
 pub mod input;
 pub mod stream;
 pub mod tree;
 
-pub use apply::{
-    ApplyOptions, ApplyReport, Ownership, TarInput, WhiteoutMode, apply_tar, read_tar,
-};
+pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
 pub use changes::{Change, ChangeKind, changes_size, compare_trees, layer_changes};
 pub use export::{ExportOptions, TarWriter, write_changes, write_layer};
+pub use ingest::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 pub use input::Compression;
+pub use input::{TarInput, read_tar};
 pub use stream::ArchiveStream;
