@@ -11,11 +11,12 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use nfs3_client::nfs3_types::nfs3::{fattr3, ftype3};
-use storage_core::archive::export::{CHANGE_TYPE_RECORD, SIZE_RECORD};
-use storage_core::archive::tree::{Kind, Stat, join_rel};
-use storage_core::archive::{ArchiveStream, TarWriter};
+use storage_core::archive::{FileKind, Stat};
 use storage_core::{Error, FilterSpec, Op, Result};
 use tar::EntryType;
+use tar_engine::export::{CHANGE_TYPE_RECORD, SIZE_RECORD};
+use tar_engine::tree::join_rel;
+use tar_engine::{ArchiveStream, TarWriter};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -57,13 +58,13 @@ pub(crate) fn export(
 fn stat(a: &fattr3) -> Stat {
     Stat {
         kind: match a.type_ {
-            ftype3::NF3REG => Kind::File,
-            ftype3::NF3DIR => Kind::Dir,
-            ftype3::NF3LNK => Kind::Symlink,
-            ftype3::NF3CHR => Kind::Char,
-            ftype3::NF3BLK => Kind::Block,
-            ftype3::NF3FIFO => Kind::Fifo,
-            ftype3::NF3SOCK => Kind::Socket,
+            ftype3::NF3REG => FileKind::File,
+            ftype3::NF3DIR => FileKind::Dir,
+            ftype3::NF3LNK => FileKind::Symlink,
+            ftype3::NF3CHR => FileKind::Char,
+            ftype3::NF3BLK => FileKind::Block,
+            ftype3::NF3FIFO => FileKind::Fifo,
+            ftype3::NF3SOCK => FileKind::Socket,
         },
         mode: a.mode & 0o7777,
         uid: a.uid,
@@ -119,10 +120,10 @@ impl<W: io::Write> Walk<'_, W> {
             self.op.check()?;
             let path = join_rel(rel, &e.name);
             let st = stat(&e.attr);
-            if st.kind == Kind::Socket {
+            if st.kind == FileKind::Socket {
                 continue;
             }
-            if st.kind == Kind::Dir {
+            if st.kind == FileKind::Dir {
                 let walk_below = self.spec.may_include_below(&String::from_utf8_lossy(&path));
                 if let Some(name) = self.rename(&path).filter(|n| !n.is_empty()) {
                     self.entry(&e, &name, &st, &path)?;
@@ -144,7 +145,7 @@ impl<W: io::Write> Walk<'_, W> {
         if !self.data {
             pax.push((CHANGE_TYPE_RECORD.to_owned(), b"A".to_vec()));
         }
-        if st.kind != Kind::Dir && st.nlink > 1 {
+        if st.kind != FileKind::Dir && st.nlink > 1 {
             if let Some(first) = self.links.get(&(st.dev, st.ino)) {
                 let first = first.clone();
                 return self.out.link(name, &first, st, pax);
@@ -152,7 +153,7 @@ impl<W: io::Write> Walk<'_, W> {
             self.links.insert((st.dev, st.ino), name.to_vec());
         }
         match st.kind {
-            Kind::File if self.data => {
+            FileKind::File if self.data => {
                 let reader = RemoteFile::new(
                     self.rt.clone(),
                     self.store.clone(),
@@ -167,26 +168,26 @@ impl<W: io::Write> Walk<'_, W> {
                 );
                 self.out.file(name, st, pax, reader, &source)
             }
-            Kind::File => {
+            FileKind::File => {
                 pax.push((SIZE_RECORD.to_owned(), st.size.to_string().into_bytes()));
                 self.out.header(name, EntryType::Regular, st, 0, None, pax)
             }
-            Kind::Dir => {
+            FileKind::Dir => {
                 let mut dir_name = name.to_vec();
                 dir_name.push(b'/');
                 self.out
                     .header(&dir_name, EntryType::Directory, st, 0, None, pax)
             }
-            Kind::Symlink => {
+            FileKind::Symlink => {
                 let store = self.store.clone();
                 let target = self.block(store.session.readlink(&e.fh, rel))?;
                 self.out
                     .header(name, EntryType::Symlink, st, 0, Some(&target), pax)
             }
-            Kind::Char => self.out.header(name, EntryType::Char, st, 0, None, pax),
-            Kind::Block => self.out.header(name, EntryType::Block, st, 0, None, pax),
-            Kind::Fifo => self.out.header(name, EntryType::Fifo, st, 0, None, pax),
-            Kind::Socket => Ok(()),
+            FileKind::Char => self.out.header(name, EntryType::Char, st, 0, None, pax),
+            FileKind::Block => self.out.header(name, EntryType::Block, st, 0, None, pax),
+            FileKind::Fifo => self.out.header(name, EntryType::Fifo, st, 0, None, pax),
+            FileKind::Socket => Ok(()),
         }
     }
 }

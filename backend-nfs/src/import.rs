@@ -33,13 +33,11 @@ use nfs3_client::nfs3_types::nfs3::{
     Nfs3Option, devicedata3, ftype3, mknoddata3, nfsstat3, nfstime3, sattr3, set_atime, set_mtime,
     specdata3, stable_how, writeverf3,
 };
-use storage_core::archive::confine::split_last;
-use storage_core::archive::entry::{Written, unsafe_entry};
-use storage_core::archive::ingest::invalid;
-use storage_core::archive::{
-    ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest,
-};
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
+use tar_engine::confine::split_last;
+use tar_engine::entry::{Written, unsafe_entry};
+use tar_engine::ingest::invalid;
+use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -802,5 +800,5 @@ fn truncated(rel: &[u8], got: u64, want: u64) -> Result<()> {
 }
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    storage_core::archive::tree::join_rel(parent, name)
+    tar_engine::tree::join_rel(parent, name)
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
 
-use storage_core::archive::confine::is_plain_name;
+use tar_engine::confine::is_plain_name;
 
 use crate::error::NfsError;
 use crate::session::{Fh, Session, guarded};

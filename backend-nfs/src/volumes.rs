@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use nfs3_client::nfs3_types::nfs3::{createhow3, createverf3, ftype3, nfsstat3};
-use storage_core::archive::{ApplyReport, ArchiveStream};
 use storage_core::id::{random_bytes, validate_file_name};
 use storage_core::{
     DataSink, DataSource, Error, Exporter, FilterSpec, Importer, ObjectKind, ObjectUrl, Op,
     Resolver, Result, TarReader, Volume, VolumeStorer,
 };
+use tar_engine::{ApplyReport, ArchiveStream};
 use tokio::sync::OnceCell;
 
 use crate::error::NfsError;

@@ -54,7 +54,7 @@ async fn import_file(
     vols: &NfsVolumes,
     id: &str,
     tar: &Path,
-) -> storage_core::Result<storage_core::archive::ApplyReport> {
+) -> storage_core::Result<tar_engine::ApplyReport> {
     let file = tokio::fs::File::open(tar).await.unwrap();
     vols.import(&Op::new("test"), id, &FilterSpec::default(), Box::new(file))
         .await

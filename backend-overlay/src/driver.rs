@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use storage_core::archive::{
-    self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
-};
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
     CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, ObjectKind, Op, Result,
     TarReader,
+};
+use tar_engine::{
+    self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
 };
 
 use crate::layout::Layout;
@@ -331,7 +331,7 @@ impl Inner {
 
     /// Native changes: the diff directory read against the lower diff directories.
     fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
-        archive::layer_changes(&self.layout.diff(id), &self.layout.lower_diffs(id)?)
+        tar_engine::layer_changes(&self.layout.diff(id), &self.layout.lower_diffs(id)?)
     }
 }
 
@@ -356,7 +356,7 @@ fn with_mounted_changes<T>(
         },
         None => inner.layout.empty(),
     };
-    let result = archive::compare_trees(&old, &new).and_then(use_changes);
+    let result = tar_engine::compare_trees(&old, &new).and_then(use_changes);
     let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
     let out = result?;
     released?;
@@ -439,7 +439,7 @@ impl LayerDriver for OverlayDriver {
         let input = tokio_util::io::SyncIoBridge::new(diff);
         blocking(move || {
             inner.require(&id)?;
-            archive::apply_tar(&op, &target, input, &apply)
+            tar_engine::apply_tar(&op, &target, input, &apply)
         })
         .await
     }
@@ -461,11 +461,12 @@ impl LayerDriver for OverlayDriver {
             if inner.native(&id, from.as_deref())? {
                 // One walk of the diff directory, writing as it goes.
                 let lowers = inner.layout.lower_diffs(&id)?;
-                archive::write_layer(&op, &inner.layout.diff(&id), &lowers, &opts, pipe).map(drop)
+                tar_engine::write_layer(&op, &inner.layout.diff(&id), &lowers, &opts, pipe)
+                    .map(drop)
             } else {
                 // The changes point into the mounts, which stay up while data is read.
                 with_mounted_changes(&inner, &id, from.as_deref(), |changes| {
-                    archive::write_changes(&op, &changes, &opts, pipe).map(drop)
+                    tar_engine::write_changes(&op, &changes, &opts, pipe).map(drop)
                 })
             }
         })
@@ -478,7 +479,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
         let changes = self.changes(op, id, parent).await?;
-        Ok(archive::changes_size(&changes))
+        Ok(tar_engine::changes_size(&changes))
     }
 
     async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {

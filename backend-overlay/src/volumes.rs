@@ -5,15 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use storage_core::archive::{
-    self, ApplyOptions, ApplyReport, ArchiveStream, ExportOptions, WhiteoutMode,
-};
 use storage_core::id::validate_file_name;
 use storage_core::run_root::write_atomic;
 use storage_core::{
     DataSink, DataSource, Error, Exporter, FilterSpec, Importer, IoContext, ObjectKind, ObjectUrl,
     Op, Resolver, Result, TarReader, Volume, VolumeStorer,
 };
+use tar_engine::{self, ApplyOptions, ApplyReport, ArchiveStream, ExportOptions, WhiteoutMode};
 
 use crate::layout::Layout;
 
@@ -166,7 +164,7 @@ impl Importer for DirVolumes {
         opts.filter = spec.clone();
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(tar);
-        blocking(move || archive::apply_tar(&op, &target, input, &opts)).await
+        blocking(move || tar_engine::apply_tar(&op, &target, input, &opts)).await
     }
 
     async fn new_data_sink(&self, _op: &Op, id: &str) -> Result<Box<dyn DataSink>> {
@@ -199,10 +197,10 @@ impl Exporter for DirVolumes {
             // The tar writer buffers by itself, so the pipe is handed over as it is.
             match base {
                 Some(b) => {
-                    let changes = archive::compare_trees(&b, &root)?;
-                    archive::write_changes(&op, &changes, &opts, pipe)?
+                    let changes = tar_engine::compare_trees(&b, &root)?;
+                    tar_engine::write_changes(&op, &changes, &opts, pipe)?
                 }
-                None => archive::write_layer(&op, &root, &[], &opts, pipe)?,
+                None => tar_engine::write_layer(&op, &root, &[], &opts, pipe)?,
             };
             Ok(())
         })

@@ -5,9 +5,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use backend_overlay::OverlayDriver;
-use storage_core::archive::{ChangeKind, ExportOptions};
 use storage_core::run_root::RunRoot;
 use storage_core::{CreateOpts, DiffOpts, LayerDriver, MountOpts, Op};
+use tar_engine::{ChangeKind, ExportOptions};
 use testkit::{Requirement, require};
 use tokio::io::AsyncReadExt;
 
@@ -231,9 +231,7 @@ async fn diff_then_apply_carries_n_files_needs_root() {
     apply(&f, &id(2), None, tar).await;
     let a = f.driver.changes(&f.op, &id(1), None).await.unwrap();
     let b = f.driver.changes(&f.op, &id(2), None).await.unwrap();
-    let paths = |v: &[storage_core::archive::Change]| {
-        v.iter().map(|c| c.display_path()).collect::<Vec<_>>()
-    };
+    let paths = |v: &[tar_engine::Change]| v.iter().map(|c| c.display_path()).collect::<Vec<_>>();
     assert_eq!(paths(&a), paths(&b));
     assert_eq!(
         a.iter()

@@ -286,7 +286,7 @@ async fn the_volume_cache_refuses_taken_ids_used_volumes_and_unknown_stores() {
 }
 
 /// Reads a tar stream into (name, contents) pairs of its regular files.
-async fn files_of(stream: storage_core::archive::ArchiveStream) -> Vec<(String, Vec<u8>)> {
+async fn files_of(stream: tar_engine::ArchiveStream) -> Vec<(String, Vec<u8>)> {
     let bytes = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         stream.copy_to_blocking(&mut out).unwrap();

@@ -5,8 +5,9 @@
 //!   [`Exporter`], [`Resolver`], [`DataSource`], [`DataSink`] and [`VolumeStorer`];
 //! - the operation context [`Op`], the one [`Error`] enum, ids ([`id`]), object URLs
 //!   ([`ObjectUrl`]) and [`FilterSpec`];
-//! - the [`archive`] engine every backend shares: confined tar apply, change lists,
-//!   deterministic tar export;
+//! - the [`archive`] vocabulary of the contract: what an import reports, what a change is,
+//!   how an export is asked for and the stream it arrives in (the engine that reads and
+//!   writes tar streams is the `tar-engine` crate);
 //! - the [`run_root`]: per-boot state (mount counts, cross-process locks, the boot id),
 //!   with the atomic file write and the lock-then-verify `flock` other crates reuse;
 //! - the [`backend`] descriptor through which backends make themselves known.

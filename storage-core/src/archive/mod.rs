@@ -1,28 +1,34 @@
-//! The archive engine every backend shares: tar streams in and out of directory trees.
+//! The contract's vocabulary for archives: what an import reports ([`ApplyReport`]), what
+//! a change is ([`Change`]), how an export is asked for ([`ExportOptions`]) and the stream an
+//! export arrives in ([`ArchiveStream`]).
 //!
-//! - [`apply_tar`] applies a plain, gzip or zstd tar stream to a directory, confined to it
-//!   ([`confine`]), keeping owners, modes, times, xattrs, links and devices, applying OCI
-//!   whiteouts as deletions or as overlay markers ([`WhiteoutMode`]), checking the digest
-//!   of what was received.
-//! - [`layer_changes`] and [`compare_trees`] list what changed, and [`write_changes`]
-//!   writes them as a deterministic tar (whiteouts back as `.wh.` files), honouring a
-//!   [`FilterSpec`](crate::FilterSpec) and header-only exports.
-//! - [`ArchiveStream`] carries a tar produced by blocking code to an async reader.
+//! The engine that reads and writes tar streams is the `tar-engine` crate, built on these
+//! types; the contract names them so that a caller of a backend needs no engine.
 
-pub mod apply;
-pub mod changes;
-pub mod confine;
-pub mod entry;
-pub mod export;
-pub mod ingest;
-pub mod input;
-pub mod stream;
-pub mod tree;
+mod change;
+mod report;
+mod stream;
 
-pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-pub use changes::{Change, ChangeKind, changes_size, compare_trees, layer_changes};
-pub use export::{ExportOptions, TarWriter, write_changes, write_layer};
-pub use ingest::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
-pub use input::Compression;
-pub use input::{TarInput, read_tar};
+pub use change::{Change, ChangeKind, FileKind, Stat};
+pub use report::{ApplyReport, Compression};
 pub use stream::ArchiveStream;
+
+use crate::filter::FilterSpec;
+
+/// What an export writes.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Which entries are kept and how they are renamed.
+    pub filter: FilterSpec,
+    /// Write file contents (`true`) or headers only, each with its change type (`false`).
+    pub data: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            filter: FilterSpec::default(),
+            data: true,
+        }
+    }
+}

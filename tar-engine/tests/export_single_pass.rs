@@ -11,8 +11,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
-use storage_core::archive::{ExportOptions, layer_changes, write_changes, write_layer};
 use storage_core::{FilterSpec, Op};
+use tar_engine::{ExportOptions, layer_changes, write_changes, write_layer};
 use testkit::{Requirement::Root, require};
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {

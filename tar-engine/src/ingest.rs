@@ -3,9 +3,9 @@
 //! Every writer (a directory, an NFS volume, an ext4 image) takes its input through
 //! [`ingest`], which owns everything that does not depend on where entries go:
 //! - the input: compression (plain, gzip, zstd), the digests of what was received and of
-//!   the tar inside it, and the caller's expected digest ([`super::input`]);
+//!   the tar inside it, and the caller's expected digest ([`crate::input`]);
 //! - the tar format: ustar, PAX and GNU extensions, read by the `tar` crate;
-//! - the rules ([`super::entry`]): names are checked and normalised into safe components,
+//! - the rules ([`crate::entry`]): names are checked and normalised into safe components,
 //!   the [`FilterSpec`] renames or drops them, whiteouts are recognised, overlay markers
 //!   and xattrs outside Linux's namespaces are left out, PAX values are parsed strictly
 //!   (a malformed number refuses the archive), owners past 32 bits and device numbers
@@ -21,16 +21,17 @@ use std::io::{self, Read};
 
 use tar::EntryType;
 
-use super::confine::{normalize, split_last};
-pub use super::entry::Time;
-use super::entry::{
+use crate::confine::{normalize, split_last};
+pub use crate::entry::Time;
+use crate::entry::{
     Whiteout, Written, check_link_target, check_name, pax_time, reserved_xattr, unsafe_entry,
     whiteout,
 };
-use super::input::{Compression, read_tar};
-use crate::error::{Error, Result};
-use crate::filter::FilterSpec;
-use crate::op::Op;
+use crate::input::read_tar;
+use storage_core::FilterSpec;
+use storage_core::Op;
+use storage_core::archive::ApplyReport;
+use storage_core::{Error, Result};
 
 /// The metadata of an entry, PAX records applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,26 +126,6 @@ pub trait EntrySink {
     /// Called once, after the last entry, when the whole input was read and its digest
     /// matched: sets what had to wait (directory times) and makes the data durable.
     fn finish(&mut self) -> Result<()>;
-}
-
-/// What an import received and created. Every writer reports with it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ApplyReport {
-    /// How the input was compressed.
-    pub compression: Compression,
-    /// `sha256:<hex>` of the bytes received.
-    pub digest: String,
-    /// Number of bytes received.
-    pub size: u64,
-    /// `sha256:<hex>` of the uncompressed tar stream.
-    pub tar_digest: String,
-    /// Length of the uncompressed tar stream.
-    pub tar_size: u64,
-    /// Entries applied.
-    pub entries: u64,
-    /// Entries left out: by the filter, hard links whose target was left out, whiteout
-    /// metadata of other formats, and what the writer's medium cannot hold.
-    pub skipped: u64,
 }
 
 /// How [`ingest`] reads its input.
@@ -292,7 +273,7 @@ impl Reader<'_> {
                 self.skipped += 1;
                 return Ok(());
             }
-            Some(Whiteout::Hides(name)) => (super::tree::join_rel(parent, name), Kind::Whiteout),
+            Some(Whiteout::Hides(name)) => (crate::tree::join_rel(parent, name), Kind::Whiteout),
             Some(Whiteout::Opaque) => (parent.to_vec(), Kind::Opaque),
             None => match self.kind(data, header_kind, raw)? {
                 Some(kind) => (path, kind),

@@ -2,128 +2,12 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::Metadata;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
-
-/// The type of a tree entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Regular file.
-    File,
-    /// Directory.
-    Dir,
-    /// Symbolic link.
-    Symlink,
-    /// Character device.
-    Char,
-    /// Block device.
-    Block,
-    /// FIFO.
-    Fifo,
-    /// Socket (never archived).
-    Socket,
-}
-
-/// What a walk needs to know about one entry.
-#[derive(Debug, Clone)]
-pub struct Stat {
-    /// Entry type.
-    pub kind: Kind,
-    /// Permission bits with setuid, setgid and sticky.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Size in bytes (files).
-    pub size: u64,
-    /// Modification time, seconds.
-    pub mtime: i64,
-    /// Modification time, nanoseconds.
-    pub mtime_nsec: i64,
-    /// Device number (devices).
-    pub rdev: u64,
-    /// Device of the filesystem holding the entry.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Link count.
-    pub nlink: u64,
-}
-
-impl Stat {
-    /// Snapshot of `lstat` metadata.
-    pub fn from_metadata(m: &Metadata) -> Self {
-        let ft = m.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_char_device() {
-            Kind::Char
-        } else if ft.is_block_device() {
-            Kind::Block
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else if ft.is_socket() {
-            Kind::Socket
-        } else {
-            Kind::File
-        };
-        Stat {
-            kind,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
-            rdev: m.rdev(),
-            dev: m.dev(),
-            ino: m.ino(),
-            nlink: m.nlink(),
-        }
-    }
-
-    /// Snapshot of a `stat` result (from an fd-relative `fstatat`).
-    pub fn from_file_stat(st: &nix::sys::stat::FileStat) -> Self {
-        use nix::sys::stat::SFlag;
-        let kind = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFDIR => Kind::Dir,
-            SFlag::S_IFLNK => Kind::Symlink,
-            SFlag::S_IFCHR => Kind::Char,
-            SFlag::S_IFBLK => Kind::Block,
-            SFlag::S_IFIFO => Kind::Fifo,
-            SFlag::S_IFSOCK => Kind::Socket,
-            _ => Kind::File,
-        };
-        Stat {
-            kind,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            size: st.st_size as u64,
-            mtime: st.st_mtime,
-            mtime_nsec: st.st_mtime_nsec,
-            rdev: st.st_rdev,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            nlink: st.st_nlink,
-        }
-    }
-
-    /// True for an overlay whiteout: a character device 0:0.
-    pub fn is_whiteout(&self) -> bool {
-        self.kind == Kind::Char && self.rdev == 0
-    }
-}
+use storage_core::archive::Stat;
+use storage_core::{Error, IoContext, Result};
 
 /// `lstat(path)`, or `None` when nothing is there.
 pub fn try_lstat(path: &Path) -> Result<Option<Stat>> {
@@ -221,7 +105,7 @@ fn collect_xattrs(
         let Ok(name) = std::str::from_utf8(raw) else {
             continue;
         };
-        if super::entry::reserved_xattr(name.as_bytes()) {
+        if crate::entry::reserved_xattr(name.as_bytes()) {
             continue;
         }
         if let Some(v) = get_xattr_with(&get, name, what)? {
@@ -267,5 +151,5 @@ fn get_xattr_with(
 
 /// True when an overlay upper/diff directory is marked opaque.
 pub fn is_opaque(path: &Path) -> Result<bool> {
-    Ok(get_xattr(path, super::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
+    Ok(get_xattr(path, crate::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
 }

@@ -18,12 +18,14 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat};
 use tar::EntryType;
 
-use super::changes::{Change, ChangeKind, lower_exists};
-use super::entry::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
-use super::tree::{Kind, Stat, read_xattrs, read_xattrs_fd};
-use crate::error::{Error, IoContext, Result};
-use crate::filter::FilterSpec;
-use crate::op::Op;
+use crate::changes::lower_exists;
+use crate::entry::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use crate::tree::{read_xattrs, read_xattrs_fd};
+use storage_core::FilterSpec;
+use storage_core::Op;
+use storage_core::archive::{Change, ChangeKind, ExportOptions};
+use storage_core::archive::{FileKind, Stat};
+use storage_core::{Error, IoContext, Result};
 
 /// PAX record carrying an entry's change type (`A`, `C` or `D`) in header-only exports.
 pub const CHANGE_TYPE_RECORD: &str = "STRATA.changetype";
@@ -31,24 +33,6 @@ pub const CHANGE_TYPE_RECORD: &str = "STRATA.changetype";
 pub const SIZE_RECORD: &str = "STRATA.size";
 
 const BLOCK: usize = 512;
-
-/// What an export writes.
-#[derive(Debug, Clone)]
-pub struct ExportOptions {
-    /// Which entries are kept and how they are renamed.
-    pub filter: FilterSpec,
-    /// Write file contents (`true`) or headers only, each with its change type (`false`).
-    pub data: bool,
-}
-
-impl Default for ExportOptions {
-    fn default() -> Self {
-        ExportOptions {
-            filter: FilterSpec::default(),
-            data: true,
-        }
-    }
-}
 
 /// Writes `changes` as a tar stream to `out`: adds and modifies as entries, deletions as
 /// `.wh.` files, opaque directories followed by `.wh..wh..opq`; hard links found among
@@ -78,7 +62,7 @@ pub fn write_changes<W: Write>(
 
 /// Writes what an overlay diff directory changes over its lower diff directories (topmost
 /// first) as a tar stream to `out`, in one walk: the same bytes as [`write_changes`] of
-/// [`layer_changes`](super::changes::layer_changes), without listing the changes first.
+/// [`layer_changes`](crate::changes::layer_changes), without listing the changes first.
 /// Every entry is reached relative to its open directory (`openat`, `fstatat`,
 /// `flistxattr`), never by looking its whole path up again. Returns `out`.
 pub fn write_layer<W: Write>(
@@ -115,11 +99,11 @@ impl<W: Write> LayerWalk<'_, W> {
     fn dir(&mut self, dir: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
         let shown = |rel: &[u8]| {
             self.diff
-                .join(super::confine::os(rel))
+                .join(crate::confine::os(rel))
                 .display()
                 .to_string()
         };
-        let mut names = super::confine::list_dir(dir)
+        let mut names = crate::confine::list_dir(dir)
             .map_err(|e| Error::io(format!("list {}", shown(rel)), e))?;
         names.sort_unstable();
         let base = rel.len();
@@ -129,10 +113,10 @@ impl<W: Write> LayerWalk<'_, W> {
                 rel.push(b'/');
             }
             rel.extend_from_slice(&name);
-            let st = fstatat(dir, super::confine::os(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
+            let st = fstatat(dir, crate::confine::os(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| Error::io(format!("stat {}", shown(rel)), e))?;
             let st = Stat::from_file_stat(&st);
-            if st.kind == Kind::Socket {
+            if st.kind == FileKind::Socket {
             } else if st.is_whiteout() {
                 self.e.deletion(rel)?;
             } else {
@@ -141,7 +125,7 @@ impl<W: Write> LayerWalk<'_, W> {
                 } else {
                     ChangeKind::Add
                 };
-                if st.kind == Kind::Dir {
+                if st.kind == FileKind::Dir {
                     let sub = open_dir_at(dir, &name)
                         .map_err(|e| Error::io(format!("open {}", shown(rel)), e))?;
                     let src = AtSource {
@@ -175,7 +159,7 @@ impl<W: Write> LayerWalk<'_, W> {
 fn open_dir_at<Fd: AsFd>(dir: Fd, name: &[u8]) -> nix::Result<OwnedFd> {
     openat(
         dir,
-        super::confine::os(name),
+        crate::confine::os(name),
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
@@ -251,13 +235,13 @@ impl AtSource<'_> {
 
 impl EntrySource for AtSource<'_> {
     fn path(&self) -> PathBuf {
-        self.diff.join(super::confine::os(self.rel))
+        self.diff.join(crate::confine::os(self.rel))
     }
 
     fn open(&self) -> Result<File> {
         let fd = openat(
             self.dir,
-            super::confine::os(self.name),
+            crate::confine::os(self.name),
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
@@ -274,7 +258,7 @@ impl EntrySource for AtSource<'_> {
     }
 
     fn read_link(&self) -> Result<Vec<u8>> {
-        let target = nix::fcntl::readlinkat(self.dir, super::confine::os(self.name))
+        let target = nix::fcntl::readlinkat(self.dir, crate::confine::os(self.name))
             .map_err(|e| Error::io(format!("read symlink {}", self.path().display()), e))?;
         Ok(target.into_vec())
     }
@@ -318,7 +302,7 @@ impl<'a, W: Write> Emitter<'a, W> {
         if !data {
             pax.push((CHANGE_TYPE_RECORD.to_owned(), vec![kind.letter() as u8]));
         }
-        let hard = st.kind != Kind::Dir && st.nlink > 1;
+        let hard = st.kind != FileKind::Dir && st.nlink > 1;
         if hard {
             if let Some(first) = self.links.get(&(st.dev, st.ino)) {
                 return w.link(&name, first, st, pax);
@@ -329,42 +313,42 @@ impl<'a, W: Write> Emitter<'a, W> {
             pax.extend(x.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)));
         };
         match st.kind {
-            Kind::File if data => {
+            FileKind::File if data => {
                 let file = src.open()?;
                 add_xattrs(&mut pax, src.xattrs(Some(&file))?);
                 w.file(&name, st, pax, file, &Described(src))
             }
-            Kind::File => {
+            FileKind::File => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 pax.push((SIZE_RECORD.to_owned(), st.size.to_string().into_bytes()));
                 w.header(&name, EntryType::Regular, st, 0, None, pax)
             }
-            Kind::Dir => {
+            FileKind::Dir => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 let mut dir_name = name.to_vec();
                 dir_name.push(b'/');
                 w.header(&dir_name, EntryType::Directory, st, 0, None, pax)?;
                 if opaque {
-                    let marker = super::tree::join_rel(&name, OPAQUE_MARKER);
+                    let marker = crate::tree::join_rel(&name, OPAQUE_MARKER);
                     w.marker(&marker, data)?;
                 }
                 Ok(())
             }
-            Kind::Symlink => {
+            FileKind::Symlink => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 let target = src.read_link()?;
                 w.header(&name, EntryType::Symlink, st, 0, Some(&target), pax)
             }
-            Kind::Char | Kind::Block | Kind::Fifo => {
+            FileKind::Char | FileKind::Block | FileKind::Fifo => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 let ty = match st.kind {
-                    Kind::Char => EntryType::Char,
-                    Kind::Block => EntryType::Block,
+                    FileKind::Char => EntryType::Char,
+                    FileKind::Block => EntryType::Block,
                     _ => EntryType::Fifo,
                 };
                 w.header(&name, ty, st, 0, None, pax)
             }
-            Kind::Socket => Ok(()),
+            FileKind::Socket => Ok(()),
         }
     }
 
@@ -376,11 +360,11 @@ impl<'a, W: Write> Emitter<'a, W> {
         if name.is_empty() {
             return Ok(());
         }
-        let (parent, base) = super::confine::split_last(&name);
+        let (parent, base) = crate::confine::split_last(&name);
         let mut wh = WHITEOUT_PREFIX.to_vec();
         wh.extend_from_slice(base);
         self.w
-            .marker(&super::tree::join_rel(parent, &wh), self.opts.data)
+            .marker(&crate::tree::join_rel(parent, &wh), self.opts.data)
     }
 }
 
@@ -512,7 +496,7 @@ impl<W: Write> TarWriter<W> {
         }
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(EntryType::XHeader);
-        let base = super::confine::split_last(name).1;
+        let base = crate::confine::split_last(name).1;
         let mut pax_name = b"PaxHeaders/".to_vec();
         pax_name.extend_from_slice(&base[..base.len().min(80)]);
         set_name(&mut h, &pax_name);
@@ -587,7 +571,7 @@ impl<W: Write> TarWriter<W> {
     /// Writes an empty whiteout or opaque marker file.
     fn marker(&mut self, name: &[u8], data: bool) -> Result<()> {
         let st = Stat {
-            kind: Kind::File,
+            kind: FileKind::File,
             mode: 0o600,
             uid: 0,
             gid: 0,

@@ -6,8 +6,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use storage_core::archive::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
 use storage_core::{Error, Op};
+use tar_engine::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
 use testkit::tarball::{Kind, Tarball};
 use testkit::{Requirement, require};
 

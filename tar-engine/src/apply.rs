@@ -1,4 +1,4 @@
-//! The directory writer: entries from the one entry stream ([`super::ingest`]) created in
+//! The directory writer: entries from the one entry stream ([`crate::ingest`]) created in
 //! a directory, confined to it.
 //!
 //! Entries are created fd-relative below a [`Root`], so nothing outside the target
@@ -22,13 +22,14 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
-use super::confine::{Root, file_kind, list_dir, os, split_last};
-use super::entry::{OVERLAY_OPAQUE_XATTR, Written};
-use super::ingest::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
-use super::tree::join_rel;
-use crate::error::{Error, IoContext, Result};
-use crate::filter::FilterSpec;
-use crate::op::Op;
+use crate::confine::{Root, file_kind, list_dir, os, split_last};
+use crate::entry::{OVERLAY_OPAQUE_XATTR, Written};
+use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
+use crate::tree::join_rel;
+use storage_core::FilterSpec;
+use storage_core::Op;
+use storage_core::archive::ApplyReport;
+use storage_core::{Error, IoContext, Result};
 
 /// How OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,7 +396,7 @@ impl<'a> DirWriter<'a> {
         raw: &[u8],
     ) -> Result<()> {
         let missing = || {
-            super::entry::unsafe_entry(
+            crate::entry::unsafe_entry(
                 raw,
                 format!(
                     "hard link target {:?} does not exist in the archive's root",
@@ -410,7 +411,7 @@ impl<'a> DirWriter<'a> {
             .stat_at(tdir.as_fd(), tname)?
             .ok_or_else(missing)?;
         if file_kind(&tst) == SFlag::S_IFDIR {
-            return Err(super::entry::unsafe_entry(raw, "hard link to a directory"));
+            return Err(crate::entry::unsafe_entry(raw, "hard link to a directory"));
         }
         if let Some(st) = self.root.stat_at(dir, name)?
             && st.st_ino == tst.st_ino

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use storage_core::Op;
-use storage_core::archive::{
+use tar_engine::{
     ApplyOptions, ExportOptions, Ownership, WhiteoutMode, apply_tar, layer_changes, write_changes,
     write_layer,
 };

@@ -6,85 +6,11 @@
 //! - [`compare_trees`]: two plain trees (two mounted layers, or a layer and any ancestor);
 //! - with no lower layers, [`layer_changes`] lists a whole tree as adds.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::tree::{Kind, Stat, child, is_opaque, join_rel, read_xattrs, sorted_entries, try_lstat};
-use crate::error::Result;
-
-/// The kind of a change, as containers/storage names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ChangeKind {
-    /// The path is new.
-    Add,
-    /// The path existed below and differs now.
-    Modify,
-    /// The path existed below and is gone.
-    Delete,
-}
-
-impl ChangeKind {
-    /// `A`, `C` or `D`, the letter recorded in header-only exports.
-    pub fn letter(self) -> char {
-        match self {
-            ChangeKind::Add => 'A',
-            ChangeKind::Modify => 'C',
-            ChangeKind::Delete => 'D',
-        }
-    }
-}
-
-impl fmt::Display for ChangeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChangeKind::Add => "Add",
-            ChangeKind::Modify => "Modify",
-            ChangeKind::Delete => "Delete",
-        })
-    }
-}
-
-/// One changed path.
-#[derive(Debug, Clone)]
-pub struct Change {
-    /// The path relative to the root, without a leading `/`.
-    pub path: Vec<u8>,
-    /// What happened to it.
-    pub kind: ChangeKind,
-    /// Where the new content is (adds and modifies).
-    pub source: Option<PathBuf>,
-    /// The new metadata (adds and modifies).
-    pub stat: Option<Stat>,
-    /// A directory whose lower contents are hidden (an overlay opaque directory).
-    pub opaque: bool,
-}
-
-impl Change {
-    /// The path as containers/storage prints it: absolute, lossy UTF-8.
-    pub fn display_path(&self) -> String {
-        format!("/{}", String::from_utf8_lossy(&self.path))
-    }
-
-    fn deleted(path: Vec<u8>) -> Self {
-        Change {
-            path,
-            kind: ChangeKind::Delete,
-            source: None,
-            stat: None,
-            opaque: false,
-        }
-    }
-
-    fn present(path: Vec<u8>, kind: ChangeKind, source: PathBuf, stat: Stat) -> Self {
-        Change {
-            path,
-            kind,
-            source: Some(source),
-            stat: Some(stat),
-            opaque: false,
-        }
-    }
-}
+use crate::tree::{child, is_opaque, join_rel, read_xattrs, sorted_entries, try_lstat};
+use storage_core::Result;
+use storage_core::archive::{Change, ChangeKind, FileKind, Stat};
 
 /// Whether `rel` is visible in the overlay of `lowers` (topmost first), following overlay
 /// rules: a whiteout or a non-directory on the way hides everything below it, an opaque
@@ -105,7 +31,7 @@ pub fn lower_exists(lowers: &[PathBuf], rel: &[u8]) -> Result<bool> {
             if i + 1 == comps.len() {
                 return Ok(true);
             }
-            if st.kind != Kind::Dir {
+            if st.kind != FileKind::Dir {
                 return Ok(false);
             }
             if is_opaque(&path)? {
@@ -131,7 +57,7 @@ fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>)
     for (name, st) in sorted_entries(dir)? {
         let path = child(dir, &name);
         let rel = join_rel(rel, &name);
-        if st.kind == Kind::Socket {
+        if st.kind == FileKind::Socket {
             continue;
         }
         if st.is_whiteout() {
@@ -143,7 +69,7 @@ fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>)
         } else {
             ChangeKind::Add
         };
-        let is_dir = st.kind == Kind::Dir;
+        let is_dir = st.kind == FileKind::Dir;
         let mut change = Change::present(rel.clone(), kind, path.clone(), st);
         if is_dir {
             change.opaque = is_opaque(&path)?;
@@ -190,7 +116,7 @@ fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Re
                 let os = old_names[i].1.clone();
                 let (op, np) = (child(old, &name), child(new, &name));
                 let crel = join_rel(rel, &name);
-                if ns.kind == Kind::Dir && os.kind == Kind::Dir {
+                if ns.kind == FileKind::Dir && os.kind == FileKind::Dir {
                     let mark = out.len();
                     out.push(Change::present(
                         crel.clone(),
@@ -203,7 +129,7 @@ fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Re
                     if !changed_below && !differs(&os, &ns, &op, &np)? {
                         out.truncate(mark);
                     }
-                } else if ns.kind == Kind::Dir {
+                } else if ns.kind == FileKind::Dir {
                     add_tree(&np, crel, ns, out)?;
                     if let Some(c) = out
                         .iter_mut()
@@ -225,10 +151,10 @@ fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Re
 
 /// Lists `path` (whose metadata is `st`) and everything below it as adds.
 fn add_tree(path: &Path, rel: Vec<u8>, st: Stat, out: &mut Vec<Change>) -> Result<()> {
-    if st.kind == Kind::Socket {
+    if st.kind == FileKind::Socket {
         return Ok(());
     }
-    let is_dir = st.kind == Kind::Dir;
+    let is_dir = st.kind == FileKind::Dir;
     out.push(Change::present(
         rel.clone(),
         ChangeKind::Add,
@@ -250,13 +176,15 @@ fn differs(a: &Stat, b: &Stat, ap: &Path, bp: &Path) -> Result<bool> {
         return Ok(true);
     }
     match b.kind {
-        Kind::File if (a.size != b.size || a.mtime != b.mtime || a.mtime_nsec != b.mtime_nsec) => {
+        FileKind::File
+            if (a.size != b.size || a.mtime != b.mtime || a.mtime_nsec != b.mtime_nsec) =>
+        {
             return Ok(true);
         }
-        Kind::Char | Kind::Block if a.rdev != b.rdev => {
+        FileKind::Char | FileKind::Block if a.rdev != b.rdev => {
             return Ok(true);
         }
-        Kind::Symlink => {
+        FileKind::Symlink => {
             let ta = std::fs::read_link(ap).ok();
             let tb = std::fs::read_link(bp).ok();
             if ta != tb || a.mtime != b.mtime {
@@ -274,7 +202,7 @@ pub fn changes_size(changes: &[Change]) -> u64 {
     changes
         .iter()
         .filter_map(|c| c.stat.as_ref())
-        .filter(|s| s.kind == Kind::File)
+        .filter(|s| s.kind == FileKind::File)
         .filter(|s| s.nlink < 2 || seen.insert((s.dev, s.ino)))
         .map(|s| s.size)
         .sum()

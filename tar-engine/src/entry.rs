@@ -22,8 +22,8 @@
 
 use std::collections::HashSet;
 
-use super::confine::is_plain_name;
-use crate::error::{Error, Result};
+use crate::confine::is_plain_name;
+use storage_core::{Error, Result};
 
 /// Prefix of an OCI whiteout file name.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";

@@ -12,47 +12,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-
-/// How an input stream is compressed, detected from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// A plain tar stream.
-    None,
-    /// gzip (RFC 1952), possibly several members.
-    Gzip,
-    /// Zstandard.
-    Zstd,
-}
-
-/// Magic numbers of compression formats we recognise but do not read.
-const UNSUPPORTED: &[(&[u8], &str)] = &[
-    (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
-    (b"BZh", "bzip2"),
-];
-
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-
-impl Compression {
-    /// Detects the compression from the first bytes of a stream. `Err` names formats that
-    /// are recognised but not supported.
-    pub fn detect(head: &[u8]) -> Result<Self, &'static str> {
-        if head.starts_with(GZIP_MAGIC) {
-            return Ok(Compression::Gzip);
-        }
-        if head.starts_with(ZSTD_MAGIC) {
-            return Ok(Compression::Zstd);
-        }
-        for (magic, name) in UNSUPPORTED {
-            if head.starts_with(magic) {
-                return Err(name);
-            }
-        }
-        Ok(Compression::None)
-    }
-}
+use storage_core::archive::Compression;
+use storage_core::{Error, Result};
 
 /// A reader that computes the sha256 and the length of everything read through it.
 pub struct DigestReader<R> {
@@ -238,7 +199,7 @@ pub struct TarInput {
 
 /// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
 /// to `consume`, then reads whatever follows so the digests cover every byte sent. The
-/// entry stream ([`super::ingest`]) takes every import's input through here.
+/// entry stream ([`crate::ingest`]) takes every import's input through here.
 pub fn read_tar<R: Read + Send>(
     input: R,
     consume: impl FnOnce(&mut dyn Read) -> Result<()>,

@@ -22,7 +22,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::error::{Error, IoContext, Result};
+use storage_core::{Error, IoContext, Result};
 
 /// Normalises an archive name lexically: drops empty and `.` components and any leading
 /// `/`, and resolves `..` against the components before it, never going above the root.

@@ -1,0 +1,62 @@
+//! What an import reports: how its input was compressed, the digests and lengths of what
+//! was received, and how many entries were applied or left out.
+
+/// How an input stream is compressed, detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// A plain tar stream.
+    None,
+    /// gzip (RFC 1952), possibly several members.
+    Gzip,
+    /// Zstandard.
+    Zstd,
+}
+
+/// Magic numbers of compression formats we recognise but do not read.
+const UNSUPPORTED: &[(&[u8], &str)] = &[
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+    (b"BZh", "bzip2"),
+];
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+impl Compression {
+    /// Detects the compression from the first bytes of a stream. `Err` names formats that
+    /// are recognised but not supported.
+    pub fn detect(head: &[u8]) -> Result<Self, &'static str> {
+        if head.starts_with(GZIP_MAGIC) {
+            return Ok(Compression::Gzip);
+        }
+        if head.starts_with(ZSTD_MAGIC) {
+            return Ok(Compression::Zstd);
+        }
+        for (magic, name) in UNSUPPORTED {
+            if head.starts_with(magic) {
+                return Err(name);
+            }
+        }
+        Ok(Compression::None)
+    }
+}
+
+/// What an import received and created. Every writer reports with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApplyReport {
+    /// How the input was compressed.
+    pub compression: Compression,
+    /// `sha256:<hex>` of the bytes received.
+    pub digest: String,
+    /// Number of bytes received.
+    pub size: u64,
+    /// `sha256:<hex>` of the uncompressed tar stream.
+    pub tar_digest: String,
+    /// Length of the uncompressed tar stream.
+    pub tar_size: u64,
+    /// Entries applied.
+    pub entries: u64,
+    /// Entries left out: by the filter, hard links whose target was left out, whiteout
+    /// metadata of other formats, and what the writer's medium cannot hold.
+    pub skipped: u64,
+}
