@@ -79,6 +79,7 @@ pub(crate) async fn import(
             filter: Some(&spec),
             expected_digest: None,
             target: &target,
+            literal_whiteouts: false,
         };
         let report = ingest(&op, input, opts, &mut applier);
         // Whatever happened, no job may outlive the import.
@@ -625,6 +626,8 @@ impl Applier {
 }
 
 impl EntrySink for Applier {
+    type Error = Error;
+
     fn create(&mut self, entry: &Entry, data: &mut dyn Read, written: &Written) -> Result<bool> {
         self.reap(false)?;
         let (raw, rel, meta) = (entry.raw.as_slice(), entry.path.as_slice(), &entry.meta);

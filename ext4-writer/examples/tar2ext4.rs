@@ -45,8 +45,8 @@ fn parse() -> Result<Args, String> {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let input: Box<dyn Read> = if args.input == "-" {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn Read + Send> = if args.input == "-" {
+        Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(&args.input).map_err(|e| format!("{}: {e}", args.input))?)
     };

@@ -21,8 +21,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use zerocopy::IntoBytes;
 
+use storage_core::Op;
+use tar_engine::Kind as EntryKind;
+use tar_engine::ingest::Meta as EntryMeta;
+use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Written, ingest};
+
 use crate::error::{Error, Result};
-use crate::input;
 use crate::layout::csum;
 use crate::layout::dir::{self as dirfmt, DirEntryHead, file_type};
 use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
@@ -34,7 +38,7 @@ use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
 use crate::layout::{
     BLOCK_SIZE, BLOCKS_PER_GROUP, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, LOG_BLOCK_SIZE, ROOT_INO,
 };
-use crate::tree::{self, Kind, Meta, Node, NodeId, Run, Time, Tree};
+use crate::tree::{self, Kind, Meta, Node, NodeId, Run, Tree};
 
 const BS: usize = BLOCK_SIZE as usize;
 /// Output buffer: data leaves in writes of this size.
@@ -218,7 +222,7 @@ impl<W: Write + Seek> Out<W> {
 ///
 /// ```no_run
 /// # fn main() -> Result<(), ext4_writer::Error> {
-/// let tar = std::fs::File::open("layer.tar").map_err(|e| ext4_writer::Error::TarRead { entry: None, source: e })?;
+/// let tar = std::fs::File::open("layer.tar").map_err(|e| ext4_writer::Error::Read { offset: 0, source: e })?;
 /// let img = std::fs::File::create("layer.img").map_err(|e| ext4_writer::Error::Write { offset: 0, source: e })?;
 /// let mut b = ext4_writer::Builder::new(img, ext4_writer::Options::default())?;
 /// b.append_tar(tar)?;
@@ -293,110 +297,35 @@ impl<W: Write + Seek> Builder<W> {
         })
     }
 
-    /// Reads a whole tar stream (plain, gzip or zstd) and adds its entries. Later entries
-    /// replace earlier ones of the same path, also across calls.
-    pub fn append_tar<R: Read>(&mut self, tar: R) -> Result<()> {
-        let reader = input::decompress(tar).map_err(|source| Error::TarRead {
-            entry: None,
-            source,
-        })?;
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|source| Error::TarRead {
-            entry: None,
-            source,
-        })?;
-        let mut last: Option<String> = None;
-        for entry in entries {
-            let mut entry = entry.map_err(|source| Error::TarRead {
-                entry: last.as_ref().map(|l| format!("after {l}")),
-                source,
-            })?;
-            let path = entry.path_bytes().into_owned();
-            let name = lossy(&path);
-            self.add_entry(&name, &path, &mut entry)?;
-            last = Some(name);
-        }
-        Ok(())
+    /// Reads a whole tar stream (plain, gzip or zstd) through the tar engine's one entry
+    /// stream and adds its entries, with every rule of the engine applied (the same verdict
+    /// and tree as the directory and NFS writers). Later entries replace earlier ones of
+    /// the same path, also across calls; each call is one archive for whiteouts, which
+    /// spare what the same archive wrote.
+    pub fn append_tar<R: Read + Send>(&mut self, tar: R) -> Result<ApplyReport> {
+        let op = Op::new("tar to ext4");
+        let opts = IngestOptions {
+            target: "ext4 image",
+            literal_whiteouts: self.options.whiteouts == Whiteouts::Keep,
+            ..IngestOptions::default()
+        };
+        ingest(&op, tar, opts, &mut Ingest(self))
     }
 
-    fn add_entry<R: Read>(
-        &mut self,
-        name: &str,
-        path: &[u8],
-        entry: &mut tar::Entry<'_, R>,
-    ) -> Result<()> {
-        let etype = entry.header().entry_type();
-        if matches!(
-            etype,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
-            return Ok(());
-        }
-        if path.contains(&0) {
-            return Err(invalid(name, "its name holds a NUL byte"));
-        }
-        let meta = entry_meta(name, entry)?;
-        let comps = tree::components(path);
-        if comps.iter().any(|c| c.len() > 255) {
-            return Err(invalid(name, "a name component is longer than 255 bytes"));
-        }
+    /// Adds one entry of any kind but a whiteout.
+    fn add_entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
+        let name = lossy(&entry.raw);
+        let meta = tree_meta(&entry.meta);
+        let comps = tree::components(&entry.path);
         let Some((&last, parents)) = comps.split_last() else {
-            // The root itself ("./").
-            return if etype.is_dir() {
-                set_dir_meta(&mut self.tree.nodes[tree::ROOT], meta);
-                Ok(())
-            } else {
-                Err(invalid(name, "a non-directory cannot replace the root"))
-            };
+            // The root itself ("./"); the stream lets only directories name it.
+            set_dir_meta(&mut self.tree.nodes[tree::ROOT], meta);
+            return Ok(());
         };
-        if last == b".." {
-            if !etype.is_dir() {
-                return Err(invalid(name, "a non-directory named `..`"));
-            }
-            let dir = self.tree.resolve_dir(name, &comps, true)?;
-            set_dir_meta(&mut self.tree.nodes[dir], meta);
-            return Ok(());
-        }
-        let parent = self.tree.resolve_dir(name, parents, true)?;
-
-        if let Some(target) = last.strip_prefix(b".wh.")
-            && !target.starts_with(b".wh.")
-            && matches!(target, b"" | b"." | b"..")
-        {
-            return Err(invalid(
-                name,
-                "a whiteout must name one entry; `.wh.` followed by nothing, `.` or `..` would name the directory itself or its parent",
-            ));
-        }
-        if self.options.whiteouts == Whiteouts::Overlay
-            && let Some(target) = last.strip_prefix(b".wh.")
-        {
-            if target == b".wh..opq" {
-                mark_opaque(&mut self.tree.nodes[parent].meta);
-                return Ok(());
-            }
-            if target.starts_with(b".wh.") {
-                return Ok(());
-            }
-            // A whiteout hides what lies below the layer. What this archive wrote stays;
-            // a directory it wrote is made opaque, so the lower one's content is hidden.
-            if let Some(old) = self.tree.get(parent, target) {
-                if self.tree.is_dir(old) {
-                    mark_opaque(&mut self.tree.nodes[old].meta);
-                }
-                return Ok(());
-            }
-            let id = self.tree.add(Node {
-                kind: Kind::Char(0, 0),
-                meta,
-            });
-            self.tree.link(parent, target.to_vec(), id);
-            return Ok(());
-        }
-
+        let parent = self.tree.resolve_dir(&name, parents, true)?;
         let mut meta = meta;
-        let kind = match etype {
-            tar::EntryType::Directory => {
+        let kind = match &entry.kind {
+            EntryKind::Dir => {
                 match self.tree.get(parent, last) {
                     Some(old) if self.tree.is_dir(old) => {
                         set_dir_meta(&mut self.tree.nodes[old], meta);
@@ -414,43 +343,20 @@ impl<W: Write + Seek> Builder<W> {
                 }
                 Kind::Dir(BTreeMap::new())
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let size = entry.size();
-                let runs = self.write_file_data(name, entry, size)?;
-                Kind::File { size, runs }
+            EntryKind::File { size } => {
+                let runs = self.write_file_data(&name, data, *size)?;
+                Kind::File { size: *size, runs }
             }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| invalid(name, "a symlink with no target"))?
-                    .into_owned();
-                if target.contains(&0) {
-                    return Err(invalid(name, "its symlink target holds a NUL byte"));
-                }
-                if target.is_empty() || target.len() >= BS {
-                    return Err(invalid(
-                        name,
-                        "symlink target empty or longer than 4095 bytes",
-                    ));
-                }
-                Kind::Symlink(target)
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| invalid(name, "a hard link with no target"))?
-                    .into_owned();
-                if target.contains(&0) {
-                    return Err(invalid(name, "its hard link target holds a NUL byte"));
-                }
+            EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
+            EntryKind::HardLink { target } => {
                 let hl = |reason| Error::HardLinkTarget {
-                    entry: name.to_string(),
-                    target: lossy(&target),
+                    entry: name.clone(),
+                    target: lossy(target),
                     reason,
                 };
                 let id = self
                     .tree
-                    .lookup(name, &target)?
+                    .lookup(&name, target)?
                     .ok_or_else(|| hl("does not exist"))?;
                 if self.tree.is_dir(id) {
                     return Err(hl("is a directory"));
@@ -458,37 +364,49 @@ impl<W: Write + Seek> Builder<W> {
                 self.tree.link(parent, last.to_vec(), id);
                 return Ok(());
             }
-            tar::EntryType::Char | tar::EntryType::Block => {
-                let h = entry.header();
-                let major = h
-                    .device_major()
-                    .map_err(|e| invalid(name, &e.to_string()))?
-                    .unwrap_or(0);
-                let minor = h
-                    .device_minor()
-                    .map_err(|e| invalid(name, &e.to_string()))?
-                    .unwrap_or(0);
-                if major > 0xfff || minor > 0xfffff {
-                    return Err(invalid(name, "device number too large"));
-                }
-                if etype == tar::EntryType::Char {
-                    Kind::Char(major, minor)
-                } else {
-                    Kind::Block(major, minor)
-                }
-            }
-            tar::EntryType::Fifo => Kind::Fifo,
-            other => {
-                return Err(invalid(name, &format!("unsupported entry type {other:?}")));
-            }
+            EntryKind::Char { major, minor } => Kind::Char(*major, *minor),
+            EntryKind::Block { major, minor } => Kind::Block(*major, *minor),
+            EntryKind::Fifo => Kind::Fifo,
+            EntryKind::Whiteout | EntryKind::Opaque => return self.add_whiteout(entry, None),
         };
         let id = self.tree.add(Node { kind, meta });
         self.tree.link(parent, last.to_vec(), id);
         Ok(())
     }
 
+    /// Adds a whiteout as an overlay marker. It hides what lies below the archive: what
+    /// the archive itself wrote stays, and a directory it wrote is made opaque instead, so
+    /// the lower one's content is hidden.
+    fn add_whiteout(&mut self, entry: &Entry, written: Option<&Written>) -> Result<()> {
+        let name = lossy(&entry.raw);
+        let comps = tree::components(&entry.path);
+        if entry.kind == EntryKind::Opaque {
+            let dir = self.tree.resolve_dir(&name, &comps, true)?;
+            mark_opaque(&mut self.tree.nodes[dir].meta);
+            return Ok(());
+        }
+        let Some((&last, parents)) = comps.split_last() else {
+            return Ok(());
+        };
+        let parent = self.tree.resolve_dir(&name, parents, true)?;
+        if written.is_some_and(|w| w.spares(&entry.path)) {
+            if let Some(old) = self.tree.get(parent, last)
+                && self.tree.is_dir(old)
+            {
+                mark_opaque(&mut self.tree.nodes[old].meta);
+            }
+            return Ok(());
+        }
+        let id = self.tree.add(Node {
+            kind: Kind::Char(0, 0),
+            meta: tree_meta(&entry.meta),
+        });
+        self.tree.link(parent, last.to_vec(), id);
+        Ok(())
+    }
+
     /// Copies a file's data to the image; returns the runs it occupies.
-    fn write_file_data<R: Read>(&mut self, name: &str, r: &mut R, size: u64) -> Result<Vec<Run>> {
+    fn write_file_data(&mut self, name: &str, r: &mut dyn Read, size: u64) -> Result<Vec<Run>> {
         if div_ceil(size, BLOCK_SIZE) > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
                 entry: Some(name.to_string()),
@@ -505,9 +423,13 @@ impl<W: Write + Seek> Builder<W> {
             let first = self.out.next_block();
             let area = &mut self.out.spare()[..padded];
             r.read_exact(&mut area[..want])
-                .map_err(|source| Error::TarRead {
+                .map_err(|e| storage_core::Error::InvalidArchive {
                     entry: Some(name.to_string()),
-                    source,
+                    reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        format!("archive is truncated: {remaining} of {size} bytes missing")
+                    } else {
+                        e.to_string()
+                    },
                 })?;
             remaining -= want as u64;
             area[want..].fill(0);
@@ -1234,16 +1156,6 @@ fn mark_opaque(meta: &mut Meta) {
     meta.xattrs.insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
 }
 
-/// True for overlay markers (`trusted.overlay.*`, `user.overlay.*`): the storage's own,
-/// never taken from an archive, where they would be read by overlayfs once the image is a
-/// lower layer. The same rule as the tar engine's `reserved_xattr`.
-fn reserved_xattr(name: &[u8]) -> bool {
-    [&b"trusted.overlay"[..], b"user.overlay"].iter().any(|p| {
-        name.strip_prefix(*p)
-            .is_some_and(|rest| rest.is_empty() || rest[0] == b'.')
-    })
-}
-
 /// A repeated directory entry updates the directory's metadata; an overlay opaque marker
 /// set by an earlier whiteout stays.
 fn set_dir_meta(node: &mut Node, mut meta: Meta) {
@@ -1654,115 +1566,46 @@ fn inode_bytes(
     raw
 }
 
-/// Metadata of a tar entry: mode bits, owners (PAX overrides), times with nanoseconds,
-/// `SCHILY.xattr.*`.
-fn entry_meta<R: Read>(name: &str, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
-    let h = entry.header();
-    let bad = |e: std::io::Error| invalid(name, &e.to_string());
-    let perm = (h.mode().map_err(bad)? & 0o7777) as u16;
-    let mut uid = h.uid().map_err(bad)?;
-    let mut gid = h.gid().map_err(bad)?;
-    let mut mtime = Time {
-        secs: h.mtime().map_err(bad)? as i64,
-        nanos: 0,
-    };
-    let mut atime = None;
-    let mut ctime = None;
-    let mut xattrs = BTreeMap::new();
-    if let Some(pax) = entry.pax_extensions().map_err(bad)? {
-        for ext in pax {
-            let ext = ext.map_err(bad)?;
-            let key = ext.key_bytes();
-            let value = ext.value_bytes();
-            let text = std::str::from_utf8(value).unwrap_or("");
-            match key {
-                b"uid" => uid = text.parse().map_err(|_| invalid(name, "bad PAX uid"))?,
-                b"gid" => gid = text.parse().map_err(|_| invalid(name, "bad PAX gid"))?,
-                b"mtime" => {
-                    mtime = parse_pax_time(text).ok_or_else(|| invalid(name, "bad PAX mtime"))?
-                }
-                b"atime" => atime = parse_pax_time(text),
-                b"ctime" => ctime = parse_pax_time(text),
-                _ => {
-                    if let Some(x) = key.strip_prefix(b"SCHILY.xattr.")
-                        && !reserved_xattr(x)
-                    {
-                        xattrs.insert(x.to_vec(), value.to_vec());
-                    }
-                }
-            }
-        }
+/// An entry's metadata as the tree keeps it.
+fn tree_meta(m: &EntryMeta) -> Meta {
+    Meta {
+        perm: (m.mode & 0o7777) as u16,
+        uid: m.uid,
+        gid: m.gid,
+        mtime: m.mtime,
+        atime: m.atime,
+        ctime: m.ctime.unwrap_or(m.mtime),
+        xattrs: m
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.clone()))
+            .collect(),
     }
-    if uid > u64::from(u32::MAX) || gid > u64::from(u32::MAX) {
-        return Err(invalid(name, "uid or gid above 2^32"));
-    }
-    Ok(Meta {
-        perm,
-        uid: uid as u32,
-        gid: gid as u32,
-        mtime,
-        atime: atime.unwrap_or(mtime),
-        ctime: ctime.unwrap_or(mtime),
-        xattrs,
-    })
 }
 
-/// Parses a PAX time: `[-]SECONDS[.FRACTION]`.
-fn parse_pax_time(s: &str) -> Option<Time> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = int.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The builder as a writer of the tar engine's entry stream.
+struct Ingest<'a, W: Write + Seek>(&'a mut Builder<W>);
+
+impl<W: Write + Seek> EntrySink for Ingest<'_, W> {
+    type Error = Error;
+
+    fn create(&mut self, entry: &Entry, data: &mut dyn Read, _: &Written) -> Result<bool> {
+        self.0.add_entry(entry, data)?;
+        Ok(true)
     }
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
+
+    fn whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()> {
+        self.0.add_whiteout(entry, Some(written))
     }
-    let nanos: u32 = digits.parse().ok()?;
-    if neg {
-        if nanos == 0 {
-            Some(Time {
-                secs: -secs,
-                nanos: 0,
-            })
-        } else {
-            Some(Time {
-                secs: -secs - 1,
-                nanos: 1_000_000_000 - nanos,
-            })
-        }
-    } else {
-        Some(Time { secs, nanos })
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pax_times_parse_with_nanoseconds() {
-        assert_eq!(
-            parse_pax_time("1600000000.5"),
-            Some(Time {
-                secs: 1_600_000_000,
-                nanos: 500_000_000
-            })
-        );
-        assert_eq!(parse_pax_time("12"), Some(Time { secs: 12, nanos: 0 }));
-        assert_eq!(
-            parse_pax_time("-1.25"),
-            Some(Time {
-                secs: -2,
-                nanos: 750_000_000
-            })
-        );
-        assert_eq!(parse_pax_time("x"), None);
-    }
 
     #[test]
     fn directory_blocks_end_exactly_at_block_ends() {

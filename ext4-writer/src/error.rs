@@ -7,16 +7,12 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The tar stream could not be read or decoded (truncated, not a tar, bad compression).
-    #[error("reading the tar stream{}: {source}", at_entry(.entry))]
-    TarRead {
-        /// The entry being read, when known.
-        entry: Option<String>,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A tar entry is malformed or of a kind an ext4 image cannot hold.
+    /// The tar engine refused the archive: garbage, truncation, an unsafe or invalid entry,
+    /// a digest mismatch, a cancelled operation. It keeps the engine's kind, so it turns
+    /// back into the same `storage_core::Error`.
+    #[error(transparent)]
+    Archive(#[from] storage_core::Error),
+    /// A tar entry is of a kind an ext4 image cannot hold.
     #[error("tar entry {entry:?}: {reason}")]
     InvalidEntry {
         /// The entry's path as written in the tar.
@@ -91,6 +87,38 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl From<Error> for storage_core::Error {
+    /// The contract's error of the same kind: refused archives stay what the engine said,
+    /// entries the image cannot hold are invalid or unsafe archives, a full image is an
+    /// I/O error of kind `StorageFull`, I/O keeps its cause.
+    fn from(e: Error) -> Self {
+        use storage_core::Error as E;
+        let message = e.to_string();
+        match e {
+            Error::Archive(e) => e,
+            Error::InvalidEntry { entry, reason } => E::InvalidArchive {
+                entry: Some(entry),
+                reason,
+            },
+            Error::HardLinkTarget { entry, .. } | Error::NotADirectory { entry, .. } => {
+                E::UnsafeArchive {
+                    entry,
+                    reason: message,
+                }
+            }
+            Error::TooLarge { .. } => E::io(message, io::ErrorKind::StorageFull),
+            Error::Write { source, .. }
+            | Error::Read { source, .. }
+            | Error::TarWrite { source, .. } => E::io(message, source),
+            Error::Corrupt { .. } => E::io(message, io::ErrorKind::InvalidData),
+            Error::Unsupported { what } => E::Unsupported {
+                what: "ext4 image".into(),
+                reason: what,
+            },
+        }
+    }
 }
 
 fn at_entry(entry: &Option<String>) -> String {

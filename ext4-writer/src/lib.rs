@@ -29,7 +29,6 @@
 
 pub mod builder;
 pub mod error;
-mod input;
 pub mod layout;
 pub mod reader;
 mod tree;

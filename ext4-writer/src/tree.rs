@@ -13,14 +13,7 @@ pub type NodeId = usize;
 /// Most symlinks followed while resolving one path (as the kernel's `MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
 
-/// A time with nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Time {
-    /// Seconds since the epoch.
-    pub secs: i64,
-    /// Nanoseconds.
-    pub nanos: u32,
-}
+pub use tar_engine::Time;
 
 /// A run of file blocks stored contiguously on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

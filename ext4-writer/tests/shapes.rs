@@ -42,7 +42,11 @@ fn one_file_tar(name: &str, size: u64, byte: u8) -> impl Read {
         .chain(std::io::repeat(0).take(pad + 1024))
 }
 
-fn build_from<R: Read>(tar: R, img: &std::path::Path, options: Options) -> ext4_writer::Summary {
+fn build_from<R: Read + Send>(
+    tar: R,
+    img: &std::path::Path,
+    options: Options,
+) -> ext4_writer::Summary {
     let out = std::fs::File::create(img).unwrap();
     let mut b = Builder::new(out, options).unwrap();
     b.append_tar(tar).unwrap();
@@ -549,11 +553,10 @@ fn whiteouts_convert_both_ways_needs_e2fsck() {
         )
         .unwrap(),
     );
+    // Whiteout metadata of other formats (`.wh..wh.plnk`) is left out by the tar engine
+    // with no side effect, so its directory `e` is not made either.
     let names: Vec<&str> = oci.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        ["./", "d/", "d/.wh..wh..opq", "d/.wh.x", "d/kept", "e/"]
-    );
+    assert_eq!(names, ["./", "d/", "d/.wh..wh..opq", "d/.wh.x", "d/kept"]);
     assert!(
         !oci["d/"]
             .pax

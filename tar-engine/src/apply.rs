@@ -107,6 +107,7 @@ pub fn apply_tar(
         filter: Some(&opts.filter),
         expected_digest: opts.expected_digest.as_deref(),
         target: &name,
+        literal_whiteouts: false,
     };
     ingest(op, input, ingest_opts, &mut writer)
 }
@@ -128,6 +129,8 @@ struct DirWriter<'a> {
 const COPY_BUFFER: usize = 1 << 20;
 
 impl EntrySink for DirWriter<'_> {
+    type Error = Error;
+
     fn create(&mut self, entry: &Entry, data: &mut dyn Read, _: &Written) -> Result<bool> {
         let rel = entry.path.as_slice();
         let meta = &entry.meta;

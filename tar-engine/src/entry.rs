@@ -284,6 +284,7 @@ mod tests {
         assert_eq!(t("1600000000.5"), Some((1_600_000_000, 500_000_000)));
         assert_eq!(t("12"), Some((12, 0)));
         assert_eq!(t("-1.5"), Some((-2, 500_000_000)));
+        assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
         assert_eq!(t("-0.5"), Some((-1, 500_000_000)));
         assert_eq!(t("-1"), Some((-1, 0)));
         assert_eq!(t("-0"), Some((0, 0)));

@@ -113,19 +113,32 @@ pub struct Entry {
 
 /// A writer of entries: a directory, an NFS volume, an ext4 image.
 pub trait EntrySink {
+    /// The writer's error. The stream's own errors (an unsafe or invalid archive, a digest
+    /// mismatch, a cancelled operation) are turned into it, keeping their kind.
+    type Error: From<Error>;
+
     /// Creates what `entry` describes (any kind but a whiteout or an opaque marker),
     /// replacing whatever the path held; a file's data is read from `data`. `written`
     /// says what this archive wrote before. Returns `false` when the writer left the entry
     /// out because its medium cannot hold it (it is counted as skipped).
-    fn create(&mut self, entry: &Entry, data: &mut dyn Read, written: &Written) -> Result<bool>;
+    fn create(
+        &mut self,
+        entry: &Entry,
+        data: &mut dyn Read,
+        written: &Written,
+    ) -> std::result::Result<bool, Self::Error>;
 
     /// Applies a [`Kind::Whiteout`] or [`Kind::Opaque`] entry to what lies below the
     /// archive, sparing what `written` says this archive wrote.
-    fn whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()>;
+    fn whiteout(
+        &mut self,
+        entry: &Entry,
+        written: &Written,
+    ) -> std::result::Result<(), Self::Error>;
 
     /// Called once, after the last entry, when the whole input was read and its digest
     /// matched: sets what had to wait (directory times) and makes the data durable.
-    fn finish(&mut self) -> Result<()>;
+    fn finish(&mut self) -> std::result::Result<(), Self::Error>;
 }
 
 /// How [`ingest`] reads its input.
@@ -138,6 +151,10 @@ pub struct IngestOptions<'a> {
     pub expected_digest: Option<&'a str>,
     /// Names the target in a digest mismatch ("layer 1234…", "volume data").
     pub target: &'a str,
+    /// Whiteout names are entries like any other (`.wh.x` is a file of that name), as GNU
+    /// tar reads them, for writers that make a plain copy of a tar. They are still checked:
+    /// `.wh.` followed by nothing, `.` or `..` is refused.
+    pub literal_whiteouts: bool,
 }
 
 /// Reads the tar stream `input` (plain, gzip or zstd), hands every entry to `sink` with
@@ -145,16 +162,17 @@ pub struct IngestOptions<'a> {
 ///
 /// On error the target may hold part of the archive: its owner removes or keeps it (a
 /// layer that fails to import is deleted whole).
-pub fn ingest(
+pub fn ingest<S: EntrySink + ?Sized>(
     op: &Op,
     input: impl Read + Send,
     opts: IngestOptions<'_>,
-    sink: &mut dyn EntrySink,
-) -> Result<ApplyReport> {
+    sink: &mut S,
+) -> std::result::Result<ApplyReport, S::Error> {
     let identity = FilterSpec::default();
     let mut reader = Reader {
         op,
         filter: opts.filter.unwrap_or(&identity),
+        literal_whiteouts: opts.literal_whiteouts,
         written: Written::default(),
         entries: 0,
         skipped: 0,
@@ -164,11 +182,11 @@ pub fn ingest(
     if let Some(expected) = opts.expected_digest
         && !expected.eq_ignore_ascii_case(&input.digest)
     {
-        return Err(Error::DigestMismatch {
+        return Err(S::Error::from(Error::DigestMismatch {
             object: opts.target.to_owned(),
             expected: expected.to_owned(),
             actual: input.digest,
-        });
+        }));
     }
     sink.finish()?;
     if reader.xattrs_dropped > 0 {
@@ -229,6 +247,7 @@ const XATTR_NAME_MAX: usize = 255;
 struct Reader<'a> {
     op: &'a Op,
     filter: &'a FilterSpec,
+    literal_whiteouts: bool,
     written: Written,
     entries: u64,
     skipped: u64,
@@ -236,7 +255,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn run(&mut self, tar_stream: &mut dyn Read, sink: &mut dyn EntrySink) -> Result<()> {
+    fn run<S: EntrySink + ?Sized>(
+        &mut self,
+        tar_stream: &mut dyn Read,
+        sink: &mut S,
+    ) -> std::result::Result<(), S::Error> {
         let mut archive = tar::Archive::new(tar_stream);
         let entries = archive.entries().map_err(|e| invalid(None, e))?;
         let mut last: Option<Vec<u8>> = None;
@@ -251,12 +274,12 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn entry<R: Read>(
+    fn entry<R: Read, S: EntrySink + ?Sized>(
         &mut self,
         data: &mut tar::Entry<'_, R>,
         raw: &[u8],
-        sink: &mut dyn EntrySink,
-    ) -> Result<()> {
+        sink: &mut S,
+    ) -> std::result::Result<(), S::Error> {
         let header_kind = data.header().entry_type();
         if header_kind == EntryType::XGlobalHeader {
             return Ok(());
@@ -268,7 +291,8 @@ impl Reader<'_> {
         };
         let meta = self.meta(data, raw)?;
         let (parent, base) = split_last(&path);
-        let (path, kind) = match whiteout(raw, base)? {
+        let whiteout = whiteout(raw, base)?.filter(|_| !self.literal_whiteouts);
+        let (path, kind) = match whiteout {
             Some(Whiteout::Meta) => {
                 self.skipped += 1;
                 return Ok(());
@@ -284,10 +308,7 @@ impl Reader<'_> {
             },
         };
         if path.is_empty() && !matches!(kind, Kind::Dir | Kind::Opaque) {
-            return Err(unsafe_entry(
-                raw,
-                "a non-directory entry names the root itself",
-            ));
+            return Err(unsafe_entry(raw, "a non-directory entry names the root itself").into());
         }
         let entry = Entry {
             raw: raw.to_vec(),
@@ -524,6 +545,8 @@ mod tests {
     }
 
     impl EntrySink for Recorder {
+        type Error = Error;
+
         fn create(&mut self, e: &Entry, data: &mut dyn Read, _: &Written) -> Result<bool> {
             io::copy(data, &mut io::sink()).map_err(|e| invalid(None, e))?;
             self.entries.push(e.clone());

@@ -200,10 +200,13 @@ pub struct TarInput {
 /// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
 /// to `consume`, then reads whatever follows so the digests cover every byte sent. The
 /// entry stream ([`crate::ingest`]) takes every import's input through here.
-pub fn read_tar<R: Read + Send>(
+///
+/// `consume` may fail with its own error type `E`, into which the input's own errors
+/// (an unsupported compression, a corrupt stream, a failed read) are turned.
+pub fn read_tar<R: Read + Send, E: From<Error>>(
     input: R,
-    consume: impl FnOnce(&mut dyn Read) -> Result<()>,
-) -> Result<TarInput> {
+    consume: impl FnOnce(&mut dyn Read) -> std::result::Result<(), E>,
+) -> std::result::Result<TarInput, E> {
     let ((compression, tar_digest), received) = received(input, |stream| {
         let compression = sniff(stream).map_err(invalid)?;
         let tar_digest = match compression {
@@ -226,7 +229,7 @@ pub fn read_tar<R: Read + Send>(
         // Whatever follows the archive (padding, a second gzip member's garbage) was sent
         // too: read it so the digest covers it.
         io::copy(stream, &mut io::sink()).map_err(invalid)?;
-        Ok::<_, Error>((compression, tar_digest))
+        Ok::<_, E>((compression, tar_digest))
     })?;
     let (digest, size) = received.map_err(invalid)?;
     let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
@@ -240,11 +243,11 @@ pub fn read_tar<R: Read + Send>(
 }
 
 /// An [`Error::InvalidArchive`] about the archive as a whole.
-fn invalid(e: io::Error) -> Error {
-    Error::InvalidArchive {
+fn invalid<E: From<Error>>(e: io::Error) -> E {
+    E::from(Error::InvalidArchive {
         entry: None,
         reason: e.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]

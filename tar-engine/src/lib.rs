@@ -19,6 +19,7 @@
 //! use tar_engine::{EntrySink, Entry, IngestOptions, Written, ingest};
 //! struct Names(Vec<Vec<u8>>);
 //! impl EntrySink for Names {
+//!     type Error = storage_core::Error;
 //!     fn create(&mut self, e: &Entry, data: &mut dyn std::io::Read, _: &Written)
 //!         -> storage_core::Result<bool> {
 //!         std::io::copy(data, &mut std::io::sink()).ok();
