@@ -6,9 +6,11 @@
 //! to `openat2` in, so confinement is done here, by file handles:
 //! - names arrive normalised lexically: `..` never climbs above the volume, absolute
 //!   names are relative;
-//! - every path is walked from the volume's handle with LOOKUP, which never follows a
-//!   symlink, and a component that is not a directory refuses the entry: a symlink from
-//!   the archive is never followed, wherever it points;
+//! - every directory on an entry's path is walked from the volume's handle with LOOKUP,
+//!   component by component; a symlink met there is read (READLINK) and followed as if the
+//!   volume were `/`, as the directory writer's `openat2(RESOLVE_IN_ROOT)` does, so the
+//!   same archive gives the same tree on both: an absolute target starts again from the
+//!   volume, `..` never climbs above it, and the last component is never followed;
 //! - hard link targets are archive names, resolved the same way inside the volume.
 //!
 //! Whiteouts are applied as deletions (a volume is a whole filesystem), sparing what the
@@ -24,7 +26,7 @@
 //! over what it left. Entries that depend on earlier ones (links, whiteouts, a name
 //! written twice) first wait for the jobs in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use nfs3_client::nfs3_types::nfs3::{
 };
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
 use tar_engine::confine::split_last;
-use tar_engine::entry::{Written, unsafe_entry};
+use tar_engine::entry::{WHITEOUT_THROUGH_SYMLINK, Written, unsafe_entry};
 use tar_engine::ingest::invalid;
 use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 use tokio::runtime::Handle;
@@ -55,6 +57,8 @@ const BYTES_IN_FLIGHT: usize = 64 << 20;
 const UNIT: usize = 4096;
 /// A large file is committed in the background every this many bytes.
 const COMMIT_EVERY: u64 = 32 << 20;
+/// Most symlinks followed while resolving one path (the kernel's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
 /// Small-file jobs in flight, at most.
 const JOBS_IN_FLIGHT: usize = 64;
 
@@ -264,41 +268,131 @@ impl Applier {
     }
 
     /// The handle of directory `rel`, creating missing directories (0755) on the way.
-    /// A component that exists but is not a directory (a symlink above all) refuses the
-    /// entry `raw`: nothing is followed.
     fn dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Fh> {
-        if let Some(fh) = self.dirs.get(rel) {
-            return Ok(fh.clone());
+        match self.resolve(rel, raw, Resolve::Create)? {
+            Some(fh) => Ok(fh),
+            None => Err(unsafe_entry(raw, "its directory could not be made")),
         }
-        let (parent, name) = split_last(rel);
-        let parent = self.dir(parent, raw)?;
-        let (uid, gid) = self.s().owner();
+    }
+
+    /// The handle of an existing directory, `None` when the path does not exist.
+    fn lookup_dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Option<Fh>> {
+        self.resolve(rel, raw, Resolve::Lookup)
+    }
+
+    /// Resolves the directory `rel` inside the volume as if the volume were `/`, as the
+    /// directory writer's `openat2(RESOLVE_IN_ROOT)` does: a symlink met on the way is
+    /// read (READLINK) and followed, an absolute target starts again from the volume, `..`
+    /// never climbs above it, and at most 40 symlinks are followed. Missing directories of
+    /// `rel` itself are made (0755) with [`Resolve::Create`], otherwise the answer is
+    /// `None`; a symlink's target is never made: one that leads nowhere, or a component
+    /// that is not a directory, refuses the entry `raw`, and so does any symlink with
+    /// [`Resolve::NoSymlinks`].
+    fn resolve(&mut self, rel: &[u8], raw: &[u8], how: Resolve) -> Result<Option<Fh>> {
+        if how != Resolve::NoSymlinks
+            && let Some(fh) = self.dirs.get(rel)
+        {
+            return Ok(Some(fh.clone()));
+        }
+        let refuse = |what: &str, at: &[u8]| {
+            unsafe_entry(
+                raw,
+                format!(
+                    "its path crosses {}, which {what}",
+                    String::from_utf8_lossy(at)
+                ),
+            )
+        };
         let store = self.store.clone();
         let s = &store.session;
-        let fh = match self.block(s.lookup(&parent, name))? {
-            Some((fh, a)) if a.type_ == ftype3::NF3DIR => fh,
-            Some((_, a)) => {
-                let what = if a.type_ == ftype3::NF3LNK {
-                    "a symlink"
-                } else {
-                    "not a directory"
-                };
-                return Err(unsafe_entry(
-                    raw,
-                    format!(
-                        "its path crosses {}, which is {what}; symlinks in archives are never followed",
-                        String::from_utf8_lossy(rel)
-                    ),
-                ));
+        let (uid, gid) = s.owner();
+        let root = self.dirs.get(&b""[..]).cloned().ok_or_else(|| {
+            Error::io(
+                format!("import into {}", self.location.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+        // Where the walk is (its real path inside the volume, and its handle), and what is
+        // left to walk: each component says whether it came from a symlink's target.
+        let mut stack: Vec<(Vec<u8>, Fh)> = vec![(Vec::new(), root)];
+        let mut queue: VecDeque<(Vec<u8>, bool)> = rel
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(|c| (c.to_vec(), false))
+            .collect();
+        let mut followed = 0;
+        while let Some((comp, from_link)) = queue.pop_front() {
+            match comp.as_slice() {
+                b"." | b"" => continue,
+                b".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    continue;
+                }
+                _ => {}
             }
-            None => self.block(s.mkdir(&parent, name, owner_mode(uid, gid, 0o755)))?,
-        };
+            let (here, fh) = stack.last().cloned().unwrap_or_default();
+            let path = join(&here, &comp);
+            if !from_link && let Some(known) = self.dirs.get(&path) {
+                stack.push((path, known.clone()));
+                continue;
+            }
+            let next = match self.block(s.lookup(&fh, &comp))? {
+                Some((next, a)) if a.type_ == ftype3::NF3DIR => next,
+                Some((_, a)) if a.type_ == ftype3::NF3LNK && how == Resolve::NoSymlinks => {
+                    return Err(unsafe_entry(raw, WHITEOUT_THROUGH_SYMLINK));
+                }
+                Some((link, a)) if a.type_ == ftype3::NF3LNK => {
+                    followed += 1;
+                    if followed > MAX_SYMLINKS {
+                        return Err(refuse("leads through more than 40 symlinks", &path));
+                    }
+                    let target = self.block(s.readlink(&link, &path))?;
+                    if target.first() == Some(&b'/') {
+                        stack.truncate(1);
+                    }
+                    for c in target.split(|&b| b == b'/').rev() {
+                        queue.push_front((c.to_vec(), true));
+                    }
+                    continue;
+                }
+                Some(_) => return Err(refuse("is not a directory", &path)),
+                None if from_link => {
+                    return Err(refuse("is a symlink that leads nowhere", &path));
+                }
+                None if how == Resolve::Create => {
+                    // A small file of this archive may still be on its way to this name:
+                    // wait for the jobs in flight before making a directory of it.
+                    self.reap(true)?;
+                    match self.block(s.lookup(&fh, &comp))? {
+                        Some((made, a)) if a.type_ == ftype3::NF3DIR => made,
+                        Some((_, a)) if a.type_ == ftype3::NF3LNK => {
+                            // Resolve it again from here, now that it exists.
+                            queue.push_front((comp, from_link));
+                            continue;
+                        }
+                        Some(_) => return Err(refuse("is not a directory", &path)),
+                        None => self.block(s.mkdir(&fh, &comp, owner_mode(uid, gid, 0o755)))?,
+                    }
+                }
+                None => return Ok(None),
+            };
+            self.dirs.insert(path.clone(), next.clone());
+            stack.push((path, next));
+        }
+        let fh = stack.last().map(|(_, fh)| fh.clone()).unwrap_or_default();
         self.dirs.insert(rel.to_vec(), fh.clone());
-        Ok(fh)
+        Ok(Some(fh))
     }
 
     /// Removes whatever is at `name` in `dir` (a previous import's entry).
-    fn clear(&mut self, dir: &Fh, name: &[u8]) -> Result<()> {
+    /// `rel` is its path in the volume: writes of files there or below, now removed, have
+    /// nothing left to commit.
+    fn clear(&mut self, dir: &Fh, name: &[u8], rel: &[u8]) -> Result<()> {
+        self.uncommitted.retain(|u| {
+            !(u.name.starts_with(rel) && matches!(u.name.get(rel.len()), None | Some(b'/')))
+        });
         // Handles below a removed directory are gone: forget them all.
         self.dirs.retain(|k, _| k.is_empty());
         let store = self.store.clone();
@@ -307,14 +401,20 @@ impl Applier {
     }
 
     /// Creates `name` with `create`, replacing whatever was there.
-    fn create_replacing<T, F>(&mut self, dir: &Fh, name: &[u8], create: impl Fn() -> F) -> Result<T>
+    fn create_replacing<T, F>(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        create: impl Fn() -> F,
+    ) -> Result<T>
     where
         F: Future<Output = std::result::Result<T, NfsError>>,
     {
         match self.rt.block_on(create()) {
             Ok(v) => Ok(v),
             Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => {
-                self.clear(dir, name)?;
+                self.clear(dir, name, rel)?;
                 self.block(create())
             }
             Err(e) => Err(e.into()),
@@ -354,14 +454,17 @@ impl Applier {
             let store = self.store.clone();
             let dir = dir.clone();
             let name = name.to_vec();
-            let display = self.display(rel);
+            let rel = rel.to_vec();
+            let display = self.display(&rel);
             let meta = meta.clone();
             self.jobs.spawn_on(
                 async move {
                     let _permit = permit;
-                    small_file(&store.session, &dir, &name, &buf, &meta, uid, gid)
+                    let written = small_file(&store.session, &dir, &name, &buf, &meta, uid, gid)
                         .await
-                        .map_err(|e| with_object(e, &display))
+                        .map_err(|e| with_object(e, &display))?;
+                    // Known by its path in the volume, as the large files are.
+                    Ok(written.map(|u| Uncommitted { name: rel, ..u }))
                 },
                 &self.rt,
             );
@@ -369,7 +472,7 @@ impl Applier {
         }
         // A large file: created here, then its data as many writes in flight at once.
         let store = self.store.clone();
-        let fh = self.create_replacing(dir, name, || {
+        let fh = self.create_replacing(dir, name, rel, || {
             store
                 .session
                 .create(dir, name, guarded(uid, gid, meta.mode))
@@ -454,7 +557,7 @@ impl Applier {
             Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => match self.block(s.lookup(dir, name))? {
                 Some((fh, a)) if a.type_ == ftype3::NF3DIR => fh,
                 _ => {
-                    self.clear(dir, name)?;
+                    self.clear(dir, name, rel)?;
                     self.block(s.mkdir(dir, name, attr))?
                 }
             },
@@ -480,7 +583,7 @@ impl Applier {
             ..attr
         };
         let store = self.store.clone();
-        let fh = self.create_replacing(dir, name, || {
+        let fh = self.create_replacing(dir, name, rel, || {
             store.session.symlink(dir, name, target, attr.clone())
         })?;
         // Not every server sets times on a symlink; the link itself is what matters.
@@ -501,7 +604,14 @@ impl Applier {
         }
     }
 
-    fn hardlink(&mut self, dir: &Fh, name: &[u8], target: &[u8], raw: &[u8]) -> Result<()> {
+    fn hardlink(
+        &mut self,
+        dir: &Fh,
+        name: &[u8],
+        rel: &[u8],
+        target: &[u8],
+        raw: &[u8],
+    ) -> Result<()> {
         let missing = || {
             unsafe_entry(
                 raw,
@@ -512,7 +622,7 @@ impl Applier {
             )
         };
         let (tparent, tname) = split_last(target);
-        let tdir = self.dir(tparent, raw)?;
+        let tdir = self.lookup_dir(tparent, raw)?.ok_or_else(missing)?;
         let store = self.store.clone();
         let s = &store.session;
         let (tfh, tattr) = self.block(s.lookup(&tdir, tname))?.ok_or_else(missing)?;
@@ -523,7 +633,7 @@ impl Applier {
             if a.fileid == tattr.fileid {
                 return Ok(());
             }
-            self.clear(dir, name)?;
+            self.clear(dir, name, rel)?;
         }
         self.block(s.link(&tfh, dir, name))?;
         Ok(())
@@ -558,7 +668,7 @@ impl Applier {
             }
         };
         let store = self.store.clone();
-        let made = self.create_replacing(dir, name, || store.session.mknod(dir, name, what()));
+        let made = self.create_replacing(dir, name, rel, || store.session.mknod(dir, name, what()));
         let fh = match made {
             Ok(fh) => fh,
             Err(e) if *kind != Kind::Fifo && refused(&e) => {
@@ -574,32 +684,6 @@ impl Applier {
         Ok(true)
     }
 
-    /// The handle of an existing directory, `None` when the path does not exist.
-    fn lookup_dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Option<Fh>> {
-        if let Some(fh) = self.dirs.get(rel) {
-            return Ok(Some(fh.clone()));
-        }
-        let (parent, name) = split_last(rel);
-        let Some(pfh) = self.lookup_dir(parent, raw)? else {
-            return Ok(None);
-        };
-        let store = self.store.clone();
-        match self.block(store.session.lookup(&pfh, name))? {
-            Some((fh, a)) if a.type_ == ftype3::NF3DIR => {
-                self.dirs.insert(rel.to_vec(), fh.clone());
-                Ok(Some(fh))
-            }
-            Some(_) => Err(unsafe_entry(
-                raw,
-                format!(
-                    "its path crosses {}, which is not a directory; symlinks in archives are never followed",
-                    String::from_utf8_lossy(rel)
-                ),
-            )),
-            None => Ok(None),
-        }
-    }
-
     /// Removes what earlier imports put at `rel`, keeping what this archive wrote.
     fn remove_lower(
         &mut self,
@@ -610,7 +694,7 @@ impl Applier {
         written: &Written,
     ) -> Result<()> {
         if !written.spares(rel) {
-            return self.clear(dir, name);
+            return self.clear(dir, name, rel);
         }
         let Some(sub) = self.lookup_dir(rel, raw).ok().flatten() else {
             return Ok(());
@@ -649,7 +733,7 @@ impl EntrySink for Applier {
             Kind::Symlink { target } => self.symlink(&parent, name, rel, target, meta)?,
             Kind::HardLink { target } => {
                 self.reap(true)?;
-                self.hardlink(&parent, name, target, raw)?
+                self.hardlink(&parent, name, rel, target, raw)?
             }
             kind @ (Kind::Char { .. } | Kind::Block { .. } | Kind::Fifo) => {
                 if !self.node(&parent, name, rel, kind, meta)? {
@@ -671,7 +755,7 @@ impl EntrySink for Applier {
         let (raw, rel) = (entry.raw.as_slice(), entry.path.as_slice());
         let store = self.store.clone();
         if entry.kind == Kind::Opaque {
-            let Some(dir) = self.lookup_dir(rel, raw)? else {
+            let Some(dir) = self.resolve(rel, raw, Resolve::NoSymlinks)? else {
                 return Ok(());
             };
             let names = self.block(store.session.readdir(&dir, rel))?;
@@ -681,7 +765,7 @@ impl EntrySink for Applier {
             }
         } else {
             let (parent_rel, hidden) = split_last(rel);
-            let Some(dir) = self.lookup_dir(parent_rel, raw)? else {
+            let Some(dir) = self.resolve(parent_rel, raw, Resolve::NoSymlinks)? else {
                 return Ok(());
             };
             self.remove_lower(&dir, hidden, rel, raw, written)?;
@@ -692,6 +776,18 @@ impl EntrySink for Applier {
     fn finish(&mut self) -> Result<()> {
         self.settle()
     }
+}
+
+/// How [`Applier::resolve`] treats what it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolve {
+    /// Follow symlinks; make missing directories.
+    Create,
+    /// Follow symlinks; a missing directory is `None`.
+    Lookup,
+    /// Refuse any symlink on the way (a whiteout's directory); a missing directory is
+    /// `None`.
+    NoSymlinks,
 }
 
 /// Create, write and time one small file (a job of its own).

@@ -23,6 +23,7 @@ use zerocopy::IntoBytes;
 
 use storage_core::Op;
 use tar_engine::Kind as EntryKind;
+use tar_engine::entry::WHITEOUT_THROUGH_SYMLINK;
 use tar_engine::ingest::Meta as EntryMeta;
 use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Written, ingest};
 
@@ -347,7 +348,11 @@ impl<W: Write + Seek> Builder<W> {
                 let runs = self.write_file_data(&name, data, *size)?;
                 Kind::File { size: *size, runs }
             }
-            EntryKind::Symlink { target } => Kind::Symlink(target.clone()),
+            EntryKind::Symlink { target } => {
+                // The kernel makes every symlink 0777, whatever an archive says.
+                meta.perm = 0o777;
+                Kind::Symlink(target.clone())
+            }
             EntryKind::HardLink { target } => {
                 let hl = |reason| Error::HardLinkTarget {
                     entry: name.clone(),
@@ -378,17 +383,16 @@ impl<W: Write + Seek> Builder<W> {
     /// the archive itself wrote stays, and a directory it wrote is made opaque instead, so
     /// the lower one's content is hidden.
     fn add_whiteout(&mut self, entry: &Entry, written: Option<&Written>) -> Result<()> {
-        let name = lossy(&entry.raw);
         let comps = tree::components(&entry.path);
         if entry.kind == EntryKind::Opaque {
-            let dir = self.tree.resolve_dir(&name, &comps, true)?;
+            let dir = self.whiteout_dir(entry, &comps)?;
             mark_opaque(&mut self.tree.nodes[dir].meta);
             return Ok(());
         }
         let Some((&last, parents)) = comps.split_last() else {
             return Ok(());
         };
-        let parent = self.tree.resolve_dir(&name, parents, true)?;
+        let parent = self.whiteout_dir(entry, parents)?;
         if written.is_some_and(|w| w.spares(&entry.path)) {
             if let Some(old) = self.tree.get(parent, last)
                 && self.tree.is_dir(old)
@@ -403,6 +407,43 @@ impl<W: Write + Seek> Builder<W> {
         });
         self.tree.link(parent, last.to_vec(), id);
         Ok(())
+    }
+
+    /// The directory `comps` of a whiteout, made when missing. A symlink on the way refuses
+    /// it, as on every writer of the tar engine: through a symlink, the whiteout would name
+    /// what its own archive wrote otherwise.
+    fn whiteout_dir(&mut self, entry: &Entry, comps: &[&[u8]]) -> Result<NodeId> {
+        let mut dir = tree::ROOT;
+        for comp in comps {
+            dir = match self.tree.get(dir, comp) {
+                Some(next) if self.tree.is_dir(next) => next,
+                Some(next) if matches!(self.tree.nodes[next].kind, Kind::Symlink(_)) => {
+                    return Err(storage_core::Error::UnsafeArchive {
+                        entry: lossy(&entry.raw),
+                        reason: WHITEOUT_THROUGH_SYMLINK.into(),
+                    }
+                    .into());
+                }
+                Some(_) => {
+                    return Err(Error::NotADirectory {
+                        entry: lossy(&entry.raw),
+                        component: lossy(comp),
+                    });
+                }
+                None => {
+                    let made = self.tree.add(Node {
+                        kind: Kind::Dir(BTreeMap::new()),
+                        meta: Meta {
+                            perm: 0o755,
+                            ..Meta::default()
+                        },
+                    });
+                    self.tree.link(dir, comp.to_vec(), made);
+                    made
+                }
+            };
+        }
+        Ok(dir)
     }
 
     /// Copies a file's data to the image; returns the runs it occupies.

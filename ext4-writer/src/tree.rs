@@ -131,13 +131,15 @@ impl Tree {
     }
 
     /// Resolves `comps` to a directory, following symlinks inside the root and creating
-    /// missing directories (mode 0755, root-owned) when `create` is set.
+    /// missing directories of `comps` (mode 0755, root-owned) when `create` is set. A
+    /// symlink's target is never created: one that leads nowhere is not a directory, as
+    /// the kernel sees it.
     pub fn resolve_dir(&mut self, entry: &str, comps: &[&[u8]], create: bool) -> Result<NodeId> {
         let mut stack: Vec<NodeId> = vec![ROOT];
-        let mut queue: std::collections::VecDeque<Vec<u8>> =
-            comps.iter().map(|c| c.to_vec()).collect();
+        let mut queue: std::collections::VecDeque<(Vec<u8>, bool)> =
+            comps.iter().map(|c| (c.to_vec(), false)).collect();
         let mut followed = 0;
-        while let Some(comp) = queue.pop_front() {
+        while let Some((comp, from_link)) = queue.pop_front() {
             let cur = *stack.last().unwrap_or(&ROOT);
             if comp.as_slice() == b".." {
                 if stack.len() > 1 {
@@ -147,7 +149,7 @@ impl Tree {
             }
             let next = match self.child(cur, &comp) {
                 Some(n) => n,
-                None if create => {
+                None if create && !from_link => {
                     let id = self.add(Node {
                         kind: Kind::Dir(BTreeMap::new()),
                         meta: Meta {
@@ -179,7 +181,7 @@ impl Tree {
                         stack.truncate(1);
                     }
                     for c in components(target).into_iter().rev() {
-                        queue.push_front(c.to_vec());
+                        queue.push_front((c.to_vec(), true));
                     }
                 }
                 _ => {
@@ -265,6 +267,21 @@ mod tests {
         );
         let tmp = t.resolve_dir("x", &components(b"root/tmp"), true).unwrap();
         assert_eq!(t.get(ROOT, b"tmp"), Some(tmp));
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_not_a_directory_even_when_creating() {
+        let mut t = Tree::new();
+        let l = t.add(Node {
+            kind: Kind::Symlink(b"missing/deeper".to_vec()),
+            meta: Meta::default(),
+        });
+        t.link(ROOT, b"l".to_vec(), l);
+        assert!(matches!(
+            t.resolve_dir("l/x", &components(b"l/x"), true),
+            Err(Error::NotADirectory { .. })
+        ));
+        assert_eq!(t.get(ROOT, b"missing"), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
 use crate::confine::{Root, file_kind, list_dir, os, split_last};
-use crate::entry::{OVERLAY_OPAQUE_XATTR, Written};
+use crate::entry::{OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, unsafe_entry};
 use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 use crate::tree::join_rel;
 use storage_core::FilterSpec;
@@ -141,7 +141,10 @@ impl EntrySink for DirWriter<'_> {
             return Ok(true);
         }
         let (parent_rel, name) = split_last(rel);
-        let parent = self.root.dir(parent_rel)?;
+        let parent = self
+            .root
+            .dir(parent_rel)
+            .map_err(|e| path_refused(e, &entry.raw))?;
         let parent = parent.as_fd();
         match &entry.kind {
             Kind::File { size } => self.regular(data, parent, name, rel, *size, meta)?,
@@ -167,14 +170,32 @@ impl EntrySink for DirWriter<'_> {
     /// wrote stays, and a directory it wrote is made to hide its lower content.
     fn whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()> {
         let rel = entry.path.as_slice();
+        let dir_rel = if entry.kind == Kind::Opaque {
+            rel
+        } else {
+            split_last(rel).0
+        };
+        if !self
+            .root
+            .reached_without_symlinks(dir_rel)
+            .map_err(|e| path_refused(e, &entry.raw))?
+        {
+            return Err(unsafe_entry(&entry.raw, WHITEOUT_THROUGH_SYMLINK));
+        }
         match (self.opts.whiteouts, &entry.kind) {
             (WhiteoutMode::Overlay, Kind::Opaque) => {
-                let dir = self.root.dir(rel)?;
+                let dir = self
+                    .root
+                    .dir(rel)
+                    .map_err(|e| path_refused(e, &entry.raw))?;
                 self.mark_opaque(dir.as_fd(), rel)
             }
             (WhiteoutMode::Overlay, _) => {
                 let (parent_rel, hidden) = split_last(rel);
-                let dir = self.root.dir(parent_rel)?;
+                let dir = self
+                    .root
+                    .dir(parent_rel)
+                    .map_err(|e| path_refused(e, &entry.raw))?;
                 let d = dir.as_fd();
                 if written.spares(rel) {
                     if let Some(st) = self.root.stat_at(d, hidden)?
@@ -193,7 +214,11 @@ impl EntrySink for DirWriter<'_> {
                 Ok(())
             }
             (WhiteoutMode::Delete, Kind::Opaque) => {
-                let Some(dir) = self.root.lookup_dir(rel)? else {
+                let Some(dir) = self
+                    .root
+                    .lookup_dir(rel)
+                    .map_err(|e| path_refused(e, &entry.raw))?
+                else {
                     return Ok(());
                 };
                 let names =
@@ -206,7 +231,11 @@ impl EntrySink for DirWriter<'_> {
             }
             (WhiteoutMode::Delete, _) => {
                 let (parent_rel, hidden) = split_last(rel);
-                let Some(dir) = self.root.lookup_dir(parent_rel)? else {
+                let Some(dir) = self
+                    .root
+                    .lookup_dir(parent_rel)
+                    .map_err(|e| path_refused(e, &entry.raw))?
+                else {
                     return Ok(());
                 };
                 self.remove_lower(dir.as_fd(), hidden, rel, written)
@@ -399,7 +428,7 @@ impl<'a> DirWriter<'a> {
         raw: &[u8],
     ) -> Result<()> {
         let missing = || {
-            crate::entry::unsafe_entry(
+            unsafe_entry(
                 raw,
                 format!(
                     "hard link target {:?} does not exist in the archive's root",
@@ -408,13 +437,17 @@ impl<'a> DirWriter<'a> {
             )
         };
         let (tparent, tname) = split_last(target);
-        let tdir = self.root.lookup_dir(tparent)?.ok_or_else(missing)?;
+        let tdir = self
+            .root
+            .lookup_dir(tparent)
+            .map_err(|e| path_refused(e, raw))?
+            .ok_or_else(missing)?;
         let tst = self
             .root
             .stat_at(tdir.as_fd(), tname)?
             .ok_or_else(missing)?;
         if file_kind(&tst) == SFlag::S_IFDIR {
-            return Err(crate::entry::unsafe_entry(raw, "hard link to a directory"));
+            return Err(unsafe_entry(raw, "hard link to a directory"));
         }
         if let Some(st) = self.root.stat_at(dir, name)?
             && st.st_ino == tst.st_ino
@@ -556,6 +589,24 @@ impl<'a> DirWriter<'a> {
             self.remove_lower(sub.as_fd(), &child, &child_rel, written)?;
         }
         Ok(())
+    }
+}
+
+/// An error met while opening the directories of the entry `raw`'s path: one that says the
+/// path crosses something that is not a directory (a file, a symlink that leads nowhere or
+/// through more than 40 others) refuses the entry as unsafe, as on every writer; others
+/// stay what they are.
+fn path_refused(e: Error, raw: &[u8]) -> Error {
+    match e.raw_os_error() {
+        Some(errno)
+            if [Errno::ENOTDIR, Errno::ENOENT, Errno::ELOOP].contains(&Errno::from_raw(errno)) =>
+        {
+            unsafe_entry(
+                raw,
+                format!("its path crosses something that is not a directory ({e})"),
+            )
+        }
+        _ => e,
     }
 }
 

@@ -145,6 +145,26 @@ impl Root {
         }
     }
 
+    /// Whether the directory `rel` is reached without crossing a symlink: `Ok(true)` when it
+    /// is, `Ok(false)` when a symlink is on the way; a missing component is neither (the
+    /// directories [`Root::dir`] would make for it are plain), so it answers `Ok(true)`.
+    pub fn reached_without_symlinks(&self, rel: &[u8]) -> Result<bool> {
+        if rel.is_empty() {
+            return Ok(true);
+        }
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        match openat2(self.fd.as_fd(), os(rel), how) {
+            Ok(_) | Err(Errno::ENOENT) => Ok(true),
+            Err(Errno::ELOOP) => Ok(false),
+            Err(e) => Err(Error::io(
+                format!("open directory {}", self.display(rel)),
+                e,
+            )),
+        }
+    }
+
     /// Opens the directory `rel`, creating it and any missing parents with mode 0755.
     pub fn dir(&mut self, rel: &[u8]) -> Result<Rc<OwnedFd>> {
         if let Some(fd) = self.lookup_dir(rel)? {

@@ -33,6 +33,11 @@ pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The overlay xattr that makes a directory opaque.
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Why a whiteout whose directory is reached through a symlink is refused, on every writer.
+/// What an archive wrote is known by its names, and through a symlink a whiteout would
+/// name it otherwise: it could remove what its own archive wrote.
+pub const WHITEOUT_THROUGH_SYMLINK: &str =
+    "a whiteout or opaque marker must reach its directory without crossing a symlink";
 /// Longest name component any writer stores (Linux's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 
@@ -54,12 +59,19 @@ impl Time {
     /// The latest time stored: ext4's with 34-bit seconds, 2446-05-10.
     pub const MAX: Time = Time {
         secs: (1 << 34) - (1 << 31) - 1,
-        nanos: 999_999_999,
+        nanos: 0,
     };
 
-    /// `self` clamped to [`Time::MIN`]..=[`Time::MAX`].
+    /// `self` within [`Time::MIN`]..=[`Time::MAX`], as the kernel keeps a time on ext4: a
+    /// time at either bound or past it is the bound itself, with no nanoseconds.
     pub fn clamped(self) -> Time {
-        self.clamp(Time::MIN, Time::MAX)
+        if self.secs <= Time::MIN.secs {
+            Time::MIN
+        } else if self.secs >= Time::MAX.secs {
+            Time::MAX
+        } else {
+            self
+        }
     }
 }
 

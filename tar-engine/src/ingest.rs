@@ -307,7 +307,17 @@ impl Reader<'_> {
                 }
             },
         };
-        if path.is_empty() && !matches!(kind, Kind::Dir | Kind::Opaque) {
+        if path.is_empty() && kind == Kind::Opaque {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "opaque marker {:?} for the archive's root",
+                    String::from_utf8_lossy(raw)
+                ),
+                reason: "overlayfs cannot hide what lower layers hold at their root, so no store that stacks layers could keep it".into(),
+            }
+            .into());
+        }
+        if path.is_empty() && kind != Kind::Dir {
             return Err(unsafe_entry(raw, "a non-directory entry names the root itself").into());
         }
         let entry = Entry {
