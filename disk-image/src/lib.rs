@@ -29,7 +29,7 @@
 //! # Ok(()) }
 //! ```
 // The one exception, `sync_file_range(2)` in `writeback`, allows itself.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod attach;
 pub mod block_view;

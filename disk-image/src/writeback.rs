@@ -2,14 +2,16 @@
 //! writer goes on, so that the flush which ends a write waits for the last few mebibytes
 //! instead of all of them (the copy and the disk then work side by side).
 //!
-//! `sync_file_range(2)` has no safe wrapper in `nix`; the two calls below are this
-//! crate's only `unsafe` code. Nothing here makes data durable: the flush's `fdatasync`
-//! still does, and this only decides how much is left for it to do.
+//! `sync_file_range(2)` comes from the `syscalls` crate's safe wrapper. Nothing here makes
+//! data durable: the flush's `fdatasync` still does, and this only decides how much is
+//! left for it to do.
 
 use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
+
+use syscalls::{SyncRange, sync_file_range};
 
 /// A contiguous run is started on its way to the disk once it is this long.
 const WINDOW: u64 = 8 << 20;
@@ -56,41 +58,17 @@ impl Writeback {
         if len < WORTH_STARTING {
             return Ok(());
         }
-        sync_file_range(fd, &run, libc::SYNC_FILE_RANGE_WRITE)?;
+        sync_file_range(fd, run.clone(), SyncRange::START)?;
         self.in_flight += len;
         self.started.push_back(run);
         while self.in_flight > AHEAD {
             let Some(old) = self.started.pop_front() else {
                 break;
             };
-            sync_file_range(
-                fd,
-                &old,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )?;
+            sync_file_range(fd, old.clone(), SyncRange::WRITE_AND_WAIT)?;
             self.in_flight -= old.end - old.start;
         }
         Ok(())
-    }
-}
-
-fn sync_file_range(fd: BorrowedFd<'_>, run: &Range<u64>, flags: libc::c_uint) -> io::Result<()> {
-    let (Ok(offset), Ok(len)) = (
-        libc::off64_t::try_from(run.start),
-        libc::off64_t::try_from(run.end - run.start),
-    ) else {
-        return Ok(()); // beyond what the call can name: leave it to the flush
-    };
-    // SAFETY: sync_file_range takes a file descriptor, two integers and flags, and touches
-    // no memory of ours; `fd` is borrowed, so it stays open for the call.
-    #[allow(unsafe_code)]
-    let r = unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, flags) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
