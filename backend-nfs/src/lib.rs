@@ -45,7 +45,11 @@ inventory::submit! {
         scheme: "nfs",
         name: "nfs",
         summary: "volumes on an NFSv3 export (VIC layout), through a user-space client",
-        capabilities: Capabilities { layers: false, volumes: true },
+        capabilities: Capabilities {
+            layers: false,
+            volumes: true,
+            local_root: false,
+        },
         open,
     }
 }

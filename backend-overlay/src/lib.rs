@@ -50,7 +50,11 @@ inventory::submit! {
         scheme: "overlay",
         name: "overlay",
         summary: "layers as directories stacked with overlayfs; volumes as directories",
-        capabilities: Capabilities { layers: true, volumes: true },
+        capabilities: Capabilities {
+            layers: true,
+            volumes: true,
+            local_root: true,
+        },
         open,
     }
 }

@@ -99,9 +99,10 @@ impl Located {
             .collect::<std::io::Result<Vec<_>>>()
             .context("resolve --additional-store")?;
         resolved.config.additional_stores = additional.clone();
-        let catalog_root = match resolved.config.url.scheme() {
-            "nfs" => paths.root.clone(),
-            _ => PathBuf::from(resolved.config.url.path()),
+        let catalog_root = if resolved.descriptor.capabilities.local_root {
+            PathBuf::from(resolved.config.url.path())
+        } else {
+            paths.root.clone()
         };
         Ok(Located {
             paths,

@@ -14,7 +14,11 @@ inventory::submit! {
         scheme: "memo",
         name: "memo",
         summary: "a backend defined outside the registry",
-        capabilities: Capabilities { layers: false, volumes: false },
+        capabilities: Capabilities {
+            layers: false,
+            volumes: false,
+            local_root: false,
+        },
         open: open_memo,
     }
 }

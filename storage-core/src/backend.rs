@@ -20,6 +20,9 @@ pub struct Capabilities {
     pub layers: bool,
     /// Volumes ([`VolumeStorer`]).
     pub volumes: bool,
+    /// The store URL's path is a local directory the store owns, where its catalog lives
+    /// too; a remote store (an NFS export) keeps its catalog under the local `--root`.
+    pub local_root: bool,
 }
 
 /// Everything a backend needs to open one store.
