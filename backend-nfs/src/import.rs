@@ -1,6 +1,6 @@
 //! Applying a tar stream to a volume over NFS, confined to it.
 //!
-//! Entries come from the tar engine's one entry stream ([`ingest`]: compression, digests,
+//! Entries come from the tar engine's one entry stream ([`ingest()`]: compression, digests,
 //! names normalised and filtered, every rule about whiteouts, xattrs and PAX values); this
 //! module is an [`EntrySink`] that only decides where they go. There is no local directory
 //! to `openat2` in, so confinement is done here, by file handles:

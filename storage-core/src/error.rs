@@ -175,7 +175,7 @@ pub enum Error {
     /// The received data does not have the digest the caller expected.
     #[error("digest mismatch for {object}: expected {expected}, received {actual}")]
     DigestMismatch {
-        /// What was being received (e.g. "layer <id>").
+        /// What was being received (e.g. "layer `<id>`").
         object: String,
         /// The digest the caller gave.
         expected: String,

@@ -1,4 +1,4 @@
-//! The directory writer: entries from the one entry stream ([`crate::ingest`]) created in
+//! The directory writer: entries from the one entry stream ([`crate::ingest()`]) created in
 //! a directory, confined to it.
 //!
 //! Entries are created fd-relative below a [`Root`], so nothing outside the target

@@ -18,7 +18,11 @@
 //!
 //! Whiteouts act on what lies *below* the archive (the lower layers, or what a volume
 //! held before the import), never on what the same archive wrote, as the OCI image spec
-//! says; [`Written`] keeps the record a writer needs for that.
+//! says; [`Written`] keeps the record a writer needs for that. Two rules keep that record
+//! true on every writer: a whiteout must reach its directory without crossing a symlink
+//! ([`WHITEOUT_THROUGH_SYMLINK`]; through one it would name what its archive wrote by
+//! another path), and an opaque marker for the root is refused (overlayfs ignores it on a
+//! lower layer's root, so the stores that stack layers could not keep it).
 
 use std::collections::HashSet;
 

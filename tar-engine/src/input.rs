@@ -199,7 +199,7 @@ pub struct TarInput {
 
 /// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
 /// to `consume`, then reads whatever follows so the digests cover every byte sent. The
-/// entry stream ([`crate::ingest`]) takes every import's input through here.
+/// entry stream ([`crate::ingest()`]) takes every import's input through here.
 ///
 /// `consume` may fail with its own error type `E`, into which the input's own errors
 /// (an unsupported compression, a corrupt stream, a failed read) are turned.

@@ -1,8 +1,8 @@
 //! # tar-engine: the one way a tar stream enters or leaves strata
 //!
 //! Every writer of layers and volumes (a directory, an NFS volume, an ext4 image) reads its
-//! archive through [`ingest`], and every export is written by [`export`]. This crate owns:
-//! - **the entry stream** ([`ingest`]): input and digests ([`input`]), the tar format, and
+//! archive through [`ingest()`], and every export is written by [`export`]. This crate owns:
+//! - **the entry stream** ([`ingest()`]): input and digests ([`input`]), the tar format, and
 //!   every rule about what an entry may be ([`entry`]): safe names, whiteouts, reserved
 //!   xattrs, PAX values. A writer implements [`EntrySink`] and only creates what it is
 //!   handed, so the same archive gives the same verdict on every writer;
