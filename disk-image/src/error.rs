@@ -61,20 +61,29 @@ pub struct Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(path) = &self.path {
-            write!(f, " in {}", path.display())?;
-        }
-        if let Some(offset) = self.offset {
-            write!(f, " at offset {offset}")?;
-        }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
-        }
+        f.write_str(&self.what())?;
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }
         Ok(())
+    }
+}
+
+impl Error {
+    /// Kind, object and message, without the cause.
+    fn what(&self) -> String {
+        let mut s = self.kind.to_string();
+        if let Some(path) = &self.path {
+            s.push_str(&format!(" in {}", path.display()));
+        }
+        if let Some(offset) = self.offset {
+            s.push_str(&format!(" at offset {offset}"));
+        }
+        if !self.message.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.message);
+        }
+        s
     }
 }
 
@@ -146,6 +155,43 @@ impl Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<Error> for storage_core::Error {
+    /// The contract's error of the nearest kind, its message naming the disk: a broken or
+    /// unknown image, or a broken parent chain, is a corrupt store; I/O keeps its cause;
+    /// a read-only disk, a reach past the end and a bad argument are I/O errors of kinds
+    /// `ReadOnlyFilesystem` and `InvalidInput`.
+    fn from(e: Error) -> Self {
+        use storage_core::Error as E;
+        let message = e.to_string();
+        let what = e.what();
+        match e.kind {
+            ErrorKind::Io => match e.source {
+                // The cause stays the source, named once.
+                Some(source) => E::io(what, source),
+                None => E::io(message, io::ErrorKind::Other),
+            },
+            ErrorKind::UnknownFormat
+            | ErrorKind::Corrupt
+            | ErrorKind::ParentMissing
+            | ErrorKind::ParentMismatch => E::CorruptStore {
+                path: e.path.unwrap_or_default(),
+                reason: message,
+            },
+            ErrorKind::Unsupported => E::Unsupported {
+                what: match &e.path {
+                    Some(p) => format!("disk image {}", p.display()),
+                    None => "disk image".into(),
+                },
+                reason: message,
+            },
+            ErrorKind::ReadOnly => E::io(message, io::ErrorKind::ReadOnlyFilesystem),
+            ErrorKind::OutOfRange | ErrorKind::InvalidArgument => {
+                E::io(message, io::ErrorKind::InvalidInput)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +209,32 @@ mod tests {
             e.to_string(),
             "I/O error in /x/a.vmdk at offset 512: reading header: boom"
         );
+    }
+
+    #[test]
+    fn the_contract_error_keeps_the_kind_and_names_the_cause_once() {
+        let io = storage_core::Error::from(Error::io(
+            Path::new("/x/a.vmdk"),
+            "reading header",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        ));
+        assert_eq!(
+            io.to_string(),
+            "I/O error in /x/a.vmdk: reading header: permission denied"
+        );
+        let corrupt = storage_core::Error::from(Error::corrupt(Path::new("/x/b.vhdx"), 64, "bad"));
+        assert!(
+            matches!(&corrupt, storage_core::Error::CorruptStore { path, .. } if path == Path::new("/x/b.vhdx")),
+            "{corrupt}"
+        );
+        let ro = storage_core::Error::from(Error::new(ErrorKind::ReadOnly, "write"));
+        assert!(
+            matches!(ro, storage_core::Error::Io { ref source, .. } if source.kind() == io::ErrorKind::ReadOnlyFilesystem)
+        );
+        let unsupported = storage_core::Error::from(Error::new(ErrorKind::Unsupported, "x"));
+        assert!(matches!(
+            unsupported,
+            storage_core::Error::Unsupported { .. }
+        ));
     }
 }

@@ -109,9 +109,18 @@ impl From<Error> for storage_core::Error {
                 }
             }
             Error::TooLarge { .. } => E::io(message, io::ErrorKind::StorageFull),
-            Error::Write { source, .. }
-            | Error::Read { source, .. }
-            | Error::TarWrite { source, .. } => E::io(message, source),
+            // The cause stays the source, named once.
+            Error::Write { offset, source } => E::io(
+                format!("writing the ext4 image at byte offset {offset}"),
+                source,
+            ),
+            Error::Read { offset, source } => E::io(
+                format!("reading the ext4 image at byte offset {offset}"),
+                source,
+            ),
+            Error::TarWrite { entry, source } => {
+                E::io(format!("writing the tar entry {entry:?}"), source)
+            }
             Error::Corrupt { .. } => E::io(message, io::ErrorKind::InvalidData),
             Error::Unsupported { what } => E::Unsupported {
                 what: "ext4 image".into(),
@@ -130,3 +139,33 @@ fn at_entry(entry: &Option<String>) -> String {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_error_keeps_the_kind_and_names_the_cause_once() {
+        let refused = storage_core::Error::UnsafeArchive {
+            entry: "x".into(),
+            reason: "r".into(),
+        };
+        let back = storage_core::Error::from(Error::from(refused));
+        assert!(matches!(back, storage_core::Error::UnsafeArchive { .. }));
+        let full = storage_core::Error::from(Error::TooLarge {
+            entry: None,
+            what: "the maximum size".into(),
+        });
+        assert!(
+            matches!(&full, storage_core::Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+        );
+        let write = storage_core::Error::from(Error::Write {
+            offset: 4096,
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(
+            write.to_string(),
+            "writing the ext4 image at byte offset 4096: permission denied"
+        );
+    }
+}
