@@ -23,7 +23,9 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
 use crate::confine::{Root, file_kind, list_dir, os, split_last};
-use crate::entry::{OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, unsafe_entry};
+use crate::entry::{
+    OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, missing_link_target, unsafe_entry,
+};
 use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 use crate::tree::join_rel;
 use storage_core::FilterSpec;
@@ -141,10 +143,7 @@ impl EntrySink for DirWriter<'_> {
             return Ok(true);
         }
         let (parent_rel, name) = split_last(rel);
-        let parent = self
-            .root
-            .dir(parent_rel)
-            .map_err(|e| path_refused(e, &entry.raw))?;
+        let parent = self.dir_of(parent_rel, &entry.raw)?;
         let parent = parent.as_fd();
         match &entry.kind {
             Kind::File { size } => self.regular(data, parent, name, rel, *size, meta)?,
@@ -184,18 +183,12 @@ impl EntrySink for DirWriter<'_> {
         }
         match (self.opts.whiteouts, &entry.kind) {
             (WhiteoutMode::Overlay, Kind::Opaque) => {
-                let dir = self
-                    .root
-                    .dir(rel)
-                    .map_err(|e| path_refused(e, &entry.raw))?;
+                let dir = self.dir_of(rel, &entry.raw)?;
                 self.mark_opaque(dir.as_fd(), rel)
             }
             (WhiteoutMode::Overlay, _) => {
                 let (parent_rel, hidden) = split_last(rel);
-                let dir = self
-                    .root
-                    .dir(parent_rel)
-                    .map_err(|e| path_refused(e, &entry.raw))?;
+                let dir = self.dir_of(parent_rel, &entry.raw)?;
                 let d = dir.as_fd();
                 if written.spares(rel) {
                     if let Some(st) = self.root.stat_at(d, hidden)?
@@ -291,6 +284,12 @@ impl<'a> DirWriter<'a> {
             buf: vec![0; COPY_BUFFER],
             dir_times: HashMap::new(),
         })
+    }
+
+    /// Opens (making it when missing) the directory `rel` that the entry `raw` needs; a path
+    /// through something that is not a directory refuses the entry.
+    fn dir_of(&mut self, rel: &[u8], raw: &[u8]) -> Result<std::rc::Rc<OwnedFd>> {
+        self.root.dir(rel).map_err(|e| path_refused(e, raw))
     }
 
     /// Opens `name` in `dir` with `flags`, removing whatever is there first on `EEXIST`.
@@ -427,15 +426,7 @@ impl<'a> DirWriter<'a> {
         target: &[u8],
         raw: &[u8],
     ) -> Result<()> {
-        let missing = || {
-            unsafe_entry(
-                raw,
-                format!(
-                    "hard link target {:?} does not exist in the archive's root",
-                    String::from_utf8_lossy(target)
-                ),
-            )
-        };
+        let missing = || missing_link_target(raw, target);
         let (tparent, tname) = split_last(target);
         let tdir = self
             .root

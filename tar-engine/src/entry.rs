@@ -183,6 +183,18 @@ pub fn pax_time(v: &[u8]) -> Option<Time> {
     Some(Time { secs, nanos })
 }
 
+/// The refusal of a hard link `raw` whose `target` is not in the target tree, the same on
+/// every writer.
+pub fn missing_link_target(raw: &[u8], target: &[u8]) -> Error {
+    unsafe_entry(
+        raw,
+        format!(
+            "hard link target {:?} does not exist in the target",
+            String::from_utf8_lossy(target)
+        ),
+    )
+}
+
 /// An [`Error::UnsafeArchive`] about the entry `name`.
 pub fn unsafe_entry(name: &[u8], reason: impl Into<String>) -> Error {
     Error::UnsafeArchive {

@@ -7,7 +7,7 @@ use nfs3_client::nfs3_types::nfs3::{
 };
 use storage_core::{Error, Result};
 use tar_engine::confine::split_last;
-use tar_engine::entry::unsafe_entry;
+use tar_engine::entry::{missing_link_target, unsafe_entry};
 use tar_engine::{Kind, Meta, Time};
 
 use super::Applier;
@@ -85,15 +85,7 @@ impl Applier {
         target: &[u8],
         raw: &[u8],
     ) -> Result<()> {
-        let missing = || {
-            unsafe_entry(
-                raw,
-                format!(
-                    "hard link target {:?} does not exist in the volume",
-                    String::from_utf8_lossy(target)
-                ),
-            )
-        };
+        let missing = || missing_link_target(raw, target);
         let (tparent, tname) = split_last(target);
         let tdir = self.lookup_dir(tparent, raw)?.ok_or_else(missing)?;
         let store = self.store.clone();
