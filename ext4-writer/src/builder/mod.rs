@@ -17,6 +17,8 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+mod out;
+
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use zerocopy::IntoBytes;
@@ -37,15 +39,12 @@ use crate::layout::inode::{self as inofmt, Inode};
 use crate::layout::superblock::{self as sbfmt, Superblock};
 use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
 use crate::layout::{
-    BLOCK_SIZE, BLOCKS_PER_GROUP, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, LOG_BLOCK_SIZE, ROOT_INO,
+    BLOCK_SIZE, BLOCKS_PER_GROUP, BS, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, LOG_BLOCK_SIZE, ROOT_INO,
 };
 use crate::tree::{self, Kind, Meta, Node, NodeId, Run, Tree};
 
-const BS: usize = BLOCK_SIZE as usize;
-/// Output buffer: data leaves in writes of this size.
-const OUT_BUFFER: usize = 4 << 20;
-/// File data is read from the tar in chunks of this size.
-const READ_CHUNK: usize = 1 << 20;
+use out::{Out, READ_CHUNK, ZERO_BLOCK};
+
 /// Largest block count without the `64bit` feature (`s_blocks_count_lo` is 32 bits).
 const MAX_BLOCKS: u64 = u32::MAX as u64;
 /// Extents in a 4 KiB tree block.
@@ -115,110 +114,6 @@ pub struct Summary {
     pub blocks_used: u64,
 }
 
-/// The image being written, buffered, always appending at its end. The buffer stays
-/// allocated (and initialized) at full size; `len` says how much of it is pending, so file
-/// data can be read from the tar straight into it.
-struct Out<W> {
-    inner: W,
-    buf: Vec<u8>,
-    /// Pending bytes at the start of `buf`.
-    len: usize,
-    /// Image offset of `buf[0]`.
-    pos: u64,
-}
-
-impl<W: Write + Seek> Out<W> {
-    fn next_block(&self) -> u64 {
-        (self.pos + self.len as u64) / BLOCK_SIZE
-    }
-
-    fn push(&mut self, data: &[u8]) -> Result<()> {
-        if self.len + data.len() > self.buf.len() {
-            self.flush()?;
-        }
-        if data.len() > self.buf.len() {
-            self.inner.write_all(data).map_err(|source| Error::Write {
-                offset: self.pos,
-                source,
-            })?;
-            self.pos += data.len() as u64;
-            return Ok(());
-        }
-        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
-        self.len += data.len();
-        if self.len >= OUT_BUFFER {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Appends `data` padded with zeros to a whole number of blocks; returns its first block.
-    fn push_blocks(&mut self, data: &[u8]) -> Result<u64> {
-        let first = self.next_block();
-        self.push(data)?;
-        let pad = (BS - data.len() % BS) % BS;
-        self.push(&ZERO_BLOCK[..pad])?;
-        Ok(first)
-    }
-
-    /// Makes sure `n` (at most [`READ_CHUNK`]) bytes after the pending ones are free.
-    fn make_room(&mut self, n: usize) -> Result<()> {
-        if self.len + n > self.buf.len() {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// The free space after the pending bytes (call [`Out::make_room`] first).
-    fn spare(&mut self) -> &mut [u8] {
-        &mut self.buf[self.len..]
-    }
-
-    /// Marks `n` bytes written into [`Out::spare`] as pending.
-    fn commit(&mut self, n: usize) -> Result<()> {
-        self.len += n;
-        if self.len >= OUT_BUFFER {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.inner
-            .write_all(&self.buf[..self.len])
-            .map_err(|source| Error::Write {
-                offset: self.pos,
-                source,
-            })?;
-        self.pos += self.len as u64;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// Moves the end forward to `block` without writing (a hole in a fresh file).
-    fn skip_to(&mut self, block: u64) -> Result<()> {
-        if block == self.next_block() {
-            return Ok(());
-        }
-        self.flush()?;
-        let offset = block * BLOCK_SIZE;
-        self.inner
-            .seek(SeekFrom::Start(offset))
-            .map_err(|source| Error::Write { offset, source })?;
-        self.pos = offset;
-        Ok(())
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.flush()?;
-        let err = |source| Error::Write { offset, source };
-        self.inner.seek(SeekFrom::Start(offset)).map_err(err)?;
-        self.inner.write_all(data).map_err(err)?;
-        self.inner.seek(SeekFrom::Start(self.pos)).map_err(err)?;
-        Ok(())
-    }
-}
-
 /// Streams tar entries into an ext4 image written to `W`.
 ///
 /// ```no_run
@@ -253,9 +148,6 @@ fn div_ceil(a: u64, b: u64) -> u64 {
     a.div_ceil(b)
 }
 
-/// A block of zeros to compare against (slice equality is a `memcmp`).
-static ZERO_BLOCK: [u8; BS] = [0; BS];
-
 /// True when the block is all zeros.
 fn is_zero(block: &[u8]) -> bool {
     block == &ZERO_BLOCK[..block.len().min(BS)]
@@ -283,12 +175,7 @@ impl<W: Write + Seek> Builder<W> {
             })?;
         let csum = options.metadata_csum.then(|| csum::fs_seed(&options.uuid));
         Ok(Builder {
-            out: Out {
-                inner: out,
-                buf: vec![0; OUT_BUFFER + READ_CHUNK],
-                len: 0,
-                pos,
-            },
+            out: Out::new(out, pos),
             tree: Tree::new(),
             gdt_reserved,
             data_start,
@@ -705,12 +592,8 @@ impl<W: Write + Seek> Builder<W> {
             block0[end..end + 4].copy_from_slice(&c.to_le_bytes());
         }
         self.out.write_at(0, &block0)?;
-        self.out
-            .inner
-            .flush()
-            .map_err(|source| Error::Write { offset: 0, source })?;
         Ok((
-            self.out.inner,
+            self.out.into_inner()?,
             Summary {
                 size: geo.total_blocks * BLOCK_SIZE,
                 inodes_used: last_ino,

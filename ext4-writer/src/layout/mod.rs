@@ -33,6 +33,8 @@ pub mod xattr;
 
 /// Block size of the images we write, in bytes.
 pub const BLOCK_SIZE: u64 = 4096;
+/// [`BLOCK_SIZE`] as a `usize`, for sizing and slicing buffers.
+pub(crate) const BS: usize = BLOCK_SIZE as usize;
 /// `s_log_block_size` for [`BLOCK_SIZE`] (block size = 1024 << this).
 pub const LOG_BLOCK_SIZE: u32 = 2;
 /// Blocks per group of the images we write (one bitmap block of 4096 bytes).
