@@ -31,10 +31,10 @@ use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Written, ingest};
 
 use crate::error::{Error, Result};
 use crate::layout::csum;
-use crate::layout::dir::{self as dirfmt, DirEntryHead, file_type};
+use crate::layout::dir::{dir_blocks, file_type};
 use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
 use crate::layout::group::GroupDesc;
-use crate::layout::htree::{self, DxCountLimit, DxEntry, DxRootInfo};
+use crate::layout::htree::{self, htree_blocks};
 use crate::layout::inode::{self as inofmt, Inode};
 use crate::layout::superblock::{self as sbfmt, Superblock};
 use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
@@ -1113,227 +1113,10 @@ fn mode_type(k: &Kind) -> u16 {
     }
 }
 
-/// Linear directory blocks: entries packed in order, the last of each block stretched to
-/// its end.
-///
-/// With `seed` (`metadata_csum`), each block ends in a 12-byte tail entry holding the
-/// block's checksum.
-fn dir_blocks(entries: &[(&[u8], u32, u8)], seed: Option<u32>) -> Vec<u8> {
-    let room = if seed.is_some() {
-        BS - csum::DIR_TAIL_LEN
-    } else {
-        BS
-    };
-    let mut out: Vec<u8> = Vec::with_capacity(BS);
-    let mut block_start = 0usize;
-    let mut last = 0usize;
-    let close = |out: &mut Vec<u8>, block_start: usize, last: usize| {
-        let end = block_start + room;
-        let rec = (end - last) as u16;
-        out[last + 4..last + 6].copy_from_slice(&rec.to_le_bytes());
-        out.resize(end, 0);
-        if let Some(seed) = seed {
-            let c = csum::crc32c(seed, &out[block_start..end]);
-            let tail = DirEntryHead {
-                inode: 0.into(),
-                rec_len: (csum::DIR_TAIL_LEN as u16).into(),
-                name_len: 0,
-                file_type: csum::DIR_TAIL_FT,
-            };
-            out.extend_from_slice(tail.as_bytes());
-            out.extend_from_slice(&c.to_le_bytes());
-        }
-    };
-    for &(name, ino, ft) in entries {
-        let need = dirfmt::entry_len(name.len());
-        if out.len() + need > block_start + room {
-            close(&mut out, block_start, last);
-            block_start += BS;
-        }
-        last = out.len();
-        let head = DirEntryHead {
-            inode: ino.into(),
-            rec_len: (need as u16).into(),
-            name_len: name.len() as u8,
-            file_type: ft,
-        };
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(name);
-        out.resize(last + need, 0);
-    }
-    close(&mut out, block_start, last);
-    out
-}
-
 /// The htree hash seed (unused by the legacy hash, but e2fsck wants one): the UUID.
 fn seed_from(uuid: &[u8; 16]) -> [zerocopy::little_endian::U32; 4] {
     let w = |i: usize| u32::from_le_bytes([uuid[i], uuid[i + 1], uuid[i + 2], uuid[i + 3]]).into();
     [w(0), w(4), w(8), w(12)]
-}
-
-/// A directory entry to write: (name, inode, file type).
-type DirItem<'a> = (&'a [u8], u32, u8);
-
-/// A hashed directory: `entries` (`.` and `..` first) as a `dx_root`, one level of
-/// `dx_node`s when needed, and leaves sorted by hash. Entries with the same hash stay in one
-/// leaf, so no index entry needs the collision bit. `None` when the names do not fit two
-/// index levels or one hash has more entries than a block holds (then the caller keeps the
-/// linear form).
-fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option<Vec<u8>> {
-    let tail = if seed.is_some() { csum::DX_TAIL_LEN } else { 0 };
-    let room = if seed.is_some() {
-        BS - csum::DIR_TAIL_LEN
-    } else {
-        BS
-    };
-    let root_limit = (BS - 32 - tail) / 8;
-    let node_limit = (BS - 8 - tail) / 8;
-    let (dot, rest) = entries.split_first()?;
-    let (dotdot, children) = rest.split_first()?;
-    let mut items: Vec<(u32, &DirItem<'_>)> = children
-        .iter()
-        .map(|e| (htree::legacy_hash(e.0), e))
-        .collect();
-    items.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
-    // Pack leaves.
-    let mut leaves: Vec<(u32, Vec<u8>)> = Vec::new();
-    let mut cur: Vec<(&[u8], u32, u8)> = Vec::new();
-    let mut cur_hash = 0u32;
-    let mut cur_size = 0usize;
-    let mut i = 0;
-    while i < items.len() {
-        let h = items[i].0;
-        let mut j = i;
-        let mut size = 0;
-        while j < items.len() && items[j].0 == h {
-            size += dirfmt::entry_len(items[j].1.0.len());
-            j += 1;
-        }
-        if size > room {
-            return None;
-        }
-        if cur_size + size > room {
-            leaves.push((cur_hash, dir_blocks(&cur, seed)));
-            cur.clear();
-            cur_size = 0;
-        }
-        if cur.is_empty() {
-            cur_hash = h;
-        }
-        cur.extend(items[i..j].iter().map(|x| *x.1));
-        cur_size += size;
-        i = j;
-    }
-    if !cur.is_empty() {
-        leaves.push((cur_hash, dir_blocks(&cur, seed)));
-    }
-    let levels = if leaves.len() <= root_limit {
-        0u8
-    } else if leaves.len() <= root_limit * node_limit {
-        1
-    } else {
-        return None;
-    };
-    let nodes = if levels == 0 {
-        0
-    } else {
-        leaves.len().div_ceil(node_limit)
-    };
-    let first_leaf = 1 + nodes;
-    // Index entries: (lowest hash, logical block).
-    let leaf_index: Vec<(u32, u32)> = leaves
-        .iter()
-        .enumerate()
-        .map(|(k, l)| (l.0, (first_leaf + k) as u32))
-        .collect();
-    let root_entries: Vec<(u32, u32)> = if levels == 0 {
-        leaf_index.clone()
-    } else {
-        leaf_index
-            .chunks(node_limit)
-            .enumerate()
-            .map(|(k, c)| (c[0].0, (1 + k) as u32))
-            .collect()
-    };
-    let mut out = vec![0u8; BS];
-    let head = |ino: u32, rec: u16, name: &[u8]| {
-        let mut v = DirEntryHead {
-            inode: ino.into(),
-            rec_len: rec.into(),
-            name_len: name.len() as u8,
-            file_type: file_type::DIR,
-        }
-        .as_bytes()
-        .to_vec();
-        v.extend_from_slice(name);
-        v.resize(12, 0);
-        v
-    };
-    out[0..12].copy_from_slice(&head(dot.1, 12, b"."));
-    out[12..24].copy_from_slice(&head(dotdot.1, (BS - 12) as u16, b".."));
-    let info = DxRootInfo {
-        reserved_zero: 0.into(),
-        hash_version: htree::HASH_LEGACY,
-        info_length: 8,
-        indirect_levels: levels,
-        unused_flags: 0,
-    };
-    out[24..32].copy_from_slice(info.as_bytes());
-    write_dx(&mut out, 32, root_limit, &root_entries, seed);
-    if levels == 1 {
-        for chunk in leaf_index.chunks(node_limit) {
-            let mut node = vec![0u8; BS];
-            let fake = DirEntryHead {
-                inode: 0.into(),
-                rec_len: (BS as u16).into(),
-                name_len: 0,
-                file_type: 0,
-            };
-            node[0..8].copy_from_slice(fake.as_bytes());
-            write_dx(&mut node, 8, node_limit, chunk, seed);
-            out.extend_from_slice(&node);
-        }
-    }
-    for (_, leaf) in leaves {
-        out.extend_from_slice(&leaf);
-    }
-    Some(out)
-}
-
-/// Writes an index at `count_offset` of `block`: count/limit over entry 0's hash, then the
-/// entries, then (with `seed`) the `dx_tail` checksum after `limit` entries.
-fn write_dx(
-    block: &mut [u8],
-    count_offset: usize,
-    limit: usize,
-    entries: &[(u32, u32)],
-    seed: Option<u32>,
-) {
-    let area = &mut block[count_offset..];
-    let cl = DxCountLimit {
-        limit: (limit as u16).into(),
-        count: (entries.len() as u16).into(),
-    };
-    area[0..4].copy_from_slice(cl.as_bytes());
-    for (k, &(hash, block)) in entries.iter().enumerate() {
-        let e = DxEntry {
-            hash: hash.into(),
-            block: block.into(),
-        };
-        let at = k * 8;
-        if k == 0 {
-            area[4..8].copy_from_slice(&block.to_le_bytes());
-        } else {
-            area[at..at + 8].copy_from_slice(e.as_bytes());
-        }
-    }
-    if let Some(seed) = seed {
-        let end = count_offset + entries.len() * 8;
-        let t = count_offset + limit * 8;
-        // Over the used part of the index, then the tail with `dt_checksum` still zero.
-        let c = csum::crc32c(csum::crc32c(seed, &block[..end]), &block[t..t + 8]);
-        block[t + 4..t + 8].copy_from_slice(&c.to_le_bytes());
-    }
 }
 
 /// One encoded xattr: (index, suffix, disk value).
@@ -1530,28 +1313,6 @@ impl<W: Write + Seek> EntrySink for Ingest<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn directory_blocks_end_exactly_at_block_ends() {
-        let names: Vec<Vec<u8>> = (0..1000)
-            .map(|i| format!("name-{i}").into_bytes())
-            .collect();
-        let entries: Vec<(&[u8], u32, u8)> = names.iter().map(|n| (n.as_slice(), 12, 1)).collect();
-        let data = dir_blocks(&entries, None);
-        assert_eq!(data.len() % BS, 0);
-        let mut seen = 0;
-        for block in data.chunks(BS) {
-            let mut off = 0;
-            while off < BS {
-                let rec = u16::from_le_bytes([block[off + 4], block[off + 5]]) as usize;
-                assert!(rec >= 8);
-                off += rec;
-                seen += 1;
-            }
-            assert_eq!(off, BS);
-        }
-        assert_eq!(seen, 1000);
-    }
 
     #[test]
     fn geometry_fits_everything() {
