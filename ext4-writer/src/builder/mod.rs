@@ -37,7 +37,7 @@ use crate::layout::group::GroupDesc;
 use crate::layout::htree::{self, htree_blocks};
 use crate::layout::inode::{self as inofmt, Inode};
 use crate::layout::superblock::{self as sbfmt, Superblock};
-use crate::layout::xattr::{self as xfmt, BlockHeader, EntryHead};
+use crate::layout::xattr::{self as xfmt, INLINE_XATTR_START, split_xattrs};
 use crate::layout::{
     BLOCK_SIZE, BLOCKS_PER_GROUP, BS, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, LOG_BLOCK_SIZE, ROOT_INO,
 };
@@ -51,10 +51,6 @@ const MAX_BLOCKS: u64 = u32::MAX as u64;
 const EXTENTS_PER_BLOCK: usize = (BS - 12) / 12;
 /// Largest link count of a non-directory.
 const MAX_LINKS: u32 = 65000;
-/// Offset of the in-inode xattr area (after the 128-byte base and `i_extra_isize`).
-const INLINE_XATTR_START: usize = 128 + EXTRA_ISIZE as usize;
-/// Room for in-inode xattr entries and values, after the 4-byte magic.
-const INLINE_XATTR_ROOM: usize = INODE_SIZE as usize - INLINE_XATTR_START - 4;
 /// `trusted.overlay.opaque`.
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
@@ -1068,13 +1064,6 @@ impl Geometry {
     }
 }
 
-fn invalid(entry: &str, reason: &str) -> Error {
-    Error::InvalidEntry {
-        entry: entry.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Sets `trusted.overlay.opaque=y`.
 fn mark_opaque(meta: &mut Meta) {
     meta.xattrs.insert(OPAQUE_XATTR.to_vec(), b"y".to_vec());
@@ -1117,102 +1106,6 @@ fn mode_type(k: &Kind) -> u16 {
 fn seed_from(uuid: &[u8; 16]) -> [zerocopy::little_endian::U32; 4] {
     let w = |i: usize| u32::from_le_bytes([uuid[i], uuid[i + 1], uuid[i + 2], uuid[i + 3]]).into();
     [w(0), w(4), w(8), w(12)]
-}
-
-/// One encoded xattr: (index, suffix, disk value).
-type XattrItem = (u8, Vec<u8>, Vec<u8>);
-
-/// Splits xattrs between the inode (as many as fit, in order) and one block.
-fn split_xattrs(xattrs: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-    if xattrs.is_empty() {
-        return Ok((Vec::new(), None));
-    }
-    let mut items: Vec<XattrItem> = Vec::new();
-    for (name, value) in xattrs {
-        let (index, suffix) = xfmt::split_name(name);
-        let value = if index == 2 || index == 3 {
-            xfmt::acl::to_disk(value).ok_or_else(|| invalid(&lossy(name), "malformed POSIX ACL"))?
-        } else {
-            value.clone()
-        };
-        if suffix.len() > 255 {
-            return Err(invalid(&lossy(name), "xattr name longer than 255 bytes"));
-        }
-        items.push((index, suffix.to_vec(), value));
-    }
-    items.sort_by(|a, b| (a.0, a.1.len(), &a.1).cmp(&(b.0, b.1.len(), &b.1)));
-    let mut inline: Vec<&XattrItem> = Vec::new();
-    let mut block: Vec<&XattrItem> = Vec::new();
-    let mut used = 4; // terminator
-    for it in &items {
-        let need = xfmt::entry_len(it.1.len()) + xfmt::value_len(it.2.len());
-        if block.is_empty() && used + need <= INLINE_XATTR_ROOM {
-            used += need;
-            inline.push(it);
-        } else {
-            block.push(it);
-        }
-    }
-    let inline_bytes = if inline.is_empty() {
-        Vec::new()
-    } else {
-        xattr_area(&inline, INLINE_XATTR_ROOM, 0, false)
-    };
-    let block_bytes = if block.is_empty() {
-        None
-    } else {
-        let need: usize = 32
-            + 4
-            + block
-                .iter()
-                .map(|it| xfmt::entry_len(it.1.len()) + xfmt::value_len(it.2.len()))
-                .sum::<usize>();
-        if need > BS {
-            return Err(Error::TooLarge {
-                entry: None,
-                what: "xattrs of one file do not fit in a 4 KiB block".into(),
-            });
-        }
-        Some(xattr_area(&block, BS, 32, true))
-    };
-    Ok((inline_bytes, block_bytes))
-}
-
-/// Lays entries out from `start` and values down from the end of a `size`-byte area.
-/// Value offsets count from the area start (block) or the first entry (inode, start 0).
-fn xattr_area(items: &[&XattrItem], size: usize, start: usize, is_block: bool) -> Vec<u8> {
-    let mut area = vec![0u8; size];
-    let mut pos = start;
-    let mut vend = size;
-    let mut hashes = Vec::new();
-    for (index, suffix, value) in items {
-        vend -= xfmt::value_len(value.len());
-        area[vend..vend + value.len()].copy_from_slice(value);
-        let hash = xfmt::entry_hash(suffix, value);
-        hashes.push(hash);
-        let head = EntryHead {
-            name_len: suffix.len() as u8,
-            name_index: *index,
-            value_offs: (vend as u16).into(),
-            value_inum: 0.into(),
-            value_size: (value.len() as u32).into(),
-            hash: hash.into(),
-        };
-        area[pos..pos + 16].copy_from_slice(head.as_bytes());
-        area[pos + 16..pos + 16 + suffix.len()].copy_from_slice(suffix);
-        pos += xfmt::entry_len(suffix.len());
-    }
-    if is_block {
-        let h = BlockHeader {
-            magic: xfmt::MAGIC.into(),
-            refcount: 1.into(),
-            blocks: 1.into(),
-            hash: xfmt::block_hash(&hashes).into(),
-            ..BlockHeader::default()
-        };
-        area[..32].copy_from_slice(h.as_bytes());
-    }
-    area
 }
 
 /// The 256 bytes of one inode.
