@@ -32,7 +32,9 @@ use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Written, ingest};
 use crate::error::{Error, Result};
 use crate::layout::csum;
 use crate::layout::dir::{dir_blocks, file_type};
-use crate::layout::extent::{self, Extent, ExtentHeader, ExtentIdx};
+use crate::layout::extent::{
+    self, EXTENTS_PER_BLOCK, Extent, idx, node_bytes, node_vec, sealed_node,
+};
 use crate::layout::group::GroupDesc;
 use crate::layout::htree::{self, htree_blocks};
 use crate::layout::inode::{self as inofmt, Inode};
@@ -47,8 +49,6 @@ use out::{Out, READ_CHUNK, ZERO_BLOCK};
 
 /// Largest block count without the `64bit` feature (`s_blocks_count_lo` is 32 bits).
 const MAX_BLOCKS: u64 = u32::MAX as u64;
-/// Extents in a 4 KiB tree block.
-const EXTENTS_PER_BLOCK: usize = (BS - 12) / 12;
 /// Largest link count of a non-directory.
 const MAX_LINKS: u32 = 65000;
 /// `trusted.overlay.opaque`.
@@ -837,55 +837,6 @@ impl<W: Write + Seek> Builder<W> {
         plan.block = node_bytes(depth, 4, level.iter().map(|&(l, at)| idx(l, at)));
         Ok(())
     }
-}
-
-/// An extent tree block padded to a block, with its `metadata_csum` tail (after `eh_max`
-/// entries) when `seed` is given.
-fn sealed_node(mut b: Vec<u8>, seed: Option<u32>) -> Vec<u8> {
-    b.resize(BS, 0);
-    if let Some(seed) = seed {
-        let tail = 12 + 12 * EXTENTS_PER_BLOCK;
-        let c = csum::crc32c(seed, &b[..tail]);
-        b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
-    }
-    b
-}
-
-fn idx(logical: u32, at: u64) -> Vec<u8> {
-    ExtentIdx {
-        block: logical.into(),
-        leaf_lo: (at as u32).into(),
-        leaf_hi: ((at >> 32) as u16).into(),
-        unused: 0.into(),
-    }
-    .as_bytes()
-    .to_vec()
-}
-
-/// The in-inode extent tree root (`i_block`): header then up to four entries, zero-padded.
-fn node_bytes<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> [u8; 60] {
-    let v = node_vec(depth, max, entries);
-    let mut out = [0u8; 60];
-    let n = v.len().min(60);
-    out[..n].copy_from_slice(&v[..n]);
-    out
-}
-
-/// An extent tree block (leaf or index): header then entries.
-fn node_vec<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> Vec<u8> {
-    let body: Vec<Vec<u8>> = entries.collect();
-    let h = ExtentHeader {
-        magic: extent::MAGIC.into(),
-        entries: (body.len() as u16).into(),
-        max: max.into(),
-        depth: depth.into(),
-        generation: 0.into(),
-    };
-    let mut v = h.as_bytes().to_vec();
-    for e in body {
-        v.extend_from_slice(&e);
-    }
-    v
 }
 
 /// How to fill an inode slot, decided before the inode table is written.

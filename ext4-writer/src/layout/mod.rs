@@ -12,6 +12,10 @@
 //! - [`dir`]: linear directory entries; [`htree`]: hashed directory indexes and the hash;
 //! - [`xattr`]: xattr block header, entries, name prefixes, hashes, POSIX ACL form.
 //!
+//! Beside their structures, [`dir`], [`htree`], [`xattr`] and [`extent`] hold the
+//! crate-private encoders the [`Builder`](crate::Builder) writes them with: directory
+//! blocks, hashed directories, xattr areas and extent tree nodes.
+//!
 //! Checksums: `metadata_csum` ([`csum`]) is **off by default** and turned on with
 //! [`Options::metadata_csum`](crate::Options::metadata_csum). Off, the image is what
 //! hcsshim's `tar2ext4` makes and every ext4 kernel mounts; layers are read-only and their
