@@ -2,12 +2,13 @@
 //! that fits the finished image.
 
 use std::collections::VecDeque;
+use std::io::{Seek, Write};
 
 use crate::error::{Error, Result};
 use crate::layout::{BLOCK_SIZE, BLOCKS_PER_GROUP, FIRST_INO, INODE_SIZE, ROOT_INO};
 use crate::tree::{self, Kind, NodeId, Tree};
 
-use super::div_ceil;
+use super::{Builder, div_ceil};
 
 /// Largest block count without the `64bit` feature (`s_blocks_count_lo` is 32 bits).
 pub(super) const MAX_BLOCKS: u64 = u32::MAX as u64;
@@ -24,6 +25,13 @@ pub(super) struct Numbering {
     pub(super) parent: Vec<NodeId>,
     /// Link count of each node.
     pub(super) links: Vec<u32>,
+}
+
+impl Numbering {
+    /// The highest inode number in use.
+    pub(super) fn last_ino(&self) -> u64 {
+        u64::from(FIRST_INO) - 1 + self.order.len() as u64 - 1
+    }
 }
 
 pub(super) fn number_inodes(t: &Tree) -> Result<Numbering> {
@@ -136,6 +144,37 @@ impl Geometry {
 
     pub(super) fn itable_blocks_per_group(&self) -> u64 {
         self.ipg / (BLOCK_SIZE / INODE_SIZE)
+    }
+
+    /// Blocks the group descriptors take (32 bytes each).
+    pub(super) fn gdt_blocks(&self) -> u64 {
+        div_ceil(self.groups * 32, BLOCK_SIZE)
+    }
+}
+
+impl<W: Write + Seek> Builder<W> {
+    /// The geometry of an image whose metadata before the inode tables ends at block
+    /// `meta_end`, with inodes up to `last_ino` in use plus the headroom asked for. Fails
+    /// past ext4's inode limits, the maximum size, or the room kept for descriptors.
+    pub(super) fn geometry(&self, meta_end: u64, last_ino: u64) -> Result<Geometry> {
+        let want_inodes = last_ino + u64::from(self.options.inode_headroom);
+        let geo = Geometry::compute(meta_end, want_inodes).ok_or_else(|| Error::TooLarge {
+            entry: None,
+            what: "more inodes than ext4 allows".into(),
+        })?;
+        if geo.inodes_count() > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: "more than 2^32 inodes".into(),
+            });
+        }
+        if geo.total_blocks > self.max_blocks || geo.gdt_blocks() > self.gdt_reserved {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: format!("the maximum size of {} bytes", self.options.max_size),
+            });
+        }
+        Ok(geo)
     }
 }
 

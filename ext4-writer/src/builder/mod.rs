@@ -183,6 +183,34 @@ impl<W: Write + Seek> Builder<W> {
 
     /// Writes all metadata and returns the target with a summary.
     pub fn finish(mut self) -> Result<(W, Summary)> {
+        self.add_lost_found();
+        let numbering = number_inodes(&self.tree)?;
+        let (plans, xattr_blocks) = self.plan_inodes(&numbering)?;
+        let xattr_first = self.write_xattr_blocks(&xattr_blocks)?;
+        let meta_end = self.out.next_block();
+        let last_ino = numbering.last_ino();
+        let geo = self.geometry(meta_end, last_ino)?;
+        let dirs_per_group = self.write_inode_tables(&geo, &numbering, &plans, xattr_first)?;
+        let blocks = self.write_block_bitmaps(&geo, &numbering)?;
+        let inodes = self.write_inode_bitmaps(&geo, last_ino)?;
+        self.finish_appending(&geo)?;
+        self.write_group_descriptors(&geo, &blocks, &inodes, &dirs_per_group)?;
+        let free_blocks = blocks.total_free();
+        let free_inodes = geo.inodes_count() - last_ino;
+        self.write_superblock(&geo, free_blocks, free_inodes)?;
+        Ok((
+            self.out.into_inner()?,
+            Summary {
+                size: geo.total_blocks * BLOCK_SIZE,
+                inodes_used: last_ino,
+                blocks_used: geo.total_blocks - free_blocks,
+            },
+        ))
+    }
+
+    /// Adds an empty `lost+found` (mode 0700) to the root, unless the root already has an
+    /// entry of that name.
+    fn add_lost_found(&mut self) {
         if self.tree.get(tree::ROOT, b"lost+found").is_none() {
             let id = self.tree.add(Node {
                 kind: Kind::Dir(BTreeMap::new()),
@@ -193,14 +221,23 @@ impl<W: Write + Seek> Builder<W> {
             });
             self.tree.link(tree::ROOT, b"lost+found".to_vec(), id);
         }
-        let numbering = number_inodes(&self.tree)?;
+    }
+
+    /// Plans every inode in inode order, writing what each needs besides its table slot;
+    /// xattr blocks are only collected, as their reference counts are not known yet.
+    fn plan_inodes(&mut self, numbering: &Numbering) -> Result<(Vec<Plan>, XattrBlocks)> {
         let mut plans: Vec<Plan> = Vec::with_capacity(numbering.order.len());
         let mut xattr_blocks = XattrBlocks::default();
         for &id in &numbering.order {
-            let plan = self.plan_inode(id, &numbering, &mut xattr_blocks)?;
+            let plan = self.plan_inode(id, numbering, &mut xattr_blocks)?;
             plans.push(plan);
         }
-        // Xattr blocks, now that their reference counts are known.
+        Ok((plans, xattr_blocks))
+    }
+
+    /// Writes the xattr blocks, now that their reference counts are known; returns the
+    /// block of the first.
+    fn write_xattr_blocks(&mut self, xattr_blocks: &XattrBlocks) -> Result<u64> {
         let xattr_first = self.out.next_block();
         for (content, refs) in &xattr_blocks.blocks {
             let mut b = content.clone();
@@ -213,30 +250,21 @@ impl<W: Write + Seek> Builder<W> {
             }
             self.out.push_blocks(&b)?;
         }
-        let meta_end = self.out.next_block();
+        Ok(xattr_first)
+    }
 
-        let last_ino = u64::from(FIRST_INO) - 1 + numbering.order.len() as u64 - 1;
-        let want_inodes = last_ino + u64::from(self.options.inode_headroom);
-        let geo = Geometry::compute(meta_end, want_inodes).ok_or_else(|| Error::TooLarge {
-            entry: None,
-            what: "more inodes than ext4 allows".into(),
-        })?;
-        if geo.inodes_count() > u64::from(u32::MAX) {
-            return Err(Error::TooLarge {
-                entry: None,
-                what: "more than 2^32 inodes".into(),
-            });
-        }
-        let gdt_needed = div_ceil(geo.groups * 32, BLOCK_SIZE);
-        if geo.total_blocks > self.max_blocks || gdt_needed > self.gdt_reserved {
-            return Err(Error::TooLarge {
-                entry: None,
-                what: format!("the maximum size of {} bytes", self.options.max_size),
-            });
-        }
-
-        // Inode tables, after a gap (written as a hole) when the groups need one.
+    /// Writes the inode tables of all groups, after a gap (written as a hole) when the
+    /// groups need one: used inodes from their plans, reserved (but the root) and free ones
+    /// as zeros. Returns the number of directories in each group.
+    fn write_inode_tables(
+        &mut self,
+        geo: &Geometry,
+        numbering: &Numbering,
+        plans: &[Plan],
+        xattr_first: u64,
+    ) -> Result<Vec<u32>> {
         self.out.skip_to(geo.inode_tables)?;
+        let last_ino = numbering.last_ino();
         let mut dirs_per_group = vec![0u32; geo.groups as usize];
         let zero = [0u8; INODE_SIZE as usize];
         for ino in 1..=geo.inodes_count() {
@@ -267,11 +295,19 @@ impl<W: Write + Seek> Builder<W> {
             }
             self.out.push(&raw)?;
         }
+        Ok(dirs_per_group)
+    }
 
-        // Block bitmaps: everything is in use except the unused descriptor room and the data
-        // of files that later entries replaced.
+    /// Writes the block bitmaps: everything is in use except the unused descriptor room,
+    /// the gap before the inode tables and the data of files that later entries replaced.
+    fn write_block_bitmaps(
+        &mut self,
+        geo: &Geometry,
+        numbering: &Numbering,
+    ) -> Result<BitmapCounts> {
         let mut bitmap = vec![0xffu8; geo.groups as usize * BS];
-        let mut free_ranges: Vec<(u64, u64)> = vec![(1 + gdt_needed, self.data_start), geo.gap];
+        let mut free_ranges: Vec<(u64, u64)> =
+            vec![(1 + geo.gdt_blocks(), self.data_start), geo.gap];
         for (id, node) in self.tree.nodes.iter().enumerate() {
             if numbering.ino[id] == 0
                 && let Kind::File { runs, .. } = &node.kind
@@ -300,9 +336,15 @@ impl<W: Write + Seek> Builder<W> {
             None => Vec::new(),
         };
         self.out.push(&bitmap)?;
-        drop(bitmap);
+        Ok(BitmapCounts {
+            free: free_per_group,
+            csums: bb_csum,
+        })
+    }
 
-        // Inode bitmaps.
+    /// Writes the inode bitmaps: inodes up to `last_ino` are in use, and so are the bits
+    /// past the inodes of a group.
+    fn write_inode_bitmaps(&mut self, geo: &Geometry, last_ino: u64) -> Result<BitmapCounts> {
         let mut ibitmap = vec![0u8; BS];
         let mut free_inodes_per_group = vec![0u32; geo.groups as usize];
         let mut ib_csum: Vec<u32> = Vec::new();
@@ -323,15 +365,32 @@ impl<W: Write + Seek> Builder<W> {
             }
             self.out.push(&ibitmap)?;
         }
+        Ok(BitmapCounts {
+            free: free_inodes_per_group,
+            csums: ib_csum,
+        })
+    }
+
+    /// Ends the appending: checks that the image ends where the geometry planned and
+    /// flushes it. What is left to write goes over the first blocks.
+    fn finish_appending(&mut self, geo: &Geometry) -> Result<()> {
         if self.out.next_block() != geo.total_blocks {
             return Err(Error::Write {
                 offset: self.out.next_block() * BLOCK_SIZE,
                 source: std::io::Error::other("layout mismatch: image end is not where planned"),
             });
         }
-        self.out.flush()?;
+        self.out.flush()
+    }
 
-        // Group descriptors.
+    /// Writes the group descriptors into the room kept for them after block 0.
+    fn write_group_descriptors(
+        &mut self,
+        geo: &Geometry,
+        blocks: &BitmapCounts,
+        inodes: &BitmapCounts,
+        dirs_per_group: &[u32],
+    ) -> Result<()> {
         let mut gdt = vec![0u8; ((self.data_start - 1) * BLOCK_SIZE) as usize];
         for g in 0..geo.groups as usize {
             let mut d = GroupDesc {
@@ -347,25 +406,32 @@ impl<W: Write + Seek> Builder<W> {
                     .try_into()
                     .unwrap_or(0u32)
                     .into(),
-                free_blocks_count_lo: (free_per_group[g] as u16).into(),
-                free_inodes_count_lo: (free_inodes_per_group[g] as u16).into(),
+                free_blocks_count_lo: (blocks.free[g] as u16).into(),
+                free_inodes_count_lo: (inodes.free[g] as u16).into(),
                 used_dirs_count_lo: (dirs_per_group[g] as u16).into(),
                 ..GroupDesc::default()
             };
             if let Some(seed) = self.csum {
-                d.block_bitmap_csum_lo = (bb_csum[g] as u16).into();
-                d.inode_bitmap_csum_lo = (ib_csum[g] as u16).into();
+                d.block_bitmap_csum_lo = (blocks.csums[g] as u16).into();
+                d.inode_bitmap_csum_lo = (inodes.csums[g] as u16).into();
                 // Over the group number, then the descriptor with `bg_checksum` zero.
                 let c = csum::crc32c(csum::crc32c(seed, &(g as u32).to_le_bytes()), d.as_bytes());
                 d.checksum = (c as u16).into();
             }
             gdt[g * 32..(g + 1) * 32].copy_from_slice(d.as_bytes());
         }
-        self.out.write_at(BLOCK_SIZE, &gdt)?;
+        self.out.write_at(BLOCK_SIZE, &gdt)
+    }
 
-        let free_blocks: u64 = free_per_group.iter().map(|&f| u64::from(f)).sum();
-        let free_inodes = geo.inodes_count() - last_ino;
-        let sb = self.superblock(&geo, free_blocks, free_inodes);
+    /// Writes block 0: the zeroed boot area and the superblock, with its checksum when
+    /// `metadata_csum` is on.
+    fn write_superblock(
+        &mut self,
+        geo: &Geometry,
+        free_blocks: u64,
+        free_inodes: u64,
+    ) -> Result<()> {
+        let sb = self.superblock(geo, free_blocks, free_inodes);
         let mut block0 = vec![0u8; BS];
         block0[1024..2048].copy_from_slice(sb.as_bytes());
         if self.csum.is_some() {
@@ -373,15 +439,7 @@ impl<W: Write + Seek> Builder<W> {
             let c = csum::crc32c(!0, &block0[1024..end]);
             block0[end..end + 4].copy_from_slice(&c.to_le_bytes());
         }
-        self.out.write_at(0, &block0)?;
-        Ok((
-            self.out.into_inner()?,
-            Summary {
-                size: geo.total_blocks * BLOCK_SIZE,
-                inodes_used: last_ino,
-                blocks_used: geo.total_blocks - free_blocks,
-            },
-        ))
+        self.out.write_at(0, &block0)
     }
 
     fn superblock(&self, geo: &Geometry, free_blocks: u64, free_inodes: u64) -> Superblock {
@@ -622,6 +680,21 @@ impl<W: Write + Seek> Builder<W> {
         }
         plan.block = node_bytes(depth, 4, level.iter().map(|&(l, at)| idx(l, at)));
         Ok(())
+    }
+}
+
+/// What the group descriptors say of one kind of bitmap, group by group.
+struct BitmapCounts {
+    /// Free blocks or inodes in each group.
+    free: Vec<u32>,
+    /// Each group's bitmap checksum; empty without `metadata_csum`.
+    csums: Vec<u32>,
+}
+
+impl BitmapCounts {
+    /// Free blocks or inodes in all groups.
+    fn total_free(&self) -> u64 {
+        self.free.iter().map(|&f| u64::from(f)).sum()
     }
 }
 
