@@ -2,7 +2,7 @@
 //! its table slot (directory blocks, long symlink, extent tree blocks, xattr blocks)
 //! appended after the file data, then encoded into the inode tables.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, Write};
 
 use zerocopy::IntoBytes;
@@ -17,7 +17,7 @@ use crate::layout::htree::htree_blocks;
 use crate::layout::inode::{self as inofmt, Inode};
 use crate::layout::xattr::{self as xfmt, INLINE_XATTR_START, split_xattrs};
 use crate::layout::{BLOCK_SIZE, BS, EXTRA_ISIZE, FIRST_INO, INODE_SIZE, ROOT_INO};
-use crate::tree::{Kind, Node, NodeId, Run};
+use crate::tree::{Kind, Node, NodeId, Run, Tree};
 
 use super::Builder;
 use super::geometry::{Geometry, Numbering};
@@ -56,25 +56,9 @@ impl<W: Write + Seek> Builder<W> {
         }
         let runs: Vec<Run> = match &node.kind {
             Kind::Dir(children) => {
-                let parent = num.parent[id];
-                let mut entries: Vec<(&[u8], u32, u8)> = Vec::with_capacity(children.len() + 2);
-                entries.push((b".", num.ino[id], file_type::DIR));
-                entries.push((b"..", num.ino[parent], file_type::DIR));
-                for (name, &child) in children {
-                    entries.push((
-                        name,
-                        num.ino[child],
-                        dir_file_type(&self.tree.nodes[child].kind),
-                    ));
-                }
                 let seed = self.csum.map(|s| csum::inode_seed(s, num.ino[id], 0));
-                let mut data = dir_blocks(&entries, seed);
-                if data.len() > BS
-                    && let Some(hashed) = htree_blocks(&entries, seed)
-                {
-                    data = hashed;
-                    plan.indexed = true;
-                }
+                let (data, indexed) = lay_out_dir(&self.tree, num, id, children, seed);
+                plan.indexed = indexed;
                 let first = self.out.push_blocks(&data)?;
                 let len = (data.len() / BS) as u32;
                 plan.size = data.len() as u64;
@@ -247,6 +231,32 @@ impl<W: Write + Seek> Builder<W> {
         }
         Ok(dirs_per_group)
     }
+}
+
+/// A directory's blocks: `.`, `..` and the children in name order, hashed (an htree) when
+/// they take more than one block and the htree can hold them; true when hashed. With
+/// `seed` (`metadata_csum`), every block carries its checksum.
+fn lay_out_dir(
+    tree: &Tree,
+    num: &Numbering,
+    id: NodeId,
+    children: &BTreeMap<Vec<u8>, NodeId>,
+    seed: Option<u32>,
+) -> (Vec<u8>, bool) {
+    let parent = num.parent[id];
+    let mut entries: Vec<(&[u8], u32, u8)> = Vec::with_capacity(children.len() + 2);
+    entries.push((b".", num.ino[id], file_type::DIR));
+    entries.push((b"..", num.ino[parent], file_type::DIR));
+    for (name, &child) in children {
+        entries.push((name, num.ino[child], dir_file_type(&tree.nodes[child].kind)));
+    }
+    let data = dir_blocks(&entries, seed);
+    if data.len() > BS
+        && let Some(hashed) = htree_blocks(&entries, seed)
+    {
+        return (hashed, true);
+    }
+    (data, false)
 }
 
 /// How to fill an inode slot, decided before the inode table is written.
