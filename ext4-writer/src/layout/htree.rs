@@ -90,10 +90,58 @@ pub(crate) fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option
     let node_limit = (BS - 8 - tail) / 8;
     let (dot, rest) = entries.split_first()?;
     let (dotdot, children) = rest.split_first()?;
+    let leaves = hash_leaves(children, room, seed)?;
+    let levels = if leaves.len() <= root_limit {
+        0u8
+    } else if leaves.len() <= root_limit * node_limit {
+        1
+    } else {
+        return None;
+    };
+    let nodes = if levels == 0 {
+        0
+    } else {
+        leaves.len().div_ceil(node_limit)
+    };
+    let first_leaf = 1 + nodes;
+    // Index entries: (lowest hash, logical block).
+    let leaf_index: Vec<(u32, u32)> = leaves
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.0, (first_leaf + k) as u32))
+        .collect();
+    let root_entries: Vec<(u32, u32)> = if levels == 0 {
+        leaf_index.clone()
+    } else {
+        leaf_index
+            .chunks(node_limit)
+            .enumerate()
+            .map(|(k, c)| (c[0].0, (1 + k) as u32))
+            .collect()
+    };
+    let mut out = dx_root(dot.1, dotdot.1, levels, root_limit, &root_entries, seed);
+    if levels == 1 {
+        for chunk in leaf_index.chunks(node_limit) {
+            out.extend_from_slice(&dx_node(node_limit, chunk, seed));
+        }
+    }
+    for (_, leaf) in leaves {
+        out.extend_from_slice(&leaf);
+    }
+    Some(out)
+}
+
+/// The children sorted by hash (then name) and packed into leaf blocks that hold at most
+/// `room` bytes of entries, each leaf with its lowest hash. Entries with the same hash stay
+/// in one leaf; `None` when they do not fit one.
+fn hash_leaves(
+    children: &[DirItem<'_>],
+    room: usize,
+    seed: Option<u32>,
+) -> Option<Vec<(u32, Vec<u8>)>> {
     let mut items: Vec<(u32, &DirItem<'_>)> =
         children.iter().map(|e| (legacy_hash(e.0), e)).collect();
     items.sort_by(|a, b| (a.0, a.1.0).cmp(&(b.0, b.1.0)));
-    // Pack leaves.
     let mut leaves: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut cur: Vec<(&[u8], u32, u8)> = Vec::new();
     let mut cur_hash = 0u32;
@@ -125,34 +173,19 @@ pub(crate) fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option
     if !cur.is_empty() {
         leaves.push((cur_hash, dir_blocks(&cur, seed)));
     }
-    let levels = if leaves.len() <= root_limit {
-        0u8
-    } else if leaves.len() <= root_limit * node_limit {
-        1
-    } else {
-        return None;
-    };
-    let nodes = if levels == 0 {
-        0
-    } else {
-        leaves.len().div_ceil(node_limit)
-    };
-    let first_leaf = 1 + nodes;
-    // Index entries: (lowest hash, logical block).
-    let leaf_index: Vec<(u32, u32)> = leaves
-        .iter()
-        .enumerate()
-        .map(|(k, l)| (l.0, (first_leaf + k) as u32))
-        .collect();
-    let root_entries: Vec<(u32, u32)> = if levels == 0 {
-        leaf_index.clone()
-    } else {
-        leaf_index
-            .chunks(node_limit)
-            .enumerate()
-            .map(|(k, c)| (c[0].0, (1 + k) as u32))
-            .collect()
-    };
+    Some(leaves)
+}
+
+/// The `dx_root` block: `.` and `..` (the latter stretched to the block end), the root
+/// info with `levels` of `dx_node`s below, then the index.
+fn dx_root(
+    dot: u32,
+    dotdot: u32,
+    levels: u8,
+    limit: usize,
+    entries: &[(u32, u32)],
+    seed: Option<u32>,
+) -> Vec<u8> {
     let mut out = vec![0u8; BS];
     let head = |ino: u32, rec: u16, name: &[u8]| {
         let mut v = DirEntryHead {
@@ -167,8 +200,8 @@ pub(crate) fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option
         v.resize(12, 0);
         v
     };
-    out[0..12].copy_from_slice(&head(dot.1, 12, b"."));
-    out[12..24].copy_from_slice(&head(dotdot.1, (BS - 12) as u16, b".."));
+    out[0..12].copy_from_slice(&head(dot, 12, b"."));
+    out[12..24].copy_from_slice(&head(dotdot, (BS - 12) as u16, b".."));
     let info = DxRootInfo {
         reserved_zero: 0.into(),
         hash_version: HASH_LEGACY,
@@ -177,25 +210,22 @@ pub(crate) fn htree_blocks(entries: &[DirItem<'_>], seed: Option<u32>) -> Option
         unused_flags: 0,
     };
     out[24..32].copy_from_slice(info.as_bytes());
-    write_dx(&mut out, 32, root_limit, &root_entries, seed);
-    if levels == 1 {
-        for chunk in leaf_index.chunks(node_limit) {
-            let mut node = vec![0u8; BS];
-            let fake = DirEntryHead {
-                inode: 0.into(),
-                rec_len: (BS as u16).into(),
-                name_len: 0,
-                file_type: 0,
-            };
-            node[0..8].copy_from_slice(fake.as_bytes());
-            write_dx(&mut node, 8, node_limit, chunk, seed);
-            out.extend_from_slice(&node);
-        }
-    }
-    for (_, leaf) in leaves {
-        out.extend_from_slice(&leaf);
-    }
-    Some(out)
+    write_dx(&mut out, 32, limit, entries, seed);
+    out
+}
+
+/// A `dx_node` block: an empty entry spanning the block, then the index.
+fn dx_node(limit: usize, entries: &[(u32, u32)], seed: Option<u32>) -> Vec<u8> {
+    let mut node = vec![0u8; BS];
+    let fake = DirEntryHead {
+        inode: 0.into(),
+        rec_len: (BS as u16).into(),
+        name_len: 0,
+        file_type: 0,
+    };
+    node[0..8].copy_from_slice(fake.as_bytes());
+    write_dx(&mut node, 8, limit, entries, seed);
+    node
 }
 
 /// Writes an index at `count_offset` of `block`: count/limit over entry 0's hash, then the
