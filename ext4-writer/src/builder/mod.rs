@@ -15,6 +15,12 @@
 //! ..             directory blocks, long symlinks, extent tree blocks, xattr blocks
 //! ..             inode tables of all groups, block bitmaps, inode bitmaps
 //! ```
+//!
+//! The work is split as it happens: `ingest` turns the tar engine's entries into the
+//! in-memory tree and file data into image blocks; `finish` numbers the inodes and fits
+//! the groups (`geometry`), plans each inode and writes the inode tables (`inodes`), then
+//! the bitmaps, group descriptors and superblock (`tables`). All of it goes through `out`,
+//! the buffered image output. The on-disk encoders live in [`crate::layout`].
 
 mod geometry;
 mod ingest;
