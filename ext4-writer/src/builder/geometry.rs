@@ -34,6 +34,8 @@ impl Numbering {
     }
 }
 
+/// Numbers the nodes reachable from the root and counts their links; fails past 2^32
+/// inodes or [`MAX_LINKS`] links to one file.
 pub(super) fn number_inodes(t: &Tree) -> Result<Numbering> {
     let n = t.nodes.len();
     let mut num = Numbering {
