@@ -1,12 +1,17 @@
-//! Extent trees: a 12-byte header followed by leaf extents or index entries.
+//! Extent trees: a 12-byte header followed by leaf extents or index entries. Holds the
+//! structures and the encoders of tree nodes, in the inode or in a block of their own.
 
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::{BS, csum};
 
 /// `eh_magic`.
 pub const MAGIC: u16 = 0xF30A;
 /// Longest initialized extent, in blocks.
 pub const MAX_LEN: u32 = 32768;
+/// Extents in a 4 KiB tree block.
+pub(crate) const EXTENTS_PER_BLOCK: usize = (BS - 12) / 12;
 
 /// `struct ext4_extent_header`.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Debug, Default)]
@@ -88,4 +93,57 @@ impl ExtentIdx {
     pub fn leaf(&self) -> u64 {
         (u64::from(self.leaf_hi.get()) << 32) | u64::from(self.leaf_lo.get())
     }
+}
+
+/// An extent tree block padded to a block, with its `metadata_csum` tail (after `eh_max`
+/// entries) when `seed` is given.
+pub(crate) fn sealed_node(mut b: Vec<u8>, seed: Option<u32>) -> Vec<u8> {
+    b.resize(BS, 0);
+    if let Some(seed) = seed {
+        let tail = 12 + 12 * EXTENTS_PER_BLOCK;
+        let c = csum::crc32c(seed, &b[..tail]);
+        b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
+    }
+    b
+}
+
+pub(crate) fn idx(logical: u32, at: u64) -> Vec<u8> {
+    ExtentIdx {
+        block: logical.into(),
+        leaf_lo: (at as u32).into(),
+        leaf_hi: ((at >> 32) as u16).into(),
+        unused: 0.into(),
+    }
+    .as_bytes()
+    .to_vec()
+}
+
+/// The in-inode extent tree root (`i_block`): header then up to four entries, zero-padded.
+pub(crate) fn node_bytes<T: Iterator<Item = Vec<u8>>>(
+    depth: u16,
+    max: u16,
+    entries: T,
+) -> [u8; 60] {
+    let v = node_vec(depth, max, entries);
+    let mut out = [0u8; 60];
+    let n = v.len().min(60);
+    out[..n].copy_from_slice(&v[..n]);
+    out
+}
+
+/// An extent tree block (leaf or index): header then entries.
+pub(crate) fn node_vec<T: Iterator<Item = Vec<u8>>>(depth: u16, max: u16, entries: T) -> Vec<u8> {
+    let body: Vec<Vec<u8>> = entries.collect();
+    let h = ExtentHeader {
+        magic: MAGIC.into(),
+        entries: (body.len() as u16).into(),
+        max: max.into(),
+        depth: depth.into(),
+        generation: 0.into(),
+    };
+    let mut v = h.as_bytes().to_vec();
+    for e in body {
+        v.extend_from_slice(&e);
+    }
+    v
 }

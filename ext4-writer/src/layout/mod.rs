@@ -12,6 +12,10 @@
 //! - [`dir`]: linear directory entries; [`htree`]: hashed directory indexes and the hash;
 //! - [`xattr`]: xattr block header, entries, name prefixes, hashes, POSIX ACL form.
 //!
+//! Beside their structures, [`dir`], [`htree`], [`xattr`] and [`extent`] hold the
+//! crate-private encoders the [`Builder`](crate::Builder) writes them with: directory
+//! blocks, hashed directories, xattr areas and extent tree nodes.
+//!
 //! Checksums: `metadata_csum` ([`csum`]) is **off by default** and turned on with
 //! [`Options::metadata_csum`](crate::Options::metadata_csum). Off, the image is what
 //! hcsshim's `tar2ext4` makes and every ext4 kernel mounts; layers are read-only and their
@@ -33,6 +37,8 @@ pub mod xattr;
 
 /// Block size of the images we write, in bytes.
 pub const BLOCK_SIZE: u64 = 4096;
+/// [`BLOCK_SIZE`] as a `usize`, for sizing and slicing buffers.
+pub(crate) const BS: usize = BLOCK_SIZE as usize;
 /// `s_log_block_size` for [`BLOCK_SIZE`] (block size = 1024 << this).
 pub const LOG_BLOCK_SIZE: u32 = 2;
 /// Blocks per group of the images we write (one bitmap block of 4096 bytes).

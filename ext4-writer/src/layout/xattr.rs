@@ -1,7 +1,14 @@
-//! Extended attributes: in the inode after `i_extra_isize`, or in one xattr block.
+//! Extended attributes: in the inode after `i_extra_isize`, or in one xattr block. Holds
+//! the structures, names, hashes and ACL form, and the encoder that splits a file's xattrs
+//! between its inode and a block.
+
+use std::collections::BTreeMap;
 
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::{BS, EXTRA_ISIZE, INODE_SIZE};
+use crate::error::{Error, Result};
 
 /// Magic of both the in-inode area and xattr blocks.
 pub const MAGIC: u32 = 0xEA02_0000;
@@ -163,6 +170,117 @@ pub mod acl {
             }
         }
         Some(out)
+    }
+}
+
+/// Offset of the in-inode xattr area (after the 128-byte base and `i_extra_isize`).
+pub(crate) const INLINE_XATTR_START: usize = 128 + EXTRA_ISIZE as usize;
+/// Room for in-inode xattr entries and values, after the 4-byte magic.
+const INLINE_XATTR_ROOM: usize = INODE_SIZE as usize - INLINE_XATTR_START - 4;
+
+/// One encoded xattr: (index, suffix, disk value).
+type XattrItem = (u8, Vec<u8>, Vec<u8>);
+
+/// Splits xattrs between the inode (as many as fit, in order) and one block.
+pub(crate) fn split_xattrs(
+    xattrs: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    if xattrs.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let mut items: Vec<XattrItem> = Vec::new();
+    for (name, value) in xattrs {
+        let (index, suffix) = split_name(name);
+        let value = if index == 2 || index == 3 {
+            acl::to_disk(value).ok_or_else(|| invalid(name, "malformed POSIX ACL"))?
+        } else {
+            value.clone()
+        };
+        if suffix.len() > 255 {
+            return Err(invalid(name, "xattr name longer than 255 bytes"));
+        }
+        items.push((index, suffix.to_vec(), value));
+    }
+    items.sort_by(|a, b| (a.0, a.1.len(), &a.1).cmp(&(b.0, b.1.len(), &b.1)));
+    let mut inline: Vec<&XattrItem> = Vec::new();
+    let mut block: Vec<&XattrItem> = Vec::new();
+    let mut used = 4; // terminator
+    for it in &items {
+        let need = entry_len(it.1.len()) + value_len(it.2.len());
+        if block.is_empty() && used + need <= INLINE_XATTR_ROOM {
+            used += need;
+            inline.push(it);
+        } else {
+            block.push(it);
+        }
+    }
+    let inline_bytes = if inline.is_empty() {
+        Vec::new()
+    } else {
+        xattr_area(&inline, INLINE_XATTR_ROOM, 0, false)
+    };
+    let block_bytes = if block.is_empty() {
+        None
+    } else {
+        let need: usize = 32
+            + 4
+            + block
+                .iter()
+                .map(|it| entry_len(it.1.len()) + value_len(it.2.len()))
+                .sum::<usize>();
+        if need > BS {
+            return Err(Error::TooLarge {
+                entry: None,
+                what: "xattrs of one file do not fit in a 4 KiB block".into(),
+            });
+        }
+        Some(xattr_area(&block, BS, 32, true))
+    };
+    Ok((inline_bytes, block_bytes))
+}
+
+/// Lays entries out from `start` and values down from the end of a `size`-byte area.
+/// Value offsets count from the area start (block) or the first entry (inode, start 0).
+fn xattr_area(items: &[&XattrItem], size: usize, start: usize, is_block: bool) -> Vec<u8> {
+    let mut area = vec![0u8; size];
+    let mut pos = start;
+    let mut vend = size;
+    let mut hashes = Vec::new();
+    for (index, suffix, value) in items {
+        vend -= value_len(value.len());
+        area[vend..vend + value.len()].copy_from_slice(value);
+        let hash = entry_hash(suffix, value);
+        hashes.push(hash);
+        let head = EntryHead {
+            name_len: suffix.len() as u8,
+            name_index: *index,
+            value_offs: (vend as u16).into(),
+            value_inum: 0.into(),
+            value_size: (value.len() as u32).into(),
+            hash: hash.into(),
+        };
+        area[pos..pos + 16].copy_from_slice(head.as_bytes());
+        area[pos + 16..pos + 16 + suffix.len()].copy_from_slice(suffix);
+        pos += entry_len(suffix.len());
+    }
+    if is_block {
+        let h = BlockHeader {
+            magic: MAGIC.into(),
+            refcount: 1.into(),
+            blocks: 1.into(),
+            hash: block_hash(&hashes).into(),
+            ..BlockHeader::default()
+        };
+        area[..32].copy_from_slice(h.as_bytes());
+    }
+    area
+}
+
+/// The error for an xattr that ext4 cannot hold, named after the xattr.
+fn invalid(name: &[u8], reason: &str) -> Error {
+    Error::InvalidEntry {
+        entry: String::from_utf8_lossy(name).into_owned(),
+        reason: reason.to_string(),
     }
 }
 
