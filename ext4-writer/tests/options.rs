@@ -106,3 +106,49 @@ fn headroom_and_read_only_flag_reach_the_superblock_needs_e2fsck_dumpe2fs() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("read-only"), "{text}");
 }
+
+#[test]
+fn digests_of_the_input_are_reported_only_when_asked_for_and_the_image_is_the_same() {
+    let lc = Layercheck::generate();
+    let plain = std::fs::read(lc.chain_layer(1)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let build = |input: &[u8], digests: bool| {
+        let options = Options {
+            digests,
+            ..Options::default()
+        };
+        let mut b = Builder::new(Cursor::new(Vec::new()), options).unwrap();
+        let report = b.append_tar(Cursor::new(input.to_vec())).unwrap();
+        (report, b.finish().unwrap().0.into_inner())
+    };
+    let (hashed, image) = build(&gz, true);
+    let (unhashed, same) = build(&gz, false);
+    assert_eq!(image, same);
+    let sha = |data: &[u8]| {
+        let out = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(data)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        format!(
+            "sha256:{}",
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap()
+        )
+    };
+    assert_eq!(hashed.digest, Some(sha(&gz)));
+    assert_eq!(hashed.tar_digest, Some(sha(&plain)));
+    assert_eq!((unhashed.digest, unhashed.tar_digest), (None, None));
+    assert_eq!(
+        (unhashed.size, unhashed.tar_size),
+        (gz.len() as u64, plain.len() as u64)
+    );
+}

@@ -110,6 +110,7 @@ pub fn apply_tar(
         expected_digest: opts.expected_digest.as_deref(),
         target: &name,
         literal_whiteouts: false,
+        skip_digests: false,
     };
     ingest(op, input, ingest_opts, &mut writer)
 }

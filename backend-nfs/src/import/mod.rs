@@ -84,6 +84,7 @@ pub(crate) async fn import(
             expected_digest: None,
             target: &target,
             literal_whiteouts: false,
+            skip_digests: false,
         };
         let report = ingest(&op, input, opts, &mut applier);
         // Whatever happened, no job may outlive the import.

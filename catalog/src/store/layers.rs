@@ -230,9 +230,9 @@ impl Store {
             }
         };
         let digests = LayerDigests {
-            compressed_digest: Some(report.digest.clone()),
+            compressed_digest: report.digest.clone(),
             compressed_size: Some(report.size),
-            uncompressed_digest: Some(report.tar_digest.clone()),
+            uncompressed_digest: report.tar_digest.clone(),
             uncompressed_size: Some(report.tar_size),
         };
         let record = self.finish_layer(op, layer, digests, also).await?;

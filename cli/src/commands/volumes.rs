@@ -91,7 +91,10 @@ pub async fn import(vols: &dyn VolumeStorer, op: &Op, id: &str, file: &str) -> R
     let report = result.with_context(|| format!("import {file} into volume {id}"))?;
     eprintln!(
         "{} entries applied, {} skipped, {} ({} bytes)",
-        report.entries, report.skipped, report.digest, report.size
+        report.entries,
+        report.skipped,
+        report.digest.as_deref().unwrap_or("not hashed"),
+        report.size
     );
     Ok(())
 }

@@ -46,12 +46,14 @@ impl Compression {
 pub struct ApplyReport {
     /// How the input was compressed.
     pub compression: Compression,
-    /// `sha256:<hex>` of the bytes received.
-    pub digest: String,
+    /// `sha256:<hex>` of the bytes received (`None` when the writer asked for no digests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Number of bytes received.
     pub size: u64,
-    /// `sha256:<hex>` of the uncompressed tar stream.
-    pub tar_digest: String,
+    /// `sha256:<hex>` of the uncompressed tar stream (`None` when not asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tar_digest: Option<String>,
     /// Length of the uncompressed tar stream.
     pub tar_size: u64,
     /// Entries applied.
