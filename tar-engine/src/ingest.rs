@@ -337,7 +337,7 @@ impl Reader<'_> {
             Kind::Whiteout | Kind::Opaque => sink.whiteout(&entry, &self.written),
             _ => {
                 if sink.create(&entry, data, &self.written)? {
-                    self.written.note(&entry.path);
+                    self.written.note(entry.path);
                 } else {
                     self.entries -= 1;
                     self.skipped += 1;
