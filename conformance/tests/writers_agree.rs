@@ -217,6 +217,12 @@ fn own_cases() -> Vec<Case> {
                 .entry(file(b"g"), b"abs/g", &[])
                 .entry(file(b"h"), b"sub/up/sub/h", &[]);
         }),
+        one("a-whiteout-through-a-symlink-already-walked", |t| {
+            t.entry(Kind::Dir, b"sub", &[])
+                .entry(Kind::Symlink(b"sub".to_vec()), b"link", &[])
+                .entry(file(b"f"), b"link/f", &[])
+                .entry(file(b""), b"link/.wh.f", &[]);
+        }),
         one("a-symlink-that-leads-nowhere", |t| {
             t.entry(Kind::Symlink(b"missing".to_vec()), b"link", &[])
                 .entry(file(b"x"), b"link/x/f", &[]);

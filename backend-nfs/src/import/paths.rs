@@ -86,7 +86,12 @@ impl Applier {
             }
             let (here, fh) = stack.last().cloned().unwrap_or_default();
             let path = join(&here, &comp);
-            if !from_link && let Some(known) = self.dirs.get(&path) {
+            // The cache also holds paths reached through symlinks: a walk that may cross
+            // none looks every component up.
+            if how != Resolve::NoSymlinks
+                && !from_link
+                && let Some(known) = self.dirs.get(&path)
+            {
                 stack.push((path, known.clone()));
                 continue;
             }
