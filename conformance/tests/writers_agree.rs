@@ -111,6 +111,8 @@ fn own_cases() -> Vec<Case> {
                     ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
                     ("SCHILY.xattr.user.kept", b"v"),
                     ("SCHILY.xattr.trusted.kept", b"t"),
+                    // Not an overlay marker: overlayfs reads none in `security.`.
+                    ("SCHILY.xattr.security.overlay.opaque", b"y"),
                 ],
             )
             .entry(
