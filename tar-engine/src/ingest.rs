@@ -213,14 +213,16 @@ pub fn ingest<S: EntrySink + ?Sized>(
     })
 }
 
-/// The name an archive entry `raw` gets under `filter`, normalised ([`normalize`]), or
-/// `None` when the filter leaves it out.
+/// The name an archive entry `raw` gets under `filter`, or `None` when the filter leaves
+/// it out. The name is normalised ([`normalize`]) before the filter sees it, so `..` cannot
+/// carry an entry past an exclusion or out of a rebase, and again after.
 pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
+    let name = normalize(raw);
     if filter.is_identity() {
-        return Some(normalize(raw));
+        return Some(name);
     }
     filter
-        .apply(&String::from_utf8_lossy(raw))
+        .apply(&String::from_utf8_lossy(&name))
         .map(|n| normalize(n.as_bytes()))
 }
 
@@ -703,6 +705,16 @@ mod tests {
             run(&to_root, None),
             Err(Error::UnsafeArchive { .. })
         ));
+    }
+
+    #[test]
+    fn filters_see_normalised_names_so_dotdot_passes_no_exclusion_or_rebase() {
+        let mut spec = FilterSpec::default();
+        spec.exclusions.insert("etc/shadow".into());
+        spec.rebase = "sub".into();
+        assert_eq!(entry_name(&spec, b"x/../etc/shadow"), None);
+        assert_eq!(entry_name(&spec, b"../../top"), Some(b"sub/top".to_vec()));
+        assert_eq!(entry_name(&spec, b"./a//b"), Some(b"sub/a/b".to_vec()));
     }
 
     #[test]
