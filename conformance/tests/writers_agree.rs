@@ -225,6 +225,44 @@ fn own_cases() -> Vec<Case> {
                 .entry(file(b"f"), b"link/f", &[])
                 .entry(file(b""), b"link/.wh.f", &[]);
         }),
+        chain(
+            "a-whiteout-of-a-symlink-the-layer-wrote",
+            &[
+                &|t: &mut Tarball| {
+                    t.entry(file(b"lower"), b"lower", &[]);
+                },
+                &|t: &mut Tarball| {
+                    t.entry(file(b"keep"), b"keep", &[])
+                        .entry(Kind::Symlink(b"/".to_vec()), b"s", &[])
+                        .entry(file(b""), b".wh.s", &[])
+                        .entry(Kind::Dir, b"d", &[])
+                        .entry(Kind::Symlink(b"/".to_vec()), b"d/s", &[])
+                        .entry(file(b""), b"d/.wh..wh..opq", &[]);
+                },
+            ],
+        ),
+        chain(
+            "a-small-file-replaces-a-directory-then-an-entry-below-it",
+            &[
+                &|t: &mut Tarball| {
+                    t.entry(Kind::Dir, b"x", &[])
+                        .entry(file(b"old"), b"x/old", &[]);
+                },
+                &|t: &mut Tarball| {
+                    t.entry(file(b"file"), b"x", &[])
+                        .entry(file(b"y"), b"x/y", &[]);
+                },
+            ],
+        ),
+        one("a-big-file-then-a-small-file-of-the-same-name", |t| {
+            t.entry(Kind::File(vec![7u8; 2 << 20]), b"f", &[])
+                .entry(file(b"small"), b"f", &[]);
+        }),
+        one("a-symlink-replaces-a-directory-with-one-below", |t| {
+            t.entry(Kind::Dir, b"x", &[])
+                .entry(Kind::Dir, b"x/sub", &[])
+                .entry(Kind::Symlink(b"y".to_vec()), b"x", &[]);
+        }),
         one("a-symlink-that-leads-nowhere", |t| {
             t.entry(Kind::Symlink(b"missing".to_vec()), b"link", &[])
                 .entry(file(b"x"), b"link/x/f", &[]);

@@ -57,6 +57,7 @@ impl Applier {
             let dir = dir.clone();
             let name = name.to_vec();
             let rel = rel.to_vec();
+            self.in_flight.insert(rel.clone());
             let display = self.display(&rel);
             let meta = meta.clone();
             self.jobs.spawn_on(

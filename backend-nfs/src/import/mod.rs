@@ -38,7 +38,7 @@ mod paths;
 use entries::times;
 use paths::Resolve;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,6 +118,9 @@ struct Applier {
     budget: Arc<Semaphore>,
     uncommitted: Vec<Uncommitted>,
     xattrs_dropped: u64,
+    /// Paths of the small-file jobs spawned since every job was last waited for: an entry
+    /// below one of them must wait (the job may still replace what is there).
+    in_flight: HashSet<Vec<u8>, foldhash::fast::RandomState>,
 }
 
 impl Applier {
@@ -134,6 +137,7 @@ impl Applier {
             budget: Arc::new(Semaphore::new(BYTES_IN_FLIGHT / UNIT)),
             uncommitted: Vec::new(),
             xattrs_dropped: 0,
+            in_flight: HashSet::default(),
         }
     }
 
@@ -155,12 +159,32 @@ impl Applier {
     }
 
     /// Collects finished jobs (all of them with `wait`), failing on the first error.
+    /// True when `rel` or one of its ancestors is a small file a job may still be writing.
+    fn below_in_flight(&self, rel: &[u8]) -> bool {
+        if self.in_flight.is_empty() {
+            return false;
+        }
+        let mut end = rel.len();
+        loop {
+            if self.in_flight.contains(&rel[..end]) {
+                return true;
+            }
+            match rel[..end].iter().rposition(|&b| b == b'/') {
+                Some(i) => end = i,
+                None => return false,
+            }
+        }
+    }
+
     fn reap(&mut self, wait: bool) -> Result<()> {
         loop {
             let next = if wait {
                 match self.rt.block_on(self.jobs.join_next()) {
                     Some(r) => r,
-                    None => return Ok(()),
+                    None => {
+                        self.in_flight.clear();
+                        return Ok(());
+                    }
                 }
             } else {
                 match self.jobs.try_join_next() {
@@ -255,12 +279,20 @@ impl EntrySink for Applier {
             self.dir_attrs.insert(Vec::new(), (root, meta.clone()));
             return Ok(true);
         }
-        // An entry replacing one this archive wrote must wait for that one's job.
-        if written.spares(rel) {
+        // An entry below a file still on its way must wait for it.
+        if self.below_in_flight(rel) {
             self.reap(true)?;
         }
         let (parent_rel, name) = split_last(rel);
         let parent = self.dir(parent_rel, raw)?;
+        // An entry replacing one this archive wrote waits for that one's job; a file that
+        // will be a job of its own removes it here, with the bookkeeping of what it held.
+        if written.spares(rel) {
+            self.reap(true)?;
+            if matches!(entry.kind, Kind::File { .. }) {
+                self.clear(&parent, name, rel)?;
+            }
+        }
         match &entry.kind {
             Kind::File { size } => self.regular(data, &parent, name, rel, *size, meta)?,
             Kind::Dir => self.directory(&parent, name, rel, meta.clone())?,
@@ -295,14 +327,14 @@ impl EntrySink for Applier {
             let names = self.block(store.session.readdir(&dir, rel))?;
             for child in names {
                 let child_rel = join(rel, &child.name);
-                self.remove_lower(&dir, &child.name, &child_rel, raw, written)?;
+                self.remove_lower(&dir, &child.name, &child_rel, written)?;
             }
         } else {
             let (parent_rel, hidden) = split_last(rel);
             let Some(dir) = self.resolve(parent_rel, raw, Resolve::NoSymlinks)? else {
                 return Ok(());
             };
-            self.remove_lower(&dir, hidden, rel, raw, written)?;
+            self.remove_lower(&dir, hidden, rel, written)?;
         }
         Ok(())
     }

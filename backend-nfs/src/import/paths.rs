@@ -147,9 +147,10 @@ impl Applier {
     /// `rel` is its path in the volume: writes of files there or below, now removed, have
     /// nothing left to commit.
     pub(super) fn clear(&mut self, dir: &Fh, name: &[u8], rel: &[u8]) -> Result<()> {
-        self.uncommitted.retain(|u| {
-            !(u.name.starts_with(rel) && matches!(u.name.get(rel.len()), None | Some(b'/')))
-        });
+        let under =
+            |path: &[u8]| path.starts_with(rel) && matches!(path.get(rel.len()), None | Some(b'/'));
+        self.uncommitted.retain(|u| !under(&u.name));
+        self.dir_attrs.retain(|path, _| !under(path));
         // Handles below a removed directory are gone: forget them all.
         self.dirs.retain(|k, _| k.is_empty());
         let store = self.store.clone();
@@ -184,20 +185,22 @@ impl Applier {
         dir: &Fh,
         name: &[u8],
         rel: &[u8],
-        raw: &[u8],
         written: &Written,
     ) -> Result<()> {
         if !written.spares(rel) {
             return self.clear(dir, name, rel);
         }
-        let Some(sub) = self.lookup_dir(rel, raw).ok().flatten() else {
-            return Ok(());
-        };
+        // The archive wrote here or below: only a real directory is walked into, never a
+        // symlink (which could lead anywhere in the volume, all of it not written).
         let store = self.store.clone();
+        let sub = match self.block(store.session.lookup(dir, name))? {
+            Some((sub, a)) if a.type_ == ftype3::NF3DIR => sub,
+            _ => return Ok(()),
+        };
         let names = self.block(store.session.readdir(&sub, rel))?;
         for child in names {
             let child_rel = join(rel, &child.name);
-            self.remove_lower(&sub, &child.name, &child_rel, raw, written)?;
+            self.remove_lower(&sub, &child.name, &child_rel, written)?;
         }
         Ok(())
     }
