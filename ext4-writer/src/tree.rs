@@ -103,17 +103,25 @@ impl Default for Tree {
     }
 }
 
+impl Node {
+    /// An empty directory made because a path needs it (mode 0755, owned by root, no
+    /// times), as the root and every directory an archive implies but does not list.
+    pub fn implied_dir() -> Node {
+        Node {
+            kind: Kind::Dir(BTreeMap::new()),
+            meta: Meta {
+                perm: 0o755,
+                ..Meta::default()
+            },
+        }
+    }
+}
+
 impl Tree {
     /// A tree holding only a root directory (mode 0755, owned by root).
     pub fn new() -> Self {
         Tree {
-            nodes: vec![Node {
-                kind: Kind::Dir(BTreeMap::new()),
-                meta: Meta {
-                    perm: 0o755,
-                    ..Meta::default()
-                },
-            }],
+            nodes: vec![Node::implied_dir()],
         }
     }
 
@@ -150,13 +158,7 @@ impl Tree {
             let next = match self.child(cur, &comp) {
                 Some(n) => n,
                 None if create && !from_link => {
-                    let id = self.add(Node {
-                        kind: Kind::Dir(BTreeMap::new()),
-                        meta: Meta {
-                            perm: 0o755,
-                            ..Meta::default()
-                        },
-                    });
+                    let id = self.add(Node::implied_dir());
                     self.link(cur, comp.clone(), id);
                     id
                 }

@@ -29,15 +29,15 @@ fn is_zero(block: &[u8]) -> bool {
 }
 
 impl<W: Write + Seek> Builder<W> {
-    /// Adds one entry of any kind but a whiteout.
-    fn add_entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()> {
+    /// Adds one entry of any kind but a whiteout; `false` when it is one (nothing added).
+    fn add_entry(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<bool> {
         let name = lossy(&entry.raw);
         let meta = tree_meta(&entry.meta);
         let comps = tree::components(&entry.path);
         let Some((&last, parents)) = comps.split_last() else {
             // The root itself ("./"); the stream lets only directories name it.
             set_dir_meta(&mut self.tree.nodes[tree::ROOT], meta);
-            return Ok(());
+            return Ok(true);
         };
         let parent = self.tree.resolve_dir(&name, parents, true)?;
         let mut meta = meta;
@@ -46,7 +46,7 @@ impl<W: Write + Seek> Builder<W> {
                 match self.tree.get(parent, last) {
                     Some(old) if self.tree.is_dir(old) => {
                         set_dir_meta(&mut self.tree.nodes[old], meta);
-                        return Ok(());
+                        return Ok(true);
                     }
                     // A directory in place of a whiteout hides what lies below, as one
                     // made after a deletion does in overlayfs.
@@ -83,22 +83,23 @@ impl<W: Write + Seek> Builder<W> {
                     return Err(hl("is a directory"));
                 }
                 self.tree.link(parent, last.to_vec(), id);
-                return Ok(());
+                return Ok(true);
             }
             EntryKind::Char { major, minor } => Kind::Char(*major, *minor),
             EntryKind::Block { major, minor } => Kind::Block(*major, *minor),
             EntryKind::Fifo => Kind::Fifo,
-            EntryKind::Whiteout | EntryKind::Opaque => return self.add_whiteout(entry, None),
+            // The stream hands whiteouts to `EntrySink::whiteout`, never here.
+            EntryKind::Whiteout | EntryKind::Opaque => return Ok(false),
         };
         let id = self.tree.add(Node { kind, meta });
         self.tree.link(parent, last.to_vec(), id);
-        Ok(())
+        Ok(true)
     }
 
     /// Adds a whiteout as an overlay marker. It hides what lies below the archive: what
     /// the archive itself wrote stays, and a directory it wrote is made opaque instead, so
     /// the lower one's content is hidden.
-    fn add_whiteout(&mut self, entry: &Entry, written: Option<&Written>) -> Result<()> {
+    fn add_whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()> {
         let comps = tree::components(&entry.path);
         if entry.kind == EntryKind::Opaque {
             let dir = self.whiteout_dir(entry, &comps)?;
@@ -109,7 +110,7 @@ impl<W: Write + Seek> Builder<W> {
             return Ok(());
         };
         let parent = self.whiteout_dir(entry, parents)?;
-        if written.is_some_and(|w| w.spares(&entry.path)) {
+        if written.spares(&entry.path) {
             if let Some(old) = self.tree.get(parent, last)
                 && self.tree.is_dir(old)
             {
@@ -147,13 +148,7 @@ impl<W: Write + Seek> Builder<W> {
                     });
                 }
                 None => {
-                    let made = self.tree.add(Node {
-                        kind: Kind::Dir(BTreeMap::new()),
-                        meta: Meta {
-                            perm: 0o755,
-                            ..Meta::default()
-                        },
-                    });
+                    let made = self.tree.add(Node::implied_dir());
                     self.tree.link(dir, comp.to_vec(), made);
                     made
                 }
@@ -269,12 +264,11 @@ impl<W: Write + Seek> EntrySink for Ingest<'_, W> {
     type Error = Error;
 
     fn create(&mut self, entry: &Entry, data: &mut dyn Read, _: &Written) -> Result<bool> {
-        self.0.add_entry(entry, data)?;
-        Ok(true)
+        self.0.add_entry(entry, data)
     }
 
     fn whiteout(&mut self, entry: &Entry, written: &Written) -> Result<()> {
-        self.0.add_whiteout(entry, Some(written))
+        self.0.add_whiteout(entry, written)
     }
 
     fn finish(&mut self) -> Result<()> {
