@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
@@ -208,11 +209,7 @@ impl EntrySink for DirWriter<'_> {
                 Ok(())
             }
             (WhiteoutMode::Delete, Kind::Opaque) => {
-                let Some(dir) = self
-                    .root
-                    .lookup_dir(rel)
-                    .map_err(|e| path_refused(e, &entry.raw))?
-                else {
+                let Some(dir) = self.existing_dir_of(rel, &entry.raw)? else {
                     return Ok(());
                 };
                 let names =
@@ -225,11 +222,7 @@ impl EntrySink for DirWriter<'_> {
             }
             (WhiteoutMode::Delete, _) => {
                 let (parent_rel, hidden) = split_last(rel);
-                let Some(dir) = self
-                    .root
-                    .lookup_dir(parent_rel)
-                    .map_err(|e| path_refused(e, &entry.raw))?
-                else {
+                let Some(dir) = self.existing_dir_of(parent_rel, &entry.raw)? else {
                     return Ok(());
                 };
                 self.remove_lower(dir.as_fd(), hidden, rel, written)
@@ -289,8 +282,14 @@ impl<'a> DirWriter<'a> {
 
     /// Opens (making it when missing) the directory `rel` that the entry `raw` needs; a path
     /// through something that is not a directory refuses the entry.
-    fn dir_of(&mut self, rel: &[u8], raw: &[u8]) -> Result<std::rc::Rc<OwnedFd>> {
+    fn dir_of(&mut self, rel: &[u8], raw: &[u8]) -> Result<Rc<OwnedFd>> {
         self.root.dir(rel).map_err(|e| path_refused(e, raw))
+    }
+
+    /// Opens the directory `rel` that the entry `raw` needs, `None` when it does not exist;
+    /// a path through something that is not a directory refuses the entry.
+    fn existing_dir_of(&mut self, rel: &[u8], raw: &[u8]) -> Result<Option<Rc<OwnedFd>>> {
+        self.root.lookup_dir(rel).map_err(|e| path_refused(e, raw))
     }
 
     /// Opens `name` in `dir` with `flags`, removing whatever is there first on `EEXIST`.
@@ -429,11 +428,7 @@ impl<'a> DirWriter<'a> {
     ) -> Result<()> {
         let missing = || missing_link_target(raw, target);
         let (tparent, tname) = split_last(target);
-        let tdir = self
-            .root
-            .lookup_dir(tparent)
-            .map_err(|e| path_refused(e, raw))?
-            .ok_or_else(missing)?;
+        let tdir = self.existing_dir_of(tparent, raw)?.ok_or_else(missing)?;
         let tst = self
             .root
             .stat_at(tdir.as_fd(), tname)?

@@ -24,13 +24,8 @@ pub struct DigestReader<R> {
 }
 
 impl<R: Read> DigestReader<R> {
-    /// Wraps `inner`, hashing what is read.
-    pub fn new(inner: R) -> Self {
-        Self::hashing(inner, true)
-    }
-
     /// Wraps `inner`, hashing what is read only when `hash` is set.
-    pub fn hashing(inner: R, hash: bool) -> Self {
+    pub fn new(inner: R, hash: bool) -> Self {
         DigestReader {
             inner,
             hasher: hash.then(Sha256::new),
@@ -237,13 +232,13 @@ pub fn read_tar<R: Read + Send, E: From<Error>>(
             }
             Compression::Gzip => {
                 let gz = flate2::read::MultiGzDecoder::new(&mut *stream);
-                let mut tar = DigestReader::hashing(gz, hash);
+                let mut tar = DigestReader::new(gz, hash);
                 consume(&mut tar)?;
                 Some(tar.finish().map_err(invalid)?)
             }
             Compression::Zstd => {
                 let decoder = zstd::Decoder::with_buffer(&mut *stream).map_err(invalid)?;
-                let mut tar = DigestReader::hashing(decoder, hash);
+                let mut tar = DigestReader::new(decoder, hash);
                 consume(&mut tar)?;
                 Some(tar.finish().map_err(invalid)?)
             }
@@ -301,7 +296,7 @@ mod tests {
         assert_eq!(first[..], data[..10]);
         let (d, n) = digest.unwrap();
         assert_eq!(n, data.len() as u64);
-        let (want, _) = DigestReader::new(&data[..]).finish().unwrap();
+        let (want, _) = DigestReader::new(&data[..], true).finish().unwrap();
         assert_eq!(d, want);
         let (_, unhashed) = received(&data[..], false, |r| io::copy(r, &mut io::sink())).unwrap();
         assert_eq!(unhashed.unwrap(), (None, data.len() as u64));
@@ -310,7 +305,7 @@ mod tests {
     #[test]
     fn digest_reader_covers_unread_tail() {
         let data = b"hello world".to_vec();
-        let mut r = DigestReader::new(&data[..]);
+        let mut r = DigestReader::new(&data[..], true);
         let mut first = [0u8; 5];
         r.read_exact(&mut first).unwrap();
         let (digest, n) = r.finish().unwrap();
