@@ -276,42 +276,43 @@ impl Reader<'_> {
             let mut entry = entry
                 .map_err(|e| invalid(None, io::Error::new(e.kind(), after(last.as_deref(), e))))?;
             let raw = entry.path_bytes().into_owned();
-            self.entry(&mut entry, &raw, sink)?;
-            last = Some(raw);
+            last = Some(self.entry(&mut entry, raw, sink)?);
         }
         Ok(())
     }
 
+    /// Hands the tar entry `data`, named `raw`, to `sink` with every rule applied, and
+    /// gives the name back (for messages about what follows it).
     fn entry<R: Read, S: EntrySink + ?Sized>(
         &mut self,
         data: &mut tar::Entry<'_, R>,
-        raw: &[u8],
+        raw: Vec<u8>,
         sink: &mut S,
-    ) -> std::result::Result<(), S::Error> {
+    ) -> std::result::Result<Vec<u8>, S::Error> {
         let header_kind = data.header().entry_type();
         if header_kind == EntryType::XGlobalHeader {
-            return Ok(());
+            return Ok(raw);
         }
-        check_name(raw)?;
-        let Some(path) = entry_name(self.filter, raw) else {
+        check_name(&raw)?;
+        let Some(path) = entry_name(self.filter, &raw) else {
             self.skipped += 1;
-            return Ok(());
+            return Ok(raw);
         };
-        let meta = self.meta(data, raw)?;
+        let meta = self.meta(data, &raw)?;
         let (parent, base) = split_last(&path);
-        let whiteout = whiteout(raw, base)?.filter(|_| !self.literal_whiteouts);
+        let whiteout = whiteout(&raw, base)?.filter(|_| !self.literal_whiteouts);
         let (path, kind) = match whiteout {
             Some(Whiteout::Meta) => {
                 self.skipped += 1;
-                return Ok(());
+                return Ok(raw);
             }
             Some(Whiteout::Hides(name)) => (crate::tree::join_rel(parent, name), Kind::Whiteout),
             Some(Whiteout::Opaque) => (parent.to_vec(), Kind::Opaque),
-            None => match self.kind(data, header_kind, raw)? {
+            None => match self.kind(data, header_kind, &raw)? {
                 Some(kind) => (path, kind),
                 None => {
                     self.skipped += 1;
-                    return Ok(());
+                    return Ok(raw);
                 }
             },
         };
@@ -319,24 +320,24 @@ impl Reader<'_> {
             return Err(Error::Unsupported {
                 what: format!(
                     "opaque marker {:?} for the archive's root",
-                    String::from_utf8_lossy(raw)
+                    String::from_utf8_lossy(&raw)
                 ),
                 reason: "overlayfs cannot hide what lower layers hold at their root, so no store that stacks layers could keep it".into(),
             }
             .into());
         }
         if path.is_empty() && kind != Kind::Dir {
-            return Err(unsafe_entry(raw, "a non-directory entry names the root itself").into());
+            return Err(unsafe_entry(&raw, "a non-directory entry names the root itself").into());
         }
         let entry = Entry {
-            raw: raw.to_vec(),
+            raw,
             path,
             kind,
             meta,
         };
         self.entries += 1;
         match entry.kind {
-            Kind::Whiteout | Kind::Opaque => sink.whiteout(&entry, &self.written),
+            Kind::Whiteout | Kind::Opaque => sink.whiteout(&entry, &self.written)?,
             _ => {
                 if sink.create(&entry, data, &self.written)? {
                     self.written.note(entry.path);
@@ -344,9 +345,9 @@ impl Reader<'_> {
                     self.entries -= 1;
                     self.skipped += 1;
                 }
-                Ok(())
             }
         }
+        Ok(entry.raw)
     }
 
     /// The kind of a non-whiteout entry; `None` for a hard link whose target the filter
