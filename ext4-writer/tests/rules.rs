@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use ext4_writer::reader::InodeInfo;
 use ext4_writer::{Builder, Error, Options, Reader, Whiteouts};
-use testkit::tarball::{Kind, Tarball};
+use testkit::tarball::{self, Kind, Tarball};
 use testkit::{Requirement, require};
 
 fn build(tar: &[u8], whiteouts: Whiteouts) -> Result<Vec<u8>, Error> {
@@ -55,30 +55,8 @@ fn whiteouts_of_dot_or_dotdot_are_refused_in_every_mode() {
 
 #[test]
 fn names_and_link_targets_holding_nul_are_refused() {
-    let mut pax_path = Tarball::new();
-    pax_path.entry(file(b"x"), b"plain", &[("path", b"a\0b")]);
-    let mut pax_link = Tarball::new();
-    pax_link.entry(
-        Kind::Symlink(b"t".to_vec()),
-        b"l",
-        &[("linkpath", b"/etc\0x")],
-    );
-    let mut gnu = Tarball::new();
-    gnu.gnu_long_name(b"dir/na\0me")
-        .entry(file(b"x"), b"short", &[]);
-    let mut hard = Tarball::new();
-    hard.entry(file(b"x"), b"f", &[]).entry(
-        Kind::HardLink(b"f".to_vec()),
-        b"h",
-        &[("linkpath", b"f\0g")],
-    );
-    for (what, mut t) in [
-        ("pax path", pax_path),
-        ("pax linkpath", pax_link),
-        ("gnu long name", gnu),
-        ("hard link target", hard),
-    ] {
-        match build(&t.finish(), Whiteouts::Overlay) {
+    for (what, tar) in tarball::nul_names() {
+        match build(&tar, Whiteouts::Overlay) {
             Err(Error::Archive(storage_core::Error::InvalidArchive { .. })) => {}
             other => panic!("{what}: {:?}", other.map(|i| i.len())),
         }
@@ -93,18 +71,7 @@ fn overlay_marker_xattrs_in_an_archive_never_enter_the_image_needs_e2fsck() {
     ) {
         return;
     }
-    let mut t = Tarball::new();
-    t.entry(
-        Kind::Dir,
-        b"d",
-        &[
-            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
-            ("SCHILY.xattr.user.overlay.opaque", b"y"),
-            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
-            ("SCHILY.xattr.user.kept", b"v"),
-        ],
-    );
-    let tar = t.finish();
+    let tar = tarball::overlay_marker_xattrs();
     for mode in [Whiteouts::Keep, Whiteouts::Overlay] {
         let img = build(&tar, mode).unwrap();
         common::e2fsck_clean_bytes(&img);
@@ -123,16 +90,7 @@ fn a_whiteout_spares_what_the_same_archive_wrote_needs_e2fsck() {
     ) {
         return;
     }
-    let mut t = Tarball::new();
-    t.entry(file(b"upper"), b"x", &[])
-        .entry(file(b""), b".wh.x", &[])
-        .entry(Kind::Dir, b"d", &[])
-        .entry(file(b"new"), b"d/new", &[])
-        .entry(file(b""), b".wh.d", &[])
-        .entry(file(b""), b".wh.y", &[])
-        .entry(Kind::Dir, b"y", &[])
-        .entry(file(b""), b".wh.gone", &[]);
-    let img = build(&t.finish(), Whiteouts::Overlay).unwrap();
+    let img = build(&tarball::same_layer_whiteouts(), Whiteouts::Overlay).unwrap();
     common::e2fsck_clean_bytes(&img);
     let mut r = Reader::open(Cursor::new(img.as_slice())).unwrap();
     let opaque = |r: &mut Reader<Cursor<&[u8]>>, p: &str| {

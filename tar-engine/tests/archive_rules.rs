@@ -8,7 +8,7 @@ use std::path::Path;
 
 use storage_core::{Error, Op};
 use tar_engine::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-use testkit::tarball::{Kind, Tarball};
+use testkit::tarball::{self, Kind, Tarball};
 use testkit::{Requirement, require};
 
 fn file(data: &[u8]) -> Kind {
@@ -90,39 +90,7 @@ fn whiteouts_of_dot_or_dotdot_are_refused_and_delete_nothing_in_either_mode() {
 
 #[test]
 fn names_and_link_targets_holding_nul_are_refused() {
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("pax path", {
-            let mut t = Tarball::new();
-            t.entry(file(b"x"), b"plain", &[("path", b"a\0b")]);
-            t.finish()
-        }),
-        ("pax linkpath", {
-            let mut t = Tarball::new();
-            t.entry(
-                Kind::Symlink(b"t".to_vec()),
-                b"l",
-                &[("linkpath", b"/etc\0x")],
-            );
-            t.finish()
-        }),
-        ("gnu long name", {
-            let mut t = Tarball::new();
-            t.gnu_long_name(b"dir/na\0me");
-            t.entry(file(b"x"), b"short", &[]);
-            t.finish()
-        }),
-        ("hard link target", {
-            let mut t = Tarball::new();
-            t.entry(file(b"x"), b"f", &[]);
-            t.entry(
-                Kind::HardLink(b"f".to_vec()),
-                b"h",
-                &[("linkpath", b"f\0g")],
-            );
-            t.finish()
-        }),
-    ];
-    for (what, tar) in cases {
+    for (what, tar) in tarball::nul_names() {
         let scene = Scene::new();
         let err = apply(&scene.target, &tar, WhiteoutMode::Delete).unwrap_err();
         assert!(matches!(err, Error::InvalidArchive { .. }), "{what}: {err}");
@@ -156,16 +124,8 @@ fn a_whiteout_spares_what_the_same_archive_wrote_in_overlay_mode_needs_root() {
         return;
     }
     let scene = Scene::new();
-    let mut t = Tarball::new();
-    t.entry(file(b"upper"), b"x", &[])
-        .entry(file(b""), b".wh.x", &[])
-        .entry(Kind::Dir, b"d", &[])
-        .entry(file(b"new"), b"d/new", &[])
-        .entry(file(b""), b".wh.d", &[])
-        .entry(file(b""), b".wh.y", &[])
-        .entry(Kind::Dir, b"y", &[])
-        .entry(file(b""), b".wh.gone", &[]);
-    apply(&scene.target, &t.finish(), WhiteoutMode::Overlay).unwrap();
+    let tar = tarball::same_layer_whiteouts();
+    apply(&scene.target, &tar, WhiteoutMode::Overlay).unwrap();
     let opaque = |p: &str| {
         xattr_of(&scene.target.join(p), "trusted.overlay.opaque").as_deref() == Some(&b"y"[..])
     };
@@ -207,18 +167,8 @@ fn overlay_marker_xattrs_in_an_archive_never_enter_needs_root() {
         return;
     }
     let scene = Scene::new();
-    let mut t = Tarball::new();
-    t.entry(
-        Kind::Dir,
-        b"d",
-        &[
-            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
-            ("SCHILY.xattr.user.overlay.opaque", b"y"),
-            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
-            ("SCHILY.xattr.user.kept", b"v"),
-        ],
-    );
-    apply(&scene.target, &t.finish(), WhiteoutMode::Overlay).unwrap();
+    let tar = tarball::overlay_marker_xattrs();
+    apply(&scene.target, &tar, WhiteoutMode::Overlay).unwrap();
     let d = scene.target.join("d");
     for name in [
         "trusted.overlay.opaque",

@@ -104,6 +104,71 @@ impl Tarball {
     }
 }
 
+/// Archives that hold a NUL in a name or link target, one way each (PAX `path`, PAX
+/// `linkpath` of a symlink, a GNU long name, a hard link's PAX `linkpath`), named. Every
+/// writer must refuse them as invalid.
+pub fn nul_names() -> Vec<(&'static str, Vec<u8>)> {
+    let file = || Kind::File(b"x".to_vec());
+    let mut pax_path = Tarball::new();
+    pax_path.entry(file(), b"plain", &[("path", b"a\0b")]);
+    let mut pax_link = Tarball::new();
+    pax_link.entry(
+        Kind::Symlink(b"t".to_vec()),
+        b"l",
+        &[("linkpath", b"/etc\0x")],
+    );
+    let mut gnu = Tarball::new();
+    gnu.gnu_long_name(b"dir/na\0me")
+        .entry(file(), b"short", &[]);
+    let mut hard = Tarball::new();
+    hard.entry(file(), b"f", &[]).entry(
+        Kind::HardLink(b"f".to_vec()),
+        b"h",
+        &[("linkpath", b"f\0g")],
+    );
+    vec![
+        ("pax path", pax_path.finish()),
+        ("pax linkpath", pax_link.finish()),
+        ("gnu long name", gnu.finish()),
+        ("hard link target", hard.finish()),
+    ]
+}
+
+/// A directory `d` carrying overlay markers in `trusted.` and `user.` (which never enter)
+/// and `user.kept=v` (which does).
+pub fn overlay_marker_xattrs() -> Vec<u8> {
+    let mut t = Tarball::new();
+    t.entry(
+        Kind::Dir,
+        b"d",
+        &[
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+            ("SCHILY.xattr.user.overlay.opaque", b"y"),
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.user.kept", b"v"),
+        ],
+    );
+    t.finish()
+}
+
+/// One layer whose whiteouts meet what it wrote itself: `x` then `.wh.x`; `d/`, `d/new`
+/// then `.wh.d`; `.wh.y` then `y/`; and `.wh.gone` for something it never wrote. As
+/// overlay markers it must leave the file `x`, `d/new` in an opaque `d`, an opaque `y`,
+/// and a whiteout `gone`.
+pub fn same_layer_whiteouts() -> Vec<u8> {
+    let file = |d: &[u8]| Kind::File(d.to_vec());
+    let mut t = Tarball::new();
+    t.entry(file(b"upper"), b"x", &[])
+        .entry(file(b""), b".wh.x", &[])
+        .entry(Kind::Dir, b"d", &[])
+        .entry(file(b"new"), b"d/new", &[])
+        .entry(file(b""), b".wh.d", &[])
+        .entry(file(b""), b".wh.y", &[])
+        .entry(Kind::Dir, b"y", &[])
+        .entry(file(b""), b".wh.gone", &[]);
+    t.finish()
+}
+
 /// Copies as much of `value` as fits into `field`.
 fn put(field: &mut [u8], value: &[u8]) {
     let n = value.len().min(field.len());
