@@ -65,7 +65,12 @@ fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-async fn apply(f: &Fixture, layer: &str, parent: Option<&str>, tar: Vec<u8>) {
+async fn try_apply(
+    f: &Fixture,
+    layer: &str,
+    parent: Option<&str>,
+    tar: Vec<u8>,
+) -> storage_core::Result<storage_core::archive::ApplyReport> {
     f.driver
         .apply_diff(
             &f.op,
@@ -75,7 +80,10 @@ async fn apply(f: &Fixture, layer: &str, parent: Option<&str>, tar: Vec<u8>) {
             &DiffOpts::default(),
         )
         .await
-        .unwrap();
+}
+
+async fn apply(f: &Fixture, layer: &str, parent: Option<&str>, tar: Vec<u8>) {
+    try_apply(f, layer, parent, tar).await.unwrap();
 }
 
 fn needs(test: &str) -> bool {
@@ -328,17 +336,7 @@ async fn a_whiteout_of_dotdot_is_refused_and_the_layer_stays_usable_needs_root()
     for name in [&b".wh..."[..], b".wh.."] {
         let mut t = testkit::tarball::Tarball::new();
         t.entry(testkit::tarball::Kind::File(Vec::new()), name, &[]);
-        let err = f
-            .driver
-            .apply_diff(
-                &f.op,
-                &id(1),
-                None,
-                Box::new(std::io::Cursor::new(t.finish())),
-                &DiffOpts::default(),
-            )
-            .await
-            .unwrap_err();
+        let err = try_apply(&f, &id(1), None, t.finish()).await.unwrap_err();
         assert!(
             matches!(err, storage_core::Error::UnsafeArchive { .. }),
             "{err}"
