@@ -176,28 +176,22 @@ fn own_cases() -> Vec<Case> {
         one("malformed-pax-id", |t| {
             t.entry(file(b"a"), b"a", &[("uid", b"12x")]);
         }),
-        chain(
-            "whiteouts-spare-what-the-same-layer-wrote",
-            &[
-                &|t: &mut Tarball| {
+        Case {
+            name: "whiteouts-spare-what-the-same-layer-wrote".into(),
+            layers: vec![
+                {
+                    let mut t = Tarball::new();
                     t.entry(file(b"lower"), b"x", &[])
                         .entry(Kind::Dir, b"d", &[])
                         .entry(file(b"lower"), b"d/lower", &[])
                         .entry(Kind::Dir, b"y", &[])
-                        .entry(file(b"lower"), b"y/lower", &[]);
+                        .entry(file(b"lower"), b"y/lower", &[])
+                        .entry(file(b"lower"), b"gone", &[]);
+                    t.finish()
                 },
-                &|t: &mut Tarball| {
-                    t.entry(file(b"upper"), b"x", &[])
-                        .entry(file(b""), b".wh.x", &[])
-                        .entry(Kind::Dir, b"d", &[])
-                        .entry(file(b"new"), b"d/new", &[])
-                        .entry(file(b""), b".wh.d", &[])
-                        .entry(file(b""), b".wh.y", &[])
-                        .entry(Kind::Dir, b"y", &[])
-                        .entry(file(b"new"), b"y/new", &[]);
-                },
+                testkit::tarball::same_layer_whiteouts(),
             ],
-        ),
+        },
         chain(
             "opaque-root",
             &[
