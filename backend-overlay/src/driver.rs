@@ -161,7 +161,9 @@ impl Inner {
         }
         // Unlink the marker first so a crash midway leaves no layer that looks whole.
         let _ = std::fs::remove_file(dir.join("link"));
-        std::fs::remove_dir_all(&dir).ctx(|| format!("remove layer {}", dir.display()))
+        dirtree::remove_all(&dir)
+            .map(drop)
+            .ctx(|| format!("remove layer {}", dir.display()))
     }
 
     /// Removes every short link pointing at `id`'s diff directory.

@@ -111,7 +111,7 @@ impl VolumeStorer for DirVolumes {
                         .try_for_each(|(k, v)| write_atomic(&meta.join(k), v))
                 });
             if let Err(e) = written {
-                let _ = std::fs::remove_dir_all(&meta);
+                let _ = dirtree::remove_all(&meta);
                 let _ = std::fs::remove_dir(&data);
                 return Err(e);
             }
@@ -126,10 +126,10 @@ impl VolumeStorer for DirVolumes {
         blocking(move || {
             let data = this.data(&id)?;
             let meta = this.layout.volumes_metadata().join(&id);
-            if meta.exists() {
-                std::fs::remove_dir_all(&meta).ctx(|| format!("remove {}", meta.display()))?;
-            }
-            std::fs::remove_dir_all(&data).ctx(|| format!("remove {}", data.display()))
+            dirtree::remove_all(&meta).ctx(|| format!("remove {}", meta.display()))?;
+            dirtree::remove_all(&data)
+                .map(drop)
+                .ctx(|| format!("remove {}", data.display()))
         })
         .await
     }

@@ -393,11 +393,7 @@ impl Items {
     /// Removes both directories (after [`Items::lock_all_for_delete`]).
     fn remove_dirs(&self) -> Result<()> {
         for dir in [&self.persistent_dir, &self.run_dir] {
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SandboxError::io("remove", dir, e)),
-            }
+            dirtree::remove_all(dir).map_err(|e| SandboxError::io("remove", dir, e.into()))?;
         }
         Ok(())
     }

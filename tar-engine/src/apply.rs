@@ -23,9 +23,10 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
-use crate::confine::{Root, file_kind, list_dir, os, split_last};
+use crate::confine::{Root, child_len, file_kind, list_dir, os, split_last};
 use crate::entry::{
-    OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, missing_link_target, unsafe_entry,
+    OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, check_path_len, missing_link_target,
+    unsafe_entry,
 };
 use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
 use crate::tree::join_rel;
@@ -145,11 +146,17 @@ impl EntrySink for DirWriter<'_> {
             return Ok(true);
         }
         let (parent_rel, name) = split_last(rel);
-        let parent = self.dir_of(parent_rel, &entry.raw)?;
+        let (parent, parent_len) = self
+            .root
+            .dir_len(parent_rel)
+            .map_err(|e| path_refused(e, &entry.raw))?;
+        // Where it lands, not what the archive calls it: symlinks must not let a tree grow
+        // deeper than names can reach.
+        check_path_len(&entry.raw, child_len(parent_len, name))?;
         let parent = parent.as_fd();
         match &entry.kind {
             Kind::File { size } => self.regular(data, parent, name, rel, *size, meta)?,
-            Kind::Dir => self.directory(parent, name, rel, meta)?,
+            Kind::Dir => self.directory(parent, parent_len, name, rel, meta)?,
             Kind::Symlink { target } => self.symlink(parent, name, rel, target, meta)?,
             Kind::HardLink { target } => self.hardlink(parent, name, rel, target, &entry.raw)?,
             Kind::Char { major, minor } => {
@@ -359,18 +366,22 @@ impl<'a> DirWriter<'a> {
     fn directory(
         &mut self,
         dir: BorrowedFd<'_>,
+        dir_len: usize,
         name: &[u8],
         rel: &[u8],
         meta: &Meta,
     ) -> Result<()> {
         match mkdirat(dir, os(name), Mode::from_bits_truncate(0o700)) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.root.made_dir(dir, dir_len, name);
+            }
             Err(Errno::EEXIST) => {
                 let st = self.root.stat_at(dir, name)?;
                 if let Some(st) = st.filter(|st| file_kind(st) != SFlag::S_IFDIR) {
                     self.root.remove_at(dir, name)?;
                     mkdirat(dir, os(name), Mode::from_bits_truncate(0o700))
                         .ctx(|| format!("create directory {}", self.root.display(rel)))?;
+                    self.root.made_dir(dir, dir_len, name);
                     // A directory in place of a whiteout hides what lies below, as one
                     // made after a deletion does in overlayfs.
                     if self.opts.whiteouts == WhiteoutMode::Overlay && is_overlay_whiteout(&st) {
@@ -550,8 +561,9 @@ impl<'a> DirWriter<'a> {
         })
     }
 
-    /// Delete mode: removes what lower layers put at `rel`, keeping whatever this archive
-    /// wrote there or below.
+    /// Delete mode: removes what lower layers put at `rel` (`name` in `dir`), keeping
+    /// whatever this archive wrote there or below. Iterative: the directories it goes
+    /// through are those the archive wrote below, as deep as its names go.
     fn remove_lower(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -563,17 +575,26 @@ impl<'a> DirWriter<'a> {
             self.root.remove_at(dir, name)?;
             return Ok(());
         }
-        let Some(st) = self.root.stat_at(dir, name)? else {
-            return Ok(());
-        };
-        if file_kind(&st) != SFlag::S_IFDIR {
-            return Ok(());
-        }
-        let sub = self.root.dir(rel)?;
-        let names = list_dir(sub.as_fd()).ctx(|| format!("list {}", self.root.display(rel)))?;
-        for child in names {
-            let child_rel = join_rel(rel, &child);
-            self.remove_lower(sub.as_fd(), &child, &child_rel, written)?;
+        let mut todo = vec![rel.to_vec()];
+        while let Some(rel) = todo.pop() {
+            let (parent_rel, name) = split_last(&rel);
+            let Some(parent) = self.root.lookup_dir(parent_rel)? else {
+                continue;
+            };
+            if !written.spares(&rel) {
+                self.root.remove_at(parent.as_fd(), name)?;
+                continue;
+            }
+            let Some(st) = self.root.stat_at(parent.as_fd(), name)? else {
+                continue;
+            };
+            if file_kind(&st) != SFlag::S_IFDIR {
+                continue;
+            }
+            let sub = self.root.dir(&rel)?;
+            let names =
+                list_dir(sub.as_fd()).ctx(|| format!("list {}", self.root.display(&rel)))?;
+            todo.extend(names.iter().map(|child| join_rel(&rel, child)));
         }
         Ok(())
     }

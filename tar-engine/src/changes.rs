@@ -8,7 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::tree::{child, is_opaque, join_rel, read_xattrs, sorted_entries, try_lstat};
+use std::cmp::Ordering;
+
+use crate::entry::MAX_PATH;
+use crate::tree::{
+    child, is_opaque, is_opaque_fd, join_rel, read_xattrs, sorted_entries, try_lstat, walk,
+    walk_error,
+};
 use storage_core::Result;
 use storage_core::archive::{Change, ChangeKind, FileKind, Stat};
 
@@ -49,14 +55,33 @@ pub fn lower_exists(lowers: &[PathBuf], rel: &[u8]) -> Result<bool> {
 /// With no lowers, every entry is an add (a base layer, or a whole tree to export).
 pub fn layer_changes(diff: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk_layer(diff, b"", lowers, &mut out)?;
+    add_walked(diff, b"", lowers, ChangeKind::Add, &mut out)?;
     Ok(out)
 }
 
-fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>) -> Result<()> {
-    for (name, st) in sorted_entries(dir)? {
-        let path = child(dir, &name);
-        let rel = join_rel(rel, &name);
+/// Lists the tree below `root` (whose path in the listing is `prefix`), iteratively, in
+/// sorted depth-first order: whiteouts as deletions, entries the `lowers` show as
+/// modifies, the rest as `kind`.
+fn add_walked(
+    root: &Path,
+    prefix: &[u8],
+    lowers: &[PathBuf],
+    kind: ChangeKind,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    let mut walk = walk(root)?;
+    loop {
+        let (rel, st, path) = match walk.next_entry().map_err(walk_error)? {
+            Some(e) => (
+                join_rel(prefix, e.rel),
+                Stat::from_file_stat(&e.stat),
+                child(root, e.rel),
+            ),
+            None => return Ok(()),
+        };
+        if rel.len() > MAX_PATH {
+            return Err(too_long(root, &rel));
+        }
         if st.kind == FileKind::Socket {
             continue;
         }
@@ -67,19 +92,15 @@ fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>)
         let kind = if !lowers.is_empty() && lower_exists(lowers, &rel)? {
             ChangeKind::Modify
         } else {
-            ChangeKind::Add
+            kind
         };
         let is_dir = st.kind == FileKind::Dir;
-        let mut change = Change::present(rel.clone(), kind, path.clone(), st);
+        let mut change = Change::present(rel, kind, path, st);
         if is_dir {
-            change.opaque = is_opaque(&path)?;
-            out.push(change);
-            walk_layer(&path, &rel, lowers, out)?;
-        } else {
-            out.push(change);
+            change.opaque = is_opaque_fd(walk.enter().map_err(walk_error)?.dir);
         }
+        out.push(change);
     }
-    Ok(())
 }
 
 /// The changes that turn the tree `old` into the tree `new` (both plain trees, such as
@@ -87,66 +108,114 @@ fn walk_layer(dir: &Path, rel: &[u8], lowers: &[PathBuf], out: &mut Vec<Change>)
 /// export carries their metadata.
 pub fn compare_trees(old: &Path, new: &Path) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    compare_dirs(old, new, b"", &mut out)?;
-    Ok(out)
-}
-
-fn compare_dirs(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Result<()> {
-    let old_names = sorted_entries(old)?;
-    let new_names = sorted_entries(new)?;
-    let (mut i, mut j) = (0, 0);
-    while i < old_names.len() || j < new_names.len() {
-        let order = match (old_names.get(i), new_names.get(j)) {
+    // One level per directory both trees hold, on the heap: any depth, no recursion.
+    let mut levels = vec![Level::new(
+        old.to_owned(),
+        new.to_owned(),
+        Vec::new(),
+        None,
+    )?];
+    while let Some(level) = levels.last_mut() {
+        let order = match (level.old.last(), level.new.last()) {
             (Some(a), Some(b)) => a.0.cmp(&b.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => {
+                let Some(done) = levels.pop() else { break };
+                done.close(&mut out)?;
+                continue;
+            }
         };
         match order {
-            std::cmp::Ordering::Less => {
-                out.push(Change::deleted(join_rel(rel, &old_names[i].0)));
-                i += 1;
+            Ordering::Less => {
+                if let Some((name, _)) = level.old.pop() {
+                    out.push(Change::deleted(join_rel(&level.rel, &name)));
+                }
             }
-            std::cmp::Ordering::Greater => {
-                let (name, st) = &new_names[j];
-                add_tree(&child(new, name), join_rel(rel, name), st.clone(), out)?;
-                j += 1;
+            Ordering::Greater => {
+                if let Some((name, st)) = level.new.pop() {
+                    let rel = join_rel(&level.rel, &name);
+                    add_tree(&child(&level.new_path, &name), rel, st, &mut out)?;
+                }
             }
-            std::cmp::Ordering::Equal => {
-                let (name, ns) = new_names[j].clone();
-                let os = old_names[i].1.clone();
-                let (op, np) = (child(old, &name), child(new, &name));
-                let crel = join_rel(rel, &name);
+            Ordering::Equal => {
+                let (Some((name, os)), Some((_, ns))) = (level.old.pop(), level.new.pop()) else {
+                    continue;
+                };
+                let (op, np) = (child(&level.old_path, &name), child(&level.new_path, &name));
+                let rel = join_rel(&level.rel, &name);
+                if rel.len() > MAX_PATH {
+                    return Err(too_long(new, &rel));
+                }
                 if ns.kind == FileKind::Dir && os.kind == FileKind::Dir {
                     let mark = out.len();
                     out.push(Change::present(
-                        crel.clone(),
+                        rel.clone(),
                         ChangeKind::Modify,
                         np.clone(),
                         ns.clone(),
                     ));
-                    compare_dirs(&op, &np, &crel, out)?;
-                    let changed_below = out.len() > mark + 1;
-                    if !changed_below && !differs(&os, &ns, &op, &np)? {
-                        out.truncate(mark);
-                    }
+                    let sub = Level::new(op, np, rel, Some((mark, os, ns)))?;
+                    levels.push(sub);
                 } else if ns.kind == FileKind::Dir {
-                    add_tree(&np, crel, ns, out)?;
-                    if let Some(c) = out
-                        .iter_mut()
-                        .rev()
-                        .find(|c| c.source.as_ref() == Some(&np))
-                    {
+                    let first = out.len();
+                    add_tree(&np, rel, ns, &mut out)?;
+                    if let Some(c) = out.get_mut(first) {
                         c.kind = ChangeKind::Modify;
                     }
                 } else if os.kind != ns.kind || differs(&os, &ns, &op, &np)? {
-                    out.push(Change::present(crel, ChangeKind::Modify, np, ns));
+                    out.push(Change::present(rel, ChangeKind::Modify, np, ns));
                 }
-                i += 1;
-                j += 1;
             }
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// A directory both trees hold, as [`compare_trees`] goes through it.
+struct Level {
+    old_path: PathBuf,
+    new_path: PathBuf,
+    rel: Vec<u8>,
+    /// Entries left on each side, sorted so that the next is last.
+    old: Vec<(Vec<u8>, Stat)>,
+    new: Vec<(Vec<u8>, Stat)>,
+    /// Where this directory's own change sits in the list, and its two `lstat`s (none for
+    /// the roots).
+    own: Option<(usize, Stat, Stat)>,
+}
+
+impl Level {
+    fn new(
+        old_path: PathBuf,
+        new_path: PathBuf,
+        rel: Vec<u8>,
+        own: Option<(usize, Stat, Stat)>,
+    ) -> Result<Self> {
+        let mut old = sorted_entries(&old_path)?;
+        let mut new = sorted_entries(&new_path)?;
+        old.reverse();
+        new.reverse();
+        Ok(Level {
+            old_path,
+            new_path,
+            rel,
+            old,
+            new,
+            own,
+        })
+    }
+
+    /// Drops the directory's own change when nothing changed in it or below it.
+    fn close(self, out: &mut Vec<Change>) -> Result<()> {
+        if let Some((mark, os, ns)) = self.own {
+            let changed_below = out.len() > mark + 1;
+            if !changed_below && !differs(&os, &ns, &self.old_path, &self.new_path)? {
+                out.truncate(mark);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Lists `path` (whose metadata is `st`) and everything below it as adds.
@@ -162,11 +231,19 @@ fn add_tree(path: &Path, rel: Vec<u8>, st: Stat, out: &mut Vec<Change>) -> Resul
         st,
     ));
     if is_dir {
-        for (name, st) in sorted_entries(path)? {
-            add_tree(&child(path, &name), join_rel(&rel, &name), st, out)?;
-        }
+        add_walked(path, &rel, &[], ChangeKind::Add, out)?;
     }
     Ok(())
+}
+
+/// The error for a path past [`MAX_PATH`] in a tree below `root`.
+fn too_long(root: &Path, rel: &[u8]) -> storage_core::Error {
+    walk_error(dirtree::Error::TooLong {
+        path: child(root, rel),
+        root: root.to_owned(),
+        len: rel.len(),
+        limit: MAX_PATH,
+    })
 }
 
 /// True when two entries of the same path differ in what an archive carries. Files are

@@ -20,7 +20,6 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
-use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use storage_core::{Error, IoContext, Result};
 
@@ -41,12 +40,7 @@ pub fn normalize(name: &[u8]) -> Vec<u8> {
     out.join(&b'/')
 }
 
-/// True for a name that can stand as one directory entry: not empty, not `.` or `..`, and
-/// free of `/` and NUL. Every removal by name checks it, so no name, whatever an archive
-/// made of it, can reach a directory itself or its parent.
-pub fn is_plain_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
-}
+pub use dirtree::is_plain_name;
 
 /// Splits a normalised path into its parent and its last component.
 pub fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
@@ -65,10 +59,20 @@ pub fn os(path: &[u8]) -> &Path {
 const DIR_CACHE_MAX: usize = 1024;
 
 /// A root directory and the directories opened below it.
+///
+/// It also knows how long each directory's real path below the root is (where it is once
+/// symlinks are followed), so a writer can refuse an entry that would land deeper than
+/// [`MAX_PATH`](crate::entry::MAX_PATH) however short its name in the archive.
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
-    dirs: HashMap<Vec<u8>, Rc<OwnedFd>>,
+    /// Opened directories by normalised path, with their real path's length.
+    dirs: HashMap<Vec<u8>, (Rc<OwnedFd>, usize)>,
+    /// The real path's length of every directory measured or made so far, by device and
+    /// inode: what a symlink leads to is found here whatever name reached it.
+    lens: HashMap<(u64, u64), usize>,
+    /// The root as `/proc/self/fd` shows it, to measure directories made by others.
+    shown: Option<Vec<u8>>,
 }
 
 fn dir_how() -> OpenHow {
@@ -86,10 +90,14 @@ impl Root {
             Mode::empty(),
         )
         .ctx(|| format!("open root directory {}", path.display()))?;
+        let st =
+            nix::sys::stat::fstat(&fd).ctx(|| format!("stat root directory {}", path.display()))?;
         Ok(Root {
+            shown: proc_path(fd.as_fd()),
             fd,
             path: path.to_owned(),
             dirs: HashMap::new(),
+            lens: HashMap::from([((st.st_dev, st.st_ino), 0)]),
         })
     }
 
@@ -113,20 +121,57 @@ impl Root {
         self.dirs.clear();
     }
 
-    fn cache(&mut self, rel: &[u8], fd: OwnedFd) -> Rc<OwnedFd> {
+    fn cache(&mut self, rel: &[u8], fd: OwnedFd) -> Result<(Rc<OwnedFd>, usize)> {
         if self.dirs.len() >= DIR_CACHE_MAX {
             self.dirs.clear();
         }
+        let len = self.measure(fd.as_fd(), rel)?;
         let fd = Rc::new(fd);
-        self.dirs.insert(rel.to_vec(), fd.clone());
-        fd
+        self.dirs.insert(rel.to_vec(), (fd.clone(), len));
+        Ok((fd, len))
+    }
+
+    /// The length of the real path below the root of the directory `fd` (opened as `rel`).
+    fn measure(&mut self, fd: BorrowedFd<'_>, rel: &[u8]) -> Result<usize> {
+        let st = nix::sys::stat::fstat(fd).ctx(|| format!("stat {}", self.display(rel)))?;
+        if let Some(&len) = self.lens.get(&(st.st_dev, st.st_ino)) {
+            return Ok(len);
+        }
+        // Made before this writer came (a volume's or a layer's earlier content): ask the
+        // kernel where it is. A path too long to show is too long to keep.
+        let len = match (&self.shown, proc_path(fd)) {
+            (Some(root), Some(here)) => match here.strip_prefix(root.as_slice()) {
+                Some([]) => 0,
+                Some([b'/', below @ ..]) => below.len(),
+                _ => rel.len(),
+            },
+            (Some(_), None) => usize::MAX,
+            (None, _) => rel.len(),
+        };
+        self.lens.insert((st.st_dev, st.st_ino), len);
+        Ok(len)
+    }
+
+    /// Records the directory `name` just made in `parent`, whose real path is
+    /// `parent_len` bytes long: returns the length of its own.
+    pub fn made_dir(&mut self, parent: BorrowedFd<'_>, parent_len: usize, name: &[u8]) -> usize {
+        let len = child_len(parent_len, name);
+        if let Ok(st) = fstatat(parent, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            self.lens.insert((st.st_dev, st.st_ino), len);
+        }
+        len
     }
 
     /// Opens the directory `rel` (normalised) inside the root, following symlinks as if
     /// the root were `/`. `Ok(None)` when it does not exist.
     pub fn lookup_dir(&mut self, rel: &[u8]) -> Result<Option<Rc<OwnedFd>>> {
-        if let Some(fd) = self.dirs.get(rel) {
-            return Ok(Some(fd.clone()));
+        Ok(self.lookup(rel)?.map(|d| d.0))
+    }
+
+    /// [`Root::lookup_dir`], with the length of the directory's real path.
+    fn lookup(&mut self, rel: &[u8]) -> Result<Option<(Rc<OwnedFd>, usize)>> {
+        if let Some(d) = self.dirs.get(rel) {
+            return Ok(Some(d.clone()));
         }
         let opened = if rel.is_empty() {
             self.fd
@@ -136,7 +181,7 @@ impl Root {
             openat2(self.fd.as_fd(), os(rel), dir_how())
         };
         match opened {
-            Ok(fd) => Ok(Some(self.cache(rel, fd))),
+            Ok(fd) => Ok(Some(self.cache(rel, fd)?)),
             Err(Errno::ENOENT) => Ok(None),
             Err(e) => Err(Error::io(
                 format!("open directory {}", self.display(rel)),
@@ -167,12 +212,17 @@ impl Root {
 
     /// Opens the directory `rel`, creating it and any missing parents with mode 0755.
     pub fn dir(&mut self, rel: &[u8]) -> Result<Rc<OwnedFd>> {
-        if let Some(fd) = self.lookup_dir(rel)? {
-            return Ok(fd);
+        Ok(self.dir_len(rel)?.0)
+    }
+
+    /// [`Root::dir`], with the length of the directory's real path below the root.
+    pub fn dir_len(&mut self, rel: &[u8]) -> Result<(Rc<OwnedFd>, usize)> {
+        if let Some(d) = self.lookup(rel)? {
+            return Ok(d);
         }
         // Walk down from the root, creating what is missing. Each prefix is reopened from
         // the root with RESOLVE_IN_ROOT so symlinks met on the way stay confined.
-        let mut parent = self.lookup_dir(b"")?.ok_or_else(|| {
+        let mut parent = self.lookup(b"")?.ok_or_else(|| {
             Error::io(format!("open root {}", self.path.display()), Errno::ENOENT)
         })?;
         let mut end = 0;
@@ -183,11 +233,14 @@ impl Root {
                 .map_or(rel.len(), |i| end + i);
             let prefix = &rel[..next];
             let name = &rel[end..next];
-            parent = match self.lookup_dir(prefix)? {
-                Some(fd) => fd,
+            parent = match self.lookup(prefix)? {
+                Some(d) => d,
                 None => {
-                    match mkdirat(parent.as_fd(), os(name), Mode::from_bits_truncate(0o755)) {
-                        Ok(()) | Err(Errno::EEXIST) => {}
+                    match mkdirat(parent.0.as_fd(), os(name), Mode::from_bits_truncate(0o755)) {
+                        Ok(()) => {
+                            self.made_dir(parent.0.as_fd(), parent.1, name);
+                        }
+                        Err(Errno::EEXIST) => {}
                         Err(e) => {
                             return Err(Error::io(
                                 format!("create directory {}", self.display(prefix)),
@@ -195,7 +248,7 @@ impl Root {
                             ));
                         }
                     }
-                    self.lookup_dir(prefix)?.ok_or_else(|| {
+                    self.lookup(prefix)?.ok_or_else(|| {
                         Error::io(
                             format!(
                                 "open directory {} (a dangling symlink on the way?)",
@@ -227,61 +280,40 @@ impl Root {
     /// a symlink. Returns whether anything was there. Drops the directory cache.
     pub fn remove_at(&mut self, dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
         self.invalidate();
-        remove_tree(dir, name)
+        dirtree::remove_at(dir, name).map_err(|e| {
+            Error::io(
+                format!(
+                    "remove {} below {}",
+                    String::from_utf8_lossy(name),
+                    self.path.display()
+                ),
+                e,
+            )
+        })
     }
+}
+
+/// The length of `name`'s path in a directory whose path is `parent_len` bytes long.
+pub fn child_len(parent_len: usize, name: &[u8]) -> usize {
+    match parent_len {
+        0 => name.len(),
+        n => n.saturating_add(1 + name.len()),
+    }
+}
+
+/// Where the kernel says the open `fd` is (`/proc/self/fd`), `None` when it cannot say
+/// (no `/proc`, or a path longer than `PATH_MAX`).
+fn proc_path(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStringExt;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .map(|p| p.into_os_string().into_vec())
 }
 
 /// The file type bits of a `stat` result.
 pub fn file_kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
-}
-
-fn is_dir(st: &FileStat) -> bool {
-    file_kind(st) == SFlag::S_IFDIR
-}
-
-/// Removes `name` below `dir` recursively (fd-relative, no-follow). Refuses a name that
-/// is not plain ([`is_plain_name`]): `..` would name the parent of `dir`, `.` `dir` itself.
-fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
-    if !is_plain_name(name) {
-        return Err(Error::io(
-            format!(
-                "remove {:?}: not a plain name (empty, `.`, `..`, or holding `/` or NUL)",
-                String::from_utf8_lossy(name)
-            ),
-            Errno::EINVAL,
-        ));
-    }
-    let st = match fstatat(dir, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(false),
-        Err(e) => {
-            return Err(Error::io(
-                format!("stat {} for removal", String::from_utf8_lossy(name)),
-                e,
-            ));
-        }
-    };
-    if is_dir(&st) {
-        let sub = openat(
-            dir,
-            os(name),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| format!("open {} for removal", String::from_utf8_lossy(name)))?;
-        let children = list_dir(sub.as_fd())
-            .map_err(|e| Error::io(format!("list {}", String::from_utf8_lossy(name)), e))?;
-        for child in children {
-            remove_tree(sub.as_fd(), &child)?;
-        }
-        unlinkat(dir, os(name), UnlinkatFlags::RemoveDir)
-            .ctx(|| format!("remove directory {}", String::from_utf8_lossy(name)))?;
-    } else {
-        unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir)
-            .ctx(|| format!("remove {}", String::from_utf8_lossy(name)))?;
-    }
-    Ok(true)
 }
 
 /// The names in a directory (without `.` and `..`).

@@ -6,6 +6,9 @@
 //! - [`check_name`], [`check_link_target`]: a name or link target holding NUL, or a name
 //!   component longer than [`NAME_MAX`], is refused (no filesystem can store it, and a NUL
 //!   would cut the name short in a C string);
+//! - [`check_path_len`]: a path longer than [`MAX_PATH`] below the root is refused, both as
+//!   the archive names it and where it lands after symlinks, so no archive builds a tree
+//!   deeper than any walk of it will go;
 //! - [`whiteout`]: `.wh.NAME` hides `NAME` below, `.wh..wh..opq` makes its directory
 //!   opaque, other `.wh..wh.` names (aufs metadata) carry nothing and are left out, and
 //!   `.wh.` followed by nothing, `.` or `..` is refused: it would name the directory
@@ -44,6 +47,13 @@ pub const WHITEOUT_THROUGH_SYMLINK: &str =
     "a whiteout or opaque marker must reach its directory without crossing a symlink";
 /// Longest name component any writer stores (Linux's `NAME_MAX`).
 pub const NAME_MAX: usize = 255;
+/// Longest path, in bytes, an entry may have below its root: Linux's `PATH_MAX` less its
+/// NUL. It bounds the name in the archive and also where the entry lands once symlinks
+/// inside the root are followed, which is what bounds a tree's depth (at most 2,048
+/// levels): an archive cannot use symlinks to build a tree deeper than its names are
+/// long. Every walk of a stored tree (changes, export, sizes) stops with a clear error at
+/// the same limit, so what imports can be exported and imported again.
+pub const MAX_PATH: usize = 4095;
 
 /// A time: seconds since the epoch and nanoseconds (`0..1e9`) after them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +131,21 @@ pub fn check_name(raw: &[u8]) -> Result<()> {
             format!(
                 "its name has a component of {} bytes; at most {NAME_MAX} are stored",
                 long.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an entry whose path below the root, `path` (normalised, or where the entry
+/// lands after symlinks are followed), is longer than [`MAX_PATH`].
+pub fn check_path_len(raw: &[u8], path_len: usize) -> Result<()> {
+    if path_len > MAX_PATH {
+        return Err(invalid_entry(
+            raw,
+            format!(
+                "its path below the root is {path_len} bytes long (after following symlinks \
+                 in the archive); at most {MAX_PATH} are stored"
             ),
         ));
     }

@@ -10,17 +10,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, fstatat};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 use tar::EntryType;
 
 use crate::changes::lower_exists;
-use crate::entry::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
-use crate::tree::{read_xattrs, read_xattrs_fd};
+use crate::entry::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::tree::{is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::{Change, ChangeKind, ExportOptions};
@@ -72,97 +72,51 @@ pub fn write_layer<W: Write>(
     opts: &ExportOptions,
     out: W,
 ) -> Result<W> {
-    let root = open_dir_at(rustix::fs::CWD, diff.as_os_str().as_bytes())
-        .ctx(|| format!("open {}", diff.display()))?;
-    let mut walk = LayerWalk {
-        op,
-        diff,
-        lowers,
-        e: Emitter::new(opts, out),
-    };
-    let mut rel = Vec::new();
-    walk.dir(root.as_fd(), &mut rel)?;
-    walk.e.w.finish()
-}
-
-/// The state of a [`write_layer`] walk.
-struct LayerWalk<'a, W: Write> {
-    op: &'a Op,
-    diff: &'a Path,
-    lowers: &'a [PathBuf],
-    e: Emitter<'a, W>,
-}
-
-impl<W: Write> LayerWalk<'_, W> {
-    /// Writes the entries of `dir` (whose path below the diff directory is `rel`) and
-    /// everything below them, in sorted depth-first order, as `layer_changes` lists them.
-    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
-        let shown = |rel: &[u8]| {
-            self.diff
-                .join(crate::confine::os(rel))
-                .display()
-                .to_string()
+    let mut walk = crate::tree::walk(diff)?;
+    let mut e = Emitter::new(opts, out);
+    // Sorted depth-first, as `layer_changes` lists the same tree; iterative, so a tree of
+    // any depth (up to the path limit) is written without recursion.
+    loop {
+        op.check()?;
+        let Some(entry) = walk.next_entry().map_err(walk_error)? else {
+            break;
         };
-        let mut names = crate::confine::list_dir(dir)
-            .map_err(|e| Error::io(format!("list {}", shown(rel)), e))?;
-        names.sort_unstable();
-        let base = rel.len();
-        for name in names {
-            self.op.check()?;
-            if base > 0 {
-                rel.push(b'/');
-            }
-            rel.extend_from_slice(&name);
-            let st = fstatat(dir, crate::confine::os(&name), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| Error::io(format!("stat {}", shown(rel)), e))?;
-            let st = Stat::from_file_stat(&st);
-            if st.kind == FileKind::Socket {
-            } else if st.is_whiteout() {
-                self.e.deletion(rel)?;
-            } else {
-                let kind = if !self.lowers.is_empty() && lower_exists(self.lowers, rel)? {
-                    ChangeKind::Modify
-                } else {
-                    ChangeKind::Add
-                };
-                if st.kind == FileKind::Dir {
-                    let sub = open_dir_at(dir, &name)
-                        .map_err(|e| Error::io(format!("open {}", shown(rel)), e))?;
-                    let src = AtSource {
-                        dir,
-                        name: &name,
-                        open_dir: Some(sub.as_fd()),
-                        diff: self.diff,
-                        rel,
-                    };
-                    let opaque = src.opaque()?;
-                    self.e.entry(rel, kind, &st, opaque, &src)?;
-                    self.dir(sub.as_fd(), rel)?;
-                } else {
-                    let src = AtSource {
-                        dir,
-                        name: &name,
-                        open_dir: None,
-                        diff: self.diff,
-                        rel,
-                    };
-                    self.e.entry(rel, kind, &st, false, &src)?;
-                }
-            }
-            rel.truncate(base);
+        let rel = entry.rel.to_vec();
+        let st = Stat::from_file_stat(&entry.stat);
+        if st.kind == FileKind::Socket {
+            continue;
         }
-        Ok(())
+        if st.is_whiteout() {
+            e.deletion(&rel)?;
+            continue;
+        }
+        let kind = if !lowers.is_empty() && lower_exists(lowers, &rel)? {
+            ChangeKind::Modify
+        } else {
+            ChangeKind::Add
+        };
+        if st.kind == FileKind::Dir {
+            let entered = walk.enter().map_err(walk_error)?;
+            let src = AtSource {
+                dir: entered.parent,
+                name: entered.name,
+                open_dir: Some(entered.dir),
+                diff,
+                rel: &rel,
+            };
+            e.entry(&rel, kind, &st, is_opaque_fd(entered.dir), &src)?;
+        } else {
+            let src = AtSource {
+                dir: entry.dir,
+                name: entry.name,
+                open_dir: None,
+                diff,
+                rel: &rel,
+            };
+            e.entry(&rel, kind, &st, false, &src)?;
+        }
     }
-}
-
-/// `openat(dir, name)` of a directory, without following a symlink.
-fn open_dir_at<Fd: AsFd>(dir: Fd, name: &[u8]) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        crate::confine::os(name),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    e.w.finish()
 }
 
 /// Where an entry's content, xattrs and link target are read from.
@@ -217,20 +171,6 @@ struct AtSource<'a> {
     open_dir: Option<BorrowedFd<'a>>,
     diff: &'a Path,
     rel: &'a [u8],
-}
-
-impl AtSource<'_> {
-    /// True when the directory is marked opaque.
-    fn opaque(&self) -> Result<bool> {
-        let Some(fd) = self.open_dir else {
-            return Ok(false);
-        };
-        let mut v = [0u8; 2];
-        Ok(matches!(
-            rustix::fs::fgetxattr(fd, OVERLAY_OPAQUE_XATTR, &mut v[..]),
-            Ok(1) if v[0] == b'y'
-        ))
-    }
 }
 
 impl EntrySource for AtSource<'_> {

@@ -24,8 +24,8 @@ use tar::EntryType;
 use crate::confine::{normalize, split_last};
 pub use crate::entry::Time;
 use crate::entry::{
-    Whiteout, Written, check_link_target, check_name, pax_time, reserved_xattr, unsafe_entry,
-    whiteout,
+    Whiteout, Written, check_link_target, check_name, check_path_len, pax_time, reserved_xattr,
+    unsafe_entry, whiteout,
 };
 use crate::input::read_tar;
 use storage_core::FilterSpec;
@@ -329,6 +329,7 @@ impl Reader<'_> {
         if path.is_empty() && kind != Kind::Dir {
             return Err(unsafe_entry(&raw, "a non-directory entry names the root itself").into());
         }
+        check_path_len(&raw, path.len())?;
         let entry = Entry {
             raw,
             path,

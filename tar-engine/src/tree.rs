@@ -153,3 +153,35 @@ fn get_xattr_with(
 pub fn is_opaque(path: &Path) -> Result<bool> {
     Ok(get_xattr(path, crate::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
 }
+
+/// True when the open overlay upper/diff directory `dir` is marked opaque.
+pub fn is_opaque_fd(dir: BorrowedFd<'_>) -> bool {
+    let mut v = [0u8; 2];
+    matches!(
+        rustix::fs::fgetxattr(dir, crate::entry::OVERLAY_OPAQUE_XATTR, &mut v[..]),
+        Ok(1) if v[0] == b'y'
+    )
+}
+
+/// Starts a walk of the stored tree `root`, limited to paths of
+/// [`MAX_PATH`](crate::entry::MAX_PATH) bytes, as every walk of a stored tree is.
+pub fn walk(root: &Path) -> Result<dirtree::Walk> {
+    dirtree::Walk::open(root, crate::entry::MAX_PATH).map_err(walk_error)
+}
+
+/// A walk's error in the contract's terms: a path past the limit is
+/// [`Error::Unsupported`], naming it; anything else is the OS error it came from.
+pub fn walk_error(e: dirtree::Error) -> Error {
+    match e {
+        dirtree::Error::TooLong {
+            path, len, limit, ..
+        } => Error::Unsupported {
+            what: format!(
+                "a path {len} bytes long below its root ({})",
+                path.display()
+            ),
+            reason: format!("strata reads trees whose paths are at most {limit} bytes long"),
+        },
+        e => Error::io("walk", e),
+    }
+}

@@ -186,3 +186,40 @@ fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
     buf.truncate(n);
     Some(buf)
 }
+
+#[test]
+fn a_tree_deeper_than_its_names_through_symlinks_is_refused_at_the_path_limit() {
+    // 8 hops of 400 levels: 3,200 levels with no name over 810 bytes.
+    let tar = tarball::deep_through_symlinks(8, 400);
+    let scene = Scene::new();
+    let started = std::time::Instant::now();
+    let err = apply(&scene.target, &tar, WhiteoutMode::Delete).unwrap_err();
+    match &err {
+        Error::InvalidArchive {
+            entry: Some(_),
+            reason,
+        } => assert!(reason.contains("4095"), "{err}"),
+        other => panic!("expected the path limit, got {other}"),
+    }
+    assert!(scene.intact());
+    // What was written stays walkable and removable (the caller removes a failed import).
+    let changes = tar_engine::layer_changes(&scene.target, &[]).unwrap();
+    assert!(changes.len() > 2000, "{}", changes.len());
+    assert!(dirtree::remove_all(&scene.target).unwrap());
+    eprintln!("refused after {:?}", started.elapsed());
+}
+
+#[test]
+fn a_tree_within_the_path_limit_through_symlinks_is_written_whole() {
+    // 4 hops of 400 levels: 1,600 levels, 3,200 bytes deep.
+    let tar = tarball::deep_through_symlinks(4, 400);
+    let scene = Scene::new();
+    apply(&scene.target, &tar, WhiteoutMode::Delete).unwrap();
+    let changes = tar_engine::layer_changes(&scene.target, &[]).unwrap();
+    let deepest = changes.iter().map(|c| c.path.len()).max().unwrap_or(0);
+    assert_eq!(
+        deepest,
+        "h0".len() + 2 * 1600,
+        "deepest path in the listing"
+    );
+}

@@ -169,6 +169,30 @@ pub fn same_layer_whiteouts() -> Vec<u8> {
     t.finish()
 }
 
+/// A tree far deeper than its names are long: `hops` symlinks, each leading `per_hop`
+/// directories below the one before (`h1 -> h0/d/d/…`, `h2 -> h1/d/d/…`), and under each
+/// hop `per_hop` directories `d` made through it. Every name stays under `2 * per_hop + 8`
+/// bytes while the tree reaches `hops * per_hop` levels. Names past 100 bytes go in PAX
+/// `path` records.
+pub fn deep_through_symlinks(hops: usize, per_hop: usize) -> Vec<u8> {
+    let mut t = Tarball::new();
+    t.entry(Kind::Dir, b"h0", &[]);
+    for h in 0..hops {
+        let mut name = format!("h{h}").into_bytes();
+        for _ in 0..per_hop {
+            name.extend_from_slice(b"/d");
+            if name.len() > 100 {
+                t.entry(Kind::Dir, b"long", &[("path", &name)]);
+            } else {
+                t.entry(Kind::Dir, &name, &[]);
+            }
+        }
+        let link = format!("h{}", h + 1).into_bytes();
+        t.entry(Kind::Symlink(Vec::new()), &link, &[("linkpath", &name)]);
+    }
+    t.finish()
+}
+
 /// Copies as much of `value` as fits into `field`.
 fn put(field: &mut [u8], value: &[u8]) {
     let n = value.len().min(field.len());

@@ -225,19 +225,11 @@ impl Store {
 }
 
 /// Removes a file or a directory tree; a missing one is not an error.
+/// Any depth: the tree may be one a container or an archive made thousands of levels deep.
 fn remove_tree(path: &Path) -> Result<()> {
-    let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => Err(e),
-    };
-    match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).ctx(|| format!("remove {}", path.display()))
-        }
-        _ => Ok(()),
-    }
+    dirtree::remove_all(path)
+        .map(drop)
+        .ctx(|| format!("remove {}", path.display()))
 }
 
 pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
