@@ -177,6 +177,12 @@ impl Context {
                 .await
                 .with_context(|| format!("open store {}", catalog_root.display()))?,
         );
+        for problem in store.recovery_problems() {
+            eprintln!(
+                "warning: store {}: recovery at open left work undone (run `strata check --repair`): {problem}",
+                catalog_root.display()
+            );
+        }
         Ok(Context {
             store,
             backend,

@@ -28,7 +28,7 @@ pub enum Error {
     /// A path below the walk's root is longer than the walk's limit.
     #[error(
         "{} is {len} bytes long below {}, more than the limit of {limit}",
-        path.display(),
+        abbreviated(path),
         root.display()
     )]
     TooLong {
@@ -47,6 +47,24 @@ pub enum Error {
         /// The name, as given.
         name: String,
     },
+}
+
+/// `path` for a message: whole when short, else its start and end around an ellipsis.
+pub fn abbreviated(path: &std::path::Path) -> String {
+    const KEEP: usize = 60;
+    let s = path.display().to_string();
+    if s.len() <= 2 * KEEP + 3 {
+        return s;
+    }
+    let mut head = KEEP;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - KEEP;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &s[..head], &s[tail..])
 }
 
 /// `Result` with this crate's [`Error`].

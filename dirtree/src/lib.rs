@@ -20,7 +20,7 @@ mod level;
 mod remove;
 mod walk;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, abbreviated};
 pub use remove::{remove_all, remove_at};
 pub use walk::{Entered, Entry, Walk};
 

@@ -147,32 +147,14 @@ fn parent_of(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    /// Makes `levels` nested directories `d/d/d/…` below `root` with a file at the bottom,
-    /// one `mkdirat` at a time (the path is far longer than `PATH_MAX`).
-    pub(crate) fn deep(root: &Path, levels: usize) {
-        let mut fd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
-            .expect("open root");
-        for _ in 0..levels {
-            nix::sys::stat::mkdirat(&fd, "d", Mode::from_bits_truncate(0o755)).expect("mkdir");
-            fd = open_dir(fd.as_fd(), b"d").expect("open");
-        }
-        nix::fcntl::openat(
-            &fd,
-            "bottom",
-            OFlag::O_CREAT | OFlag::O_WRONLY,
-            Mode::from_bits_truncate(0o644),
-        )
-        .expect("file");
-    }
 
     #[test]
     fn removes_a_tree_far_deeper_than_the_stack_and_descriptor_limits_allow() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        deep(tmp.path(), 20_000);
+        testkit::deep_dirs(tmp.path(), 20_000);
         assert!(remove_all(&tmp.path().join("d")).expect("remove"));
         assert!(!tmp.path().join("d").exists());
         assert!(!remove_all(&tmp.path().join("d")).expect("second remove"));

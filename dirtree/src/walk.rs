@@ -197,7 +197,6 @@ impl AsFd for Entry<'_> {
 mod tests {
     use super::*;
     use crate::level::is_dir;
-    use crate::remove::tests::deep;
 
     fn collect(root: &Path, max_path: usize) -> Result<Vec<String>> {
         let mut walk = Walk::open(root, max_path)?;
@@ -227,7 +226,7 @@ mod tests {
     #[test]
     fn walks_deeper_than_the_descriptor_window_and_comes_back_up() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        deep(tmp.path(), 3 * crate::OPEN_LEVELS + 5);
+        testkit::deep_dirs(tmp.path(), 3 * crate::OPEN_LEVELS + 5);
         std::fs::write(tmp.path().join("z"), b"").expect("write");
         let got = collect(tmp.path(), usize::MAX).expect("walk");
         assert_eq!(got.len(), 3 * crate::OPEN_LEVELS + 5 + 2);
@@ -237,7 +236,7 @@ mod tests {
     #[test]
     fn a_path_longer_than_the_limit_stops_the_walk_with_an_error_naming_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        deep(tmp.path(), 3000);
+        testkit::deep_dirs(tmp.path(), 3000);
         match collect(tmp.path(), 4095) {
             Err(Error::TooLong { len, limit, .. }) => {
                 assert_eq!(limit, 4095);

@@ -174,11 +174,15 @@ pub fn walk(root: &Path) -> Result<dirtree::Walk> {
 pub fn walk_error(e: dirtree::Error) -> Error {
     match e {
         dirtree::Error::TooLong {
-            path, len, limit, ..
+            path,
+            root,
+            len,
+            limit,
         } => Error::Unsupported {
             what: format!(
-                "a path {len} bytes long below its root ({})",
-                path.display()
+                "a path {len} bytes long below {} ({})",
+                root.display(),
+                dirtree::abbreviated(&path)
             ),
             reason: format!("strata reads trees whose paths are at most {limit} bytes long"),
         },

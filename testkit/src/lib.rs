@@ -231,3 +231,27 @@ impl Layercheck {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// Makes `levels` nested directories `d/d/d/…` below `root`, with a file `bottom` at the
+/// end, one `mkdirat` at a time as a process in a container can: the tree may be far
+/// deeper than `PATH_MAX` lets any path name.
+pub fn deep_dirs(root: &Path, levels: usize) {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fd = open(root, dir_flags, Mode::empty())
+        .unwrap_or_else(|e| panic!("open {}: {e}", root.display()));
+    for level in 0..levels {
+        mkdirat(&fd, "d", Mode::from_bits_truncate(0o755))
+            .unwrap_or_else(|e| panic!("mkdir at level {level}: {e}"));
+        fd = openat(&fd, "d", dir_flags, Mode::empty())
+            .unwrap_or_else(|e| panic!("open level {level}: {e}"));
+    }
+    openat(
+        &fd,
+        "bottom",
+        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap_or_else(|e| panic!("create the bottom file: {e}"));
+}

@@ -45,6 +45,9 @@ pub struct Store {
     driver: Arc<dyn LayerDriver>,
     run: RunRoot,
     additional: Vec<additional::ReadOnlyStore>,
+    /// What the recovery at open could not finish (each left for the next open or for
+    /// `check --repair`).
+    recovery: Vec<Error>,
 }
 
 /// The run-root lock guarding a layer's data.
@@ -86,15 +89,26 @@ impl Store {
         let catalog = tokio::task::spawn_blocking(move || Catalog::open_in(&dir))
             .await
             .map_err(join_error)??;
-        let store = Store {
+        let mut store = Store {
             root: root.to_owned(),
             catalog: Arc::new(Mutex::new(catalog)),
             driver,
             run,
             additional: others,
+            recovery: Vec::new(),
         };
-        store.recover(op).await?;
+        store.recovery = store.recover(op).await;
+        for e in &store.recovery {
+            tracing::warn!(store = %store.root.display(), "recovery left work undone: {e}");
+        }
         Ok(store)
+    }
+
+    /// What the recovery at open found it could not finish. A store whose recovery failed
+    /// still opens: the rest of it works, and what is listed here stays marked for the
+    /// next open (or `check --repair`) to retry.
+    pub fn recovery_problems(&self) -> &[Error] {
+        &self.recovery
     }
 
     /// The store's root directory.
@@ -160,7 +174,21 @@ impl Store {
             .map_err(join_error)?
     }
 
-    async fn recover(&self, op: &Op) -> Result<()> {
+    /// Finishes what a crash interrupted. Never fails the open: each object that cannot be
+    /// finished is skipped and reported, so one bad tree cannot make a store unusable.
+    async fn recover(&self, op: &Op) -> Vec<Error> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.recover_layers(op, &mut problems).await {
+            problems.push(e);
+        }
+        if let Err(e) = self.recover_removals(&mut problems).await {
+            problems.push(e);
+        }
+        problems
+    }
+
+    /// Removes the layers left incomplete whose lock nobody holds.
+    async fn recover_layers(&self, op: &Op, problems: &mut Vec<Error>) -> Result<()> {
         let stale = self.db(|c| c.incomplete_layers()).await?;
         for layer in stale {
             let Some(_lock) = self.run.try_lock(&layer_lock(&layer.id))? else {
@@ -181,8 +209,15 @@ impl Store {
                 continue;
             }
             tracing::info!(layer = %layer.id, "removing a layer left incomplete");
-            self.discard_layer(op, &layer.id).await?;
+            if let Err(e) = self.discard_layer(op, &layer.id).await {
+                problems.push(e);
+            }
         }
+        Ok(())
+    }
+
+    /// Removes the files and trees an interrupted deletion left, whose lock nobody holds.
+    async fn recover_removals(&self, problems: &mut Vec<Error>) -> Result<()> {
         let pending = self.read(db::pending_removals).await?;
         for p in pending {
             let Some(_lock) = self.run.try_lock(&p.lock)? else {
@@ -199,7 +234,9 @@ impl Store {
                 continue;
             }
             tracing::info!(path = %p.path, "removing what an interrupted operation left");
-            self.remove_path(&p.path).await?;
+            if let Err(e) = self.remove_path(&p.path).await {
+                problems.push(e);
+            }
         }
         Ok(())
     }

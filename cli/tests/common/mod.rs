@@ -83,8 +83,11 @@ impl CliStore {
 }
 
 impl Drop for CliStore {
+    /// Unmounts what is left, then removes the store before `TempDir` does: its removal
+    /// recurses, and a test may leave a tree deeper than a thread's stack.
     fn drop(&mut self) {
         let _ = self.run(&["cleanup"]);
+        let _ = dirtree::remove_all(&self.root());
     }
 }
 
