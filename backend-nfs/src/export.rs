@@ -14,8 +14,9 @@ use nfs3_client::nfs3_types::nfs3::{fattr3, ftype3};
 use storage_core::archive::{FileKind, Stat};
 use storage_core::{Error, FilterSpec, Op, Result};
 use tar::EntryType;
+use tar_engine::entry::MAX_PATH;
 use tar_engine::export::{CHANGE_TYPE_RECORD, SIZE_RECORD};
-use tar_engine::tree::join_rel;
+use tar_engine::tree::{join_rel, too_long};
 use tar_engine::{ArchiveStream, TarWriter};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -48,7 +49,7 @@ pub(crate) fn export(
             links: HashMap::new(),
             out: TarWriter::new(io::BufWriter::with_capacity(1 << 20, pipe)),
         };
-        w.dir(&root, b"")?;
+        w.tree(&root)?;
         w.out.finish()?;
         Ok(())
     })
@@ -112,32 +113,57 @@ impl<W: io::Write> Walk<'_, W> {
             .map(String::into_bytes)
     }
 
-    fn dir(&mut self, fh: &Fh, rel: &[u8]) -> Result<()> {
-        let store = self.store.clone();
-        let mut entries: Vec<DirEntry> = self.block(store.session.readdir(fh, rel))?;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        for e in entries {
+    /// Writes everything below the directory `root`, in sorted depth-first order. One level
+    /// per directory on the way down is kept on the heap, whatever the depth; paths past
+    /// [`MAX_PATH`] stop the export with a clear error, as every walk of a stored tree does.
+    fn tree(&mut self, root: &Fh) -> Result<()> {
+        /// A directory's entries left to write (next last), and its path.
+        struct Level {
+            todo: Vec<DirEntry>,
+            rel: Vec<u8>,
+        }
+        let mut levels = vec![Level {
+            todo: self.sorted(root, b"")?,
+            rel: Vec::new(),
+        }];
+        while let Some(level) = levels.last_mut() {
+            let Some(e) = level.todo.pop() else {
+                levels.pop();
+                continue;
+            };
             self.op.check()?;
-            let path = join_rel(rel, &e.name);
+            let path = join_rel(&level.rel, &e.name);
+            if path.len() > MAX_PATH {
+                return Err(too_long(
+                    &format!("nfs://{}", self.store.session.server()),
+                    tar_engine::confine::os(&path),
+                    path.len(),
+                ));
+            }
             let st = stat(&e.attr);
             if st.kind == FileKind::Socket {
-                continue;
-            }
-            if st.kind == FileKind::Dir {
-                let walk_below = self.spec.may_include_below(&String::from_utf8_lossy(&path));
-                if let Some(name) = self.rename(&path).filter(|n| !n.is_empty()) {
-                    self.entry(&e, &name, &st, &path)?;
-                }
-                if walk_below || self.spec.is_identity() {
-                    self.dir(&e.fh, &path)?;
-                }
                 continue;
             }
             if let Some(name) = self.rename(&path).filter(|n| !n.is_empty()) {
                 self.entry(&e, &name, &st, &path)?;
             }
+            if st.kind == FileKind::Dir
+                && (self.spec.is_identity()
+                    || self.spec.may_include_below(&String::from_utf8_lossy(&path)))
+            {
+                let todo = self.sorted(&e.fh, &path)?;
+                levels.push(Level { todo, rel: path });
+            }
         }
         Ok(())
+    }
+
+    /// The entries of the directory `fh` (at `rel`), sorted so that the first is last.
+    fn sorted(&self, fh: &Fh, rel: &[u8]) -> Result<Vec<DirEntry>> {
+        let store = self.store.clone();
+        let mut entries: Vec<DirEntry> = self.block(store.session.readdir(fh, rel))?;
+        entries.sort_by(|a, b| b.name.cmp(&a.name));
+        Ok(entries)
     }
 
     fn entry(&mut self, e: &DirEntry, name: &[u8], st: &Stat, rel: &[u8]) -> Result<()> {

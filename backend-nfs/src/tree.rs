@@ -63,62 +63,98 @@ pub async fn ensure_dir(s: &Session, parent: &Fh, name: &[u8]) -> Result<Fh, Nfs
 
 /// Removes `name` in `dir` and everything below it, never following a symlink. Returns
 /// whether anything was there.
-pub fn remove_tree<'a>(
-    s: &'a Session,
-    dir: &'a Fh,
-    name: &'a [u8],
-) -> Pin<Box<dyn Future<Output = Result<bool, NfsError>> + Send + 'a>> {
-    Box::pin(async move {
-        // LOOKUP of `..` or `.` answers the parent or the directory itself: never remove
-        // by such a name, whatever asked for it.
-        if !is_plain_name(name) {
-            return Err(NfsError::Status {
-                call: format!(
-                    "REMOVE {:?}: not a plain name (empty, `.`, `..`, or holding `/` or NUL)",
-                    String::from_utf8_lossy(name)
-                ),
-                status: nfsstat3::NFS3ERR_INVAL,
-            });
-        }
-        let Some((fh, attr)) = s.lookup(dir, name).await? else {
-            return Ok(false);
-        };
-        if attr.type_ == ftype3::NF3DIR {
-            empty_dir(s, &fh, name).await?;
-            match s.rmdir(dir, name).await {
-                Ok(()) => {}
-                Err(e) if e.is(nfsstat3::NFS3ERR_NOENT) => {}
-                Err(e) => return Err(e),
-            }
-        } else {
-            match s.remove(dir, name).await {
-                Ok(()) => {}
-                Err(e) if e.is(nfsstat3::NFS3ERR_NOENT) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    })
+pub async fn remove_tree(s: &Session, dir: &Fh, name: &[u8]) -> Result<bool, NfsError> {
+    // LOOKUP of `..` or `.` answers the parent or the directory itself: never remove by
+    // such a name, whatever asked for it.
+    if !is_plain_name(name) {
+        return Err(NfsError::Status {
+            call: format!(
+                "REMOVE {:?}: not a plain name (empty, `.`, `..`, or holding `/` or NUL)",
+                String::from_utf8_lossy(name)
+            ),
+            status: nfsstat3::NFS3ERR_INVAL,
+        });
+    }
+    let Some((fh, attr)) = s.lookup(dir, name).await? else {
+        return Ok(false);
+    };
+    if attr.type_ == ftype3::NF3DIR {
+        empty_dir(s, &fh, name).await?;
+        ignore_noent(s.rmdir(dir, name).await)?;
+    } else {
+        ignore_noent(s.remove(dir, name).await)?;
+    }
+    Ok(true)
 }
 
-/// Removes everything inside the directory `fh`, several entries at a time.
+/// Removes everything inside the directory `fh`, whatever its depth: one level per
+/// directory on the way down is kept on the heap (no recursion, no nested futures), and the
+/// non-directories of a level are removed several at a time.
 pub async fn empty_dir(s: &Session, fh: &Fh, what: &[u8]) -> Result<(), NfsError> {
-    let entries = s.readdir(fh, what).await?;
-    // The removals borrow the session, so they run as futures on this task, a window of
-    // them at a time, rather than as spawned tasks.
-    let mut futs = Vec::new();
-    for e in &entries {
-        futs.push(remove_tree(s, fh, &e.name));
+    /// A directory being emptied: its handle, the subdirectories left to empty, and where
+    /// it sits (its parent's handle and its name) to remove it once empty.
+    struct Level {
+        fh: Fh,
+        subdirs: Vec<(Fh, Vec<u8>)>,
+        place: Option<(Fh, Vec<u8>)>,
     }
-    let mut iter = futs.into_iter();
-    loop {
-        let batch: Vec<_> = iter.by_ref().take(16).collect();
-        if batch.is_empty() {
-            return Ok(());
+    let mut levels = vec![Level {
+        fh: fh.clone(),
+        subdirs: remove_files(s, fh, what).await?,
+        place: None,
+    }];
+    while let Some(level) = levels.last_mut() {
+        match level.subdirs.pop() {
+            Some((sub, name)) => {
+                let subdirs = remove_files(s, &sub, &name).await?;
+                let parent = level.fh.clone();
+                levels.push(Level {
+                    fh: sub,
+                    subdirs,
+                    place: Some((parent, name)),
+                });
+            }
+            None => {
+                if let Some(Level {
+                    place: Some((parent, name)),
+                    ..
+                }) = levels.pop()
+                {
+                    ignore_noent(s.rmdir(&parent, &name).await)?;
+                }
+            }
         }
-        for r in join_all(batch).await {
-            r?;
+    }
+    Ok(())
+}
+
+/// Removes the entries of `fh` that are not directories, a window of them at a time;
+/// returns its subdirectories.
+async fn remove_files(s: &Session, fh: &Fh, what: &[u8]) -> Result<Vec<(Fh, Vec<u8>)>, NfsError> {
+    let entries = s.readdir(fh, what).await?;
+    let mut subdirs = Vec::new();
+    let mut files = Vec::new();
+    for e in entries {
+        if e.attr.type_ == ftype3::NF3DIR {
+            subdirs.push((e.fh, e.name));
+        } else {
+            files.push(e.name);
         }
+    }
+    for batch in files.chunks(16) {
+        let futs: Vec<_> = batch.iter().map(|n| Box::pin(s.remove(fh, n))).collect();
+        for r in join_all(futs).await {
+            ignore_noent(r)?;
+        }
+    }
+    Ok(subdirs)
+}
+
+/// A removal that found nothing to remove succeeded.
+fn ignore_noent(r: Result<(), NfsError>) -> Result<(), NfsError> {
+    match r {
+        Err(e) if e.is(nfsstat3::NFS3ERR_NOENT) => Ok(()),
+        r => r,
     }
 }
 

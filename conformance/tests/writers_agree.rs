@@ -289,6 +289,28 @@ fn own_cases() -> Vec<Case> {
                 .entry(Kind::HardLink(b"./f".to_vec()), b"sub/h2", &[])
                 .entry(file(b"two"), b"f", &[]);
         }),
+        Case {
+            name: "a-tree-deeper-than-its-names-through-symlinks".into(),
+            layers: vec![testkit::tarball::deep_through_symlinks(8, 400)],
+        },
+        Case {
+            name: "a-deep-tree-through-symlinks-within-the-path-limit".into(),
+            layers: vec![testkit::tarball::deep_through_symlinks(4, 400)],
+        },
+        one(
+            "a-real-path-one-byte-past-the-limit-through-a-symlink",
+            |t| {
+                // `h0/d/…/d` is 4,002 bytes; through the symlink `s`, a 93-byte name lands at
+                // 4,096 bytes, one past the limit, while its own name is 95 bytes long.
+                let mut name = b"h0".to_vec();
+                for _ in 0..2000 {
+                    name.extend_from_slice(b"/d");
+                    t.entry(Kind::Dir, b"long", &[("path", &name)]);
+                }
+                t.entry(Kind::Symlink(Vec::new()), b"s", &[("linkpath", &name)]);
+                t.entry(file(b"x"), &[&b"s/"[..], &[b'y'; 93]].concat(), &[]);
+            },
+        ),
         one("a-directory-replaces-a-file", |t| {
             t.entry(file(b"f"), b"p", &[])
                 .entry(Kind::Dir, b"p", &[])

@@ -718,6 +718,15 @@ impl<R: Read + Seek> Reader<R> {
                     } else {
                         [path.as_slice(), b"/", child_name.as_slice()].concat()
                     };
+                    // As every walk of a stored tree: what each pending entry keeps stays
+                    // bounded, however deep the image's directories go.
+                    if cp.len() > tar_engine::entry::MAX_PATH {
+                        return Err(Error::Archive(tar_engine::tree::too_long(
+                            &"the image's root",
+                            tar_engine::confine::os(&cp),
+                            cp.len(),
+                        )));
+                    }
                     stack.push((child, cp, depth + 1));
                 }
                 continue;

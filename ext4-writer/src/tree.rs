@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use tar_engine::confine::child_len;
+
 use crate::error::{Error, Result};
 
 /// Index of a node in [`Tree::nodes`].
@@ -143,12 +145,24 @@ impl Tree {
     /// symlink's target is never created: one that leads nowhere is not a directory, as
     /// the kernel sees it.
     pub fn resolve_dir(&mut self, entry: &str, comps: &[&[u8]], create: bool) -> Result<NodeId> {
-        let mut stack: Vec<NodeId> = vec![ROOT];
+        Ok(self.resolve_dir_len(entry, comps, create)?.0)
+    }
+
+    /// [`Tree::resolve_dir`], with the length of the directory's real path (where it is
+    /// once symlinks are followed).
+    pub fn resolve_dir_len(
+        &mut self,
+        entry: &str,
+        comps: &[&[u8]],
+        create: bool,
+    ) -> Result<(NodeId, usize)> {
+        // Each directory on the way with the length of its real path.
+        let mut stack: Vec<(NodeId, usize)> = vec![(ROOT, 0)];
         let mut queue: std::collections::VecDeque<(Vec<u8>, bool)> =
             comps.iter().map(|c| (c.to_vec(), false)).collect();
         let mut followed = 0;
         while let Some((comp, from_link)) = queue.pop_front() {
-            let cur = *stack.last().unwrap_or(&ROOT);
+            let (cur, cur_len) = *stack.last().unwrap_or(&(ROOT, 0));
             if comp.as_slice() == b".." {
                 if stack.len() > 1 {
                     stack.pop();
@@ -170,7 +184,7 @@ impl Tree {
                 }
             };
             match &self.nodes[next].kind {
-                Kind::Dir(_) => stack.push(next),
+                Kind::Dir(_) => stack.push((next, child_len(cur_len, &comp))),
                 Kind::Symlink(target) => {
                     followed += 1;
                     if followed > MAX_SYMLINKS {
@@ -194,7 +208,7 @@ impl Tree {
                 }
             }
         }
-        Ok(*stack.last().unwrap_or(&ROOT))
+        Ok(*stack.last().unwrap_or(&(ROOT, 0)))
     }
 
     /// Resolves a whole path without following a symlink in the last component. Returns

@@ -238,12 +238,7 @@ fn add_tree(path: &Path, rel: Vec<u8>, st: Stat, out: &mut Vec<Change>) -> Resul
 
 /// The error for a path past [`MAX_PATH`] in a tree below `root`.
 fn too_long(root: &Path, rel: &[u8]) -> storage_core::Error {
-    walk_error(dirtree::Error::TooLong {
-        path: child(root, rel),
-        root: root.to_owned(),
-        len: rel.len(),
-        limit: MAX_PATH,
-    })
+    crate::tree::too_long(&root.display(), &child(root, rel), rel.len())
 }
 
 /// True when two entries of the same path differ in what an archive carries. Files are

@@ -170,22 +170,27 @@ pub fn walk(root: &Path) -> Result<dirtree::Walk> {
 }
 
 /// A walk's error in the contract's terms: a path past the limit is
-/// [`Error::Unsupported`], naming it; anything else is the OS error it came from.
+/// [`Error::Unsupported`] ([`too_long`]); anything else is the OS error it came from.
 pub fn walk_error(e: dirtree::Error) -> Error {
     match e {
         dirtree::Error::TooLong {
-            path,
-            root,
-            len,
-            limit,
-        } => Error::Unsupported {
-            what: format!(
-                "a path {len} bytes long below {} ({})",
-                root.display(),
-                dirtree::abbreviated(&path)
-            ),
-            reason: format!("strata reads trees whose paths are at most {limit} bytes long"),
-        },
+            path, root, len, ..
+        } => too_long(&root.display(), &path, len),
         e => Error::io("walk", e),
+    }
+}
+
+/// The error for `path`, `len` bytes long below `root`, past
+/// [`MAX_PATH`](crate::entry::MAX_PATH): what no walk of a stored tree reads.
+pub fn too_long(root: &dyn fmt::Display, path: &Path, len: usize) -> Error {
+    Error::Unsupported {
+        what: format!(
+            "a path {len} bytes long below {root} ({})",
+            dirtree::abbreviated(path)
+        ),
+        reason: format!(
+            "strata reads trees whose paths are at most {} bytes long",
+            crate::entry::MAX_PATH
+        ),
     }
 }

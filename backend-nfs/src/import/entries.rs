@@ -6,6 +6,7 @@ use nfs3_client::nfs3_types::nfs3::{
     specdata3,
 };
 use storage_core::{Error, Result};
+use tar_engine::confine::child_len;
 use tar_engine::confine::split_last;
 use tar_engine::entry::{missing_link_target, unsafe_entry};
 use tar_engine::{Kind, Meta, Time};
@@ -17,6 +18,7 @@ impl Applier {
     pub(super) fn directory(
         &mut self,
         dir: &Fh,
+        dir_len: usize,
         name: &[u8],
         rel: &[u8],
         meta: Meta,
@@ -36,7 +38,8 @@ impl Applier {
             },
             Err(e) => return Err(e.into()),
         };
-        self.dirs.insert(rel.to_vec(), fh.clone());
+        self.dirs
+            .insert(rel.to_vec(), (fh.clone(), child_len(dir_len, name)));
         self.dir_attrs.insert(rel.to_vec(), (fh, meta));
         Ok(())
     }

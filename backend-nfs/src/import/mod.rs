@@ -45,8 +45,8 @@ use std::sync::Arc;
 
 use nfs3_client::nfs3_types::nfs3::{Nfs3Option, sattr3, writeverf3};
 use storage_core::{Error, FilterSpec, Op, Result, TarReader};
-use tar_engine::confine::split_last;
-use tar_engine::entry::Written;
+use tar_engine::confine::{child_len, split_last};
+use tar_engine::entry::{Written, check_path_len};
 use tar_engine::{ApplyReport, Entry, EntrySink, IngestOptions, Kind, Meta, ingest};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -108,8 +108,9 @@ struct Applier {
     rt: Handle,
     store: Arc<Store>,
     location: PathBuf,
-    /// Directory handles by normalised path ("" is the volume).
-    dirs: HashMap<Vec<u8>, Fh>,
+    /// Directory handles by normalised path ("" is the volume), with the length of each
+    /// one's real path (where it is once symlinks are followed).
+    dirs: HashMap<Vec<u8>, (Fh, usize)>,
     /// Directory modes and times, set once every child exists (so a read-only directory
     /// can still be filled).
     dir_attrs: HashMap<Vec<u8>, (Fh, Meta)>,
@@ -126,7 +127,7 @@ struct Applier {
 impl Applier {
     fn new(rt: Handle, store: Arc<Store>, root: Fh, location: PathBuf) -> Self {
         let mut dirs = HashMap::new();
-        dirs.insert(Vec::new(), root);
+        dirs.insert(Vec::new(), (root, 0));
         Applier {
             rt,
             store,
@@ -284,7 +285,10 @@ impl EntrySink for Applier {
             self.reap(true)?;
         }
         let (parent_rel, name) = split_last(rel);
-        let parent = self.dir(parent_rel, raw)?;
+        let (parent, parent_len) = self.dir_len(parent_rel, raw)?;
+        // Where it lands, not what the archive calls it: symlinks must not let a tree grow
+        // deeper than names can reach.
+        check_path_len(raw, child_len(parent_len, name))?;
         // An entry replacing one this archive wrote waits for that one's job; a file that
         // will be a job of its own removes it here, with the bookkeeping of what it held.
         if written.spares(rel) {
@@ -295,7 +299,7 @@ impl EntrySink for Applier {
         }
         match &entry.kind {
             Kind::File { size } => self.regular(data, &parent, name, rel, *size, meta)?,
-            Kind::Dir => self.directory(&parent, name, rel, meta.clone())?,
+            Kind::Dir => self.directory(&parent, parent_len, name, rel, meta.clone())?,
             Kind::Symlink { target } => self.symlink(&parent, name, rel, target, meta)?,
             Kind::HardLink { target } => {
                 self.reap(true)?;

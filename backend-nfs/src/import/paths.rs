@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use nfs3_client::nfs3_types::nfs3::{ftype3, nfsstat3};
 use storage_core::{Error, Result};
-use tar_engine::entry::{WHITEOUT_THROUGH_SYMLINK, Written, unsafe_entry};
+use tar_engine::entry::{WHITEOUT_THROUGH_SYMLINK, Written, check_path_len, unsafe_entry};
 
 use super::{Applier, join};
 use crate::error::NfsError;
@@ -21,8 +21,13 @@ const MAX_SYMLINKS: usize = 40;
 impl Applier {
     /// The handle of directory `rel`, creating missing directories (0755) on the way.
     pub(super) fn dir(&mut self, rel: &[u8], raw: &[u8]) -> Result<Fh> {
-        match self.resolve(rel, raw, Resolve::Create)? {
-            Some(fh) => Ok(fh),
+        Ok(self.dir_len(rel, raw)?.0)
+    }
+
+    /// [`Applier::dir`], with the length of the directory's real path in the volume.
+    pub(super) fn dir_len(&mut self, rel: &[u8], raw: &[u8]) -> Result<(Fh, usize)> {
+        match self.resolve_len(rel, raw, Resolve::Create)? {
+            Some(found) => Ok(found),
             None => Err(unsafe_entry(raw, "its directory could not be made")),
         }
     }
@@ -32,6 +37,11 @@ impl Applier {
         self.resolve(rel, raw, Resolve::Lookup)
     }
 
+    /// [`Applier::resolve_len`] without the length.
+    pub(super) fn resolve(&mut self, rel: &[u8], raw: &[u8], how: Resolve) -> Result<Option<Fh>> {
+        Ok(self.resolve_len(rel, raw, how)?.map(|d| d.0))
+    }
+
     /// Resolves the directory `rel` inside the volume as if the volume were `/`, as the
     /// directory writer's `openat2(RESOLVE_IN_ROOT)` does: a symlink met on the way is
     /// read (READLINK) and followed, an absolute target starts again from the volume, `..`
@@ -39,12 +49,18 @@ impl Applier {
     /// `rel` itself are made (0755) with [`Resolve::Create`], otherwise the answer is
     /// `None`; a symlink's target is never made: one that leads nowhere, or a component
     /// that is not a directory, refuses the entry `raw`, and so does any symlink with
-    /// [`Resolve::NoSymlinks`].
-    pub(super) fn resolve(&mut self, rel: &[u8], raw: &[u8], how: Resolve) -> Result<Option<Fh>> {
+    /// [`Resolve::NoSymlinks`]. A real path longer than [`MAX_PATH`](tar_engine::entry::MAX_PATH) refuses the entry, as
+    /// on every writer. Answers the handle and the length of the real path.
+    pub(super) fn resolve_len(
+        &mut self,
+        rel: &[u8],
+        raw: &[u8],
+        how: Resolve,
+    ) -> Result<Option<(Fh, usize)>> {
         if how != Resolve::NoSymlinks
-            && let Some(fh) = self.dirs.get(rel)
+            && let Some(found) = self.dirs.get(rel)
         {
-            return Ok(Some(fh.clone()));
+            return Ok(Some(found.clone()));
         }
         let refuse = |what: &str, at: &[u8]| {
             unsafe_entry(
@@ -58,12 +74,16 @@ impl Applier {
         let store = self.store.clone();
         let s = &store.session;
         let (uid, gid) = s.owner();
-        let root = self.dirs.get(&b""[..]).cloned().ok_or_else(|| {
-            Error::io(
-                format!("import into {}", self.location.display()),
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            )
-        })?;
+        let root = self
+            .dirs
+            .get(&b""[..])
+            .map(|d| d.0.clone())
+            .ok_or_else(|| {
+                Error::io(
+                    format!("import into {}", self.location.display()),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?;
         // Where the walk is (its real path inside the volume, and its handle), and what is
         // left to walk: each component says whether it came from a symlink's target.
         let mut stack: Vec<(Vec<u8>, Fh)> = vec![(Vec::new(), root)];
@@ -86,11 +106,12 @@ impl Applier {
             }
             let (here, fh) = stack.last().cloned().unwrap_or_default();
             let path = join(&here, &comp);
+            check_path_len(raw, path.len())?;
             // The cache also holds paths reached through symlinks: a walk that may cross
             // none looks every component up.
             if how != Resolve::NoSymlinks
                 && !from_link
-                && let Some(known) = self.dirs.get(&path)
+                && let Some((known, _)) = self.dirs.get(&path)
             {
                 stack.push((path, known.clone()));
                 continue;
@@ -135,12 +156,15 @@ impl Applier {
                 }
                 None => return Ok(None),
             };
-            self.dirs.insert(path.clone(), next.clone());
+            self.dirs.insert(path.clone(), (next.clone(), path.len()));
             stack.push((path, next));
         }
-        let fh = stack.last().map(|(_, fh)| fh.clone()).unwrap_or_default();
-        self.dirs.insert(rel.to_vec(), fh.clone());
-        Ok(Some(fh))
+        let found = stack
+            .pop()
+            .map(|(path, fh)| (fh, path.len()))
+            .unwrap_or_default();
+        self.dirs.insert(rel.to_vec(), found.clone());
+        Ok(Some(found))
     }
 
     /// Removes whatever is at `name` in `dir` (a previous import's entry).
@@ -187,20 +211,24 @@ impl Applier {
         rel: &[u8],
         written: &Written,
     ) -> Result<()> {
-        if !written.spares(rel) {
-            return self.clear(dir, name, rel);
-        }
-        // The archive wrote here or below: only a real directory is walked into, never a
-        // symlink (which could lead anywhere in the volume, all of it not written).
+        // Iterative: the directories it goes through are those the archive wrote below.
+        let mut todo = vec![(dir.clone(), name.to_vec(), rel.to_vec())];
         let store = self.store.clone();
-        let sub = match self.block(store.session.lookup(dir, name))? {
-            Some((sub, a)) if a.type_ == ftype3::NF3DIR => sub,
-            _ => return Ok(()),
-        };
-        let names = self.block(store.session.readdir(&sub, rel))?;
-        for child in names {
-            let child_rel = join(rel, &child.name);
-            self.remove_lower(&sub, &child.name, &child_rel, written)?;
+        while let Some((dir, name, rel)) = todo.pop() {
+            if !written.spares(&rel) {
+                self.clear(&dir, &name, &rel)?;
+                continue;
+            }
+            // The archive wrote here or below: only a real directory is walked into, never
+            // a symlink (which could lead anywhere in the volume, all of it not written).
+            let sub = match self.block(store.session.lookup(&dir, &name))? {
+                Some((sub, a)) if a.type_ == ftype3::NF3DIR => sub,
+                _ => continue,
+            };
+            for child in self.block(store.session.readdir(&sub, &rel))? {
+                let child_rel = join(&rel, &child.name);
+                todo.push((sub.clone(), child.name, child_rel));
+            }
         }
         Ok(())
     }

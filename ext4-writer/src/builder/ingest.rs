@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 
 use tar_engine::Kind as EntryKind;
-use tar_engine::entry::WHITEOUT_THROUGH_SYMLINK;
+use tar_engine::confine::child_len;
+use tar_engine::entry::{WHITEOUT_THROUGH_SYMLINK, check_path_len};
 use tar_engine::ingest::Meta as EntryMeta;
 use tar_engine::{Entry, EntrySink, Written};
 
@@ -39,7 +40,10 @@ impl<W: Write + Seek> Builder<W> {
             set_dir_meta(&mut self.tree.nodes[tree::ROOT], meta);
             return Ok(true);
         };
-        let parent = self.tree.resolve_dir(&name, parents, true)?;
+        let (parent, parent_len) = self.tree.resolve_dir_len(&name, parents, true)?;
+        // Where it lands, not what the archive calls it: symlinks must not let a tree grow
+        // deeper than names can reach.
+        check_path_len(&entry.raw, child_len(parent_len, last))?;
         let mut meta = meta;
         let kind = match &entry.kind {
             EntryKind::Dir => {
