@@ -535,6 +535,31 @@ impl LayerDriver for OverlayDriver {
         let inner = self.inner.clone();
         blocking(move || inner.cleanup()).await
     }
+
+    async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let dir = inner.layout.layers_dir();
+            let mut ids = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+                Err(e) => return Err(Error::io_path("list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                // Layer directories are named by their 64-hex id; `l/` holds short links.
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    ids.push(name.into_owned());
+                }
+            }
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+    }
 }
 
 fn fs_name(magic: i64) -> String {

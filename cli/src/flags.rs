@@ -425,6 +425,17 @@ pub enum Command {
     },
     /// Unmount everything this store mounted.
     Cleanup,
+    /// Check that the catalog and the data agree: every layer's data present and readable,
+    /// big data matching its digests, nothing unreferenced, nothing left half-done. Exits
+    /// with 1 when a problem is left.
+    Check {
+        /// Remove what nothing refers to and finish what was left half-done.
+        #[arg(short = 'r', long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
     /// Volumes: create, list, remove, import, export (any store that has volumes).
     Volume {
         /// What to do with volumes.

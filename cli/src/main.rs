@@ -162,6 +162,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
+        Command::Check { repair, json } => objects::check(&ctx, &op, *repair, *json).await,
         Command::Backends { .. } | Command::Volume { .. } => Ok(()),
         Command::Layers { json } => layers::print(&ctx.store.layers().await?, *json),
         Command::Images { json, quiet } => images::print(&ctx.store.images().await?, *json, *quiet),

@@ -113,4 +113,14 @@ pub trait LayerDriver: Send + Sync {
 
     /// Unmounts everything this store mounted.
     async fn cleanup(&self, op: &Op) -> Result<()>;
+
+    /// The ids of every layer whose data this driver holds, recorded in a catalog or not,
+    /// so that `check` can find data nothing refers to. Drivers that cannot list what
+    /// they hold answer [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
+        Err(crate::Error::Unsupported {
+            what: format!("listing the layers stored by the {} driver", self.name()),
+            reason: "the driver cannot list what it holds".into(),
+        })
+    }
 }

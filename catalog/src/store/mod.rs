@@ -19,6 +19,7 @@
 
 mod additional;
 mod big_data;
+mod check;
 mod containers;
 mod images;
 mod layers;
@@ -35,6 +36,7 @@ use storage_core::run_root::{RunLock, RunRoot};
 
 use crate::db::{self, Catalog, Sql};
 
+pub use check::{CheckReport, Problem, ProblemKind};
 pub use images::ImageDeletion;
 pub use listing::Listing;
 

@@ -1,5 +1,5 @@
 //! Commands that take a layer, an image or a container alike: exists, delete, metadata,
-//! names; and the whole-store ones: wipe, shutdown.
+//! names; and the whole-store ones: wipe, shutdown, check.
 
 use anyhow::{Result, bail};
 use catalog::NameChange;
@@ -147,6 +147,42 @@ pub async fn wipe(ctx: &Context, op: &Op) -> Result<()> {
 pub async fn shutdown(ctx: &Context, op: &Op, force: bool) -> Result<()> {
     for id in ctx.store.shutdown(op, force).await? {
         println!("unmounted {id}");
+    }
+    Ok(())
+}
+
+/// `check [--repair] [--json]`: prints what it checked and each problem (with what
+/// `--repair` did about it); fails when a problem is left.
+pub async fn check(ctx: &Context, op: &Op, repair: bool, json: bool) -> Result<()> {
+    let report = ctx.store.check(op, repair).await?;
+    if json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "checked {} layer(s) and {} big-data item(s): {} problem(s)",
+            report.layers,
+            report.big_data,
+            report.problems.len()
+        );
+        for p in &report.problems {
+            let kind = serde_json::to_value(p.kind)?;
+            let kind = kind.as_str().unwrap_or("problem");
+            match &p.repaired {
+                Some(how) => println!("{kind}: {}: {} (repaired: {how})", p.object, p.detail),
+                None => println!("{kind}: {}: {}", p.object, p.detail),
+            }
+        }
+    }
+    let left = report.unrepaired().count();
+    if left > 0 {
+        bail!(
+            "{left} problem(s) left{}",
+            if repair {
+                " (damaged objects are reported, not deleted: delete them to repair)"
+            } else {
+                "; `strata check --repair` removes what nothing refers to and finishes what was left half-done"
+            }
+        );
     }
     Ok(())
 }

@@ -122,6 +122,14 @@ pub fn layer_dirs(store: &CliStore) -> std::collections::BTreeSet<String> {
 /// complete; `overlay/`, `containers/` (in the root and the run root) and `bigdata/` hold
 /// exactly what listed objects own; every short link resolves.
 pub fn check_consistent(store: &CliStore, after: &str) {
+    // The store's own check agrees (opening the store has finished what a crash left).
+    let checked = store.run(&["check"]);
+    assert!(
+        checked.status.success(),
+        "after {after}: strata check: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let layers = store.complete_layer_ids();
     assert_eq!(
         layer_dirs(store),
