@@ -1,14 +1,14 @@
 //! The overlay `LayerDriver`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
-    CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, ObjectKind, Op, Result,
-    TarReader,
+    CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, MountProblem, ObjectKind, Op,
+    Result, TarReader,
 };
 use tar_engine::{
     self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
@@ -303,6 +303,79 @@ impl Inner {
         Ok(())
     }
 
+    /// See [`LayerDriver::check_mounts`].
+    fn check_mounts(&self, repair: bool) -> Result<Vec<MountProblem>> {
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        let mut out = Vec::new();
+        let counted = self.run.counted()?;
+        // Layers before the nested groups they stand on, as cleanup releases them.
+        let mut stale: Vec<&(String, u64)> = counted
+            .iter()
+            .filter(|(key, _)| !mount::is_mounted(&self.target_of(key)))
+            .collect();
+        stale.sort_by_key(|(k, _)| k.starts_with("nest-"));
+        for (key, n) in stale {
+            let target = self.target_of(key);
+            if repair {
+                self.run.set_count(key, 0)?;
+                if !key.starts_with("nest-") {
+                    let uses = std::fs::read_to_string(self.uses_file(key)).unwrap_or_default();
+                    for nest in uses.lines().filter(|l| !l.is_empty()) {
+                        self.release(nest, &self.nest_target(nest))?;
+                    }
+                    let _ = std::fs::remove_file(self.uses_file(key));
+                }
+            }
+            out.push(MountProblem {
+                id: key.clone(),
+                detail: format!(
+                    "recorded as mounted {n} time(s), but nothing is mounted at {}",
+                    target.display()
+                ),
+                repaired: repair,
+            });
+        }
+        let counted: HashSet<&str> = counted.iter().map(|(k, _)| k.as_str()).collect();
+        let mut unrecorded = Vec::new();
+        for dir in [self.layout.layers_dir(), self.run.path().join("nest")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let key = if dir == self.layout.layers_dir() {
+                    name
+                } else {
+                    format!("nest-{name}")
+                };
+                if !counted.contains(key.as_str()) && mount::is_mounted(&self.target_of(&key)) {
+                    unrecorded.push(key);
+                }
+            }
+        }
+        for key in unrecorded {
+            let target = self.target_of(&key);
+            if repair {
+                mount::unmount(&target)?;
+            }
+            out.push(MountProblem {
+                detail: format!("{} is mounted with no record of it", target.display()),
+                id: key,
+                repaired: repair,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where the mount counted under `key` lives.
+    fn target_of(&self, key: &str) -> PathBuf {
+        if key.starts_with("nest-") {
+            self.nest_target(key)
+        } else {
+            self.layout.merged(key)
+        }
+    }
+
     fn cleanup(&self) -> Result<()> {
         let _lock = self.run.lock(MOUNTS_LOCK)?;
         let mut counted = self.run.counted()?;
@@ -534,6 +607,11 @@ impl LayerDriver for OverlayDriver {
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
         blocking(move || inner.cleanup()).await
+    }
+
+    async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
+        let inner = self.inner.clone();
+        blocking(move || inner.check_mounts(repair)).await
     }
 
     async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {

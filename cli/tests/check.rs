@@ -118,3 +118,55 @@ fn check_finds_each_kind_of_damage_and_repair_fixes_what_nothing_refers_to() {
     // `delete-image` took its no-longer-used top layer with it, as containers-storage does.
     assert!(store.complete_layer_ids().is_empty());
 }
+
+#[test]
+fn check_finds_mount_records_that_disagree_with_the_mounts_and_repair_mends_them() {
+    if !require(
+        "stale mounts",
+        &[Requirement::Root, Requirement::Filesystem("overlay")],
+    ) {
+        return;
+    }
+    let store = CliStore::new("strata-check-");
+    let base = store.ok(&["create-layer", "-n", "base"]);
+    let top = store.ok(&["create-layer", "--parent", &base, "-n", "top"]);
+    // Recorded as mounted, nothing mounted: what a reboot with a kept run root leaves.
+    let merged = store.ok(&["mount", "top"]);
+    let umount = std::process::Command::new("umount")
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(umount.success());
+    // Mounted with no record: what a kill between the mount and its record leaves.
+    let other = store.ok(&["mount", "base"]);
+    std::fs::remove_file(store.run_root().join("counts").join(&base)).unwrap();
+
+    let (ok, found) = problems(&store, false);
+    assert!(!ok);
+    assert_eq!(
+        found,
+        BTreeSet::from([
+            ("stale-mount".to_owned(), base.clone(), false),
+            ("stale-mount".to_owned(), top.clone(), false),
+        ])
+    );
+    let (ok, found) = problems(&store, true);
+    assert!(ok, "{found:?}");
+    assert!(found.iter().all(|p| p.2));
+    assert!(!mounted(&other), "the unrecorded mount is left");
+    let (ok, found) = problems(&store, false);
+    assert!(ok && found.is_empty(), "{found:?}");
+    // The layers mount and unmount as before.
+    store.ok(&["mount", "top"]);
+    store.ok(&["unmount", "top"]);
+    store.ok(&["delete-layer", "top"]);
+    store.ok(&["delete-layer", "base"]);
+}
+
+/// Whether something is mounted at `path` (as `/proc/self/mounts` lists it).
+fn mounted(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(path))
+}

@@ -114,6 +114,14 @@ pub trait LayerDriver: Send + Sync {
     /// Unmounts everything this store mounted.
     async fn cleanup(&self, op: &Op) -> Result<()>;
 
+    /// Mount records that disagree with what is mounted: a count with nothing mounted (a
+    /// reboot, a crash during an unmount) or a mount with no count (a crash between the
+    /// mount and its record). With `repair`, each record is made true (counts dropped,
+    /// unrecorded mounts unmounted). Drivers that mount nothing have none.
+    async fn check_mounts(&self, _op: &Op, _repair: bool) -> Result<Vec<MountProblem>> {
+        Ok(Vec::new())
+    }
+
     /// The ids of every layer whose data this driver holds, recorded in a catalog or not,
     /// so that `check` can find data nothing refers to. Drivers that cannot list what
     /// they hold answer [`Error::Unsupported`](crate::Error::Unsupported).
@@ -123,4 +131,15 @@ pub trait LayerDriver: Send + Sync {
             reason: "the driver cannot list what it holds".into(),
         })
     }
+}
+
+/// A mount record that disagrees with what is mounted ([`LayerDriver::check_mounts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountProblem {
+    /// The layer (or the driver's own key for a shared mount).
+    pub id: String,
+    /// What disagrees.
+    pub detail: String,
+    /// Whether it was made right.
+    pub repaired: bool,
 }

@@ -41,7 +41,7 @@ pub mod op;
 pub mod port;
 pub mod run_root;
 
-pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, TarReader};
+pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, MountProblem, TarReader};
 pub use error::{Error, IoContext, ObjectKind, Result};
 pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;

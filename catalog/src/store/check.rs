@@ -6,6 +6,7 @@
 //!   no path past the limit every walk keeps);
 //! - no layer data exists without a record;
 //! - nothing is left half-done: no incomplete layer, no pending removal;
+//! - the driver's mount records match what is mounted;
 //! - every big-data item's file exists with its recorded size and digest, and no big-data
 //!   file exists without a record.
 //!
@@ -45,6 +46,8 @@ pub enum ProblemKind {
     Unfinished,
     /// A big-data item whose file is missing or does not match its size and digest.
     BigData,
+    /// A mount record with nothing mounted, or a mount with no record.
+    StaleMount,
 }
 
 /// One problem `check` found.
@@ -117,6 +120,12 @@ impl Store {
         }
         self.check_layers(op, repair, &mut report).await?;
         self.check_unfinished(op, repair, &mut report).await?;
+        for m in self.driver.check_mounts(op, repair).await? {
+            report.found(ProblemKind::StaleMount, m.id, m.detail);
+            if m.repaired {
+                report.repaired("made the record match what is mounted");
+            }
+        }
         self.check_big_data(repair, &mut report).await?;
         Ok(report)
     }
