@@ -162,6 +162,8 @@ impl Importer for DirVolumes {
         let target = self.data(id)?;
         let mut opts = ApplyOptions::new(WhiteoutMode::Delete);
         opts.filter = spec.clone();
+        // A volume outlives a failed import: take back what it added.
+        opts.rollback = true;
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(tar);
         blocking(move || tar_engine::apply_tar(&op, &target, input, &opts)).await

@@ -74,6 +74,10 @@ pub struct ApplyOptions {
     pub expected_digest: Option<String>,
     /// Flush the target filesystem before returning, so the data is durable.
     pub sync: bool,
+    /// On failure, remove every entry this archive created where nothing was before
+    /// (for a target the caller keeps, such as a volume; a layer that fails is removed
+    /// whole instead). What the archive replaced or whited out stays as it was left.
+    pub rollback: bool,
 }
 
 impl ApplyOptions {
@@ -90,14 +94,16 @@ impl ApplyOptions {
             filter: FilterSpec::default(),
             expected_digest: None,
             sync: true,
+            rollback: false,
         }
     }
 }
 
 /// Applies the tar stream `input` (plain, gzip or zstd) to the directory `target`.
 ///
-/// On error the target may hold part of the archive: the caller owns the target and
-/// removes it (a layer that fails to import is deleted whole).
+/// On error the target may hold part of the archive, unless [`ApplyOptions::rollback`]
+/// asks for what it created to be removed: the caller owns the target (a layer that fails
+/// to import is deleted whole).
 pub fn apply_tar(
     op: &Op,
     target: &Path,
@@ -114,7 +120,11 @@ pub fn apply_tar(
         literal_whiteouts: false,
         skip_digests: false,
     };
-    ingest(op, input, ingest_opts, &mut writer)
+    let result = ingest(op, input, ingest_opts, &mut writer);
+    if result.is_err() && opts.rollback {
+        writer.roll_back();
+    }
+    result
 }
 
 /// A time as the kernel takes it.
@@ -129,6 +139,8 @@ struct DirWriter<'a> {
     buf: Vec<u8>,
     /// Directory times to set once all entries exist.
     dir_times: HashMap<Vec<u8>, (TimeSpec, TimeSpec)>,
+    /// With [`ApplyOptions::rollback`]: the entries made where nothing was, in order.
+    created: Vec<Vec<u8>>,
 }
 
 const COPY_BUFFER: usize = 1 << 20;
@@ -150,6 +162,10 @@ impl EntrySink for DirWriter<'_> {
             .root
             .dir_len(parent_rel)
             .map_err(|e| path_refused(e, &entry.raw))?;
+        if self.opts.rollback && self.root.stat_at(parent.as_fd(), name)?.is_none() {
+            // Recorded before it is made: a file cut short by a failure is removed too.
+            self.created.push(rel.to_vec());
+        }
         // Where it lands, not what the archive calls it: symlinks must not let a tree grow
         // deeper than names can reach.
         check_path_len(&entry.raw, child_len(parent_len, name))?;
@@ -284,7 +300,26 @@ impl<'a> DirWriter<'a> {
             opts,
             buf: vec![0; COPY_BUFFER],
             dir_times: HashMap::new(),
+            created: Vec::new(),
         })
+    }
+
+    /// Removes what this archive created where nothing was (entries, and the directories
+    /// made on their way), newest first. Best effort: the archive's own error is what the
+    /// caller reports.
+    fn roll_back(&mut self) {
+        let mut made = std::mem::take(&mut self.created);
+        made.extend(self.root.take_made());
+        // Deepest first, so a directory goes after what it holds.
+        made.sort_by_key(|rel| std::cmp::Reverse(rel.len()));
+        for rel in made {
+            let (parent, name) = split_last(&rel);
+            if let Ok(Some(dir)) = self.root.lookup_dir(parent)
+                && let Err(e) = self.root.remove_at(dir.as_fd(), name)
+            {
+                tracing::warn!("undoing a failed import: {e}");
+            }
+        }
     }
 
     /// Opens (making it when missing) the directory `rel` that the entry `raw` needs; a path

@@ -73,6 +73,8 @@ pub struct Root {
     lens: HashMap<(u64, u64), usize>,
     /// The root as `/proc/self/fd` shows it, to measure directories made by others.
     shown: Option<Vec<u8>>,
+    /// The directories [`Root::dir`] made because a path needed them.
+    made: Vec<Vec<u8>>,
 }
 
 fn dir_how() -> OpenHow {
@@ -98,6 +100,7 @@ impl Root {
             path: path.to_owned(),
             dirs: HashMap::new(),
             lens: HashMap::from([((st.st_dev, st.st_ino), 0)]),
+            made: Vec::new(),
         })
     }
 
@@ -150,6 +153,12 @@ impl Root {
         };
         self.lens.insert((st.st_dev, st.st_ino), len);
         Ok(len)
+    }
+
+    /// The directories [`Root::dir`] made because a path needed them (their paths as
+    /// asked, which may cross symlinks), forgetting them.
+    pub fn take_made(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.made)
     }
 
     /// Records the directory `name` just made in `parent`, whose real path is
@@ -239,6 +248,7 @@ impl Root {
                     match mkdirat(parent.0.as_fd(), os(name), Mode::from_bits_truncate(0o755)) {
                         Ok(()) => {
                             self.made_dir(parent.0.as_fd(), parent.1, name);
+                            self.made.push(prefix.to_vec());
                         }
                         Err(Errno::EEXIST) => {}
                         Err(e) => {

@@ -223,3 +223,39 @@ fn a_tree_within_the_path_limit_through_symlinks_is_written_whole() {
         "deepest path in the listing"
     );
 }
+
+#[test]
+fn a_failed_apply_with_rollback_removes_what_it_created_and_keeps_what_was_there() {
+    let scene = Scene::new();
+    std::fs::create_dir(scene.target.join("old")).unwrap();
+    let mut t = Tarball::new();
+    t.entry(Kind::Dir, b"new", &[])
+        .entry(file(b"x"), b"new/deep/implied/f", &[])
+        .entry(file(b"y"), b"old/added", &[])
+        .entry(Kind::Symlink(b"old".to_vec()), b"link", &[])
+        .entry(file(b"z"), b"link/through", &[]);
+    let mut tar = t.finish();
+    // A last file whose data is cut short: the apply fails after writing part of it.
+    let mut last = Tarball::new();
+    last.entry(file(&[1u8; 4096]), b"partial", &[]);
+    let last = last.finish();
+    tar.truncate(tar.len() - 1024);
+    tar.extend_from_slice(&last[..512 + 1000]);
+    let mut opts = ApplyOptions::new(WhiteoutMode::Delete);
+    opts.sync = false;
+    opts.ownership = Ownership::Caller;
+    opts.rollback = true;
+    let err = apply_tar(&Op::new("test"), &scene.target, &tar[..], &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidArchive { .. }), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(&scene.target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["keep", "old"]);
+    assert_eq!(
+        std::fs::read_dir(scene.target.join("old")).unwrap().count(),
+        0
+    );
+    assert!(scene.intact());
+}

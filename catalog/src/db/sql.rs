@@ -9,7 +9,21 @@ use storage_core::error::{Error, Result};
 
 /// The contract's [`Error::Catalog`] for a SQLite failure on the database at `path`: the
 /// message names the database file, the source is SQLite's own error.
+///
+/// A full disk is an I/O error like any other write's (`ENOSPC`), so callers and users
+/// see the same cause whichever file the disk filled under: SQLite reports it as
+/// `SQLITE_FULL`, or, when a new process cannot size the catalog's shared-memory index
+/// (`-shm`), as `SQLITE_IOERR_SHMSIZE`.
 pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(e, _) = &source
+        && (e.code == rusqlite::ErrorCode::DiskFull
+            || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE)
+    {
+        return Error::io(
+            format!("catalog at {}", path.display()),
+            std::io::Error::from_raw_os_error(28),
+        );
+    }
     Error::Catalog {
         path: path.to_owned(),
         source: Box::new(source),

@@ -55,7 +55,10 @@ pub async fn import(
     let (tar, bar) = input(file, "importing").await?;
     let result = ctx.store.import_layer(op, parent, names, tar, sum).await;
     done(bar);
-    let (layer, _) = result.with_context(|| format!("import layer from {file}"))?;
+    let (layer, _) = result.with_context(|| match names.first() {
+        Some(name) => format!("import layer {name} from {file}"),
+        None => format!("import layer from {file}"),
+    })?;
     println!("{}", layer.id);
     Ok(())
 }

@@ -9,17 +9,32 @@ use std::process::{Command, Output};
 /// One store (root and run root) in a temporary directory.
 pub struct CliStore {
     dir: tempfile::TempDir,
+    /// Where the store's root is, when not in `dir` (a small disk, for the fault tests).
+    root: Option<PathBuf>,
 }
 
 impl CliStore {
     pub fn new(prefix: &str) -> Self {
         CliStore {
             dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
+            root: None,
+        }
+    }
+
+    /// A store whose root is `root` (its run root and scratch space stay in a temporary
+    /// directory elsewhere).
+    pub fn rooted_at(prefix: &str, root: &Path) -> Self {
+        CliStore {
+            dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
+            root: Some(root.to_owned()),
         }
     }
 
     pub fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
+        match &self.root {
+            Some(root) => root.clone(),
+            None => self.dir.path().join("store"),
+        }
     }
 
     pub fn run_root(&self) -> PathBuf {
