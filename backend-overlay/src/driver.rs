@@ -61,15 +61,18 @@ impl OverlayDriver {
     pub fn open_with_additional(root: &Path, run: RunRoot, additional: &[PathBuf]) -> Result<Self> {
         let layout = Layout::new(root).with_additional(additional);
         layout.ensure()?;
-        std::fs::create_dir_all(run.path().join("nest"))
-            .and_then(|()| std::fs::create_dir_all(run.path().join("uses")))
-            .ctx(|| format!("create {}", run.path().display()))?;
+        for sub in ["nest", "uses", "mounting"] {
+            std::fs::create_dir_all(run.path().join(sub))
+                .ctx(|| format!("create {}", run.path().join(sub).display()))?;
+        }
+        let inner = Inner {
+            layout,
+            run,
+            api: MountApi::detect(),
+        };
+        inner.finish_interrupted_mounts()?;
         Ok(OverlayDriver {
-            inner: Arc::new(Inner {
-                layout,
-                run,
-                api: MountApi::detect(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -245,6 +248,34 @@ impl Inner {
         }
     }
 
+    /// Where a mount or unmount of `id` in progress is marked, until its record is true.
+    fn mounting_marker(&self, id: &str) -> PathBuf {
+        self.run.path().join("mounting").join(id)
+    }
+
+    /// Makes the mount records true where a mount or an unmount was cut short (a killed
+    /// process leaves its marker): run at open, so a kill anywhere in `mount` or
+    /// `unmount` leaves nothing the next command does not set right.
+    fn finish_interrupted_mounts(&self) -> Result<()> {
+        let dir = self.run.path().join("mounting");
+        let pending = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).count())
+            .unwrap_or(0);
+        if pending == 0 {
+            return Ok(());
+        }
+        // Under the mounts lock nobody is mounting: every marker left is stale.
+        let _lock = self.run.lock(MOUNTS_LOCK)?;
+        for p in &self.check_mounts_locked(true)? {
+            tracing::info!(layer = %p.id, "set right after an interrupted mount: {}", p.detail);
+        }
+        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(())
+    }
+
     fn get(&self, id: &str, read_only: bool) -> Result<PathBuf> {
         self.require(id)?;
         let merged = self.layout.merged(id);
@@ -254,6 +285,15 @@ impl Inner {
             self.run.set_count(id, n + 1)?;
             return Ok(merged);
         }
+        let marker = self.mounting_marker(id);
+        write_atomic(&marker, b"")?;
+        let mounted = self.mount_new(id, read_only, &merged);
+        let _ = std::fs::remove_file(&marker);
+        mounted
+    }
+
+    /// Mounts `id` at `merged` (nothing is mounted there) and records it.
+    fn mount_new(&self, id: &str, read_only: bool, merged: &Path) -> Result<PathBuf> {
         let plan = self.plan(id, read_only)?;
         let mut taken: Vec<&Nest> = Vec::new();
         for nest in &plan.nests {
@@ -265,7 +305,7 @@ impl Inner {
             }
             taken.push(nest);
         }
-        if let Err(e) = mount::mount(self.api, &plan.stack, &merged) {
+        if let Err(e) = mount::mount(self.api, &plan.stack, merged) {
             for t in taken {
                 let _ = self.release(&t.key, &t.target);
             }
@@ -274,7 +314,7 @@ impl Inner {
         let uses: Vec<&str> = plan.nests.iter().map(|n| n.key.as_str()).collect();
         write_atomic(&self.uses_file(id), uses.join("\n").as_bytes())?;
         self.run.set_count(id, 1)?;
-        Ok(merged)
+        Ok(merged.to_owned())
     }
 
     fn uses_file(&self, id: &str) -> PathBuf {
@@ -293,6 +333,15 @@ impl Inner {
         if n > 1 {
             return self.run.set_count(id, n - 1);
         }
+        let marker = self.mounting_marker(id);
+        write_atomic(&marker, b"")?;
+        let unmounted = self.unmount_last(id);
+        let _ = std::fs::remove_file(&marker);
+        unmounted
+    }
+
+    /// Unmounts `id`'s last mount and the nested mounts only it used.
+    fn unmount_last(&self, id: &str) -> Result<()> {
         mount::unmount(&self.layout.merged(id))?;
         self.run.set_count(id, 0)?;
         let uses = std::fs::read_to_string(self.uses_file(id)).unwrap_or_default();
@@ -306,6 +355,11 @@ impl Inner {
     /// See [`LayerDriver::check_mounts`].
     fn check_mounts(&self, repair: bool) -> Result<Vec<MountProblem>> {
         let _lock = self.run.lock(MOUNTS_LOCK)?;
+        self.check_mounts_locked(repair)
+    }
+
+    /// [`Inner::check_mounts`], with the mounts lock held.
+    fn check_mounts_locked(&self, repair: bool) -> Result<Vec<MountProblem>> {
         let mut out = Vec::new();
         let counted = self.run.counted()?;
         // Layers before the nested groups they stand on, as cleanup releases them.

@@ -1,9 +1,10 @@
-//! The concurrency test: eight workers, each a thread driving its own sequence of `strata`
-//! processes against one store, create layers, images and containers, name them (with
-//! names every worker fights over), mount and unmount, set big data and delete, all at
-//! once for a bounded while. Every failure must be one of the documented errors, SQLite's
-//! "database is locked" must never appear, and at the end the catalog holds exactly what
-//! each worker says it did.
+//! The concurrency (load) test: sixteen workers, each a thread driving its own sequence of
+//! `strata` processes against one store, import and create layers, create images and
+//! containers, name them (with names every worker fights over), mount and unmount, set big
+//! data and delete, all at once for a bounded while. Every failure must be one of the
+//! documented errors, SQLite's "database is locked" must never appear, and at the end the
+//! catalog holds exactly what each worker says it did, every imported layer that is still
+//! listed reads back with the files it was given, and `strata check` passes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{CliStore, check_consistent};
 use testkit::{Requirement, require};
 
-const WORKERS: usize = 8;
+const WORKERS: usize = 16;
 /// How long the workers run together.
 const RUN_FOR: Duration = Duration::from_secs(25);
 /// Names every worker tries to take, per kind.
@@ -66,6 +67,51 @@ struct Owned {
     images: BTreeMap<String, (String, BTreeSet<String>)>,
     /// Containers it made, with their images, mount counts, private names and big data.
     containers: BTreeMap<String, ContainerState>,
+    /// Layers it imported, with the seed of their files ([`files_of`]).
+    imported: BTreeMap<String, u64>,
+}
+
+/// The files an imported layer holds, by the seed it was made from.
+fn files_of(seed: u64) -> BTreeMap<String, Vec<u8>> {
+    (0..5)
+        .map(|k| {
+            (
+                format!("f{k}"),
+                format!("{seed}-{k}\n").repeat(50).into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// A tar of [`files_of`]`(seed)`.
+fn tar_of(seed: u64) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in files_of(seed) {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, &body[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// The regular files of a tar stream.
+fn files_in(tar: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut a = tar::Archive::new(tar);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type() == tar::EntryType::Regular {
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            out.insert(name, body);
+        }
+    }
+    out
 }
 
 #[derive(Default, Clone)]
@@ -206,12 +252,26 @@ impl Worker {
             .filter(|_| self.rng.below(3) != 0)
             .unwrap_or_else(|| "base".to_owned());
         let name = self.new_name(Kind::Layer);
-        if let Outcome::Ok(id) = self.run(&["create-layer", "--parent", &parent, "-n", &name], None)
-        {
+        // Half of the new layers come from an archive, to be read back at the end.
+        let seed = (self.rng.below(2) == 0).then(|| self.rng.next());
+        let outcome = match seed {
+            Some(seed) => self.run(
+                &["import-layer", "--parent", &parent, "-n", &name, "-"],
+                Some(&tar_of(seed)),
+            ),
+            None => self.run(&["create-layer", "--parent", &parent, "-n", &name], None),
+        };
+        if let Outcome::Ok(id) = outcome {
             self.claimed(Kind::Layer, &name, &id);
             let private = BTreeSet::from_iter([name].into_iter().filter(|n| !is_contested(n)));
-            self.account.owned.layers.insert(id, private);
-            self.done("create-layer");
+            self.account.owned.layers.insert(id.clone(), private);
+            match seed {
+                Some(seed) => {
+                    self.account.owned.imported.insert(id, seed);
+                    self.done("import-layer");
+                }
+                None => self.done("create-layer"),
+            }
         }
     }
 
@@ -472,9 +532,9 @@ fn listed(
 }
 
 #[test]
-fn eight_processes_create_name_mount_and_delete_at_once_needs_root() {
+fn sixteen_processes_import_name_mount_and_delete_at_once_needs_root() {
     if !require(
-        "eight_processes_create_name_mount_and_delete_at_once_needs_root",
+        "sixteen_processes_import_name_mount_and_delete_at_once_needs_root",
         &[Requirement::Root, Requirement::Filesystem("overlay")],
     ) {
         return;
@@ -490,7 +550,9 @@ fn eight_processes_create_name_mount_and_delete_at_once_needs_root() {
                 let mut w = Worker {
                     n,
                     store,
-                    rng: Rng(0x9e37_79b9_7f4a_7c15 ^ ((n as u64 + 1) * 0x1234_5678_9abc_def1)),
+                    rng: Rng(
+                        0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1).wrapping_mul(0x1234_5678_9abc_def1)
+                    ),
                     account: Account::default(),
                     next_name: 0,
                 };
@@ -521,6 +583,7 @@ fn eight_processes_create_name_mount_and_delete_at_once_needs_root() {
     eprintln!("documented errors: {errors:?}");
     for verb in [
         "create-layer",
+        "import-layer",
         "create-image",
         "create-container",
         "add-names",
@@ -613,6 +676,24 @@ fn eight_processes_create_name_mount_and_delete_at_once_needs_root() {
         containers.len(),
         holders.len()
     );
+    // Every imported layer still listed reads back with the files it was given.
+    let mut read_back = 0;
+    for a in &accounts {
+        for (id, seed) in &a.owned.imported {
+            if !a.owned.layers.contains_key(id) {
+                continue;
+            }
+            let out = store.run(&["diff", id]);
+            assert!(out.status.success(), "diff {id}");
+            assert_eq!(
+                files_in(&out.stdout),
+                files_of(*seed),
+                "layer {id} read back"
+            );
+            read_back += 1;
+        }
+    }
+    eprintln!("{read_back} imported layers read back intact");
     // Nothing on disk that no listed object owns, and nothing left mounted.
     check_consistent(&store, "the concurrent run");
     let mounted = store.ok(&["shutdown"]);

@@ -1,0 +1,215 @@
+//! Kills at any moment, not only at chosen phases: a loop picks one of import, delete,
+//! create-container, delete-container, mount, unmount and wipe, starts it, kills it with
+//! SIGKILL after a random delay within how long it takes whole, and then requires
+//! `strata check` to pass (the next command's recovery sets right whatever the kill left).
+//! Bounded by a time budget and an iteration count; it prints how many kills each
+//! operation took.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::CliStore;
+use testkit::{Requirement, require};
+
+/// How long the loop may run, and at most how many kills.
+const BUDGET: Duration = Duration::from_secs(75);
+const MAX_KILLS: usize = 400;
+
+/// A small deterministic generator (xorshift64*), seeded and printed so a run can be
+/// repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A tar of 400 small files in 8 directories.
+fn layer_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..400 {
+        let body = format!("file {i}\n").repeat(20);
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, format!("d{}/f{i:04}", i % 8), body.as_bytes())
+            .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// The operations, each with what it needs in place first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Operation {
+    Import,
+    DeleteLayer,
+    CreateContainer,
+    DeleteContainer,
+    Mount,
+    Unmount,
+    Wipe,
+}
+
+const OPERATIONS: [Operation; 7] = [
+    Operation::Import,
+    Operation::DeleteLayer,
+    Operation::CreateContainer,
+    Operation::DeleteContainer,
+    Operation::Mount,
+    Operation::Unmount,
+    Operation::Wipe,
+];
+
+fn exists(store: &CliStore, args: &[&str]) -> bool {
+    store.run(args).status.success()
+}
+
+/// Puts in place what `op` needs, and returns its arguments.
+fn prepare(store: &CliStore, op: Operation) -> Vec<&'static str> {
+    store.ok(&["cleanup"]);
+    if !exists(store, &["layer", "base"]) {
+        store.ok(&["create-layer", "-n", "base"]);
+    }
+    if !exists(store, &["image", "img"]) {
+        store.ok(&["create-image", "-n", "img", "base"]);
+    }
+    match op {
+        Operation::Import => {
+            if exists(store, &["layer", "imported"]) {
+                store.ok(&["delete-layer", "imported"]);
+            }
+            vec!["import-layer", "--parent", "base", "-n", "imported", "-"]
+        }
+        Operation::DeleteLayer => {
+            if !exists(store, &["layer", "victim"]) {
+                store.ok(&["create-layer", "--parent", "base", "-n", "victim"]);
+            }
+            vec!["delete-layer", "victim"]
+        }
+        Operation::CreateContainer => {
+            if exists(store, &["container", "c"]) {
+                store.ok(&["delete-container", "c"]);
+            }
+            vec!["create-container", "-n", "c", "img"]
+        }
+        Operation::DeleteContainer => {
+            if !exists(store, &["container", "c"]) {
+                store.ok(&["create-container", "-n", "c", "img"]);
+            }
+            vec!["delete-container", "c"]
+        }
+        Operation::Mount => vec!["mount", "base"],
+        Operation::Unmount => {
+            store.ok(&["mount", "base"]);
+            vec!["unmount", "base"]
+        }
+        Operation::Wipe => vec!["wipe"],
+    }
+}
+
+/// Runs `args`, killing it after `delay` (`None`: lets it finish). True when it had
+/// finished by itself.
+fn run_or_kill(store: &CliStore, args: &[&str], input: &[u8], delay: Option<Duration>) -> bool {
+    let mut child = store
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let finished = match delay {
+        None => {
+            assert!(child.wait().unwrap().success(), "strata {args:?} failed");
+            true
+        }
+        Some(d) => {
+            std::thread::sleep(d);
+            let done = child.try_wait().unwrap().is_some();
+            let _ = child.kill();
+            child.wait().unwrap();
+            done
+        }
+    };
+    let _ = feeder.join();
+    finished
+}
+
+#[test]
+fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
+    if !require(
+        "kills at random moments",
+        &[Requirement::Root, Requirement::Filesystem("overlay")],
+    ) {
+        return;
+    }
+    let store = CliStore::new("strata-kill-");
+    let tar = layer_tar();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut rng = Rng(seed);
+    // How long each operation takes whole, measured once.
+    let mut spans: BTreeMap<Operation, Duration> = BTreeMap::new();
+    for op in OPERATIONS {
+        let args = prepare(&store, op);
+        let start = Instant::now();
+        run_or_kill(&store, &args, &tar, None);
+        spans.insert(op, start.elapsed());
+    }
+    eprintln!("whole runs: {spans:?}");
+    let mut kills: BTreeMap<Operation, (usize, usize)> = BTreeMap::new();
+    let start = Instant::now();
+    let mut n = 0;
+    while n < MAX_KILLS && start.elapsed() < BUDGET {
+        let op = OPERATIONS[rng.below(OPERATIONS.len() as u64) as usize];
+        let args = prepare(&store, op);
+        let span = spans[&op].as_micros() as u64;
+        let delay = Duration::from_micros(rng.below(span + span / 4 + 1));
+        let finished = run_or_kill(&store, &args, &tar, Some(delay));
+        let out = store.run(&["check"]);
+        assert!(
+            out.status.success(),
+            "kill {n}: {op:?} killed after {delay:?} (seed {seed}): strata check: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entry = kills.entry(op).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(finished);
+        n += 1;
+    }
+    eprintln!("{n} kills in {:?}:", start.elapsed());
+    for (op, (count, finished)) in &kills {
+        eprintln!("  {op:?}: {count} kills ({finished} had finished)");
+    }
+    store.ok(&["cleanup"]);
+    assert!(n >= 50, "only {n} kills ran within the budget");
+    for op in OPERATIONS {
+        let (count, finished) = kills.get(&op).copied().unwrap_or_default();
+        assert!(count > finished, "{op:?} was never killed while running");
+    }
+}
