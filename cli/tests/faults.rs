@@ -223,3 +223,96 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
     store.ok(&["wipe"]);
     check_passes(&store, "wipe");
 }
+
+#[test]
+fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_what_is_left() {
+    let mut needs = needs();
+    needs.push(Requirement::Command("e2fsck"));
+    if !require("I/O errors under the store", &needs) {
+        return;
+    }
+    // The store's disk is a loop device over a sparse file on a small tmpfs: once the
+    // tmpfs is full, the disk's writes fail with EIO, as a failing disk's do.
+    let dir = tempfile::Builder::new()
+        .prefix("strata-eio-")
+        .tempdir()
+        .unwrap();
+    let backing = dir.path().join("backing");
+    let mount = dir.path().join("mnt");
+    std::fs::create_dir_all(&backing).unwrap();
+    std::fs::create_dir_all(&mount).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64M", "tmpfs"])
+        .arg(&backing));
+    let image = backing.join("disk.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mount));
+    struct Unmount(Vec<PathBuf>);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for m in &self.0 {
+                let _ = Command::new("umount").arg(m).status();
+            }
+        }
+    }
+    let _unmount = Unmount(vec![mount.clone(), backing.clone()]);
+
+    let root = mount.join("store");
+    let store = CliStore::rooted_at("strata-eio-", &root);
+    store.ok(&["create-layer", "-n", "base"]);
+    let filler = backing.join("filler");
+    std::fs::write(&filler, vec![0u8; 40 << 20]).unwrap();
+    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &big_tar(40));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the import succeeded on a failing disk"
+    );
+    assert!(stderr.contains("import layer big"), "{stderr}");
+    assert!(
+        stderr.contains("Input/output error"),
+        "not the cause: {stderr}"
+    );
+
+    // The disk is set right as an administrator would: space, fsck, mount again.
+    run(Command::new("umount").arg(&mount));
+    std::fs::remove_file(&filler).unwrap();
+    let fsck = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(fsck.status.code().is_some_and(|c| c <= 1), "{fsck:?}");
+    run(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mount));
+
+    // What the failure left is nothing a record refers to, or unfinished: repair takes it.
+    let out = store.run(&["check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in report["problems"].as_array().unwrap() {
+        let kind = p["kind"].as_str().unwrap();
+        assert!(
+            kind == "unreferenced" || kind == "unfinished",
+            "damage after an I/O error: {p}"
+        );
+    }
+    store.ok(&["check", "--repair"]);
+    store.ok(&["check"]);
+    assert_eq!(store.complete_layer_ids().len(), 1, "base is kept");
+    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &big_tar(4));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    store.ok(&["check"]);
+}

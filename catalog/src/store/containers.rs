@@ -102,8 +102,7 @@ impl Store {
                 .await
                 .ctx(|| format!("create {}", path.display()));
             if let Err(e) = made {
-                self.discard_layer(op, &layer.id).await?;
-                return Err(e);
+                return Err(self.abandon_layer(op, &layer.id, e).await);
             }
         }
         let (i, image_id, local_image, n, m) = (

@@ -121,8 +121,7 @@ impl Store {
                 .await
         };
         if let Err(e) = create {
-            self.discard_layer(op, &id).await?;
-            return Err(e);
+            return Err(self.abandon_layer(op, &id, e).await);
         }
         Ok(NewLayer {
             id,
@@ -150,11 +149,19 @@ impl Store {
             .await;
         match committed {
             Ok(record) => Ok(record),
-            Err(e) => {
-                self.discard_layer(op, &layer.id).await?;
-                Err(e)
-            }
+            Err(e) => Err(self.abandon_layer(op, &layer.id, e).await),
         }
+    }
+
+    /// Discards a new layer after `cause` made its creation fail, and returns `cause`:
+    /// that is what the caller reports. When discarding fails too (the disk went
+    /// read-only under the failure, say), the layer stays incomplete for the next open's
+    /// recovery, and the second failure is logged, not put in the first one's place.
+    pub(crate) async fn abandon_layer(&self, op: &Op, id: &str, cause: Error) -> Error {
+        if let Err(e) = self.discard_layer(op, id).await {
+            tracing::warn!(layer = %id, "left incomplete for recovery: {e}");
+        }
+        cause
     }
 
     /// Removes a layer's data and record (the caller holds its lock, and the record is
@@ -224,10 +231,7 @@ impl Store {
             .await
         {
             Ok(r) => r,
-            Err(e) => {
-                self.discard_layer(op, &layer.id).await?;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon_layer(op, &layer.id, e).await),
         };
         let digests = LayerDigests {
             compressed_digest: report.digest.clone(),
