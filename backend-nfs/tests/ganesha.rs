@@ -679,3 +679,144 @@ async fn two_processes_racing_to_create_a_volume_exactly_one_wins_with_ganesha()
     let l = listed(&store_url(&url)).await;
     assert_eq!(l.len(), 5);
 }
+
+/// A tar of `entries` (name, data; a name ending in `/` is a directory).
+fn tar_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_uid(UID.into());
+        h.set_gid(GID.into());
+        h.set_mtime(1_700_000_000);
+        if let Some(dir) = name.strip_suffix('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, dir, std::io::empty()).unwrap();
+        } else {
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_import_takes_back_what_it_made_and_keeps_what_was_there_with_ganesha() {
+    if !require(
+        "a_failed_import_takes_back_what_it_made_and_keeps_what_was_there_with_ganesha",
+        &REQUIREMENTS,
+    ) {
+        return;
+    }
+    let g = Ganesha::start(UID, GID);
+    let vols = store(&g);
+    let op = Op::new("test");
+    vols.volume_create(&op, "v", 0, BTreeMap::new())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("before.tar");
+    std::fs::write(
+        &before,
+        tar_of(&[("keep", b"kept".to_vec()), ("old/", vec![])]),
+    )
+    .unwrap();
+    import_file(&vols, "v", &before).await.unwrap();
+    let volume = g.export_dir().join("volumes/v");
+    let was = snapshot(&volume, Path::new("/nonexistent"));
+
+    // Small files (jobs of their own), a large one (many writes), new directories, a file
+    // added to an old one, then a file whose data is cut short.
+    let mut entries: Vec<(&str, Vec<u8>)> = vec![
+        ("new/", vec![]),
+        ("new/a", b"a".to_vec()),
+        ("new/deep/implied/b", b"b".to_vec()),
+        ("old/added", b"c".to_vec()),
+        ("large", vec![7u8; 3 << 20]),
+    ];
+    for name in ["s1", "s2", "s3", "s4"] {
+        entries.push((name, vec![1u8; 4096]));
+    }
+    entries.push(("last", vec![9u8; 64 << 10]));
+    // Without its end blocks and the last 32 KiB of the last file's data.
+    let mut tar = tar_of(&entries);
+    tar.truncate(tar.len() - 1024 - (32 << 10));
+    let cut = dir.path().join("cut.tar");
+    std::fs::write(&cut, tar).unwrap();
+    let err = import_file(&vols, "v", &cut).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArchive { .. }), "{err}");
+    assert_eq!(
+        snapshot(&volume, Path::new("/nonexistent")),
+        was,
+        "the volume is not as it was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_onto_a_full_export_fails_naming_the_cause_and_takes_back_its_files_with_ganesha()
+{
+    let mut needs = REQUIREMENTS.to_vec();
+    needs.extend([
+        testkit::Requirement::Command("mkfs.ext4"),
+        testkit::Requirement::Path("/dev/loop-control"),
+    ]);
+    if !require("an_import_onto_a_full_export_with_ganesha", &needs) {
+        return;
+    }
+    // The export lives on a 48 MiB ext4 disk.
+    let disk = tempfile::tempdir().unwrap();
+    let image = disk.path().join("disk.img");
+    let mnt = disk.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let run = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
+    run(std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0"])
+        .arg(&image));
+    run(std::process::Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&image)
+        .arg(&mnt));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let g = Ganesha::start_in(&mnt, UID, GID);
+    let vols = store(&g);
+    let op = Op::new("test");
+    vols.volume_create(&op, "v", 0, BTreeMap::new())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("big.tar");
+    big_tar(&tar, 32, 2 << 20);
+    let err = import_file(&vols, "v", &tar).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("NOSPC") || text.contains("No space"),
+        "{text}"
+    );
+    assert!(
+        text.contains("volumes/v"),
+        "does not name the volume: {text}"
+    );
+    let volume = g.export_dir().join("volumes/v");
+    assert!(
+        names(&volume).is_empty(),
+        "left behind: {:?}",
+        names(&volume)
+    );
+    // The space is back: a smaller archive imports whole.
+    big_tar(&tar, 4, 2 << 20);
+    import_file(&vols, "v", &tar).await.unwrap();
+    assert_eq!(names(&volume).len(), 4);
+    drop(g);
+}

@@ -59,9 +59,15 @@ impl Ganesha {
     /// Starts a server exporting a new empty directory owned by `uid:gid`, and waits until
     /// it accepts connections. Panics (with the server's log) when it does not start.
     pub fn start(uid: u32, gid: u32) -> Ganesha {
+        Ganesha::start_in(&std::env::temp_dir(), uid, gid)
+    }
+
+    /// [`Ganesha::start`], with the server's directory (and so the export) inside
+    /// `parent`: on a small filesystem, to export a disk that fills.
+    pub fn start_in(parent: &Path, uid: u32, gid: u32) -> Ganesha {
         let dir = tempfile::Builder::new()
             .prefix("ganesha-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("create a directory for a Ganesha instance");
         let export = dir.path().join("export");
         std::fs::create_dir_all(&export).expect("create the export directory");

@@ -28,7 +28,10 @@ impl Applier {
         let s = &store.session;
         let attr = owner_mode(uid, gid, meta.mode | 0o700);
         let fh = match self.rt.block_on(s.mkdir(dir, name, attr.clone())) {
-            Ok(fh) => fh,
+            Ok(fh) => {
+                self.created.push(rel.to_vec());
+                fh
+            }
             Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => match self.block(s.lookup(dir, name))? {
                 Some((fh, a)) if a.type_ == ftype3::NF3DIR => fh,
                 _ => {
@@ -97,11 +100,10 @@ impl Applier {
         if tattr.type_ == ftype3::NF3DIR {
             return Err(unsafe_entry(raw, "hard link to a directory"));
         }
-        if let Some((_, a)) = self.block(s.lookup(dir, name))? {
-            if a.fileid == tattr.fileid {
-                return Ok(());
-            }
-            self.clear(dir, name, rel)?;
+        match self.block(s.lookup(dir, name))? {
+            Some((_, a)) if a.fileid == tattr.fileid => return Ok(()),
+            Some(_) => self.clear(dir, name, rel)?,
+            None => self.created.push(rel.to_vec()),
         }
         self.block(s.link(&tfh, dir, name))?;
         Ok(())

@@ -10,7 +10,7 @@ use tar_engine::ingest::invalid;
 use tokio::task::JoinSet;
 
 use super::entries::mode_times;
-use super::{Applier, UNIT, Uncommitted, restarted, with_object};
+use super::{Applier, JobDone, UNIT, Uncommitted, located, restarted, with_object};
 use crate::error::NfsError;
 use crate::session::{Fh, Session, guarded};
 use crate::tree::{join_all, remove_tree};
@@ -43,9 +43,7 @@ impl Applier {
                 if let Some(r) = next {
                     let done =
                         r.map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))??;
-                    if let Some(u) = done {
-                        self.uncommitted.push(u);
-                    }
+                    self.took(done);
                 }
             }
             let units = buf.len().div_ceil(UNIT).max(1) as u32;
@@ -63,11 +61,15 @@ impl Applier {
             self.jobs.spawn_on(
                 async move {
                     let _permit = permit;
-                    let written = small_file(&store.session, &dir, &name, &buf, &meta, uid, gid)
-                        .await
-                        .map_err(|e| with_object(e, &display))?;
+                    let (written, fresh) =
+                        small_file(&store.session, &dir, &name, &buf, &meta, uid, gid)
+                            .await
+                            .map_err(|e| with_object(e, &display))?;
                     // Known by its path in the volume, as the large files are.
-                    Ok(written.map(|u| Uncommitted { name: rel, ..u }))
+                    Ok(JobDone {
+                        created: fresh.then(|| rel.clone()),
+                        uncommitted: written.map(|u| Uncommitted { name: rel, ..u }),
+                    })
                 },
                 &self.rt,
             );
@@ -136,7 +138,7 @@ impl Applier {
         if let Err(e) = result {
             writes.abort_all();
             while self.rt.block_on(writes.join_next()).is_some() {}
-            return Err(e);
+            return Err(located(e, &self.display(rel)));
         }
         let store = self.store.clone();
         self.block(store.session.setattr(&fh, mode_times(meta), rel))?;
@@ -151,7 +153,8 @@ impl Applier {
     }
 }
 
-/// Create, write and time one small file (a job of its own).
+/// Create, write and time one small file (a job of its own). Also answers whether it made
+/// the file where nothing was; such a file is removed again when its writes fail.
 async fn small_file(
     s: &Session,
     dir: &Fh,
@@ -160,15 +163,37 @@ async fn small_file(
     meta: &Meta,
     uid: u32,
     gid: u32,
-) -> std::result::Result<Option<Uncommitted>, NfsError> {
-    let fh = match s.create(dir, name, guarded(uid, gid, meta.mode)).await {
-        Ok(fh) => fh,
+) -> std::result::Result<(Option<Uncommitted>, bool), NfsError> {
+    let (fh, fresh) = match s.create(dir, name, guarded(uid, gid, meta.mode)).await {
+        Ok(fh) => (fh, true),
         Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => {
             remove_tree(s, dir, name).await?;
-            s.create(dir, name, guarded(uid, gid, meta.mode)).await?
+            (
+                s.create(dir, name, guarded(uid, gid, meta.mode)).await?,
+                false,
+            )
         }
         Err(e) => return Err(e),
     };
+    match fill_small_file(s, &fh, name, data, meta).await {
+        Ok(written) => Ok((written, fresh)),
+        Err(e) => {
+            if fresh {
+                let _ = s.remove(dir, name).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Writes and times a small file just made.
+async fn fill_small_file(
+    s: &Session,
+    fh: &Fh,
+    name: &[u8],
+    data: &[u8],
+    meta: &Meta,
+) -> std::result::Result<Option<Uncommitted>, NfsError> {
     let mut verf = None;
     if !data.is_empty() {
         let futs = data
@@ -176,7 +201,7 @@ async fn small_file(
             .enumerate()
             .map(|(i, chunk)| {
                 Box::pin(s.write(
-                    &fh,
+                    fh,
                     i as u64 * u64::from(s.wsize),
                     chunk,
                     stable_how::UNSTABLE,
@@ -195,9 +220,9 @@ async fn small_file(
             verf = Some(v);
         }
     }
-    s.setattr(&fh, mode_times(meta), name).await?;
+    s.setattr(fh, mode_times(meta), name).await?;
     Ok(verf.map(|verf| Uncommitted {
-        fh,
+        fh: fh.clone(),
         name: name.to_vec(),
         verf,
     }))

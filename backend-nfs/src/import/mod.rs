@@ -89,9 +89,11 @@ pub(crate) async fn import(
         let report = ingest(&op, input, opts, &mut applier);
         // Whatever happened, no job may outlive the import.
         let drained = applier.drain();
-        let report = report?;
-        drained?;
-        Ok(report)
+        let result = report.and_then(|r| drained.map(|()| r));
+        if result.is_err() {
+            applier.roll_back();
+        }
+        result
     })
     .await
     .map_err(|e| Error::io("NFS import task", std::io::Error::other(e)))?
@@ -115,13 +117,23 @@ struct Applier {
     /// can still be filled).
     dir_attrs: HashMap<Vec<u8>, (Fh, Meta)>,
     /// Small-file jobs in flight.
-    jobs: JoinSet<Result<Option<Uncommitted>>>,
+    jobs: JoinSet<Result<JobDone>>,
     budget: Arc<Semaphore>,
     uncommitted: Vec<Uncommitted>,
     xattrs_dropped: u64,
     /// Paths of the small-file jobs spawned since every job was last waited for: an entry
     /// below one of them must wait (the job may still replace what is there).
     in_flight: HashSet<Vec<u8>, foldhash::fast::RandomState>,
+    /// Entries made where nothing was (paths in the volume, the way they were reached),
+    /// to take back if the import fails: a volume outlives a failed import.
+    created: Vec<Vec<u8>>,
+}
+
+/// What a small-file job reports: the write to commit, and whether it made the file
+/// where nothing was.
+struct JobDone {
+    uncommitted: Option<Uncommitted>,
+    created: Option<Vec<u8>>,
 }
 
 impl Applier {
@@ -139,6 +151,32 @@ impl Applier {
             uncommitted: Vec::new(),
             xattrs_dropped: 0,
             in_flight: HashSet::default(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Takes a finished job's report into the import's books.
+    fn took(&mut self, done: JobDone) {
+        self.uncommitted.extend(done.uncommitted);
+        self.created.extend(done.created);
+    }
+
+    /// Removes what this import made where nothing was, deepest first. Best effort: the
+    /// import's own error is what the caller reports.
+    fn roll_back(&mut self) {
+        let mut made = std::mem::take(&mut self.created);
+        made.sort_by_key(|rel| std::cmp::Reverse(rel.len()));
+        // Handles below removed directories go stale: resolve every parent afresh.
+        self.dirs.retain(|k, _| k.is_empty());
+        for rel in made {
+            let (parent, name) = split_last(&rel);
+            let Ok(Some(dir)) = self.resolve(parent, &rel, paths::Resolve::Lookup) else {
+                continue;
+            };
+            let store = self.store.clone();
+            if let Err(e) = self.block(crate::tree::remove_tree(&store.session, &dir, name)) {
+                tracing::warn!("undoing a failed import into {}: {e}", self.display(&rel));
+            }
         }
     }
 
@@ -194,9 +232,7 @@ impl Applier {
                 }
             };
             let done = next.map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))??;
-            if let Some(u) = done {
-                self.uncommitted.push(u);
-            }
+            self.took(done);
         }
     }
 
@@ -208,8 +244,7 @@ impl Applier {
                 .map_err(|e| Error::io("NFS file job", std::io::Error::other(e)))
                 .and_then(|r| r);
             match r {
-                Ok(Some(u)) => self.uncommitted.push(u),
-                Ok(None) => {}
+                Ok(done) => self.took(done),
                 Err(e) => {
                     if first.is_ok() {
                         first = Err(e);
@@ -360,7 +395,11 @@ fn restarted(s: &Session, rel: &[u8]) -> Error {
 }
 
 fn with_object(e: NfsError, object: &str) -> Error {
-    let e: Error = e.into();
+    located(e.into(), object)
+}
+
+/// An I/O error that says which entry of the import it befell.
+fn located(e: Error, object: &str) -> Error {
     match e {
         Error::Io { context, source } => Error::Io {
             context: format!("{context}: import {object}"),

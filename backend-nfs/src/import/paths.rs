@@ -151,7 +151,12 @@ impl Applier {
                             continue;
                         }
                         Some(_) => return Err(refuse("is not a directory", &path)),
-                        None => self.block(s.mkdir(&fh, &comp, owner_mode(uid, gid, 0o755)))?,
+                        None => {
+                            let made =
+                                self.block(s.mkdir(&fh, &comp, owner_mode(uid, gid, 0o755)))?;
+                            self.created.push(path.clone());
+                            made
+                        }
                     }
                 }
                 None => return Ok(None),
@@ -182,7 +187,8 @@ impl Applier {
         Ok(())
     }
 
-    /// Creates `name` with `create`, replacing whatever was there.
+    /// Creates `name` with `create`, replacing whatever was there; what it made where
+    /// nothing was is noted for a rollback.
     pub(super) fn create_replacing<T, F>(
         &mut self,
         dir: &Fh,
@@ -194,7 +200,10 @@ impl Applier {
         F: Future<Output = std::result::Result<T, NfsError>>,
     {
         match self.rt.block_on(create()) {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.created.push(rel.to_vec());
+                Ok(v)
+            }
             Err(e) if e.is(nfsstat3::NFS3ERR_EXIST) => {
                 self.clear(dir, name, rel)?;
                 self.block(create())
