@@ -432,7 +432,7 @@ impl<'a> DirWriter<'a> {
                 ));
             }
         }
-        let fd = self.root.dir(rel)?;
+        let fd = self.root.open_child_dir(dir, dir_len, name, rel)?;
         self.set_attrs_fd(fd.as_fd(), rel, meta)?;
         self.dir_times.insert(rel.to_vec(), times(meta));
         Ok(())

@@ -155,6 +155,32 @@ impl Root {
         Ok(len)
     }
 
+    /// Opens the directory `name` in the open directory `parent` (whose real path is
+    /// `parent_len` bytes long), without following a symlink, and keeps it as `rel`: one
+    /// `openat`, where looking `rel` up from the root would walk its whole depth again.
+    pub fn open_child_dir(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        parent_len: usize,
+        name: &[u8],
+        rel: &[u8],
+    ) -> Result<Rc<OwnedFd>> {
+        let fd = openat(
+            parent,
+            os(name),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open directory {}", self.display(rel)))?;
+        if self.dirs.len() >= DIR_CACHE_MAX {
+            self.dirs.clear();
+        }
+        let fd = Rc::new(fd);
+        self.dirs
+            .insert(rel.to_vec(), (fd.clone(), child_len(parent_len, name)));
+        Ok(fd)
+    }
+
     /// The directories [`Root::dir`] made because a path needed them (their paths as
     /// asked, which may cross symlinks), forgetting them.
     pub fn take_made(&mut self) -> Vec<Vec<u8>> {
