@@ -590,7 +590,10 @@ fn path_refused(e: Error, raw: &[u8]) -> Error {
         {
             unsafe_entry(
                 raw,
-                format!("its path crosses something that is not a directory ({e})"),
+                format!(
+                    "its path crosses something that is not a directory ({})",
+                    storage_core::Report(&e)
+                ),
             )
         }
         _ => e,

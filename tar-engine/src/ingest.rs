@@ -31,7 +31,7 @@ use crate::input::read_tar;
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::ApplyReport;
-use storage_core::{Error, Result};
+use storage_core::{Error, Report, Result};
 
 /// The metadata of an entry, PAX records applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,11 +226,12 @@ pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
         .map(|n| normalize(n.as_bytes()))
 }
 
-/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole).
+/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole); `e`, with its
+/// causes, becomes the reason.
 pub fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
     Error::InvalidArchive {
         entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
-        reason: e.to_string(),
+        reason: Report(&e).to_string(),
     }
 }
 
@@ -545,8 +546,12 @@ impl Reader<'_> {
 
 fn after(last: Option<&[u8]>, e: io::Error) -> String {
     match last {
-        Some(l) => format!("{e} (after entry {:?})", String::from_utf8_lossy(l)),
-        None => e.to_string(),
+        Some(l) => format!(
+            "{} (after entry {:?})",
+            Report(&e),
+            String::from_utf8_lossy(l)
+        ),
+        None => Report(&e).to_string(),
     }
 }
 

@@ -180,7 +180,7 @@ impl<W: Write + Seek> Builder<W> {
                     reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
                         format!("archive is truncated: {remaining} of {size} bytes missing")
                     } else {
-                        e.to_string()
+                        storage_core::Report(&e).to_string()
                     },
                 })?;
             remaining -= want as u64;
