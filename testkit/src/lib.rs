@@ -1,13 +1,15 @@
 //! Test support shared by every crate's tests, and nothing else.
 //!
-//! It owns three things:
+//! It owns four things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
 //!   [`require`] first. Outside CI a missing requirement skips the test with a
 //!   `SKIPPED <test>: needs …` line on stderr that the harness does not capture (and
 //!   `cargo xtask ci` counts); under `CI=true` it panics, so CI can never pass by skipping;
 //! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
 //!   called, never copied) to generate the chain and hostile layers and compare real trees;
-//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test.
+//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test;
+//! - **archives**: [`tarball`] writes hostile tars byte by byte, [`sparse`] makes sparse
+//!   files and GNU tar's `--sparse` archives of them.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod ganesha;
+pub mod sparse;
 pub mod tarball;
 
 use std::path::{Path, PathBuf};
