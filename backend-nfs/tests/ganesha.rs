@@ -679,3 +679,53 @@ async fn two_processes_racing_to_create_a_volume_exactly_one_wins_with_ganesha()
     let l = listed(&store_url(&url)).await;
     assert_eq!(l.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gnu_tar_sparse_archives_keep_their_holes_with_ganesha() {
+    use testkit::sparse::{self, Encoding};
+    if !require(
+        "gnu_tar_sparse_archives_keep_their_holes_with_ganesha",
+        &[&REQUIREMENTS[..], &[testkit::Requirement::Command("tar")]].concat(),
+    ) {
+        return;
+    }
+    let g = Ganesha::start(UID, GID);
+    let vols = store(&g);
+    let op = Op::new("test");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    sparse::sample_tree(&src);
+    for encoding in Encoding::ALL {
+        let id = format!("sparse-{encoding:?}").to_lowercase();
+        let tar = dir.path().join(format!("{id}.tar"));
+        sparse::gnu_tar(&src, &sparse::SAMPLE, encoding, &tar);
+        vols.volume_create(&op, &id, 0, BTreeMap::new())
+            .await
+            .unwrap();
+        import_file(&vols, &id, &tar).await.unwrap();
+        let volume = g.export_dir().join("volumes").join(&id);
+        for name in sparse::SAMPLE {
+            let (want, got) = (src.join(name), volume.join(name));
+            assert_eq!(
+                std::fs::metadata(&got).unwrap().len(),
+                std::fs::metadata(&want).unwrap().len(),
+                "{encoding:?} {name}"
+            );
+            // Only the data segments were written; the size made the rest a hole.
+            assert!(
+                sparse::allocated(&got) <= sparse::allocated(&want) + (64 << 10),
+                "{encoding:?} {name}: {} bytes allocated, the source has {}",
+                sparse::allocated(&got),
+                sparse::allocated(&want)
+            );
+            assert!(
+                sparse::same_bytes(
+                    std::fs::File::open(&want).unwrap(),
+                    std::fs::File::open(&got).unwrap()
+                ),
+                "{encoding:?} {name}: content differs"
+            );
+        }
+    }
+}

@@ -294,7 +294,9 @@ impl EntrySink for Applier {
             }
         }
         match &entry.kind {
-            Kind::File { size } => self.regular(data, &parent, name, rel, *size, meta)?,
+            Kind::File { size, sparse } => {
+                self.regular(data, &parent, name, rel, *size, sparse.as_deref(), meta)?
+            }
             Kind::Dir => self.directory(&parent, name, rel, meta.clone())?,
             Kind::Symlink { target } => self.symlink(&parent, name, rel, target, meta)?,
             Kind::HardLink { target } => {
