@@ -546,7 +546,8 @@ async fn killing_ganesha_mid_import_fails_cleanly_and_a_rerun_gives_the_tree_wit
         waited < Duration::from_secs(2 * timeout + 5),
         "took {waited:?}: {err}"
     );
-    let text = err.to_string();
+    // As it is printed: with its causes.
+    let text = storage_core::Report(&err).to_string();
     assert!(
         text.contains("NFS") && text.contains(&g.nfs_port().to_string()),
         "{text}"
@@ -607,7 +608,8 @@ async fn a_hung_server_is_a_timeout_error_not_a_hang_with_ganesha() {
     let started = Instant::now();
     let result = vols.volumes_list(&op).await;
     signal("-CONT");
-    let err = result.unwrap_err().to_string();
+    // As it is printed: with its causes.
+    let err = storage_core::Report(&result.unwrap_err()).to_string();
     assert!(
         err.contains("did not answer") && err.contains("within 2s"),
         "{err}"
