@@ -447,7 +447,7 @@ fn damage_to_one_of_two_copies_is_repaired_from_the_other() {
 }
 
 #[test]
-fn hand_broken_images_give_errors_not_panics_or_huge_allocations() {
+fn randomly_damaged_images_are_refused_as_damaged_or_read_and_written_back_never_overallocating() {
     use nix::sys::resource::{Resource, setrlimit};
     // Far above what these small files justify, far below a runaway allocation.
     setrlimit(Resource::RLIMIT_AS, 6 << 30, 6 << 30).unwrap();
