@@ -114,12 +114,47 @@ impl From<NfsError> for storage_core::Error {
             NfsError::Rpc { .. } => io::ErrorKind::ConnectionAborted,
             NfsError::Status { status, .. } => io_kind(*status),
         };
-        let context = match &e {
-            NfsError::Status { .. } => "NFS volume store".to_owned(),
-            NfsError::Timeout { server, .. }
-            | NfsError::Connect { server, .. }
-            | NfsError::Rpc { server, .. } => format!("NFS volume store {server}"),
-        };
-        storage_core::Error::io(context, io::Error::new(kind, e))
+        // The NFS error names the server (or the object) itself.
+        storage_core::Error::io("NFS volume store", io::Error::new(kind, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storage_core::Report;
+
+    use super::*;
+
+    #[test]
+    fn a_full_export_reaches_the_contract_as_storage_full_named_once() {
+        let e = storage_core::Error::from(NfsError::Status {
+            call: "WRITE usr/lib/blob".into(),
+            status: nfsstat3::NFS3ERR_NOSPC,
+        });
+        assert!(
+            matches!(&e, storage_core::Error::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull),
+            "{e}"
+        );
+        let printed = Report(&e).to_string();
+        assert_eq!(
+            printed,
+            "NFS volume store: NFS WRITE usr/lib/blob: no space left on the export (NFS3ERR_NOSPC)"
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_the_server_and_the_call_once() {
+        let e = storage_core::Error::from(NfsError::Timeout {
+            server: "127.0.0.1:2049/export".into(),
+            call: "COMMIT data".into(),
+            timeout: Duration::from_secs(30),
+        });
+        let printed = Report(&e).to_string();
+        assert_eq!(
+            printed.matches("127.0.0.1:2049/export").count(),
+            1,
+            "{printed}"
+        );
+        assert_eq!(printed.matches("did not answer").count(), 1, "{printed}");
     }
 }

@@ -28,6 +28,8 @@ use nfs3_client::{Nfs3Client, Nfs3ConnectionBuilder};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use storage_core::Report;
+
 use crate::error::NfsError;
 use crate::url::NfsUrl;
 
@@ -127,7 +129,7 @@ impl Session {
             Ok(Err(e)) => {
                 return Err(NfsError::Connect {
                     server,
-                    reason: format!("mount {}: {e}", url.export),
+                    reason: format!("mount {}: {}", url.export, Report(&e)),
                 });
             }
             Err(_) => {
@@ -200,7 +202,7 @@ impl Session {
             Ok(Err(e)) => {
                 return Err(NfsError::Connect {
                     server: self.server.clone(),
-                    reason: format!("connect to port {}: {e}", self.nfs_port),
+                    reason: format!("connect to port {}: {}", self.nfs_port, Report(&e)),
                 });
             }
             Err(_) => {
@@ -247,7 +249,7 @@ impl Session {
                 {
                     idle.push(conn.client);
                 }
-                Err(self.rpc_error(&what(), e.to_string()))
+                Err(self.rpc_error(&what(), Report(&e).to_string()))
             }
             // A timed-out connection may still deliver the late reply: never reuse it.
             Err(_) => Err(NfsError::Timeout {

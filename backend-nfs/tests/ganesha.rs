@@ -546,7 +546,8 @@ async fn killing_ganesha_mid_import_fails_cleanly_and_a_rerun_gives_the_tree_wit
         waited < Duration::from_secs(2 * timeout + 5),
         "took {waited:?}: {err}"
     );
-    let text = err.to_string();
+    // As it is printed: with its causes.
+    let text = storage_core::Report(&err).to_string();
     assert!(
         text.contains("NFS") && text.contains(&g.nfs_port().to_string()),
         "{text}"
@@ -607,7 +608,8 @@ async fn a_hung_server_is_a_timeout_error_not_a_hang_with_ganesha() {
     let started = Instant::now();
     let result = vols.volumes_list(&op).await;
     signal("-CONT");
-    let err = result.unwrap_err().to_string();
+    // As it is printed: with its causes.
+    let err = storage_core::Report(&result.unwrap_err()).to_string();
     assert!(
         err.contains("did not answer") && err.contains("within 2s"),
         "{err}"
@@ -799,7 +801,8 @@ async fn an_import_onto_a_full_export_fails_naming_the_cause_and_takes_back_its_
     let tar = dir.path().join("big.tar");
     big_tar(&tar, 32, 2 << 20);
     let err = import_file(&vols, "v", &tar).await.unwrap_err();
-    let text = err.to_string();
+    // As it is printed: with its causes.
+    let text = storage_core::Report(&err).to_string();
     assert!(
         text.contains("NOSPC") || text.contains("No space"),
         "{text}"
@@ -819,4 +822,54 @@ async fn an_import_onto_a_full_export_fails_naming_the_cause_and_takes_back_its_
     import_file(&vols, "v", &tar).await.unwrap();
     assert_eq!(names(&volume).len(), 4);
     drop(g);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gnu_tar_sparse_archives_keep_their_holes_with_ganesha() {
+    use testkit::sparse::{self, Encoding};
+    if !require(
+        "gnu_tar_sparse_archives_keep_their_holes_with_ganesha",
+        &[&REQUIREMENTS[..], &[testkit::Requirement::Command("tar")]].concat(),
+    ) {
+        return;
+    }
+    let g = Ganesha::start(UID, GID);
+    let vols = store(&g);
+    let op = Op::new("test");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    sparse::sample_tree(&src);
+    for encoding in Encoding::ALL {
+        let id = format!("sparse-{encoding:?}").to_lowercase();
+        let tar = dir.path().join(format!("{id}.tar"));
+        sparse::gnu_tar(&src, &sparse::SAMPLE, encoding, &tar);
+        vols.volume_create(&op, &id, 0, BTreeMap::new())
+            .await
+            .unwrap();
+        import_file(&vols, &id, &tar).await.unwrap();
+        let volume = g.export_dir().join("volumes").join(&id);
+        for name in sparse::SAMPLE {
+            let (want, got) = (src.join(name), volume.join(name));
+            assert_eq!(
+                std::fs::metadata(&got).unwrap().len(),
+                std::fs::metadata(&want).unwrap().len(),
+                "{encoding:?} {name}"
+            );
+            // Only the data segments were written; the size made the rest a hole.
+            assert!(
+                sparse::allocated(&got) <= sparse::allocated(&want) + (64 << 10),
+                "{encoding:?} {name}: {} bytes allocated, the source has {}",
+                sparse::allocated(&got),
+                sparse::allocated(&want)
+            );
+            assert!(
+                sparse::same_bytes(
+                    std::fs::File::open(&want).unwrap(),
+                    std::fs::File::open(&got).unwrap()
+                ),
+                "{encoding:?} {name}: content differs"
+            );
+        }
+    }
 }

@@ -179,8 +179,9 @@ impl Context {
         );
         for problem in store.recovery_problems() {
             eprintln!(
-                "warning: store {}: recovery at open left work undone (run `strata check --repair`): {problem}",
-                catalog_root.display()
+                "warning: store {}: recovery at open left work undone (run `strata check --repair`): {}",
+                catalog_root.display(),
+                storage_core::Report(problem)
             );
         }
         Ok(Context {

@@ -52,7 +52,7 @@ fn exit(result: Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if output::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strata: {e:#}");
+            eprintln!("{}", output::failure(&e));
             ExitCode::FAILURE
         }
     }

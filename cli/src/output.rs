@@ -22,6 +22,13 @@ impl std::fmt::Display for Closed {
 
 impl std::error::Error for Closed {}
 
+/// The line a failed command prints on standard error: `strata: ` and the error followed by
+/// each of its causes. `{:#}` walks the chain, and no error of the workspace repeats its
+/// source in its own message, so each cause appears once.
+pub fn failure(e: &anyhow::Error) -> String {
+    format!("strata: {e:#}")
+}
+
 /// Whether `e` is, or was caused by, [`Closed`].
 pub fn closed(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Closed>())
@@ -59,4 +66,42 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     out.write_all(&text)
         .and_then(|()| out.flush())
         .map_err(write_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn a_failure_caused_by_enospc_prints_the_cause_once() {
+        let cause = std::io::Error::from_raw_os_error(ENOSPC).to_string();
+        // As `diff` fails when standard output is full: the contract's I/O error, with the
+        // command's context on top.
+        let e = anyhow::Error::new(storage_core::Error::io(
+            "write the tar stream",
+            std::io::Error::from_raw_os_error(ENOSPC),
+        ))
+        .context("diff layer abc");
+        let line = failure(&e);
+        assert_eq!(
+            line,
+            format!("strata: diff layer abc: write the tar stream: {cause}")
+        );
+        assert_eq!(line.matches(&cause).count(), 1, "{line}");
+    }
+
+    #[test]
+    fn a_failure_nested_through_wrapped_io_errors_prints_the_cause_once() {
+        let cause = std::io::Error::from_raw_os_error(ENOSPC).to_string();
+        let disk = storage_core::Error::io(
+            "I/O error in /x/layer.vhd: writing block 3",
+            std::io::Error::from_raw_os_error(ENOSPC),
+        );
+        let wrapped = storage_core::Error::io("apply layer abc", std::io::Error::other(disk));
+        let line = failure(&anyhow::Error::new(wrapped).context("import layer abc"));
+        assert_eq!(line.matches(&cause).count(), 1, "{line}");
+        assert!(line.contains("/x/layer.vhd"), "{line}");
+    }
 }

@@ -67,7 +67,7 @@ fn refused(e: &Error) -> Outcome {
         Error::Io { .. } => "I/O error",
         _ => "other error",
     };
-    Outcome::Refused(kind, e.to_string())
+    Outcome::Refused(kind, storage_core::Report(e).to_string())
 }
 
 fn file(data: &[u8]) -> Kind {
@@ -319,6 +319,35 @@ fn own_cases() -> Vec<Case> {
     ]
 }
 
+/// A sparse file (16 MiB: data at the start, in the middle at an odd offset, and at the
+/// end) and a file after it, as GNU tar archives it in each of its sparse encodings.
+fn sparse_cases() -> Vec<Case> {
+    use testkit::sparse::{self, Encoding};
+    let dir = tempfile::tempdir().unwrap();
+    let size = 16u64 << 20;
+    sparse::make(
+        &dir.path().join("sparse"),
+        size,
+        &[
+            (0, &[1u8; 4096]),
+            (5 << 20 | 77, b"middle"),
+            (size - 10, b"last bytes"),
+        ],
+    );
+    std::fs::write(dir.path().join("after"), b"after").unwrap();
+    Encoding::ALL
+        .into_iter()
+        .map(|encoding| {
+            let tar = dir.path().join("sparse.tar");
+            sparse::gnu_tar(dir.path(), &["sparse", "after"], encoding, &tar);
+            Case {
+                name: format!("sparse-file-{encoding:?}"),
+                layers: vec![std::fs::read(&tar).unwrap()],
+            }
+        })
+        .collect()
+}
+
 fn layercheck_cases(lc: &Layercheck) -> Vec<Case> {
     let mut cases = vec![Case {
         name: "layercheck-chain".into(),
@@ -490,6 +519,7 @@ fn every_writer_gives_the_same_verdict_and_tree_needs_root_ganesha_loop_overlay(
         Requirement::Command("mount"),
         Requirement::Path("/dev/loop-control"),
         Requirement::Filesystem("overlay"),
+        Requirement::Command("tar"),
     ]);
     if !require(
         "every_writer_gives_the_same_verdict_and_tree_needs_root_ganesha_loop_overlay",
@@ -500,6 +530,7 @@ fn every_writer_gives_the_same_verdict_and_tree_needs_root_ganesha_loop_overlay(
     let lc = Layercheck::generate();
     let mut cases = layercheck_cases(&lc);
     cases.extend(own_cases());
+    cases.extend(sparse_cases());
     let g = Ganesha::start(0, 0);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let nfs_limits = Ignore {

@@ -396,7 +396,7 @@ fn main() -> ExitCode {
     match parse(&args).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("diskimg: {e}");
+            eprintln!("diskimg: {}", storage_core::Report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -49,7 +49,12 @@ impl fmt::Display for ErrorKind {
 
 /// An error from this crate: kind, the path and offset it concerns, a message, and the
 /// I/O error that caused it, if any.
+///
+/// Its message names the kind, object and what was being done; the I/O cause is its
+/// [`source()`](std::error::Error::source), never repeated in the message (print the chain,
+/// as `storage_core::Report` does, to see both).
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.what())]
 pub struct Error {
     kind: ErrorKind,
     path: Option<PathBuf>,
@@ -57,16 +62,6 @@ pub struct Error {
     message: String,
     #[source]
     source: Option<io::Error>,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.what())?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
 }
 
 impl Error {
@@ -162,12 +157,11 @@ impl From<Error> for storage_core::Error {
     /// `ReadOnlyFilesystem` and `InvalidInput`.
     fn from(e: Error) -> Self {
         use storage_core::Error as E;
-        let message = e.to_string();
-        let what = e.what();
+        let message = e.what();
         match e.kind {
             ErrorKind::Io => match e.source {
                 // The cause stays the source, named once.
-                Some(source) => E::io(what, source),
+                Some(source) => E::io(message, source),
                 None => E::io(message, io::ErrorKind::Other),
             },
             ErrorKind::UnknownFormat
@@ -196,8 +190,12 @@ impl From<Error> for storage_core::Error {
 mod tests {
     use super::*;
 
+    use storage_core::Report;
+
+    const ENOSPC: i32 = 28;
+
     #[test]
-    fn display_names_object_and_cause() {
+    fn display_names_the_object_and_the_chain_adds_the_cause_once() {
         let e = Error::io(
             Path::new("/x/a.vmdk"),
             "reading header",
@@ -207,8 +205,31 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Io);
         assert_eq!(
             e.to_string(),
+            "I/O error in /x/a.vmdk at offset 512: reading header"
+        );
+        assert_eq!(
+            Report(&e).to_string(),
             "I/O error in /x/a.vmdk at offset 512: reading header: boom"
         );
+    }
+
+    #[test]
+    fn an_enospc_crossing_into_the_contract_error_is_printed_once() {
+        let cause = io::Error::from_raw_os_error(ENOSPC).to_string();
+        let e = Error::io(
+            Path::new("/x/a.vhdx"),
+            "writing block 7",
+            io::Error::from_raw_os_error(ENOSPC),
+        );
+        assert_eq!(Report(&e).to_string().matches(&cause).count(), 1);
+        let contract = storage_core::Error::from(e);
+        assert_eq!(contract.raw_os_error(), Some(ENOSPC));
+        let printed = Report(&contract).to_string();
+        assert_eq!(
+            printed,
+            format!("I/O error in /x/a.vhdx: writing block 7: {cause}")
+        );
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
     }
 
     #[test]
@@ -219,7 +240,7 @@ mod tests {
             io::Error::from(io::ErrorKind::PermissionDenied),
         ));
         assert_eq!(
-            io.to_string(),
+            Report(&io).to_string(),
             "I/O error in /x/a.vmdk: reading header: permission denied"
         );
         let corrupt = storage_core::Error::from(Error::corrupt(Path::new("/x/b.vhdx"), 64, "bad"));

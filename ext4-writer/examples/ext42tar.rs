@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ext42tar: {e}");
+            eprintln!("ext42tar: {}", storage_core::Report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tar2ext4: {e}");
+            eprintln!("tar2ext4: {}", storage_core::Report(e.as_ref()));
             ExitCode::FAILURE
         }
     }

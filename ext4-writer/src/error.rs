@@ -3,7 +3,9 @@
 use std::io;
 
 /// Everything that can go wrong building or reading an image. Each variant is a kind a
-/// caller can branch on; messages name the tar entry or the image offset, and the cause.
+/// caller can branch on; messages name the tar entry or the image offset, and the cause:
+/// an I/O cause is the variant's [`source()`](std::error::Error::source), never repeated
+/// in its message (print the chain, as `storage_core::Report` does, to see both).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -47,7 +49,7 @@ pub enum Error {
         what: String,
     },
     /// Writing the image failed.
-    #[error("writing the image at byte offset {offset}: {source}")]
+    #[error("writing the image at byte offset {offset}")]
     Write {
         /// Byte offset in the image.
         offset: u64,
@@ -56,7 +58,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Reading the image failed.
-    #[error("reading the image at byte offset {offset}: {source}")]
+    #[error("reading the image at byte offset {offset}")]
     Read {
         /// Byte offset in the image.
         offset: u64,
@@ -79,7 +81,7 @@ pub enum Error {
         what: String,
     },
     /// Writing the output tar failed.
-    #[error("writing the tar entry {entry:?}: {source}")]
+    #[error("writing the tar entry {entry:?}")]
     TarWrite {
         /// The entry being written.
         entry: String,
@@ -142,7 +144,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    use storage_core::Report;
+
     use super::*;
+
+    const ENOSPC: i32 = 28;
 
     #[test]
     fn the_contract_error_keeps_the_kind_and_names_the_cause_once() {
@@ -164,8 +170,40 @@ mod tests {
             source: io::Error::from(io::ErrorKind::PermissionDenied),
         });
         assert_eq!(
-            write.to_string(),
+            Report(&write).to_string(),
             "writing the ext4 image at byte offset 4096: permission denied"
         );
+    }
+
+    #[test]
+    fn an_enospc_writing_the_image_is_printed_once_on_both_sides_of_the_conversion() {
+        let cause = io::Error::from_raw_os_error(ENOSPC).to_string();
+        let e = Error::Write {
+            offset: 1 << 20,
+            source: io::Error::from_raw_os_error(ENOSPC),
+        };
+        assert_eq!(e.to_string(), "writing the image at byte offset 1048576");
+        let own = Report(&e).to_string();
+        assert_eq!(own.matches(&cause).count(), 1, "{own}");
+        let contract = storage_core::Error::from(e);
+        assert_eq!(contract.raw_os_error(), Some(ENOSPC));
+        let printed = Report(&contract).to_string();
+        assert_eq!(
+            printed,
+            format!("writing the ext4 image at byte offset 1048576: {cause}")
+        );
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+    }
+
+    #[test]
+    fn a_refused_archive_passes_through_with_its_cause_once() {
+        // `Archive` is transparent: its message and its source are the contract error's.
+        let cause = io::Error::from_raw_os_error(ENOSPC).to_string();
+        let inner = storage_core::Error::io("write /x/f", io::Error::from_raw_os_error(ENOSPC));
+        let e = Error::from(inner);
+        let printed = Report(&e).to_string();
+        assert_eq!(printed, format!("write /x/f: {cause}"));
+        let back = storage_core::Error::from(e);
+        assert_eq!(Report(&back).to_string(), printed);
     }
 }

@@ -22,6 +22,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use storage_core::Report;
 use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
@@ -1010,7 +1011,8 @@ impl<R: Read + Seek> Read for SegReader<'_, R> {
                 Some(src) => {
                     self.img.seek(SeekFrom::Start(src + self.done))?;
                     self.img.read_exact(&mut buf[..n]).map_err(|e| {
-                        io::Error::new(e.kind(), format!("image offset {}: {e}", src + self.done))
+                        let at = src + self.done;
+                        io::Error::new(e.kind(), format!("image offset {at}: {}", Report(&e)))
                     })?;
                 }
             }

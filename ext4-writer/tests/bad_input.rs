@@ -1,5 +1,6 @@
-//! Bad input gives errors, never panics: hostile and broken tars for the Builder, hand-broken
-//! and mutated images for the Reader.
+//! Bad input gets the outcome it calls for, and never a panic: hostile, broken and mutated
+//! tars for the Builder (refused as the engine refuses them, or built into a clean image),
+//! hand-broken and mutated images for the Reader (refused as corrupt or short, or read).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -58,12 +59,14 @@ fn hostile_layers_are_refused_or_kept_inside_the_root_needs_e2fsck() {
         return;
     }
     let lc = Layercheck::generate();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for (path, whiteouts) in lc
         .hostile_layers()
         .into_iter()
         .flat_map(|p| [(p.clone(), Whiteouts::Keep), (p, Whiteouts::Overlay)])
     {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        *seen.entry(name.clone()).or_default() += 1;
         let tar = std::fs::read(&path).unwrap();
         let res = build_with(&tar, whiteouts);
         match name.as_str() {
@@ -125,6 +128,23 @@ fn hostile_layers_are_refused_or_kept_inside_the_root_needs_e2fsck() {
             }
         }
     }
+    // Every layer named above was met, each in both whiteout modes.
+    for name in [
+        "absolute",
+        "deep-dotdot",
+        "dotdot",
+        "garbage",
+        "hardlink-abs",
+        "hardlink-escape",
+        "opaque-root-escape",
+        "symlink-abs-escape",
+        "symlink-dir-escape",
+        "truncated",
+        "whiteout-escape",
+        "whiteout-through-symlink",
+    ] {
+        assert_eq!(seen.get(name), Some(&2), "{name}: {seen:?}");
+    }
 }
 
 /// A small valid image to break.
@@ -134,16 +154,17 @@ fn base_image() -> Vec<u8> {
 }
 
 #[test]
-fn hand_broken_images_are_errors() {
+fn hand_broken_images_are_refused_as_corrupt_or_short() {
     let good = base_image();
     if require(
-        "hand_broken_images_are_errors (base image check)",
+        "hand_broken_images_are_refused_as_corrupt_or_short (base image check)",
         &[Requirement::Command("e2fsck")],
     ) {
         common::e2fsck_clean_bytes(&good);
     }
     assert!(read_names(&good).is_ok());
     let sb = 1024;
+    // Each case is refused as corrupt, except those cut short, whose reads fail.
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut m = good.clone();
     m[sb + 0x38] = 0;
@@ -188,14 +209,24 @@ fn hand_broken_images_are_errors() {
     m[dir_block * 4096 + 24..dir_block * 4096 + 28].copy_from_slice(&2u32.to_le_bytes());
     m[dir_block * 4096 + 24 + 7] = 2;
     cases.push(("directory loop", m));
+    assert_eq!(cases.len(), 13);
     for (what, img) in cases {
         let res = read_names(&img);
-        assert!(res.is_err(), "{what}: read without error: {res:?}");
+        match (what, res) {
+            ("truncated to 8 KiB" | "empty", Err(Error::Read { source, .. })) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::UnexpectedEof, "{what}");
+            }
+            ("truncated to 8 KiB" | "empty", other) => {
+                panic!("{what}: expected a short read, got {other:?}")
+            }
+            (_, Err(Error::Corrupt { .. })) => {}
+            (_, other) => panic!("{what}: expected a corrupt image, got {other:?}"),
+        }
     }
 }
 
 #[test]
-fn mutated_images_never_panic() {
+fn mutated_images_are_read_or_refused_as_damaged_never_panic() {
     let good = base_image();
     // xorshift: deterministic mutations of metadata (block 0, the descriptors, and the
     // tail where directories, inode tables and bitmaps live).
@@ -207,7 +238,7 @@ fn mutated_images_never_panic() {
         state
     };
     let tail = good.len().saturating_sub(24 * 4096);
-    let mut errors = 0;
+    let (mut read, mut refused) = (0, 0);
     for _ in 0..3000 {
         let mut m = good.clone();
         for _ in 0..(1 + next() % 4) {
@@ -219,24 +250,138 @@ fn mutated_images_never_panic() {
             };
             m[at] = (next() >> 16) as u8;
         }
-        if read_names(&m).is_err() {
-            errors += 1;
+        match read_names(&m) {
+            Ok(_) => read += 1,
+            // Damage is reported as such: a corrupt or unsupported image, a structure that
+            // reaches past the end, or a file too large for the capped output.
+            Err(Error::Corrupt { .. } | Error::Unsupported { .. } | Error::Read { .. }) => {
+                refused += 1
+            }
+            Err(Error::TarWrite { source, .. }) if source.to_string() == "output cap" => {
+                refused += 1
+            }
+            Err(other) => panic!("a damaged image gave {other:?}"),
         }
     }
-    assert!(errors > 0, "some mutations must be detected");
+    assert_eq!(read + refused, 3000);
+    // Some damage is detected, and some lands where a reader never looks.
+    assert!(refused > 0 && read > 0, "{read} read, {refused} refused");
+}
+
+/// Where the structures of a tar lie, to say what damage to each must do.
+struct TarLayout {
+    /// Offsets of every header block (extension headers included).
+    headers: Vec<usize>,
+    /// The data of extension headers (PAX, GNU long names), whose damage may or may not
+    /// refuse the archive.
+    extension_data: Vec<std::ops::Range<usize>>,
+    /// Offset of the first all-zero block, which ends the archive.
+    end: usize,
+}
+
+impl TarLayout {
+    fn of(tar: &[u8]) -> Self {
+        let mut a = tar::Archive::new(tar);
+        let mut headers = Vec::new();
+        let mut extension_data = Vec::new();
+        let mut end = 0;
+        for e in a.entries().unwrap().raw(true) {
+            let e = e.unwrap();
+            let h = e.raw_header_position() as usize;
+            let data = e.raw_file_position() as usize;
+            let size = e.size() as usize;
+            headers.push(h);
+            let t = e.header().entry_type();
+            if t.is_pax_local_extensions()
+                || t.is_pax_global_extensions()
+                || t.is_gnu_longname()
+                || t.is_gnu_longlink()
+            {
+                extension_data.push(data..data + size.next_multiple_of(512));
+            }
+            end = data + size.next_multiple_of(512);
+        }
+        assert!(tar[end..end + 512].iter().all(|&b| b == 0), "no end block");
+        TarLayout {
+            headers,
+            extension_data,
+            end,
+        }
+    }
+}
+
+/// Whether a header block's checksum holds, as a tar reader checks it.
+fn checksum_holds(block: &[u8]) -> bool {
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..512])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    // The field is read up to its first NUL, blanks trimmed.
+    let field = block[148..156]
+        .split(|&b| b == 0)
+        .next()
+        .unwrap_or_default();
+    std::str::from_utf8(field)
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|stored| stored == sum)
+}
+
+/// What building a damaged tar must give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Verdict {
+    /// It builds, and holds the names the undamaged archive cut at the same place holds.
+    Builds,
+    /// It is refused as an invalid archive.
+    Refused,
+    /// Damage that may go either way (a header whose checksum still holds, extension
+    /// data): if it builds, the image must still be clean.
+    Either,
+}
+
+/// The verdict on `damaged` (the archive `good` with some bytes changed) cut to `cut`.
+fn verdict(layout: &TarLayout, good: &[u8], damaged: &[u8], cut: usize) -> Verdict {
+    let mut verdict = Verdict::Builds;
+    // A cut must fall where a header would start, or after the end block.
+    let clean_cut = cut == layout.end || cut >= layout.end + 512 || layout.headers.contains(&cut);
+    if !clean_cut {
+        return Verdict::Refused;
+    }
+    for at in (0..cut).filter(|&i| damaged[i] != good[i]) {
+        let block = at - at % 512;
+        if layout.headers.contains(&block) || block == layout.end {
+            if !checksum_holds(&damaged[block..block + 512]) {
+                return Verdict::Refused;
+            }
+            verdict = Verdict::Either;
+        } else if layout.extension_data.iter().any(|r| r.contains(&at)) {
+            verdict = Verdict::Either;
+        }
+        // File data, padding, and anything past the end block change no verdict.
+    }
+    verdict
 }
 
 #[test]
-fn mutated_tars_never_panic_and_build_clean_images_needs_e2fsck() {
+fn mutated_tars_get_the_verdict_their_damage_calls_for_needs_e2fsck() {
     if !require(
-        "mutated_tars_never_panic_and_build_clean_images_needs_e2fsck",
+        "mutated_tars_get_the_verdict_their_damage_calls_for_needs_e2fsck",
         &[Requirement::Command("e2fsck")],
     ) {
         return;
     }
     let mut checked = std::collections::HashSet::new();
+    let mut tally = std::collections::BTreeMap::<Verdict, usize>::new();
     let lc = Layercheck::generate();
     let good = std::fs::read(lc.chain_layer(2)).unwrap();
+    let layout = TarLayout::of(&good);
+    assert!(
+        layout.headers.len() >= 10,
+        "{} headers",
+        layout.headers.len()
+    );
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = || {
         state ^= state << 13;
@@ -244,20 +389,64 @@ fn mutated_tars_never_panic_and_build_clean_images_needs_e2fsck() {
         state ^= state << 17;
         state
     };
+    let mut cases = 0;
     for _ in 0..1000 {
         let mut m = good.clone();
         for _ in 0..(1 + next() % 4) {
-            let at = (next() >> 8) as usize % m.len();
+            // Mostly where the archive's structures and data are, sometimes past its end.
+            let at = (next() >> 8) as usize % (layout.end + 1024).min(m.len());
             m[at] = (next() >> 16) as u8;
         }
         let cut = (next() >> 8) as usize % (m.len() + 1);
-        for input in [&m[..cut], &m[..]] {
-            // Whatever builds must be a clean file system (each distinct image checked once).
-            if let Ok(img) = build_bytes(input)
-                && checked.insert(img.clone())
-            {
-                common::e2fsck_clean_bytes(&img);
+        for cut in [cut, m.len()] {
+            cases += 1;
+            let want = verdict(&layout, &good, &m, cut);
+            *tally.entry(want).or_default() += 1;
+            let res = build_bytes(&m[..cut]);
+            let changed: Vec<(usize, u8)> = (0..m.len())
+                .filter(|&i| m[i] != good[i])
+                .map(|i| (i, m[i]))
+                .collect();
+            let case = format!("case {cases}: cut at {cut}, bytes changed {changed:?}");
+            match (want, res) {
+                (
+                    Verdict::Refused,
+                    Err(Error::Archive(storage_core::Error::InvalidArchive { .. })),
+                ) => {}
+                (Verdict::Refused, other) => panic!(
+                    "{case}: expected an invalid archive, got {:?}",
+                    other.map(|i| i.len())
+                ),
+                (Verdict::Builds, Err(e)) => panic!("{case}: refused: {e}"),
+                (Verdict::Either, Err(_)) => {}
+                (Verdict::Builds | Verdict::Either, Ok(img)) => {
+                    if want == Verdict::Builds {
+                        // The damage touched only file data: the same names as the
+                        // undamaged archive cut at the same place.
+                        let undamaged = build_bytes(&good[..cut]).unwrap();
+                        assert_eq!(
+                            read_names(&img).unwrap(),
+                            read_names(&undamaged).unwrap(),
+                            "{case}"
+                        );
+                    }
+                    // Whatever builds must be a clean file system (each distinct image
+                    // checked once).
+                    if checked.insert(img.clone()) {
+                        common::e2fsck_clean_bytes(&img);
+                    }
+                }
             }
         }
     }
+    eprintln!(
+        "verdicts: {tally:?}, {} distinct images checked",
+        checked.len()
+    );
+    assert_eq!(cases, 2000);
+    // Each verdict was reached many times, so none of the arms above is dead.
+    for v in [Verdict::Builds, Verdict::Refused] {
+        assert!(tally.get(&v).copied().unwrap_or(0) >= 100, "{tally:?}");
+    }
+    assert!(!checked.is_empty(), "{tally:?}");
 }

@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_error_passes_through_with_its_cause_once() {
+        let cause = std::io::Error::from_raw_os_error(28).to_string();
+        let e = RegistryError::from(storage_core::Error::io(
+            "create store root /x",
+            std::io::Error::from_raw_os_error(28),
+        ));
+        let printed = storage_core::Report(&e).to_string();
+        assert_eq!(printed, format!("create store root /x: {cause}"));
+    }
+
+    #[test]
     fn unknown_scheme_names_the_available_backends() {
         let dir = tempfile::tempdir().unwrap();
         let err = match resolve("nosuch:///x", &Config::default(), dir.path()) {

@@ -7,7 +7,9 @@ use super::id::IdKind;
 use super::item::Item;
 
 /// What the sandbox store can fail with. Callers branch on the variant; every message
-/// names the sandbox or container, the item and the path involved.
+/// names the sandbox or container, the item and the path involved. A cause (the OS's or
+/// serde's error) is the variant's [`source()`](std::error::Error::source) and is not
+/// repeated in its message: print the chain (`storage_core::Report`) to see both.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SandboxError {
@@ -54,7 +56,7 @@ pub enum SandboxError {
         path: PathBuf,
     },
     /// A filesystem call failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done ("create", "rename into place", "lock", …).
         op: &'static str,
@@ -65,7 +67,7 @@ pub enum SandboxError {
         source: io::Error,
     },
     /// A stored item is not valid JSON for the type it was fetched as.
-    #[error("cannot decode {} as {type_name}: {source}", path.display())]
+    #[error("cannot decode {} as {type_name}", path.display())]
     Decode {
         /// The item file.
         path: PathBuf,
@@ -76,7 +78,7 @@ pub enum SandboxError {
         source: serde_json::Error,
     },
     /// A value could not be encoded as JSON (for example a map with non-string keys).
-    #[error("cannot encode {item} of {owner} as JSON: {source}")]
+    #[error("cannot encode {item} of {owner} as JSON")]
     Encode {
         /// `sandbox <id>` or `container <id> of sandbox <id>`.
         owner: String,

@@ -127,6 +127,38 @@ fn an_item_of_another_shape_is_a_decode_error_with_its_path() {
 }
 
 #[test]
+fn a_decode_error_names_the_path_and_serdes_cause_once() {
+    let (_dir, store) = store();
+    let sb = store.sandbox("sb1").unwrap();
+    sb.store_item(Item::Agent, &vec![1, 2, 3]).unwrap();
+    let err = sb.fetch_item::<Value>(Item::Agent).unwrap_err();
+    let SandboxError::Decode { source, .. } = &err else {
+        panic!("{err}");
+    };
+    let cause = source.to_string();
+    assert!(!err.to_string().contains(&cause), "{err}");
+    let printed = storage_core::Report(&err).to_string();
+    assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+    assert!(printed.contains("sb1/agent.json"), "{printed}");
+}
+
+#[test]
+fn an_io_error_names_the_path_and_the_os_cause_once() {
+    let (_dir, store) = store();
+    let sb = store.sandbox("sb1").unwrap();
+    let path = sb.item_path(Item::Agent);
+    std::fs::create_dir_all(&path).unwrap();
+    let err = sb.fetch_item::<Value>(Item::Agent).unwrap_err();
+    let SandboxError::Io { source, .. } = &err else {
+        panic!("{err}");
+    };
+    let cause = source.to_string();
+    let printed = storage_core::Report(&err).to_string();
+    assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+    assert!(printed.contains(&path.display().to_string()), "{printed}");
+}
+
+#[test]
 fn a_value_json_cannot_hold_is_an_encode_error() {
     let (_dir, store) = store();
     let sb = store.sandbox("sb1").unwrap();

@@ -3,6 +3,14 @@
 //! Every backend returns [`Error`]; callers branch on its variants (`NotFound`,
 //! `LayerHasChildren`, `DigestMismatch`, …) rather than on message text. Messages name the
 //! object (layer id, path, URL) and the cause.
+//!
+//! **Each cause is printed once.** An error that keeps its cause as
+//! [`source()`](std::error::Error::source) does not repeat it in its own message: `Io`
+//! displays only its context, `Catalog` only the database's path. Whoever prints an error
+//! for a person (the CLI, a log line, a message folded into another error's reason) walks
+//! the chain, with [`Report`] or `anyhow`'s `{:#}`. An error whose cause is only text (a
+//! `reason` string) exposes no source. The same holds for every error type of the
+//! workspace.
 
 use std::fmt;
 use std::io;
@@ -231,7 +239,7 @@ pub enum Error {
         op: String,
     },
     /// An operating-system call failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done, naming the object and path.
         context: String,
@@ -240,7 +248,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The catalog database failed.
-    #[error("catalog at {}: {source}", path.display())]
+    #[error("catalog at {}", path.display())]
     Catalog {
         /// The database file.
         path: PathBuf,
@@ -277,6 +285,34 @@ impl Error {
     }
 }
 
+/// Displays an error followed by each of its causes ([`source()`](std::error::Error::source)
+/// in turn), joined by `": "`: how an error is printed for a person, or folded into another
+/// error's text, without losing or repeating a cause.
+///
+/// ```
+/// use storage_core::error::{Error, Report};
+/// let e = Error::io("write /x/y", std::io::Error::from_raw_os_error(28));
+/// assert_eq!(e.to_string(), "write /x/y");
+/// assert_eq!(
+///     Report(&e).to_string(),
+///     "write /x/y: No space left on device (os error 28)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Adds a context to `io::Result`s (and anything that converts into `io::Error`, such as
 /// `nix::Errno`), turning them into [`Error::Io`].
 pub trait IoContext<T> {
@@ -287,5 +323,72 @@ pub trait IoContext<T> {
 impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
     fn ctx<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| Error::io(context(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENOSPC: i32 = 28;
+
+    fn enospc() -> io::Error {
+        io::Error::from_raw_os_error(ENOSPC)
+    }
+
+    fn count(haystack: &str, needle: &str) -> usize {
+        haystack.matches(needle).count()
+    }
+
+    #[test]
+    fn an_io_error_displays_its_context_and_leaves_the_cause_to_its_source() {
+        let e = Error::io_path("write", Path::new("/x/layer/f"), enospc());
+        let cause = enospc().to_string();
+        assert_eq!(e.to_string(), "write /x/layer/f");
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some(cause.clone())
+        );
+        let printed = Report(&e).to_string();
+        assert_eq!(printed, format!("write /x/layer/f: {cause}"));
+        assert_eq!(count(&printed, &cause), 1, "{printed}");
+    }
+
+    #[test]
+    fn an_io_error_inside_an_io_error_still_names_its_cause_once() {
+        // What a reader of an `ArchiveStream` whose producer failed receives.
+        let inner = Error::io("export layer abc", enospc());
+        let outer = Error::io("copy the tar stream", io::Error::other(inner));
+        let cause = enospc().to_string();
+        let printed = Report(&outer).to_string();
+        assert_eq!(
+            printed,
+            format!("copy the tar stream: export layer abc: {cause}")
+        );
+        assert_eq!(count(&printed, &cause), 1, "{printed}");
+    }
+
+    #[test]
+    fn a_catalog_error_names_the_database_and_its_cause_once() {
+        let e = Error::Catalog {
+            path: PathBuf::from("/var/lib/strata/catalog.db"),
+            source: "database is locked".into(),
+        };
+        assert_eq!(e.to_string(), "catalog at /var/lib/strata/catalog.db");
+        let printed = Report(&e).to_string();
+        assert_eq!(
+            printed,
+            "catalog at /var/lib/strata/catalog.db: database is locked"
+        );
+    }
+
+    #[test]
+    fn errors_without_a_cause_print_as_they_display() {
+        let e = Error::NotFound {
+            kind: ObjectKind::Layer,
+            id: "abc".into(),
+        };
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(Report(&e).to_string(), e.to_string());
     }
 }

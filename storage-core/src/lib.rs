@@ -42,7 +42,7 @@ pub mod port;
 pub mod run_root;
 
 pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, MountProblem, TarReader};
-pub use error::{Error, IoContext, ObjectKind, Result};
+pub use error::{Error, IoContext, ObjectKind, Report, Result};
 pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;
 pub use op::Op;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
@@ -171,7 +171,9 @@ impl EntrySink for DirWriter<'_> {
         check_path_len(&entry.raw, child_len(parent_len, name))?;
         let parent = parent.as_fd();
         match &entry.kind {
-            Kind::File { size } => self.regular(data, parent, name, rel, *size, meta)?,
+            Kind::File { size, sparse } => {
+                self.regular(data, parent, name, rel, *size, sparse.as_deref(), meta)?
+            }
             Kind::Dir => self.directory(parent, parent_len, name, rel, meta)?,
             Kind::Symlink { target } => self.symlink(parent, name, rel, target, meta)?,
             Kind::HardLink { target } => self.hardlink(parent, name, rel, target, &entry.raw)?,
@@ -317,7 +319,7 @@ impl<'a> DirWriter<'a> {
             if let Ok(Some(dir)) = self.root.lookup_dir(parent)
                 && let Err(e) = self.root.remove_at(dir.as_fd(), name)
             {
-                tracing::warn!("undoing a failed import: {e}");
+                tracing::warn!("undoing a failed import: {}", storage_core::Report(&e));
             }
         }
     }
@@ -353,6 +355,10 @@ impl<'a> DirWriter<'a> {
         }
     }
 
+    /// Creates the file `name` in `dir` from `data`: the whole file, or for a sparse one
+    /// each segment at its offset, the rest left a hole (the file is then extended to
+    /// `size` without writing).
+    #[allow(clippy::too_many_arguments)]
     fn regular(
         &mut self,
         data: &mut dyn Read,
@@ -360,36 +366,56 @@ impl<'a> DirWriter<'a> {
         name: &[u8],
         rel: &[u8],
         size: u64,
+        sparse: Option<&[crate::ingest::Segment]>,
         meta: &Meta,
     ) -> Result<()> {
+        use std::os::unix::fs::FileExt;
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd: OwnedFd = self.create_with(dir, name, rel, "create file", || {
             openat(dir, os(name), flags, Mode::from_bits_truncate(0o600))
         })?;
-        let mut file = File::from(fd);
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = match data.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    return Err(Error::InvalidArchive {
-                        entry: Some(String::from_utf8_lossy(rel).into_owned()),
-                        reason: format!("archive is truncated: {left} of {size} bytes missing"),
-                    });
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::InvalidArchive {
-                        entry: Some(String::from_utf8_lossy(rel).into_owned()),
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            file.write_all(&self.buf[..n])
-                .ctx(|| format!("write {}", self.root.display(rel)))?;
-            left -= n as u64;
+        let file = File::from(fd);
+        let whole = [crate::ingest::Segment {
+            offset: 0,
+            len: size,
+        }];
+        let segments = sparse.unwrap_or(&whole);
+        let total: u64 = segments.iter().map(|s| s.len).sum();
+        let mut left = total;
+        for segment in segments {
+            let mut at = segment.offset;
+            let end = segment.offset + segment.len;
+            while at < end {
+                let want = (end - at).min(self.buf.len() as u64) as usize;
+                let n = match data.read(&mut self.buf[..want]) {
+                    Ok(0) => {
+                        return Err(Error::InvalidArchive {
+                            entry: Some(String::from_utf8_lossy(rel).into_owned()),
+                            reason: format!(
+                                "archive is truncated: {left} of {total} bytes missing"
+                            ),
+                        });
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(Error::InvalidArchive {
+                            entry: Some(String::from_utf8_lossy(rel).into_owned()),
+                            reason: storage_core::Report(&e).to_string(),
+                        });
+                    }
+                };
+                file.write_all_at(&self.buf[..n], at)
+                    .ctx(|| format!("write {}", self.root.display(rel)))?;
+                at += n as u64;
+                left -= n as u64;
+            }
+        }
+        if sparse.is_some() {
+            // Past the last segment, a hole to the file's size.
+            file.set_len(size)
+                .ctx(|| format!("set the size of {}", self.root.display(rel)))?;
         }
         self.set_attrs_fd(file.as_fd(), rel, meta)?;
         let (atime, mtime) = times(meta);
@@ -646,7 +672,10 @@ fn path_refused(e: Error, raw: &[u8]) -> Error {
         {
             unsafe_entry(
                 raw,
-                format!("its path crosses something that is not a directory ({e})"),
+                format!(
+                    "its path crosses something that is not a directory ({})",
+                    storage_core::Report(&e)
+                ),
             )
         }
         _ => e,

@@ -4,7 +4,9 @@
 //! [`ingest`], which owns everything that does not depend on where entries go:
 //! - the input: compression (plain, gzip, zstd), the digests of what was received and of
 //!   the tar inside it, and the caller's expected digest ([`crate::input`]);
-//! - the tar format: ustar, PAX and GNU extensions, read by the `tar` crate;
+//! - the tar format: ustar, PAX and GNU extensions, read by the `tar` crate, and sparse
+//!   files in GNU tar's four encodings ([`crate::sparse`]), handed on as their data
+//!   segments so that no writer makes their holes of zeros;
 //! - the rules ([`crate::entry`]): names are checked and normalised into safe components,
 //!   the [`FilterSpec`] renames or drops them, whiteouts are recognised, overlay markers
 //!   and xattrs outside Linux's namespaces are left out, PAX values are parsed strictly
@@ -28,10 +30,12 @@ use crate::entry::{
     unsafe_entry, whiteout,
 };
 use crate::input::read_tar;
+pub use crate::sparse::Segment;
+use crate::sparse::{Direct, PaxSparse, Stream, Tap, gnu_map, pax_sparse, read_data_map};
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::ApplyReport;
-use storage_core::{Error, Result};
+use storage_core::{Error, Report, Result};
 
 /// The metadata of an entry, PAX records applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +64,12 @@ pub enum Kind {
     File {
         /// Its length.
         size: u64,
+        /// For a sparse file (GNU tar's old GNU, PAX 0.0, 0.1 and 1.0 encodings), where its
+        /// data lies: the data handed with the entry is then these segments' bytes one
+        /// after another, each to be written at its offset, and the rest of the file up to
+        /// `size` is a hole, for the writer to leave unwritten. `None`: the data is the
+        /// whole file.
+        sparse: Option<Vec<Segment>>,
     },
     /// A directory. Its times are for the writer to set after its children exist.
     Dir,
@@ -226,11 +236,12 @@ pub fn entry_name(filter: &FilterSpec, raw: &[u8]) -> Option<Vec<u8>> {
         .map(|n| normalize(n.as_bytes()))
 }
 
-/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole).
+/// An [`Error::InvalidArchive`] about `entry` (or the archive as a whole); `e`, with its
+/// causes, becomes the reason.
 pub fn invalid(entry: Option<&[u8]>, e: io::Error) -> Error {
     Error::InvalidArchive {
         entry: entry.map(|e| String::from_utf8_lossy(e).into_owned()),
-        reason: e.to_string(),
+        reason: Report(&e).to_string(),
     }
 }
 
@@ -268,15 +279,41 @@ impl Reader<'_> {
         tar_stream: &mut dyn Read,
         sink: &mut S,
     ) -> std::result::Result<(), S::Error> {
-        let mut archive = tar::Archive::new(tar_stream);
-        let entries = archive.entries().map_err(|e| invalid(None, e))?;
+        let stream = crate::sparse::stream(tar_stream);
+        let mut archive = tar::Archive::new(Tap(stream.clone()));
+        let mut entries = archive.entries().map_err(|e| invalid(None, e))?;
         let mut last: Option<Vec<u8>> = None;
-        for entry in entries {
+        loop {
             self.op.check()?;
+            // What the crate reads to reach the next entry is kept: an old GNU sparse
+            // entry's map continues in the extension headers it reads there.
+            stream.borrow_mut().start_recording();
+            let next = entries.next();
+            stream.borrow_mut().stop_recording();
+            let Some(entry) = next else {
+                break;
+            };
             let mut entry = entry
                 .map_err(|e| invalid(None, io::Error::new(e.kind(), after(last.as_deref(), e))))?;
             let raw = entry.path_bytes().into_owned();
-            last = Some(self.entry(&mut entry, raw, sink)?);
+            let gnu_sparse = entry.header().entry_type().is_gnu_sparse();
+            if gnu_sparse {
+                let stored = entry
+                    .header()
+                    .entry_size()
+                    .map_err(|e| invalid(Some(&raw), e))?;
+                stream.borrow_mut().set_direct(stored);
+            }
+            let name = self.entry(&mut entry, raw, &stream, sink)?;
+            // Whatever the writer left unread is read here rather than skipped by the
+            // crate while it is recorded; an old GNU sparse entry's data past the crate.
+            let rest = if gnu_sparse {
+                io::copy(&mut Direct(stream.clone()), &mut io::sink())
+            } else {
+                io::copy(&mut entry, &mut io::sink())
+            };
+            rest.map_err(|e| invalid(Some(&name), e))?;
+            last = Some(name);
         }
         Ok(())
     }
@@ -287,12 +324,19 @@ impl Reader<'_> {
         &mut self,
         data: &mut tar::Entry<'_, R>,
         raw: Vec<u8>,
+        stream: &Stream<'_>,
         sink: &mut S,
     ) -> std::result::Result<Vec<u8>, S::Error> {
         let header_kind = data.header().entry_type();
         if header_kind == EntryType::XGlobalHeader {
             return Ok(raw);
         }
+        let pax_sparse = self.pax_sparse(data, &raw)?;
+        // A PAX sparse file's header names a stand-in (`./GNUSparseFile.<pid>/name`).
+        let raw = match pax_sparse.as_ref().and_then(|p| p.name.clone()) {
+            Some(name) => name,
+            None => raw,
+        };
         check_name(&raw)?;
         let Some(path) = entry_name(self.filter, &raw) else {
             self.skipped += 1;
@@ -308,7 +352,7 @@ impl Reader<'_> {
             }
             Some(Whiteout::Hides(name)) => (crate::tree::join_rel(parent, name), Kind::Whiteout),
             Some(Whiteout::Opaque) => (parent.to_vec(), Kind::Opaque),
-            None => match self.kind(data, header_kind, &raw)? {
+            None => match self.kind(data, header_kind, &raw, pax_sparse, stream)? {
                 Some(kind) => (path, kind),
                 None => {
                     self.skipped += 1;
@@ -340,6 +384,14 @@ impl Reader<'_> {
         match entry.kind {
             Kind::Whiteout | Kind::Opaque => sink.whiteout(&entry, &self.written)?,
             _ => {
+                // An old GNU sparse file's data is read past the `tar` crate, which would
+                // hand out its holes as zeros.
+                let mut direct = Direct(stream.clone());
+                let data: &mut dyn Read = if header_kind.is_gnu_sparse() {
+                    &mut direct
+                } else {
+                    data
+                };
                 if sink.create(&entry, data, &self.written)? {
                     self.written.note(entry.path);
                 } else {
@@ -358,7 +410,28 @@ impl Reader<'_> {
         data: &mut tar::Entry<'_, R>,
         header_kind: EntryType,
         raw: &[u8],
+        pax_sparse: Option<PaxSparse>,
+        stream: &Stream<'_>,
     ) -> Result<Option<Kind>> {
+        if let Some(pax) = pax_sparse {
+            if !matches!(header_kind, EntryType::Regular | EntryType::Continuous) {
+                return Err(invalid_value(
+                    raw,
+                    format!("a PAX sparse map on an entry of type {header_kind:?}"),
+                ));
+            }
+            let stored = data.size();
+            let (map, taken) = match pax.map {
+                Some(map) => (map, 0),
+                None => read_data_map(data, stored).map_err(|e| invalid(Some(raw), e))?,
+            };
+            let map = crate::sparse::checked(map, pax.size, stored - taken)
+                .map_err(|e| invalid(Some(raw), e))?;
+            return Ok(Some(Kind::File {
+                size: pax.size,
+                sparse: Some(map),
+            }));
+        }
         let link = || -> Result<Vec<u8>> {
             let what = if header_kind == EntryType::Link {
                 "hard link"
@@ -373,8 +446,21 @@ impl Reader<'_> {
             Ok(target)
         };
         Ok(Some(match header_kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                Kind::File { size: data.size() }
+            EntryType::Regular | EntryType::Continuous => Kind::File {
+                size: data.size(),
+                sparse: None,
+            },
+            EntryType::GNUSparse => {
+                let stored = data
+                    .header()
+                    .entry_size()
+                    .map_err(|e| invalid(Some(raw), e))?;
+                let (size, map) = gnu_map(data.header(), data.raw_file_position(), stored, stream)
+                    .map_err(|e| invalid(Some(raw), e))?;
+                Kind::File {
+                    size,
+                    sparse: Some(map),
+                }
             }
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => {
@@ -432,8 +518,34 @@ impl Reader<'_> {
         }))
     }
 
-    /// The entry's metadata, PAX records applied; refuses PAX sparse files and values that
-    /// are not what PAX says they are.
+    /// What the entry's `GNU.sparse.*` PAX records say, if it has any.
+    fn pax_sparse<R: Read>(
+        &self,
+        data: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+    ) -> Result<Option<PaxSparse>> {
+        let bad = |e: io::Error| invalid(Some(raw), e);
+        let Some(exts) = data.pax_extensions().map_err(bad)? else {
+            return Ok(None);
+        };
+        let mut records = Vec::new();
+        for ext in exts {
+            let ext = ext.map_err(bad)?;
+            if let Some(key) = ext.key_bytes().strip_prefix(b"GNU.sparse.") {
+                records.push((key.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+        pax_sparse(&records).map_err(|e| match e.kind() {
+            io::ErrorKind::Unsupported => Error::Unsupported {
+                what: format!("sparse file {:?}", String::from_utf8_lossy(raw)),
+                reason: e.to_string(),
+            },
+            _ => bad(e),
+        })
+    }
+
+    /// The entry's metadata, PAX records applied; refuses values that are not what PAX
+    /// says they are.
     fn meta<R: Read>(&mut self, data: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
         let bad = |e: io::Error| invalid(Some(raw), e);
         let h = data.header();
@@ -488,13 +600,8 @@ impl Reader<'_> {
                     b"mtime" => meta.mtime = time()?,
                     b"atime" => atime = Some(time()?),
                     b"ctime" => meta.ctime = Some(time()?),
-                    k if k.starts_with(b"GNU.sparse.") => {
-                        return Err(Error::Unsupported {
-                            what: format!("PAX sparse file {:?}", String::from_utf8_lossy(raw)),
-                            reason: "sparse PAX entries are not read; repack without --sparse"
-                                .into(),
-                        });
-                    }
+                    // Read by `pax_sparse`.
+                    k if k.starts_with(b"GNU.sparse.") => {}
                     k => {
                         if let Some(name) = k.strip_prefix(b"SCHILY.xattr.") {
                             self.xattr(raw, name, value, &mut meta)?;
@@ -546,8 +653,12 @@ impl Reader<'_> {
 
 fn after(last: Option<&[u8]>, e: io::Error) -> String {
     match last {
-        Some(l) => format!("{e} (after entry {:?})", String::from_utf8_lossy(l)),
-        None => e.to_string(),
+        Some(l) => format!(
+            "{} (after entry {:?})",
+            Report(&e),
+            String::from_utf8_lossy(l)
+        ),
+        None => Report(&e).to_string(),
     }
 }
 
@@ -631,7 +742,13 @@ mod tests {
             got,
             vec![
                 (&b"b"[..], &Kind::Dir),
-                (b"b/f", &Kind::File { size: 0 }),
+                (
+                    b"b/f",
+                    &Kind::File {
+                        size: 0,
+                        sparse: None,
+                    },
+                ),
                 (b"b/gone", &Kind::Whiteout),
                 (b"b", &Kind::Opaque),
                 (b"", &Kind::Dir),

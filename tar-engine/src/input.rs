@@ -89,7 +89,7 @@ fn pump<R: Read>(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     let kind = e.kind();
-                    let msg = e.to_string();
+                    let msg = storage_core::Report(&e).to_string();
                     let _ = tx.send(Err(e));
                     return Err(io::Error::new(kind, msg));
                 }
@@ -263,7 +263,7 @@ pub fn read_tar<R: Read + Send, E: From<Error>>(
 fn invalid<E: From<Error>>(e: io::Error) -> E {
     E::from(Error::InvalidArchive {
         entry: None,
-        reason: e.to_string(),
+        reason: storage_core::Report(&e).to_string(),
     })
 }
 

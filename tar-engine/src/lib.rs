@@ -53,13 +53,14 @@ pub mod entry;
 pub mod export;
 pub mod ingest;
 pub mod input;
+pub mod sparse;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
 pub use changes::{changes_size, compare_trees, layer_changes};
 pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
-pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
+pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};
 pub use input::{TarInput, read_tar};
 pub use storage_core::archive::{
     ApplyReport, ArchiveStream, Change, ChangeKind, Compression, ExportOptions,

@@ -1,12 +1,15 @@
 //! Test support shared by every crate's tests, and nothing else.
 //!
-//! It owns three things:
+//! It owns four things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
-//!   [`require`] first. Outside CI a missing requirement skips the test with a message on
-//!   stderr; under `CI=true` it panics, so CI can never pass by skipping;
+//!   [`require`] first. Outside CI a missing requirement skips the test with a
+//!   `SKIPPED <test>: needs …` line on stderr that the harness does not capture (and
+//!   `cargo xtask ci` counts); under `CI=true` it panics, so CI can never pass by skipping;
 //! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
 //!   called, never copied) to generate the chain and hostile layers and compare real trees;
-//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test.
+//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test;
+//! - **archives**: [`tarball`] writes hostile tars byte by byte, [`sparse`] makes sparse
+//!   files and GNU tar's `--sparse` archives of them.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
@@ -14,6 +17,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod ganesha;
+pub mod sparse;
 pub mod tarball;
 
 use std::path::{Path, PathBuf};
@@ -70,9 +74,15 @@ impl std::fmt::Display for Requirement<'_> {
     }
 }
 
-/// Checks that every requirement is met. Returns `false` (after saying why on stderr) when
-/// one is missing outside CI, so the test can return early; panics when one is missing
-/// under `CI=true`.
+/// The word that starts the line a skipped test prints on standard error
+/// (`SKIPPED test_name: needs root, the command `qemu-img``), which `cargo xtask ci`
+/// counts.
+pub const SKIPPED: &str = "SKIPPED";
+
+/// Checks that every requirement is met. Returns `false` when one is missing outside CI,
+/// after printing `SKIPPED <test>: needs <what is missing>` straight to the process's
+/// standard error (the test harness captures `eprintln!`, so a skip would otherwise go
+/// unseen), so the test can return early; panics when one is missing under `CI=true`.
 ///
 /// ```no_run
 /// use testkit::{require, Requirement::*};
@@ -81,6 +91,16 @@ impl std::fmt::Display for Requirement<'_> {
 /// }
 /// ```
 pub fn require(test: &str, needs: &[Requirement<'_>]) -> bool {
+    require_in(in_ci(), &mut std::io::stderr().lock(), test, needs)
+}
+
+/// [`require`], under CI or not, reporting a skip to `out`.
+fn require_in(
+    ci: bool,
+    out: &mut dyn std::io::Write,
+    test: &str,
+    needs: &[Requirement<'_>],
+) -> bool {
     let missing: Vec<String> = needs
         .iter()
         .filter(|r| !r.met())
@@ -89,12 +109,18 @@ pub fn require(test: &str, needs: &[Requirement<'_>]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("{test}: needs {}", missing.join(", "));
-    if in_ci() {
-        panic!("{msg} (missing under CI=true is a failure)");
+    let line = skip_line(test, &missing);
+    if ci {
+        panic!("{line} (a missing requirement fails under CI=true)");
     }
-    eprintln!("skipped: {msg}");
+    // Nothing to do if standard error itself is gone.
+    let _ = writeln!(out, "{line}");
     false
+}
+
+/// `SKIPPED <test>: needs <missing, comma-separated>`.
+fn skip_line(test: &str, missing: &[String]) -> String {
+    format!("{SKIPPED} {test}: needs {}", missing.join(", "))
 }
 
 fn is_root() -> bool {
@@ -179,13 +205,19 @@ impl Layercheck {
         self.dir.path().join("chain").join("expected.json")
     }
 
-    /// Every `hostile/*.tar`, sorted by name.
+    /// Every `hostile/*.tar`, sorted by name; never empty, so a test looping over them
+    /// cannot pass by checking nothing.
     pub fn hostile_layers(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("hostile"))
             .expect("read hostile/")
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         v.sort();
+        assert!(
+            !v.is_empty(),
+            "layercheck.py gen wrote no hostile layers into {}",
+            self.dir.path().display()
+        );
         v
     }
 
@@ -254,4 +286,53 @@ pub fn deep_dirs(root: &Path, levels: usize) {
         Mode::from_bits_truncate(0o644),
     )
     .unwrap_or_else(|e| panic!("create the bottom file: {e}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_line_names_the_test_and_everything_missing() {
+        let missing = [Requirement::Root, Requirement::Command("qemu-img")].map(|r| r.to_string());
+        assert_eq!(
+            skip_line("attaches_a_vhd", &missing),
+            "SKIPPED attaches_a_vhd: needs root, the command `qemu-img`"
+        );
+    }
+
+    #[test]
+    fn a_met_requirement_runs_the_test_and_prints_nothing() {
+        for ci in [false, true] {
+            let mut out = Vec::new();
+            assert!(require_in(ci, &mut out, "t", &[Requirement::Path("/")]));
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_missing_requirement_skips_loudly_outside_ci() {
+        let mut out = Vec::new();
+        let needs = [
+            Requirement::Path("/"),
+            Requirement::Path("/nonexistent/strata"),
+        ];
+        assert!(!require_in(false, &mut out, "t", &needs));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "SKIPPED t: needs /nonexistent/strata\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_requirement_fails_under_ci() {
+        let needs = [Requirement::Path("/nonexistent/strata")];
+        let failed = std::panic::catch_unwind(|| {
+            require_in(true, &mut Vec::new(), "t", &needs);
+        });
+        assert!(
+            failed.is_err(),
+            "a missing requirement passed under CI=true"
+        );
+    }
 }

@@ -7,9 +7,12 @@ use std::time::Instant;
 
 use crate::{nfs, setup};
 
-/// Runs the whole suite. `--no-lint` skips the fmt/clippy pass (for quick local runs).
+/// Runs the whole suite. `--no-lint` skips the fmt/clippy pass (for quick local runs);
+/// `--allow-skips` runs the tests without `CI=true`, so a test whose requirement this
+/// machine lacks is skipped (and counted) rather than failed.
 pub fn run(args: &[String]) -> Result<()> {
     let lint = !args.iter().any(|a| a == "--no-lint");
+    let allow_skips = args.iter().any(|a| a == "--allow-skips");
     let started = Instant::now();
     setup::ensure_packages(setup::TEST_PACKAGES)?;
     if lint {
@@ -33,18 +36,26 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         None
     };
-    let totals = cargo_test()?;
+    let totals = cargo_test(!allow_skips)?;
     drop(nfs);
     println!(
-        "xtask ci: {} passed, {} failed, {} ignored in {:.0}s",
+        "xtask ci: {} passed, {} failed, {} ignored, {} skipped in {:.0}s",
         totals.passed,
         totals.failed,
         totals.ignored,
+        totals.skipped,
         started.elapsed().as_secs_f64()
     );
-    println!("{} passed, {} failed", totals.passed, totals.failed);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.skipped
+    );
     if totals.failed > 0 || !totals.all_ok {
         bail!("tests failed");
+    }
+    if totals.skipped > 0 && !allow_skips {
+        // `testkit::require` panics under CI=true; a skip here came some other way.
+        bail!("{} test(s) skipped under CI=true", totals.skipped);
     }
     if totals.passed == 0 {
         bail!("no test ran");
@@ -73,21 +84,42 @@ struct Totals {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// Tests that returned early for a missing requirement (`testkit::SKIPPED` lines).
+    skipped: u64,
     all_ok: bool,
 }
 
-/// Runs `cargo test --workspace` with `CI=true`, echoing its output and adding up the
-/// `test result:` lines of every test binary.
-fn cargo_test() -> Result<Totals> {
+/// Runs `cargo test --workspace` (with `CI=true` when `ci`), echoing its output and adding
+/// up the `test result:` lines of every test binary and the skip lines of `testkit`.
+fn cargo_test(ci: bool) -> Result<Totals> {
     eprintln!("xtask ci: cargo test --workspace");
-    let mut child = Command::new(cargo())
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .env("CI", "true")
+    let mut cmd = Command::new(cargo());
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
         .env("RUST_BACKTRACE", "1")
         .stdout(Stdio::piped())
-        .spawn()
-        .context("run cargo test")?;
+        .stderr(Stdio::piped());
+    if ci {
+        cmd.env("CI", "true");
+    } else {
+        cmd.env_remove("CI");
+    }
+    let mut child = cmd.spawn().context("run cargo test")?;
     let stdout = child.stdout.take().context("capture cargo test output")?;
+    let stderr = child.stderr.take().context("capture cargo test errors")?;
+    // Standard error is echoed as it comes, on its own thread, counting skips.
+    let skips = std::thread::spawn(move || {
+        let mut skipped = 0u64;
+        for line in BufReader::new(stderr)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            eprintln!("{line}");
+            if is_skip(&line) {
+                skipped += 1;
+            }
+        }
+        skipped
+    });
     let mut totals = Totals::default();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("read cargo test output")?;
@@ -99,7 +131,16 @@ fn cargo_test() -> Result<Totals> {
         }
     }
     totals.all_ok = child.wait().context("wait for cargo test")?.success();
+    totals.skipped = skips
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread reading cargo test's errors panicked"))?;
     Ok(totals)
+}
+
+/// Whether `line` is the line `testkit::require` prints for a skipped test.
+fn is_skip(line: &str) -> bool {
+    line.strip_prefix(testkit::SKIPPED)
+        .is_some_and(|rest| rest.starts_with(' '))
 }
 
 /// Extracts `N word` from `ok. 3 passed; 0 failed; ...`.
@@ -117,7 +158,14 @@ fn count(summary: &str, word: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{count, is_skip};
+
+    #[test]
+    fn skip_lines_are_recognised_and_nothing_else() {
+        assert!(is_skip("SKIPPED attaches_a_vhd: needs root"));
+        assert!(!is_skip("SKIPPEDX"));
+        assert!(!is_skip("test attaches_a_vhd ... ok"));
+    }
 
     #[test]
     fn count_reads_cargo_test_summary() {

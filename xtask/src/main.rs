@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: installs what the tests need (Debian packages, when root and missing),
 //!   checks formatting and lints, builds, and runs every test with `CI=true`, so that a test
-//!   whose requirement is missing fails instead of skipping.
+//!   whose requirement is missing fails instead of skipping (`--allow-skips` lets them skip,
+//!   and the summary counts them).
 //! - `cargo xtask bench`: runs the comparisons against peer tools and rewrites `BENCHMARKS.md`.
 //! - `cargo xtask demo`: imports a small three-layer image into the default store and mounts it.
 #![forbid(unsafe_code)]
@@ -22,6 +23,8 @@ fn main() -> Result<()> {
         Some("setup") => setup::ensure_packages(setup::TEST_PACKAGES),
         Some("bench") => bench::run(&args[1..]),
         Some("demo") => demo::run_demo(),
-        _ => bail!("usage: cargo xtask demo | ci [--no-lint] | setup | bench [--runs N]"),
+        _ => bail!(
+            "usage: cargo xtask demo | ci [--no-lint] [--allow-skips] | setup | bench [--runs N]"
+        ),
     }
 }

@@ -143,8 +143,9 @@ impl Applier {
             Ok(fh) => fh,
             Err(e) if *kind != Kind::Fifo && refused(&e) => {
                 tracing::warn!(
-                    "device node {} not created: the server refused it ({e}); device nodes need root credentials (uid=0) on the export",
-                    self.display(rel)
+                    "device node {} not created: the server refused it ({}); device nodes need root credentials (uid=0) on the export",
+                    self.display(rel),
+                    storage_core::Report(&e)
                 );
                 return Ok(false);
             }

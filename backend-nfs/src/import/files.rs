@@ -1,12 +1,14 @@
 //! Regular files: small ones as independent jobs (create, writes, times), large ones as
-//! many unstable WRITEs in flight, each remembered until it is committed.
+//! many unstable WRITEs in flight, each remembered until it is committed. A sparse file is
+//! written as a large one, its data segments only, and then given its size (the server
+//! leaves the rest a hole).
 
 use std::io::Read;
 
 use nfs3_client::nfs3_types::nfs3::{nfsstat3, stable_how, writeverf3};
 use storage_core::{Error, Result};
-use tar_engine::Meta;
 use tar_engine::ingest::invalid;
+use tar_engine::{Meta, Segment};
 use tokio::task::JoinSet;
 
 use super::entries::mode_times;
@@ -23,6 +25,7 @@ const COMMIT_EVERY: u64 = 32 << 20;
 const JOBS_IN_FLIGHT: usize = 64;
 
 impl Applier {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn regular(
         &mut self,
         data: &mut dyn Read,
@@ -30,11 +33,12 @@ impl Applier {
         name: &[u8],
         rel: &[u8],
         size: u64,
+        sparse: Option<&[Segment]>,
         meta: &Meta,
     ) -> Result<()> {
         let (uid, gid) = self.s().owner();
         let read_err = |e: std::io::Error| invalid(Some(rel), e);
-        if size <= SMALL_FILE {
+        if size <= SMALL_FILE && sparse.is_none() {
             let mut buf = Vec::with_capacity(size as usize);
             data.take(size).read_to_end(&mut buf).map_err(read_err)?;
             truncated(rel, buf.len() as u64, size)?;
@@ -84,28 +88,43 @@ impl Applier {
         })?;
         let wsize = self.s().wsize as usize;
         let mut writes: JoinSet<std::result::Result<writeverf3, NfsError>> = JoinSet::new();
-        let mut offset = 0u64;
+        let whole = [Segment {
+            offset: 0,
+            len: size,
+        }];
+        let segments = sparse.unwrap_or(&whole);
+        let total: u64 = segments.iter().map(|s| s.len).sum();
+        // Bytes of data read so far.
+        let mut read = 0u64;
         let mut verf = None;
+        // The rest of the segment being written: (next file offset, end).
+        let mut next = segments.iter().map(|s| (s.offset, s.offset + s.len));
+        let mut current = next.next();
         let result = (|| -> Result<()> {
-            while offset < size {
-                let want = (size - offset).min(wsize as u64) as usize;
+            while let Some((at, end)) = current {
+                if at == end {
+                    current = next.next();
+                    continue;
+                }
+                let want = (end - at).min(wsize as u64) as usize;
+                current = Some((at + want as u64, end));
                 let mut chunk = vec![0u8; want];
                 data.read_exact(&mut chunk).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        truncated(rel, offset, size)
+                        truncated(rel, read, total)
                             .err()
                             .unwrap_or_else(|| read_err(e))
                     } else {
                         read_err(e)
                     }
                 })?;
+                read += want as u64;
                 let units = want.div_ceil(UNIT).max(1) as u32;
                 let permit = self
                     .rt
                     .block_on(self.budget.clone().acquire_many_owned(units))
                     .map_err(|e| Error::io("NFS import budget", std::io::Error::other(e)))?;
                 let (store, wfh, wname) = (self.store.clone(), fh.clone(), name.to_vec());
-                let at = offset;
                 writes.spawn_on(
                     async move {
                         let _permit = permit;
@@ -116,10 +135,9 @@ impl Applier {
                     },
                     &self.rt,
                 );
-                offset += want as u64;
                 // Commit what has been written so far now and then, so that the server
                 // flushes it while the rest arrives, not all at the end.
-                if offset % COMMIT_EVERY < want as u64 && offset < size {
+                if read % COMMIT_EVERY < want as u64 && read < total {
                     let (store, cfh, cname) = (self.store.clone(), fh.clone(), name.to_vec());
                     writes.spawn_on(
                         async move { store.session.commit(&cfh, &cname).await },
@@ -141,7 +159,12 @@ impl Applier {
             return Err(located(e, &self.display(rel)));
         }
         let store = self.store.clone();
-        self.block(store.session.setattr(&fh, mode_times(meta), rel))?;
+        let mut attrs = mode_times(meta);
+        if sparse.is_some() {
+            // Past the last segment, a hole to the file's size.
+            attrs.size = nfs3_client::nfs3_types::nfs3::Nfs3Option::Some(size);
+        }
+        self.block(store.session.setattr(&fh, attrs, rel))?;
         if let Some(verf) = verf {
             self.uncommitted.push(Uncommitted {
                 fh,

@@ -175,7 +175,11 @@ impl Applier {
             };
             let store = self.store.clone();
             if let Err(e) = self.block(crate::tree::remove_tree(&store.session, &dir, name)) {
-                tracing::warn!("undoing a failed import into {}: {e}", self.display(&rel));
+                tracing::warn!(
+                    "undoing a failed import into {}: {}",
+                    self.display(&rel),
+                    storage_core::Report(&e)
+                );
             }
         }
     }
@@ -333,7 +337,9 @@ impl EntrySink for Applier {
             }
         }
         match &entry.kind {
-            Kind::File { size } => self.regular(data, &parent, name, rel, *size, meta)?,
+            Kind::File { size, sparse } => {
+                self.regular(data, &parent, name, rel, *size, sparse.as_deref(), meta)?
+            }
             Kind::Dir => self.directory(&parent, parent_len, name, rel, meta.clone())?,
             Kind::Symlink { target } => self.symlink(&parent, name, rel, target, meta)?,
             Kind::HardLink { target } => {

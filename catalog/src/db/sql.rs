@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row};
 use storage_core::error::{Error, Result};
 
 /// The contract's [`Error::Catalog`] for a SQLite failure on the database at `path`: the
-/// message names the database file, the source is SQLite's own error.
+/// message names the database file, the source is SQLite's own error as a [`SqliteCause`].
 ///
 /// A full disk is an I/O error like any other write's (`ENOSPC`), so callers and users
 /// see the same cause whichever file the disk filled under: SQLite reports it as
@@ -26,9 +26,29 @@ pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
     }
     Error::Catalog {
         path: path.to_owned(),
-        source: Box::new(source),
+        source: Box::new(SqliteCause(source)),
     }
 }
+
+/// SQLite's error as the cause of an [`Error::Catalog`]: its message, with the result code
+/// when SQLite gave one, and no source of its own. `rusqlite`'s error both prints its
+/// result code (or a message about it) and returns it as its source, so a printer walking
+/// the chain would name the cause twice.
+#[derive(Debug)]
+pub(crate) struct SqliteCause(rusqlite::Error);
+
+impl std::fmt::Display for SqliteCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(code, Some(message)) => {
+                write!(f, "{message} (SQLite result code {})", code.extended_code)
+            }
+            other => other.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SqliteCause {}
 
 /// A connection inside one transaction, with errors that name the database.
 pub struct Sql<'c> {
@@ -120,5 +140,33 @@ impl<'c> Sql<'c> {
     /// Runs several statements (schema changes).
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql).map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storage_core::Report;
+
+    use crate::Catalog;
+
+    #[test]
+    fn a_sqlite_failure_names_the_database_and_sqlites_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let Err(e) = Catalog::open(&path) else {
+            panic!("a file of garbage opened as a catalog");
+        };
+        assert!(
+            matches!(&e, storage_core::Error::Catalog { path: p, .. } if *p == path),
+            "{e}"
+        );
+        let printed = Report(&e).to_string();
+        assert!(
+            printed.starts_with(&format!("catalog at {}: ", path.display())),
+            "{printed}"
+        );
+        assert_eq!(printed.matches("not a database").count(), 1, "{printed}");
+        assert!(printed.contains("SQLite result code 26"), "{printed}");
     }
 }

@@ -51,7 +51,9 @@ impl VolumeLookupCache {
                     Ok(v) => {
                         volumes.insert((name.to_owned(), v.id.clone()), v);
                     }
-                    Err(e) => tracing::warn!(store = name, error = %e, "unreadable volume"),
+                    Err(e) => {
+                        tracing::warn!(store = name, error = %storage_core::Report(&e), "unreadable volume")
+                    }
                 }
             }
         }

@@ -23,6 +23,7 @@ use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use storage_core::Report;
 use storage_core::error::{Error, ObjectKind, Result};
 use storage_core::op::Op;
 
@@ -153,7 +154,7 @@ impl Store {
             }
             // Reading every entry finds what cannot be read, and trees past the limit.
             if let Err(e) = self.driver.diff_size(op, id, parent.as_deref()).await {
-                report.found(ProblemKind::UnreadableData, id, e.to_string());
+                report.found(ProblemKind::UnreadableData, id, Report(&e).to_string());
             }
         }
         let stored = match self.driver.stored_layers(op).await {
@@ -215,7 +216,7 @@ impl Store {
             if !left_layers.contains(&p.object) && !left_paths.contains(&p.object) {
                 p.repaired = Some("removed what the interrupted operation left".into());
             } else if let Some(e) = problems.first() {
-                p.detail = format!("{}; finishing it failed: {e}", p.detail);
+                p.detail = format!("{}; finishing it failed: {}", p.detail, Report(e));
             }
         }
         Ok(())

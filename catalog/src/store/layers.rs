@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use storage_core::Report;
 use storage_core::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
 use storage_core::driver::{CreateOpts, DiffOpts, MountOpts, TarReader};
 use storage_core::error::{Error, ObjectKind, Result};
@@ -159,7 +160,7 @@ impl Store {
     /// recovery, and the second failure is logged, not put in the first one's place.
     pub(crate) async fn abandon_layer(&self, op: &Op, id: &str, cause: Error) -> Error {
         if let Err(e) = self.discard_layer(op, id).await {
-            tracing::warn!(layer = %id, "left incomplete for recovery: {e}");
+            tracing::warn!(layer = %id, "left incomplete for recovery: {}", Report(&e));
         }
         cause
     }

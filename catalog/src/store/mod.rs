@@ -29,6 +29,7 @@ mod maintenance;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use storage_core::Report;
 use storage_core::driver::LayerDriver;
 use storage_core::error::{Error, IoContext, Result};
 use storage_core::op::Op;
@@ -101,7 +102,7 @@ impl Store {
         };
         store.recovery = store.recover(op).await;
         for e in &store.recovery {
-            tracing::warn!(store = %store.root.display(), "recovery left work undone: {e}");
+            tracing::warn!(store = %store.root.display(), "recovery left work undone: {}", Report(e));
         }
         Ok(store)
     }

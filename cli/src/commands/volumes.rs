@@ -52,7 +52,7 @@ pub async fn list(vols: &dyn VolumeStorer, op: &Op, json: bool) -> Result<()> {
             }),
             Err(e) => {
                 broken += 1;
-                eprintln!("strata: {e}");
+                eprintln!("strata: {}", storage_core::Report(&e));
             }
         }
     }

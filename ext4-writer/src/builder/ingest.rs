@@ -8,7 +8,7 @@ use tar_engine::Kind as EntryKind;
 use tar_engine::confine::child_len;
 use tar_engine::entry::{WHITEOUT_THROUGH_SYMLINK, check_path_len};
 use tar_engine::ingest::Meta as EntryMeta;
-use tar_engine::{Entry, EntrySink, Written};
+use tar_engine::{Entry, EntrySink, Segment, Written};
 
 use crate::error::{Error, Result};
 use crate::layout::{BLOCK_SIZE, BS};
@@ -64,8 +64,13 @@ impl<W: Write + Seek> Builder<W> {
                 }
                 Kind::Dir(BTreeMap::new())
             }
-            EntryKind::File { size } => {
-                let runs = self.write_file_data(&name, data, *size)?;
+            EntryKind::File { size, sparse } => {
+                let whole = [Segment {
+                    offset: 0,
+                    len: *size,
+                }];
+                let segments = sparse.as_deref().unwrap_or(&whole);
+                let runs = self.write_file_data(&name, data, *size, segments)?;
                 Kind::File { size: *size, runs }
             }
             EntryKind::Symlink { target } => {
@@ -161,34 +166,77 @@ impl<W: Write + Seek> Builder<W> {
         Ok(dir)
     }
 
-    /// Copies a file's data to the image; returns the runs it occupies.
-    fn write_file_data(&mut self, name: &str, r: &mut dyn Read, size: u64) -> Result<Vec<Run>> {
+    /// Copies a file's data to the image; returns the runs it occupies. `r` holds the
+    /// bytes of `segments` one after another (one segment of the whole `size` for a file
+    /// that is not sparse). Only blocks a segment touches are read into and, unless they
+    /// are all zeros, written: the rest of the file is holes, never made of zeros.
+    fn write_file_data(
+        &mut self,
+        name: &str,
+        r: &mut dyn Read,
+        size: u64,
+        segments: &[Segment],
+    ) -> Result<Vec<Run>> {
         if div_ceil(size, BLOCK_SIZE) > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
                 entry: Some(name.to_string()),
                 what: "a file larger than 16 TiB".into(),
             });
         }
+        let total: u64 = segments.iter().map(|s| s.len).sum();
+        let mut left = total;
         let mut runs: Vec<Run> = Vec::new();
-        let mut logical: u64 = 0;
-        let mut remaining = size;
-        while remaining > 0 {
-            let want = remaining.min(READ_CHUNK as u64) as usize;
-            let padded = want.div_ceil(BS) * BS;
-            self.out.make_room(padded)?;
+        // The next byte to read: segment `seg`, `done` bytes into it.
+        let (mut seg, mut done) = (0usize, 0u64);
+        while seg < segments.len() {
+            if segments[seg].len == done {
+                (seg, done) = (seg + 1, 0);
+                continue;
+            }
+            // A chunk: blocks from the one holding the next byte, up to READ_CHUNK bytes,
+            // as long as segments keep to adjacent blocks (a whole block of hole ends it).
+            let start = segments[seg].offset + done;
+            let first_lblock = start / BLOCK_SIZE;
+            let chunk_start = first_lblock * BLOCK_SIZE;
+            let chunk_cap = chunk_start + READ_CHUNK as u64;
+            self.out.make_room(READ_CHUNK)?;
             let first = self.out.next_block();
-            let area = &mut self.out.spare()[..padded];
-            r.read_exact(&mut area[..want])
-                .map_err(|e| storage_core::Error::InvalidArchive {
-                    entry: Some(name.to_string()),
-                    reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        format!("archive is truncated: {remaining} of {size} bytes missing")
-                    } else {
-                        e.to_string()
-                    },
+            let area = &mut self.out.spare()[..READ_CHUNK];
+            let mut end = chunk_start; // end of what the area holds
+            while seg < segments.len() {
+                if segments[seg].len == done {
+                    (seg, done) = (seg + 1, 0);
+                    continue;
+                }
+                let at = segments[seg].offset + done;
+                if at >= chunk_cap
+                    || (end > chunk_start && at / BLOCK_SIZE > end.div_ceil(BLOCK_SIZE))
+                {
+                    break;
+                }
+                let n = (segments[seg].len - done).min(chunk_cap - at);
+                let (from, to) = ((at - chunk_start) as usize, (at - chunk_start + n) as usize);
+                area[(end - chunk_start) as usize..from].fill(0);
+                r.read_exact(&mut area[from..to]).map_err(|e| {
+                    storage_core::Error::InvalidArchive {
+                        entry: Some(name.to_string()),
+                        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            format!("archive is truncated: {left} of {total} bytes missing")
+                        } else {
+                            storage_core::Report(&e).to_string()
+                        },
+                    }
                 })?;
-            remaining -= want as u64;
-            area[want..].fill(0);
+                left -= n;
+                end = at + n;
+                done += n;
+                if done == segments[seg].len {
+                    (seg, done) = (seg + 1, 0);
+                }
+            }
+            let used = (end - chunk_start) as usize;
+            let padded = used.div_ceil(BS) * BS;
+            area[used..padded].fill(0);
             // Keep non-zero blocks, moved down over the zero ones (which become holes).
             let mut kept = 0usize;
             for i in 0..padded / BS {
@@ -198,7 +246,7 @@ impl<W: Write + Seek> Builder<W> {
                 if kept != i {
                     area.copy_within(i * BS..(i + 1) * BS, kept * BS);
                 }
-                let lblock = (logical + i as u64) as u32;
+                let lblock = (first_lblock + i as u64) as u32;
                 let pblock = first + kept as u64;
                 match runs.last_mut() {
                     Some(r)
@@ -222,7 +270,6 @@ impl<W: Write + Seek> Builder<W> {
                 });
             }
             self.out.commit(kept * BS)?;
-            logical += (padded / BS) as u64;
         }
         Ok(runs)
     }

@@ -1,7 +1,8 @@
 //! [`Builder`]: tar entries in, an ext4 image out, in one pass.
 //!
 //! File data is appended to the image as it arrives, block-aligned and contiguous, skipping
-//! all-zero blocks (they become holes). Everything else (directories, extent tree blocks,
+//! all-zero blocks (they become holes); a sparse file's holes are never read at all, only
+//! the blocks its data segments touch. Everything else (directories, extent tree blocks,
 //! long symlinks, xattr blocks, inode tables, bitmaps, group descriptors, superblock) is
 //! written by [`Builder::finish`], after the data.
 //!

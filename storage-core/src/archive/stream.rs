@@ -129,5 +129,9 @@ mod tests {
         let mut got = Vec::new();
         let err = bad.read_to_end(&mut got).await.unwrap_err();
         assert!(err.to_string().contains("export layer x"), "{err}");
+        // The producer's cause reaches the reader once, through the chain.
+        let printed = crate::error::Report(&err).to_string();
+        let cause = io::Error::from(io::ErrorKind::NotFound).to_string();
+        assert_eq!(printed, format!("export layer x: {cause}"));
     }
 }
