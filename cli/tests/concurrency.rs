@@ -693,7 +693,10 @@ fn sixteen_processes_import_name_mount_and_delete_at_once_needs_root() {
             read_back += 1;
         }
     }
-    eprintln!("{read_back} imported layers read back intact");
+    testkit::tell(&format!(
+        "concurrency: {WORKERS} workers ran {processes} strata processes in {RUN_FOR:?}; \
+         {read_back} imported layers read back intact"
+    ));
     // Nothing on disk that no listed object owns, and nothing left mounted.
     check_consistent(&store, "the concurrent run");
     let mounted = store.ok(&["shutdown"]);

@@ -62,10 +62,12 @@ impl Phases {
     }
 
     fn print(&self, what: &str) {
-        eprintln!("{what}: kills by phase:");
-        for (phase, n) in &self.0 {
-            eprintln!("  {phase:<48} {n}");
-        }
+        let phases: Vec<String> = self.0.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+        let total: usize = self.0.values().sum();
+        testkit::tell(&format!(
+            "crash: {total} kills of {what}, by phase: {}",
+            phases.join(", ")
+        ));
     }
 }
 

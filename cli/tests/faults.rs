@@ -222,6 +222,10 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
     store.ok(&["volume", "rm", "vol"]);
     store.ok(&["wipe"]);
     check_passes(&store, "wipe");
+    testkit::tell(
+        "faults: a full disk met 5 write paths (layer import, big data, volume import, \
+         a container's writes, the catalog); check passed after each",
+    );
 }
 
 #[test]
@@ -315,4 +319,7 @@ fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_
         String::from_utf8_lossy(&out.stderr)
     );
     store.ok(&["check"]);
+    testkit::tell(
+        "faults: an I/O error under the store failed the import with its cause; check --repair set the store right",
+    );
 }

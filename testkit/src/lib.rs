@@ -118,6 +118,15 @@ fn require_in(
     false
 }
 
+/// Writes `line` to standard error where the test harness does not capture it (it
+/// captures only the `print!` family): for the figures a bounded test must show in every
+/// run, such as how many iterations it ran.
+pub fn tell(line: &str) {
+    use std::io::Write;
+    // Nothing to do if standard error itself is gone.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// `SKIPPED <test>: needs <missing, comma-separated>`.
 fn skip_line(test: &str, missing: &[String]) -> String {
     format!("{SKIPPED} {test}: needs {}", missing.join(", "))
