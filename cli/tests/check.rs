@@ -8,8 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::Stdio;
 
 use common::CliStore;
 use testkit::{Requirement, require};
@@ -39,13 +37,12 @@ fn problems(store: &CliStore, repair: bool) -> (bool, BTreeSet<(String, String, 
 }
 
 fn set_data(store: &CliStore, image: &str, key: &str, data: &[u8]) {
-    let mut child = store
-        .cmd(&["set-image-data", image, key])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = store.run_with_input(&["set-image-data", image, key], data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -6,25 +6,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use common::CliStore;
 use testkit::{Requirement, require, tarball};
-
-/// Runs `strata args` with `input` on its standard input.
-fn with_input(store: &CliStore, args: &[&str], input: &[u8]) -> Output {
-    let mut child = store
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
-}
 
 /// Asserts `out` is a clean failure (an exit code, not a signal) whose message names the
 /// path limit.
@@ -44,7 +30,7 @@ fn an_archive_deeper_than_its_names_is_refused_and_the_store_stays_usable() {
     store.ok(&["create-layer", "-n", "base"]);
     // 8 symlink hops of 400 levels each: 3,200 levels, no name past 810 bytes.
     let tar = tarball::deep_through_symlinks(8, 400);
-    let out = with_input(&store, &["import-layer", "-n", "deep", "-"], &tar);
+    let out = store.run_with_input(&["import-layer", "-n", "deep", "-"], &tar);
     refused_at_the_limit(&out, "import-layer");
     assert_eq!(store.complete_layer_ids().len(), 1, "only the base layer");
     let leftover: Vec<_> = std::fs::read_dir(store.root().join("overlay"))
@@ -55,7 +41,7 @@ fn an_archive_deeper_than_its_names_is_refused_and_the_store_stays_usable() {
     assert_eq!(leftover.len(), 1, "a refused import left its directory");
     // One within the limit imports, and reads back whole.
     let tar = tarball::deep_through_symlinks(4, 400);
-    let out = with_input(&store, &["import-layer", "-n", "ok", "-"], &tar);
+    let out = store.run_with_input(&["import-layer", "-n", "ok", "-"], &tar);
     assert!(
         out.status.success(),
         "{}",

@@ -9,7 +9,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::CliStore;
 use testkit::{Requirement, require};
@@ -69,19 +69,6 @@ fn run(c: &mut Command) {
         "{c:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs `strata args` with `input` on standard input.
-fn with_input(store: &CliStore, args: &[&str], input: &[u8]) -> Output {
-    let mut child = store
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
 }
 
 /// A tar holding one file of `mib` MiB of incompressible bytes.
@@ -157,13 +144,13 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
     let tar = big_tar(64);
 
     // A layer import larger than the disk.
-    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &tar);
+    let out = store.run_with_input(&["import-layer", "-n", "big", "-"], &tar);
     full_disk_error(&out, "import-layer", "big");
     check_passes(&store, "a layer import on a full disk");
     assert_eq!(store.complete_layer_ids().len(), 1);
 
     // A big-data item larger than the disk.
-    let out = with_input(&store, &["set-image-data", "img", "manifest"], &tar);
+    let out = store.run_with_input(&["set-image-data", "img", "manifest"], &tar);
     full_disk_error(&out, "set-image-data", "manifest");
     check_passes(&store, "a big-data write on a full disk");
     assert!(
@@ -174,7 +161,7 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
     );
 
     // A volume import larger than the disk.
-    let out = with_input(&store, &["volume", "import", "vol", "-"], &tar);
+    let out = store.run_with_input(&["volume", "import", "vol", "-"], &tar);
     full_disk_error(&out, "volume import", "vol");
     check_passes(&store, "a volume import on a full disk");
     let held = std::fs::read_dir(root.join("volumes/vol")).unwrap().count();
@@ -209,13 +196,13 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
 
     // With space again, everything works.
     let small = big_tar(1);
-    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &small);
+    let out = store.run_with_input(&["import-layer", "-n", "big", "-"], &small);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = with_input(&store, &["set-image-data", "img", "manifest"], b"{}");
+    let out = store.run_with_input(&["set-image-data", "img", "manifest"], b"{}");
     assert!(out.status.success());
     store.ok(&["create-layer", "-n", "later"]);
     check_passes(&store, "the store recovered its space");
@@ -273,7 +260,7 @@ fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_
     store.ok(&["create-layer", "-n", "base"]);
     let filler = backing.join("filler");
     std::fs::write(&filler, vec![0u8; 40 << 20]).unwrap();
-    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &big_tar(40));
+    let out = store.run_with_input(&["import-layer", "-n", "big", "-"], &big_tar(40));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -312,7 +299,7 @@ fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_
     store.ok(&["check", "--repair"]);
     store.ok(&["check"]);
     assert_eq!(store.complete_layer_ids().len(), 1, "base is kept");
-    let out = with_input(&store, &["import-layer", "-n", "big", "-"], &big_tar(4));
+    let out = store.run_with_input(&["import-layer", "-n", "big", "-"], &big_tar(4));
     assert!(
         out.status.success(),
         "{}",

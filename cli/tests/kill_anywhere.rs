@@ -13,46 +13,12 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::CliStore;
+use common::{CliStore, Rng, files_tar};
 use testkit::{Requirement, require};
 
 /// How long the loop may run, and at most how many kills.
 const BUDGET: Duration = Duration::from_secs(75);
 const MAX_KILLS: usize = 400;
-
-/// A small deterministic generator (xorshift64*), seeded and printed so a run can be
-/// repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// A tar of 400 small files in 8 directories.
-fn layer_tar() -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for i in 0..400 {
-        let body = format!("file {i}\n").repeat(20);
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o644);
-        h.set_size(body.len() as u64);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        b.append_data(&mut h, format!("d{}/f{i:04}", i % 8), body.as_bytes())
-            .unwrap();
-    }
-    b.into_inner().unwrap()
-}
 
 /// The operations, each with what it needs in place first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -164,7 +130,7 @@ fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
         return;
     }
     let store = CliStore::new("strata-kill-");
-    let tar = layer_tar();
+    let tar = files_tar(400, 8, 20);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

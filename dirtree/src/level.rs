@@ -123,7 +123,7 @@ pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> nix::Result<Stat> {
 }
 
 /// The names in an open directory, without `.` and `..`.
-pub(crate) fn list(dir: BorrowedFd<'_>) -> nix::Result<Vec<Vec<u8>>> {
+pub fn list(dir: BorrowedFd<'_>) -> nix::Result<Vec<Vec<u8>>> {
     // A `Dir` owns its descriptor and reads from its current offset: give it a fresh one.
     let fd = openat(
         dir,

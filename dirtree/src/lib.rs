@@ -21,6 +21,7 @@ mod remove;
 mod walk;
 
 pub use error::{Error, Result, abbreviated};
+pub use level::list;
 pub use remove::{remove_all, remove_at};
 pub use walk::{Entered, Entry, Walk};
 

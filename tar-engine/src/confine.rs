@@ -353,25 +353,7 @@ pub fn file_kind(st: &FileStat) -> SFlag {
 }
 
 /// The names in a directory (without `.` and `..`).
-pub fn list_dir(dir: BorrowedFd<'_>) -> std::result::Result<Vec<Vec<u8>>, Errno> {
-    // Dir takes ownership of a descriptor and rewinds nothing, so give it a fresh one.
-    let fd = openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    let mut names = Vec::new();
-    for entry in d.iter() {
-        let entry = entry?;
-        let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(n.to_vec());
-        }
-    }
-    Ok(names)
-}
+pub use dirtree::list as list_dir;
 
 #[cfg(test)]
 mod tests {

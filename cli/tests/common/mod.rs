@@ -60,6 +60,27 @@ impl CliStore {
         self.cmd(args).output().unwrap()
     }
 
+    /// Runs `strata args` with `input` on its standard input (written from another thread,
+    /// so a process that fails early and stops reading cannot block the test).
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = feeder.join();
+        out
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
@@ -197,4 +218,39 @@ pub fn check_consistent(store: &CliStore, after: &str) {
             );
         }
     }
+}
+
+/// A tiny deterministic generator (xorshift64*): the same seed gives the same sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A tar of `files` small files (`repeat` lines each) spread over `dirs` directories
+/// (`d<k>/f<i>`), owned by root, with fixed times.
+pub fn files_tar(files: usize, dirs: usize, repeat: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..files {
+        let body = format!("file {i}\n").repeat(repeat);
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, format!("d{:02}/f{i:05}", i % dirs), body.as_bytes())
+            .unwrap();
+    }
+    b.into_inner().unwrap()
 }
