@@ -1,18 +1,21 @@
-//! Test support shared by every crate's tests, and nothing else.
+//! Test support shared by every crate's tests and fuzz targets, and nothing else.
 //!
-//! It owns three things:
+//! It owns four things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
 //!   [`require`] first. Outside CI a missing requirement skips the test with a message on
 //!   stderr; under `CI=true` it panics, so CI can never pass by skipping;
 //! - **conformance data**: [`Layercheck`] drives `../shared/testdata/layercheck.py` (it is
 //!   called, never copied) to generate the chain and hostile layers and compare real trees;
-//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test.
+//! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test;
+//! - **file sets** ([`fileset`]): several sparse files in one byte string, the input format
+//!   of the multi-file disk image fuzz target and of the regression tests its crashes give.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
 // Test support: a panic is how a fixture reports that it cannot be built.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod fileset;
 pub mod ganesha;
 pub mod tarball;
 
