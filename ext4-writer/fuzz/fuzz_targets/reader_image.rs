@@ -7,6 +7,8 @@ use std::io::{Cursor, Write};
 
 use ext4_writer::{ReadOptions, Reader, WhiteoutsOut};
 use libfuzzer_sys::fuzz_target;
+// Links the capped allocator.
+use fuzz_support as _;
 
 struct Capped(usize);
 
