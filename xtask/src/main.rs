@@ -5,11 +5,14 @@
 //!   whose requirement is missing fails instead of skipping.
 //! - `cargo xtask bench`: runs the comparisons against peer tools and rewrites `BENCHMARKS.md`.
 //! - `cargo xtask demo`: imports a small three-layer image into the default store and mounts it.
+//! - `cargo xtask fuzz [--time SECONDS] [--replay] [TARGET…]`: runs the fuzz targets on the
+//!   stable toolchain over seed corpora made from real inputs; `--replay` only replays them.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod nfs;
 mod setup;
 
@@ -22,6 +25,10 @@ fn main() -> Result<()> {
         Some("setup") => setup::ensure_packages(setup::TEST_PACKAGES),
         Some("bench") => bench::run(&args[1..]),
         Some("demo") => demo::run_demo(),
-        _ => bail!("usage: cargo xtask demo | ci [--no-lint] | setup | bench [--runs N]"),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        _ => bail!(
+            "usage: cargo xtask demo | ci [--no-lint] | setup | bench [--runs N] | \
+             fuzz [--time SECONDS] [--replay] [TARGET…]"
+        ),
     }
 }
