@@ -8,9 +8,13 @@
 //!   ("memory allocation of N bytes failed") and saves the input.
 //! - **Dropping root** ([`drop_root`]) for targets that create files: a bug that lets an
 //!   input escape its temporary directory must not be able to write anywhere that matters.
+//!   Without root, a tree an input made read-only cannot be removed as it is:
+//!   [`make_removable`] gives its directories their write permission back first.
 #![deny(missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid, chown, geteuid, setgid, setgroups, setuid};
@@ -91,6 +95,24 @@ pub fn drop_root() {
     }
 }
 
+/// Gives every directory below `dir` (and `dir`) mode 0700, never following a symlink, so
+/// that removing the tree works without root even when an archive made a directory
+/// read-only. Errors are ignored: this is best effort before a temporary directory goes.
+pub fn make_removable(dir: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            make_removable(&e.path());
+        }
+    }
+}
+
 /// The directories libFuzzer writes to, from its command line: the first corpus directory
 /// (new inputs go there) and the directory of `-artifact_prefix` (crashes go there).
 fn libfuzzer_writes(args: impl Iterator<Item = String>) -> Vec<PathBuf> {
@@ -136,6 +158,19 @@ mod tests {
             "/".to_string(),
         ];
         assert_eq!(libfuzzer_writes(args.into_iter()), vec![tmp.clone(), tmp]);
+    }
+
+    #[test]
+    fn make_removable_reopens_read_only_directories() {
+        let base = std::env::temp_dir().join(format!("fuzz-support-{}", std::process::id()));
+        let sub = base.join("a").join("b");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("f"), b"x").unwrap();
+        std::fs::set_permissions(base.join("a"), Permissions::from_mode(0o500)).unwrap();
+        make_removable(&base);
+        let mode = std::fs::metadata(base.join("a")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

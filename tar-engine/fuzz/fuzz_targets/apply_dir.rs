@@ -23,4 +23,5 @@ fuzz_target!(init: fuzz_support::drop_root(), |data: &[u8]| {
         };
         let _ = apply_tar(&op, dir.path(), data, &opts);
     }
+    fuzz_support::make_removable(dir.path());
 });
