@@ -13,6 +13,9 @@
 //!     u64 offset, u32 length, the bytes
 //! ```
 //!
+//! [`mutate`] is the structure-aware half of a custom mutator for such inputs, and
+//! [`SparseFile::reader`] reads one without expanding it.
+//!
 //! ```
 //! use testkit::fileset::{FileSet, SparseFile};
 //! let mut image = vec![0u8; 8192];
@@ -52,8 +55,47 @@ pub struct SparseFile {
     pub name: Vec<u8>,
     /// Length in bytes; what no chunk covers reads as zeros.
     pub len: u64,
-    /// Non-overlapping chunks, sorted by offset.
+    /// Chunks, sorted by offset and apart as [`SparseFile::from_bytes`] and
+    /// [`SparseFile::write`] make them; a mutated set may have them overlap, and then the
+    /// later one wins.
     pub chunks: Vec<Chunk>,
+}
+
+/// A [`SparseFile`] read as a file (see [`SparseFile::reader`]).
+#[derive(Debug)]
+pub struct SparseReader<'a> {
+    file: &'a SparseFile,
+    pos: u64,
+}
+
+impl io::Read for SparseReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.file.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        self.file.fill(self.pos, &mut buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for SparseReader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let (base, delta) = match to {
+            io::SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            io::SeekFrom::End(d) => (self.file.len, d),
+            io::SeekFrom::Current(d) => (self.pos, d),
+        };
+        self.pos = base.checked_add_signed(delta).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start or past 2^64",
+            )
+        })?;
+        Ok(self.pos)
+    }
 }
 
 /// Files, the first of them the one to open.
@@ -94,7 +136,15 @@ impl SparseFile {
     /// `len` bytes at `offset`, zeros where no chunk is (and past the end).
     pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
-        let end = offset.saturating_add(len as u64);
+        self.fill(offset, &mut out);
+        out
+    }
+
+    /// Fills `out` with the bytes at `offset`, zeros where no chunk is (and past the
+    /// end). Where chunks overlap (a mutation can make them), the later one wins.
+    fn fill(&self, offset: u64, out: &mut [u8]) {
+        out.fill(0);
+        let end = offset.saturating_add(out.len() as u64);
         for c in &self.chunks {
             let c_end = c.offset.saturating_add(c.data.len() as u64);
             if c_end <= offset || c.offset >= end {
@@ -106,7 +156,11 @@ impl SparseFile {
             let dst = (from - offset) as usize..(to - offset) as usize;
             out[dst].copy_from_slice(&c.data[src]);
         }
-        out
+    }
+
+    /// The file as `Read + Seek`, never holding its whole length in memory.
+    pub fn reader(&self) -> SparseReader<'_> {
+        SparseReader { file: self, pos: 0 }
     }
 
     /// Writes `bytes` at `offset`, merging the chunks it touches; the length grows to
@@ -222,6 +276,94 @@ impl FileSet {
     }
 }
 
+/// A small deterministic generator for a mutator's choices.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (libFuzzer gives the mutator one).
+    pub fn new(seed: u32) -> Self {
+        Rng(u64::from(seed) | 1 << 40)
+    }
+
+    /// The next value (xorshift64*).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+}
+
+/// Mutates a file set in place, for a fuzzer's custom mutator: mostly the bytes of one
+/// chunk (through `mutate_bytes`, e.g. libFuzzer's own mutator), where nearly all the
+/// structure of an image is; sometimes a copy of a chunk elsewhere, a chunk removed, a
+/// file's length, a file named as another (a parent hint, an extent) or a file dropped.
+/// Returns `false` when the set has no file to mutate.
+pub fn mutate(set: &mut FileSet, rng: &mut Rng, mutate_bytes: impl FnOnce(&mut Vec<u8>)) -> bool {
+    if set.files.is_empty() {
+        return false;
+    }
+    let f = rng.below(set.files.len());
+    let choice = rng.below(100);
+    let file = &mut set.files[f];
+    match choice {
+        // A chunk's bytes: where nearly all the structure is.
+        0..80 if !file.chunks.is_empty() => {
+            let c = rng.below(file.chunks.len());
+            let chunk = &mut file.chunks[c];
+            mutate_bytes(&mut chunk.data);
+            let end = chunk.offset.saturating_add(chunk.data.len() as u64);
+            file.len = file.len.max(end);
+        }
+        // Bytes somewhere new: a copy of a chunk at another sector.
+        80..86 if !file.chunks.is_empty() => {
+            let c = rng.below(file.chunks.len());
+            let data = file.chunks[c].data.clone();
+            let at = (rng.below((file.len / 512).max(1) as usize) as u64) * 512;
+            file.write(at, &data);
+        }
+        // A chunk's bytes gone.
+        86..90 if !file.chunks.is_empty() => {
+            let c = rng.below(file.chunks.len());
+            file.chunks.remove(c);
+        }
+        // The file's length: shorter, longer, or off a sector boundary.
+        90..95 => {
+            file.len = match rng.below(3) {
+                0 => file.len / 2,
+                1 => file.len.saturating_add(1 << rng.below(24)),
+                _ => file.len ^ (1 << rng.below(12)),
+            };
+            let len = file.len;
+            file.chunks.retain(|c| c.offset < len);
+        }
+        // Names: a file named as another (a parent hint, an extent) or dropped.
+        95..98 if set.files.len() > 1 => {
+            let g = rng.below(set.files.len());
+            let name = set.files[g].name.clone();
+            set.files[f].name = name;
+        }
+        98..100 if set.files.len() > 1 => {
+            set.files.remove(f);
+        }
+        _ => {
+            let file = &mut set.files[f];
+            let at = rng.below(file.len.max(1) as usize) as u64;
+            file.write(at, &[rng.next_u64() as u8]);
+        }
+    }
+    true
+}
+
 /// `name` as a plain file name, if it is one.
 fn safe_name(name: &[u8]) -> Option<String> {
     let ok = !name.is_empty()
@@ -294,6 +436,39 @@ mod tests {
         assert_eq!(all.len(), 4096);
         f.write(5000, &[4]);
         assert_eq!(f.len, 5001);
+    }
+
+    #[test]
+    fn reader_reads_and_seeks_like_the_bytes() {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut bytes = vec![0u8; 3000];
+        bytes[600..700].fill(9);
+        let f = SparseFile::from_bytes(b"a", &bytes);
+        let mut r = f.reader();
+        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), 3000);
+        r.seek(SeekFrom::Start(550)).unwrap();
+        let mut buf = [1u8; 200];
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf[..], &bytes[550..750]);
+        assert!(r.seek(SeekFrom::Current(-1000)).is_err());
+        let mut all = Vec::new();
+        f.reader().read_to_end(&mut all).unwrap();
+        assert_eq!(all, bytes);
+    }
+
+    #[test]
+    fn mutate_keeps_a_set_decodable() {
+        let mut set = FileSet {
+            files: vec![
+                SparseFile::from_bytes(b"a", &[1u8; 2048]),
+                SparseFile::from_bytes(b"b", &[2u8; 512]),
+            ],
+        };
+        let mut rng = Rng::new(7);
+        for _ in 0..500 {
+            mutate(&mut set, &mut rng, |b| b.push(3));
+            assert_eq!(FileSet::decode(&set.encode()), Some(set.clone()));
+        }
     }
 
     #[test]

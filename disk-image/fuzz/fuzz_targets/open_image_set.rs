@@ -46,11 +46,8 @@ fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
         let n = fuzzer_mutate(bytes, len, room);
         bytes.truncate(n);
     });
-    if !mutated {
-        return fuzzer_mutate(data, size, max_size);
-    }
     let out = set.encode();
-    if out.len() > max_size {
+    if !mutated || out.len() > max_size {
         return fuzzer_mutate(data, size, max_size);
     }
     data[..out.len()].copy_from_slice(&out);

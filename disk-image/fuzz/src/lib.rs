@@ -12,7 +12,8 @@ use disk_image::vhdx::header::{
     crc_with_zero_field,
 };
 use disk_image::vhdx::log::{ENTRY_SIGNATURE, LOG_SECTOR, MAX_LOG_BYTES};
-use testkit::fileset::{FileSet, SparseFile};
+pub use testkit::fileset::Rng;
+use testkit::fileset::{self, FileSet, SparseFile};
 
 // With `fuzz_support` comes its capped global allocator, in every target (each links this
 // crate).
@@ -168,93 +169,16 @@ fn fix_log(file: &mut SparseFile, offset: u64, len: usize) {
     }
 }
 
-/// A small deterministic generator for the mutator's choices.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded by libFuzzer's seed.
-    pub fn new(seed: u32) -> Self {
-        Rng(u64::from(seed) | 1 << 40)
-    }
-
-    /// The next value (xorshift64*).
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A value below `n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-}
-
-/// Mutates a file set in place: mostly the bytes of one chunk (through `mutate_bytes`,
-/// libFuzzer's own mutator), sometimes a chunk's place, a file's length or name, or a
-/// chunk's presence; then reseals every checksum. Returns `false` when the set has nothing
-/// to mutate.
+/// Mutates a file set in place as [`testkit::fileset::mutate`] does (mostly the bytes of
+/// one chunk, through `mutate_bytes`, libFuzzer's own mutator), then reseals every
+/// checksum. Returns `false` when the set has nothing to mutate.
 pub fn mutate_set(
     set: &mut FileSet,
     rng: &mut Rng,
     mutate_bytes: impl FnOnce(&mut Vec<u8>),
 ) -> bool {
-    if set.files.is_empty() {
+    if !fileset::mutate(set, rng, mutate_bytes) {
         return false;
-    }
-    let f = rng.below(set.files.len());
-    let choice = rng.below(100);
-    let file = &mut set.files[f];
-    match choice {
-        // A chunk's bytes: where nearly all the structure is.
-        0..80 if !file.chunks.is_empty() => {
-            let c = rng.below(file.chunks.len());
-            let chunk = &mut file.chunks[c];
-            mutate_bytes(&mut chunk.data);
-            let end = chunk.offset.saturating_add(chunk.data.len() as u64);
-            file.len = file.len.max(end);
-        }
-        // Bytes somewhere new: a copy of a chunk at another sector.
-        80..86 if !file.chunks.is_empty() => {
-            let c = rng.below(file.chunks.len());
-            let data = file.chunks[c].data.clone();
-            let at = (rng.below((file.len / 512).max(1) as usize) as u64) * 512;
-            file.write(at, &data);
-        }
-        // A chunk's bytes gone.
-        86..90 if !file.chunks.is_empty() => {
-            let c = rng.below(file.chunks.len());
-            file.chunks.remove(c);
-        }
-        // The file's length: shorter, longer, or off a sector boundary.
-        90..95 => {
-            file.len = match rng.below(3) {
-                0 => file.len / 2,
-                1 => file.len.saturating_add(1 << rng.below(24)),
-                _ => file.len ^ (1 << rng.below(12)),
-            };
-            let len = file.len;
-            file.chunks.retain(|c| c.offset < len);
-        }
-        // Names: a file named as another (a parent hint, an extent) or dropped.
-        95..98 if set.files.len() > 1 => {
-            let g = rng.below(set.files.len());
-            let name = set.files[g].name.clone();
-            set.files[f].name = name;
-        }
-        98..100 if set.files.len() > 1 => {
-            set.files.remove(f);
-        }
-        _ => {
-            let file = &mut set.files[f];
-            let at = rng.below(file.len.max(1) as usize) as u64;
-            file.write(at, &[rng.next_u64() as u8]);
-        }
     }
     for file in &mut set.files {
         fix_checksums(file);
