@@ -10,14 +10,16 @@
 //!   and extents included); their headers, footers, tables, descriptors and logs, cut out,
 //!   go to the targets of each structure;
 //! - **ext4 images**: `mkfs.ext4 -d` of a sample tree with several feature sets (1 KiB and
-//!   4 KiB blocks, `metadata_csum`, block maps, `inline_data`, `meta_bg`, 128-byte inodes)
-//!   and the project's builder (`tar2ext4`, with and without `metadata_csum` and overlay
-//!   whiteouts);
+//!   4 KiB blocks, `metadata_csum`, block maps, `inline_data`, `meta_bg`, 128-byte inodes,
+//!   several groups with a journal) and the project's builder (`tar2ext4`, with and without
+//!   `metadata_csum` and overlay whiteouts); the small ones as they are, all of them as
+//!   one-file sets, which the target reads sparse;
 //! - **tars**: `layercheck.py gen` (its chain layers, the big first one with its file data
 //!   cut short, and its hostile layers; the script is called, never copied), GNU tar of the
 //!   sample tree in every format it writes (gnu, oldgnu, pax with xattrs and sparse files,
 //!   ustar, v7), gzip and zstd copies, and testkit's hand-made hostile archives.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -46,6 +48,8 @@ const TAR_TARGETS: &[&str] = &["builder_tar", "ingest", "apply_dir"];
 const EXT4_TARGETS: &[&str] = &["reader_image"];
 /// Largest whole image given to `open_image` (bigger ones only go in as file sets).
 const MAX_RAW_IMAGE: u64 = 1 << 20;
+/// Largest ext4 image given to `reader_image` as it is (bigger ones only as file sets).
+const MAX_RAW_EXT4: u64 = 1 << 20;
 /// Virtual size of the disk images.
 const DISK_SIZE: u64 = 4 << 20;
 
@@ -81,7 +85,15 @@ pub fn generate(root: &Path, targets: &[&str]) -> Result<()> {
     if wants(EXT4_TARGETS) {
         eprintln!("xtask fuzz: making ext4 image seeds");
         for (name, path) in ext4_seeds(&work.join("ext4"), &tree, &tars)? {
-            seeds.copy("reader_image", &name, &path)?;
+            // Small images as they are, every image as a one-file set (read sparse).
+            let bytes = read(&path)?;
+            if bytes.len() as u64 <= MAX_RAW_EXT4 {
+                seeds.write("reader_image", &name, &bytes)?;
+            }
+            let set = FileSet {
+                files: vec![SparseFile::from_bytes(b"image", &bytes)],
+            };
+            seeds.write("reader_image", &format!("{name}.fset"), &set.encode())?;
         }
     }
     std::fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
@@ -530,7 +542,8 @@ fn sample_tree(tree: &Path) -> Result<()> {
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
     )?;
     write("usr/bin/tool", &pattern(5000, 9))?;
-    write("usr/lib/big", &pattern(70_000, 4))?;
+    // Past 12 blocks of 1 KiB: a block map needs an indirect block.
+    write("usr/lib/big", &pattern(20_000, 4))?;
     for i in 0..60 {
         write(
             &format!("usr/share/many/file-{i:03}"),
@@ -538,13 +551,18 @@ fn sample_tree(tree: &Path) -> Result<()> {
         )?;
     }
     write(&format!("usr/share/{}", "n".repeat(120)), b"long name\n")?;
+    // Data, a 12 KiB hole, data.
+    let sparse = tree.join("usr/lib/sparse");
+    let f =
+        std::fs::File::create(&sparse).with_context(|| format!("create {}", sparse.display()))?;
+    f.write_all_at(&pattern(4096, 5), 0)
+        .and_then(|()| f.write_all_at(&pattern(4096, 6), 16384))
+        .with_context(|| format!("write {}", sparse.display()))?;
     write(".wh.removed", b"")?;
     write("opaque/.wh..wh..opq", b"")?;
     let script = format!(
         "set -e; cd '{}'; \
          chmod 755 usr/bin/tool; chmod 4755 usr/bin/tool; \
-         dd if=/dev/urandom of=usr/lib/sparse bs=4096 count=1 2>/dev/null; \
-         dd if=/dev/urandom of=usr/lib/sparse bs=4096 count=1 seek=40 conv=notrunc 2>/dev/null; \
          ln -s etc/hostname link-short; ln -s {} link-long; ln etc/hostname hard; \
          mkfifo fifo; \
          python3 -c 'import os; os.setxattr(\"etc/hostname\", \"user.origin\", b\"fuzz-seed\")'; \
@@ -701,7 +719,11 @@ fn ext4_seeds(
     mkdir(work)?;
     let mut out = Vec::new();
     let variants: &[(&str, &[&str], &str)] = &[
-        ("1k", &["-b", "1024", "-O", "^has_journal"], "1M"),
+        (
+            "1k",
+            &["-b", "1024", "-N", "128", "-O", "^has_journal"],
+            "512K",
+        ),
         (
             "4k-csum",
             &["-b", "4096", "-O", "^has_journal,metadata_csum"],
@@ -709,24 +731,40 @@ fn ext4_seeds(
         ),
         (
             "1k-blockmap",
-            &["-b", "1024", "-O", "^has_journal,^extent,^flex_bg,^64bit"],
-            "1M",
+            &[
+                "-b",
+                "1024",
+                "-N",
+                "128",
+                "-O",
+                "^has_journal,^extent,^flex_bg,^64bit",
+            ],
+            "512K",
         ),
         (
             "1k-inline",
-            &["-b", "1024", "-O", "^has_journal,inline_data"],
-            "1M",
+            &["-b", "1024", "-N", "128", "-O", "^has_journal,inline_data"],
+            "512K",
         ),
         (
             "1k-metabg",
-            &["-b", "1024", "-O", "^has_journal,meta_bg,^resize_inode"],
-            "1M",
+            &[
+                "-b",
+                "1024",
+                "-N",
+                "128",
+                "-O",
+                "^has_journal,meta_bg,^resize_inode",
+            ],
+            "512K",
         ),
         (
             "1k-128inodes",
-            &["-b", "1024", "-I", "128", "-O", "^has_journal"],
-            "1M",
+            &["-b", "1024", "-N", "128", "-I", "128", "-O", "^has_journal"],
+            "512K",
         ),
+        // Several groups, a journal and 64-bit descriptors: only as a file set.
+        ("1k-3groups-journal", &["-b", "1024", "-O", "64bit"], "20M"),
     ];
     for (name, flags, size) in variants {
         let img = work.join(format!("mkfs-{name}.img"));
