@@ -168,7 +168,10 @@ mod tests {
         std::fs::write(sub.join("f"), b"x").unwrap();
         std::fs::set_permissions(base.join("a"), Permissions::from_mode(0o500)).unwrap();
         make_removable(&base);
-        let mode = std::fs::metadata(base.join("a")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(base.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         std::fs::remove_dir_all(&base).unwrap();
     }

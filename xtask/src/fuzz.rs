@@ -121,7 +121,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let failed: Vec<String> = results
         .iter()
         .filter(|(_, o)| !o.artifacts.is_empty() || o.cause.is_some())
-        .map(|(t, _)| t.id())
+        .map(|(t, o)| {
+            let mut what = vec![t.id()];
+            what.extend(o.cause.iter().cloned());
+            what.extend(o.artifacts.iter().map(|a| format!("input saved as {a}")));
+            what.join("\n  ")
+        })
         .collect();
     println!(
         "xtask fuzz: {} target(s) {} in {:.0}s",
@@ -130,9 +135,22 @@ pub fn run(args: &[String]) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if !failed.is_empty() {
-        bail!("fuzz targets failed: {}", failed.join(", "));
+        bail!("fuzz targets failed:\n{}", failed.join("\n"));
     }
     Ok(())
+}
+
+/// The manifests outside the workspace that fuzzing adds: each fuzz crate's and
+/// `fuzz-support`'s.
+pub fn manifests() -> Vec<PathBuf> {
+    let root = workspace_root();
+    CRATES
+        .iter()
+        .map(|c| root.join(c).join("fuzz").join("Cargo.toml"))
+        .chain(std::iter::once(
+            root.join("fuzz-support").join("Cargo.toml"),
+        ))
+        .collect()
 }
 
 fn cargo() -> String {

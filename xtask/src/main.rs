@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: installs what the tests need (Debian packages, when root and missing),
 //!   checks formatting and lints, builds, and runs every test with `CI=true`, so that a test
-//!   whose requirement is missing fails instead of skipping.
+//!   whose requirement is missing fails instead of skipping; then replays every fuzz
+//!   target's corpus once.
 //! - `cargo xtask bench`: runs the comparisons against peer tools and rewrites `BENCHMARKS.md`.
 //! - `cargo xtask demo`: imports a small three-layer image into the default store and mounts it.
 //! - `cargo xtask fuzz [--time SECONDS] [--replay] [TARGET…]`: runs the fuzz targets on the
@@ -27,7 +28,7 @@ fn main() -> Result<()> {
         Some("demo") => demo::run_demo(),
         Some("fuzz") => fuzz::run(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask demo | ci [--no-lint] | setup | bench [--runs N] | \
+            "usage: cargo xtask demo | ci [--no-lint] [--no-fuzz] | setup | bench [--runs N] | \
              fuzz [--time SECONDS] [--replay] [TARGET…]"
         ),
     }
