@@ -1,6 +1,6 @@
 //! Builds an ext4 image from a layer tar (plain, gzip or zstd).
 //!
-//! `tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay]`
+//! `tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay] [--metadata-csum]`
 //!
 //! With `--vhd` the image gets a fixed-VHD footer (through `disk-image`), as an LCOW
 //! `layer.vhd` does.
@@ -16,6 +16,7 @@ struct Args {
     output: String,
     whiteouts: Whiteouts,
     vhd: bool,
+    metadata_csum: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -23,12 +24,14 @@ fn parse() -> Result<Args, String> {
     let mut output = None;
     let mut whiteouts = Whiteouts::Keep;
     let mut vhd = false;
+    let mut metadata_csum = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "-i" => input = it.next(),
             "-o" => output = it.next(),
             "--vhd" => vhd = true,
+            "--metadata-csum" => metadata_csum = true,
             "--whiteouts" => match it.next().as_deref() {
                 Some("overlay") => whiteouts = Whiteouts::Overlay,
                 other => return Err(format!("--whiteouts takes `overlay`, not {other:?}")),
@@ -41,6 +44,7 @@ fn parse() -> Result<Args, String> {
         output: output.ok_or("missing -o OUTPUT")?,
         whiteouts,
         vhd,
+        metadata_csum,
     })
 }
 
@@ -55,6 +59,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         out,
         Options {
             whiteouts: args.whiteouts,
+            metadata_csum: args.metadata_csum,
             ..Options::default()
         },
     )?;
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "tar2ext4: {e}\nusage: tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay]"
+                "tar2ext4: {e}\nusage: tar2ext4 -i layer.tar|- -o layer.img [--vhd] [--whiteouts overlay] [--metadata-csum]"
             );
             return ExitCode::from(2);
         }

@@ -130,16 +130,22 @@ impl DescLayout {
         })
     }
 
-    /// Image offset of group `g`'s descriptor.
-    fn offset(&self, g: u64) -> u64 {
+    /// Image offset of group `g`'s descriptor; `None` when a corrupt geometry puts it
+    /// past what a `u64` holds.
+    fn offset(&self, g: u64) -> Option<u64> {
         let per_block = self.bs / self.desc_size;
         let mg = g / per_block;
         if !self.meta_bg || mg < self.first_meta_bg {
-            return self.gdt_at + g * self.desc_size;
+            return self.gdt_at.checked_add(g.checked_mul(self.desc_size)?);
         }
         let g0 = mg * per_block;
-        let block = self.first + g0 * self.bpg + u64::from(self.has_super(g0));
-        block * self.bs + (g % per_block) * self.desc_size
+        let block = self
+            .first
+            .checked_add(g0.checked_mul(self.bpg)?)?
+            .checked_add(u64::from(self.has_super(g0)))?;
+        block
+            .checked_mul(self.bs)?
+            .checked_add((g % per_block) * self.desc_size)
     }
 }
 
@@ -232,9 +238,17 @@ impl<R: Read + Seek> Reader<R> {
         if blocks_count <= first {
             return Err(corrupt(off, "block count below the first data block"));
         }
+        // Every block number is checked against the count; with this, its byte offset
+        // cannot overflow either.
+        if blocks_count.checked_mul(bs).is_none() {
+            return Err(corrupt(
+                off,
+                format!("{blocks_count} blocks of {bs} bytes: past 2^64 bytes"),
+            ));
+        }
         let groups = (blocks_count - first).div_ceil(bpg);
         let inodes_count = u64::from(sb.inodes_count.get());
-        if inodes_count > groups * ipg || inodes_count < u64::from(ROOT_INO) {
+        if inodes_count > groups.saturating_mul(ipg) || inodes_count < u64::from(ROOT_INO) {
             return Err(corrupt(off, "inode count does not match the groups"));
         }
         let desc_size = if is64 {
@@ -276,9 +290,10 @@ impl<R: Read + Seek> Reader<R> {
         let mut tables = Vec::with_capacity(needed_groups as usize);
         let mut d = vec![0u8; desc_size as usize];
         for g in 0..needed_groups {
-            let at = layout.offset(g);
-            if at + desc_size > img_len {
-                return Err(corrupt(at, format!("group {g} descriptor past the end")));
+            let past_end = || corrupt(gdt_at, format!("group {g} descriptor past the end"));
+            let at = layout.offset(g).ok_or_else(past_end)?;
+            if at.checked_add(desc_size).is_none_or(|end| end > img_len) {
+                return Err(past_end());
             }
             read_at(&mut img, at, &mut d)?;
             let lo = GroupDesc::read_from_bytes(&d[..32])
@@ -321,7 +336,14 @@ impl<R: Read + Seek> Reader<R> {
             .tables
             .get(g)
             .ok_or_else(|| corrupt(0, format!("inode {ino} in a missing group")))?;
-        let at = table * self.bs + idx * self.inode_size;
+        let at = (table * self.bs)
+            .checked_add(idx * self.inode_size)
+            .ok_or_else(|| {
+                corrupt(
+                    table * self.bs,
+                    format!("inode {ino}: past 2^64 bytes (inode table at block {table})"),
+                )
+            })?;
         let mut raw = vec![0u8; self.inode_size as usize];
         read_at(&mut self.img, at, &mut raw)?;
         let extra = if self.inode_size > 128 {
@@ -1026,4 +1048,73 @@ fn read_at<R: Read + Seek>(img: &mut R, offset: u64, buf: &mut [u8]) -> Result<(
     img.seek(SeekFrom::Start(offset))
         .and_then(|_| img.read_exact(buf))
         .map_err(|source| Error::Read { offset, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use zerocopy::IntoBytes;
+
+    use super::*;
+
+    /// A 1 KiB-block image with one group descriptor (64-bit layout) and nothing else:
+    /// `blocks_count` blocks claimed, the inode table at block `table`.
+    fn geometry_only(blocks_count: u64, table: u64) -> Vec<u8> {
+        let mut img = vec![0u8; 4096];
+        let Ok(mut sb) = Superblock::read_from_bytes(&[0u8; 1024]) else {
+            unreachable!("a superblock is 1024 bytes")
+        };
+        sb.magic = sbfmt::MAGIC.into();
+        sb.rev_level = 1.into();
+        sb.inode_size = 128.into();
+        sb.feature_incompat = sbfmt::INCOMPAT_64BIT.into();
+        sb.desc_size = 64.into();
+        sb.first_data_block = 1.into();
+        sb.blocks_per_group = 8192.into();
+        sb.inodes_per_group = 8192.into();
+        sb.inodes_count = 8192.into();
+        sb.blocks_count_lo = (blocks_count as u32).into();
+        sb.blocks_count_hi = ((blocks_count >> 32) as u32).into();
+        img[1024..2048].copy_from_slice(sb.as_bytes());
+        // Group 0's descriptor, at block 2.
+        img[2048 + 8..2048 + 12].copy_from_slice(&(table as u32).to_le_bytes());
+        img[2048 + 40..2048 + 44].copy_from_slice(&((table >> 32) as u32).to_le_bytes());
+        img
+    }
+
+    /// Found by the `reader_image` fuzz target: a 64-bit block count let an inode table
+    /// sit at a block whose byte offset overflowed `u64` when an inode was located.
+    #[test]
+    fn block_count_past_2_64_bytes_is_corrupt_not_an_overflow() {
+        let img = geometry_only(u64::MAX >> 1, 1 << 62);
+        let res = Reader::open(Cursor::new(img))
+            .and_then(|mut r| r.write_tar(std::io::sink(), ReadOptions::default()));
+        assert!(
+            matches!(&res, Err(Error::Corrupt { what, .. }) if what.contains("past 2^64 bytes")),
+            "{:?}",
+            res.err()
+        );
+    }
+
+    /// An inode table just inside 2^64 bytes: a late inode of it would lie past.
+    #[test]
+    fn inode_offset_past_2_64_bytes_is_corrupt_not_an_overflow() {
+        let blocks = (1u64 << 54) - 1;
+        let img = geometry_only(blocks, blocks - 1);
+        let mut r = match Reader::open(Cursor::new(img)) {
+            Ok(r) => r,
+            Err(e) => panic!("the geometry itself is valid: {e}"),
+        };
+        let res = r.inode(8000);
+        assert!(
+            matches!(&res, Err(Error::Corrupt { what, .. }) if what.contains("inode 8000: past")),
+            "{:?}",
+            res.err()
+        );
+        assert!(
+            r.write_tar(std::io::sink(), ReadOptions::default())
+                .is_err()
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! Test support shared by every crate's tests, and nothing else.
+//! Test support shared by every crate's tests and fuzz targets, and nothing else.
 //!
 //! It owns four things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
@@ -10,12 +10,15 @@
 //! - **servers**: [`ganesha::Ganesha`] runs a private nfs-ganesha for one test;
 //! - **archives**: [`tarball`] writes hostile tars byte by byte, [`sparse`] makes sparse
 //!   files and GNU tar's `--sparse` archives of them.
+//! - **file sets** ([`fileset`]): several sparse files in one byte string, the input format
+//!   of the multi-file disk image fuzz target and of the regression tests its crashes give.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]
 // Test support: a panic is how a fixture reports that it cannot be built.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod fileset;
 pub mod ganesha;
 pub mod sparse;
 pub mod tarball;

@@ -5,18 +5,28 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::{nfs, setup};
+use crate::{fuzz, nfs, setup};
 
-/// Runs the whole suite. `--no-lint` skips the fmt/clippy pass (for quick local runs);
-/// `--allow-skips` runs the tests without `CI=true`, so a test whose requirement this
-/// machine lacks is skipped (and counted) rather than failed.
+/// Runs the whole suite, then replays every fuzz target's corpus once. `--no-lint` skips
+/// the fmt/clippy pass and `--no-fuzz` the replay (for quick local runs); `--allow-skips`
+/// runs the tests without `CI=true`, so a test whose requirement this machine lacks is
+/// skipped (and counted) rather than failed.
 pub fn run(args: &[String]) -> Result<()> {
     let lint = !args.iter().any(|a| a == "--no-lint");
+    let replay = !args.iter().any(|a| a == "--no-fuzz");
     let allow_skips = args.iter().any(|a| a == "--allow-skips");
     let started = Instant::now();
     setup::ensure_packages(setup::TEST_PACKAGES)?;
     if lint {
         step("cargo fmt --check", &["fmt", "--all", "--", "--check"])?;
+        // The fuzz crates and fuzz-support are outside the workspace; `--all` misses them.
+        for manifest in fuzz::manifests() {
+            let manifest = manifest.display().to_string();
+            step(
+                &format!("cargo fmt --check ({manifest})"),
+                &["fmt", "--manifest-path", &manifest, "--", "--check"],
+            )?;
+        }
         step(
             "cargo clippy",
             &[
@@ -59,6 +69,12 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if totals.passed == 0 {
         bail!("no test ran");
+    }
+    if replay {
+        // Each target once over its seeds and saved corpus: seconds once the fuzz crates
+        // are built; a crash fixed in the libraries must stay fixed.
+        eprintln!("xtask ci: cargo xtask fuzz --replay");
+        fuzz::run(&["--replay".to_string()])?;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use disk_image::vmdk::descriptor::Descriptor;
 use libfuzzer_sys::fuzz_target;
+// Links the capped allocator.
+use disk_image_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(d) = Descriptor::parse(data, Path::new("fuzz.vmdk"), 0) {

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use disk_image::vmdk::header::SparseExtentHeader;
 use libfuzzer_sys::fuzz_target;
+// Links the capped allocator.
+use disk_image_fuzz as _;
 
 fuzz_target!(|data: &[u8]| {
     let file_len = data.len() as u64 * 1024;

@@ -1,0 +1,27 @@
+//! Any bytes as a layer applied by `tar_engine::apply_tar`, the directory writer, into a
+//! fresh temporary directory: with whiteouts deleting, then as overlay markers over what
+//! the first pass left. It must return an error or a report, never panic, and never touch
+//! anything outside the directory.
+//!
+//! The target drops root first (`fuzz_support::drop_root`): an escape found here must not
+//! be able to write anywhere that matters, and as `nobody` no device node can be made.
+//! Owners are therefore the caller's; chown and device paths are the tests' to cover.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use storage_core::Op;
+use tar_engine::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
+
+fuzz_target!(init: fuzz_support::drop_root(), |data: &[u8]| {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let op = Op::new("fuzz apply");
+    for whiteouts in [WhiteoutMode::Delete, WhiteoutMode::Overlay] {
+        let opts = ApplyOptions {
+            ownership: Ownership::Caller,
+            sync: false,
+            ..ApplyOptions::new(whiteouts)
+        };
+        let _ = apply_tar(&op, dir.path(), data, &opts);
+    }
+    fuzz_support::make_removable(dir.path());
+});
