@@ -17,12 +17,30 @@ const COPY_CHUNK: u64 = 4 << 20;
 /// each parent's identity (VMDK `CID`, VHD unique id). Parents are opened read-only; the
 /// top disk is writable unless `read_only`.
 ///
-/// Relative hints are tried relative to the child's directory first, then as given.
+/// Relative hints are tried relative to the child's directory first, then as given. A hint
+/// may name any file: this is for disks the caller trusts (it made them). For a disk that
+/// came from elsewhere use [`open_chain_within`], or a hint could make a system file read
+/// as the unallocated blocks of the disk.
 pub fn open_chain(path: &Path, read_only: bool) -> Result<Box<dyn Disk>> {
-    open_at_depth(path, read_only, 0)
+    open_at_depth(path, read_only, 0, None)
 }
 
-fn open_at_depth(path: &Path, read_only: bool, depth: usize) -> Result<Box<dyn Disk>> {
+/// [`open_chain`], with every parent required to lie inside the directory `root` once
+/// symlinks are resolved: a parent found elsewhere is refused as
+/// [`ErrorKind::Unsupported`], naming where it would have been.
+pub fn open_chain_within(path: &Path, read_only: bool, root: &Path) -> Result<Box<dyn Disk>> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| Error::io(root, "resolving the directory disks must stay in", e))?;
+    open_at_depth(path, read_only, 0, Some(&root))
+}
+
+fn open_at_depth(
+    path: &Path,
+    read_only: bool,
+    depth: usize,
+    within: Option<&Path>,
+) -> Result<Box<dyn Disk>> {
     if depth > MAX_CHAIN_DEPTH {
         return Err(Error::new(
             ErrorKind::Corrupt,
@@ -33,7 +51,23 @@ fn open_at_depth(path: &Path, read_only: bool, depth: usize) -> Result<Box<dyn D
     let mut disk = open(path, read_only)?;
     if let Some(link) = disk.parent_link() {
         let parent_path = locate_parent(path, &link.hints)?;
-        let parent = open_at_depth(&parent_path, true, depth + 1)?;
+        if let Some(root) = within {
+            let real = parent_path
+                .canonicalize()
+                .map_err(|e| Error::io(&parent_path, "resolving the parent disk", e))?;
+            if !real.starts_with(root) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "its parent {} lies outside {}",
+                        real.display(),
+                        root.display()
+                    ),
+                )
+                .with_path(path));
+            }
+        }
+        let parent = open_at_depth(&parent_path, true, depth + 1, within)?;
         disk.set_parent(parent)?;
     }
     Ok(disk)

@@ -46,7 +46,7 @@ mod writeback;
 use std::path::Path;
 
 pub use attach::{Attached, attach, cleanup};
-pub use chain::{convert, flatten, open_chain};
+pub use chain::{convert, flatten, open_chain, open_chain_within};
 pub use disk::{Disk, DiskId, Durability, Format, ParentLink, RawExtent};
 pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;

@@ -24,7 +24,9 @@ pub use fuzz_support::drop_root;
 /// and flushed. Errors are the expected outcome for most inputs; only a panic, an abort or
 /// a hang is a finding.
 pub fn exercise_image(path: &std::path::Path) {
-    if let Ok(disk) = disk_image::open_chain(path, true) {
+    // Parents are kept to the image's own directory, as a store keeps them to its root.
+    let within = path.parent().unwrap_or(std::path::Path::new("."));
+    if let Ok(disk) = disk_image::open_chain_within(path, true, within) {
         let size = disk.size();
         let mut buf = vec![0u8; size.min(1 << 20) as usize];
         let _ = disk.read_at(&mut buf, 0);

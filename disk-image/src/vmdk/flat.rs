@@ -33,6 +33,25 @@ pub struct FlatVmdk {
     cid_bumped: bool,
 }
 
+/// The extent file `name` a descriptor at `path` names, as a path below the descriptor's
+/// directory: an absolute name or one with `..` is refused, so a descriptor cannot make
+/// strata open (and, for a writable disk, write) any file elsewhere.
+fn confined_extent<'a>(path: &Path, name: &'a str) -> Result<&'a Path> {
+    let rel = Path::new(name);
+    let plain = !name.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("VMDK extent {name:?} is not a file beside its descriptor"),
+        )
+        .with_path(path));
+    }
+    Ok(rel)
+}
+
 /// The name of the flat extent beside descriptor `path`: `disk.vmdk` -> `disk-flat.vmdk`.
 fn extent_name(path: &Path) -> String {
     let stem = path
@@ -128,7 +147,10 @@ impl FlatVmdk {
                 .checked_mul(SECTOR)
                 .filter(|b| size.checked_add(*b).is_some())
                 .ok_or_else(|| Error::corrupt(path, 0, "extent sizes overflow"))?;
-            let file = ImageFile::open(&dir.join(&e.file), read_only || e.access != "RW")?;
+            let file = ImageFile::open(
+                &dir.join(confined_extent(path, &e.file)?),
+                read_only || e.access != "RW",
+            )?;
             let offset = e
                 .offset
                 .checked_mul(SECTOR)
