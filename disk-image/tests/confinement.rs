@@ -29,7 +29,9 @@ fn a_flat_vmdk_extent_outside_its_descriptors_directory_is_refused() {
     ] {
         std::fs::write(&desc, text.replace(&extent, &hostile)).unwrap();
         for read_only in [true, false] {
-            let err = open(&desc, read_only).err().expect("opened");
+            let Err(err) = open(&desc, read_only) else {
+                panic!("{hostile}: opened");
+            };
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{hostile}: {err}");
         }
     }
@@ -63,9 +65,9 @@ fn a_parent_outside_the_allowed_directory_is_refused_and_one_inside_opens() {
         let leaky = store.join("child").join(format!("leaky.{ext}"));
         drop(create_child(&leaky, &outside).unwrap());
         open_chain(&leaky, true).unwrap();
-        let err = open_chain_within(&leaky, true, &store)
-            .err()
-            .expect("a parent outside the store opened");
+        let Err(err) = open_chain_within(&leaky, true, &store) else {
+            panic!("{format:?}: a parent outside the store opened");
+        };
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{format:?}: {err}");
     }
 }
