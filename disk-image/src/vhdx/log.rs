@@ -213,12 +213,16 @@ pub fn active_sequence(
         if expect.is_some_and(|want| want != seq) {
             return Err(refuse("sequence numbers are not consecutive"));
         }
-        expect = Some(seq + 1);
         let len = e.header.entry_length.get() as usize;
         entries.push(e);
         if off == head_off {
             return Ok(Some(entries));
         }
+        // Only an entry before the head needs a successor.
+        expect = Some(
+            seq.checked_add(1)
+                .ok_or_else(|| refuse("a sequence number at its maximum is not the newest"))?,
+        );
         off = (off + len) % n;
     }
     Err(refuse("the tail does not lead to the newest entry"))
@@ -384,5 +388,25 @@ mod tests {
         log[100] ^= 1;
         let err = active_sequence(&log, &guid, p, 0).unwrap_err();
         assert!(err.to_string().contains("cannot be replayed"), "{err}");
+    }
+
+    /// The fuzzing found it: a sequence number of 2^64 - 1 overflowed while the walk
+    /// worked out the next one.
+    #[test]
+    fn a_sequence_number_at_its_maximum_is_not_an_overflow() {
+        let guid = [7u8; 16];
+        let p = Path::new("x");
+        let mut log = vec![0u8; 1 << 20];
+        let last = build_entry(u64::MAX, 0, guid, 1 << 22, &[(1 << 21, [1u8; 4096])]);
+        log[..last.len()].copy_from_slice(&last);
+        let seq = active_sequence(&log, &guid, p, 0).unwrap().unwrap();
+        assert_eq!(seq.len(), 1);
+        // And as the newest after the one before it.
+        let before = build_entry(u64::MAX - 1, 0, guid, 1 << 22, &[(1 << 21, [2u8; 4096])]);
+        let mut log = vec![0u8; 1 << 20];
+        log[..before.len()].copy_from_slice(&before);
+        log[before.len()..before.len() + last.len()].copy_from_slice(&last);
+        let seq = active_sequence(&log, &guid, p, 0).unwrap().unwrap();
+        assert_eq!(seq.len(), 2);
     }
 }
