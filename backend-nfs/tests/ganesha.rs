@@ -768,30 +768,8 @@ async fn an_import_onto_a_full_export_fails_naming_the_cause_and_takes_back_its_
         return;
     }
     // The export lives on a 48 MiB ext4 disk.
-    let disk = tempfile::tempdir().unwrap();
-    let image = disk.path().join("disk.img");
-    let mnt = disk.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(48 << 20)
-        .unwrap();
-    let run = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
-    run(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-m", "0"])
-        .arg(&image));
-    run(std::process::Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mnt));
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
-    let g = Ganesha::start_in(&mnt, UID, GID);
+    let disk = testkit::loop_disk::LoopDisk::new(48);
+    let g = Ganesha::start_in(disk.mount(), UID, GID);
     let vols = store(&g);
     let op = Op::new("test");
     vols.volume_create(&op, "v", 0, BTreeMap::new())

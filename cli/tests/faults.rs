@@ -12,55 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::CliStore;
+use testkit::loop_disk::LoopDisk;
 use testkit::{Requirement, require};
-
-/// A small ext4 filesystem on a loop device, mounted for the test's life.
-struct SmallDisk {
-    _dir: tempfile::TempDir,
-    mount: PathBuf,
-}
-
-impl SmallDisk {
-    fn new(mib: u64) -> SmallDisk {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-disk-")
-            .tempdir()
-            .unwrap();
-        let image = dir.path().join("disk.img");
-        let mount = dir.path().join("mnt");
-        std::fs::create_dir(&mount).unwrap();
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(mib << 20)
-            .unwrap();
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image));
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mount));
-        SmallDisk { _dir: dir, mount }
-    }
-
-    /// Fills what is free with a file; returns it (remove it to free the space).
-    fn fill(&self) -> PathBuf {
-        let filler = self.mount.join("filler");
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![0x5a; 1 << 20];
-        while f.write_all(&block).is_ok() {}
-        // What is left is smaller than a block; take it too.
-        while f.write_all(&block[..4096]).is_ok() {}
-        let _ = f.sync_all();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-    }
-}
 
 fn run(c: &mut Command) {
     let out = c.output().unwrap();
@@ -135,8 +88,8 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_leaves_a_consistent_store()
     if !require("full disk at every write path", &needs()) {
         return;
     }
-    let disk = SmallDisk::new(48);
-    let root = disk.mount.join("store");
+    let disk = LoopDisk::new(48);
+    let root = disk.mount().join("store");
     let store = CliStore::rooted_at("strata-faults-", &root);
     let base = store.ok(&["create-layer", "-n", "base"]);
     store.ok(&["create-image", &base, "-n", "img"]);
@@ -229,32 +182,20 @@ fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_
         .tempdir()
         .unwrap();
     let backing = dir.path().join("backing");
-    let mount = dir.path().join("mnt");
     std::fs::create_dir_all(&backing).unwrap();
-    std::fs::create_dir_all(&mount).unwrap();
     run(Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=64M", "tmpfs"])
         .arg(&backing));
-    let image = backing.join("disk.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
-    run(Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mount));
-    struct Unmount(Vec<PathBuf>);
+    struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            for m in &self.0 {
-                let _ = Command::new("umount").arg(m).status();
-            }
+            let _ = Command::new("umount").arg(&self.0).status();
         }
     }
-    let _unmount = Unmount(vec![mount.clone(), backing.clone()]);
-
+    // Declared before the disk, so dropped after it: the tmpfs holds the disk's image.
+    let _backing = Unmount(backing.clone());
+    let disk = LoopDisk::in_dir(&backing, dir.path(), 256);
+    let mount = disk.mount().to_owned();
     let root = mount.join("store");
     let store = CliStore::rooted_at("strata-eio-", &root);
     store.ok(&["create-layer", "-n", "base"]);
@@ -273,18 +214,15 @@ fn an_io_error_under_the_store_fails_the_write_with_its_cause_and_check_repairs_
     );
 
     // The disk is set right as an administrator would: space, fsck, mount again.
-    run(Command::new("umount").arg(&mount));
+    disk.unmount();
     std::fs::remove_file(&filler).unwrap();
     let fsck = Command::new("e2fsck")
         .arg("-fy")
-        .arg(&image)
+        .arg(disk.image())
         .output()
         .unwrap();
     assert!(fsck.status.code().is_some_and(|c| c <= 1), "{fsck:?}");
-    run(Command::new("mount")
-        .args(["-o", "loop"])
-        .arg(&image)
-        .arg(&mount));
+    disk.mount_again();
 
     // What the failure left is nothing a record refers to, or unfinished: repair takes it.
     let out = store.run(&["check", "--json"]);

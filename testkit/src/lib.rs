@@ -20,6 +20,7 @@
 
 pub mod fileset;
 pub mod ganesha;
+pub mod loop_disk;
 pub mod sparse;
 pub mod tarball;
 
