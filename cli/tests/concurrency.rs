@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CliStore, check_consistent};
+use common::{CliStore, Rng, check_consistent};
 use testkit::{Requirement, require};
 
 const WORKERS: usize = 16;
@@ -135,26 +135,6 @@ struct Account {
     processes: usize,
 }
 
-/// A tiny deterministic generator (xorshift), one per worker.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        (!items.is_empty()).then(|| &items[self.below(items.len())])
-    }
-}
-
 struct Worker {
     n: usize,
     store: Arc<CliStore>,
@@ -237,8 +217,8 @@ impl Worker {
 
     /// A new name for a new object: usually private, sometimes contested.
     fn new_name(&mut self, kind: Kind) -> String {
-        if self.rng.below(4) == 0 {
-            contested(kind, self.rng.below(CONTESTED))
+        if self.rng.index(4) == 0 {
+            contested(kind, self.rng.index(CONTESTED))
         } else {
             self.private_name()
         }
@@ -249,11 +229,11 @@ impl Worker {
             .rng
             .pick(&self.layer_ids())
             .cloned()
-            .filter(|_| self.rng.below(3) != 0)
+            .filter(|_| self.rng.index(3) != 0)
             .unwrap_or_else(|| "base".to_owned());
         let name = self.new_name(Kind::Layer);
         // Half of the new layers come from an archive, to be read back at the end.
-        let seed = (self.rng.below(2) == 0).then(|| self.rng.next());
+        let seed = (self.rng.index(2) == 0).then(|| self.rng.next());
         let outcome = match seed {
             Some(seed) => self.run(
                 &["import-layer", "--parent", &parent, "-n", &name, "-"],
@@ -309,7 +289,7 @@ impl Worker {
 
     /// `add-names` or `set-names` on one of its objects, with private and contested names.
     fn rename(&mut self) {
-        let kind = [Kind::Layer, Kind::Image, Kind::Container][self.rng.below(3)];
+        let kind = [Kind::Layer, Kind::Image, Kind::Container][self.rng.index(3)];
         let ids = match kind {
             Kind::Layer => self.layer_ids(),
             Kind::Image => self.image_ids(),
@@ -319,10 +299,10 @@ impl Worker {
             return;
         };
         let mut names = vec![self.private_name()];
-        if self.rng.below(2) == 0 {
-            names.push(contested(kind, self.rng.below(CONTESTED)));
+        if self.rng.index(2) == 0 {
+            names.push(contested(kind, self.rng.index(CONTESTED)));
         }
-        let set = self.rng.below(3) == 0;
+        let set = self.rng.index(3) == 0;
         let verb = if set { "set-names" } else { "add-names" };
         let mut args = vec![verb, id.as_str(), "--json"];
         for n in &names {
@@ -438,7 +418,7 @@ impl Worker {
     fn delete_layer(&mut self) {
         // Sometimes the shared base, which always has children: LayerHasChildren.
         let id = match self.rng.pick(&self.layer_ids()).cloned() {
-            Some(id) if self.rng.below(8) != 0 => id,
+            Some(id) if self.rng.index(8) != 0 => id,
             _ => "base".to_owned(),
         };
         if let Outcome::Ok(_) = self.run(&["delete-layer", &id], None) {
@@ -452,7 +432,7 @@ impl Worker {
     }
 
     fn step(&mut self) {
-        match self.rng.below(20) {
+        match self.rng.index(20) {
             0..=3 => self.create_layer(),
             4..=5 => self.create_image(),
             6..=7 => self.create_container(),

@@ -156,7 +156,7 @@ fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
     let start = Instant::now();
     let mut n = 0;
     while n < MAX_KILLS && start.elapsed() < BUDGET {
-        let op = OPERATIONS[rng.below(OPERATIONS.len() as u64) as usize];
+        let op = OPERATIONS[rng.index(OPERATIONS.len())];
         let args = prepare(&store, op);
         let span = spans[&op].as_micros() as u64;
         let delay = Duration::from_micros(rng.below(span + 1));

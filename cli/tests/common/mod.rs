@@ -235,6 +235,16 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+
+    /// An index into something `len` long (0 when it is empty).
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// One of `items`, `None` when there are none.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.index(items.len())])
+    }
 }
 
 /// A tar of `files` small files (`repeat` lines each) spread over `dirs` directories
