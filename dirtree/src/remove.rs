@@ -1,6 +1,7 @@
 //! Removing a tree of any depth.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -40,7 +41,6 @@ pub fn remove_all(path: &Path) -> Result<bool> {
         Err(Errno::ENOENT) => return Ok(false),
         Err(e) => return Err(Error::io("open", parent.to_owned(), e)),
     };
-    use std::os::unix::ffi::OsStrExt;
     remove_in(dir.as_fd(), name.as_bytes(), parent)
 }
 
@@ -65,9 +65,9 @@ fn remove_in(dir: BorrowedFd<'_>, name: &[u8], shown: &Path) -> Result<bool> {
         Err(Errno::ENOENT) => return Ok(false),
         Err(e) => return Err(Error::io("open", path, e)),
     };
-    // Each level holds its own name (to remove it once empty) and the names left in it.
+    // Each level holds the names left in it; `path` ends with the deepest level's own
+    // name, which removes it once it is empty.
     let mut levels: Levels<Vec<u8>> = Levels::new();
-    let mut names = vec![name.to_vec()];
     descend(&mut levels, fd, &path)?;
     loop {
         let next = levels.top().and_then(|l| l.todo.pop());
@@ -78,10 +78,7 @@ fn remove_in(dir: BorrowedFd<'_>, name: &[u8], shown: &Path) -> Result<bool> {
                     return Ok(true);
                 };
                 match remove_entry(here, &child, &path)? {
-                    Some(sub) => {
-                        descend(&mut levels, sub, &path)?;
-                        names.push(child);
-                    }
+                    Some(sub) => descend(&mut levels, sub, &path)?,
                     None => {
                         path.pop();
                     }
@@ -95,9 +92,9 @@ fn remove_in(dir: BorrowedFd<'_>, name: &[u8], shown: &Path) -> Result<bool> {
                     },
                 })?;
                 drop(left);
-                let own = names.pop().unwrap_or_default();
+                let own = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
                 let parent = levels.top_fd().unwrap_or(dir);
-                unlink(parent, &own, UnlinkatFlags::RemoveDir, &path)?;
+                unlink(parent, own, UnlinkatFlags::RemoveDir, &path)?;
                 path.pop();
                 if levels.depth() == 0 {
                     return Ok(true);
