@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use fuser::consts::FOPEN_DIRECT_IO;
 use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request,
+    FileAttr, FileType, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request,
 };
 
 use crate::disk::Disk;
@@ -25,6 +25,20 @@ const EROFS: i32 = 30;
 const ENOTDIR: i32 = 20;
 /// Largest write the kernel is asked to send at once.
 const MAX_WRITE: u32 = 1 << 20;
+
+/// The options a block view is mounted with: no devices or set-id files (it holds one
+/// plain file), read-only when the disk is.
+pub fn mount_options(read_only: bool) -> Vec<MountOption> {
+    let mut options = vec![
+        MountOption::FSName("strata-disk-image".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if read_only {
+        options.push(MountOption::RO);
+    }
+    options
+}
 
 /// A disk shared between the view and its owner.
 pub type SharedDisk = Arc<Mutex<Box<dyn Disk>>>;

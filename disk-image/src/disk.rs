@@ -70,6 +70,13 @@ impl std::str::FromStr for Format {
     }
 }
 
+impl serde::Serialize for Format {
+    /// As its [`Format::name`].
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

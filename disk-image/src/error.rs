@@ -28,6 +28,9 @@ pub enum ErrorKind {
     ReadOnly,
     /// The caller passed an argument the operation cannot accept.
     InvalidArgument,
+    /// The disk is in use in a way the operation conflicts with: attached in another
+    /// mode, a parent of an attached chain, or still mounted.
+    Busy,
 }
 
 impl fmt::Display for ErrorKind {
@@ -42,6 +45,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::OutOfRange => "access out of range",
             ErrorKind::ReadOnly => "disk is read-only",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Busy => "disk in use",
         };
         f.write_str(text)
     }
@@ -153,8 +157,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<Error> for storage_core::Error {
     /// The contract's error of the nearest kind, its message naming the disk: a broken or
     /// unknown image, or a broken parent chain, is a corrupt store; I/O keeps its cause;
-    /// a read-only disk, a reach past the end and a bad argument are I/O errors of kinds
-    /// `ReadOnlyFilesystem` and `InvalidInput`.
+    /// a read-only disk, a reach past the end, a bad argument and a disk in use are I/O
+    /// errors of kinds `ReadOnlyFilesystem`, `InvalidInput` and `ResourceBusy`.
     fn from(e: Error) -> Self {
         use storage_core::Error as E;
         let message = e.what();
@@ -182,6 +186,7 @@ impl From<Error> for storage_core::Error {
             ErrorKind::OutOfRange | ErrorKind::InvalidArgument => {
                 E::io(message, io::ErrorKind::InvalidInput)
             }
+            ErrorKind::Busy => E::io(message, io::ErrorKind::ResourceBusy),
         }
     }
 }

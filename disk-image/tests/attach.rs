@@ -5,33 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command as Cmd;
 
 use common::*;
 use disk_image::{Format, attach, create, create_child, open, open_chain};
-use testkit::Requirement::{Command, Path as DevPath, Root};
+use testkit::Requirement::{Command as Program, Path as DevPath, Root};
 
 const SIZE: u64 = 64 << 20;
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Cmd::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-const NEEDS: &[testkit::Requirement<'static>] = &[
-    Root,
-    Command("qemu-img"),
-    Command("mkfs.ext4"),
-    Command("mount"),
-    DevPath("/dev/fuse"),
-    DevPath("/dev/loop-control"),
-];
 
 /// Files written into the filesystem on the attached disk.
 fn files() -> Vec<(String, Vec<u8>)> {
@@ -40,28 +19,6 @@ fn files() -> Vec<(String, Vec<u8>)> {
         ("big.bin".into(), pattern(5 << 20, 7)),
         ("dir/nested.bin".into(), pattern(300_000, 8)),
     ]
-}
-
-/// Unmounts `mnt`. Right after files were written, the kernel can still hold the mount for
-/// a moment (umount says "target is busy", seen once in CI): the data is flushed and the
-/// unmount tried again, for up to five seconds.
-fn unmount(mnt: &Path) {
-    for _ in 0..50 {
-        let out = Cmd::new("umount").arg(mnt).output().unwrap();
-        if out.status.success() {
-            return;
-        }
-        if !String::from_utf8_lossy(&out.stderr).contains("busy") {
-            panic!(
-                "umount {}: {}",
-                mnt.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let _ = Cmd::new("sync").arg("-f").arg(mnt).status();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("umount {}: still busy after 5 s", mnt.display());
 }
 
 /// mkfs.ext4 on `device`, mount it, write [`files`], unmount.
@@ -237,7 +194,7 @@ fn attach_raw_addressable_directly_and_read_only_needs_root_fuse_loop() {
 fn cleanup_removes_attaches_of_dead_processes_needs_root_fuse_loop() {
     if !testkit::require(
         "cleanup_removes_attaches_of_dead_processes_needs_root_fuse_loop",
-        &[Root, DevPath("/dev/loop-control"), Command("losetup")],
+        &[Root, DevPath("/dev/loop-control"), Program("losetup")],
     ) {
         return;
     }

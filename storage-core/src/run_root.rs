@@ -31,6 +31,12 @@ pub struct RunLock {
 
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// The kernel's id of this boot (empty where the kernel does not say): per-boot state
+/// records it, and state recorded under another id describes nothing that still exists.
+pub fn boot_id() -> String {
+    std::fs::read_to_string(BOOT_ID).unwrap_or_default()
+}
+
 impl RunRoot {
     /// Opens (creating) the run root at `dir`, dropping state from an earlier boot.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -41,7 +47,7 @@ impl RunRoot {
             std::fs::create_dir_all(dir.join(sub))
                 .ctx(|| format!("create run root {}", dir.join(sub).display()))?;
         }
-        let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
+        let boot = boot_id();
         let marker = dir.join("boot-id");
         let _guard = rr.lock("boot-id")?;
         let recorded = std::fs::read_to_string(&marker).unwrap_or_default();

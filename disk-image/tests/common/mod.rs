@@ -3,6 +3,9 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::process::Command as Cmd;
+
+use testkit::Requirement::{Command as Program, Path as DevPath, Root};
 
 use disk_image::Disk;
 
@@ -210,4 +213,48 @@ pub fn three_deep_chain(
         expected,
         opened,
     }
+}
+
+/// Runs `cmd` with `args`, panicking with its output when it fails. Returns stdout.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Cmd::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the attach tests need from the machine.
+pub const NEEDS: &[testkit::Requirement<'static>] = &[
+    Root,
+    Program("qemu-img"),
+    Program("mkfs.ext4"),
+    Program("mount"),
+    DevPath("/dev/fuse"),
+    DevPath("/dev/loop-control"),
+];
+
+/// Unmounts `mnt`. Right after files were written, the kernel can still hold the mount for
+/// a moment (umount says "target is busy", seen once in CI): the data is flushed and the
+/// unmount tried again, for up to five seconds.
+pub fn unmount(mnt: &Path) {
+    for _ in 0..50 {
+        let out = Cmd::new("umount").arg(mnt).output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        if !String::from_utf8_lossy(&out.stderr).contains("busy") {
+            panic!(
+                "umount {}: {}",
+                mnt.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = Cmd::new("sync").arg("-f").arg(mnt).status();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("umount {}: still busy after 5 s", mnt.display());
 }

@@ -2,28 +2,43 @@
 //! their offset and size limit; every other disk (sparse, dynamic, differencing, chains)
 //! through the FUSE [block view](crate::block_view), whose one file is loop-attached.
 //!
-//! Each attach records itself in a state directory (under [`run_dir`]) holding the owner's
-//! pid, the loop device, its backing file and the FUSE mountpoint, so that [`cleanup`] can
-//! remove what a crashed process left behind.
+//! Two ways, for two kinds of caller:
+//! - [`Attachments`]: attachments that outlive the process that made them, for stores
+//!   whose commands are short processes. A block view is served by a detached
+//!   [server](Server) process; each attachment is recorded in a registry directory,
+//!   shared by reference count (one chain used by several layers or processes is attached
+//!   once), and whatever a crash, a kill or a reboot leaves is found and torn down by the
+//!   next process that opens the registry.
+//! - [`attach()`]: an attachment that lasts as long as its [`Attached`] value in this
+//!   process, served by this process, for tools and tests. Its state directory (under
+//!   [`run_dir`]) records the owner's pid so that [`cleanup`] can remove what a crashed
+//!   process left behind.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use fuser::{BackgroundSession, MountOption};
-use loopdev::{LoopControl, LoopDevice};
+use fuser::BackgroundSession;
+use loopdev::LoopDevice;
 
-use crate::block_view::{BlockView, FILE_NAME, SharedDisk};
+use crate::block_view::{self, BlockView, FILE_NAME, SharedDisk};
 use crate::disk::Disk;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
+
+mod loop_device;
+mod mountinfo;
+pub mod process;
+mod record;
+mod registry;
+mod server;
+
+pub use process::ProcessId;
+pub use registry::{AttachOptions, Attachment, Attachments, Problem, Released};
+pub use server::{Server, serve};
 
 /// Environment variable overriding [`run_dir`].
 pub const RUN_DIR_ENV: &str = "STRATA_DISK_IMAGE_RUN_DIR";
 const DEFAULT_RUN_DIR: &str = "/run/strata-disk-image";
-const EBUSY: i32 = 16;
-/// How long a detach waits for the kernel to let go of the loop device.
-const DETACH_WAIT: Duration = Duration::from_secs(10);
 
 /// Where attach state directories live: `$STRATA_DISK_IMAGE_RUN_DIR` or
 /// `/run/strata-disk-image`.
@@ -67,63 +82,6 @@ fn record(state: &Path, name: &str, value: &Path) -> Result<()> {
         .map_err(io_err(&file, "recording attach state"))
 }
 
-/// Attaches `file` from `offset` for `size` bytes to a free loop device.
-fn attach_loop(
-    file: &Path,
-    offset: u64,
-    size: u64,
-    read_only: bool,
-) -> Result<(LoopDevice, PathBuf)> {
-    let control_path = Path::new("/dev/loop-control");
-    let control = LoopControl::open().map_err(io_err(control_path, "opening loop control"))?;
-    let mut attempt = 0;
-    loop {
-        let dev = control
-            .next_free()
-            .map_err(io_err(control_path, "finding a free loop device"))?;
-        match dev
-            .with()
-            .offset(offset)
-            .size_limit(size)
-            .read_only(read_only)
-            .attach(file)
-        {
-            Ok(()) => {
-                let path = dev.path().ok_or_else(|| {
-                    Error::new(ErrorKind::Io, "loop device has no path").with_path(file)
-                })?;
-                return Ok((dev, path));
-            }
-            // Another process took the device between next_free and attach.
-            Err(e) if e.raw_os_error() == Some(EBUSY) && attempt < 16 => attempt += 1,
-            Err(e) => return Err(Error::io(file, "attaching a loop device", e)),
-        }
-    }
-}
-
-/// The sysfs file naming the backing file of loop device `device`.
-fn backing_file_of(device: &Path) -> Option<PathBuf> {
-    let name = device.file_name()?;
-    let sys = Path::new("/sys/block").join(name).join("loop/backing_file");
-    let text = std::fs::read_to_string(sys).ok()?;
-    Some(PathBuf::from(text.trim_end_matches('\n')))
-}
-
-fn wait_detached(device: &Path) -> Result<()> {
-    let start = Instant::now();
-    while backing_file_of(device).is_some() {
-        if start.elapsed() > DETACH_WAIT {
-            return Err(Error::new(
-                ErrorKind::Io,
-                "loop device still in use (mounted or open) after detach",
-            )
-            .with_path(device));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// Makes `disk` (and its parents) a block device, read-only or read-write. Writes through
 /// the device go to the top disk only.
 pub fn attach(disk: Box<dyn Disk>, read_only: bool) -> Result<Attached> {
@@ -141,7 +99,7 @@ pub fn attach(disk: Box<dyn Disk>, read_only: bool) -> Result<Attached> {
             })
         }
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&state);
+            let _ = registry::remove_state(&state);
             Err(e)
         }
     }
@@ -158,7 +116,7 @@ fn attach_in(
         && let Some(extent) = disk.raw_extent()
     {
         disk.flush()?;
-        let (dev, path) = attach_loop(&extent.path, extent.offset, extent.size, read_only)?;
+        let (dev, path) = loop_device::attach(&extent.path, extent.offset, extent.size, read_only)?;
         record(state, "device", &path)?;
         record(state, "backing", &extent.path)?;
         return Ok((path, dev, None));
@@ -168,19 +126,11 @@ fn attach_in(
     let size = disk.size();
     let shared: SharedDisk = Arc::new(Mutex::new(disk));
     let view = BlockView::new(shared.clone(), read_only, size);
-    let mut options = vec![
-        MountOption::FSName("strata-disk-image".into()),
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
-    if read_only {
-        options.push(MountOption::RO);
-    }
-    let session = fuser::spawn_mount2(view, &mnt, &options)
+    let session = fuser::spawn_mount2(view, &mnt, &block_view::mount_options(read_only))
         .map_err(io_err(&mnt, "mounting the block view"))?;
     record(state, "mountpoint", &mnt)?;
     let file = mnt.join(FILE_NAME);
-    let (dev, path) = attach_loop(&file, 0, size, read_only)?;
+    let (dev, path) = loop_device::attach(&file, 0, size, read_only)?;
     record(state, "device", &path)?;
     record(state, "backing", &file)?;
     Ok((path, dev, Some((session, shared))))
@@ -203,7 +153,7 @@ impl Attached {
                 .map_err(io_err(&self.device, "detaching loop device"))?;
             // The kernel defers the detach while any descriptor is open, ours included.
             drop(dev);
-            if let Err(e) = wait_detached(&self.device) {
+            if let Err(e) = loop_device::wait_detached(&self.device) {
                 // Still busy: keep serving the view so the holder can finish; cleanup()
                 // removes it once this process is gone.
                 if let Some(session) = self.session.take() {
@@ -221,7 +171,7 @@ impl Attached {
         // Dropping the session unmounts the view.
         drop(self.session.take());
         if let Some(state) = self.state.take() {
-            let _ = std::fs::remove_dir_all(&state);
+            let _ = registry::remove_state(&state);
         }
         result
     }
@@ -279,27 +229,15 @@ pub fn cleanup() -> Result<usize> {
                 .ok()
                 .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()))
         };
-        if let (Some(device), Some(backing)) = (read("device"), read("backing"))
-            && backing_file_of(&device).is_some_and(|b| b == backing)
-            && let Ok(dev) = LoopDevice::open(&device)
-        {
-            dev.detach()
-                .map_err(io_err(&device, "detaching stale loop device"))?;
-            drop(dev);
-            wait_detached(&device)?;
+        if let (Some(device), Some(backing)) = (read("device"), read("backing")) {
+            loop_device::detach(&device, &backing, None)?;
         }
         if let Some(mnt) = read("mountpoint") {
-            // Not mounted any more is fine; anything else is reported.
-            match nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(Error::io(&mnt, "unmounting stale block view", e.into())),
-            }
+            mountinfo::unmount(&mnt)?;
         }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => removed += 1,
-            // Its owner (or another cleanup) got there first.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&dir, "removing attach state", e)),
+        if dir.exists() {
+            registry::remove_state(&dir)?;
+            removed += 1;
         }
     }
     Ok(removed)

@@ -6,15 +6,26 @@
 //! diskimg read PATH --offset N --length L > data
 //! diskimg convert --format F IN OUT
 //! diskimg info PATH [--json]
-//! diskimg attach [--read-only] PATH
+//! diskimg attach [--read-only] [--within DIR] [--run-dir DIR] PATH...
+//! diskimg detach [--run-dir DIR] PATH...
+//! diskimg attachments [--run-dir DIR] [--json]
+//! diskimg check [--repair] [--run-dir DIR] [--json]
 //! ```
 //! F is one of raw, vmdk, vmdk-flat, vmdk-stream, vhd-fixed, vhd-dynamic, vhdx.
+//!
+//! `attach` makes each chain named a block device that lasts after `diskimg` exits (a
+//! block view is served by `diskimg serve`, started in the background) and prints its
+//! device, one line each; attaching an attached chain again takes one more reference, and `detach`
+//! drops one (the last detaches). The registry is `--run-dir`, by default strata's
+//! (`/run/strata/disks`), so `strata status` lists these too. Every registry command
+//! first sets right what crashed or killed processes left, and says so on standard error.
 
 use std::error::Error;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use disk_image::attach::{AttachOptions, Attachments, Released, Server};
 use disk_image::{Disk, Format};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -25,7 +36,10 @@ const USAGE: &str = "usage:
   diskimg read PATH --offset N --length L > data
   diskimg convert --format F IN OUT
   diskimg info PATH [--json]
-  diskimg attach [--read-only] PATH
+  diskimg attach [--read-only] [--within DIR] [--run-dir DIR] PATH...
+  diskimg detach [--run-dir DIR] PATH...
+  diskimg attachments [--run-dir DIR] [--json]
+  diskimg check [--repair] [--run-dir DIR] [--json]
 F: raw, vmdk, vmdk-flat, vmdk-stream, vhd-fixed, vhd-dynamic, vhdx";
 
 /// Formats `create` and `convert` accept.
@@ -71,10 +85,28 @@ enum Mode {
         json: bool,
     },
     Attach {
-        path: PathBuf,
+        paths: Vec<PathBuf>,
         read_only: bool,
+        within: Option<PathBuf>,
+        run_dir: PathBuf,
+    },
+    Detach {
+        paths: Vec<PathBuf>,
+        run_dir: PathBuf,
+    },
+    Attachments {
+        run_dir: PathBuf,
+        json: bool,
+    },
+    Check {
+        run_dir: PathBuf,
+        repair: bool,
+        json: bool,
     },
 }
+
+/// The attachment registry of strata's default run root.
+const DEFAULT_RUN_DIR: &str = "/run/strata/disks";
 
 /// Raw flags: `--name value` pairs, bare switches and positionals.
 struct Flags {
@@ -129,6 +161,18 @@ impl Flags {
         Ok(format)
     }
 
+    fn run_dir(&mut self) -> PathBuf {
+        PathBuf::from(
+            self.take("run-dir")
+                .unwrap_or_else(|| DEFAULT_RUN_DIR.into()),
+        )
+    }
+
+    fn at_least_one(self) -> Res<Vec<PathBuf>> {
+        let want = self.positional.len().max(1);
+        self.done(want)
+    }
+
     fn done(self, want: usize) -> Res<Vec<PathBuf>> {
         if let Some((name, _)) = self.values.first() {
             return Err(format!("unexpected --{name}").into());
@@ -142,7 +186,7 @@ impl Flags {
 
 fn parse(args: &[String]) -> Res<Mode> {
     let (cmd, rest) = args.split_first().ok_or(USAGE)?;
-    let mut f = Flags::parse(rest, &["json", "read-only", "unsynced"])?;
+    let mut f = Flags::parse(rest, &["json", "read-only", "unsynced", "repair"])?;
     let has = |f: &Flags, s: &str| f.switches.iter().any(|x| x == s);
     Ok(match cmd.as_str() {
         "create" => {
@@ -197,9 +241,36 @@ fn parse(args: &[String]) -> Res<Mode> {
         }
         "attach" => {
             let read_only = has(&f, "read-only");
+            let within = f.take("within").map(PathBuf::from);
+            let run_dir = f.run_dir();
             Mode::Attach {
-                path: f.done(1)?.remove(0),
+                paths: f.at_least_one()?,
                 read_only,
+                within,
+                run_dir,
+            }
+        }
+        "detach" => {
+            let run_dir = f.run_dir();
+            Mode::Detach {
+                paths: f.at_least_one()?,
+                run_dir,
+            }
+        }
+        "attachments" => {
+            let json = has(&f, "json");
+            let run_dir = f.run_dir();
+            f.done(0)?;
+            Mode::Attachments { run_dir, json }
+        }
+        "check" => {
+            let (json, repair) = (has(&f, "json"), has(&f, "repair"));
+            let run_dir = f.run_dir();
+            f.done(0)?;
+            Mode::Check {
+                run_dir,
+                repair,
+                json,
             }
         }
         other => return Err(format!("unknown command {other:?}\n{USAGE}").into()),
@@ -373,25 +444,108 @@ fn run(mode: Mode) -> Res<()> {
             disk_image::convert(src.as_ref(), &out, format)?;
         }
         Mode::Info { path, json } => info(&path, json)?,
-        Mode::Attach { path, read_only } => {
-            use nix::sys::signal::{SigSet, Signal};
-            // Block the signals before any thread starts, then wait for one.
-            let mut signals = SigSet::empty();
-            signals.add(Signal::SIGINT);
-            signals.add(Signal::SIGTERM);
-            signals.thread_block()?;
-            let disk = disk_image::open_chain(&path, read_only)?;
-            let attached = disk_image::attach(disk, read_only)?;
-            println!("{}", attached.device().display());
-            std::io::stdout().flush()?;
-            signals.wait()?;
-            attached.detach()?;
+        Mode::Attach {
+            paths,
+            read_only,
+            within,
+            run_dir,
+        } => {
+            let registry = open_registry(&run_dir)?;
+            let options = AttachOptions {
+                read_only,
+                within: within.as_deref(),
+            };
+            let server = Server::this_program(["serve"])?;
+            for path in paths {
+                let attached = registry.attach(&path, &options, &server);
+                report_found(&registry);
+                println!("{}", attached?.device.display());
+            }
+        }
+        Mode::Detach { paths, run_dir } => {
+            let registry = open_registry(&run_dir)?;
+            for path in paths {
+                let released = registry.release(&path);
+                report_found(&registry);
+                match released? {
+                    Released::Detached => println!("detached {}", path.display()),
+                    Released::Kept(n) => {
+                        println!("{} still attached for {n} user(s)", path.display())
+                    }
+                }
+            }
+        }
+        Mode::Attachments { run_dir, json } => {
+            let list = Attachments::at(&run_dir)?.list()?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &list)?;
+                writeln!(out)?;
+            } else {
+                for a in &list {
+                    let served = a
+                        .server
+                        .map_or("loop only".to_string(), |s| format!("server {}", s.pid));
+                    let mode = if a.read_only { "ro" } else { "rw" };
+                    writeln!(
+                        out,
+                        "{}\t{}\t{mode}\t{} user(s)\t{served}\t{}{}",
+                        a.device.display(),
+                        a.format,
+                        a.refs,
+                        a.top.display(),
+                        a.problem
+                            .as_ref()
+                            .map_or(String::new(), |p| format!("\t({p})"))
+                    )?;
+                }
+            }
+        }
+        Mode::Check {
+            run_dir,
+            repair,
+            json,
+        } => {
+            let problems = Attachments::at(&run_dir)?.check(repair)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &problems)?;
+                writeln!(out)?;
+            } else {
+                for p in &problems {
+                    let state = if p.repaired { "repaired" } else { "found" };
+                    writeln!(out, "{state}: {}: {}", p.disk.display(), p.detail)?;
+                }
+            }
+            if !repair && !problems.is_empty() {
+                return Err(format!("{} broken attachment(s)", problems.len()).into());
+            }
         }
     }
     Ok(())
 }
 
+/// Opens the registry, setting right what crashes left (and saying so).
+fn open_registry(dir: &Path) -> Res<Attachments> {
+    let registry = Attachments::open(dir)?;
+    report_found(&registry);
+    Ok(registry)
+}
+
+/// Says on standard error what the registry found broken and tore down.
+fn report_found(registry: &Attachments) {
+    for p in registry.found() {
+        let state = if p.repaired { "set right" } else { "found" };
+        eprintln!("diskimg: {state}: {}: {}", p.disk.display(), p.detail);
+    }
+}
+
 fn main() -> ExitCode {
+    // `serve` takes the registry's arguments as they are, so it comes before the flags.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|c| c == "serve") {
+        return disk_image::attach::serve(raw);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,126 @@
+//! Loop devices: attaching a file (at an offset and size limit) to a free one, and finding,
+//! checking and detaching them through sysfs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use loopdev::{LoopControl, LoopDevice};
+
+use crate::error::{Error, ErrorKind, Result};
+
+const EBUSY: i32 = 16;
+/// How long a detach waits for the kernel to let go of the loop device.
+const DETACH_WAIT: Duration = Duration::from_secs(10);
+
+/// Attaches `file` from `offset` for `size` bytes to a free loop device.
+pub(crate) fn attach(
+    file: &Path,
+    offset: u64,
+    size: u64,
+    read_only: bool,
+) -> Result<(LoopDevice, PathBuf)> {
+    let control_path = Path::new("/dev/loop-control");
+    let control =
+        LoopControl::open().map_err(|e| Error::io(control_path, "opening loop control", e))?;
+    let mut attempt = 0;
+    loop {
+        let dev = control
+            .next_free()
+            .map_err(|e| Error::io(control_path, "finding a free loop device", e))?;
+        match dev
+            .with()
+            .offset(offset)
+            .size_limit(size)
+            .read_only(read_only)
+            .attach(file)
+        {
+            Ok(()) => {
+                let path = dev.path().ok_or_else(|| {
+                    Error::new(ErrorKind::Io, "loop device has no path").with_path(file)
+                })?;
+                return Ok((dev, path));
+            }
+            // Another process took the device between next_free and attach.
+            Err(e) if e.raw_os_error() == Some(EBUSY) && attempt < 16 => attempt += 1,
+            Err(e) => return Err(Error::io(file, "attaching a loop device", e)),
+        }
+    }
+}
+
+/// The sysfs directory of loop device `device` (`/sys/block/loop3/loop`).
+fn sysfs(device: &Path) -> Option<PathBuf> {
+    Some(
+        Path::new("/sys/block")
+            .join(device.file_name()?)
+            .join("loop"),
+    )
+}
+
+/// The file loop device `device` is backed by, or `None` when it is free.
+pub(crate) fn backing_file(device: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(sysfs(device)?.join("backing_file")).ok()?;
+    Some(PathBuf::from(text.trim_end_matches('\n')))
+}
+
+/// Where in its backing file loop device `device` starts.
+fn offset(device: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(sysfs(device)?.join("offset")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// True when `device` is attached to `file` at `at` (any offset when `None`).
+pub(crate) fn is_backed_by(device: &Path, file: &Path, at: Option<u64>) -> bool {
+    backing_file(device).is_some_and(|b| b == file)
+        && at.is_none_or(|at| offset(device) == Some(at))
+}
+
+/// Every loop device attached to `file` (at `at`, when given).
+pub(crate) fn backed_by(file: &Path, at: Option<u64>) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .filter(|dev| is_backed_by(dev, file, at))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Waits until `device` has no backing file any more.
+pub(crate) fn wait_detached(device: &Path) -> Result<()> {
+    let start = Instant::now();
+    while backing_file(device).is_some() {
+        if start.elapsed() > DETACH_WAIT {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "loop device still in use (mounted or open) after detach",
+            )
+            .with_path(device));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Detaches `device`, which must still be attached to `file` (a device another process
+/// has since taken is left alone), and waits until the kernel lets go of it. A device
+/// still open or mounted is detached by the kernel once it is closed (autoclear); then
+/// the wait fails with `Busy`.
+pub(crate) fn detach(device: &Path, file: &Path, at: Option<u64>) -> Result<()> {
+    if !is_backed_by(device, file, at) {
+        return Ok(());
+    }
+    let dev = LoopDevice::open(device).map_err(|e| Error::io(device, "opening loop device", e))?;
+    match dev.detach() {
+        Ok(()) => {}
+        // ENXIO: it was detached in between.
+        Err(e) if e.raw_os_error() == Some(6) => return Ok(()),
+        Err(e) => return Err(Error::io(device, "detaching loop device", e)),
+    }
+    // The kernel defers the detach while any descriptor is open, ours included.
+    drop(dev);
+    wait_detached(device)
+}
