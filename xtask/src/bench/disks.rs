@@ -1,7 +1,6 @@
 //! Virtual disks: `disk-image` against qemu, writing and reading 1 GiB, directly and
 //! through a loop-attached block view.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
             "yes 'strata disk image benchmark line' | head -c 1G > {data}.tmp && mv {data}.tmp {data}"
         ))?;
     }
-    let diskimg = target_bin("examples/diskimg");
+    let diskimg = target_bin("diskimg");
     let d = diskimg.display();
     for fmt in FORMATS {
         eprintln!("bench: {fmt} through the crate");
@@ -117,22 +116,50 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
     Ok(())
 }
 
-/// A process that holds a loop device until it is told to stop.
+/// A loop device over a block view, released on drop: qemu's by detaching the device and
+/// stopping the daemon that serves it; ours by `diskimg detach`, which stops its server.
 struct Held {
-    child: Child,
     device: String,
-    loop_to_detach: bool,
+    release: Release,
+}
+
+enum Release {
+    /// `diskimg detach --run-dir REGISTRY DISK`.
+    Detach {
+        diskimg: std::path::PathBuf,
+        registry: String,
+        disk: String,
+    },
+    /// `losetup -d` the device (when attached), then SIGTERM the serving process.
+    Stop { child: Child, loop_attached: bool },
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.loop_to_detach {
-            let _ = Command::new("losetup").args(["-d", &self.device]).status();
+        match &mut self.release {
+            Release::Detach {
+                diskimg,
+                registry,
+                disk,
+            } => {
+                let _ = Command::new(diskimg)
+                    .args(["detach", "--run-dir", registry, disk])
+                    .stdout(Stdio::null())
+                    .status();
+            }
+            Release::Stop {
+                child,
+                loop_attached,
+            } => {
+                if *loop_attached {
+                    let _ = Command::new("losetup").args(["-d", &self.device]).status();
+                }
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                let _ = child.wait();
+            }
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
     }
 }
 
@@ -147,56 +174,38 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> Option<String>) -> Result<Str
     bail!("{what} did not come up within 20 s")
 }
 
+/// Our block view as a store gets it: `diskimg attach` starts a detached server, prints
+/// the device and exits; the view outlives it until `diskimg detach`.
 fn strata_view(dir: &str, fmt: &str) -> Result<Held> {
-    let d = target_bin("examples/diskimg");
+    let d = target_bin("diskimg");
+    let disk = format!("{dir}/s.{fmt}");
+    let registry = format!("{dir}/registry");
     time_sh(&format!(
-        "rm -f {dir}/s.{fmt} && {} create --format {fmt} --size 2147483648 {dir}/s.{fmt}",
+        "rm -f {disk} && {} create --format {fmt} --size 2147483648 {disk}",
         d.display()
     ))?;
-    // The device is read from the attach's own standard output. (It used to be read from a
-    // file the shell redirected into, which the bench could read before the new attach had
-    // truncated it: a stale device from an earlier attach, not yet bound, on which the first
-    // dd failed with ENOSPC.)
-    let mut child = Command::new(&d)
-        .args(["attach", &format!("{dir}/s.{fmt}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start diskimg attach")?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("diskimg attach's standard output")?;
-    let mut held = Held {
-        child,
-        device: String::new(),
-        loop_to_detach: false,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = tx.send(reader.read_line(&mut line).map(|_| line));
-        // Keep reading until the attach exits, so that it never writes into a closed pipe.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    // On failure `held` is dropped, which stops the attach.
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .context("diskimg attach did not print a device within 20 s")?
-        .context("read diskimg attach's output")?;
-    held.device = line.trim().to_owned();
-    if held.device.is_empty() {
-        bail!("diskimg attach exited without printing a device");
+    let device = sh_output(&format!(
+        "{} attach --run-dir {registry} {disk}",
+        d.display()
+    ))?;
+    if !device.starts_with("/dev/") {
+        bail!("diskimg attach printed {device:?}, not a device");
     }
-    Ok(held)
+    Ok(Held {
+        device,
+        release: Release::Detach {
+            diskimg: d,
+            registry,
+            disk,
+        },
+    })
 }
 
 fn qemu_view(dir: &str, fmt: &str) -> Result<Held> {
     time_sh(&format!(
         "rm -f {dir}/q.{fmt} && qemu-img create -q -f {fmt} {dir}/q.{fmt} 2G && rm -f {dir}/export && touch {dir}/export"
     ))?;
-    let child = Command::new("qemu-storage-daemon")
+    let mut child = Command::new("qemu-storage-daemon")
         .args([
             "--blockdev",
             &format!("driver=file,node-name=file,filename={dir}/q.{fmt}"),
@@ -209,17 +218,24 @@ fn qemu_view(dir: &str, fmt: &str) -> Result<Held> {
         .stdout(Stdio::null())
         .spawn()
         .context("start qemu-storage-daemon")?;
-    let mut held = Held {
-        child,
-        device: String::new(),
-        loop_to_detach: false,
-    };
-    wait_for("qemu-storage-daemon's FUSE export", || {
+    let up = wait_for("qemu-storage-daemon's FUSE export", || {
         sh_output(&format!("grep -q ' {dir}/export ' /proc/mounts && echo up")).ok()
-    })?;
-    held.device = sh_output(&format!("losetup --find --show {dir}/export"))?;
-    held.loop_to_detach = true;
-    Ok(held)
+    })
+    .and_then(|_| sh_output(&format!("losetup --find --show {dir}/export")));
+    match up {
+        Ok(device) => Ok(Held {
+            device,
+            release: Release::Stop {
+                child,
+                loop_attached: true,
+            },
+        }),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
 }
 
 /// `dd` of 1 GiB in and out of a loop-attached block view: ours against qemu's.
@@ -270,7 +286,7 @@ fn block_views(
         drop(held);
     }
     let input = format!(
-        "A new 2 GiB sparse {fmt} served as a raw file over FUSE and loop-attached; 1 GiB written with direct I/O, then read back."
+        "A new 2 GiB sparse {fmt} served as a raw file over FUSE and loop-attached; 1 GiB written with direct I/O, then read back. Ours is served by the detached server a store's attachments use (`diskimg attach` exits once the device is up), qemu's by qemu-storage-daemon."
     );
     report.table(Table {
         title: format!("Write 1 GiB through a {fmt} block view"),

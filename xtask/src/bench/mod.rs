@@ -65,7 +65,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("layers" | "catalog" | "nfs") => &[],
         _ => &[
             &["-p", "ext4-writer", "--example", "tar2ext4"],
-            &["-p", "disk-image", "--example", "diskimg"],
+            &["-p", "disk-image", "--bin", "diskimg"],
         ],
     };
     for args in std::iter::once(&["-p", "cli"][..]).chain(examples.iter().copied()) {
@@ -136,7 +136,7 @@ pub fn strata() -> PathBuf {
     target_bin("strata")
 }
 
-/// A release binary (`strata`, `examples/diskimg`, …), where cargo built it: under
+/// A release binary (`strata`, `diskimg`, `examples/tar2ext4`, …), where cargo built it: under
 /// `$CARGO_TARGET_DIR` when that is set (as the builds above honour it), else `target/`.
 pub fn target_bin(name: &str) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

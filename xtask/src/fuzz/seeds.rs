@@ -142,12 +142,22 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// Builds a workspace example and returns its path.
 fn example(package: &str, name: &str) -> Result<PathBuf> {
+    build(package, "--example", name)?;
+    Ok(target_dir().join("debug").join("examples").join(name))
+}
+
+/// Builds the binary `name` of `package` (debug) and returns its path.
+fn binary(package: &str, name: &str) -> Result<PathBuf> {
+    build(package, "--bin", name)?;
+    Ok(target_dir().join("debug").join(name))
+}
+
+fn build(package: &str, kind: &str, name: &str) -> Result<()> {
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", package, "--example", name])
+            .args(["build", "--quiet", "-p", package, kind, name])
             .current_dir(workspace_root()),
-    )?;
-    Ok(target_dir().join("debug").join("examples").join(name))
+    )
 }
 
 /// Bytes with a recognisable pattern (never all zero in a sector).
@@ -274,7 +284,7 @@ fn disk_seeds(seeds: &Seeds, work: &Path) -> Result<()> {
     images.push(child);
 
     // The project's own writer: every format from the same data, and chains.
-    let diskimg = example("disk-image", "diskimg")?;
+    let diskimg = binary("disk-image", "diskimg")?;
     let ours: &[(&str, &str)] = &[
         ("vmdk", "disk.vmdk"),
         ("vmdk-flat", "disk.vmdk"),
