@@ -10,7 +10,7 @@ mod progress;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{CommandFactory, FromArgMatches};
 use serde::Serialize;
 use storage_core::Op;
@@ -22,7 +22,17 @@ use context::Context;
 use flags::{Command, Flags, VolumeCommand};
 use storage_core::ObjectKind;
 
+/// The hidden first argument that makes `strata` a block view server (see
+/// [`disk_image::attach::Server`]): disk attachments re-execute `strata` with it so that a
+/// block view outlives the command that attached it.
+pub const SERVE_BLOCK_VIEW: &str = "serve-block-view";
+
 fn main() -> ExitCode {
+    // The server takes the registry's arguments as they are, before any flag parsing.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|first| first == SERVE_BLOCK_VIEW) {
+        return disk_image::attach::serve(raw);
+    }
     let matches = Flags::command().get_matches();
     let name = matches.subcommand_name().unwrap_or("strata").to_owned();
     let flags = match Flags::from_arg_matches(&matches) {
@@ -332,15 +342,43 @@ async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
             "no".into()
         },
     ));
+    // Disks attached as block devices in this run root, by whatever attached them.
+    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
+    let attachments =
+        tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
+            .await
+            .context("attachment listing")??;
     if json {
-        let map: serde_json::Map<String, serde_json::Value> = facts
+        let mut map: serde_json::Map<String, serde_json::Value> = facts
             .into_iter()
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();
+        map.insert(
+            "Attachments".into(),
+            serde_json::to_value(&attachments).context("attachments as JSON")?,
+        );
         output::json(&map)?;
     } else {
         for (k, v) in facts {
             println!("{k}: {v}");
+        }
+        println!("Attachments: {}", attachments.len());
+        for a in &attachments {
+            let served = a.server.map_or("loop device only".to_string(), |s| {
+                format!("server pid {}", s.pid)
+            });
+            let mode = if a.read_only { "ro" } else { "rw" };
+            let problem = a
+                .problem
+                .as_ref()
+                .map_or(String::new(), |p| format!(" (broken: {p})"));
+            println!(
+                "  {} {} {mode}, {} user(s), {served}: {}{problem}",
+                a.device.display(),
+                a.format,
+                a.refs,
+                a.top.display()
+            );
         }
     }
     Ok(())

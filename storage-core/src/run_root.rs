@@ -31,6 +31,11 @@ pub struct RunLock {
 
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// [`RunRoot::attachments`] of the run root at `dir`, for callers that only list it.
+pub fn attachments_in(dir: &Path) -> PathBuf {
+    dir.join("disks")
+}
+
 /// The kernel's id of this boot (empty where the kernel does not say): per-boot state
 /// records it, and state recorded under another id describes nothing that still exists.
 pub fn boot_id() -> String {
@@ -65,6 +70,12 @@ impl RunRoot {
     /// The run root's directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the block-device attachments of this run root are recorded (`disks/`): one
+    /// registry that every backend attaching disks, and `strata status`, share.
+    pub fn attachments(&self) -> PathBuf {
+        attachments_in(&self.dir)
     }
 
     fn lock_path(&self, name: &str) -> PathBuf {

@@ -49,6 +49,9 @@ pub enum ProblemKind {
     BigData,
     /// A mount record with nothing mounted, or a mount with no record.
     StaleMount,
+    /// A disk attachment whose server or device is gone, or that a killed process left
+    /// half made or half removed.
+    BrokenAttachment,
 }
 
 /// One problem `check` found.
@@ -76,6 +79,21 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Adds a problem found outside the catalog and its driver (the run root's disk
+    /// attachments), with what `--repair` did about it.
+    pub fn add(
+        &mut self,
+        kind: ProblemKind,
+        object: impl Into<String>,
+        detail: impl Into<String>,
+        repaired: Option<String>,
+    ) {
+        self.found(kind, object, detail);
+        if let Some(how) = repaired {
+            self.repaired(how);
+        }
+    }
+
     fn found(&mut self, kind: ProblemKind, object: impl Into<String>, detail: impl Into<String>) {
         self.problems.push(Problem {
             kind,

@@ -1,8 +1,8 @@
 //! Commands that take a layer, an image or a container alike: exists, delete, metadata,
 //! names; and the whole-store ones: wipe, shutdown, check.
 
-use anyhow::{Result, bail};
-use catalog::NameChange;
+use anyhow::{Context as _, Result, bail};
+use catalog::{NameChange, ProblemKind};
 use serde::Serialize;
 use storage_core::{Error, ObjectKind, Op};
 
@@ -154,7 +154,22 @@ pub async fn shutdown(ctx: &Context, op: &Op, force: bool) -> Result<()> {
 /// `check [--repair] [--json]`: prints what it checked and each problem (with what
 /// `--repair` did about it); fails when a problem is left.
 pub async fn check(ctx: &Context, op: &Op, repair: bool, json: bool) -> Result<()> {
-    let report = ctx.store.check(op, repair).await?;
+    let mut report = ctx.store.check(op, repair).await?;
+    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
+    let broken = tokio::task::spawn_blocking(move || {
+        disk_image::attach::Attachments::at(&registry)?.check(repair)
+    })
+    .await
+    .context("attachment check")??;
+    for p in broken {
+        let how = p.repaired.then(|| "tore it down".to_string());
+        report.add(
+            ProblemKind::BrokenAttachment,
+            p.disk.display().to_string(),
+            p.detail,
+            how,
+        );
+    }
     if json {
         output::json(&report)?;
     } else {
