@@ -49,6 +49,8 @@ inventory::submit! {
             layers: false,
             volumes: true,
             local_root: false,
+            vm_disks: false,
+            max_depth: None,
         },
         open,
     }

@@ -54,6 +54,9 @@ inventory::submit! {
             layers: true,
             volumes: true,
             local_root: true,
+            vm_disks: false,
+            // 500 lowers per overlay, and one level of nested groups of 500.
+            max_depth: Some(mount::KERNEL_MAX_LOWERS * mount::KERNEL_MAX_LOWERS),
         },
         open,
     }

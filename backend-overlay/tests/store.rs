@@ -457,3 +457,45 @@ async fn additional_stores_lend_layers_and_images_but_are_never_written_needs_ro
         "the additional store changed"
     );
 }
+
+#[tokio::test]
+async fn chain_depth_counts_the_chain_down_to_its_base_across_additional_stores_up_to_a_limit() {
+    let ro = Fixture::new().await;
+    let mut lent = None;
+    for _ in 0..3 {
+        let l = ro
+            .store
+            .create_layer(&ro.op, lent.as_deref(), &[], false)
+            .await
+            .unwrap();
+        lent = Some(l.id);
+    }
+    let f = Fixture::with_additional(&[ro.dir.path().join("store")]).await;
+    let (s, op) = (&f.store, &f.op);
+    let mut top = lent.unwrap();
+    for _ in 0..4 {
+        top = s.create_layer(op, Some(&top), &[], false).await.unwrap().id;
+    }
+    assert_eq!(s.chain_depth(&top, 100).await.unwrap(), 7);
+    assert_eq!(
+        s.chain_depth(&top, 5).await.unwrap(),
+        5,
+        "stops at the limit"
+    );
+    assert_eq!(s.chain_depth(&top, 7).await.unwrap(), 7);
+    let base = s.create_layer(op, None, &[], false).await.unwrap();
+    assert_eq!(s.chain_depth(&base.id, 100).await.unwrap(), 1);
+    assert!(matches!(
+        s.chain_depth("no-such-layer", 10).await.unwrap_err(),
+        Error::NotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn an_overlay_store_has_no_layer_disks_for_a_vm() {
+    let f = Fixture::new().await;
+    let l = f.store.create_layer(&f.op, None, &[], false).await.unwrap();
+    let e = f.store.layer_disks(&f.op, &l.id).await.unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains(&l.id), "{e}");
+}

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use catalog::image_store::VolumeLookupCache;
 use catalog::{Catalog, Listing, Store};
 use std::sync::{Arc, Mutex};
+use storage_core::backend::Capabilities;
 use storage_core::run_root::RunRoot;
 
 use storage_core::{Op, VolumeStorer};
@@ -72,6 +73,42 @@ pub struct Context {
     pub paths: Paths,
     /// The store's name (from the config file, or derived from its URL).
     pub name: String,
+    /// The backend's name (`overlay`, …).
+    pub backend_name: &'static str,
+    /// What the backend can do; commands decide from this, never from a scheme.
+    pub capabilities: Capabilities,
+}
+
+impl Context {
+    /// Refuses a new layer on `parent` when the chain would be deeper than the backend
+    /// mounts, before anything is created.
+    pub async fn check_depth(&self, parent: Option<&str>) -> Result<()> {
+        let (Some(max), Some(parent)) = (self.capabilities.max_depth, parent) else {
+            return Ok(());
+        };
+        let below = self.store.chain_depth(parent, max).await?;
+        if below >= max {
+            bail!(
+                "a layer on {parent} would make a chain of more than {max} layers, the deepest \
+                 the {} backend of store {} mounts",
+                self.backend_name,
+                self.paths.store
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses a command that hands a VM a layer's disks when the backend keeps none.
+    pub fn require_vm_disks(&self) -> Result<()> {
+        if self.capabilities.vm_disks {
+            return Ok(());
+        }
+        bail!(
+            "store {} ({}) keeps no layer on a disk to hand a VM; its layers are mounted on the host",
+            self.paths.store,
+            self.backend_name
+        )
+    }
 }
 
 /// A store found from the flags and the config file, before anything of it is opened.
@@ -189,6 +226,8 @@ impl Context {
             backend,
             paths,
             name: resolved.config.name.clone(),
+            backend_name: resolved.descriptor.name,
+            capabilities: resolved.descriptor.capabilities,
         })
     }
 }
@@ -228,4 +267,45 @@ pub async fn open_volumes(flags: &Flags) -> Result<Volumes> {
         cache,
         name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_layer_deeper_than_the_backend_mounts_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = Flags::try_parse_from([
+            "strata".as_ref(),
+            "--root".as_ref(),
+            dir.path().join("root").as_os_str(),
+            "--run-root".as_ref(),
+            dir.path().join("run").as_os_str(),
+            "status".as_ref(),
+        ])
+        .unwrap();
+        let op = Op::new("test");
+        let mut ctx = Context::open(&flags, &op).await.unwrap();
+        // A backend that mounts chains of at most three layers.
+        ctx.capabilities.max_depth = Some(3);
+        let mut parent: Option<String> = None;
+        for _ in 0..3 {
+            ctx.check_depth(parent.as_deref()).await.unwrap();
+            let layer = ctx
+                .store
+                .create_layer(&op, parent.as_deref(), &[], false)
+                .await
+                .unwrap();
+            parent = Some(layer.id);
+        }
+        let e = ctx.check_depth(parent.as_deref()).await.unwrap_err();
+        let said = format!("{e:#}");
+        assert!(said.contains("more than 3 layers"), "{said}");
+        assert!(said.contains("overlay backend"), "{said}");
+        ctx.capabilities.max_depth = None;
+        ctx.check_depth(parent.as_deref()).await.unwrap();
+    }
 }

@@ -82,6 +82,15 @@ pub enum Command {
         #[arg(long)]
         read_only: bool,
     },
+    /// Print the disk files a VM needs for a layer or a container, topmost first (for
+    /// backends whose layers are disks).
+    LayerDisks {
+        /// The layer or container.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Release one mount of a layer.
     Unmount {
         /// The layer.

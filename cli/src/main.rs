@@ -105,6 +105,8 @@ struct BackendOut {
     summary: &'static str,
     layers: bool,
     volumes: bool,
+    vm_disks: bool,
+    max_depth: Option<usize>,
 }
 
 async fn run(flags: Flags, name: String) -> Result<()> {
@@ -117,6 +119,8 @@ async fn run(flags: Flags, name: String) -> Result<()> {
                 summary: d.summary,
                 layers: d.capabilities.layers,
                 volumes: d.capabilities.volumes,
+                vm_disks: d.capabilities.vm_disks,
+                max_depth: d.capabilities.max_depth,
             })
             .collect();
         if json {
@@ -157,6 +161,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         }
         Command::Applydiff { id, file } => layers::apply(&ctx, &op, id, file).await,
         Command::Mount { id, read_only } => layers::mount(&ctx, &op, id, *read_only).await,
+        Command::LayerDisks { id, json } => layers::disks(&ctx, &op, id, *json).await,
         Command::Unmount { id } => layers::unmount(&ctx, &op, id).await,
         Command::Diff {
             id,

@@ -90,3 +90,25 @@ fn status_lists_attachments_and_check_repairs_one_whose_server_died_needs_root_f
         "{loops}"
     );
 }
+
+#[test]
+fn layer_disks_on_an_overlay_store_says_its_layers_are_not_disks() {
+    let store = CliStore::new("layer-disks");
+    let layer = store.ok(&["create-layer"]);
+    let out = store.run(&["layer-disks", layer.trim()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("(overlay) keeps no layer on a disk to hand a VM"),
+        "{err}"
+    );
+    let backends = store.json(&["backends", "--json"]);
+    let overlay = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == "overlay")
+        .unwrap();
+    assert_eq!(overlay["vm_disks"], false);
+    assert_eq!(overlay["max_depth"], 250_000);
+}

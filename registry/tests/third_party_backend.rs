@@ -18,6 +18,8 @@ inventory::submit! {
             layers: false,
             volumes: false,
             local_root: false,
+            vm_disks: false,
+            max_depth: None,
         },
         open: open_memo,
     }

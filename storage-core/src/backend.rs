@@ -23,6 +23,12 @@ pub struct Capabilities {
     /// The store URL's path is a local directory the store owns, where its catalog lives
     /// too; a remote store (an NFS export) keeps its catalog under the local `--root`.
     pub local_root: bool,
+    /// Its layers are disk files it can hand a VM-based runtime
+    /// ([`LayerDriver::disks`](crate::LayerDriver::disks)).
+    pub vm_disks: bool,
+    /// The deepest chain of layers it can mount (a layer and all its parents), when it
+    /// has a limit; layers are not created deeper than that.
+    pub max_depth: Option<usize>,
 }
 
 /// Everything a backend needs to open one store.

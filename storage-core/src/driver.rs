@@ -37,6 +37,19 @@ pub struct DiffOpts {
     pub filter: FilterSpec,
 }
 
+/// One disk file of a layer's chain, as a VM-based runtime attaches it (LCOW's
+/// `GetLayerPath`, Kata's block devices): the runtime gets disks, not a host mount.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerDisk {
+    /// The disk file.
+    pub path: PathBuf,
+    /// Its format, as `disk-image` names formats (`vmdk`, `vhd-fixed`, `vhdx`, `raw`, …).
+    pub format: String,
+    /// Whether the runtime may write it (a container's own disk); every parent is
+    /// read-only.
+    pub writable: bool,
+}
+
 /// The graph-driver contract: layers stacked on parents, mounted on demand.
 ///
 /// Every call takes an [`Op`]. Blocking filesystem work runs on the blocking pool.
@@ -120,6 +133,18 @@ pub trait LayerDriver: Send + Sync {
     /// unrecorded mounts unmounted). Drivers that mount nothing have none.
     async fn check_mounts(&self, _op: &Op, _repair: bool) -> Result<Vec<MountProblem>> {
         Ok(Vec::new())
+    }
+
+    /// The disk files a VM needs for layer `id` (a container's read-write layer or an
+    /// image layer), topmost first: the layer's own disk, then its parents' down to the
+    /// base, as LCOW's layer folders are ordered. Backends whose layers are not disks
+    /// answer [`Error::Unsupported`](crate::Error::Unsupported), as their descriptor's
+    /// [`vm_disks`](crate::backend::Capabilities::vm_disks) says beforehand.
+    async fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
+        Err(crate::Error::Unsupported {
+            what: format!("the disks of layer {id}"),
+            reason: format!("the {} driver keeps no layer on a disk", self.name()),
+        })
     }
 
     /// The ids of every layer whose data this driver holds, recorded in a catalog or not,

@@ -41,7 +41,9 @@ pub mod op;
 pub mod port;
 pub mod run_root;
 
-pub use driver::{CreateOpts, DiffOpts, LayerDriver, MountOpts, MountProblem, TarReader};
+pub use driver::{
+    CreateOpts, DiffOpts, LayerDisk, LayerDriver, MountOpts, MountProblem, TarReader,
+};
 pub use error::{Error, IoContext, ObjectKind, Report, Result};
 pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;

@@ -357,6 +357,28 @@ pub fn children(sql: &Sql<'_>, id: &str) -> Result<Vec<String>> {
     )
 }
 
+/// How many layers the chain from `id` down holds in this catalog (`id` itself counted),
+/// walking at most `limit` of them, and the parent of the last one walked: `Some` when
+/// the walk stopped at `limit`, or the chain goes on into an additional store.
+pub fn chain_depth(sql: &Sql<'_>, id: &str, limit: usize) -> Result<(usize, Option<String>)> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let found: Vec<(i64, Option<String>)> = sql.rows(
+        "WITH RECURSIVE chain(id, parent, depth) AS (
+             SELECT id, parent, 1 FROM layers WHERE id = ?1
+             UNION ALL
+             SELECT l.id, l.parent, c.depth + 1 FROM layers l JOIN chain c ON l.id = c.parent
+             WHERE c.depth < ?2
+         )
+         SELECT depth, parent FROM chain ORDER BY depth DESC LIMIT 1",
+        params![id, limit],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(found
+        .into_iter()
+        .next()
+        .map_or((0, None), |(depth, parent)| (depth as usize, parent)))
+}
+
 /// The names of a layer.
 pub fn names(sql: &Sql<'_>, id: &str) -> Result<Vec<String>> {
     names_of(sql, ObjectKind::Layer, id)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use storage_core::Report;
 use storage_core::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
-use storage_core::driver::{CreateOpts, DiffOpts, MountOpts, TarReader};
+use storage_core::driver::{CreateOpts, DiffOpts, LayerDisk, MountOpts, TarReader};
 use storage_core::error::{Error, ObjectKind, Result};
 use storage_core::id::random_id;
 use storage_core::op::Op;
@@ -69,6 +69,41 @@ impl Store {
             Err(e @ Error::NotFound { .. }) => Ok(self.foreign_layer(key).await?.ok_or(e)?),
             other => other,
         }
+    }
+
+    /// How deep the chain from layer `key` down is (the layer counted), looked at no
+    /// further than `limit` layers: a result of `limit` means "`limit` or more". Layers of
+    /// additional stores count too.
+    pub async fn chain_depth(&self, key: &str, limit: usize) -> Result<usize> {
+        let top = self.layer(key).await?;
+        let mut depth = 0;
+        let mut next = Some(top.id);
+        while let Some(id) = next.take() {
+            if depth >= limit {
+                break;
+            }
+            let left = limit - depth;
+            let own = id.clone();
+            let (walked, beyond) = self
+                .read(move |sql| layers::chain_depth(sql, &own, left))
+                .await?;
+            if walked > 0 {
+                depth += walked;
+                next = beyond;
+            } else {
+                // Not in this catalog: an additional store's layer, one step at a time.
+                depth += 1;
+                next = self.layer(&id).await?.parent;
+            }
+        }
+        Ok(depth.min(limit))
+    }
+
+    /// The ordered disk files of layer `key` (or a container's layer), topmost first, for
+    /// a runtime that hands them to a VM: see [`LayerDriver::disks`].
+    pub async fn layer_disks(&self, op: &Op, key: &str) -> Result<Vec<LayerDisk>> {
+        let layer = self.layer(key).await?;
+        self.driver().disks(op, &layer.id).await
     }
 
     /// This store's own layer `key`: `Unsupported` for an additional store's.

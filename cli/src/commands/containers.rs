@@ -43,6 +43,8 @@ pub async fn create(ctx: &Context, op: &Op, new: NewContainer<'_>) -> Result<()>
             cache.volume_get(&ctx.name, v)?;
         }
     }
+    let top = ctx.store.image(new.image).await?.top_layer;
+    ctx.check_depth(top.as_deref()).await?;
     let c = ctx
         .store
         .create_container(op, new.image, new.id, new.names, &metadata(new.metadata)?)

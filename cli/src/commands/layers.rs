@@ -52,6 +52,7 @@ pub async fn import(
     {
         bail!("--sum must be sha256:<64 hex digits>, got {s:?}");
     }
+    ctx.check_depth(parent).await?;
     let (tar, bar) = input(file, "importing").await?;
     let result = ctx.store.import_layer(op, parent, names, tar, sum).await;
     done(bar);
@@ -71,8 +72,28 @@ pub async fn create(
     rw: bool,
     names: &[String],
 ) -> Result<()> {
+    ctx.check_depth(parent).await?;
     let layer = ctx.store.create_layer(op, parent, names, rw).await?;
     println!("{}", layer.id);
+    Ok(())
+}
+
+/// `layer-disks`: the disk files a VM needs for a layer or a container, topmost first.
+pub async fn disks(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
+    ctx.require_vm_disks()?;
+    let layer = layer_of(ctx, id).await?;
+    let disks = ctx
+        .store
+        .layer_disks(op, &layer)
+        .await
+        .with_context(|| format!("the disks of {id}"))?;
+    if json {
+        return output::json(&disks);
+    }
+    for d in disks {
+        let mode = if d.writable { "rw" } else { "ro" };
+        println!("{}\t{}\t{mode}", d.path.display(), d.format);
+    }
     Ok(())
 }
 
