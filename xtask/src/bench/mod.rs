@@ -21,7 +21,7 @@ pub use report::Report;
 pub struct Options {
     /// Runs per measurement (the median is reported).
     pub runs: usize,
-    /// Run only this section; its tables are printed and `BENCHMARKS.md` is left alone.
+    /// Run only this section; its tables are printed and replace theirs in `BENCHMARKS.md`.
     pub only: Option<String>,
 }
 
@@ -104,20 +104,23 @@ pub fn run(args: &[String]) -> Result<()> {
     if wanted("nfs") {
         nfs::run(&opts, &mut report)?;
     }
+    let path = workspace_root().join("BENCHMARKS.md");
     if let Some(section) = &opts.only {
         print!("{}", report.render());
-        eprintln!("bench: ran only {section}; BENCHMARKS.md is unchanged");
+        // A section measured again replaces its own tables; the rest stay as measured.
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, report.merge_into(&existing, section))
+            .with_context(|| format!("write {}", path.display()))?;
+        eprintln!(
+            "bench: ran only {section}; its tables in {} are replaced",
+            path.display()
+        );
         return Ok(());
     }
     report.note(format!(
         "Reproduce with `cargo xtask bench --runs {}`; the input tars are made once per place and kept.",
         opts.runs
     ));
-    if opts.only.is_some() {
-        print!("{}", report.render());
-        return Ok(());
-    }
-    let path = workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report.render()).with_context(|| format!("write {}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())

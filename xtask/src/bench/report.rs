@@ -78,6 +78,56 @@ impl Report {
         self.notes.push(n);
     }
 
+    /// `existing` (a `BENCHMARKS.md` from a full run) with this report's tables put in
+    /// place of the tables of the same title, new ones before the notes, and a note saying
+    /// which section was measured again, and when: for `--only SECTION`.
+    pub fn merge_into(&self, existing: &str, section: &str) -> String {
+        let mut blocks = split_blocks(existing);
+        let rendered = self.render();
+        let mine = split_blocks(&rendered);
+        for (title, body) in mine {
+            if !title.starts_with("## ") || title == "## Machine" || title == "## Notes" {
+                continue;
+            }
+            match blocks.iter_mut().find(|(t, _)| *t == title) {
+                Some(block) => block.1 = body,
+                None => {
+                    let at = blocks
+                        .iter()
+                        .position(|(t, _)| t == "## Notes")
+                        .unwrap_or(blocks.len());
+                    blocks.insert(at, (title, body));
+                }
+            }
+        }
+        let date = sh_output("date -u +%Y-%m-%d").unwrap_or_else(|_| "?".into());
+        let note = format!(
+            "- The {section} tables were measured again on {date} with `cargo xtask bench --only {section} --runs {}`.\n",
+            self.runs
+        );
+        let prefix = format!("- The {section} tables were measured again on ");
+        match blocks.iter_mut().find(|(t, _)| t == "## Notes") {
+            Some((_, body)) => {
+                let kept: String = body
+                    .lines()
+                    .filter(|l| !l.starts_with(&prefix))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                *body = format!("{}{note}", kept.trim_end_matches('\n').to_string() + "\n");
+            }
+            None => blocks.push(("## Notes".into(), format!("\n{note}"))),
+        }
+        let mut out = String::new();
+        for (title, body) in blocks {
+            if !title.is_empty() {
+                out.push_str(&title);
+                out.push('\n');
+            }
+            out.push_str(&body);
+        }
+        out
+    }
+
     /// The Markdown text.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -125,11 +175,70 @@ impl Report {
     }
 }
 
+/// Markdown split at its `## ` headings: (heading line, or empty for what comes before
+/// the first; the text up to the next heading).
+fn split_blocks(text: &str) -> Vec<(String, String)> {
+    let mut blocks = vec![(String::new(), String::new())];
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            blocks.push((line.trim_end().to_string(), String::new()));
+        } else if let Some(last) = blocks.last_mut() {
+            last.1.push_str(line);
+        }
+    }
+    blocks
+}
+
 /// A duration as a reader compares it: milliseconds below a second.
 fn seconds(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{:.1} ms", d.as_secs_f64() * 1e3)
     } else {
         format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_run_again_replaces_its_tables_and_keeps_the_rest() {
+        let existing = "# Benchmarks\n\nintro\n\n## Machine\n\n- cpus: 2\n\n## A\n\nold a\n\n## B\n\nold b\n\n## Notes\n\n- reproduce\n";
+        let mut report = Report {
+            machine: "- cpus: 2".into(),
+            runs: 3,
+            tables: Vec::new(),
+            notes: Vec::new(),
+        };
+        for title in ["B", "C"] {
+            report.table(Table {
+                title: title.into(),
+                input: format!("new {title}"),
+                rows: Vec::new(),
+            });
+        }
+        let merged = report.merge_into(existing, "disks");
+        let titles: Vec<&str> = merged.lines().filter(|l| l.starts_with("## ")).collect();
+        assert_eq!(titles, ["## Machine", "## A", "## B", "## C", "## Notes"]);
+        assert!(
+            merged.contains("old a") && !merged.contains("old b"),
+            "{merged}"
+        );
+        assert!(
+            merged.contains("new B") && merged.contains("new C"),
+            "{merged}"
+        );
+        assert!(
+            merged.contains("- reproduce\n- The disks tables were measured again on "),
+            "{merged}"
+        );
+        // Running the section again keeps one such note.
+        let again = report.merge_into(&merged, "disks");
+        assert_eq!(
+            again.matches("tables were measured again").count(),
+            1,
+            "{again}"
+        );
     }
 }
