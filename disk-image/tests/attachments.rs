@@ -584,3 +584,35 @@ fn records_of_an_earlier_boot_are_dropped_without_touching_devices_needs_root_fu
     scene.ok("detach", &[&s(&top)]);
     assert_eq!(scene.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn an_unreadable_record_is_torn_down_with_what_it_held_needs_root_fuse_loop() {
+    if !testkit::require(
+        "an_unreadable_record_is_torn_down_with_what_it_held_needs_root_fuse_loop",
+        NEEDS,
+    ) {
+        return;
+    }
+    let scene = Scene::new();
+    let top = chain(&scene, "vmdk", 2);
+    scene.ok("attach", &[&s(&top)]);
+    let entry = std::fs::read_dir(scene.registry())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    std::fs::write(entry.join("record.json"), b"{ not json").unwrap();
+    // The next attach finds it, tears down its device and view (its server ends with
+    // the view), and attaches afresh.
+    let out = scene.diskimg("attach", &[&s(&top)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("set right") && err.contains("detached"),
+        "{err}"
+    );
+    assert_eq!(scene.listed().len(), 1);
+    scene.ok("detach", &[&s(&top)]);
+    assert_eq!(scene.leftovers(), Vec::<String>::new());
+}

@@ -209,7 +209,13 @@ impl Attachments {
         let key = key_of(&top);
         let dir = self.state_dir(&key);
         let _lock = self.lock()?;
-        if let Some(mut record) = Record::read(&dir)? {
+        let recorded = Record::read(&dir).unwrap_or_else(|e| {
+            // An unreadable record is torn down like any broken one.
+            let problem = self.tear_down(&key, None, storage_core::Report(&e).to_string());
+            self.note(vec![problem]);
+            None
+        });
+        if let Some(mut record) = recorded {
             if record.top != top {
                 return Err(Error::new(
                     ErrorKind::Busy,
@@ -539,7 +545,11 @@ impl Attachments {
                     format!("detached {}", device.display()),
                 );
             }
-            if let Some(id) = record.and_then(|r| r.server).filter(ProcessId::alive) {
+            let server = record
+                .and_then(|r| r.server)
+                .filter(ProcessId::alive)
+                .or_else(|| server::recorded(&dir));
+            if let Some(id) = server {
                 note(
                     server::stop(id, &dir, Duration::from_secs(10)),
                     format!("stopped its server (pid {})", id.pid),

@@ -3,8 +3,9 @@
 //!
 //! Any program can host it: it calls [`serve`] with the arguments the registry passes
 //! (`diskimg serve …` does, and so can `strata`). A [`Server`] says which program that
-//! is. The server runs in its own session and process group (a Ctrl-C meant for the
-//! command that started it does not reach it), opens the chain, mounts the view,
+//! is. The server runs in a process group of its own from the start (a Ctrl-C meant for
+//! the command that started it does not reach it; a hang-up is ignored), opens the
+//! chain, mounts the view,
 //! answers `ready` on its standard output and serves until it is told to stop (SIGTERM
 //! or SIGINT) or its view is unmounted. Then it flushes the disk and writes how that
 //! went to `exit` in its state directory. What it has to say goes to `server.log` there.
@@ -37,6 +38,23 @@ pub(crate) fn mountpoint(state: &Path) -> PathBuf {
 /// The file the server writes when it ends: `ok`, or `error: …` when the last flush failed.
 pub(crate) fn exit_file(state: &Path) -> PathBuf {
     state.join("exit")
+}
+
+/// The file where a server records who it is (`pid start`), so that it can be found
+/// even when its record could not be written or read.
+pub(crate) fn pid_file(state: &Path) -> PathBuf {
+    state.join("server.pid")
+}
+
+/// The server recorded in `state`'s pid file, if it is still running.
+pub(crate) fn recorded(state: &Path) -> Option<ProcessId> {
+    let text = std::fs::read_to_string(pid_file(state)).ok()?;
+    let mut fields = text.split_ascii_whitespace();
+    let id = ProcessId {
+        pid: fields.next()?.parse().ok()?,
+        start: fields.next()?.parse().ok()?,
+    };
+    id.alive().then_some(id)
 }
 
 /// The server's log in a state directory.
@@ -238,8 +256,11 @@ pub fn serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn serve_view(args: &Args) -> Result<()> {
-    // A session of its own: no terminal's signals, no hang-up when the caller's ends.
-    let _ = nix::unistd::setsid();
+    if let Some(me) = ProcessId::current() {
+        let file = pid_file(&args.state);
+        std::fs::write(&file, format!("{} {}\n", me.pid, me.start))
+            .map_err(|e| Error::io(&file, "recording the server's pid", e))?;
+    }
     // Stop signals are taken by one thread, so blocked here before any thread starts.
     let stops = SigSet::from_iter([Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]);
     stops
