@@ -252,7 +252,7 @@ pub(crate) fn check_range(path: &Path, size: u64, offset: u64, len: usize) -> Re
         Some(end) if end <= size => Ok(()),
         _ => Err(Error::new(
             ErrorKind::OutOfRange,
-            format!("{len} bytes past a disk of {size} bytes"),
+            format!("{len} bytes from there run past the end of a disk of {size} bytes"),
         )
         .with_path(path)
         .with_offset(offset)),
