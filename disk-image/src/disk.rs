@@ -135,6 +135,9 @@ pub enum Durability {
 /// Reads take `&self` (metadata is cached in memory at open), writes `&mut self`. Writes
 /// may be buffered until [`Disk::flush`]; a disk flushes on drop on a best-effort basis,
 /// so callers that care about errors call `flush` themselves.
+///
+/// `Box<D>` and `&mut D` of a disk `D` are disks too, so code generic over `D: Disk` (a
+/// [`DiskFile`](crate::DiskFile)) takes a `Box<dyn Disk>` or a borrow as well.
 pub trait Disk: fmt::Debug + Send + Sync {
     /// The format of this image file.
     fn format(&self) -> Format;

@@ -188,7 +188,8 @@ impl<D: Disk> Seek for DiskFile<D> {
             let e = Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "{pos:?} from offset {} of a disk of {} bytes: before the start or past 2^64",
+                    "seeking to {pos:?}, with the cursor at {} of {} bytes, lands before byte \
+                     0 or past 2^64",
                     self.pos,
                     self.disk.size()
                 ),
