@@ -142,6 +142,9 @@ pub enum Durability {
 /// Reads take `&self` (metadata is cached in memory at open), writes `&mut self`. Writes
 /// may be buffered until [`Disk::flush`]; a disk flushes on drop on a best-effort basis,
 /// so callers that care about errors call `flush` themselves.
+///
+/// `Box<D>` and `&mut D` of a disk `D` are disks too, so code generic over `D: Disk` (a
+/// [`DiskFile`](crate::DiskFile)) takes a `Box<dyn Disk>` or a borrow as well.
 pub trait Disk: fmt::Debug + Send + Sync {
     /// The format of this image file.
     fn format(&self) -> Format;
@@ -199,6 +202,59 @@ pub trait Disk: fmt::Debug + Send + Sync {
     }
 }
 
+/// Implements [`Disk`] for the pointer types `$ty` to a disk `D`, every method (the
+/// provided ones too, so a parent or the allocated ranges are the pointee's) passed on.
+macro_rules! forward_disk {
+    ($($ty:ty),*) => {$(
+        impl<D: Disk + ?Sized> Disk for $ty {
+            fn format(&self) -> Format {
+                (**self).format()
+            }
+            fn path(&self) -> &Path {
+                (**self).path()
+            }
+            fn size(&self) -> u64 {
+                (**self).size()
+            }
+            fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+                (**self).read_at(buf, offset)
+            }
+            fn write_at(&mut self, buf: &[u8], offset: u64) -> Result<()> {
+                (**self).write_at(buf, offset)
+            }
+            fn flush(&mut self) -> Result<()> {
+                (**self).flush()
+            }
+            fn set_durability(&mut self, durability: Durability) {
+                (**self).set_durability(durability)
+            }
+            fn allocated_ranges(&self) -> Result<Vec<Range<u64>>> {
+                (**self).allocated_ranges()
+            }
+            fn parent(&self) -> Option<&dyn Disk> {
+                (**self).parent()
+            }
+            fn parent_link(&self) -> Option<ParentLink> {
+                (**self).parent_link()
+            }
+            fn id(&self) -> Option<DiskId> {
+                (**self).id()
+            }
+            fn set_parent(&mut self, parent: Box<dyn Disk>) -> Result<()> {
+                (**self).set_parent(parent)
+            }
+            fn raw_extent(&self) -> Option<RawExtent> {
+                (**self).raw_extent()
+            }
+        }
+    )*};
+}
+
+// A boxed disk (what `open`, `open_chain` and `create` return) and a borrowed one are
+// disks too, as a boxed or borrowed reader is a reader: so code generic over `D: Disk`
+// (a `DiskFile`) takes a format's own type, a `Box<dyn Disk>` or a `&mut` to either.
+forward_disk!(Box<D>, &mut D);
+
 /// Fails with `OutOfRange` unless `[offset, offset + len)` lies within a disk of `size`.
 pub(crate) fn check_range(path: &Path, size: u64, offset: u64, len: usize) -> Result<()> {
     let end = offset.checked_add(len as u64);
@@ -206,7 +262,7 @@ pub(crate) fn check_range(path: &Path, size: u64, offset: u64, len: usize) -> Re
         Some(end) if end <= size => Ok(()),
         _ => Err(Error::new(
             ErrorKind::OutOfRange,
-            format!("{len} bytes past a disk of {size} bytes"),
+            format!("{len} bytes from there run past the end of a disk of {size} bytes"),
         )
         .with_path(path)
         .with_offset(offset)),

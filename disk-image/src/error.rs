@@ -191,6 +191,34 @@ impl From<Error> for storage_core::Error {
     }
 }
 
+impl From<Error> for io::Error {
+    /// The error as an [`io::Error`] (what a [`DiskFile`](crate::DiskFile) returns) of the
+    /// nearest kind: I/O keeps its cause's kind (`ENOSPC` stays `StorageFull`); a read-only
+    /// disk is `ReadOnlyFilesystem`; a broken, unknown or mismatched image is
+    /// `InvalidData`; a missing parent `NotFound`; an unsupported feature `Unsupported`; a
+    /// reach past the end and a bad argument `InvalidInput`.
+    ///
+    /// The disk's error is kept whole inside, so its path and offset are not lost: an
+    /// `io::Error` prints it (and then its cause) and gives it back with
+    /// `io_error.downcast::<disk_image::Error>()`.
+    fn from(e: Error) -> Self {
+        let kind = match e.kind {
+            ErrorKind::Io => e
+                .source
+                .as_ref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+            ErrorKind::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::UnknownFormat | ErrorKind::Corrupt | ErrorKind::ParentMismatch => {
+                io::ErrorKind::InvalidData
+            }
+            ErrorKind::ParentMissing => io::ErrorKind::NotFound,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::OutOfRange | ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +263,35 @@ mod tests {
             format!("I/O error in /x/a.vhdx: writing block 7: {cause}")
         );
         assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+    }
+
+    #[test]
+    fn as_an_io_error_it_keeps_the_cause_kind_prints_once_and_comes_back_whole() {
+        let e = Error::io(
+            Path::new("/x/a.vhdx"),
+            "writing block 7",
+            io::Error::from_raw_os_error(ENOSPC),
+        )
+        .with_offset(4096);
+        let cause = io::Error::from_raw_os_error(ENOSPC).to_string();
+        let as_io = io::Error::from(e);
+        assert_eq!(as_io.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(
+            Report(&as_io).to_string(),
+            format!("I/O error in /x/a.vhdx at offset 4096: writing block 7: {cause}")
+        );
+        let back = as_io.downcast::<Error>().unwrap();
+        assert_eq!(back.kind(), ErrorKind::Io);
+        assert_eq!(back.offset(), Some(4096));
+        for (kind, io_kind) in [
+            (ErrorKind::ReadOnly, io::ErrorKind::ReadOnlyFilesystem),
+            (ErrorKind::Corrupt, io::ErrorKind::InvalidData),
+            (ErrorKind::ParentMissing, io::ErrorKind::NotFound),
+            (ErrorKind::Unsupported, io::ErrorKind::Unsupported),
+            (ErrorKind::OutOfRange, io::ErrorKind::InvalidInput),
+        ] {
+            assert_eq!(io::Error::from(Error::new(kind, "x")).kind(), io_kind);
+        }
     }
 
     #[test]

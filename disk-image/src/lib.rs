@@ -2,7 +2,9 @@
 //! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing),
 //! VHDX (dynamic, differencing, with log replay) and raw files, behind one [`Disk`] trait,
 //! plus parent chains ([`open_chain`]), conversion between formats ([`convert`],
-//! [`flatten`]) and block devices for any of them ([`attach()`]).
+//! [`flatten`]), block devices for any of them ([`attach()`]), and any of them as a file
+//! ([`DiskFile`]: `Read`, `Write` and `Seek`, so a writer of files, such as an ext4 image
+//! builder, writes straight into a VHDX, a VMDK or a differencing child).
 //!
 //! This crate owns the on-disk formats: their byte layout, checksums, allocation, the
 //! order metadata reaches the disk, and the identity checks between a child and its
@@ -35,6 +37,7 @@ pub mod attach;
 pub mod block_view;
 pub mod chain;
 pub mod disk;
+pub mod disk_file;
 pub mod error;
 mod file;
 pub mod raw;
@@ -48,6 +51,7 @@ use std::path::Path;
 pub use attach::{Attached, attach, cleanup};
 pub use chain::{convert, flatten, open_chain, open_chain_within};
 pub use disk::{Disk, DiskId, Durability, Format, ParentLink, RawExtent};
+pub use disk_file::DiskFile;
 pub use error::{Error, ErrorKind, Result};
 pub use raw::RawDisk;
 pub use vhd::{DynamicVhd, FixedVhd};

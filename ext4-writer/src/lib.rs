@@ -6,6 +6,9 @@
 //! `Write + Seek`) and the [`Reader`] (any ext4 image in, sorted tar out). It does **not**
 //! own disk containers (a VHD footer or VMDK wrapping is `disk-image`'s job), mounting,
 //! layer digests, or the storage contract: backends call it with a stream and a target.
+//! A target or source may be a virtual disk: `disk-image`'s `DiskFile` makes any VHDX,
+//! VMDK or VHD (a differencing child too) a `Read + Write + Seek`, so an image is built
+//! straight into a disk, and read from one, with no raw file in between.
 //!
 //! Images are 4 KiB-block ext4 with `extents`, `filetype`, `flex_bg`, `dir_index` (htree
 //! directories), `sparse_super2` (no superblock backups), `large_file`, `dir_nlink` and
