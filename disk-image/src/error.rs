@@ -196,7 +196,7 @@ impl From<Error> for io::Error {
     /// nearest kind: I/O keeps its cause's kind (`ENOSPC` stays `StorageFull`); a read-only
     /// disk is `ReadOnlyFilesystem`; a broken, unknown or mismatched image is
     /// `InvalidData`; a missing parent `NotFound`; an unsupported feature `Unsupported`; a
-    /// reach past the end and a bad argument `InvalidInput`.
+    /// reach past the end and a bad argument `InvalidInput`; a disk in use `ResourceBusy`.
     ///
     /// The disk's error is kept whole inside, so its path and offset are not lost: an
     /// `io::Error` prints it (and then its cause) and gives it back with
@@ -214,6 +214,7 @@ impl From<Error> for io::Error {
             ErrorKind::ParentMissing => io::ErrorKind::NotFound,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::OutOfRange | ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
+            ErrorKind::Busy => io::ErrorKind::ResourceBusy,
         };
         io::Error::new(kind, e)
     }
