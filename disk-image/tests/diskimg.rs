@@ -1,22 +1,18 @@
-//! The `diskimg` example, driven as scripts drive it.
+//! The `diskimg` tool, driven as scripts drive it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
 use testkit::Requirement;
 
-/// The example binary, which `cargo test` builds beside the test binaries.
+/// The crate's binary, which `cargo test` builds for its tests.
 fn diskimg() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples/diskimg");
-    assert!(bin.exists(), "{bin:?} not built");
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_diskimg"))
 }
 
 fn run(args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
@@ -127,9 +123,9 @@ fn diskimg_create_write_read_convert_info() {
 }
 
 #[test]
-fn diskimg_attach_until_sigterm_needs_root_fuse_loop() {
+fn diskimg_attach_prints_a_device_that_outlives_it_until_detach_needs_root_fuse_loop() {
     if !testkit::require(
-        "diskimg_attach_until_sigterm_needs_root_fuse_loop",
+        "diskimg_attach_prints_a_device_that_outlives_it_until_detach_needs_root_fuse_loop",
         &[
             Requirement::Root,
             Requirement::Path("/dev/fuse"),
@@ -140,21 +136,15 @@ fn diskimg_attach_until_sigterm_needs_root_fuse_loop() {
     }
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("a.vhdx");
+    let registry = dir.path().join("registry");
     ok(
         &["create", "--format", "vhdx", "--size", "8388608", s(&img)],
         b"",
     );
-    let mut child = Command::new(diskimg())
-        .args(["attach", s(&img)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let device = line.trim().to_string();
+    let out = ok(&["attach", "--run-dir", s(&registry), s(&img)], b"");
+    let device = String::from_utf8(out).unwrap().trim().to_string();
     assert!(device.starts_with("/dev/loop"), "{device}");
+    // `diskimg` has exited; the device is still served.
     let data = pattern(65536, 5);
     {
         use std::os::unix::fs::FileExt;
@@ -165,12 +155,8 @@ fn diskimg_attach_until_sigterm_needs_root_fuse_loop() {
         dev.write_all_at(&data, 1 << 20).unwrap();
         dev.sync_all().unwrap();
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = ok(&["detach", "--run-dir", s(&registry), s(&img)], b"");
+    assert!(String::from_utf8_lossy(&out).starts_with("detached"));
     let back = ok(
         &["read", s(&img), "--offset", "1048576", "--length", "65536"],
         b"",
