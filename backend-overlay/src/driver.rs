@@ -15,7 +15,7 @@ use tar_engine::{
 };
 
 use crate::layout::Layout;
-use crate::mount::{self, MountApi, Stack};
+use mounts::overlay::{self, MountApi, Stack};
 
 /// Layers as directories, stacked with overlayfs. Cheap to clone.
 #[derive(Clone)]
@@ -229,9 +229,9 @@ impl Inner {
 
     fn acquire(&self, key: &str, target: &Path, stack: &Stack) -> Result<()> {
         let n = self.run.count(key)?;
-        if n == 0 || !mount::is_mounted(target) {
+        if n == 0 || !mounts::is_mounted(target) {
             std::fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))?;
-            mount::mount(self.api, stack, target)?;
+            overlay::mount(self.api, stack, target)?;
             self.run.set_count(key, 1)
         } else {
             self.run.set_count(key, n + 1)
@@ -241,7 +241,7 @@ impl Inner {
     fn release(&self, key: &str, target: &Path) -> Result<()> {
         let n = self.run.count(key)?;
         if n <= 1 {
-            mount::unmount(target)?;
+            mounts::unmount(target)?;
             self.run.set_count(key, 0)
         } else {
             self.run.set_count(key, n - 1)
@@ -281,7 +281,7 @@ impl Inner {
         let merged = self.layout.merged(id);
         let _lock = self.run.lock(MOUNTS_LOCK)?;
         let n = self.run.count(id)?;
-        if n > 0 && mount::is_mounted(&merged) {
+        if n > 0 && mounts::is_mounted(&merged) {
             self.run.set_count(id, n + 1)?;
             return Ok(merged);
         }
@@ -305,7 +305,7 @@ impl Inner {
             }
             taken.push(nest);
         }
-        if let Err(e) = mount::mount(self.api, &plan.stack, merged) {
+        if let Err(e) = overlay::mount(self.api, &plan.stack, merged) {
             for t in taken {
                 let _ = self.release(&t.key, &t.target);
             }
@@ -342,7 +342,7 @@ impl Inner {
 
     /// Unmounts `id`'s last mount and the nested mounts only it used.
     fn unmount_last(&self, id: &str) -> Result<()> {
-        mount::unmount(&self.layout.merged(id))?;
+        mounts::unmount(&self.layout.merged(id))?;
         self.run.set_count(id, 0)?;
         let uses = std::fs::read_to_string(self.uses_file(id)).unwrap_or_default();
         for key in uses.lines().filter(|l| !l.is_empty()) {
@@ -365,7 +365,7 @@ impl Inner {
         // Layers before the nested groups they stand on, as cleanup releases them.
         let mut stale: Vec<&(String, u64)> = counted
             .iter()
-            .filter(|(key, _)| !mount::is_mounted(&self.target_of(key)))
+            .filter(|(key, _)| !mounts::is_mounted(&self.target_of(key)))
             .collect();
         stale.sort_by_key(|(k, _)| k.starts_with("nest-"));
         for (key, n) in stale {
@@ -402,7 +402,7 @@ impl Inner {
                 } else {
                     format!("nest-{name}")
                 };
-                if !counted.contains(key.as_str()) && mount::is_mounted(&self.target_of(&key)) {
+                if !counted.contains(key.as_str()) && mounts::is_mounted(&self.target_of(&key)) {
                     unrecorded.push(key);
                 }
             }
@@ -410,7 +410,7 @@ impl Inner {
         for key in unrecorded {
             let target = self.target_of(&key);
             if repair {
-                mount::unmount(&target)?;
+                mounts::unmount(&target)?;
             }
             out.push(MountProblem {
                 detail: format!("{} is mounted with no record of it", target.display()),
@@ -442,7 +442,7 @@ impl Inner {
                 let _ = std::fs::remove_file(self.uses_file(&key));
                 self.layout.merged(&key)
             };
-            mount::unmount(&target)?;
+            mounts::unmount(&target)?;
             self.run.set_count(&key, 0)?;
         }
         Ok(())

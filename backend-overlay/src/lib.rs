@@ -6,7 +6,7 @@
 //! without mounting. [`OverlayDriver::get`](storage_core::LayerDriver::get) mounts a layer
 //! with its chain below it, reference-counted in the run root. Chains deeper than one
 //! overlay can stack (500 lowers) are mounted by nesting groups of bottom layers as
-//! read-only overlays ([`mount`]). Volumes are plain directories ([`DirVolumes`]).
+//! read-only overlays (the `mounts` crate's). Volumes are plain directories ([`DirVolumes`]).
 //!
 //! It owns the on-disk layout and the mounting; the tar engine and the contract come from
 //! `storage-core`, and the catalog that records its layers is the `catalog` crate's. It
@@ -16,7 +16,6 @@
 
 pub mod driver;
 pub mod layout;
-pub mod mount;
 pub mod volumes;
 
 use std::sync::Arc;
