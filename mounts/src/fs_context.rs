@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create, fsconfig_set_flag,
     fsconfig_set_string, fsmount, fsopen, move_mount,
 };
 
@@ -41,6 +41,11 @@ impl FsContext {
         let value = value.as_ref();
         fsconfig_set_string(&self.fd, key, value)
             .map_err(|e| self.failed(format!("fsconfig {key}={}", value.display()), e))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FLAG, key)`.
+    pub fn flag(&self, key: &str) -> Result<(), Failed> {
+        fsconfig_set_flag(&self.fd, key).map_err(|e| self.failed(format!("fsconfig {key}"), e))
     }
 
     /// Creates the superblock, makes a mount of it (read-only or not) and attaches it at

@@ -1,6 +1,9 @@
-//! A small ext4 filesystem on a loop device, for tests that need a disk that fills or
-//! fails: the store or an NFS export put on it meets ENOSPC (or, with its image on a full
-//! tmpfs, EIO) from the kernel, as on a real disk.
+//! Small ext4 filesystems on loop devices.
+//!
+//! [`LoopDisk`] is one mounted, for tests that need a disk that fills or fails: the store
+//! or an NFS export put on it meets ENOSPC (or, with its image on a full tmpfs, EIO) from
+//! the kernel, as on a real disk. [`ext4_image`] and [`LoopDevice`] are the parts, for
+//! tests of code that mounts block devices itself.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,12 +44,7 @@ impl LoopDisk {
         let image = image_dir.join("disk.img");
         let mount = mount_dir.join("mnt");
         std::fs::create_dir_all(&mount).expect("create the mount point");
-        std::fs::File::create(&image)
-            .and_then(|f| f.set_len(mib << 20))
-            .expect("create the disk image");
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image));
+        ext4_image(&image, mib);
         let disk = LoopDisk {
             image,
             mount,
@@ -89,6 +87,55 @@ impl LoopDisk {
         while f.write_all(&block[..4096]).is_ok() {}
         let _ = f.sync_all();
         filler
+    }
+}
+
+/// Makes `image` a sparse `mib` MiB file holding an empty ext4 filesystem
+/// (`mkfs.ext4`, no blocks reserved for root).
+pub fn ext4_image(image: &Path, mib: u64) {
+    std::fs::File::create(image)
+        .and_then(|f| f.set_len(mib << 20))
+        .expect("create the disk image");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0"])
+        .arg(image));
+}
+
+/// An image attached to a free loop device (`losetup --find`), detached when dropped.
+/// Whatever is still mounted from it then is the test's to unmount: the kernel detaches
+/// the device once the last mount goes.
+pub struct LoopDevice {
+    device: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `image`, read-write.
+    pub fn attach(image: &Path) -> LoopDevice {
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image)
+            .output()
+            .expect("run losetup");
+        assert!(
+            out.status.success(),
+            "losetup --find --show {}: {}",
+            image.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LoopDevice {
+            device: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        }
+    }
+
+    /// The device (`/dev/loopN`).
+    pub fn path(&self) -> &Path {
+        &self.device
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }
 
