@@ -2,13 +2,14 @@
 //! takes has its bottom nested into read-only groups, each mounted once and stacked as a
 //! single lower.
 //!
-//! Groups are aligned on the bottom of the chain and all of one size, so the same lowers
-//! make the same group in every chain that reaches them: a layer and every layer or
-//! container above it share their groups. A group is named for its topmost lower.
+//! Groups are cut from the bottom of the chain, all of one size (what one mount of such
+//! lowers takes) but the topmost, which may hold only what is left above the others. So a
+//! group named for its topmost lower holds the same lowers in every chain that reaches
+//! it: a layer and every layer or container above it share their groups.
 
 use std::path::{Path, PathBuf};
 
-use storage_core::Result;
+use storage_core::{Error, Result};
 
 use crate::overlay::{MountApi, Stack};
 
@@ -33,7 +34,7 @@ pub(crate) struct Nested {
 }
 
 /// Plans the mount of `lowers` (topmost first) with `upper` (`None`: read-only), nesting
-/// bottom groups under `group_dir` until what is left is few enough for one mount. `empty` is an
+/// bottom groups under `group_dir` until one mount takes what is left. `empty` is an
 /// empty directory, the lower a stack with too few of them gets: overlay mounts
 /// read-only with two lowers at least, read-write with one.
 pub(crate) fn nest(
@@ -43,17 +44,42 @@ pub(crate) fn nest(
     empty: &Path,
     group_dir: &Path,
 ) -> Result<Nested> {
-    // Links of additional stores may be longer than this store's own.
+    let depth = lowers.len();
+    // Links of additional stores may be longer than this store's own. The size depends
+    // on the lowers alone, never on the upper, so a read-only and a read-write mount of
+    // the same chain cut the same groups.
     let path_len = lowers
         .iter()
         .map(|l| l.path.as_os_str().len())
         .max()
         .unwrap_or(0);
-    let max = api.max_lowers(path_len);
-    let read_only = upper.is_none();
+    let size = api.max_lowers(path_len);
     let mut groups: Vec<(String, Stack)> = Vec::new();
-    while lowers.len() + groups.len() > max {
-        let group = lowers.split_off(lowers.len() - max);
+    loop {
+        let mut stack = Stack {
+            lowers: lowers
+                .iter()
+                .map(|l| l.path.clone())
+                .chain(groups.iter().rev().map(|(name, _)| group_dir.join(name)))
+                .collect(),
+            upper: upper.clone(),
+        };
+        if api.takes(&stack) {
+            if stack.lowers.len() < 2 && (stack.upper.is_none() || stack.lowers.is_empty()) {
+                stack.lowers.push(empty.to_owned());
+            }
+            return Ok(Nested { groups, stack });
+        }
+        if lowers.len() < 2 {
+            return Err(Error::Unsupported {
+                what: format!("an overlay of a chain of {depth} lowers"),
+                reason: format!(
+                    "one mount takes {size} of them here, and groups of {size} nested once \
+                     do not bring the chain down to that"
+                ),
+            });
+        }
+        let group = lowers.split_off(lowers.len() - size.min(lowers.len()));
         let name = group.first().map(|l| l.name.clone()).unwrap_or_default();
         groups.push((
             name,
@@ -63,18 +89,6 @@ pub(crate) fn nest(
             },
         ));
     }
-    let mut stack: Vec<PathBuf> = lowers.into_iter().map(|l| l.path).collect();
-    stack.extend(groups.iter().rev().map(|(name, _)| group_dir.join(name)));
-    if stack.len() < 2 && (read_only || stack.is_empty()) {
-        stack.push(empty.to_owned());
-    }
-    Ok(Nested {
-        groups,
-        stack: Stack {
-            lowers: stack,
-            upper,
-        },
-    })
 }
 
 #[cfg(test)]
@@ -161,5 +175,63 @@ mod tests {
         assert_eq!(n.stack.lowers, vec![one[0].path.clone()]);
         let n = plan(MountApi::LowerdirPlus, Vec::new(), rw());
         assert_eq!(n.stack.lowers, vec![PathBuf::from("/empty")]);
+    }
+
+    #[test]
+    fn mount_2_stacks_and_their_groups_fit_in_a_page_with_a_long_upper() {
+        // Upper and work paths far longer than the lowers', and group targets too: 98
+        // lowers of 39 bytes are what a page takes beside paths of 39, not of 118, and 97
+        // of them need a group, of all 97.
+        let long = "/var/lib/a-store-with-a-rather-long-root/overlay";
+        let upper = Some((
+            PathBuf::from(format!("{long}/{:064x}/diff", 1)),
+            PathBuf::from(format!("{long}/{:064x}/work", 1)),
+        ));
+        for depth in [40, 90, 97, 98, 99, 100, 500, 1200] {
+            let n = nest(
+                MountApi::Legacy,
+                chain(depth, "/s/overlay/l"),
+                upper.clone(),
+                Path::new("/empty"),
+                Path::new("/run/strata/a-long-run-root/nest"),
+            )
+            .unwrap();
+            assert!(MountApi::Legacy.takes(&n.stack), "depth {depth}");
+            for (_, group) in &n.groups {
+                assert!(MountApi::Legacy.takes(group), "depth {depth}");
+            }
+            let grouped: usize = n.groups.iter().map(|g| g.1.lowers.len()).sum();
+            let left = n.stack.lowers.len() - n.groups.len();
+            assert_eq!(left + grouped, depth, "depth {depth}");
+            if depth == 97 {
+                assert_eq!(n.groups.len(), 1);
+                assert_eq!(n.groups[0].1.lowers.len(), 97);
+                assert_eq!(n.stack.lowers.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_too_deep_to_nest_once_is_refused_not_a_panic() {
+        // Paths so long that mount(2) takes two lowers: groups of two cannot help.
+        let long = |c: &str, i: usize| PathBuf::from(format!("/{}{i}", c.repeat(1300)));
+        let lowers: Vec<Lower> = (0..10)
+            .map(|i| Lower {
+                name: i.to_string(),
+                path: long("x", i),
+            })
+            .collect();
+        let planned = nest(
+            MountApi::Legacy,
+            lowers,
+            None,
+            Path::new("/empty"),
+            &long("n", 0),
+        );
+        let Err(err) = planned else {
+            panic!("ten lowers of 1,300 bytes were planned for mount(2)");
+        };
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("10 lowers"), "{err}");
     }
 }

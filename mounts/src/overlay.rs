@@ -56,6 +56,16 @@ impl MountApi {
         }
     }
 
+    /// True when one mount takes `stack`: at most [`KERNEL_MAX_LOWERS`] lowers, and for
+    /// `mount(2)` an option string that fits in a page (the kernel would cut it short).
+    pub fn takes(self, stack: &Stack) -> bool {
+        stack.lowers.len() <= KERNEL_MAX_LOWERS
+            && match self {
+                MountApi::LowerdirPlus => true,
+                MountApi::Legacy => legacy_options(stack).len() < LEGACY_OPTIONS_MAX,
+            }
+    }
+
     /// A name for `strata status`.
     pub fn describe(self) -> &'static str {
         match self {
@@ -102,8 +112,8 @@ fn mount_new(stack: &Stack, target: &Path) -> std::result::Result<(), Failed> {
     fs.mount_at(target, stack.upper.is_none(), &what)
 }
 
-fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
-    use nix::mount::{MsFlags, mount};
+/// `lowerdir=a:b:c[,upperdir=u,workdir=w]`.
+fn legacy_options(stack: &Stack) -> String {
     let lowers: Vec<String> = stack
         .lowers
         .iter()
@@ -117,6 +127,21 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
             work.display()
         ));
     }
+    data
+}
+
+fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    if !MountApi::Legacy.takes(stack) {
+        return Err(Error::Unsupported {
+            what: format!(
+                "mounting an overlay of {} lowers at {} with mount(2)",
+                stack.lowers.len(),
+                target.display()
+            ),
+            reason: format!("its options do not fit in {LEGACY_OPTIONS_MAX} bytes"),
+        });
+    }
     let flags = if stack.upper.is_none() {
         MsFlags::MS_RDONLY
     } else {
@@ -127,7 +152,7 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
         target,
         Some("overlay"),
         flags,
-        Some(data.as_str()),
+        Some(legacy_options(stack).as_str()),
     )
     .map_err(|e| {
         fail(
