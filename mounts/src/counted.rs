@@ -23,9 +23,13 @@
 //! base/<name>          where a base is mounted
 //! ```
 //!
-//! Every change happens under one lock of the run root, named by the backend.
+//! Every change happens under one lock of the run root, named by the backend. Between
+//! changes the records say what is mounted: a top is counted when its mount is up, and a
+//! shared mount is held once for every counted top whose `uses/` names it. A change a
+//! kill cuts short leaves its marker, and the next open makes the records true again
+//! ([`CountedMounts::check`] with repair).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use storage_core::run_root::{RunLock, RunRoot, write_atomic};
@@ -248,7 +252,16 @@ impl<S: MountSites> CountedMounts<S> {
         }
         let marker = self.marker(key);
         write_atomic(&marker, b"")?;
-        let mounted = plan().and_then(|plan| self.mount_first(key, &target, plan));
+        // A count with nothing mounted (unmounted behind the records' back): what it held
+        // is let go before the mount is made again, or it would be held twice.
+        let released = if n > 0 {
+            self.release_uses(key)
+        } else {
+            Ok(())
+        };
+        let mounted = released
+            .and_then(|()| plan())
+            .and_then(|plan| self.mount_first(key, &target, plan));
         let _ = std::fs::remove_file(&marker);
         mounted.map(|()| target)
     }
@@ -326,12 +339,21 @@ impl<S: MountSites> CountedMounts<S> {
     /// Lets go of the shared mounts the top mount `key` holds, last made first, and
     /// forgets which they were.
     fn release_uses(&self, key: &str) -> Result<()> {
-        let uses = std::fs::read_to_string(self.uses_file(key)).unwrap_or_default();
-        for record in uses.lines().rev().filter(|l| !l.is_empty()) {
+        for record in self.uses(key).iter().rev() {
             self.release(record)?;
         }
         let _ = std::fs::remove_file(self.uses_file(key));
         Ok(())
+    }
+
+    /// The records of the shared mounts the top mount `key` holds, in the order they were
+    /// made (none when nothing is recorded).
+    fn uses(&self, key: &str) -> Vec<String> {
+        let uses = std::fs::read_to_string(self.uses_file(key)).unwrap_or_default();
+        uses.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Lets go of the top mount `key` once; the last hold takes it down and lets go of
@@ -354,9 +376,12 @@ impl<S: MountSites> CountedMounts<S> {
     }
 
     /// Records that disagree with what is mounted: a count with nothing mounted (a reboot
-    /// with the run root kept, a kill during an unmount) or a mount with no count (a kill
-    /// between the mount and its record). With `repair` each is made true: counts are
-    /// dropped (a top's shared mounts let go) and unrecorded mounts taken down.
+    /// with the run root kept, a kill during an unmount), a mount with no count (a kill
+    /// between the mount and its record), or a shared mount held more or fewer times than
+    /// the counted mounts standing on it say (a kill between making it and recording the
+    /// top, or between taking the top down and letting it go). With `repair` each is made
+    /// true: counts are dropped (a top's shared mounts let go) or set to their users,
+    /// unrecorded mounts and shared mounts nothing stands on are taken down.
     pub fn check(&self, repair: bool) -> Result<Vec<MountProblem>> {
         let _lock = self.lock()?;
         self.check_locked(repair)
@@ -410,7 +435,60 @@ impl<S: MountSites> CountedMounts<S> {
                 repaired: repair,
             });
         }
+        self.check_holds(repair, &mut out)?;
         Ok(out)
+    }
+
+    /// The part of [`check`](Self::check) about shared mounts: each is held once per
+    /// counted top mount whose record says it stands on it.
+    fn check_holds(&self, repair: bool, out: &mut Vec<MountProblem>) -> Result<()> {
+        let counted = self.run.counted()?;
+        let mut users: HashMap<String, u64> = HashMap::new();
+        for (record, _) in &counted {
+            if let MountKey::Top(top) = MountKey::from_record(record) {
+                for used in self.uses(top) {
+                    *users.entry(used).or_default() += 1;
+                }
+            }
+        }
+        let mut shared: Vec<(MountKey<'_>, u64)> = counted
+            .iter()
+            .map(|(record, n)| (MountKey::from_record(record), *n))
+            .filter(|(key, _)| !matches!(key, MountKey::Top(_)))
+            .collect();
+        // What stands on others first, as everywhere.
+        shared.sort_by_key(|(key, _)| key.tier());
+        for (key, n) in shared {
+            let (record, target) = (key.record(), self.target(key));
+            let held = users.get(&record).copied().unwrap_or(0);
+            // A count with nothing mounted is a stale record, reported as one.
+            if n == held || !is_mounted(&target) {
+                continue;
+            }
+            if repair {
+                if held == 0 {
+                    self.take_down(key, &target)?;
+                }
+                self.run.set_count(&record, held)?;
+            }
+            out.push(MountProblem {
+                id: record,
+                detail: format!(
+                    "held {n} time(s), but {held} recorded mount(s) stand on {}",
+                    target.display()
+                ),
+                repaired: repair,
+            });
+        }
+        if repair {
+            // The records of what tops uncounted stood on: they hold nothing any more.
+            for top in self.names_in("uses") {
+                if !counted.iter().any(|(record, _)| *record == top) {
+                    let _ = std::fs::remove_file(self.uses_file(&top));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes down every counted mount, whatever its count: tops, then nests, then bases.
@@ -423,11 +501,11 @@ impl<S: MountSites> CountedMounts<S> {
             .collect();
         keys.sort_by_key(MountKey::tier);
         for key in keys {
+            self.take_down(key, &self.target(key))?;
+            self.run.set_count(&key.record(), 0)?;
             if let MountKey::Top(top) = key {
                 let _ = std::fs::remove_file(self.uses_file(top));
             }
-            self.take_down(key, &self.target(key))?;
-            self.run.set_count(&key.record(), 0)?;
         }
         Ok(())
     }

@@ -482,3 +482,116 @@ fn a_top_key_that_could_be_a_shared_record_is_refused() {
         assert!(mounts.unmount(key).is_err());
     }
 }
+
+/// Mounts `a` read-write on a chain of 1000 (two nests) and returns the nests' records.
+fn mount_deep(f: &Fixture, mounts: &CountedMounts<Tops>) -> Vec<String> {
+    let chain = f.chain(1000);
+    f.top("a");
+    mounts
+        .mount("a", || overlay(mounts, f, &chain, true))
+        .unwrap();
+    let nests = nest_records(mounts, &chain);
+    assert_eq!(nests.len(), 2);
+    for nest in &nests {
+        assert_eq!(f.count(nest), 1);
+    }
+    nests
+}
+
+#[test]
+fn an_unmount_killed_before_it_let_go_of_its_groups_is_finished_at_the_next_open_needs_root() {
+    if !needs(
+        "an_unmount_killed_before_it_let_go_of_its_groups_is_finished_at_the_next_open_needs_root",
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let nests = mount_deep(&f, &f.open());
+    // What a kill after the top's unmount and count, before its groups, leaves.
+    std::fs::write(f.run().join("mounting/a"), b"").unwrap();
+    mounts::unmount(&f.top("a")).unwrap();
+    std::fs::remove_file(f.run().join("counts/a")).unwrap();
+
+    let mounts = f.open();
+    for nest in &nests {
+        assert_eq!(f.count(nest), 0, "{nest}");
+    }
+    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    assert!(!f.run().join("uses/a").exists());
+    assert!(mounts.check(false).unwrap().is_empty());
+}
+
+#[test]
+fn groups_made_for_a_mount_that_was_never_recorded_are_reported_and_let_go_needs_root() {
+    if !needs("groups_made_for_a_mount_that_was_never_recorded_are_reported_and_let_go_needs_root")
+    {
+        return;
+    }
+    let f = Fixture::new();
+    let mounts = f.open();
+    let nests = mount_deep(&f, &mounts);
+    // What a kill after the groups were made, before the top was, leaves.
+    mounts::unmount(&f.top("a")).unwrap();
+    std::fs::remove_file(f.run().join("counts/a")).unwrap();
+    std::fs::remove_file(f.run().join("uses/a")).unwrap();
+
+    let found = mounts.check(false).unwrap();
+    let mut ids: Vec<String> = found.iter().map(|p| p.id.clone()).collect();
+    ids.sort();
+    let mut nests = nests;
+    nests.sort();
+    assert_eq!(ids, nests);
+    assert!(
+        found[0].detail.contains("held 1 time(s), but 0"),
+        "{found:?}"
+    );
+    assert_eq!(f.mounted().len(), 2);
+
+    let found = mounts.check(true).unwrap();
+    assert!(
+        found.len() == 2 && found.iter().all(|p| p.repaired),
+        "{found:?}"
+    );
+    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    assert!(
+        RunRoot::open(&f.run())
+            .unwrap()
+            .counted()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(mounts.check(false).unwrap().is_empty());
+}
+
+#[test]
+fn a_top_found_unmounted_is_mounted_again_without_holding_its_groups_twice_needs_root() {
+    if !needs("a_top_found_unmounted_is_mounted_again_without_holding_its_groups_twice_needs_root")
+    {
+        return;
+    }
+    let f = Fixture::new();
+    let mounts = f.open();
+    let nests = mount_deep(&f, &mounts);
+    mounts::unmount(&f.top("a")).unwrap();
+    let chain: Vec<Lower> = (0..1000)
+        .rev()
+        .map(|i| {
+            let name = format!("{i:064x}");
+            Lower {
+                path: f.dir.path().join("lowers").join(&name),
+                name,
+            }
+        })
+        .collect();
+    mounts
+        .mount("a", || overlay(&mounts, &f, &chain, true))
+        .unwrap();
+    assert!(f.top("a").join("f999").exists());
+    assert_eq!(mounts.count("a").unwrap(), 1);
+    for nest in &nests {
+        assert_eq!(f.count(nest), 1, "{nest}");
+    }
+    assert!(mounts.check(false).unwrap().is_empty());
+    mounts.unmount("a").unwrap();
+    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+}
