@@ -107,6 +107,13 @@ impl Fixture {
         std::mem::take(&mut *self.tops.taken_down.lock().unwrap())
     }
 
+    /// Asserts that nothing is mounted below the fixture's directory and nothing counted.
+    fn assert_nothing_held(&self) {
+        assert_eq!(self.mounted(), Vec::<PathBuf>::new());
+        let counted = RunRoot::open(&self.run()).unwrap().counted().unwrap();
+        assert!(counted.is_empty(), "{counted:?}");
+    }
+
     /// Every mount below the fixture's directory.
     fn mounted(&self) -> Vec<PathBuf> {
         mountinfo::read()
@@ -209,14 +216,7 @@ fn a_1200_lower_chain_mounts_by_nesting_and_the_layer_below_shares_its_groups_ne
         assert_eq!(f.count(nest), 1, "{nest} is still held by the layer");
     }
     mounts.unmount("layer").unwrap();
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
-    assert!(
-        RunRoot::open(&f.run())
-            .unwrap()
-            .counted()
-            .unwrap()
-            .is_empty()
-    );
+    f.assert_nothing_held();
     assert!(!f.run().join("uses/layer").exists());
 }
 
@@ -298,14 +298,7 @@ fn bases_made_by_the_caller_are_shared_by_count_and_cleanup_takes_down_tops_then
     assert_eq!(order.first().map(String::as_str), Some("a"));
     assert_eq!(order.len(), 1 + 502, "the top and every base");
     assert!(order[1..].iter().all(|r| r.starts_with("base-")));
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
-    assert!(
-        RunRoot::open(&f.run())
-            .unwrap()
-            .counted()
-            .unwrap()
-            .is_empty()
-    );
+    f.assert_nothing_held();
 }
 
 #[test]
@@ -335,14 +328,7 @@ fn a_failed_top_mount_lets_go_of_the_shared_mounts_it_took_needs_root() {
         vec!["base-two".to_owned(), "base-one".to_owned()],
         "let go last made first"
     );
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
-    assert!(
-        RunRoot::open(&f.run())
-            .unwrap()
-            .counted()
-            .unwrap()
-            .is_empty()
-    );
+    f.assert_nothing_held();
     assert!(!f.run().join("mounting/a").exists());
 
     // A base that fails to mount leaves nothing counted either.
@@ -362,14 +348,7 @@ fn a_failed_top_mount_lets_go_of_the_shared_mounts_it_took_needs_root() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }));
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
-    assert!(
-        RunRoot::open(&f.run())
-            .unwrap()
-            .counted()
-            .unwrap()
-            .is_empty()
-    );
+    f.assert_nothing_held();
 }
 
 #[test]
@@ -409,14 +388,14 @@ fn check_finds_stale_records_and_unrecorded_mounts_and_repair_mends_them_needs_r
     assert!(found.iter().all(|p| p.repaired), "{found:?}");
     assert!(!is_mounted(&unrecorded));
     assert_eq!(f.count(&nest), 0, "the stale top's nest is let go");
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    f.assert_nothing_held();
     assert!(mounts.check(false).unwrap().is_empty());
     // Both mount again as before.
     mounts
         .mount("stale", || overlay(&mounts, &f, &chain, false))
         .unwrap();
     mounts.unmount("stale").unwrap();
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    f.assert_nothing_held();
 }
 
 #[test]
@@ -466,7 +445,7 @@ fn an_unmount_killed_after_the_top_went_is_finished_at_the_next_open_needs_root(
     let mounts = f.open();
     assert_eq!(mounts.count("a").unwrap(), 0);
     assert_eq!(f.count(&nest), 0);
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    f.assert_nothing_held();
     assert!(!f.run().join("mounting/a").exists());
     assert!(!f.run().join("uses/a").exists());
     assert!(mounts.check(false).unwrap().is_empty());
@@ -483,8 +462,9 @@ fn a_top_key_that_could_be_a_shared_record_is_refused() {
     }
 }
 
-/// Mounts `a` read-write on a chain of 1000 (two nests) and returns the nests' records.
-fn mount_deep(f: &Fixture, mounts: &CountedMounts<Tops>) -> Vec<String> {
+/// Mounts `a` read-write on a chain of 1000 (two nests); returns the chain and the nests'
+/// records.
+fn mount_deep(f: &Fixture, mounts: &CountedMounts<Tops>) -> (Vec<Lower>, Vec<String>) {
     let chain = f.chain(1000);
     f.top("a");
     mounts
@@ -495,7 +475,7 @@ fn mount_deep(f: &Fixture, mounts: &CountedMounts<Tops>) -> Vec<String> {
     for nest in &nests {
         assert_eq!(f.count(nest), 1);
     }
-    nests
+    (chain, nests)
 }
 
 #[test]
@@ -506,7 +486,7 @@ fn an_unmount_killed_before_it_let_go_of_its_groups_is_finished_at_the_next_open
         return;
     }
     let f = Fixture::new();
-    let nests = mount_deep(&f, &f.open());
+    let (_, nests) = mount_deep(&f, &f.open());
     // What a kill after the top's unmount and count, before its groups, leaves.
     std::fs::write(f.run().join("mounting/a"), b"").unwrap();
     mounts::unmount(&f.top("a")).unwrap();
@@ -516,7 +496,7 @@ fn an_unmount_killed_before_it_let_go_of_its_groups_is_finished_at_the_next_open
     for nest in &nests {
         assert_eq!(f.count(nest), 0, "{nest}");
     }
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    f.assert_nothing_held();
     assert!(!f.run().join("uses/a").exists());
     assert!(mounts.check(false).unwrap().is_empty());
 }
@@ -529,7 +509,7 @@ fn groups_made_for_a_mount_that_was_never_recorded_are_reported_and_let_go_needs
     }
     let f = Fixture::new();
     let mounts = f.open();
-    let nests = mount_deep(&f, &mounts);
+    let (_, nests) = mount_deep(&f, &mounts);
     // What a kill after the groups were made, before the top was, leaves.
     mounts::unmount(&f.top("a")).unwrap();
     std::fs::remove_file(f.run().join("counts/a")).unwrap();
@@ -552,14 +532,7 @@ fn groups_made_for_a_mount_that_was_never_recorded_are_reported_and_let_go_needs
         found.len() == 2 && found.iter().all(|p| p.repaired),
         "{found:?}"
     );
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
-    assert!(
-        RunRoot::open(&f.run())
-            .unwrap()
-            .counted()
-            .unwrap()
-            .is_empty()
-    );
+    f.assert_nothing_held();
     assert!(mounts.check(false).unwrap().is_empty());
 }
 
@@ -571,18 +544,8 @@ fn a_top_found_unmounted_is_mounted_again_without_holding_its_groups_twice_needs
     }
     let f = Fixture::new();
     let mounts = f.open();
-    let nests = mount_deep(&f, &mounts);
+    let (chain, nests) = mount_deep(&f, &mounts);
     mounts::unmount(&f.top("a")).unwrap();
-    let chain: Vec<Lower> = (0..1000)
-        .rev()
-        .map(|i| {
-            let name = format!("{i:064x}");
-            Lower {
-                path: f.dir.path().join("lowers").join(&name),
-                name,
-            }
-        })
-        .collect();
     mounts
         .mount("a", || overlay(&mounts, &f, &chain, true))
         .unwrap();
@@ -593,5 +556,5 @@ fn a_top_found_unmounted_is_mounted_again_without_holding_its_groups_twice_needs
     }
     assert!(mounts.check(false).unwrap().is_empty());
     mounts.unmount("a").unwrap();
-    assert_eq!(f.mounted(), Vec::<PathBuf>::new());
+    f.assert_nothing_held();
 }

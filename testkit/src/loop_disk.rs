@@ -3,7 +3,8 @@
 //! [`LoopDisk`] is one mounted, for tests that need a disk that fills or fails: the store
 //! or an NFS export put on it meets ENOSPC (or, with its image on a full tmpfs, EIO) from
 //! the kernel, as on a real disk. [`ext4_image`] and [`LoopDevice`] are the parts, for
-//! tests of code that mounts block devices itself.
+//! tests of code that mounts block devices itself, and [`e2fsck_clean`] checks an image
+//! after.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,22 @@ pub fn ext4_image(image: &Path, mib: u64) {
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-m", "0"])
         .arg(image));
+}
+
+/// Asserts that `e2fsck -fn` finds nothing to fix in `image`.
+pub fn e2fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} failed:\n{}{}",
+        image.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An image attached to a free loop device (`losetup --find`), detached when dropped.
