@@ -13,7 +13,7 @@
 //!   committed transactions: stale or inconsistent metadata, so it is never passed.
 //!   Instead a read-only mount of an ext filesystem that needs recovery (or has orphans to
 //!   clean up) is refused with [`Error::Unsupported`]; a read-write mount or `e2fsck`
-//!   replays it first. A filesystem that is already mounted elsewhere is exempt: its
+//!   replays it first. A filesystem still mounted (the device is claimed) is exempt: its
 //!   superblock is loaded and nothing is replayed again.
 //! - **`errors=remount-ro`** on every ext filesystem: on the corruption it detects, a
 //!   mount stops writing rather than write on (`continue`) or take the host down
@@ -159,27 +159,38 @@ impl BlockMount {
     }
 
     /// Refuses a read-only mount that would replay a journal or clean up orphans (both
-    /// write), unless the filesystem is already mounted and so already replayed.
+    /// write), unless the filesystem is still mounted and so already replayed.
     fn refuse_replay(&self) -> Result<()> {
-        let mut block = [0u8; SUPERBLOCK_LEN];
-        let read = std::fs::File::open(&self.device)
-            .and_then(|f| f.read_exact_at(&mut block, SUPERBLOCK_OFFSET));
-        if let Err(e) = read {
-            return Err(self.fail("read the superblock", e));
-        }
-        let Some(pending) = ExtSuperblock(&block).pending_writes() else {
-            return Ok(());
+        let read = |device: std::io::Result<std::fs::File>| {
+            let mut block = [0u8; SUPERBLOCK_LEN];
+            device
+                .and_then(|d| d.read_exact_at(&mut block, SUPERBLOCK_OFFSET))
+                .map(|()| ExtSuperblock(&block).pending_writes())
+                .map_err(|e| self.fail("read the superblock", e))
         };
-        if !crate::mountinfo::mount_points_of(&self.device)?.is_empty() {
+        if read(std::fs::File::open(&self.device))?.is_none() {
             return Ok(());
         }
-        Err(Error::Unsupported {
-            what: format!("mounting {}", self.describe()),
-            reason: format!(
-                "{pending}, which a read-only mount would write to the device; mount it \
-                 read-write once or run e2fsck first"
-            ),
-        })
+        // Only now is the device opened exclusively, for as short a time as it takes to
+        // read the superblock again: the claim would make anyone's mount of it fail.
+        let pending = match open_exclusive(&self.device) {
+            Ok(device) => read(Ok(device))?,
+            // Mounted, or unmounted and not let go yet: the kernel shares the superblock
+            // it holds (replayed when it was loaded) or makes a new one once that one has
+            // been written back clean.
+            Err(e) if e.raw_os_error() == Some(EBUSY) => None,
+            Err(e) => return Err(self.fail("open the device", e)),
+        };
+        match pending {
+            None => Ok(()),
+            Some(pending) => Err(Error::Unsupported {
+                what: format!("mounting {}", self.describe()),
+                reason: format!(
+                    "{pending}, which a read-only mount would write to the device; mount it \
+                     read-write once or run e2fsck first"
+                ),
+            }),
+        }
     }
 
     /// `ext4 /dev/loop3 at /mnt (read-only)`.
@@ -195,6 +206,31 @@ impl BlockMount {
 
     fn fail(&self, step: &str, source: std::io::Error) -> Error {
         Error::io(format!("mount {}: {step}", self.describe()), source)
+    }
+}
+
+const EBUSY: i32 = rustix::io::Errno::BUSY.raw_os_error();
+
+/// Opens a block device for reading with `O_EXCL`, which the kernel refuses (`EBUSY`)
+/// while anything holds the device: a mounted filesystem above all.
+fn open_exclusive(device: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(device, flags, Mode::empty())?.into())
+}
+
+/// True while something holds the block device `device`: a filesystem on it is mounted,
+/// or was unmounted lazily and is not let go yet (its last writes may still be under
+/// way). A caller about to detach or check a device waits for this to turn false.
+///
+/// It asks by opening the device exclusively for an instant, and a mount of the device
+/// at that instant fails: a process forked meanwhile by another thread holds the claim
+/// until it executes its program.
+pub fn is_claimed(device: &Path) -> Result<bool> {
+    match open_exclusive(device) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(EBUSY) => Ok(true),
+        Err(e) => Err(Error::io_path("open exclusively", device, e)),
     }
 }
 

@@ -4,24 +4,34 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use mounts::block::is_claimed;
 use mounts::{BlockMount, is_mounted, mountinfo, unmount};
 use storage_core::Error;
-use testkit::loop_disk::{LoopDevice, ext4_image};
+use testkit::loop_disk::{LoopDevice, e2fsck_clean, ext4_image};
 use testkit::{Requirement, require};
 
-fn needs(test: &str) -> bool {
-    require(
-        test,
-        &[
-            Requirement::Root,
-            Requirement::Filesystem("ext4"),
-            Requirement::Path("/dev/loop-control"),
-            Requirement::Command("mkfs.ext4"),
-            Requirement::Command("e2fsck"),
-            Requirement::Command("losetup"),
-        ],
-    )
+/// The tests of this file run one at a time, each from before its first child process:
+/// a process forked by one test's thread holds whatever descriptors another test's thread
+/// had open (a mount's, a device's) until it executes its program, and a device held so
+/// cannot be mounted or let go.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Takes this file's turn, then checks what the tests need; `None` to skip.
+fn needs(test: &str, more: &[Requirement<'_>]) -> Option<MutexGuard<'static, ()>> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut needs = vec![
+        Requirement::Root,
+        Requirement::Filesystem("ext4"),
+        Requirement::Path("/dev/loop-control"),
+        Requirement::Command("mkfs.ext4"),
+        Requirement::Command("e2fsck"),
+        Requirement::Command("losetup"),
+    ];
+    needs.extend_from_slice(more);
+    require(test, &needs).then_some(turn)
 }
 
 /// A mount point that is unmounted when the test ends, passed or failed. Declared after
@@ -42,32 +52,40 @@ fn disk(dir: &Path) -> (PathBuf, LoopDevice) {
     (image, device)
 }
 
+/// Unmounts `target` and waits until its filesystem has let go of `device`.
+fn unmount_and_settle(target: &Path, device: &LoopDevice) {
+    unmount(target).unwrap();
+    settle(device);
+}
+
+/// Waits until nothing holds `device`: a lazy unmount leaves the filesystem to whoever
+/// still holds it, and the last of them writes it back.
+fn settle(device: &LoopDevice) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_claimed(device.path()).unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "{} stays claimed",
+            device.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn mount_point(dir: &Path, name: &str) -> Mounted {
     let target = dir.join(name);
     std::fs::create_dir_all(&target).unwrap();
     Mounted(target)
 }
 
-fn e2fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {}: {}{}",
-        image.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn ext4_mounted_read_write_keeps_a_write_and_checks_clean_needs_root() {
-    if !needs("ext4_mounted_read_write_keeps_a_write_and_checks_clean_needs_root") {
+    let Some(_turn) = needs(
+        "ext4_mounted_read_write_keeps_a_write_and_checks_clean_needs_root",
+        &[],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (image, device) = disk(dir.path());
     let mnt = mount_point(dir.path(), "rw");
@@ -86,7 +104,7 @@ fn ext4_mounted_read_write_keeps_a_write_and_checks_clean_needs_root() {
     }
     std::fs::create_dir(mnt.0.join("etc")).unwrap();
     std::fs::write(mnt.0.join("etc/hostname"), b"strata\n").unwrap();
-    unmount(&mnt.0).unwrap();
+    unmount_and_settle(&mnt.0, &device);
     assert!(!is_mounted(&mnt.0));
     drop(device);
     e2fsck_clean(&image);
@@ -104,15 +122,18 @@ fn ext4_mounted_read_write_keeps_a_write_and_checks_clean_needs_root() {
 
 #[test]
 fn ext4_mounted_read_only_refuses_writes_and_leaves_the_image_unchanged_needs_root() {
-    if !needs("ext4_mounted_read_only_refuses_writes_and_leaves_the_image_unchanged_needs_root") {
+    let Some(_turn) = needs(
+        "ext4_mounted_read_only_refuses_writes_and_leaves_the_image_unchanged_needs_root",
+        &[],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (image, device) = disk(dir.path());
     let mnt = mount_point(dir.path(), "ro");
     BlockMount::new(device.path(), &mnt.0).mount().unwrap();
     std::fs::write(mnt.0.join("kept"), b"layer data").unwrap();
-    unmount(&mnt.0).unwrap();
+    unmount_and_settle(&mnt.0, &device);
     let before = std::fs::read(&image).unwrap();
 
     // The loop device is writable: only the mount keeps the disk unchanged.
@@ -130,7 +151,7 @@ fn ext4_mounted_read_only_refuses_writes_and_leaves_the_image_unchanged_needs_ro
         .unwrap();
     assert!(entry.mount_options.starts_with("ro"), "{entry:?}");
     assert!(entry.super_options.starts_with("ro"), "{entry:?}");
-    unmount(&mnt.0).unwrap();
+    unmount_and_settle(&mnt.0, &device);
     drop(device);
     assert!(
         std::fs::read(&image).unwrap() == before,
@@ -141,14 +162,12 @@ fn ext4_mounted_read_only_refuses_writes_and_leaves_the_image_unchanged_needs_ro
 
 #[test]
 fn a_read_only_mount_of_a_journal_that_needs_recovery_is_refused_needs_root() {
-    if !needs("a_read_only_mount_of_a_journal_that_needs_recovery_is_refused_needs_root")
-        || !require(
-            "a_read_only_mount_of_a_journal_that_needs_recovery_is_refused_needs_root",
-            &[Requirement::Command("debugfs")],
-        )
-    {
+    let Some(_turn) = needs(
+        "a_read_only_mount_of_a_journal_that_needs_recovery_is_refused_needs_root",
+        &[Requirement::Command("debugfs")],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("disk.img");
     ext4_image(&image, 16);
@@ -183,9 +202,12 @@ fn a_read_only_mount_of_a_journal_that_needs_recovery_is_refused_needs_root() {
 
 #[test]
 fn a_failed_mount_names_the_device_the_target_and_what_the_kernel_logged_needs_root() {
-    if !needs("a_failed_mount_names_the_device_the_target_and_what_the_kernel_logged_needs_root") {
+    let Some(_turn) = needs(
+        "a_failed_mount_names_the_device_the_target_and_what_the_kernel_logged_needs_root",
+        &[],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let mnt = mount_point(dir.path(), "mnt");
     let missing = dir.path().join("no-such-device");
@@ -218,9 +240,12 @@ fn a_failed_mount_names_the_device_the_target_and_what_the_kernel_logged_needs_r
 
 #[test]
 fn the_mounts_of_a_device_are_found_even_where_their_paths_need_escaping_needs_root() {
-    if !needs("the_mounts_of_a_device_are_found_even_where_their_paths_need_escaping_needs_root") {
+    let Some(_turn) = needs(
+        "the_mounts_of_a_device_are_found_even_where_their_paths_need_escaping_needs_root",
+        &[],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (_image, device) = disk(dir.path());
     let (_other_image, other) = {
@@ -240,6 +265,7 @@ fn the_mounts_of_a_device_are_found_even_where_their_paths_need_escaping_needs_r
 
     let found = mountinfo::mount_points_of(device.path()).unwrap();
     assert_eq!(found, vec![first.0.clone(), second.0.clone()]);
+    assert!(is_claimed(device.path()).unwrap());
     // What a caller does before detaching a device whose server died.
     for target in found.iter().rev() {
         unmount(target).unwrap();
@@ -249,6 +275,7 @@ fn the_mounts_of_a_device_are_found_even_where_their_paths_need_escaping_needs_r
             .unwrap()
             .is_empty()
     );
+    settle(&device);
     assert_eq!(
         mountinfo::mount_points_of(other.path()).unwrap(),
         vec![elsewhere.0.clone()]
