@@ -253,9 +253,11 @@ impl<S: MountSites> CountedMounts<S> {
         let marker = self.marker(key);
         write_atomic(&marker, b"")?;
         // A count with nothing mounted (unmounted behind the records' back): what it held
-        // is let go before the mount is made again, or it would be held twice.
+        // (a device, shared mounts) is let go before the mount is made again, or it would
+        // be held twice.
         let released = if n > 0 {
-            self.release_uses(key)
+            self.take_down(MountKey::Top(key), &target)
+                .and_then(|()| self.release_uses(key))
         } else {
             Ok(())
         };
@@ -307,13 +309,17 @@ impl<S: MountSites> CountedMounts<S> {
         validate(key)?;
         let target = self.target(key);
         let n = self.run.count(record)?;
-        if n == 0 || !is_mounted(&target) {
-            std::fs::create_dir_all(&target).ctx(|| format!("create {}", target.display()))?;
-            self.make(make, &target)?;
-            self.run.set_count(record, 1)
-        } else {
-            self.run.set_count(record, n + 1)
+        if n > 0 && is_mounted(&target) {
+            return self.run.set_count(record, n + 1);
         }
+        if n > 0 {
+            // Gone behind the records' back: whatever still holds a device for it goes,
+            // and the new mount serves the holders it had as well.
+            self.take_down(key, &target)?;
+        }
+        std::fs::create_dir_all(&target).ctx(|| format!("create {}", target.display()))?;
+        self.make(make, &target)?;
+        self.run.set_count(record, n + 1)
     }
 
     /// Lets go of the shared mount `record` once, taking it down on the last hold.
@@ -380,8 +386,9 @@ impl<S: MountSites> CountedMounts<S> {
     /// between the mount and its record), or a shared mount held more or fewer times than
     /// the counted mounts standing on it say (a kill between making it and recording the
     /// top, or between taking the top down and letting it go). With `repair` each is made
-    /// true: counts are dropped (a top's shared mounts let go) or set to their users,
-    /// unrecorded mounts and shared mounts nothing stands on are taken down.
+    /// true: counts are dropped (a top's shared mounts let go, and what the backend still
+    /// holds for it taken down) or set to their users, unrecorded mounts and shared mounts
+    /// nothing stands on are taken down.
     pub fn check(&self, repair: bool) -> Result<Vec<MountProblem>> {
         let _lock = self.lock()?;
         self.check_locked(repair)
@@ -400,6 +407,8 @@ impl<S: MountSites> CountedMounts<S> {
         for (key, n) in stale {
             let target = self.target(key);
             if repair {
+                // Nothing is mounted, but a device may still be held for it.
+                self.take_down(key, &target)?;
                 self.run.set_count(&key.record(), 0)?;
                 if let MountKey::Top(top) = key {
                     self.release_uses(top)?;

@@ -558,3 +558,42 @@ fn a_top_found_unmounted_is_mounted_again_without_holding_its_groups_twice_needs
     mounts.unmount("a").unwrap();
     f.assert_nothing_held();
 }
+
+#[test]
+fn a_base_found_unmounted_is_made_again_for_the_next_mount_and_keeps_its_holders_needs_root() {
+    if !needs(
+        "a_base_found_unmounted_is_made_again_for_the_next_mount_and_keeps_its_holders_needs_root",
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let mounts = f.open();
+    let on_disk = || {
+        let disk = mounts.base_target("disk");
+        let top = Make::Overlay(mounts::Stack {
+            lowers: vec![disk, f.empty()],
+            upper: None,
+        });
+        Ok(Plan::new(top).on_base("disk", tmpfs_base("disk")))
+    };
+    let (a, b) = (f.top("a"), f.top("b"));
+    mounts.mount("a", on_disk).unwrap();
+    assert!(a.join("disk").exists());
+    // The disk's filesystem goes behind the records' back; `a` keeps what it stacked.
+    mounts::unmount(&mounts.base_target("disk")).unwrap();
+    f.taken_down();
+
+    mounts.mount("b", on_disk).unwrap();
+    assert_eq!(
+        f.taken_down(),
+        vec!["base-disk".to_owned()],
+        "its device let go"
+    );
+    assert!(b.join("disk").exists());
+    assert_eq!(f.count("base-disk"), 2, "held for a and b");
+    assert!(mounts.check(false).unwrap().is_empty());
+    mounts.unmount("a").unwrap();
+    assert!(is_mounted(&mounts.base_target("disk")));
+    mounts.unmount("b").unwrap();
+    f.assert_nothing_held();
+}
