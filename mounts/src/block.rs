@@ -223,9 +223,9 @@ fn open_exclusive(device: &Path) -> std::io::Result<std::fs::File> {
 /// or was unmounted lazily and is not let go yet (its last writes may still be under
 /// way). A caller about to detach or check a device waits for this to turn false.
 ///
-/// It asks by opening the device exclusively for an instant, and a mount of the device
-/// at that instant fails: a process forked meanwhile by another thread holds the claim
-/// until it executes its program.
+/// It asks by opening the device exclusively for an instant. A mount of the device in
+/// that instant fails (`EBUSY`), and so does one while a process that another thread
+/// forked meanwhile still holds the descriptor, until it executes its program.
 pub fn is_claimed(device: &Path) -> Result<bool> {
     match open_exclusive(device) {
         Ok(_) => Ok(false),
