@@ -18,13 +18,16 @@ pub struct LoopDisk {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn run(c: &mut Command) {
+/// Runs `c`, which must succeed (else the panic shows what it printed); its output.
+fn run(c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{c:?}: {}",
+        "{c:?} failed:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
 }
 
 impl LoopDisk {
@@ -104,18 +107,7 @@ pub fn ext4_image(image: &Path, mib: u64) {
 
 /// Asserts that `e2fsck -fn` finds nothing to fix in `image`.
 pub fn e2fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .expect("run e2fsck");
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {} failed:\n{}{}",
-        image.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new("e2fsck").arg("-fn").arg(image));
 }
 
 /// An image attached to a free loop device (`losetup --find`), detached when dropped.
@@ -128,19 +120,11 @@ pub struct LoopDevice {
 impl LoopDevice {
     /// Attaches `image`, read-write.
     pub fn attach(image: &Path) -> LoopDevice {
-        let out = Command::new("losetup")
+        let device = run(Command::new("losetup")
             .args(["--find", "--show"])
-            .arg(image)
-            .output()
-            .expect("run losetup");
-        assert!(
-            out.status.success(),
-            "losetup --find --show {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg(image));
         LoopDevice {
-            device: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+            device: PathBuf::from(device.trim()),
         }
     }
 
