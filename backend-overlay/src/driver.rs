@@ -1,6 +1,6 @@
 //! The overlay `LayerDriver`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use tar_engine::{
 };
 
 use crate::layout::Layout;
-use crate::mount::{self, MountApi, Stack};
+use mounts::{CountedMounts, Lower, MountSites, Plan};
 
 /// Layers as directories, stacked with overlayfs. Cheap to clone.
 #[derive(Clone)]
@@ -25,21 +25,31 @@ pub struct OverlayDriver {
 
 struct Inner {
     layout: Layout,
-    run: RunRoot,
-    api: MountApi,
+    mounts: CountedMounts<Merged>,
 }
 
-/// A read-only group of bottom layers mounted once and used as one lower by deeper stacks.
-struct Nest {
-    key: String,
-    target: PathBuf,
-    stack: Stack,
+/// Layers are mounted at their `merged/` directories, counted by layer id.
+struct Merged {
+    layout: Layout,
 }
 
-/// Everything needed to mount one layer.
-struct Plan {
-    stack: Stack,
-    nests: Vec<Nest>,
+impl MountSites for Merged {
+    fn target(&self, id: &str) -> PathBuf {
+        self.layout.merged(id)
+    }
+
+    fn keys(&self) -> Result<Vec<String>> {
+        let dir = self.layout.layers_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io_path("list", &dir, e)),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
 }
 
 const MOUNTS_LOCK: &str = "overlay-mounts";
@@ -61,18 +71,12 @@ impl OverlayDriver {
     pub fn open_with_additional(root: &Path, run: RunRoot, additional: &[PathBuf]) -> Result<Self> {
         let layout = Layout::new(root).with_additional(additional);
         layout.ensure()?;
-        for sub in ["nest", "uses", "mounting"] {
-            std::fs::create_dir_all(run.path().join(sub))
-                .ctx(|| format!("create {}", run.path().join(sub).display()))?;
-        }
-        let inner = Inner {
-            layout,
-            run,
-            api: MountApi::detect(),
+        let merged = Merged {
+            layout: layout.clone(),
         };
-        inner.finish_interrupted_mounts()?;
+        let mounts = CountedMounts::open(run, MOUNTS_LOCK, merged)?;
         Ok(OverlayDriver {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner { layout, mounts }),
         })
     }
 
@@ -139,8 +143,8 @@ impl Inner {
 
     fn remove(&self, id: &str) -> Result<()> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        let mounts = self.run.count(id)?;
+        let _lock = self.mounts.lock()?;
+        let mounts = self.mounts.count(id)?;
         if mounts > 0 {
             return Err(Error::LayerInUse {
                 id: id.to_owned(),
@@ -182,270 +186,34 @@ impl Inner {
         Ok(())
     }
 
-    /// The directories to stack for `id`, nesting the bottom of deep chains.
-    fn plan(&self, id: &str, read_only: bool) -> Result<Plan> {
-        let mut layers: Vec<(String, PathBuf)> = Vec::new(); // (id, short path), topmost first
+    /// The directories to stack for `id`: its lower chain, and itself when read-only.
+    fn plan(&self, id: &str, read_only: bool) -> Result<Plan<'static>> {
+        let mut lowers = Vec::new(); // topmost first
         if read_only {
-            layers.push((
-                id.to_owned(),
-                self.layout.link_path(&self.layout.link_of(id)?),
-            ));
-        }
-        for link in self.layout.lower_links(id)? {
-            layers.push((self.layout.id_of_link(&link)?, self.layout.link_path(&link)));
-        }
-        // Links of additional stores may be longer than this store's own.
-        let path_len = layers
-            .iter()
-            .map(|(_, p)| p.as_os_str().len())
-            .max()
-            .unwrap_or(0);
-        let max = self.api.max_lowers(path_len);
-        // Bottom-aligned groups, so every layer above a group shares its mount.
-        let mut nests = Vec::new();
-        while layers.len() + nests.len() > max {
-            let group = layers.split_off(layers.len() - max);
-            let top = group[0].0.clone();
-            nests.push(Nest {
-                key: format!("nest-{top}"),
-                target: self.run.path().join("nest").join(&top),
-                stack: Stack {
-                    lowers: group.into_iter().map(|(_, p)| p).collect(),
-                    upper: None,
-                },
+            lowers.push(Lower {
+                name: id.to_owned(),
+                path: self.layout.link_path(&self.layout.link_of(id)?),
             });
         }
-        let mut lowers: Vec<PathBuf> = layers.into_iter().map(|(_, p)| p).collect();
-        lowers.extend(nests.iter().rev().map(|n| n.target.clone()));
-        if lowers.len() < 2 && (read_only || lowers.is_empty()) {
-            lowers.push(self.layout.empty());
+        for link in self.layout.lower_links(id)? {
+            lowers.push(Lower {
+                name: self.layout.id_of_link(&link)?,
+                path: self.layout.link_path(&link),
+            });
         }
         let upper = (!read_only).then(|| (self.layout.diff(id), self.layout.work(id)));
-        Ok(Plan {
-            stack: Stack { lowers, upper },
-            nests,
-        })
-    }
-
-    fn acquire(&self, key: &str, target: &Path, stack: &Stack) -> Result<()> {
-        let n = self.run.count(key)?;
-        if n == 0 || !mount::is_mounted(target) {
-            std::fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))?;
-            mount::mount(self.api, stack, target)?;
-            self.run.set_count(key, 1)
-        } else {
-            self.run.set_count(key, n + 1)
-        }
-    }
-
-    fn release(&self, key: &str, target: &Path) -> Result<()> {
-        let n = self.run.count(key)?;
-        if n <= 1 {
-            mount::unmount(target)?;
-            self.run.set_count(key, 0)
-        } else {
-            self.run.set_count(key, n - 1)
-        }
-    }
-
-    /// Where a mount or unmount of `id` in progress is marked, until its record is true.
-    fn mounting_marker(&self, id: &str) -> PathBuf {
-        self.run.path().join("mounting").join(id)
-    }
-
-    /// Makes the mount records true where a mount or an unmount was cut short (a killed
-    /// process leaves its marker): run at open, so a kill anywhere in `mount` or
-    /// `unmount` leaves nothing the next command does not set right.
-    fn finish_interrupted_mounts(&self) -> Result<()> {
-        let dir = self.run.path().join("mounting");
-        let pending = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()).count())
-            .unwrap_or(0);
-        if pending == 0 {
-            return Ok(());
-        }
-        // Under the mounts lock nobody is mounting: every marker left is stale.
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        for p in &self.check_mounts_locked(true)? {
-            tracing::info!(layer = %p.id, "set right after an interrupted mount: {}", p.detail);
-        }
-        for entry in std::fs::read_dir(&dir).ctx(|| format!("list {}", dir.display()))? {
-            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-            let _ = std::fs::remove_file(entry.path());
-        }
-        Ok(())
+        self.mounts
+            .plan_overlay(lowers, upper, &self.layout.empty())
     }
 
     fn get(&self, id: &str, read_only: bool) -> Result<PathBuf> {
         self.require(id)?;
-        let merged = self.layout.merged(id);
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        let n = self.run.count(id)?;
-        if n > 0 && mount::is_mounted(&merged) {
-            self.run.set_count(id, n + 1)?;
-            return Ok(merged);
-        }
-        let marker = self.mounting_marker(id);
-        write_atomic(&marker, b"")?;
-        let mounted = self.mount_new(id, read_only, &merged);
-        let _ = std::fs::remove_file(&marker);
-        mounted
-    }
-
-    /// Mounts `id` at `merged` (nothing is mounted there) and records it.
-    fn mount_new(&self, id: &str, read_only: bool, merged: &Path) -> Result<PathBuf> {
-        let plan = self.plan(id, read_only)?;
-        let mut taken: Vec<&Nest> = Vec::new();
-        for nest in &plan.nests {
-            if let Err(e) = self.acquire(&nest.key, &nest.target, &nest.stack) {
-                for t in taken {
-                    let _ = self.release(&t.key, &t.target);
-                }
-                return Err(e);
-            }
-            taken.push(nest);
-        }
-        if let Err(e) = mount::mount(self.api, &plan.stack, merged) {
-            for t in taken {
-                let _ = self.release(&t.key, &t.target);
-            }
-            return Err(e);
-        }
-        let uses: Vec<&str> = plan.nests.iter().map(|n| n.key.as_str()).collect();
-        write_atomic(&self.uses_file(id), uses.join("\n").as_bytes())?;
-        self.run.set_count(id, 1)?;
-        Ok(merged.to_owned())
-    }
-
-    fn uses_file(&self, id: &str) -> PathBuf {
-        self.run.path().join("uses").join(id)
-    }
-
-    fn nest_target(&self, key: &str) -> PathBuf {
-        let top = key.strip_prefix("nest-").unwrap_or(key);
-        self.run.path().join("nest").join(top)
+        self.mounts.mount(id, || self.plan(id, read_only))
     }
 
     fn put(&self, id: &str) -> Result<()> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        let n = self.run.count(id)?;
-        if n > 1 {
-            return self.run.set_count(id, n - 1);
-        }
-        let marker = self.mounting_marker(id);
-        write_atomic(&marker, b"")?;
-        let unmounted = self.unmount_last(id);
-        let _ = std::fs::remove_file(&marker);
-        unmounted
-    }
-
-    /// Unmounts `id`'s last mount and the nested mounts only it used.
-    fn unmount_last(&self, id: &str) -> Result<()> {
-        mount::unmount(&self.layout.merged(id))?;
-        self.run.set_count(id, 0)?;
-        let uses = std::fs::read_to_string(self.uses_file(id)).unwrap_or_default();
-        for key in uses.lines().filter(|l| !l.is_empty()) {
-            self.release(key, &self.nest_target(key))?;
-        }
-        let _ = std::fs::remove_file(self.uses_file(id));
-        Ok(())
-    }
-
-    /// See [`LayerDriver::check_mounts`].
-    fn check_mounts(&self, repair: bool) -> Result<Vec<MountProblem>> {
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        self.check_mounts_locked(repair)
-    }
-
-    /// [`Inner::check_mounts`], with the mounts lock held.
-    fn check_mounts_locked(&self, repair: bool) -> Result<Vec<MountProblem>> {
-        let mut out = Vec::new();
-        let counted = self.run.counted()?;
-        // Layers before the nested groups they stand on, as cleanup releases them.
-        let mut stale: Vec<&(String, u64)> = counted
-            .iter()
-            .filter(|(key, _)| !mount::is_mounted(&self.target_of(key)))
-            .collect();
-        stale.sort_by_key(|(k, _)| k.starts_with("nest-"));
-        for (key, n) in stale {
-            let target = self.target_of(key);
-            if repair {
-                self.run.set_count(key, 0)?;
-                if !key.starts_with("nest-") {
-                    let uses = std::fs::read_to_string(self.uses_file(key)).unwrap_or_default();
-                    for nest in uses.lines().filter(|l| !l.is_empty()) {
-                        self.release(nest, &self.nest_target(nest))?;
-                    }
-                    let _ = std::fs::remove_file(self.uses_file(key));
-                }
-            }
-            out.push(MountProblem {
-                id: key.clone(),
-                detail: format!(
-                    "recorded as mounted {n} time(s), but nothing is mounted at {}",
-                    target.display()
-                ),
-                repaired: repair,
-            });
-        }
-        let counted: HashSet<&str> = counted.iter().map(|(k, _)| k.as_str()).collect();
-        let mut unrecorded = Vec::new();
-        for dir in [self.layout.layers_dir(), self.run.path().join("nest")] {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.filter_map(|e| e.ok()) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let key = if dir == self.layout.layers_dir() {
-                    name
-                } else {
-                    format!("nest-{name}")
-                };
-                if !counted.contains(key.as_str()) && mount::is_mounted(&self.target_of(&key)) {
-                    unrecorded.push(key);
-                }
-            }
-        }
-        for key in unrecorded {
-            let target = self.target_of(&key);
-            if repair {
-                mount::unmount(&target)?;
-            }
-            out.push(MountProblem {
-                detail: format!("{} is mounted with no record of it", target.display()),
-                id: key,
-                repaired: repair,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Where the mount counted under `key` lives.
-    fn target_of(&self, key: &str) -> PathBuf {
-        if key.starts_with("nest-") {
-            self.nest_target(key)
-        } else {
-            self.layout.merged(key)
-        }
-    }
-
-    fn cleanup(&self) -> Result<()> {
-        let _lock = self.run.lock(MOUNTS_LOCK)?;
-        let mut counted = self.run.counted()?;
-        // Layers before the nested groups they stand on.
-        counted.sort_by_key(|(k, _)| k.starts_with("nest-"));
-        for (key, _) in counted {
-            let target = if key.starts_with("nest-") {
-                self.nest_target(&key)
-            } else {
-                let _ = std::fs::remove_file(self.uses_file(&key));
-                self.layout.merged(&key)
-            };
-            mount::unmount(&target)?;
-            self.run.set_count(&key, 0)?;
-        }
-        Ok(())
+        self.mounts.unmount(id)
     }
 
     /// The parent recorded for `id`.
@@ -543,7 +311,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.run.count(&id)).await
+        blocking(move || inner.mounts.count(&id)).await
     }
 
     async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
@@ -628,13 +396,16 @@ impl LayerDriver for OverlayDriver {
             let path_len = inner.layout.links_dir().as_os_str().len() + 27;
             Ok(vec![
                 ("Backing Filesystem".into(), fs),
-                ("Mount API".into(), inner.api.describe().into()),
+                ("Mount API".into(), inner.mounts.api().describe().into()),
                 (
                     "Lowers per mount".into(),
-                    inner.api.max_lowers(path_len).to_string(),
+                    inner.mounts.api().max_lowers(path_len).to_string(),
                 ),
                 ("Layers".into(), layers.to_string()),
-                ("Run Root".into(), inner.run.path().display().to_string()),
+                (
+                    "Run Root".into(),
+                    inner.mounts.run_root().path().display().to_string(),
+                ),
             ])
         })
         .await
@@ -660,12 +431,12 @@ impl LayerDriver for OverlayDriver {
 
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.cleanup()).await
+        blocking(move || inner.mounts.cleanup()).await
     }
 
     async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
         let inner = self.inner.clone();
-        blocking(move || inner.check_mounts(repair)).await
+        blocking(move || inner.mounts.check(repair)).await
     }
 
     async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {

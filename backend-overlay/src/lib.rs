@@ -4,19 +4,19 @@
 //! layer is a `diff/` directory holding only its own files, with OCI whiteouts stored as
 //! overlay whiteouts, and a recorded lower chain. Diffs are applied straight into `diff/`
 //! without mounting. [`OverlayDriver::get`](storage_core::LayerDriver::get) mounts a layer
-//! with its chain below it, reference-counted in the run root. Chains deeper than one
-//! overlay can stack (500 lowers) are mounted by nesting groups of bottom layers as
-//! read-only overlays ([`mount`]). Volumes are plain directories ([`DirVolumes`]).
+//! with its chain below it, reference-counted in the run root. Volumes are plain
+//! directories ([`DirVolumes`]).
 //!
-//! It owns the on-disk layout and the mounting; the tar engine and the contract come from
-//! `storage-core`, and the catalog that records its layers is the `catalog` crate's. It
-//! knows no other backend.
+//! It owns the on-disk layout and which directories a layer's mount stacks. Making the
+//! mounts (overlay stacks, nesting past 500 lowers, counts and their repair) is the
+//! `mounts` crate's; the tar engine is `tar-engine`'s and the contract `storage-core`'s,
+//! and the catalog that records its layers is the `catalog` crate's. It knows no other
+//! backend.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod driver;
 pub mod layout;
-pub mod mount;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -56,7 +56,7 @@ inventory::submit! {
             local_root: true,
             vm_disks: false,
             // 500 lowers per overlay, and one level of nested groups of 500.
-            max_depth: Some(mount::KERNEL_MAX_LOWERS * mount::KERNEL_MAX_LOWERS),
+            max_depth: Some(mounts::KERNEL_MAX_LOWERS * mounts::KERNEL_MAX_LOWERS),
         },
         open,
     }

@@ -1,6 +1,6 @@
 //! Test support shared by every crate's tests and fuzz targets, and nothing else.
 //!
-//! It owns four things:
+//! It owns these things:
 //! - **requirements**: a test that needs root, a command, a kernel feature or a server asks
 //!   [`require`] first. Outside CI a missing requirement skips the test with a
 //!   `SKIPPED <test>: needs …` line on stderr that the harness does not capture (and
@@ -12,6 +12,8 @@
 //!   files and GNU tar's `--sparse` archives of them.
 //! - **file sets** ([`fileset`]): several sparse files in one byte string, the input format
 //!   of the multi-file disk image fuzz target and of the regression tests its crashes give.
+//! - **loop disks** ([`loop_disk`]): small ext4 images, mounted or only attached to a loop
+//!   device.
 //!
 //! It does not own fixtures of any one crate; those live beside the tests that use them.
 #![forbid(unsafe_code)]

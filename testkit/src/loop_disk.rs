@@ -1,6 +1,10 @@
-//! A small ext4 filesystem on a loop device, for tests that need a disk that fills or
-//! fails: the store or an NFS export put on it meets ENOSPC (or, with its image on a full
-//! tmpfs, EIO) from the kernel, as on a real disk.
+//! Small ext4 filesystems on loop devices.
+//!
+//! [`LoopDisk`] is one mounted, for tests that need a disk that fills or fails: the store
+//! or an NFS export put on it meets ENOSPC (or, with its image on a full tmpfs, EIO) from
+//! the kernel, as on a real disk. [`ext4_image`] and [`LoopDevice`] are the parts, for
+//! tests of code that mounts block devices itself, and [`e2fsck_clean`] checks an image
+//! after.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,13 +18,16 @@ pub struct LoopDisk {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn run(c: &mut Command) {
+/// Runs `c`, which must succeed (else the panic shows what it printed); its output.
+fn run(c: &mut Command) -> String {
     let out = c.output().unwrap_or_else(|e| panic!("run {c:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{c:?}: {}",
+        "{c:?} failed:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
 }
 
 impl LoopDisk {
@@ -41,12 +48,7 @@ impl LoopDisk {
         let image = image_dir.join("disk.img");
         let mount = mount_dir.join("mnt");
         std::fs::create_dir_all(&mount).expect("create the mount point");
-        std::fs::File::create(&image)
-            .and_then(|f| f.set_len(mib << 20))
-            .expect("create the disk image");
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image));
+        ext4_image(&image, mib);
         let disk = LoopDisk {
             image,
             mount,
@@ -89,6 +91,52 @@ impl LoopDisk {
         while f.write_all(&block[..4096]).is_ok() {}
         let _ = f.sync_all();
         filler
+    }
+}
+
+/// Makes `image` a sparse `mib` MiB file holding an empty ext4 filesystem
+/// (`mkfs.ext4`, no blocks reserved for root).
+pub fn ext4_image(image: &Path, mib: u64) {
+    std::fs::File::create(image)
+        .and_then(|f| f.set_len(mib << 20))
+        .expect("create the disk image");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-m", "0"])
+        .arg(image));
+}
+
+/// Asserts that `e2fsck -fn` finds nothing to fix in `image`.
+pub fn e2fsck_clean(image: &Path) {
+    run(Command::new("e2fsck").arg("-fn").arg(image));
+}
+
+/// An image attached to a free loop device (`losetup --find`), detached when dropped.
+/// Whatever is still mounted from it then is the test's to unmount: the kernel detaches
+/// the device once the last mount goes.
+pub struct LoopDevice {
+    device: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `image`, read-write.
+    pub fn attach(image: &Path) -> LoopDevice {
+        let device = run(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image));
+        LoopDevice {
+            device: PathBuf::from(device.trim()),
+        }
+    }
+
+    /// The device (`/dev/loopN`).
+    pub fn path(&self) -> &Path {
+        &self.device
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }
 

@@ -32,17 +32,7 @@ pub fn read_back(img: &Path, tar: &Path, whiteouts: WhiteoutsOut) {
     std::io::Write::flush(&mut out).unwrap();
 }
 
-/// Asserts that `e2fsck -fn` finds nothing to fix.
-pub fn e2fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().unwrap();
-    assert!(
-        out.status.success(),
-        "e2fsck -fn {} failed:\n{}{}",
-        img.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use testkit::loop_disk::e2fsck_clean;
 
 /// Asserts that an image held in memory passes `e2fsck -fn`.
 pub fn e2fsck_clean_bytes(img: &[u8]) {

@@ -1,7 +1,9 @@
-//! The classic `mount(2)` path, used on kernels without `lowerdir+`, mounts a real stack.
+//! Overlay stacks on real mounts: the classic `mount(2)` path (kernels without
+//! `lowerdir+`) and the errors of the new mount API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use backend_overlay::mount::{MountApi, Stack, is_mounted, mount, unmount};
+use mounts::overlay::{MountApi, Stack, mount};
+use mounts::{is_mounted, unmount};
 use testkit::{Requirement, require};
 
 #[test]
@@ -48,4 +50,32 @@ fn legacy_mounts_take_as_many_lowers_as_fit_in_a_page() {
     );
     assert!(n > 50);
     assert_eq!(MountApi::LowerdirPlus.max_lowers(60), 500);
+}
+
+#[test]
+fn a_refused_lowerdir_plus_names_the_target_the_lower_and_the_cause_needs_root() {
+    if !require(
+        "a_refused_lowerdir_plus_names_the_target_the_lower_and_the_cause_needs_root",
+        &[Requirement::Root, Requirement::Filesystem("overlay")],
+    ) {
+        return;
+    }
+    if MountApi::detect() != MountApi::LowerdirPlus {
+        testkit::tell("this kernel has no lowerdir+: only the mount(2) path is tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let merged = dir.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    let missing = dir.path().join("no-such-lower");
+    let stack = Stack {
+        lowers: vec![missing.clone(), dir.path().to_owned()],
+        upper: None,
+    };
+    let err = mount(MountApi::LowerdirPlus, &stack, &merged).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&merged.display().to_string()), "{text}");
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert_eq!(err.raw_os_error(), Some(2), "{text}");
+    assert!(!is_mounted(&merged));
 }
