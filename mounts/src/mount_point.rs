@@ -13,18 +13,20 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
-/// True when something is mounted at `target` (its device differs from its parent's).
+/// True when something is mounted at `target`: its device differs from its parent's, or
+/// it cannot be reached at all because it is a FUSE mount whose server died (`ENOTCONN`),
+/// which is still mounted until someone unmounts it.
 ///
 /// One `stat` of each, no read of the mount table: cheap enough to ask for every layer
 /// of a store. A bind mount of a directory of the same filesystem is not seen; nothing
 /// strata mounts is one.
 pub fn is_mounted(target: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(me), Some(Ok(parent))) = (
-        std::fs::metadata(target),
-        target.parent().map(std::fs::metadata),
-    ) else {
+    let Some(Ok(parent)) = target.parent().map(std::fs::metadata) else {
         return false;
     };
-    me.dev() != parent.dev()
+    match std::fs::metadata(target) {
+        Ok(me) => me.dev() != parent.dev(),
+        Err(e) => e.raw_os_error() == Some(nix::errno::Errno::ENOTCONN as i32),
+    }
 }

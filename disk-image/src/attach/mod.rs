@@ -26,13 +26,31 @@ use crate::disk::Disk;
 use crate::error::{Error, Result};
 
 mod loop_device;
-mod mountinfo;
 pub mod process;
 mod record;
 mod registry;
 mod server;
 
 pub use process::ProcessId;
+
+/// An error of the `mounts` crate (the mount table, an unmount) as this crate's, its
+/// text whole: it names its object already.
+fn mount_error(e: storage_core::Error) -> Error {
+    Error::new(crate::ErrorKind::Io, storage_core::Report(&e).to_string())
+}
+
+/// Unmounts `target` lazily; not mounted is fine.
+pub(crate) fn unmount(target: &Path) -> Result<()> {
+    mounts::unmount(target).map_err(mount_error)
+}
+
+/// Where filesystems on block device `device` are mounted, the last mounted first (the
+/// order to unmount them in).
+pub(crate) fn mounted_from(device: &Path) -> Result<Vec<PathBuf>> {
+    let mut points = mounts::mountinfo::mount_points_of(device).map_err(mount_error)?;
+    points.reverse();
+    Ok(points)
+}
 pub use registry::{AttachOptions, Attachment, Attachments, Problem, Released};
 pub use server::{Server, serve};
 
@@ -233,7 +251,7 @@ pub fn cleanup() -> Result<usize> {
             loop_device::detach(&device, &backing, None)?;
         }
         if let Some(mnt) = read("mountpoint") {
-            mountinfo::unmount(&mnt)?;
+            unmount(&mnt)?;
         }
         if dir.exists() {
             registry::remove_state(&dir)?;

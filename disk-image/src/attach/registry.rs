@@ -17,7 +17,6 @@ use std::time::Duration;
 use rustix::fs::FlockOperation;
 
 use crate::attach::loop_device;
-use crate::attach::mountinfo;
 use crate::attach::process::ProcessId;
 use crate::attach::record::{Record, State};
 use crate::attach::server::{self, Server};
@@ -364,7 +363,7 @@ impl Attachments {
             return Ok(Released::Kept(record.refs));
         }
         if let Some(device) = &record.device {
-            let mounted = mountinfo::mounted_from(device)?;
+            let mounted = crate::attach::mounted_from(device)?;
             if !mounted.is_empty() {
                 let points: Vec<String> = mounted.iter().map(|p| p.display().to_string()).collect();
                 return Err(Error::new(
@@ -387,7 +386,7 @@ impl Attachments {
             Some(id) => server::stop(id, &dir, STOP_PATIENCE),
             None => Ok(()),
         };
-        let _ = mountinfo::unmount(&server::mountpoint(&dir));
+        let _ = crate::attach::unmount(&server::mountpoint(&dir));
         remove_state(&dir)?;
         stopped.map(|()| Released::Detached)
     }
@@ -481,8 +480,7 @@ impl Attachments {
                 record.backing.display()
             ));
         }
-        if record.server.is_some()
-            && !mountinfo::is_mounted(&server::mountpoint(&self.state_dir(key)))
+        if record.server.is_some() && !mounts::is_mounted(&server::mountpoint(&self.state_dir(key)))
         {
             return Some("its block view is no longer mounted".into());
         }
@@ -527,10 +525,10 @@ impl Attachments {
                 if !loop_device::is_backed_by(&device, &backing, Some(offset)) {
                     continue;
                 }
-                let points = mountinfo::mounted_from(&device);
+                let points = crate::attach::mounted_from(&device);
                 for point in points.as_deref().unwrap_or_default() {
                     note(
-                        mountinfo::unmount(point),
+                        crate::attach::unmount(point),
                         format!("unmounted {}, which stood on it", point.display()),
                     );
                 }
@@ -555,8 +553,11 @@ impl Attachments {
                     format!("stopped its server (pid {})", id.pid),
                 );
             }
-            if mountinfo::is_mounted(&mnt) {
-                note(mountinfo::unmount(&mnt), "unmounted its block view".into());
+            if mounts::is_mounted(&mnt) {
+                note(
+                    crate::attach::unmount(&mnt),
+                    "unmounted its block view".into(),
+                );
             }
         }
         note(remove_state(&dir), "removed its record".into());

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::attach::mountinfo;
 use crate::attach::process::ProcessId;
 use crate::block_view::{self, BlockView, SharedDisk};
 use crate::error::{Error, ErrorKind, Result};
@@ -285,7 +284,7 @@ fn serve_view(args: &Args) -> Result<()> {
                 Ok(Signal::SIGHUP) => continue,
                 // The view goes once nothing holds its file; the session ends with it.
                 _ => {
-                    let _ = mountinfo::unmount(&stop_at);
+                    let _ = crate::attach::unmount(&stop_at);
                     return;
                 }
             }
@@ -294,7 +293,7 @@ fn serve_view(args: &Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{READY}").and_then(|()| out.flush()).is_err() {
         // Whoever started it is gone before it could record it: nobody will use it.
-        let _ = mountinfo::unmount(&mnt);
+        let _ = crate::attach::unmount(&mnt);
     }
     drop(out);
     let served = session
