@@ -60,6 +60,18 @@ impl Scene {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The directory of the one attachment in the registry.
+    fn only_entry(&self) -> PathBuf {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(self.registry())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs.into_iter().next().unwrap()
+    }
+
     /// The attachments the registry lists, as JSON values.
     fn listed(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok("attachments", &["--json"])).unwrap()
@@ -134,6 +146,24 @@ fn ext4_with(scene: &Scene, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
     run("truncate", &["-s", SIZE, &s(&raw)]);
     run("mkfs.ext4", &["-q", "-d", &s(&tree), &s(&raw)]);
     raw
+}
+
+/// A fixed VHD (raw-addressable) holding an ext4 with `files`, made by qemu-img.
+fn fixed_vhd(scene: &Scene, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let raw = ext4_with(scene, name, files);
+    let vhd = scene.path(&format!("{name}.vhd"));
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vpc",
+        "-o",
+        "subformat=fixed",
+        &s(&raw),
+        &s(&vhd),
+    ]);
+    vhd
 }
 
 /// A chain of `depth` disks of `format`'s family whose base holds an ext4 with a file
@@ -243,19 +273,7 @@ fn a_raw_addressable_disk_goes_on_a_loop_device_with_no_server_needs_root_loop()
         return;
     }
     let scene = Scene::new();
-    let raw = ext4_with(&scene, "fixed", &[("a.txt", b"fixed\n")]);
-    let vhd = scene.path("fixed.vhd");
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vpc",
-        "-o",
-        "subformat=fixed",
-        &s(&raw),
-        &s(&vhd),
-    ]);
+    let vhd = fixed_vhd(&scene, "fixed", &[("a.txt", b"fixed\n")]);
     let device = scene.ok("attach", &[&s(&vhd)]);
     let listed = scene.listed();
     assert_eq!(listed[0]["format"], "vhd-fixed");
@@ -419,19 +437,7 @@ fn processes_killed_while_attaching_or_detaching_leave_nothing_the_next_command_
     }
     let scene = Scene::new();
     let served = chain(&scene, "vmdk", 2);
-    let raw = ext4_with(&scene, "direct", &[("a", b"a")]);
-    let direct = scene.path("direct.vhd");
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vpc",
-        "-o",
-        "subformat=fixed",
-        &s(&raw),
-        &s(&direct),
-    ]);
+    let direct = fixed_vhd(&scene, "direct", &[("a", b"a")]);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |bound: u128| {
         rng ^= rng << 13;
@@ -556,12 +562,7 @@ fn records_of_an_earlier_boot_are_dropped_without_touching_devices_needs_root_fu
     let scene = Scene::new();
     let top = chain(&scene, "vhdx", 2);
     scene.ok("attach", &[&s(&top)]);
-    let entry = std::fs::read_dir(scene.registry())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .path();
+    let entry = scene.only_entry();
     let record = std::fs::read_to_string(entry.join("record.json")).unwrap();
     scene.ok("detach", &[&s(&top)]);
     // The same record, as a machine that rebooted (with /run not on tmpfs) finds it.
@@ -596,12 +597,7 @@ fn an_unreadable_record_is_torn_down_with_what_it_held_needs_root_fuse_loop() {
     let scene = Scene::new();
     let top = chain(&scene, "vmdk", 2);
     scene.ok("attach", &[&s(&top)]);
-    let entry = std::fs::read_dir(scene.registry())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .path();
+    let entry = scene.only_entry();
     std::fs::write(entry.join("record.json"), b"{ not json").unwrap();
     // The next attach finds it, tears down its device and view (its server ends with
     // the view), and attaches afresh.
