@@ -323,6 +323,16 @@ fn attachments_are_shared_by_count_and_conflicting_modes_are_refused_needs_root_
     };
     refused(&[&s(&top)], "attached read-only");
     refused(&[&s(&parent)], "is a parent of the attached");
+    // Shared, the chain still meets a caller's confinement.
+    let elsewhere = scene.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    refused(
+        &["--read-only", "--within", &s(&elsewhere), &s(&top)],
+        "which lies outside",
+    );
+    let within = ["--read-only", "--within", &s(scene.dir.path()), &s(&top)];
+    assert_eq!(scene.ok("attach", &within), first);
+    scene.ok("detach", &[&s(&top)]);
 
     // A filesystem mounted from it keeps the last reference from being dropped.
     let mnt = scene.path("mnt");

@@ -231,6 +231,11 @@ impl Attachments {
                     if record.read_only != options.read_only {
                         return Err(busy_mode(&record));
                     }
+                    if let Some(root) = options.within {
+                        // Shared, the chain is not opened again: its recorded files
+                        // must meet this caller's confinement too.
+                        outside(&record.chain, root)?;
+                    }
                     record.refs += 1;
                     record.write(&dir)?;
                     return self.public(&key, &record, None);
@@ -601,6 +606,31 @@ impl Attachments {
             refs: record.refs,
             problem,
         })
+    }
+}
+
+/// Refuses a chain with a file outside the directory `root`, as [`open_chain_within`]
+/// refuses it.
+fn outside(chain: &[PathBuf], root: &Path) -> Result<()> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| Error::io(root, "resolving the directory disks must stay in", e))?;
+    match chain.iter().find(|p| !p.starts_with(&root)) {
+        None => Ok(()),
+        Some(file) => {
+            let e = Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "its chain holds {}, which lies outside {}",
+                    file.display(),
+                    root.display()
+                ),
+            );
+            Err(match chain.first() {
+                Some(top) => e.with_path(top),
+                None => e,
+            })
+        }
     }
 }
 

@@ -79,24 +79,33 @@ impl Report {
     }
 
     /// `existing` (a `BENCHMARKS.md` from a full run) with this report's tables put in
-    /// place of the tables of the same title, new ones before the notes, and a note saying
+    /// place of the tables of the same title, new ones after the table they follow here (or
+    /// before the notes), and a note saying
     /// which section was measured again, and when: for `--only SECTION`.
     pub fn merge_into(&self, existing: &str, section: &str) -> String {
         let mut blocks = split_blocks(existing);
         let rendered = self.render();
         let mine = split_blocks(&rendered);
+        // A new table goes after the one it follows in this report (or before the notes).
+        let mut after: Option<usize> = None;
         for (title, body) in mine {
             if !title.starts_with("## ") || title == "## Machine" || title == "## Notes" {
                 continue;
             }
-            match blocks.iter_mut().find(|(t, _)| *t == title) {
-                Some(block) => block.1 = body,
+            match blocks.iter().position(|(t, _)| *t == title) {
+                Some(i) => {
+                    blocks[i].1 = body;
+                    after = Some(i);
+                }
                 None => {
-                    let at = blocks
-                        .iter()
-                        .position(|(t, _)| t == "## Notes")
-                        .unwrap_or(blocks.len());
+                    let at = after.map(|i| i + 1).unwrap_or_else(|| {
+                        blocks
+                            .iter()
+                            .position(|(t, _)| t == "## Notes")
+                            .unwrap_or(blocks.len())
+                    });
                     blocks.insert(at, (title, body));
+                    after = Some(at);
                 }
             }
         }
@@ -204,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_section_run_again_replaces_its_tables_and_keeps_the_rest() {
-        let existing = "# Benchmarks\n\nintro\n\n## Machine\n\n- cpus: 2\n\n## A\n\nold a\n\n## B\n\nold b\n\n## Notes\n\n- reproduce\n";
+        let existing = "# Benchmarks\n\nintro\n\n## Machine\n\n- cpus: 2\n\n## A\n\nold a\n\n## B\n\nold b\n\n## Z\n\nold z\n\n## Notes\n\n- reproduce\n";
         let mut report = Report {
             machine: "- cpus: 2".into(),
             runs: 3,
@@ -220,7 +229,11 @@ mod tests {
         }
         let merged = report.merge_into(existing, "disks");
         let titles: Vec<&str> = merged.lines().filter(|l| l.starts_with("## ")).collect();
-        assert_eq!(titles, ["## Machine", "## A", "## B", "## C", "## Notes"]);
+        // The new table C lands after B, which it follows in the report.
+        assert_eq!(
+            titles,
+            ["## Machine", "## A", "## B", "## C", "## Z", "## Notes"]
+        );
         assert!(
             merged.contains("old a") && !merged.contains("old b"),
             "{merged}"
