@@ -2,7 +2,10 @@
 //! delta disks, `monolithicFlat`, `streamOptimized`), VHD (fixed, dynamic, differencing),
 //! VHDX (dynamic, differencing, with log replay) and raw files, behind one [`Disk`] trait,
 //! plus parent chains ([`open_chain`]), conversion between formats ([`convert`],
-//! [`flatten`]), block devices for any of them ([`attach()`]), and any of them as a file
+//! [`flatten`]), block devices for any of them (lasting and shared:
+//! [`attach::Attachments`], whose block views a detached server process serves, so an
+//! attachment outlives the command that made it; or for one process: [`attach()`]), and
+//! any of them as a file
 //! ([`DiskFile`]: `Read`, `Write` and `Seek`, so a writer of files, such as an ext4 image
 //! builder, writes straight into a VHDX, a VMDK or a differencing child).
 //!
@@ -11,7 +14,8 @@
 //! parent. It does not own filesystems inside the disks (that is `ext4-writer`), it does
 //! not know about layers, stores or backends (the `backend-vmdk` and `backend-vhd` crates
 //! build on it). It makes disks block devices (loop devices, directly or over its FUSE
-//! block view) but mounts no filesystem.
+//! block view) and records them in a registry, but mounts no filesystem: it only
+//! unmounts, through the `mounts` crate, what still stands on a device whose server died.
 //!
 //! The byte layouts, as written and as accepted, are described in `FORMATS.md` beside this
 //! crate.
