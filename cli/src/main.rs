@@ -105,6 +105,7 @@ struct BackendOut {
     summary: &'static str,
     layers: bool,
     volumes: bool,
+    local_root: bool,
     vm_disks: bool,
     max_depth: Option<usize>,
 }
@@ -119,6 +120,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
                 summary: d.summary,
                 layers: d.capabilities.layers,
                 volumes: d.capabilities.volumes,
+                local_root: d.capabilities.local_root,
                 vm_disks: d.capabilities.vm_disks,
                 max_depth: d.capabilities.max_depth,
             })
