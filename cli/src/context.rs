@@ -136,6 +136,9 @@ impl Located {
             .collect::<std::io::Result<Vec<_>>>()
             .context("resolve --additional-store")?;
         resolved.config.additional_stores = additional.clone();
+        // Disk backends re-execute this binary to serve block views.
+        let this = std::env::current_exe().context("find the strata binary")?;
+        resolved.config.block_view_server = Some(vec![this.into(), crate::SERVE_BLOCK_VIEW.into()]);
         let catalog_root = if resolved.descriptor.capabilities.local_root {
             PathBuf::from(resolved.config.url.path())
         } else {

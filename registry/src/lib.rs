@@ -172,6 +172,7 @@ pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved
             run_root: run_root.to_owned(),
             options,
             additional_stores: Vec::new(),
+            block_view_server: None,
         },
     })
 }

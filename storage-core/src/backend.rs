@@ -45,6 +45,10 @@ pub struct StoreConfig {
     /// Roots of read-only additional stores whose layers and images may be used as
     /// parents, never written.
     pub additional_stores: Vec<PathBuf>,
+    /// The command that serves a disk's block view, program first (`strata
+    /// serve-block-view`): disk backends start it so that an attachment outlives the
+    /// command that made it. `None` where the application serves none.
+    pub block_view_server: Option<Vec<std::ffi::OsString>>,
 }
 
 /// An opened store: the faces the backend offers.
