@@ -1,7 +1,12 @@
 //! Builds an ext4 image from a layer tar (plain, gzip or zstd).
 //!
 //! `tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] [--max-size BYTES]
-//! [--whiteouts overlay] [--metadata-csum]`
+//! [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] [--read-only]`
+//!
+//! The image is writable unless `--read-only` sets ext4's read-only feature (kernels then
+//! refuse to mount it read-write, as hcsshim's `tar2ext4` images always do). `--label` and
+//! `--uuid` set the volume label and UUID (`blkid` shows them); by default the label is
+//! empty and the UUID one fixed value, so that the same tar gives the same bytes.
 //!
 //! By default OUT is the raw image, as long as the file system. With `--format F` (`vhdx`,
 //! `vmdk`, `vhd-fixed`, `vhd-dynamic`, or any other format `disk-image` creates) OUT is a
@@ -23,7 +28,8 @@ use disk_image::{DiskFile, Durability, Format};
 use ext4_writer::{Builder, Options, Summary, Whiteouts};
 
 const USAGE: &str = "usage: tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] \
-     [--max-size BYTES] [--whiteouts overlay] [--metadata-csum]";
+     [--max-size BYTES] [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] \
+     [--read-only]";
 
 /// The builder's block size: a disk needs no byte past the last whole block of
 /// `max_size`, the most the builder uses.
@@ -40,6 +46,24 @@ struct Args {
     vhd: bool,
     max_size: Option<u64>,
     metadata_csum: bool,
+    label: Option<String>,
+    uuid: Option<[u8; 16]>,
+    read_only: bool,
+}
+
+/// A UUID written as 32 hex digits, dashes anywhere between them.
+fn parse_uuid(text: &str) -> Result<[u8; 16], String> {
+    let digits: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    let bad = || format!("--uuid takes 32 hex digits (dashes allowed), not {text:?}");
+    if digits.len() != 32 {
+        return Err(bad());
+    }
+    let mut uuid = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).map_err(|_| bad())?;
+        uuid[i] = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
+    }
+    Ok(uuid)
 }
 
 fn parse() -> Result<Args, String> {
@@ -51,6 +75,9 @@ fn parse() -> Result<Args, String> {
     let mut vhd = false;
     let mut max_size = None;
     let mut metadata_csum = false;
+    let mut label = None;
+    let mut uuid = None;
+    let mut read_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -59,6 +86,9 @@ fn parse() -> Result<Args, String> {
             "--vhd" => vhd = true,
             "--unsynced" => unsynced = true,
             "--metadata-csum" => metadata_csum = true,
+            "--read-only" => read_only = true,
+            "--label" => label = Some(it.next().ok_or("--label takes a name")?),
+            "--uuid" => uuid = Some(parse_uuid(&it.next().ok_or("--uuid takes a UUID")?)?),
             "--format" => {
                 let name = it.next().ok_or("--format takes a disk format")?;
                 let f: Format = name
@@ -97,6 +127,9 @@ fn parse() -> Result<Args, String> {
         vhd,
         max_size,
         metadata_csum,
+        label,
+        uuid,
+        read_only,
     })
 }
 
@@ -120,8 +153,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options {
         whiteouts: args.whiteouts,
         metadata_csum: args.metadata_csum,
+        read_only: args.read_only,
         ..Options::default()
     };
+    if let Some(label) = &args.label {
+        options = options.with_label(label)?;
+    }
+    if let Some(uuid) = args.uuid {
+        options.uuid = uuid;
+    }
     if let Some(max_size) = args.max_size {
         options.max_size = max_size;
     }

@@ -80,6 +80,14 @@ pub enum Error {
         /// The feature.
         what: String,
     },
+    /// A build option cannot be used as given.
+    #[error("option {option}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// Writing the output tar failed.
     #[error("writing the tar entry {entry:?}")]
     TarWrite {
@@ -124,6 +132,7 @@ impl From<Error> for storage_core::Error {
                 E::io(format!("writing the tar entry {entry:?}"), source)
             }
             Error::Corrupt { .. } => E::io(message, io::ErrorKind::InvalidData),
+            Error::InvalidOption { .. } => E::io(message, io::ErrorKind::InvalidInput),
             Error::Unsupported { what } => E::Unsupported {
                 what: "ext4 image".into(),
                 reason: what,

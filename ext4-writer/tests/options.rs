@@ -152,3 +152,42 @@ fn digests_of_the_input_are_reported_only_when_asked_for_and_the_image_is_the_sa
         (gz.len() as u64, plain.len() as u64)
     );
 }
+
+#[test]
+fn a_label_and_a_uuid_reach_the_superblock_and_an_overlong_label_is_refused_needs_blkid() {
+    if !require(
+        "a_label_and_a_uuid_reach_the_superblock_and_an_overlong_label_is_refused_needs_blkid",
+        &[
+            Requirement::Command("blkid"),
+            Requirement::Command("e2fsck"),
+        ],
+    ) {
+        return;
+    }
+    let lc = Layercheck::generate();
+    let plain = std::fs::read(lc.chain_layer(1)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("labelled.img");
+    let options = Options {
+        uuid: [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ],
+        ..Options::default()
+    }
+    .with_label("layer-sixteen-by")
+    .unwrap();
+    std::fs::write(&img, build_bytes(&plain, options)).unwrap();
+    e2fsck_clean(&img);
+    let out = Command::new("blkid").arg(&img).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("LABEL=\"layer-sixteen-by\""), "{text}");
+    assert!(
+        text.contains("UUID=\"01234567-89ab-cdef-0123-456789abcdef\""),
+        "{text}"
+    );
+    for bad in ["seventeen-bytes!!", "nul\0inside"] {
+        let e = Options::default().with_label(bad).unwrap_err();
+        assert!(e.to_string().starts_with("option label: "), "{e}");
+    }
+}

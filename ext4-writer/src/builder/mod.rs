@@ -68,8 +68,12 @@ pub struct Options {
     pub inode_headroom: u32,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
-    /// The file system UUID.
+    /// The file system UUID. The default is one fixed value, so that the same tar gives
+    /// the same bytes; give each image its own where they are told apart by UUID.
     pub uuid: [u8; 16],
+    /// The volume label (`s_volume_name`, what `blkid` shows as `LABEL`): up to 16 bytes,
+    /// zero-padded; all zeros for none. Set it with [`Options::with_label`].
+    pub label: [u8; 16],
     /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
     /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
     /// then verifies on every read.
@@ -88,9 +92,35 @@ impl Default for Options {
             inode_headroom: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
+            label: [0; 16],
             metadata_csum: false,
             digests: false,
         }
+    }
+}
+
+impl Options {
+    /// These options with the volume label `label`, which must fit ext4's 16 bytes and
+    /// hold no NUL.
+    pub fn with_label(mut self, label: &str) -> Result<Self> {
+        let bytes = label.as_bytes();
+        if bytes.len() > 16 || bytes.contains(&0) {
+            return Err(Error::InvalidOption {
+                option: "label",
+                reason: format!(
+                    "{label:?} is {} bytes{}; an ext4 label holds at most 16 and no NUL",
+                    bytes.len(),
+                    if bytes.contains(&0) {
+                        " with a NUL"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        self.label = [0; 16];
+        self.label[..bytes.len()].copy_from_slice(bytes);
+        Ok(self)
     }
 }
 
