@@ -448,7 +448,13 @@ fn processes_killed_while_attaching_or_detaching_leave_nothing_the_next_command_
     let scene = Scene::new();
     let served = chain(&scene, "vmdk", 2);
     let direct = fixed_vhd(&scene, "direct", &[("a", b"a")]);
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    // A new seed each run, printed: the kills land at other moments every time.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x2545_f491_4f6c_dd1d, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("kill delays from seed {seed:#x}");
+    let mut rng = seed;
     let mut next = move |bound: u128| {
         rng ^= rng << 13;
         rng ^= rng >> 7;

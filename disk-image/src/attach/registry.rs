@@ -548,15 +548,10 @@ impl Attachments {
                     format!("detached {}", device.display()),
                 );
             }
-            let server = record
-                .and_then(|r| r.server)
-                .filter(ProcessId::alive)
-                .or_else(|| server::recorded(&dir));
-            if let Some(id) = server {
-                note(
-                    server::stop(id, &dir, Duration::from_secs(10)),
-                    format!("stopped its server (pid {})", id.pid),
-                );
+            match server::quiesce(&dir, record.and_then(|r| r.server)) {
+                Ok(Some(id)) => note(Ok(()), format!("stopped its server (pid {})", id.pid)),
+                Ok(None) => {}
+                Err(e) => note(Err(e), "stopping its server".into()),
             }
             if mounts::is_mounted(&mnt) {
                 note(

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
+use rustix::fs::FlockOperation;
 
 use crate::attach::process::ProcessId;
 use crate::block_view::{self, BlockView, SharedDisk};
@@ -54,6 +55,13 @@ pub(crate) fn recorded(state: &Path) -> Option<ProcessId> {
         start: fields.next()?.parse().ok()?,
     };
     id.alive().then_some(id)
+}
+
+/// The file a server holds a shared `flock` on for as long as it lives. Its starter
+/// makes it before the server starts; a server that finds it gone, or replaced, once it
+/// holds the lock exits at once: its attachment was torn down while it was starting.
+pub(crate) fn lock_file(state: &Path) -> PathBuf {
+    state.join("server.lock")
 }
 
 /// The server's log in a state directory.
@@ -105,6 +113,9 @@ impl Server {
         within: Option<&Path>,
         on_start: impl FnOnce(ProcessId) -> Result<()>,
     ) -> Result<ProcessId> {
+        let lock = lock_file(state);
+        std::fs::File::create(&lock)
+            .map_err(|e| Error::io(&lock, "creating the server's lock", e))?;
         let log_path = log_file(state);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -254,7 +265,89 @@ pub fn serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
+/// Takes the shared lock that says this server lives (see [`lock_file`]), and checks the
+/// file is still the one its starter made.
+fn hold_alive_lock(state: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let path = lock_file(state);
+    let gone = || {
+        Error::new(
+            ErrorKind::Busy,
+            "its attachment was torn down while the server was starting",
+        )
+        .with_path(state)
+    };
+    let file = std::fs::File::open(&path).map_err(|_| gone())?;
+    rustix::fs::flock(&file, FlockOperation::LockShared)
+        .map_err(|e| Error::io(&path, "locking", e.into()))?;
+    let held = file
+        .metadata()
+        .map_err(|e| Error::io(&path, "reading the lock's identity", e))?;
+    match std::fs::metadata(&path) {
+        Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => Ok(file),
+        _ => Err(gone()),
+    }
+}
+
+/// Makes sure no server of the attachment in `state` runs or will start: a server that
+/// holds its lock is stopped (SIGTERM; it unmounts its view and exits) and waited for,
+/// then the lock file is removed while held, so a server still starting finds it gone.
+/// `known` is the server the record names, for attachments made before servers took a
+/// lock. Returns the server stopped, if one was.
+pub(crate) fn quiesce(state: &Path, known: Option<ProcessId>) -> Result<Option<ProcessId>> {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let path = lock_file(state);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let Some(id) = known.filter(ProcessId::alive).or_else(|| recorded(state)) else {
+                return Ok(None);
+            };
+            return stop(id, state, STOP_WAIT).map(|()| Some(id));
+        }
+        Err(e) => return Err(Error::io(&path, "opening the server's lock", e)),
+    };
+    let start = std::time::Instant::now();
+    let mut stopped: Option<ProcessId> = None;
+    loop {
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                // A server lives; its pid is recorded right after it took the lock.
+                if stopped.is_none()
+                    && let Some(id) = known.filter(ProcessId::alive).or_else(|| recorded(state))
+                {
+                    let _ = kill(Pid::from_raw(id.pid as i32), Signal::SIGTERM);
+                    stopped = Some(id);
+                }
+                if start.elapsed() > STOP_WAIT {
+                    if let Some(id) = stopped {
+                        let _ = kill(Pid::from_raw(id.pid as i32), Signal::SIGKILL);
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Busy,
+                        format!("its server did not stop within {} s", STOP_WAIT.as_secs()),
+                    )
+                    .with_path(state));
+                }
+                if let Some(id) = stopped {
+                    reap(Pid::from_raw(id.pid as i32));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(Error::io(&path, "locking", e.into())),
+        }
+    }
+    std::fs::remove_file(&path).map_err(|e| Error::io(&path, "removing the server's lock", e))?;
+    Ok(stopped)
+}
+
+/// How long a teardown waits for a server to stop.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
 fn serve_view(args: &Args) -> Result<()> {
+    let _alive = hold_alive_lock(&args.state)?;
     if let Some(me) = ProcessId::current() {
         let file = pid_file(&args.state);
         std::fs::write(&file, format!("{} {}\n", me.pid, me.start))
