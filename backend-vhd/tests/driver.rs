@@ -365,3 +365,45 @@ async fn a_hostile_overlay_marker_is_not_an_opaque_directory_in_the_union_needs_
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(f.dir.path().to_str().unwrap()), "{mounts}");
 }
+
+#[tokio::test]
+async fn a_disk_attached_with_no_mount_recorded_is_let_go_at_open_needs_root() {
+    if !require(
+        "a_disk_attached_with_no_mount_recorded_is_let_go_at_open_needs_root",
+        &[Requirement::Root, Requirement::Path("/dev/loop-control")],
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let l1 = f.import(1, None, files(&[("a", Some(b"a"))])).await;
+    let vhd = f.driver.layout().layer_vhd(&l1);
+    // What a kill between attaching a layer's image and mounting it leaves.
+    let registry =
+        disk_image::attach::Attachments::open(&f.dir.path().join("run").join("disks")).unwrap();
+    let server = disk_image::attach::Server::new("/nonexistent", Vec::<String>::new());
+    let att = registry
+        .attach(
+            &vhd,
+            &disk_image::attach::AttachOptions {
+                read_only: true,
+                within: None,
+            },
+            &server,
+        )
+        .unwrap();
+    assert_eq!(registry.list().unwrap().len(), 1);
+    let problems = f.driver.check_mounts(&f.op, false).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].detail.contains("no mount recorded"),
+        "{problems:?}"
+    );
+    let _again = Fixture::open(f.dir.path());
+    assert!(registry.list().unwrap().is_empty());
+    let loops = Command::new("losetup").arg("-a").output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&loops.stdout).contains(&format!("{}:", att.device.display())),
+        "{} is still attached",
+        att.device.display()
+    );
+}
