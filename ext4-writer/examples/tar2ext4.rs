@@ -1,7 +1,14 @@
 //! Builds an ext4 image from a layer tar (plain, gzip or zstd).
 //!
 //! `tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] [--max-size BYTES]
-//! [--whiteouts overlay] [--metadata-csum]`
+//! [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] [--read-only]
+//! [--size BYTES]`
+//!
+//! `--label` and `--uuid` set the volume label (at most 16 bytes) and the file system
+//! UUID (32 hex digits, dashes allowed) instead of the defaults; `--read-only` sets the
+//! read-only compatibility flag, so kernels refuse to mount the image read-write (it is
+//! read-write by default); `--size` makes the file system fill that many bytes (whole
+//! 128 MiB groups), free space and all, for an image to be written once mounted.
 //!
 //! By default OUT is the raw image, as long as the file system. With `--format F` (`vhdx`,
 //! `vmdk`, `vhd-fixed`, `vhd-dynamic`, or any other format `disk-image` creates) OUT is a
@@ -23,7 +30,8 @@ use disk_image::{DiskFile, Durability, Format};
 use ext4_writer::{Builder, Options, Summary, Whiteouts};
 
 const USAGE: &str = "usage: tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] \
-     [--max-size BYTES] [--whiteouts overlay] [--metadata-csum]";
+     [--max-size BYTES] [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] \
+     [--read-only] [--size BYTES]";
 
 /// The builder's block size: a disk needs no byte past the last whole block of
 /// `max_size`, the most the builder uses.
@@ -40,6 +48,38 @@ struct Args {
     vhd: bool,
     max_size: Option<u64>,
     metadata_csum: bool,
+    label: [u8; 16],
+    uuid: Option<[u8; 16]>,
+    read_only: bool,
+    size: Option<u64>,
+}
+
+/// A volume label: at most 16 bytes, NUL-padded.
+fn parse_label(name: &str) -> Result<[u8; 16], String> {
+    let bytes = name.as_bytes();
+    if bytes.len() > 16 || bytes.contains(&0) {
+        return Err(format!(
+            "--label takes at most 16 bytes with no NUL, not {name:?}"
+        ));
+    }
+    let mut label = [0u8; 16];
+    label[..bytes.len()].copy_from_slice(bytes);
+    Ok(label)
+}
+
+/// A UUID: 32 hex digits, dashes anywhere.
+fn parse_uuid(text: &str) -> Result<[u8; 16], String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    let bad = || format!("--uuid takes 32 hex digits (dashes allowed), not {text:?}");
+    if digits.len() != 32 {
+        return Err(bad());
+    }
+    let mut uuid = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).map_err(|_| bad())?;
+        uuid[i] = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
+    }
+    Ok(uuid)
 }
 
 fn parse() -> Result<Args, String> {
@@ -51,6 +91,10 @@ fn parse() -> Result<Args, String> {
     let mut vhd = false;
     let mut max_size = None;
     let mut metadata_csum = false;
+    let mut label = [0u8; 16];
+    let mut uuid = None;
+    let mut read_only = false;
+    let mut size = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -59,6 +103,16 @@ fn parse() -> Result<Args, String> {
             "--vhd" => vhd = true,
             "--unsynced" => unsynced = true,
             "--metadata-csum" => metadata_csum = true,
+            "--read-only" => read_only = true,
+            "--label" => label = parse_label(&it.next().ok_or("--label takes a name")?)?,
+            "--uuid" => uuid = Some(parse_uuid(&it.next().ok_or("--uuid takes a UUID")?)?),
+            "--size" => {
+                let n = it.next().ok_or("--size takes a number of bytes")?;
+                size = Some(
+                    n.parse()
+                        .map_err(|_| format!("--size takes a number of bytes, not {n:?}"))?,
+                );
+            }
             "--format" => {
                 let name = it.next().ok_or("--format takes a disk format")?;
                 let f: Format = name
@@ -97,6 +151,10 @@ fn parse() -> Result<Args, String> {
         vhd,
         max_size,
         metadata_csum,
+        label,
+        uuid,
+        read_only,
+        size,
     })
 }
 
@@ -120,9 +178,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options {
         whiteouts: args.whiteouts,
         metadata_csum: args.metadata_csum,
+        label: args.label,
+        read_only: args.read_only,
+        size: args.size,
         ..Options::default()
     };
-    if let Some(max_size) = args.max_size {
+    if let Some(uuid) = args.uuid {
+        options.uuid = uuid;
+    }
+    if let Some(max_size) = args.max_size.or(args.size) {
+        // A file system of `--size` is the whole disk unless told otherwise.
         options.max_size = max_size;
     }
     let summary = match args.format {

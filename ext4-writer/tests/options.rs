@@ -152,3 +152,56 @@ fn digests_of_the_input_are_reported_only_when_asked_for_and_the_image_is_the_sa
         (gz.len() as u64, plain.len() as u64)
     );
 }
+
+#[test]
+fn a_label_and_uuid_reach_the_superblock_and_a_sized_image_fills_its_size_needs_e2fsck_dumpe2fs() {
+    if !require(
+        "a_label_and_uuid_reach_the_superblock_and_a_sized_image_fills_its_size_needs_e2fsck_dumpe2fs",
+        &[
+            Requirement::Command("e2fsck"),
+            Requirement::Command("dumpe2fs"),
+        ],
+    ) {
+        return;
+    }
+    let lc = Layercheck::generate();
+    let tar = std::fs::read(lc.chain_layer(1)).unwrap();
+    let mut label = [0u8; 16];
+    label[..8].copy_from_slice(b"my-layer");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("sized.img");
+    let size = 256u64 << 20;
+    let options = Options {
+        label,
+        uuid: *b"0123456789abcdef",
+        size: Some(size),
+        max_size: size,
+        inode_headroom: 4096,
+        lost_found: false,
+        ..Options::default()
+    };
+    let mut b = Builder::new(std::fs::File::create(&img).unwrap(), options).unwrap();
+    b.append_tar(Cursor::new(&tar)).unwrap();
+    let (_, summary) = b.finish().unwrap();
+    assert_eq!(summary.size, size);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), size);
+    // The free inode tables are holes: the file allocates far less than it is long.
+    use std::os::unix::fs::MetadataExt;
+    assert!(std::fs::metadata(&img).unwrap().blocks() * 512 < size / 4);
+    e2fsck_clean(&img);
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Filesystem volume name:   my-layer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Filesystem UUID:          30313233-3435-3637-3839-616263646566"),
+        "{text}"
+    );
+    assert!(text.contains("Block count:              65536"), "{text}");
+}

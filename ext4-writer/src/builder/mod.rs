@@ -70,6 +70,9 @@ pub struct Options {
     pub read_only: bool,
     /// The file system UUID.
     pub uuid: [u8; 16],
+    /// The volume label (`s_volume_name`, as `e2label` and `blkid` show it): up to 16
+    /// bytes, NUL-padded; all zeros for none.
+    pub label: [u8; 16],
     /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
     /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
     /// then verifies on every read.
@@ -98,6 +101,7 @@ impl Default for Options {
             inode_headroom: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
+            label: [0; 16],
             metadata_csum: false,
             digests: false,
             lost_found: true,

@@ -215,7 +215,7 @@ impl<W: Write + Seek> Builder<W> {
                 .into(),
             feature_ro_compat: ro.into(),
             uuid: self.options.uuid,
-            volume_name: [0; 16],
+            volume_name: self.options.label,
             last_mounted: [0; 64],
             algorithm_usage_bitmap: 0.into(),
             prealloc_blocks: 0,
