@@ -268,6 +268,7 @@ impl Inner {
         let _held = self.run().lock(&layer_lock(id))?;
         self.new_layer_dir(id, parent)?;
         image::build_layer::<std::io::Empty>(
+            image::uuid_of(id),
             &self.layout.layer_vhd(id),
             &self.layout.part(id, LAYER_VHD),
             false,
@@ -286,6 +287,7 @@ impl Inner {
         let _held = self.run().lock(&layer_lock(id))?;
         self.new_layer_dir(id, parent)?;
         image::build_sandbox(
+            image::uuid_of(id),
             &self.layout.sandbox(id),
             &self.layout.part(id, SANDBOX_VHDX),
             size,
@@ -355,6 +357,7 @@ impl Inner {
         let existing = applied.exists();
         let target = format!("layer {id}");
         let report = image::build_layer(
+            image::uuid_of(id),
             &vhd,
             &self.layout.part(id, LAYER_VHD),
             existing,

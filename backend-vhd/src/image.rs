@@ -23,14 +23,38 @@ pub const DEFAULT_SANDBOX_SIZE: u64 = 20 << 30;
 const BYTES_PER_INODE: u64 = 64 << 10;
 
 /// The options of a layer's ext4: whiteouts as overlay markers, digests of what was
-/// received, and no `lost+found`, which every layer would add to the union.
-fn layer_options() -> Options {
+/// received, no `lost+found` (which every layer would add to the union), and its
+/// identity: `uuid`.
+fn layer_options(uuid: [u8; 16]) -> Options {
     Options {
         whiteouts: Whiteouts::Overlay,
         digests: true,
         lost_found: false,
+        uuid,
+        label: *b"strata-layer\0\0\0\0",
         ..Options::default()
     }
+}
+
+/// The file system UUID of layer `id`'s disk: the first 16 bytes of its hex id (a fixed
+/// one for an id that is not hex), so that `blkid` tells layers apart.
+pub fn uuid_of(id: &str) -> [u8; 16] {
+    let mut uuid = *b"strata-ext4-imag";
+    let hex = id.as_bytes();
+    if hex.len() >= 32 {
+        let parsed: Option<Vec<u8>> = hex[..32]
+            .chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        if let Some(bytes) = parsed {
+            uuid.copy_from_slice(&bytes);
+        }
+    }
+    uuid
 }
 
 /// What goes into a layer's image.
@@ -52,12 +76,13 @@ pub struct LayerInput<'a, R> {
 /// second diff applied to a layer); without, the image holds the tar alone (`None` for
 /// an empty layer). On any error `part` is removed and `vhd` is left as it was.
 pub fn build_layer<R: std::io::Read + Send>(
+    uuid: [u8; 16],
     vhd: &Path,
     part: &Path,
     existing: bool,
     input: Option<LayerInput<'_, R>>,
 ) -> Result<Option<ApplyReport>> {
-    let built = build_layer_part(vhd, part, existing, input);
+    let built = build_layer_part(uuid, vhd, part, existing, input);
     let done = built.and_then(|report| {
         std::fs::rename(part, vhd).ctx(|| format!("rename {} into place", part.display()))?;
         sync_parent(vhd)?;
@@ -70,6 +95,7 @@ pub fn build_layer<R: std::io::Read + Send>(
 }
 
 fn build_layer_part<R: std::io::Read + Send>(
+    uuid: [u8; 16],
     vhd: &Path,
     part: &Path,
     existing: bool,
@@ -77,7 +103,7 @@ fn build_layer_part<R: std::io::Read + Send>(
 ) -> Result<Option<ApplyReport>> {
     let _ = std::fs::remove_file(part);
     let out = File::create_new(part).ctx(|| format!("create {}", part.display()))?;
-    let mut builder = Builder::new(out, layer_options())?;
+    let mut builder = Builder::new(out, layer_options(uuid))?;
     if existing {
         // The image as a tar, OCI whiteouts and all, from a temporary file beside it.
         let tar_part = part.with_extension("tar");
@@ -121,7 +147,7 @@ fn build_layer_part<R: std::io::Read + Send>(
 /// and renames it to `sandbox`: a dynamic VHDX whose ext4 fills it and holds only `upper/`
 /// and `work/`, written straight into the disk through `DiskFile`, so the disk allocates
 /// only the blocks the metadata takes.
-pub fn build_sandbox(sandbox: &Path, part: &Path, size: u64) -> Result<()> {
+pub fn build_sandbox(uuid: [u8; 16], sandbox: &Path, part: &Path, size: u64) -> Result<()> {
     let built = (|| {
         let _ = std::fs::remove_file(part);
         let disk = disk_image::create(part, Format::Vhdx, size)?;
@@ -129,6 +155,8 @@ pub fn build_sandbox(sandbox: &Path, part: &Path, size: u64) -> Result<()> {
             max_size: size,
             size: Some(size),
             inode_headroom: u32::try_from(size / BYTES_PER_INODE).unwrap_or(u32::MAX),
+            uuid,
+            label: *b"strata-sandbox\0\0",
             ..Options::default()
         };
         let mut builder = Builder::new(DiskFile::new(disk), options)?;
@@ -208,6 +236,19 @@ fn sync_parent(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_disks_uuid_is_the_start_of_its_layer_id() {
+        let id = format!("0123456789abcdef0123456789abcdef{}", "f".repeat(32));
+        assert_eq!(
+            uuid_of(&id),
+            [
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+                0xcd, 0xef
+            ]
+        );
+        assert_eq!(&uuid_of("not-hex"), b"strata-ext4-imag");
+    }
 
     #[test]
     fn sizes_take_units_and_round_down_to_block_groups() {

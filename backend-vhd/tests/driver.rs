@@ -145,6 +145,8 @@ async fn every_layer_vhd_reads_as_vpc_and_holds_a_clean_ext4_with_no_mount() {
             .arg(&vhd));
         assert!(info.contains("file format: vpc"), "{info}");
         run(Command::new("e2fsck").arg("-fn").arg(&vhd));
+        let label = run(Command::new("e2label").arg(&vhd));
+        assert_eq!(label.trim(), "strata-layer");
     }
     // Nothing was mounted or attached to build them.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
