@@ -12,7 +12,7 @@ use mounts::{BlockMount, CountedMounts, Lower, Make, MountSites, Plan};
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
     CreateOpts, DiffOpts, Error, IoContext, LayerDisk, LayerDriver, MountOpts, MountProblem,
-    ObjectKind, Op, Result, TarReader,
+    ObjectKind, Op, Result, TarReader, blocking,
 };
 use tar_engine::{ApplyReport, ArchiveStream, Change, ExportOptions};
 
@@ -87,11 +87,8 @@ impl Sites {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("vhd background task", std::io::Error::other(e)))?
-}
+/// What blocking work is called in an error when the pool loses it.
+const TASK: &str = "vhd background task";
 
 /// The run-root lock held while layer `id`'s files change (create, apply), so that
 /// another process's open does not take a layer being made for one left incomplete.
@@ -531,29 +528,21 @@ fn with_own_tree<T>(
 }
 
 /// Mounts `id` (and `from`), compares the trees, and runs `use_changes` while the mounts
-/// are still held: the changes point into them (an export reads file data from there).
+/// are still held: the changes point into them.
 fn with_mounted_changes<T>(
     inner: &Inner,
     id: &str,
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    let new = inner.get(id)?;
-    let old = match from {
-        Some(f) => match inner.get(f) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = inner.put(id);
-                return Err(e);
-            }
-        },
-        None => inner.layout.empty(),
-    };
-    let result = tar_engine::compare_trees(&old, &new).and_then(use_changes);
-    let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
-    let out = result?;
-    released?;
-    Ok(out)
+    tar_engine::with_held_changes(
+        |l| inner.get(l),
+        |l| inner.put(l),
+        id,
+        from,
+        &inner.layout.empty(),
+        use_changes,
+    )
 }
 
 /// The changes of `id` over `from`, handed to `use_changes` while the trees they point
@@ -589,7 +578,7 @@ impl LayerDriver for VhdDriver {
         _opts: &CreateOpts,
     ) -> Result<()> {
         let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || inner.create(&id, parent.as_deref())).await
+        blocking(TASK, move || inner.create(&id, parent.as_deref())).await
     }
 
     async fn create_read_write(
@@ -601,32 +590,35 @@ impl LayerDriver for VhdDriver {
     ) -> Result<()> {
         let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
         let opts = opts.clone();
-        blocking(move || inner.create_read_write(&id, parent.as_deref(), &opts)).await
+        blocking(TASK, move || {
+            inner.create_read_write(&id, parent.as_deref(), &opts)
+        })
+        .await
     }
 
     async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.remove(&id)).await
+        blocking(TASK, move || inner.remove(&id)).await
     }
 
     async fn get(&self, _op: &Op, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.get(&id)).await
+        blocking(TASK, move || inner.get(&id)).await
     }
 
     async fn put(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.put(&id)).await
+        blocking(TASK, move || inner.put(&id)).await
     }
 
     async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.mounts.count(&id)).await
+        blocking(TASK, move || inner.mounts.count(&id)).await
     }
 
     async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || Ok(inner.require(&id).is_ok())).await
+        blocking(TASK, move || Ok(inner.require(&id).is_ok())).await
     }
 
     async fn apply_diff(
@@ -639,7 +631,7 @@ impl LayerDriver for VhdDriver {
     ) -> Result<ApplyReport> {
         let (inner, id, opts, op) = (self.inner.clone(), id.to_owned(), opts.clone(), op.clone());
         let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(move || inner.apply(&op, &id, input, &opts)).await
+        blocking(TASK, move || inner.apply(&op, &id, input, &opts)).await
     }
 
     async fn diff(
@@ -651,7 +643,7 @@ impl LayerDriver for VhdDriver {
     ) -> Result<ArchiveStream> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
         let check = (inner.clone(), id.clone());
-        blocking(move || check.0.require(&check.1).map(drop)).await?;
+        blocking(TASK, move || check.0.require(&check.1).map(drop)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
             if inner.native(&id, from.as_deref())? {
@@ -669,7 +661,7 @@ impl LayerDriver for VhdDriver {
 
     async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || with_changes(&inner, &id, from.as_deref(), Ok)).await
+        blocking(TASK, move || with_changes(&inner, &id, from.as_deref(), Ok)).await
     }
 
     async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
@@ -679,7 +671,7 @@ impl LayerDriver for VhdDriver {
 
     async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
         let inner = self.inner.clone();
-        blocking(move || {
+        blocking(TASK, move || {
             let ids = inner.layout.layer_dirs()?;
             let (mut images, mut containers) = (0, 0);
             for id in &ids {
@@ -719,7 +711,7 @@ impl LayerDriver for VhdDriver {
 
     async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || {
+        blocking(TASK, move || {
             let kind = inner.require(&id)?;
             let l = &inner.layout;
             let parents = l.parents(&id)?;
@@ -739,7 +731,7 @@ impl LayerDriver for VhdDriver {
 
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || {
+        blocking(TASK, move || {
             inner.mounts.cleanup()?;
             inner.check_attachments(true).map(drop)
         })
@@ -748,7 +740,7 @@ impl LayerDriver for VhdDriver {
 
     async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
         let inner = self.inner.clone();
-        blocking(move || {
+        blocking(TASK, move || {
             let mut problems = inner.mounts.check(repair)?;
             problems.extend(inner.check_attachments(repair)?);
             Ok(problems)
@@ -758,7 +750,7 @@ impl LayerDriver for VhdDriver {
 
     async fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || {
+        blocking(TASK, move || {
             let kind = inner.require(&id)?;
             let mut out = Vec::new();
             let image = |l: &str| LayerDisk {
@@ -782,6 +774,6 @@ impl LayerDriver for VhdDriver {
 
     async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
         let inner = self.inner.clone();
-        blocking(move || inner.layout.layer_dirs()).await
+        blocking(TASK, move || inner.layout.layer_dirs()).await
     }
 }

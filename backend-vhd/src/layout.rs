@@ -167,23 +167,6 @@ impl Layout {
 
     /// The ids of every layer directory, complete or not.
     pub fn layer_dirs(&self) -> Result<Vec<String>> {
-        let dir = self.layers_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io_path("list", &dir, e)),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // Layer directories are named by their 64-hex id; `empty/` is not one.
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                ids.push(name.into_owned());
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        storage_core::id::ids_in(&self.layers_dir())
     }
 }

@@ -125,6 +125,20 @@ impl VhdStore {
         left
     }
 
+    /// Unmounts everything and deletes the layer `name` if an earlier run left it.
+    fn clean_without(&self, name: &str) {
+        self.ok(&["cleanup"]);
+        let url = self.url();
+        if self
+            .0
+            .run(&self.args(&url, &["layer", name]))
+            .status
+            .success()
+        {
+            self.ok(&["delete-layer", name]);
+        }
+    }
+
     /// Checks the store after a kill, cleans it up and requires nothing of it be left.
     fn check_and_clean(&self, after: &str) {
         self.check(after);
@@ -153,16 +167,7 @@ fn an_import_killed_anywhere_leaves_a_store_check_accepts_and_no_half_built_disk
     let span = start.elapsed();
     eprintln!("a whole import took {span:?}");
     for delay in sweep(span) {
-        store.ok(&["cleanup"]);
-        let url = store.url();
-        if store
-            .0
-            .run(&store.args(&url, &["layer", "imported"]))
-            .status
-            .success()
-        {
-            store.ok(&["delete-layer", "imported"]);
-        }
+        store.clean_without("imported");
         store.run_or_kill(&import, &tar, Some(delay));
         let after = format!("an import killed after {delay:?} of {span:?}");
         store.check_and_clean(&after);
@@ -176,16 +181,7 @@ fn an_import_killed_anywhere_leaves_a_store_check_accepts_and_no_half_built_disk
         }
     }
     // And the import runs whole afterwards.
-    store.ok(&["cleanup"]);
-    let url = store.url();
-    if store
-        .0
-        .run(&store.args(&url, &["layer", "imported"]))
-        .status
-        .success()
-    {
-        store.ok(&["delete-layer", "imported"]);
-    }
+    store.clean_without("imported");
     store.run_or_kill(&import, &tar, None);
     store.check_and_clean("a whole import");
 }
