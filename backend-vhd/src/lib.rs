@@ -39,6 +39,12 @@ fn open(config: &StoreConfig) -> Result<Backend> {
             reason: "a vhd store URL names an absolute directory: vhd:///var/lib/strata".into(),
         });
     }
+    if !config.additional_stores.is_empty() {
+        return Err(Error::Unsupported {
+            what: format!("additional stores for the vhd store {}", config.url),
+            reason: "a vhd store stacks only its own layers".into(),
+        });
+    }
     let sandbox_size = config
         .options
         .get(SANDBOX_SIZE_OPTION)
