@@ -139,7 +139,7 @@ impl Layout {
                 .map(str::to_owned)
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io_path("read the parents of layer in", &p, e)),
+            Err(e) => Err(Error::io_path("read the parent chain", &p, e)),
         }
     }
 
