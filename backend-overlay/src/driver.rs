@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
     CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, MountProblem, ObjectKind, Op,
-    Result, TarReader,
+    Result, TarReader, blocking,
 };
 use tar_engine::{
     self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
@@ -54,11 +54,8 @@ impl MountSites for Merged {
 
 const MOUNTS_LOCK: &str = "overlay-mounts";
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("overlay background task", std::io::Error::other(e)))?
-}
+/// What blocking work is called in an error when the pool loses it.
+const TASK: &str = "overlay background task";
 
 impl OverlayDriver {
     /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
@@ -232,32 +229,22 @@ impl Inner {
     }
 }
 
-/// Changes between two mounted layers, releasing the mounts afterwards.
 /// Mounts `id` (and `from`) read-only, compares the trees, and runs `use_changes` while
-/// the mounts are still held: the changes point into them (an export reads file data
-/// from there).
+/// the mounts are still held: the changes point into them.
 fn with_mounted_changes<T>(
     inner: &Inner,
     id: &str,
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    let new = inner.get(id, true)?;
-    let old = match from {
-        Some(f) => match inner.get(f, true) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = inner.put(id);
-                return Err(e);
-            }
-        },
-        None => inner.layout.empty(),
-    };
-    let result = tar_engine::compare_trees(&old, &new).and_then(use_changes);
-    let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
-    let out = result?;
-    released?;
-    Ok(out)
+    tar_engine::with_held_changes(
+        |l| inner.get(l, true),
+        |l| inner.put(l),
+        id,
+        from,
+        &inner.layout.empty(),
+        use_changes,
+    )
 }
 
 /// The changes of `id` over `from`, handed to `use_changes` while the trees they point
@@ -291,32 +278,32 @@ impl LayerDriver for OverlayDriver {
         _opts: &CreateOpts,
     ) -> Result<()> {
         let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || inner.create(&id, parent.as_deref())).await
+        blocking(TASK, move || inner.create(&id, parent.as_deref())).await
     }
 
     async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.remove(&id)).await
+        blocking(TASK, move || inner.remove(&id)).await
     }
 
     async fn get(&self, _op: &Op, id: &str, opts: &MountOpts) -> Result<PathBuf> {
         let (inner, id, ro) = (self.inner.clone(), id.to_owned(), opts.read_only);
-        blocking(move || inner.get(&id, ro)).await
+        blocking(TASK, move || inner.get(&id, ro)).await
     }
 
     async fn put(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.put(&id)).await
+        blocking(TASK, move || inner.put(&id)).await
     }
 
     async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.mounts.count(&id)).await
+        blocking(TASK, move || inner.mounts.count(&id)).await
     }
 
     async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || Ok(inner.require(&id).is_ok())).await
+        blocking(TASK, move || Ok(inner.require(&id).is_ok())).await
     }
 
     async fn apply_diff(
@@ -334,7 +321,7 @@ impl LayerDriver for OverlayDriver {
         apply.filter = opts.filter.clone();
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(move || {
+        blocking(TASK, move || {
             inner.require(&id)?;
             tar_engine::apply_tar(&op, &target, input, &apply)
         })
@@ -350,7 +337,7 @@ impl LayerDriver for OverlayDriver {
     ) -> Result<ArchiveStream> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
         let check = (inner.clone(), id.clone());
-        blocking(move || check.0.require(&check.1)).await?;
+        blocking(TASK, move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
             // The tar writer buffers by itself, so the pipe is handed over as it is.
@@ -371,7 +358,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || with_changes(&inner, &id, from.as_deref(), Ok)).await
+        blocking(TASK, move || with_changes(&inner, &id, from.as_deref(), Ok)).await
     }
 
     async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
@@ -381,7 +368,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
         let inner = self.inner.clone();
-        blocking(move || {
+        blocking(TASK, move || {
             let root = inner.layout.root();
             let fs = nix::sys::statfs::statfs(root)
                 .map(|s| fs_name(s.filesystem_type().0))
@@ -413,7 +400,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || {
+        blocking(TASK, move || {
             inner.require(&id)?;
             let l = &inner.layout;
             let lower = l.lower_links(&id)?;
@@ -431,35 +418,19 @@ impl LayerDriver for OverlayDriver {
 
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.mounts.cleanup()).await
+        blocking(TASK, move || inner.mounts.cleanup()).await
     }
 
     async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
         let inner = self.inner.clone();
-        blocking(move || inner.mounts.check(repair)).await
+        blocking(TASK, move || inner.mounts.check(repair)).await
     }
 
     async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
         let inner = self.inner.clone();
-        blocking(move || {
-            let dir = inner.layout.layers_dir();
-            let mut ids = Vec::new();
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-                Err(e) => return Err(Error::io_path("list", &dir, e)),
-            };
-            for entry in entries {
-                let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                // Layer directories are named by their 64-hex id; `l/` holds short links.
-                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    ids.push(name.into_owned());
-                }
-            }
-            ids.sort();
-            Ok(ids)
+        // Layer directories are named by their id; `l/` holds short links.
+        blocking(TASK, move || {
+            storage_core::id::ids_in(&inner.layout.layers_dir())
         })
         .await
     }

@@ -9,7 +9,7 @@ use storage_core::id::validate_file_name;
 use storage_core::run_root::write_atomic;
 use storage_core::{
     DataSink, DataSource, Error, Exporter, FilterSpec, Importer, IoContext, ObjectKind, ObjectUrl,
-    Op, Resolver, Result, TarReader, Volume, VolumeStorer,
+    Op, Resolver, Result, TarReader, Volume, VolumeStorer, blocking,
 };
 use tar_engine::{self, ApplyOptions, ApplyReport, ArchiveStream, ExportOptions, WhiteoutMode};
 
@@ -22,11 +22,8 @@ pub struct DirVolumes {
     layout: Layout,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("volume background task", std::io::Error::other(e)))?
-}
+/// What blocking work is called in an error when the pool loses it.
+const TASK: &str = "volume background task";
 
 impl DirVolumes {
     /// The volumes of the store named `store` rooted at `root`.
@@ -90,7 +87,7 @@ impl VolumeStorer for DirVolumes {
         }
         let this = self.clone();
         let id = id.to_owned();
-        blocking(move || {
+        blocking(TASK, move || {
             let data = this.layout.volumes().join(&id);
             // mkdir is the atomic claim: of two racing creators exactly one succeeds.
             match std::fs::create_dir(&data) {
@@ -123,7 +120,7 @@ impl VolumeStorer for DirVolumes {
     async fn volume_destroy(&self, _op: &Op, id: &str) -> Result<()> {
         let this = self.clone();
         let id = id.to_owned();
-        blocking(move || {
+        blocking(TASK, move || {
             let data = this.data(&id)?;
             let meta = this.layout.volumes_metadata().join(&id);
             dirtree::remove_all(&meta).ctx(|| format!("remove {}", meta.display()))?;
@@ -136,7 +133,7 @@ impl VolumeStorer for DirVolumes {
 
     async fn volumes_list(&self, _op: &Op) -> Result<Vec<Result<Volume>>> {
         let this = self.clone();
-        blocking(move || {
+        blocking(TASK, move || {
             let dir = this.layout.volumes();
             let mut ids: Vec<String> = std::fs::read_dir(&dir)
                 .ctx(|| format!("list {}", dir.display()))?
@@ -166,7 +163,10 @@ impl Importer for DirVolumes {
         opts.rollback = true;
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(tar);
-        blocking(move || tar_engine::apply_tar(&op, &target, input, &opts)).await
+        blocking(TASK, move || {
+            tar_engine::apply_tar(&op, &target, input, &opts)
+        })
+        .await
     }
 
     async fn new_data_sink(&self, _op: &Op, id: &str) -> Result<Box<dyn DataSink>> {

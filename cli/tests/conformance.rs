@@ -133,6 +133,10 @@ fn needs_mounts(test: &str) -> bool {
             Requirement::Root,
             Requirement::Filesystem("overlay"),
             Requirement::Command("python3"),
+            // Disk backends attach layers on loop devices, and dynamic disks through a
+            // FUSE block view.
+            Requirement::Path("/dev/loop-control"),
+            Requirement::Path("/dev/fuse"),
         ],
     )
 }

@@ -1,12 +1,14 @@
 //! Builds an ext4 image from a layer tar (plain, gzip or zstd).
 //!
 //! `tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] [--max-size BYTES]
-//! [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] [--read-only]`
+//! [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] [--read-only]
+//! [--size BYTES]`
 //!
-//! The image is writable unless `--read-only` sets ext4's read-only feature (kernels then
-//! refuse to mount it read-write, as hcsshim's `tar2ext4` images always do). `--label` and
-//! `--uuid` set the volume label and UUID (`blkid` shows them); by default the label is
-//! empty and the UUID one fixed value, so that the same tar gives the same bytes.
+//! `--label` and `--uuid` set the volume label (at most 16 bytes) and the file system
+//! UUID (32 hex digits, dashes allowed) instead of the defaults; `--read-only` sets the
+//! read-only compatibility flag, so kernels refuse to mount the image read-write (it is
+//! read-write by default); `--size` makes the file system fill that many bytes (whole
+//! 128 MiB groups), free space and all, for an image to be written once mounted.
 //!
 //! By default OUT is the raw image, as long as the file system. With `--format F` (`vhdx`,
 //! `vmdk`, `vhd-fixed`, `vhd-dynamic`, or any other format `disk-image` creates) OUT is a
@@ -29,7 +31,7 @@ use ext4_writer::{Builder, Options, Summary, Whiteouts};
 
 const USAGE: &str = "usage: tar2ext4 -i layer.tar|- -o OUT [--format F [--unsynced] | --vhd] \
      [--max-size BYTES] [--whiteouts overlay] [--metadata-csum] [--label NAME] [--uuid UUID] \
-     [--read-only]";
+     [--read-only] [--size BYTES]";
 
 /// The builder's block size: a disk needs no byte past the last whole block of
 /// `max_size`, the most the builder uses.
@@ -46,14 +48,28 @@ struct Args {
     vhd: bool,
     max_size: Option<u64>,
     metadata_csum: bool,
-    label: Option<String>,
+    label: [u8; 16],
     uuid: Option<[u8; 16]>,
     read_only: bool,
+    size: Option<u64>,
 }
 
-/// A UUID written as 32 hex digits, dashes anywhere between them.
+/// A volume label: at most 16 bytes, NUL-padded.
+fn parse_label(name: &str) -> Result<[u8; 16], String> {
+    let bytes = name.as_bytes();
+    if bytes.len() > 16 || bytes.contains(&0) {
+        return Err(format!(
+            "--label takes at most 16 bytes with no NUL, not {name:?}"
+        ));
+    }
+    let mut label = [0u8; 16];
+    label[..bytes.len()].copy_from_slice(bytes);
+    Ok(label)
+}
+
+/// A UUID: 32 hex digits, dashes anywhere.
 fn parse_uuid(text: &str) -> Result<[u8; 16], String> {
-    let digits: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
     let bad = || format!("--uuid takes 32 hex digits (dashes allowed), not {text:?}");
     if digits.len() != 32 {
         return Err(bad());
@@ -75,9 +91,10 @@ fn parse() -> Result<Args, String> {
     let mut vhd = false;
     let mut max_size = None;
     let mut metadata_csum = false;
-    let mut label = None;
+    let mut label = [0u8; 16];
     let mut uuid = None;
     let mut read_only = false;
+    let mut size = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -87,8 +104,15 @@ fn parse() -> Result<Args, String> {
             "--unsynced" => unsynced = true,
             "--metadata-csum" => metadata_csum = true,
             "--read-only" => read_only = true,
-            "--label" => label = Some(it.next().ok_or("--label takes a name")?),
+            "--label" => label = parse_label(&it.next().ok_or("--label takes a name")?)?,
             "--uuid" => uuid = Some(parse_uuid(&it.next().ok_or("--uuid takes a UUID")?)?),
+            "--size" => {
+                let n = it.next().ok_or("--size takes a number of bytes")?;
+                size = Some(
+                    n.parse()
+                        .map_err(|_| format!("--size takes a number of bytes, not {n:?}"))?,
+                );
+            }
             "--format" => {
                 let name = it.next().ok_or("--format takes a disk format")?;
                 let f: Format = name
@@ -130,6 +154,7 @@ fn parse() -> Result<Args, String> {
         label,
         uuid,
         read_only,
+        size,
     })
 }
 
@@ -153,16 +178,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options {
         whiteouts: args.whiteouts,
         metadata_csum: args.metadata_csum,
+        label: args.label,
         read_only: args.read_only,
+        size: args.size,
         ..Options::default()
     };
-    if let Some(label) = &args.label {
-        options = options.with_label(label)?;
-    }
     if let Some(uuid) = args.uuid {
         options.uuid = uuid;
     }
-    if let Some(max_size) = args.max_size {
+    if let Some(max_size) = args.max_size.or(args.size) {
+        // A file system of `--size` is the whole disk unless told otherwise.
         options.max_size = max_size;
     }
     let summary = match args.format {

@@ -1,6 +1,6 @@
 //! Identifiers: layer/image/container ids (64 lowercase hex) and object names.
 
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{Error, IoContext, ObjectKind, Result};
 
 /// Length of a full object id in hex characters.
 pub const ID_LEN: usize = 64;
@@ -25,6 +25,27 @@ pub fn validate_id(kind: ObjectKind, id: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The entries of `dir` named by a full id (a store's per-layer directories), sorted;
+/// none when `dir` does not exist. Other names (`l/`, `empty/`) are left out.
+pub fn ids_in(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io_path("list", dir, e)),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        if let Some(name) = entry.file_name().to_str()
+            && validate_id(ObjectKind::Layer, name).is_ok()
+        {
+            ids.push(name.to_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
 }
 
 /// True when `s` could be a prefix of an id (1 to 64 lowercase hex characters).

@@ -47,5 +47,5 @@ pub use driver::{
 pub use error::{Error, IoContext, ObjectKind, Report, Result};
 pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;
-pub use op::Op;
+pub use op::{Op, blocking};
 pub use port::{DataSink, DataSource, Exporter, Importer, Resolver, Volume, VolumeStorer};

@@ -67,6 +67,18 @@ impl Op {
     }
 }
 
+/// Runs blocking filesystem work `f` on tokio's blocking pool, so that no async fn
+/// blocks a runtime thread, and returns its result; `task` names the work in the error
+/// when the pool loses it (a panic, a runtime shutting down).
+pub async fn blocking<T: Send + 'static>(
+    task: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::io(task.to_owned(), std::io::Error::other(e)))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

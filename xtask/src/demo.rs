@@ -2,8 +2,11 @@
 //!
 //! Builds a three-layer image from files on this machine (plain, whiteout and gzip
 //! layers), imports it into the default overlay store, mounts the top layer, prints a
-//! summary of the merged tree, and unmounts. Every `strata` command it runs is echoed, so
-//! the demo doubles as a tour of the CLI.
+//! summary of the merged tree, and unmounts. Then it imports the same layers into a vhd
+//! store (each a `layer.vhd`), prints the disks a VM would get, mounts the top there too
+//! and shows that both stores mount the same tree. Every `strata` command it runs is
+//! echoed, so the demo doubles as a tour of the CLI. It first installs what the build
+//! needs (libclang for the loop-device bindings) where it can.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +17,11 @@ use crate::bench::{strata, workspace_root};
 
 fn run(args: &[&str]) -> Result<String> {
     println!("$ strata {}", args.join(" "));
+    run_quiet(args)
+}
+
+/// Runs `strata args`, printing its output but not the command.
+fn run_quiet(args: &[&str]) -> Result<String> {
     let out = Command::new(strata())
         .args(args)
         .output()
@@ -44,6 +52,10 @@ fn sh(cmd: &str) -> Result<String> {
 
 /// Runs the demo.
 pub fn run_demo() -> Result<()> {
+    if crate::setup::is_root() {
+        // The disk backends' build runs bindgen, which needs libclang.
+        crate::setup::ensure_packages(&["libclang-dev", "e2fsprogs", "fuse3"])?;
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--quiet", "-p", "cli"])
         .current_dir(workspace_root())
@@ -98,10 +110,64 @@ fn demo(work: &Path) -> Result<()> {
              test -e {mount}/usr/share/common-licenses/GPL-2 && echo 'GPL-2 still there' || echo 'GPL-2 whited out'"
         ))?
     );
+    let overlay_tree = tree_summary(&mount)?;
     run(&["unmount", &top])?;
     run(&["layers"])?;
     println!(
         "# clean up with: strata delete-layer {top} && strata delete-layer {app} && strata delete-layer {base}"
     );
-    Ok(())
+    vhd_demo(work, &overlay_tree)
+}
+
+/// A digest of a tree's names, kinds, modes, sizes and file contents.
+fn tree_summary(root: &str) -> Result<String> {
+    sh(&format!(
+        "cd {root} && find . -printf '%p %y %m %l\\n' | LC_ALL=C sort | sha256sum | cut -c1-16; \
+         find . -type f -print0 | LC_ALL=C sort -z | xargs -0r cat | sha256sum | cut -c1-16"
+    ))
+}
+
+/// The same three layers in a vhd store in the work directory: each a `layer.vhd`.
+fn vhd_demo(work: &Path, overlay_tree: &str) -> Result<()> {
+    let w = work.display();
+    let url = format!("vhd://{w}/vhd-store");
+    let store = [
+        "--root".to_owned(),
+        format!("{w}/vhd-store"),
+        "--run-root".to_owned(),
+        format!("{w}/vhd-run"),
+        "--store".to_owned(),
+        url,
+    ];
+    let vhd = |args: &[&str]| -> Result<String> {
+        let mut all: Vec<&str> = store.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        println!("$ strata --store vhd://{w}/vhd-store {}", args.join(" "));
+        run_quiet(&all)
+    };
+    println!("# the same layers in a vhd store: each layer an ext4 in a layer.vhd, no mount");
+    let base = vhd(&["import-layer", &format!("{w}/base.tar")])?;
+    let app = vhd(&["import-layer", "--parent", &base, &format!("{w}/app.tar")])?;
+    let top = vhd(&[
+        "import-layer",
+        "--parent",
+        &app,
+        &format!("{w}/config.tar.gz"),
+    ])?;
+    vhd(&["layer-disks", &top])?;
+    let mount = vhd(&["mount", &top])?;
+    let vhd_tree = tree_summary(&mount);
+    let unmounted = vhd(&["unmount", &top]);
+    let vhd_tree = vhd_tree?;
+    unmounted?;
+    vhd(&["cleanup"])?;
+    if vhd_tree == overlay_tree {
+        println!(
+            "# overlay and vhd mount the same tree ({})",
+            vhd_tree.replace('\n', " ")
+        );
+        Ok(())
+    } else {
+        bail!("the vhd store's tree differs from the overlay store's: {vhd_tree} vs {overlay_tree}")
+    }
 }

@@ -201,7 +201,15 @@ impl<W: Write + Seek> Builder<W> {
         let last_ino = numbering.last_ino();
         let mut dirs_per_group = vec![0u32; geo.groups as usize];
         let zero = [0u8; INODE_SIZE as usize];
+        let per_block = BLOCK_SIZE / INODE_SIZE;
         for ino in 1..=geo.inodes_count() {
+            if ino > last_ino && (ino - 1) % per_block == 0 {
+                // Whole blocks of free inodes to the end of the tables: holes, which read
+                // as the zeros they would be (a filled image has many).
+                self.out
+                    .skip_to(geo.inode_tables + geo.inodes_count() / per_block)?;
+                break;
+            }
             if (ino < u64::from(FIRST_INO) && ino != u64::from(ROOT_INO)) || ino > last_ino {
                 self.out.push(&zero)?;
                 continue;

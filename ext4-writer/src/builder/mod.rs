@@ -68,11 +68,10 @@ pub struct Options {
     pub inode_headroom: u32,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
-    /// The file system UUID. The default is one fixed value, so that the same tar gives
-    /// the same bytes; give each image its own where they are told apart by UUID.
+    /// The file system UUID.
     pub uuid: [u8; 16],
-    /// The volume label (`s_volume_name`, what `blkid` shows as `LABEL`): up to 16 bytes,
-    /// zero-padded; all zeros for none. Set it with [`Options::with_label`].
+    /// The volume label (`s_volume_name`, as `e2label` and `blkid` show it): up to 16
+    /// bytes, NUL-padded; all zeros for none.
     pub label: [u8; 16],
     /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
     /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
@@ -82,6 +81,16 @@ pub struct Options {
     /// [`ApplyReport`], as a layer store needs them; off, nothing is hashed (sha256 is about
     /// a third of the work on an uncompressed tar) and the digests are `None`.
     pub digests: bool,
+    /// Add an empty `lost+found` to the root, as `mkfs` does. Off, the root holds only what
+    /// the tar holds, for an image whose root is a layer stacked in a union, where a
+    /// `lost+found` of every layer would show; `e2fsck` accepts either.
+    pub lost_found: bool,
+    /// Make the file system this many bytes long (whole 128 MiB block groups; rounded
+    /// down), the room past its content free: for an image mounted read-write and
+    /// written, such as a container's sandbox disk. `None`: as long as its content needs.
+    /// Free inode table blocks are left as holes, which read as zeros: build into an
+    /// empty or sparse target.
+    pub size: Option<u64>,
 }
 
 impl Default for Options {
@@ -95,32 +104,9 @@ impl Default for Options {
             label: [0; 16],
             metadata_csum: false,
             digests: false,
+            lost_found: true,
+            size: None,
         }
-    }
-}
-
-impl Options {
-    /// These options with the volume label `label`, which must fit ext4's 16 bytes and
-    /// hold no NUL.
-    pub fn with_label(mut self, label: &str) -> Result<Self> {
-        let bytes = label.as_bytes();
-        if bytes.len() > 16 || bytes.contains(&0) {
-            return Err(Error::InvalidOption {
-                option: "label",
-                reason: format!(
-                    "{label:?} is {} bytes{}; an ext4 label holds at most 16 and no NUL",
-                    bytes.len(),
-                    if bytes.contains(&0) {
-                        " with a NUL"
-                    } else {
-                        ""
-                    }
-                ),
-            });
-        }
-        self.label = [0; 16];
-        self.label[..bytes.len()].copy_from_slice(bytes);
-        Ok(self)
     }
 }
 
@@ -213,9 +199,33 @@ impl<W: Write + Seek> Builder<W> {
         tar_engine::ingest(&op, tar, opts, &mut Ingest(self))
     }
 
+    /// [`append_tar`](Self::append_tar) as a layer store imports: under the caller's
+    /// `op` (its cancellation), with `filter` applied and the received bytes checked
+    /// against `expected_digest` (`sha256:<hex>`; a mismatch fails before anything is
+    /// finished). `target` names what is built in a mismatch ("layer 1234…").
+    pub fn append_layer<R: Read + Send>(
+        &mut self,
+        op: &Op,
+        tar: R,
+        filter: &storage_core::FilterSpec,
+        expected_digest: Option<&str>,
+        target: &str,
+    ) -> Result<ApplyReport> {
+        let opts = IngestOptions {
+            target,
+            filter: Some(filter),
+            expected_digest,
+            literal_whiteouts: self.options.whiteouts == Whiteouts::Keep,
+            skip_digests: !self.options.digests,
+        };
+        tar_engine::ingest(op, tar, opts, &mut Ingest(self))
+    }
+
     /// Writes all metadata and returns the target with a summary.
     pub fn finish(mut self) -> Result<(W, Summary)> {
-        self.add_lost_found();
+        if self.options.lost_found {
+            self.add_lost_found();
+        }
         let numbering = number_inodes(&self.tree)?;
         let (plans, xattr_blocks) = self.plan_inodes(&numbering)?;
         let xattr_first = self.write_xattr_blocks(&xattr_blocks)?;

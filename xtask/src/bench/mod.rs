@@ -7,6 +7,7 @@ mod ext4;
 mod layers;
 mod nfs;
 mod report;
+mod vhd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +27,7 @@ pub struct Options {
 }
 
 /// The sections of the bench, in the order they run.
-const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog", "nfs"];
+const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog", "nfs", "vhd"];
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -62,7 +63,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
     let examples: &[&[&str]] = match opts.only.as_deref() {
-        Some("layers" | "catalog" | "nfs") => &[],
+        Some("layers" | "catalog" | "nfs" | "vhd") => &[],
         _ => &[
             &["-p", "ext4-writer", "--example", "tar2ext4"],
             &["-p", "disk-image", "--bin", "diskimg"],
@@ -103,6 +104,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if wanted("nfs") {
         nfs::run(&opts, &mut report)?;
+    }
+    if wanted("vhd") {
+        vhd::run(&opts, &mut report, layers::PLACES[0].1)?;
     }
     let path = workspace_root().join("BENCHMARKS.md");
     if let Some(section) = &opts.only {

@@ -1,0 +1,236 @@
+//! SIGKILL on a vhd store: an import (a `layer.vhd` being built) and a container's mount
+//! (layers on loop devices, a sandbox behind a block view server, ext4 and overlay
+//! mounts) killed at a sweep of moments. After every kill `strata check` passes, and once
+//! the store is cleaned up no loop device, mount or block view server of the store is
+//! left: whatever the kill cut short was set right by the next command.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{CliStore, files_tar};
+use testkit::{Requirement, require};
+
+/// How many moments each operation is killed at, spread over how long it takes whole.
+const KILLS: u32 = 40;
+
+fn needs(test: &str) -> bool {
+    require(
+        test,
+        &[
+            Requirement::Root,
+            Requirement::Filesystem("overlay"),
+            Requirement::Filesystem("fuse"),
+            Requirement::Path("/dev/loop-control"),
+            Requirement::Path("/dev/fuse"),
+        ],
+    )
+}
+
+/// A CLI store whose commands go to `vhd://` at its root.
+struct VhdStore(CliStore);
+
+impl VhdStore {
+    fn new(prefix: &str) -> Self {
+        VhdStore(CliStore::new(prefix))
+    }
+
+    fn args<'a>(&self, url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["--store", url];
+        all.extend_from_slice(args);
+        all
+    }
+
+    fn url(&self) -> String {
+        format!("vhd://{}", self.0.root().display())
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let url = self.url();
+        self.0.ok(&self.args(&url, args))
+    }
+
+    fn check(&self, after: &str) {
+        let url = self.url();
+        let out = self.0.run(&self.args(&url, &["check"]));
+        assert!(
+            out.status.success(),
+            "after {after}: strata check: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `args` with `input` on standard input, killing it after `delay` (`None`: lets
+    /// it finish, which it must do successfully).
+    fn run_or_kill(&self, args: &[&str], input: &[u8], delay: Option<Duration>) {
+        let url = self.url();
+        let mut child = self
+            .0
+            .cmd(&self.args(&url, args))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        match delay {
+            None => assert!(child.wait().unwrap().success(), "strata {args:?} failed"),
+            Some(d) => {
+                std::thread::sleep(d);
+                let _ = child.kill();
+                child.wait().unwrap();
+            }
+        }
+        let _ = feeder.join();
+    }
+
+    /// What of this store's is still attached, mounted or served.
+    fn leftovers(&self) -> Vec<String> {
+        let tag = self.0.scratch().display().to_string();
+        let mut left = Vec::new();
+        let loops = std::process::Command::new("losetup")
+            .arg("-a")
+            .output()
+            .unwrap();
+        left.extend(
+            String::from_utf8_lossy(&loops.stdout)
+                .lines()
+                .filter(|l| l.contains(&tag))
+                .map(|l| format!("loop device: {l}")),
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&tag))
+                .map(|l| format!("mount: {l}")),
+        );
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("serve-block-view") && cmdline.contains(&tag) {
+                left.push(format!("server: {cmdline}"));
+            }
+        }
+        left
+    }
+
+    /// Unmounts everything and deletes the layer `name` if an earlier run left it.
+    fn clean_without(&self, name: &str) {
+        self.ok(&["cleanup"]);
+        let url = self.url();
+        if self
+            .0
+            .run(&self.args(&url, &["layer", name]))
+            .status
+            .success()
+        {
+            self.ok(&["delete-layer", name]);
+        }
+    }
+
+    /// Checks the store after a kill, cleans it up and requires nothing of it be left.
+    fn check_and_clean(&self, after: &str) {
+        self.check(after);
+        self.ok(&["cleanup"]);
+        let left = self.leftovers();
+        assert!(left.is_empty(), "after {after}, cleaned up: {left:#?}");
+    }
+}
+
+/// Delays spread over `span`, from before anything happens to about its end.
+fn sweep(span: Duration) -> impl Iterator<Item = Duration> {
+    (0..KILLS).map(move |k| span.mul_f64(f64::from(k) / f64::from(KILLS - 1) * 1.1))
+}
+
+#[test]
+fn an_import_killed_anywhere_leaves_a_store_check_accepts_and_no_half_built_disk() {
+    if !needs("an_import_killed_anywhere_leaves_a_store_check_accepts_and_no_half_built_disk") {
+        return;
+    }
+    let store = VhdStore::new("strata-vhd-kill-import-");
+    store.ok(&["create-layer", "-n", "base"]);
+    let tar = files_tar(2000, 20, 20);
+    let import = ["import-layer", "--parent", "base", "-n", "imported", "-"];
+    let start = Instant::now();
+    store.run_or_kill(&import, &tar, None);
+    let span = start.elapsed();
+    eprintln!("a whole import took {span:?}");
+    for delay in sweep(span) {
+        store.clean_without("imported");
+        store.run_or_kill(&import, &tar, Some(delay));
+        let after = format!("an import killed after {delay:?} of {span:?}");
+        store.check_and_clean(&after);
+        // The next open removed every disk a kill left half built.
+        let vhd = store.0.root().join("vhd");
+        for layer in std::fs::read_dir(&vhd).unwrap().flatten() {
+            for file in std::fs::read_dir(layer.path()).unwrap().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".part"), "after {after}: {name} is left");
+            }
+        }
+    }
+    // And the import runs whole afterwards.
+    store.clean_without("imported");
+    store.run_or_kill(&import, &tar, None);
+    store.check_and_clean("a whole import");
+}
+
+#[test]
+fn a_container_mount_killed_anywhere_leaks_no_loop_device_mount_or_server() {
+    if !needs("a_container_mount_killed_anywhere_leaks_no_loop_device_mount_or_server") {
+        return;
+    }
+    let store = VhdStore::new("strata-vhd-kill-mount-");
+    let tar = files_tar(50, 5, 2);
+    let url = store.url();
+    let l1 = store
+        .0
+        .run_with_input(&store.args(&url, &["import-layer", "-n", "l1", "-"]), &tar);
+    assert!(l1.status.success());
+    let l2 = store.0.run_with_input(
+        &store.args(&url, &["import-layer", "--parent", "l1", "-n", "l2", "-"]),
+        &tar,
+    );
+    assert!(l2.status.success());
+    store.ok(&["create-image", "-n", "img", "l2"]);
+    store.ok(&["create-container", "-n", "c", "img"]);
+    let layer = store
+        .0
+        .json(&store.args(&url, &["container", "c", "--json"]));
+    let layer = layer
+        .as_array()
+        .map_or(&layer, |a| &a[0])
+        .get("layer")
+        .and_then(|l| l.as_str())
+        .unwrap()
+        .to_owned();
+    let mount = ["mount", layer.as_str()];
+    let start = Instant::now();
+    store.run_or_kill(&mount, b"", None);
+    let span = start.elapsed();
+    eprintln!("a whole cold mount took {span:?}");
+    store.ok(&["cleanup"]);
+    for delay in sweep(span) {
+        store.run_or_kill(&mount, b"", Some(delay));
+        store.check_and_clean(&format!("a mount killed after {delay:?} of {span:?}"));
+    }
+    // A whole mount and unmount still work, and leave nothing.
+    store.ok(&mount);
+    store.ok(&["unmount", layer.as_str()]);
+    let left = store.leftovers();
+    assert!(
+        left.is_empty(),
+        "after a whole mount and unmount: {left:#?}"
+    );
+}

@@ -1,0 +1,118 @@
+//! The vhd store: importing a layer as a `layer.vhd` against `cat` (the floor) and the
+//! tools it replaces (`tar -x`, `mkfs.ext4 -d`, `qemu-img convert -O vpc`), and mounting
+//! a container on images of 1, 10 and 100 layers, cold and with the layers already
+//! mounted for another container.
+
+use anyhow::{Context, Result};
+
+use super::report::Table;
+use super::{Options, Report, measure, row, sh_output, strata};
+
+/// A `strata` command line on the vhd store under `dir`.
+fn vhd(dir: &str) -> String {
+    format!(
+        "{} --root {dir}/vhd --run-root {dir}/vhd-run --store vhd://{dir}/vhd",
+        strata().display()
+    )
+}
+
+/// Runs the vhd benchmarks on tmpfs, on the layer benchmark's input tar in `dir`.
+pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
+    let tar = format!("{dir}/input.tar");
+    let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
+    let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
+    let st = vhd(dir);
+    let reset = format!(
+        "{st} cleanup >/dev/null 2>&1; rm -rf {dir}/vhd {dir}/vhd-run {dir}/x {dir}/p.img {dir}/p.vhd {dir}/out.raw; mkdir -p {dir}/x"
+    );
+    // mkfs.ext4 -d needs the image size up front; leave it room.
+    let mkfs_mib = size / (1 << 20) * 2 + 256;
+    eprintln!("bench: vhd import");
+    report.table(Table {
+        title: "Import a layer as a layer.vhd (tmpfs)".into(),
+        input: format!(
+            "Input: the same tar, {} MB and {files} entries, on tmpfs; every output on tmpfs. strata's import checks the digest, records the layer in the catalog and syncs it.",
+            size / 1_000_000
+        ),
+        rows: vec![
+            row(
+                "strata (vhd store)",
+                "strata --store vhd:///DIR import-layer input.tar",
+                measure(
+                    opts.runs,
+                    &reset,
+                    &format!("{st} import-layer {tar} >/dev/null"),
+                ),
+            ),
+            row(
+                "cat (the floor)",
+                "cat input.tar > out.raw",
+                measure(opts.runs, &reset, &format!("cat {tar} > {dir}/out.raw")),
+            ),
+            row(
+                "tar -x + mkfs.ext4 -d + qemu-img convert -O vpc",
+                &format!(
+                    "tar -xf input.tar -C x && mkfs.ext4 -q -d x p.img {mkfs_mib}M && qemu-img convert -O vpc p.img p.vhd"
+                ),
+                measure(
+                    opts.runs,
+                    &reset,
+                    &format!(
+                        "tar -xf {tar} -C {dir}/x && mkfs.ext4 -q -F -d {dir}/x {dir}/p.img {mkfs_mib}M && qemu-img convert -O vpc {dir}/p.img {dir}/p.vhd"
+                    ),
+                ),
+            ),
+        ],
+    });
+    sh_output(&reset)?;
+
+    eprintln!("bench: vhd container mounts");
+    let mut rows = Vec::new();
+    let mut parent: Option<String> = None;
+    let mut depth = 0;
+    for want in [1usize, 10, 100] {
+        while depth < want {
+            let id = match &parent {
+                Some(p) => sh_output(&format!("{st} create-layer --parent {p}"))?,
+                None => sh_output(&format!("{st} create-layer"))?,
+            };
+            parent = Some(id);
+            depth += 1;
+        }
+        let top = parent.clone().context("no layer was made")?;
+        let image = sh_output(&format!("{st} create-image {top}"))?;
+        let layer_of = |container: &str| {
+            sh_output(&format!(
+                "{st} containers --json | python3 -c \"import json,sys; print([c['layer'] for c in json.load(sys.stdin) if c['id']=='{container}'][0])\""
+            ))
+        };
+        let first = layer_of(&sh_output(&format!("{st} create-container {image}"))?)?;
+        let second = layer_of(&sh_output(&format!("{st} create-container {image}"))?)?;
+        let cleanup = format!("{st} cleanup >/dev/null");
+        rows.push(row(
+            &format!("{want} layer(s), cold"),
+            "strata --store vhd:///DIR mount LAYER",
+            measure(
+                opts.runs,
+                &cleanup,
+                &format!("{st} mount {first} >/dev/null"),
+            ),
+        ));
+        rows.push(row(
+            &format!("{want} layer(s), layers already mounted"),
+            "strata --store vhd:///DIR mount LAYER (another container of the image mounted)",
+            measure(
+                opts.runs,
+                &format!("{cleanup} && {st} mount {first} >/dev/null"),
+                &format!("{st} mount {second} >/dev/null"),
+            ),
+        ));
+    }
+    sh_output(&reset)?;
+    report.table(Table {
+        title: "Mount a container of a vhd store (tmpfs)".into(),
+        input: "Images of 1, 10 and 100 empty layers, each a layer.vhd attached on its own loop device and mounted once; the container's sandbox.vhdx behind a block view, its ext4 the overlay's upper. Here the ratio column is each row's time over the first row's.".into(),
+        rows,
+    });
+    Ok(())
+}
