@@ -9,11 +9,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{CliStore, Rng, files_tar};
+use common::{CliStore, Rng, files_tar, run_or_kill};
 use testkit::{Requirement, require};
 
 /// How long the loop may run, and at most how many kills.
@@ -89,38 +87,6 @@ fn prepare(store: &CliStore, op: Operation) -> Vec<&'static str> {
     }
 }
 
-/// Runs `args`, killing it after `delay` (`None`: lets it finish). True when it had
-/// finished by itself.
-fn run_or_kill(store: &CliStore, args: &[&str], input: &[u8], delay: Option<Duration>) -> bool {
-    let mut child = store
-        .cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let finished = match delay {
-        None => {
-            assert!(child.wait().unwrap().success(), "strata {args:?} failed");
-            true
-        }
-        Some(d) => {
-            std::thread::sleep(d);
-            let done = child.try_wait().unwrap().is_some();
-            let _ = child.kill();
-            child.wait().unwrap();
-            done
-        }
-    };
-    let _ = feeder.join();
-    finished
-}
-
 #[test]
 fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
     if !require(
@@ -145,7 +111,7 @@ fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
         for _ in 0..3 {
             let args = prepare(&store, op);
             let start = Instant::now();
-            run_or_kill(&store, &args, &tar, None);
+            run_or_kill(store.cmd(&args), &tar, None);
             let took = start.elapsed();
             let span = spans.entry(op).or_insert(took);
             *span = (*span).min(took);
@@ -160,7 +126,7 @@ fn every_operation_killed_at_a_random_moment_leaves_a_store_check_accepts() {
         let args = prepare(&store, op);
         let span = spans[&op].as_micros() as u64;
         let delay = Duration::from_micros(rng.below(span + 1));
-        let finished = run_or_kill(&store, &args, &tar, Some(delay));
+        let finished = run_or_kill(store.cmd(&args), &tar, Some(delay));
         let out = store.run(&["check"]);
         assert!(
             out.status.success(),

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{CliStore, files_tar};
@@ -68,28 +66,7 @@ impl VhdStore {
     /// it finish, which it must do successfully).
     fn run_or_kill(&self, args: &[&str], input: &[u8], delay: Option<Duration>) {
         let url = self.url();
-        let mut child = self
-            .0
-            .cmd(&self.args(&url, args))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        match delay {
-            None => assert!(child.wait().unwrap().success(), "strata {args:?} failed"),
-            Some(d) => {
-                std::thread::sleep(d);
-                let _ = child.kill();
-                child.wait().unwrap();
-            }
-        }
-        let _ = feeder.join();
+        common::run_or_kill(self.0.cmd(&self.args(&url, args)), input, delay);
     }
 
     /// What of this store's is still attached, mounted or served.

@@ -264,3 +264,36 @@ pub fn files_tar(files: usize, dirs: usize, repeat: usize) -> Vec<u8> {
     }
     b.into_inner().unwrap()
 }
+
+/// Runs `cmd` with `input` on its standard input, killing it after `delay` (`None`: lets
+/// it finish, which it must do successfully). True when it had finished by itself.
+pub fn run_or_kill(mut cmd: Command, input: &[u8], delay: Option<std::time::Duration>) -> bool {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let finished = match delay {
+        None => {
+            assert!(child.wait().unwrap().success(), "{cmd:?} failed");
+            true
+        }
+        Some(d) => {
+            std::thread::sleep(d);
+            let done = child.try_wait().unwrap().is_some();
+            let _ = child.kill();
+            child.wait().unwrap();
+            done
+        }
+    };
+    let _ = feeder.join();
+    finished
+}
