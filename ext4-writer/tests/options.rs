@@ -191,3 +191,35 @@ fn a_label_and_a_uuid_reach_the_superblock_and_an_overlong_label_is_refused_need
         assert!(e.to_string().starts_with("option label: "), "{e}");
     }
 }
+
+#[test]
+fn a_least_size_is_free_space_that_e2fsck_accepts_needs_e2fsck() {
+    if !require(
+        "a_least_size_is_free_space_that_e2fsck_accepts_needs_e2fsck",
+        &[Requirement::Command("e2fsck")],
+    ) {
+        return;
+    }
+    let lc = Layercheck::generate();
+    let plain = std::fs::read(lc.chain_layer(1)).unwrap();
+    for min_size in [64u64 << 20, (300 << 20) + 4096] {
+        let mut b = Builder::new(
+            Cursor::new(Vec::new()),
+            Options {
+                min_size,
+                max_size: 1 << 30,
+                inode_headroom: 1000,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        b.append_tar(Cursor::new(&plain)).unwrap();
+        let (img, summary) = b.finish().unwrap();
+        assert!(summary.size >= min_size, "{summary:?} for {min_size}");
+        assert!(
+            summary.size < min_size + (1 << 20),
+            "{summary:?} for {min_size}"
+        );
+        common::e2fsck_clean_bytes(&img.into_inner());
+    }
+}

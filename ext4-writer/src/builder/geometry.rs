@@ -102,10 +102,11 @@ pub(super) struct Geometry {
 
 impl Geometry {
     /// Chooses the group count and inodes per group so that everything up to `meta_end`,
-    /// the inode tables and the bitmaps fit, with at least `inodes` inodes.
-    pub(super) fn compute(meta_end: u64, inodes: u64) -> Option<Self> {
+    /// the inode tables and the bitmaps fit, with at least `inodes` inodes, in at least
+    /// `min_blocks` blocks.
+    pub(super) fn compute(meta_end: u64, inodes: u64, min_blocks: u64) -> Option<Self> {
         let per_block = BLOCK_SIZE / INODE_SIZE;
-        let mut groups = div_ceil(meta_end, BLOCKS_PER_GROUP).max(1);
+        let mut groups = div_ceil(meta_end.max(min_blocks), BLOCKS_PER_GROUP).max(1);
         loop {
             if groups > MAX_BLOCKS / BLOCKS_PER_GROUP {
                 return None;
@@ -125,7 +126,8 @@ impl Geometry {
             }
             // More groups than the blocks fill (inodes need them: at most 32768 per group):
             // a free gap before the inode tables gives the last group a few blocks.
-            let min_total = (groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP;
+            // A least size asked for is free space in the same gap.
+            let min_total = ((groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP).max(min_blocks);
             let gap = min_total.saturating_sub(total);
             let tables = meta_end + gap;
             return Some(Geometry {
@@ -160,9 +162,12 @@ impl<W: Write + Seek> Builder<W> {
     /// past ext4's inode limits, the maximum size, or the room kept for descriptors.
     pub(super) fn geometry(&self, meta_end: u64, last_ino: u64) -> Result<Geometry> {
         let want_inodes = last_ino + u64::from(self.options.inode_headroom);
-        let geo = Geometry::compute(meta_end, want_inodes).ok_or_else(|| Error::TooLarge {
-            entry: None,
-            what: "more inodes than ext4 allows".into(),
+        let min_blocks = (self.options.min_size / BLOCK_SIZE).min(self.max_blocks);
+        let geo = Geometry::compute(meta_end, want_inodes, min_blocks).ok_or_else(|| {
+            Error::TooLarge {
+                entry: None,
+                what: "more inodes than ext4 allows".into(),
+            }
         })?;
         if geo.inodes_count() > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
@@ -193,7 +198,7 @@ mod tests {
             (1 << 20, 1 << 20),
             (10, 100_000),
         ] {
-            let g = Geometry::compute(meta_end, inodes).unwrap();
+            let g = Geometry::compute(meta_end, inodes, 0).unwrap();
             assert!(g.inodes_count() >= inodes);
             assert_eq!(div_ceil(g.total_blocks, BLOCKS_PER_GROUP), g.groups);
             assert!(g.ipg <= BLOCKS_PER_GROUP && g.ipg.is_multiple_of(16));

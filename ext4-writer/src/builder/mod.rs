@@ -66,6 +66,10 @@ pub struct Options {
     pub max_size: u64,
     /// Free inodes to leave beyond those the content needs.
     pub inode_headroom: u32,
+    /// The least size of the image in bytes: past what the content needs, the rest is
+    /// free space, for a file system the kernel writes into later (a disk's root file
+    /// system). 0 makes the image as small as its content allows. At most `max_size`.
+    pub min_size: u64,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
     /// The file system UUID. The default is one fixed value, so that the same tar gives
@@ -90,6 +94,7 @@ impl Default for Options {
             whiteouts: Whiteouts::Keep,
             max_size: 128 << 30,
             inode_headroom: 0,
+            min_size: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
             label: [0; 16],
