@@ -29,6 +29,8 @@ pub use storage_core::backend::{Backend, BackendDescriptor, StoreConfig};
 use backend_nfs as _;
 #[cfg(feature = "overlay")]
 use backend_overlay as _;
+#[cfg(feature = "vmdk")]
+use backend_vmdk as _;
 
 /// Errors of resolving and opening stores.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +190,7 @@ mod tests {
         let expected: Vec<&str> = [
             ("nfs", cfg!(feature = "nfs")),
             ("overlay", cfg!(feature = "overlay")),
+            ("vmdk", cfg!(feature = "vmdk")),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
