@@ -576,7 +576,7 @@ impl LayerDriver for VmdkDriver {
                     },
                 ),
                 (
-                    "Attachments".into(),
+                    "Attachment Registry".into(),
                     inner.disks.attachments.dir().display().to_string(),
                 ),
                 (
