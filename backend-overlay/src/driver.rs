@@ -232,7 +232,6 @@ impl Inner {
     }
 }
 
-/// Changes between two mounted layers, releasing the mounts afterwards.
 /// Mounts `id` (and `from`) read-only, compares the trees, and runs `use_changes` while
 /// the mounts are still held: the changes point into them (an export reads file data
 /// from there).
@@ -242,22 +241,14 @@ fn with_mounted_changes<T>(
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    let new = inner.get(id, true)?;
-    let old = match from {
-        Some(f) => match inner.get(f, true) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = inner.put(id);
-                return Err(e);
-            }
-        },
-        None => inner.layout.empty(),
-    };
-    let result = tar_engine::compare_trees(&old, &new).and_then(use_changes);
-    let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
-    let out = result?;
-    released?;
-    Ok(out)
+    mounts::with_held_pair(
+        |layer| inner.get(layer, true),
+        |layer| inner.put(layer),
+        id,
+        from,
+        &inner.layout.empty(),
+        |old, new| tar_engine::compare_trees(old, new).and_then(use_changes),
+    )
 }
 
 /// The changes of `id` over `from`, handed to `use_changes` while the trees they point

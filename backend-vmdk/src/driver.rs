@@ -292,6 +292,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Refuses with `LayerInUse` while layer `id` is mounted.
+    fn refuse_if_mounted(&self, id: &str) -> Result<()> {
+        match self.mounts.count(id)? {
+            0 => Ok(()),
+            mounts => Err(Error::LayerInUse {
+                id: id.to_owned(),
+                mounts,
+            }),
+        }
+    }
+
     fn require(&self, id: &str) -> Result<LayerRecord> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
         self.layout.read_record(id)
@@ -300,13 +311,7 @@ impl Inner {
     fn remove(&self, id: &str) -> Result<()> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
         let _lock = self.mounts.lock()?;
-        let mounts = self.mounts.count(id)?;
-        if mounts > 0 {
-            return Err(Error::LayerInUse {
-                id: id.to_owned(),
-                mounts,
-            });
-        }
+        self.refuse_if_mounted(id)?;
         let dir = self.layout.layer(id);
         if !dir.exists() {
             return Err(Error::NotFound {
@@ -371,13 +376,7 @@ impl Inner {
                     .into(),
             });
         }
-        let mounts = self.mounts.count(id)?;
-        if mounts > 0 {
-            return Err(Error::LayerInUse {
-                id: id.to_owned(),
-                mounts,
-            });
-        }
+        self.refuse_if_mounted(id)?;
         let write = self.layout.write_dir(id);
         self.disks.mount(id, false, &write)?;
         let applied = tar_engine::apply_tar(op, &write.join(ROOTFS), input, options);
@@ -431,24 +430,18 @@ fn with_mounted_changes<T>(
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    let new = inner.get(id)?;
-    let old = match from {
-        Some(f) => match inner.get(f) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = inner.put(id);
-                return Err(e);
-            }
+    mounts::with_held_pair(
+        |layer| inner.get(layer),
+        |layer| inner.put(layer),
+        id,
+        from,
+        &inner.layout.empty(),
+        |old, new| {
+            tar_engine::compare_trees(old, new)
+                .map(|changes| crate::emptied::fold_emptied_dirs(old, changes))
+                .and_then(use_changes)
         },
-        None => inner.layout.empty(),
-    };
-    let result = tar_engine::compare_trees(&old, &new)
-        .map(|changes| crate::emptied::fold_emptied_dirs(&old, changes))
-        .and_then(use_changes);
-    let released = inner.put(id).and(from.map_or(Ok(()), |f| inner.put(f)));
-    let out = result?;
-    released?;
-    Ok(out)
+    )
 }
 
 #[async_trait]
