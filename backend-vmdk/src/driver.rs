@@ -36,18 +36,19 @@ struct Inner {
     capacity: u64,
 }
 
-/// Attaching a layer's chain as a block device and mounting its file system.
-struct Disks {
+/// Attaching a disk chain as a block device and mounting its file system.
+pub(crate) struct Disks {
     layout: Layout,
     attachments: Attachments,
     server: Option<Server>,
 }
 
 impl Disks {
-    /// Attaches the chain whose top is layer `id`'s disk; returns the device.
-    fn attach(&self, id: &str, read_only: bool) -> Result<PathBuf> {
+    /// Attaches the chain whose top disk is `disk`, for `what` (named in errors); returns
+    /// the device.
+    pub(crate) fn attach_disk(&self, disk: &Path, read_only: bool, what: &str) -> Result<PathBuf> {
         let server = self.server.as_ref().ok_or_else(|| Error::Unsupported {
-            what: format!("attaching the disk chain of layer {id}"),
+            what: format!("attaching the disk of {what}"),
             reason: "this program names no block view server (the store configuration's \
                      block_view_server is unset)"
                 .into(),
@@ -56,34 +57,60 @@ impl Disks {
             read_only,
             within: None,
         };
-        let attachment = self
-            .attachments
-            .attach(&self.layout.disk(id), &options, server)?;
-        Ok(attachment.device)
+        Ok(self.attachments.attach(disk, &options, server)?.device)
     }
 
-    /// Drops one reference on layer `id`'s attachment; not being attached is fine.
-    fn release(&self, id: &str) -> Result<()> {
-        match self.attachments.release(&self.layout.disk(id)) {
+    /// Drops one reference on `disk`'s attachment; not being attached is fine.
+    pub(crate) fn release_disk(&self, disk: &Path) -> Result<()> {
+        match self.attachments.release(disk) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == disk_image::ErrorKind::InvalidArgument => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Attaches layer `id`'s chain and mounts its ext4 at `target`; on failure nothing is
-    /// left attached.
-    fn mount(&self, id: &str, read_only: bool, target: &Path) -> Result<()> {
-        let device = self.attach(id, read_only)?;
+    /// Attaches the chain whose top is `disk` and mounts its ext4 at `target`; on failure
+    /// nothing is left attached.
+    pub(crate) fn mount_disk(
+        &self,
+        disk: &Path,
+        read_only: bool,
+        target: &Path,
+        what: &str,
+    ) -> Result<()> {
+        let device = self.attach_disk(disk, read_only, what)?;
         let mut mount = BlockMount::new(device, target);
         if read_only {
             mount = mount.read_only();
         }
         if let Err(e) = mount.mount() {
-            let _ = self.release(id);
+            let _ = self.release_disk(disk);
             return Err(e);
         }
         Ok(())
+    }
+
+    /// True when something holds an attachment of `disk`.
+    pub(crate) fn is_attached(&self, disk: &Path) -> Result<bool> {
+        let Ok(top) = disk.canonicalize() else {
+            return Ok(false);
+        };
+        Ok(self.attachments.list()?.iter().any(|a| a.top == top))
+    }
+
+    /// Drops one reference on layer `id`'s attachment; not being attached is fine.
+    fn release(&self, id: &str) -> Result<()> {
+        self.release_disk(&self.layout.disk(id))
+    }
+
+    /// Attaches layer `id`'s chain and mounts its ext4 at `target`.
+    fn mount(&self, id: &str, read_only: bool, target: &Path) -> Result<()> {
+        self.mount_disk(
+            &self.layout.disk(id),
+            read_only,
+            target,
+            &format!("layer {id}"),
+        )
     }
 
     /// Lets go of every reference on layer `id`'s attachment, for a layer nothing may
@@ -200,6 +227,16 @@ impl VmdkDriver {
     /// The store's layout.
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
+    }
+
+    /// How this store attaches and mounts disks, for its volumes.
+    pub(crate) fn disk_mounts(&self) -> Arc<Disks> {
+        self.inner.disks.clone()
+    }
+
+    /// The store's run root.
+    pub(crate) fn run_root(&self) -> &RunRoot {
+        &self.inner.run
     }
 }
 

@@ -13,8 +13,8 @@
 //! mount attaches. The disk formats, block views and attachments that outlive a command
 //! are `disk-image`'s; the ext4 built without `mkfs` is `ext4-writer`'s; counted mounts and
 //! block-device mounts are the `mounts` crate's; the tar rules are `tar-engine`'s, the
-//! contract `storage-core`'s and the catalog the `catalog` crate's. It keeps no volumes
-//! and knows no other backend.
+//! contract `storage-core`'s and the catalog the `catalog` crate's. Volumes are VMDKs of
+//! their own with an ext4 each ([`VmdkVolumes`]). It knows no other backend.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,6 +22,7 @@ pub mod driver;
 pub mod emptied;
 pub mod layout;
 pub mod scratch;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use driver::VmdkDriver;
 use storage_core::backend::{Backend, BackendDescriptor, Capabilities, StoreConfig};
 use storage_core::run_root::RunRoot;
 use storage_core::{Error, Result};
+pub use volumes::VmdkVolumes;
 
 /// The store option that sets a new store's scratch capacity (`8G`, `512M`, bytes).
 pub const SCRATCH_SIZE_OPTION: &str = "scratch_size";
@@ -59,9 +61,15 @@ fn open(config: &StoreConfig) -> Result<Backend> {
         .map(|(program, args)| Server::new(program, args.iter().cloned()));
     let run = RunRoot::open(&config.run_root)?;
     let driver = VmdkDriver::open(&root, run, server, capacity)?;
+    let volumes = VmdkVolumes::new(
+        &config.name,
+        &root,
+        driver.run_root().clone(),
+        driver.disk_mounts(),
+    );
     Ok(Backend {
         layers: Some(Arc::new(driver)),
-        volumes: None,
+        volumes: Some(Arc::new(volumes)),
     })
 }
 
@@ -72,7 +80,7 @@ inventory::submit! {
         summary: "layers as sparse VMDK delta disks chained down to a scratch disk (VIC)",
         capabilities: Capabilities {
             layers: true,
-            volumes: false,
+            volumes: true,
             local_root: true,
             vm_disks: true,
             // A layer and its parents, each a disk, on scratch: the chain opener's limit.

@@ -55,18 +55,24 @@ fn rootfs_tar() -> Result<Vec<u8>> {
 /// Creates the scratch disk at `path` with `capacity` bytes: a sparse VMDK whose ext4
 /// fills it. The file is removed again when building fails.
 pub fn create(path: &Path, capacity: u64) -> Result<()> {
-    let built = build(path, capacity);
+    create_ext4_disk(path, capacity, LABEL)
+}
+
+/// Creates a sparse VMDK of `capacity` bytes at `path` holding an ext4 labelled `label`
+/// that fills it, with an empty `rootfs/`. The file is removed again when building fails.
+pub fn create_ext4_disk(path: &Path, capacity: u64, label: &str) -> Result<()> {
+    let built = build(path, capacity, label);
     if built.is_err() {
         let _ = std::fs::remove_file(path);
     }
     built
 }
 
-fn build(path: &Path, capacity: u64) -> Result<()> {
+fn build(path: &Path, capacity: u64, label: &str) -> Result<()> {
     if capacity < MIN_CAPACITY {
         return Err(Error::Unsupported {
-            what: format!("a scratch disk of {capacity} bytes at {}", path.display()),
-            reason: format!("a scratch disk holds at least {MIN_CAPACITY} bytes"),
+            what: format!("a disk of {capacity} bytes at {}", path.display()),
+            reason: format!("an ext4 disk holds at least {MIN_CAPACITY} bytes"),
         });
     }
     let disk = disk_image::create(path, Format::VmdkSparse, capacity)?;
@@ -78,7 +84,7 @@ fn build(path: &Path, capacity: u64) -> Result<()> {
         uuid: storage_core::id::random_bytes::<16>()?,
         ..Options::default()
     }
-    .with_label(LABEL)?;
+    .with_label(label)?;
     let mut builder = Builder::new(DiskFile::new(disk), options)?;
     builder.append_tar(std::io::Cursor::new(rootfs_tar()?))?;
     let (file, _summary) = builder.finish()?;

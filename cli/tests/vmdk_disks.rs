@@ -373,3 +373,73 @@ fn sigkill_during_layer_writes_leaves_a_store_that_opens_consistent_with_nothing
     eprintln!("killed {kills} of 8 imports midway");
     assert!(kills > 0, "no import was killed midway");
 }
+
+#[test]
+fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fuse_loop_qemu() {
+    if !needs(
+        "vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fuse_loop_qemu",
+    ) {
+        return;
+    }
+    let data = Layercheck::generate();
+    let store = VmdkStore::new();
+    store.ok(&["volume", "create", "web", "--opt", "size=256M"]);
+    store.ok(&["volume", "create", "copy"]);
+    let again = store.run(&["volume", "create", "web"]);
+    assert!(!again.status.success());
+    store.ok(&[
+        "volume",
+        "import",
+        "web",
+        data.chain_layer(1).to_str().unwrap(),
+    ]);
+    let exported = store.cmd(&["volume", "export", "web"]).output().unwrap();
+    assert!(exported.status.success());
+    let tar = store.dir.path().join("web.tar");
+    std::fs::write(&tar, &exported.stdout).unwrap();
+    store.ok(&["volume", "import", "copy", tar.to_str().unwrap()]);
+    let copied = store.cmd(&["volume", "export", "copy"]).output().unwrap();
+    assert!(copied.status.success());
+    assert!(!exported.stdout.is_empty());
+    assert_eq!(
+        exported.stdout, copied.stdout,
+        "a re-imported export differs"
+    );
+    let disk = store.root().join("vmdk/volumes/web/web.vmdk");
+    let text = qemu_img(&["check", disk.to_str().unwrap()]);
+    assert!(text.contains("No errors"), "{text}");
+    let info: serde_json::Value = serde_json::from_str(&qemu_img(&[
+        "info",
+        "--output=json",
+        disk.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(info["virtual-size"], 256u64 << 20);
+
+    // A volume too small for what is imported: the error names it.
+    store.ok(&["volume", "create", "small", "--opt", "size=16M"]);
+    let big = store.dir.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    std::fs::write(big.join("blob"), vec![7u8; 24 << 20]).unwrap();
+    let big_tar = store.dir.path().join("big.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&big_tar)
+        .arg("-C")
+        .arg(&big)
+        .arg("blob")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let full = store.run(&["volume", "import", "small", big_tar.to_str().unwrap()]);
+    assert!(!full.status.success(), "a full volume's import succeeded");
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert!(err.contains("volume small is full"), "{err}");
+
+    store.ok(&["volume", "rm", "web"]);
+    store.ok(&["volume", "rm", "small"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&store.ok(&["volume", "ls", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    store.assert_nothing_left();
+}
