@@ -157,6 +157,11 @@ impl MountSites for Sites {
     }
 }
 
+/// The run-root lock held while layer `id`'s disk is attached for writing a diff.
+fn write_lock(id: &str) -> String {
+    format!("vmdk-write-{id}")
+}
+
 /// Binds `source` at `target`.
 fn bind(source: &Path, target: &Path) -> Result<()> {
     nix::mount::mount(
@@ -192,7 +197,7 @@ impl VmdkDriver {
     /// Opens (creating) a vmdk store at `root`, with per-boot state (mount counts, disk
     /// attachments) in `run`; block views are served by `server`. A new store gets a
     /// scratch disk of `capacity` bytes. Layers whose creation a kill cut short are
-    /// removed.
+    /// removed, and so are attachments of layers' disks that nothing uses.
     pub fn open(root: &Path, run: RunRoot, server: Option<Server>, capacity: u64) -> Result<Self> {
         let layout = Layout::new(root);
         layout.ensure()?;
@@ -219,6 +224,9 @@ impl VmdkDriver {
             inner.ensure_scratch()?;
             inner.sweep()?;
         }
+        // A mount killed between attaching a chain and recording it left an attachment
+        // nothing stands on: it goes now, as the counted mounts set their records right.
+        inner.stray_attachments(true)?;
         Ok(VmdkDriver {
             inner: Arc::new(inner),
         })
@@ -414,6 +422,9 @@ impl Inner {
             });
         }
         self.refuse_if_mounted(id)?;
+        // Held while the disk is attached for writing: no sweep of stray attachments
+        // takes this one for a leftover.
+        let _writing = self.run.lock(&write_lock(id))?;
         let write = self.layout.write_dir(id);
         self.disks.mount(id, false, &write)?;
         let applied = tar_engine::apply_tar(op, &write.join(ROOTFS), input, options);
@@ -434,6 +445,52 @@ impl Inner {
             }
             (Err(e), Err(_)) | (Ok(_), Err(e)) => Err(e),
         }
+    }
+
+    /// Attachments of layers' disks that nothing uses: no counted mount stands on them
+    /// and no diff is being written (what a kill between attaching and recording left).
+    /// With `repair` they are let go, with anything still mounted for a write.
+    fn stray_attachments(&self, repair: bool) -> Result<Vec<MountProblem>> {
+        let _lock = self.mounts.lock()?;
+        let Ok(images) = self.layout.images().canonicalize() else {
+            return Ok(Vec::new());
+        };
+        let mut problems = Vec::new();
+        for attachment in self.disks.attachments.list()? {
+            let Some(id) = attachment
+                .top
+                .strip_prefix(&images)
+                .ok()
+                .and_then(|rel| rel.iter().next())
+                .and_then(|first| first.to_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if storage_core::id::validate_id(ObjectKind::Layer, &id).is_err() {
+                continue;
+            }
+            let Some(_writing) = self.run.try_lock(&write_lock(&id))? else {
+                continue;
+            };
+            let base = MountKey::Base(&id).record();
+            if self.run.count(&base)? > 0 && mounts::is_mounted(&self.mounts.base_target(&id)) {
+                continue;
+            }
+            if repair {
+                self.disks.detach_all(&id)?;
+            }
+            problems.push(MountProblem {
+                id: id.clone(),
+                detail: format!(
+                    "{} is attached at {} with no mount of the layer on it",
+                    attachment.top.display(),
+                    attachment.device.display()
+                ),
+                repaired: repair,
+            });
+        }
+        Ok(problems)
     }
 
     fn disks(&self, id: &str) -> Result<Vec<LayerDisk>> {
@@ -646,12 +703,21 @@ impl LayerDriver for VmdkDriver {
 
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.mounts.cleanup()).await
+        blocking(move || {
+            inner.mounts.cleanup()?;
+            inner.stray_attachments(true).map(drop)
+        })
+        .await
     }
 
     async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
         let inner = self.inner.clone();
-        blocking(move || inner.mounts.check(repair)).await
+        blocking(move || {
+            let mut problems = inner.mounts.check(repair)?;
+            problems.extend(inner.stray_attachments(repair)?);
+            Ok(problems)
+        })
+        .await
     }
 
     async fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {

@@ -443,3 +443,53 @@ fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fu
     assert_eq!(listed.as_array().unwrap().len(), 1);
     store.assert_nothing_left();
 }
+
+#[test]
+fn sigkill_during_mounts_and_unmounts_leaves_check_passing_and_nothing_attached_after_cleanup_needs_root_fuse_loop()
+ {
+    if !needs(
+        "sigkill_during_mounts_and_unmounts_leaves_check_passing_and_nothing_attached_after_cleanup_needs_root_fuse_loop",
+    ) {
+        return;
+    }
+    let data = Layercheck::generate();
+    let (store, rw) = container_on_chain(&data);
+    let image: serde_json::Value =
+        serde_json::from_str(&store.ok(&["image", "img", "--json"])).unwrap();
+    let top = image[0]["top_layer"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    store.ok(&["mount", &top]);
+    let whole = start.elapsed();
+    store.ok(&["unmount", &top]);
+    let mut kills = 0;
+    for step in 1..=6u32 {
+        for args in [
+            ["mount", &top],
+            ["mount", &rw],
+            ["unmount", &top],
+            ["unmount", &rw],
+        ] {
+            let mut child = store
+                .cmd(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(whole * step / 6);
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            let _ = child.wait();
+            let checked = store.ok(&["check"]);
+            assert!(
+                checked.contains(" 0 problem(s)"),
+                "after {args:?}: {checked}"
+            );
+        }
+    }
+    store.ok(&["cleanup"]);
+    assert!(store.ok(&["status"]).contains("Attachments: 0"));
+    store.assert_nothing_left();
+    eprintln!("killed {kills} of 24 mounts and unmounts midway");
+}
