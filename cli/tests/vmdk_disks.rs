@@ -275,15 +275,7 @@ fn a_hundred_layer_image_mounts_with_its_top_tree_needs_root_fuse_loop() {
             names.push(format!(".wh.file-{}", k - 1));
         }
         let tar = tars.join(format!("{k}.tar"));
-        let status = Command::new("tar")
-            .arg("-cf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&work)
-            .args(&names)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        gnu_tar(&tar, &work, &names);
         parent = Some(store.import(parent.as_deref(), &tar));
     }
     let top = parent.unwrap();
@@ -300,6 +292,19 @@ fn a_hundred_layer_image_mounts_with_its_top_tree_needs_root_fuse_loop() {
     store.assert_nothing_left();
 }
 
+/// Writes the tar `out` of `names` in `dir` with GNU tar.
+fn gnu_tar(out: &Path, dir: &Path, names: &[impl AsRef<std::ffi::OsStr>]) {
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .args(names)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// A tar of `files` small files in a few directories.
 fn many_files_tar(dir: &Path, files: usize) -> PathBuf {
     let work = dir.join("many");
@@ -309,15 +314,7 @@ fn many_files_tar(dir: &Path, files: usize) -> PathBuf {
         std::fs::write(sub.join(format!("f{i}")), vec![b'x'; 1024 + i % 4096]).unwrap();
     }
     let tar = dir.join("many.tar");
-    let status = Command::new("tar")
-        .arg("-cf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&work)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gnu_tar(&tar, &work, &["."]);
     tar
 }
 
@@ -422,15 +419,7 @@ fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fu
     std::fs::create_dir(&big).unwrap();
     std::fs::write(big.join("blob"), vec![7u8; 24 << 20]).unwrap();
     let big_tar = store.dir.path().join("big.tar");
-    let status = Command::new("tar")
-        .arg("-cf")
-        .arg(&big_tar)
-        .arg("-C")
-        .arg(&big)
-        .arg("blob")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gnu_tar(&big_tar, &big, &["blob"]);
     let full = store.run(&["volume", "import", "small", big_tar.to_str().unwrap()]);
     assert!(!full.status.success(), "a full volume's import succeeded");
     let err = String::from_utf8_lossy(&full.stderr);
