@@ -7,8 +7,8 @@
 //! `--label` and `--uuid` set the volume label (at most 16 bytes) and the file system
 //! UUID (32 hex digits, dashes allowed) instead of the defaults; `--read-only` sets the
 //! read-only compatibility flag, so kernels refuse to mount the image read-write (it is
-//! read-write by default); `--size` makes the file system fill that many bytes (whole
-//! 128 MiB groups), free space and all, for an image to be written once mounted.
+//! read-write by default); `--size` makes the file system at least that many bytes
+//! long (whole 4 KiB blocks), free space and all, for an image to be written once mounted.
 //!
 //! By default OUT is the raw image, as long as the file system. With `--format F` (`vhdx`,
 //! `vmdk`, `vhd-fixed`, `vhd-dynamic`, or any other format `disk-image` creates) OUT is a
@@ -180,7 +180,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metadata_csum: args.metadata_csum,
         label: args.label,
         read_only: args.read_only,
-        size: args.size,
+        min_size: args.size.unwrap_or(0),
         ..Options::default()
     };
     if let Some(uuid) = args.uuid {

@@ -158,6 +158,37 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Holds the mount of `id` and, when `from` is given, of `from` (taken with `get`, let go
+/// with `put`), runs `use_trees` with the two trees (`from`'s first; `empty` stands for
+/// no `from`) while both are held, then lets both go whatever it returned. What
+/// `use_trees` makes may point into the trees (an export reads file data there), so it is
+/// used up inside. Its error comes before a failure to let go.
+pub fn with_held_pair<T>(
+    get: impl Fn(&str) -> Result<PathBuf>,
+    put: impl Fn(&str) -> Result<()>,
+    id: &str,
+    from: Option<&str>,
+    empty: &Path,
+    use_trees: impl FnOnce(&Path, &Path) -> Result<T>,
+) -> Result<T> {
+    let new = get(id)?;
+    let old = match from {
+        Some(f) => match get(f) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = put(id);
+                return Err(e);
+            }
+        },
+        None => empty.to_owned(),
+    };
+    let result = use_trees(&old, &new);
+    let released = put(id).and(from.map_or(Ok(()), &put));
+    let out = result?;
+    released?;
+    Ok(out)
+}
+
 /// The counted mounts of one store, in its run root.
 #[derive(Debug)]
 pub struct CountedMounts<S> {

@@ -31,6 +31,8 @@ use backend_nfs as _;
 use backend_overlay as _;
 #[cfg(feature = "vhd")]
 use backend_vhd as _;
+#[cfg(feature = "vmdk")]
+use backend_vmdk as _;
 
 /// Errors of resolving and opening stores.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +193,7 @@ mod tests {
             ("nfs", cfg!(feature = "nfs")),
             ("overlay", cfg!(feature = "overlay")),
             ("vhd", cfg!(feature = "vhd")),
+            ("vmdk", cfg!(feature = "vmdk")),
         ]
         .into_iter()
         .filter(|(_, on)| *on)

@@ -57,7 +57,7 @@ pub mod sparse;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-pub use changes::{changes_size, compare_trees, layer_changes, with_held_changes};
+pub use changes::{changes_size, compare_trees, layer_changes};
 pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};

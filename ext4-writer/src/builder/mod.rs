@@ -66,6 +66,12 @@ pub struct Options {
     pub max_size: u64,
     /// Free inodes to leave beyond those the content needs.
     pub inode_headroom: u32,
+    /// The least size of the image in bytes: past what the content needs, the rest is
+    /// free space, for a file system the kernel writes into later (a disk's root file
+    /// system, a container's sandbox). 0 makes the image as small as its content allows.
+    /// At most `max_size`. Free inode table blocks are left as holes, which read as
+    /// zeros: build into an empty or sparse target.
+    pub min_size: u64,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
     /// The file system UUID.
@@ -85,12 +91,6 @@ pub struct Options {
     /// the tar holds, for an image whose root is a layer stacked in a union, where a
     /// `lost+found` of every layer would show; `e2fsck` accepts either.
     pub lost_found: bool,
-    /// Make the file system this many bytes long (whole 128 MiB block groups; rounded
-    /// down), the room past its content free: for an image mounted read-write and
-    /// written, such as a container's sandbox disk. `None`: as long as its content needs.
-    /// Free inode table blocks are left as holes, which read as zeros: build into an
-    /// empty or sparse target.
-    pub size: Option<u64>,
 }
 
 impl Default for Options {
@@ -99,13 +99,13 @@ impl Default for Options {
             whiteouts: Whiteouts::Keep,
             max_size: 128 << 30,
             inode_headroom: 0,
+            min_size: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
             label: [0; 16],
             metadata_csum: false,
             digests: false,
             lost_found: true,
-            size: None,
         }
     }
 }
