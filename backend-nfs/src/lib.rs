@@ -17,6 +17,7 @@
 pub mod error;
 pub mod export;
 pub mod import;
+mod resolve;
 pub mod session;
 pub mod tree;
 pub mod url;

@@ -55,9 +55,7 @@ impl MountSites for Merged {
 const MOUNTS_LOCK: &str = "overlay-mounts";
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("overlay background task", std::io::Error::other(e)))?
+    storage_core::blocking("overlay background task", f).await
 }
 
 impl OverlayDriver {

@@ -180,9 +180,7 @@ fn bind(source: &Path, target: &Path) -> Result<()> {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("vmdk background task", std::io::Error::other(e)))?
+    storage_core::blocking("vmdk background task", f).await
 }
 
 fn private_dir(path: &Path) -> Result<()> {

@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use storage_core::id::validate_file_name;
 use storage_core::run_root::{RunLock, RunRoot, write_atomic};
 use storage_core::{
-    DataSink, DataSource, Error, Exporter, FilterSpec, Importer, IoContext, ObjectKind, ObjectUrl,
-    Op, Resolver, Result, TarReader, Volume, VolumeStorer,
+    DataSink, DataSource, Error, Exporter, FileStat, FilterSpec, Importer, IoContext, ObjectKind,
+    ObjectUrl, Op, Resolver, Result, TarReader, Volume, VolumeStorer,
 };
 use tar_engine::{ApplyOptions, ApplyReport, ArchiveStream, ExportOptions, WhiteoutMode};
 
@@ -43,9 +43,7 @@ pub struct VmdkVolumes {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::io("vmdk volume background task", std::io::Error::other(e)))?
+    storage_core::blocking("vmdk volume background task", f).await
 }
 
 /// A volume mounted for reading or writing, with its lock held; let go by [`Mounted::close`].
@@ -391,6 +389,11 @@ impl DataSource for Handle {
         ArchiveStream::spawn(move |pipe| {
             tar_engine::write_layer(&op, &root, &[], &opts, pipe).map(drop)
         })
+    }
+
+    async fn stat(&mut self, _op: &Op, path: &str) -> Result<FileStat> {
+        let (root, path) = (self.0.data.clone(), path.to_owned());
+        blocking(move || FileStat::in_root(&root, &path, ObjectKind::Volume)).await
     }
 
     fn source(&self) -> &Path {

@@ -445,7 +445,7 @@ pub enum Command {
         #[arg(short = 'j', long)]
         json: bool,
     },
-    /// Volumes: create, list, remove, import, export (any store that has volumes).
+    /// Volumes: create, list, remove, import, export, stat (any store that has volumes).
     Volume {
         /// What to do with volumes.
         #[command(subcommand)]
@@ -504,6 +504,17 @@ pub enum VolumeCommand {
         /// The tar file, or - for standard input.
         #[arg(default_value = "-")]
         file: String,
+    },
+    /// Show one path's metadata inside a volume (mode, owner, size, time, link target),
+    /// without following a symlink at the end or leaving the volume.
+    Stat {
+        /// The volume's id.
+        id: String,
+        /// The path inside the volume.
+        path: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a volume as a tar stream to standard output.
     Export {

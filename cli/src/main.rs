@@ -143,6 +143,9 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             VolumeCommand::Ls { json } => volumes::list(vols, &op, *json).await,
             VolumeCommand::Rm { id } => volumes::remove(&opened, &op, id).await,
             VolumeCommand::Import { id, file } => volumes::import(vols, &op, id, file).await,
+            VolumeCommand::Stat { id, path, json } => {
+                volumes::stat(vols, &op, id, path, *json).await
+            }
             VolumeCommand::Export {
                 id,
                 filter,

@@ -5,6 +5,8 @@
 //! opens consistent with nothing attached. They need root, FUSE, loop devices and qemu-img.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
@@ -412,6 +414,7 @@ fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fu
     ]))
     .unwrap();
     assert_eq!(info["virtual-size"], 256u64 << 20);
+    common::volume_stat_script(&|args| store.run(args), (1234, 5678));
 
     // A volume too small for what is imported: the error names it.
     store.ok(&["volume", "create", "small", "--opt", "size=16M"]);

@@ -160,7 +160,7 @@ fn same_tree_on(work: &Path, scheme: &str, how: &str, overlay_tree: &str) -> Res
         run_quiet(&all)
     };
     println!("# the same layers in a {scheme} store: {how}");
-    let compared = (|| {
+    let compared = (|| -> Result<String> {
         let base = on_store(&["import-layer", &format!("{w}/base.tar")])?;
         let app = on_store(&["import-layer", "--parent", &base, &format!("{w}/app.tar")])?;
         let top = on_store(&[
@@ -188,6 +188,8 @@ fn same_tree_on(work: &Path, scheme: &str, how: &str, overlay_tree: &str) -> Res
         );
         Ok(())
     } else {
-        bail!("the {scheme} store's tree differs from the overlay store's: {tree} vs {overlay_tree}")
+        bail!(
+            "the {scheme} store's tree differs from the overlay store's: {tree} vs {overlay_tree}"
+        )
     }
 }

@@ -297,3 +297,88 @@ pub fn run_or_kill(mut cmd: Command, input: &[u8], delay: Option<std::time::Dura
     let _ = feeder.join();
     finished
 }
+
+/// `volume stat` on any store with volumes, run through `run` (the store's `strata`
+/// with the given arguments): a file's mode, owner, size and time as imported, a symlink
+/// reported and not followed, `..` and symlinks on the way kept inside the volume, and
+/// a missing path an error naming it and the volume. Makes and removes the volume
+/// `probe`. `owner` is who the store makes the file's owner: the tar's 1234:5678 where
+/// it applies owners, its own identity where it cannot (an NFS client without root).
+pub fn volume_stat_script(run: &dyn Fn(&[&str]) -> Output, owner: (u32, u32)) {
+    let ok = |args: &[&str]| -> serde_json::Value {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let header = |kind: tar::EntryType, mode: u32, owner: u64, size: u64| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(owner);
+        h.set_gid(owner + 4444);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        h
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dir = header(tar::EntryType::Directory, 0o755, 0, 0);
+    b.append_data(&mut dir, "etc/", std::io::empty()).unwrap();
+    let mut file = header(tar::EntryType::Regular, 0o640, 1234, 6);
+    b.append_data(&mut file, "etc/motd", &b"hello\n"[..])
+        .unwrap();
+    for (name, target) in [("link", "/etc/motd"), ("up", "../..")] {
+        let mut link = header(tar::EntryType::Symlink, 0o777, 0, 0);
+        b.append_link(&mut link, name, target).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let path = std::env::temp_dir().join(format!("strata-stat-{}.tar", std::process::id()));
+    std::fs::write(&path, &tar).unwrap();
+    ok(&["volume", "create", "probe"]);
+    ok(&["volume", "import", "probe", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+
+    let motd = ok(&["volume", "stat", "probe", "/etc/motd", "--json"]);
+    assert_eq!(motd["path"], "/etc/motd");
+    assert_eq!(motd["mode"], 0o100640);
+    assert_eq!(
+        (motd["uid"].clone(), motd["gid"].clone()),
+        (owner.0.into(), owner.1.into())
+    );
+    assert_eq!(motd["size"], 6);
+    assert_eq!(motd["mtime"], 1_600_000_000);
+    assert_eq!(motd["link_target"], serde_json::Value::Null);
+    let link = ok(&["volume", "stat", "probe", "link", "--json"]);
+    assert_eq!(link["mode"].as_u64().unwrap() & 0o170000, 0o120000);
+    assert_eq!(link["link_target"], "/etc/motd");
+    // Out by `..` and through a symlink that climbs: both stay in the volume, so they
+    // find its own file, not the machine's.
+    for inside in ["../../etc/motd", "up/etc/motd", "etc/../../etc/motd"] {
+        let st = ok(&["volume", "stat", "probe", inside, "--json"]);
+        assert_eq!(
+            (st["size"].clone(), st["uid"].clone()),
+            (6.into(), owner.0.into()),
+            "{inside}"
+        );
+    }
+    let root = ok(&["volume", "stat", "probe", "/", "--json"]);
+    assert_eq!(root["mode"].as_u64().unwrap() & 0o170000, 0o040000);
+    let text = run(&["volume", "stat", "probe", "etc/motd"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("Mode: 100640"),
+        "{text:?}"
+    );
+    for missing in ["etc/nothing", "etc/motd/below"] {
+        let out = run(&["volume", "stat", "probe", missing]);
+        assert!(!out.status.success(), "stat {missing} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not found") && err.contains(missing) && err.contains("volume probe"),
+            "{err}"
+        );
+    }
+    ok(&["volume", "rm", "probe"]);
+}

@@ -74,10 +74,11 @@ pub struct Options {
     pub min_size: u64,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
-    /// The file system UUID.
+    /// The file system UUID. The default is one fixed value, so that the same tar gives
+    /// the same bytes; give each image its own where they are told apart by UUID.
     pub uuid: [u8; 16],
     /// The volume label (`s_volume_name`, as `e2label` and `blkid` show it): up to 16
-    /// bytes, NUL-padded; all zeros for none.
+    /// bytes, NUL-padded; all zeros for none. Set it with [`Options::with_label`].
     pub label: [u8; 16],
     /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
     /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
@@ -107,6 +108,31 @@ impl Default for Options {
             digests: false,
             lost_found: true,
         }
+    }
+}
+
+impl Options {
+    /// These options with the volume label `label`, which must fit ext4's 16 bytes and
+    /// hold no NUL.
+    pub fn with_label(mut self, label: &str) -> Result<Self> {
+        let bytes = label.as_bytes();
+        if bytes.len() > 16 || bytes.contains(&0) {
+            return Err(Error::InvalidOption {
+                option: "label",
+                reason: format!(
+                    "{label:?} is {} bytes{}; an ext4 label holds at most 16 and no NUL",
+                    bytes.len(),
+                    if bytes.contains(&0) {
+                        " with a NUL"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        self.label = [0; 16];
+        self.label[..bytes.len()].copy_from_slice(bytes);
+        Ok(self)
     }
 }
 
