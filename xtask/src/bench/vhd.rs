@@ -5,6 +5,8 @@
 
 use anyhow::{Context, Result};
 
+use super::report::Row;
+
 use super::report::Table;
 use super::{Options, Report, measure, row, sh_output, strata};
 
@@ -18,7 +20,7 @@ fn vhd(dir: &str) -> String {
 
 /// Runs the vhd benchmarks on tmpfs, on the layer benchmark's input tar in `dir`.
 pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
-    let tar = format!("{dir}/input.tar");
+    let tar = super::layers::input_tar(dir)?;
     let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
     let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
     let st = vhd(dir);
@@ -67,6 +69,20 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
     sh_output(&reset)?;
 
     eprintln!("bench: vhd container mounts");
+    let rows = container_mounts(opts, &st, "vhd")?;
+    sh_output(&reset)?;
+    report.table(Table {
+        title: "Mount a container of a vhd store (tmpfs)".into(),
+        input: "Images of 1, 10 and 100 empty layers, each a layer.vhd attached on its own loop device and mounted once; the container's sandbox.vhdx behind a block view, its ext4 the overlay's upper. Here the ratio column is each row's time over the first row's.".into(),
+        rows,
+    });
+    Ok(())
+}
+
+/// Mount times of a container on images of 1, 10 and 100 empty layers of the store that
+/// the command line `st` (with the scheme `scheme`, for the table) opens: cold (after
+/// `cleanup`) and with another container of the same image mounted.
+pub(super) fn container_mounts(opts: &Options, st: &str, scheme: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut parent: Option<String> = None;
     let mut depth = 0;
@@ -91,7 +107,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
         let cleanup = format!("{st} cleanup >/dev/null");
         rows.push(row(
             &format!("{want} layer(s), cold"),
-            "strata --store vhd:///DIR mount LAYER",
+            &format!("strata --store {scheme}:///DIR mount LAYER"),
             measure(
                 opts.runs,
                 &cleanup,
@@ -100,7 +116,9 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
         ));
         rows.push(row(
             &format!("{want} layer(s), layers already mounted"),
-            "strata --store vhd:///DIR mount LAYER (another container of the image mounted)",
+            &format!(
+                "strata --store {scheme}:///DIR mount LAYER (another container of the image mounted)"
+            ),
             measure(
                 opts.runs,
                 &format!("{cleanup} && {st} mount {first} >/dev/null"),
@@ -108,11 +126,5 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
             ),
         ));
     }
-    sh_output(&reset)?;
-    report.table(Table {
-        title: "Mount a container of a vhd store (tmpfs)".into(),
-        input: "Images of 1, 10 and 100 empty layers, each a layer.vhd attached on its own loop device and mounted once; the container's sandbox.vhdx behind a block view, its ext4 the overlay's upper. Here the ratio column is each row's time over the first row's.".into(),
-        rows,
-    });
-    Ok(())
+    Ok(rows)
 }
