@@ -110,7 +110,7 @@ pub fn run(args: &[String]) -> Result<()> {
         vhd::run(&opts, &mut report, layers::PLACES[0].1)?;
     }
     if wanted("vmdk") {
-        vmdk::run(&opts, &mut report, layers::PLACES[0].1)?;
+        vmdk::run(&opts, &mut report)?;
     }
     let path = workspace_root().join("BENCHMARKS.md");
     if let Some(section) = &opts.only {

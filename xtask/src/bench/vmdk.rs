@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 
+use super::layers::PLACES;
 use super::report::Table;
 use super::vhd::container_mounts;
 use super::{Options, Report, measure, row, sh_output, strata};
@@ -43,8 +44,17 @@ while kill -0 $pid 2>/dev/null; do sleep 0.01; done
     )
 }
 
-/// Runs the vmdk benchmarks on tmpfs, on the layer benchmark's input tar in `dir`.
-pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
+/// Runs the vmdk benchmarks: the layer write on tmpfs and on disk, the mounts on tmpfs.
+pub fn run(opts: &Options, report: &mut Report) -> Result<()> {
+    for (place, dir) in PLACES {
+        layer_write(opts, report, place, dir)?;
+    }
+    container_mount_table(opts, report, PLACES[0].1)
+}
+
+/// One layer written onto scratch by strata, by the qemu pipeline and by `tar -x` into a
+/// directory, all in `dir` (on `place`).
+fn layer_write(opts: &Options, report: &mut Report, place: &str, dir: &str) -> Result<()> {
     let tar = super::layers::input_tar(dir)?;
     let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
     let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
@@ -58,7 +68,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
          test -f {p}/qsd.pid && kill $(cat {p}/qsd.pid) >/dev/null 2>&1; sleep 0.1; true"
     );
     let reset = format!("{take_down}; rm -rf {dir}/vmdk {dir}/vmdk-run {dir}/x; mkdir -p {dir}/x");
-    eprintln!("bench: vmdk layer write");
+    eprintln!("bench: vmdk layer write on {place}");
     // Both scratch disks exist before the clock starts: the store's (made at its first
     // layer) and the pipeline's (mkfs.ext4 on a raw image of the same 8 GiB, converted).
     let store_ready =
@@ -72,9 +82,9 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
     std::fs::write(format!("{p}/pipeline.sh"), pipeline_script(dir, &tar))?;
     let pipe_ready = format!("{take_down}; rm -f {p}/delta.vmdk {p}/view {p}/qsd.pid");
     report.table(Table {
-        title: "Write a layer onto a VMDK chain (tmpfs)".into(),
+        title: format!("Write a layer onto a VMDK chain ({place})"),
         input: format!(
-            "Input: the same tar, {} MB and {files} entries, on tmpfs; every disk on tmpfs. Each run writes one layer as a new sparse delta on an 8 GiB scratch VMDK holding an empty ext4, made before the clock starts. strata's import attaches the chain through its block view, applies the tar, checks the digest, detaches and records the layer. The qemu pipeline is the same steps by hand: `qemu-img create -b scratch.vmdk delta.vmdk`, `qemu-storage-daemon --export type=fuse`, `losetup`, `mount`, `tar -x`, `umount`, `losetup -d`, stop the daemon.",
+            "Input: the same tar, {} MB and {files} entries, on {place}; every disk and directory there too. Each run writes one layer as a new sparse delta on an 8 GiB scratch VMDK holding an empty ext4, made before the clock starts. strata's import attaches the chain through its block view, applies the tar, checks the digest, detaches and records the layer. The qemu pipeline is the same steps by hand: `qemu-img create -b scratch.vmdk delta.vmdk`, `qemu-storage-daemon --export type=fuse`, `losetup`, `mount`, `tar -x`, `umount`, `losetup -d`, stop the daemon.",
             size / 1_000_000
         ),
         rows: vec![
@@ -103,8 +113,14 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
             ),
         ],
     });
-    sh_output(&format!("{reset}; rm -rf {p}"))?;
+    sh_output(&format!("{reset}; rm -rf {p}")).map(drop)
+}
 
+/// Container mounts on 1, 10 and 100 layers of a vmdk store in `dir`.
+fn container_mount_table(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
+    let st = vmdk(dir);
+    let reset = format!("{st} cleanup >/dev/null 2>&1; rm -rf {dir}/vmdk {dir}/vmdk-run");
+    sh_output(&reset)?;
     eprintln!("bench: vmdk container mounts");
     let rows = container_mounts(opts, &st, "vmdk")?;
     sh_output(&reset)?;
