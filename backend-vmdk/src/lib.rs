@@ -86,6 +86,7 @@ inventory::submit! {
             // A layer and its parents, each a disk, on scratch: the chain opener's limit.
             max_depth: Some(disk_image::chain::MAX_CHAIN_DEPTH),
         },
+        options: &[SCRATCH_SIZE_OPTION],
         open,
     }
 }

@@ -73,6 +73,8 @@ pub struct Context {
     pub paths: Paths,
     /// The store's name (from the config file, or derived from its URL).
     pub name: String,
+    /// The store's URL.
+    pub url: String,
     /// The backend's name (`overlay`, …).
     pub backend_name: &'static str,
     /// What the backend can do; commands decide from this, never from a scheme.
@@ -229,6 +231,7 @@ impl Context {
             backend,
             paths,
             name: resolved.config.name.clone(),
+            url: resolved.config.url.to_string(),
             backend_name: resolved.descriptor.name,
             capabilities: resolved.descriptor.capabilities,
         })

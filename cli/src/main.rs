@@ -339,9 +339,12 @@ async fn run(flags: Flags, name: String) -> Result<()> {
 
 async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
     let mut facts = vec![
-        ("Store".to_owned(), ctx.paths.store.clone()),
+        ("Store".to_owned(), ctx.name.clone()),
+        ("URL".to_owned(), ctx.url.clone()),
         ("Driver".to_owned(), ctx.store.driver().name().to_owned()),
-        ("Root".to_owned(), ctx.paths.root.display().to_string()),
+        // Where this store's catalog is: its own directory for a local store, `--root`
+        // for a remote one; not the default root when the store is named elsewhere.
+        ("Root".to_owned(), ctx.store.root().display().to_string()),
     ];
     facts.extend(ctx.store.driver().status(op).await?);
     facts.push((

@@ -71,6 +71,18 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
+    /// A store in the config file has an option its backend does not read.
+    #[error("store {store:?}: the {backend} backend has no option {option:?} (it reads: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownOption {
+        /// The store's name.
+        store: String,
+        /// The backend's name.
+        backend: String,
+        /// The option given.
+        option: String,
+        /// The options the backend reads.
+        known: Vec<String>,
+    },
     /// The backend refused to open the store.
     #[error(transparent)]
     Backend(#[from] storage_core::Error),
@@ -168,6 +180,17 @@ pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved
             url: url.clone(),
             available: all.iter().map(|d| d.scheme.to_owned()).collect(),
         })?;
+    if let Some(option) = options
+        .keys()
+        .find(|k| !descriptor.options.contains(&k.as_str()))
+    {
+        return Err(RegistryError::UnknownOption {
+            store: name,
+            backend: descriptor.name.to_owned(),
+            option: option.clone(),
+            known: descriptor.options.iter().map(|o| (*o).to_owned()).collect(),
+        });
+    }
     Ok(Resolved {
         descriptor,
         config: StoreConfig {
@@ -265,29 +288,68 @@ mod tests {
         assert!(matches!(err, Err(RegistryError::UnknownScheme { .. })));
     }
 
-    #[cfg(feature = "overlay")]
+    #[cfg(all(feature = "overlay", feature = "vmdk"))]
     #[test]
-    fn named_stores_come_from_the_config_file() {
+    fn named_stores_come_from_the_config_file_and_unknown_options_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cfg_path = dir.path().join("strata.toml");
         std::fs::write(
             &cfg_path,
             format!(
-                "[stores.local]\nurl = \"overlay://{}/store\"\noptions = {{ depth = 7 }}\n",
-                dir.path().display()
+                "[stores.local]\nurl = \"overlay://{d}/store\"\n\
+                 [stores.disks]\nurl = \"vmdk://{d}/disks\"\noptions = {{ scratch_size = \"1G\" }}\n\
+                 [stores.typo]\nurl = \"overlay://{d}/typo\"\noptions = {{ depth = 7 }}\n",
+                d = dir.path().display()
             ),
         )
         .unwrap();
         let cfg = Config::load(&cfg_path).unwrap();
-        let r = match resolve("local", &cfg, &dir.path().join("run")) {
+        let r = match resolve("disks", &cfg, &dir.path().join("run")) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(r.config.name, "local");
-        assert_eq!(r.config.options.get("depth").map(String::as_str), Some("7"));
+        assert_eq!(r.config.name, "disks");
+        assert_eq!(
+            r.config.options.get("scratch_size").map(String::as_str),
+            Some("1G")
+        );
+        assert!(resolve("local", &cfg, dir.path()).is_ok());
+        match resolve("typo", &cfg, dir.path()) {
+            Err(e @ RegistryError::UnknownOption { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("\"typo\"")
+                        && text.contains("\"depth\"")
+                        && text.contains("overlay"),
+                    "{text}"
+                );
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an option the overlay backend does not read was accepted"),
+        }
         assert!(matches!(
             resolve("other", &cfg, dir.path()),
             Err(RegistryError::UnknownStore { .. })
         ));
+    }
+
+    #[cfg(feature = "nfs")]
+    #[test]
+    fn an_nfs_stores_options_from_the_config_file_are_its_url_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: Config = match toml::from_str(
+            "[stores.shared]\nurl = \"nfs://127.0.0.1:9/export\"\noptions = { timeout = \"10s\", uid = 0 }\n\
+             [stores.bad]\nurl = \"nfs://127.0.0.1:9/export\"\noptions = { timeout = \"soon\" }\n",
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let opened = resolve("shared", &cfg, dir.path()).and_then(|r| r.open());
+        assert!(opened.is_ok(), "{:?}", opened.err().map(|e| e.to_string()));
+        let bad = resolve("bad", &cfg, dir.path()).and_then(|r| r.open());
+        match bad {
+            Err(e) => assert!(e.to_string().contains("timeout"), "{e}"),
+            Ok(_) => panic!("timeout = \"soon\" was accepted"),
+        }
     }
 }

@@ -1,0 +1,55 @@
+//! Stores named in a config file, through the `strata` binary: `status` reports the named
+//! store (its name, URL and root), not the default root, and an option its backend does
+//! not read is refused naming the store and the option.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn strata(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(dir.join("default-root"))
+        .arg("--run-root")
+        .arg(dir.join("run"))
+        .arg("--config")
+        .arg(dir.join("strata.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn status_of_a_named_store_reports_its_own_root_and_unknown_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        format!(
+            "[stores.local]\nurl = \"overlay://{d}/elsewhere\"\n\
+             [stores.typo]\nurl = \"overlay://{d}/typo\"\noptions = {{ sandbox_size = \"1G\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = strata(dir.path(), &["--store", "local", "status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["Store"], "local");
+    assert_eq!(status["Root"], format!("{d}/elsewhere"));
+    assert_eq!(status["URL"], format!("overlay://{d}/elsewhere"));
+
+    let out = strata(dir.path(), &["--store", "typo", "layers"]);
+    assert!(!out.status.success(), "an unknown option was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"typo\"") && err.contains("sandbox_size") && err.contains("overlay"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("typo").exists(),
+        "the store was made anyway"
+    );
+}
