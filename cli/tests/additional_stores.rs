@@ -155,3 +155,77 @@ fn wipe_with_an_additional_store_removes_all_of_its_own_and_none_of_the_other() 
         );
     }
 }
+
+#[test]
+fn a_containers_storage_root_is_refused_as_root_and_as_additional_store_and_left_as_it_was() {
+    if !testkit::require(
+        "a_containers_storage_root_is_refused_as_root_and_as_additional_store_and_left_as_it_was",
+        &[testkit::Requirement::Command("containers-storage")],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("cs");
+    let cs = |args: &[&str]| {
+        let out = Command::new("containers-storage")
+            .arg("--graph")
+            .arg(&graph)
+            .arg("--run")
+            .arg(dir.path().join("cs-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "containers-storage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let layer = cs(&["create-layer"]);
+    cs(&["create-image", &layer]);
+    let before = listing(&graph);
+
+    let as_root = Store {
+        dir: dir.path(),
+        name: "cs",
+        additional: None,
+    };
+    let as_additional = Store {
+        dir: dir.path(),
+        name: "own",
+        additional: Some("cs"),
+    };
+    for store in [&as_root, &as_additional] {
+        let out = store.run(&["layers"]);
+        assert!(!out.status.success(), "a containers-storage root opened");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("containers-storage store") && err.contains(&*graph.to_string_lossy()),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        listing(&graph),
+        before,
+        "strata changed the containers-storage store"
+    );
+}
+
+/// Every path under `dir` with its size, sorted.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path().display().to_string(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}

@@ -7,6 +7,7 @@ use std::process::Command;
 /// qemu-img/qemu-io for the disk-image cross-checks, nfs-ganesha with rpcbind for the NFS
 /// store (and libnfs's nfs-ls as an independent client).
 pub const TEST_PACKAGES: &[&str] = &[
+    "containers-storage",
     "e2fsprogs",
     "fuse3",
     "libclang-dev",
@@ -22,6 +23,7 @@ pub const TEST_PACKAGES: &[&str] = &[
 pub const BENCH_PACKAGES: &[&str] = &[
     "containers-storage",
     "tar",
+    "containers-storage",
     "e2fsprogs",
     "qemu-utils",
     "libnfs-utils",
