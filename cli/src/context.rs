@@ -42,10 +42,27 @@ impl Paths {
                 None => std::env::temp_dir().join(format!("strata-{}", nix::unistd::geteuid())),
             },
         };
-        let store = flags
-            .store
-            .clone()
-            .unwrap_or_else(|| format!("overlay://{}", root.display()));
+        let store = match (&flags.store, flags.storage_driver.as_deref()) {
+            (Some(store), None) => store.clone(),
+            (Some(store), Some(driver)) => {
+                bail!("--storage-driver {driver} and --store {store}: give one of the two")
+            }
+            (None, driver) => {
+                let driver = driver.unwrap_or("overlay");
+                let known: Vec<&str> = registry::backends()
+                    .iter()
+                    .filter(|d| d.capabilities.layers && d.capabilities.local_root)
+                    .map(|d| d.scheme)
+                    .collect();
+                if !known.contains(&driver) {
+                    bail!(
+                        "strata has no storage driver {driver:?}; its drivers: {}",
+                        known.join(", ")
+                    );
+                }
+                format!("{driver}://{}", root.display())
+            }
+        };
         Ok(Paths {
             root,
             run_root,
@@ -113,6 +130,21 @@ impl Context {
     }
 }
 
+/// `--storage-opt KEY=VALUE`s as store options; a `DRIVER.` prefix is dropped.
+fn storage_opts(flags: &Flags) -> Result<Vec<(String, String)>> {
+    flags
+        .storage_opts
+        .iter()
+        .map(|o| {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--storage-opt {o:?}: expected KEY=VALUE"))?;
+            let key = key.rsplit_once('.').map_or(key, |(_, k)| k);
+            Ok((key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// A store found from the flags and the config file, before anything of it is opened.
 struct Located {
     paths: Paths,
@@ -130,7 +162,9 @@ impl Located {
             Some(p) => registry::Config::load(p)?,
             None => registry::Config::default(),
         };
-        let mut resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let opts = storage_opts(flags)?;
+        let mut resolved =
+            registry::resolve(&paths.store, &config, &paths.run_root)?.with_options(opts)?;
         let additional = flags
             .additional_stores
             .iter()

@@ -13,13 +13,21 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "strata", version, about)]
 pub struct Flags {
     /// Where the store keeps its data and catalog (default: /var/lib/strata as root,
-    /// $XDG_DATA_HOME/strata otherwise).
-    #[arg(long, value_name = "DIR")]
+    /// $XDG_DATA_HOME/strata otherwise). containers-storage's `-g/--graph` is the same.
+    #[arg(long, short = 'g', visible_alias = "graph", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Where per-boot state goes: mount counts, locks (default: /run/strata as root,
-    /// $XDG_RUNTIME_DIR/strata otherwise).
-    #[arg(long, value_name = "DIR")]
+    /// $XDG_RUNTIME_DIR/strata otherwise). containers-storage's `-R/--run` is the same.
+    #[arg(long, short = 'R', visible_alias = "run", value_name = "DIR")]
     pub run_root: Option<PathBuf>,
+    /// The backend of the store at the root, as containers-storage's driver: overlay (the
+    /// default), vhd or vmdk. Its other drivers (vfs, btrfs, zfs, …) are not strata's.
+    #[arg(long, short = 's', value_name = "DRIVER")]
+    pub storage_driver: Option<String>,
+    /// A store option, KEY=VALUE (repeatable); a `DRIVER.` prefix, as containers-storage
+    /// writes them, is dropped. Options the backend does not read are refused.
+    #[arg(long = "storage-opt", value_name = "KEY=VALUE")]
+    pub storage_opts: Vec<String>,
     /// The store: a URL such as overlay:///var/lib/strata, or a name from the config file
     /// (default: an overlay store at the root).
     #[arg(long, value_name = "URL|NAME")]

@@ -53,3 +53,85 @@ fn status_of_a_named_store_reports_its_own_root_and_unknown_options_are_refused(
         "the store was made anyway"
     );
 }
+
+#[test]
+fn containers_storage_global_options_are_accepted_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let graph = dir.path().join("graph");
+    let runroot = dir.path().join("run");
+    let (g, r) = (graph.to_str().unwrap(), runroot.to_str().unwrap());
+    // -g/--graph, -R/--run and -s/--storage-driver as containers-storage spells them.
+    for args in [
+        vec!["-g", g, "-R", r, "-s", "overlay", "status", "--json"],
+        vec![
+            "--graph",
+            g,
+            "--run",
+            r,
+            "--storage-driver",
+            "overlay",
+            "status",
+            "--json",
+        ],
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(status["Root"], g);
+        assert_eq!(status["URL"], format!("overlay://{g}"));
+    }
+    // A store option the backend reads, with containers-storage's driver prefix.
+    let out = run(&[
+        "-g",
+        g,
+        "-R",
+        r,
+        "-s",
+        "vmdk",
+        "--storage-opt",
+        "vmdk.scratch_size=64M",
+        "status",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (args, why) in [
+        (
+            vec!["-g", g, "-R", r, "-s", "vfs", "layers"],
+            "no storage driver \"vfs\"",
+        ),
+        (
+            vec![
+                "-g",
+                g,
+                "-R",
+                r,
+                "--storage-opt",
+                "overlay.mountopt=nodev",
+                "layers",
+            ],
+            "no option \"mountopt\"",
+        ),
+        (
+            vec!["-g", g, "-s", "overlay", "--store", "vmdk:///x", "layers"],
+            "give one of the two",
+        ),
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}

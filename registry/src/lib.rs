@@ -134,9 +134,40 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Adds store options given another way (`--storage-opt KEY=VALUE`), refused like a
+    /// config file's when the backend does not read them.
+    pub fn with_options(
+        mut self,
+        extra: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryError> {
+        self.config.options.extend(extra);
+        check_options(&self.config.name, self.descriptor, &self.config.options)?;
+        Ok(self)
+    }
+
     /// Opens the store.
     pub fn open(&self) -> Result<Backend, RegistryError> {
         Ok((self.descriptor.open)(&self.config)?)
+    }
+}
+
+/// Refuses an option `descriptor`'s backend does not read, naming the store `name`.
+fn check_options(
+    name: &str,
+    descriptor: &BackendDescriptor,
+    options: &BTreeMap<String, String>,
+) -> Result<(), RegistryError> {
+    match options
+        .keys()
+        .find(|k| !descriptor.options.contains(&k.as_str()))
+    {
+        Some(option) => Err(RegistryError::UnknownOption {
+            store: name.to_owned(),
+            backend: descriptor.name.to_owned(),
+            option: option.clone(),
+            known: descriptor.options.iter().map(|o| (*o).to_owned()).collect(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -180,17 +211,7 @@ pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved
             url: url.clone(),
             available: all.iter().map(|d| d.scheme.to_owned()).collect(),
         })?;
-    if let Some(option) = options
-        .keys()
-        .find(|k| !descriptor.options.contains(&k.as_str()))
-    {
-        return Err(RegistryError::UnknownOption {
-            store: name,
-            backend: descriptor.name.to_owned(),
-            option: option.clone(),
-            known: descriptor.options.iter().map(|o| (*o).to_owned()).collect(),
-        });
-    }
+    check_options(&name, descriptor, &options)?;
     Ok(Resolved {
         descriptor,
         config: StoreConfig {
