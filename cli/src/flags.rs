@@ -48,6 +48,11 @@ pub struct Flags {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Import a layer from a tar stream (plain, gzip or zstd) and print its id.
+    ///
+    /// strata's shape is `import-layer [--parent P] [FILE|-]`; containers-storage's,
+    /// `import-layer [-f FILE] [PARENT]`, works too: with `-f`, the argument is the
+    /// parent, and without it an argument that is not a file (nor `-`) is taken as the
+    /// parent, the tar then read from standard input.
     ImportLayer {
         /// The new layer's parent.
         #[arg(long)]
@@ -58,26 +63,41 @@ pub enum Command {
         /// A name for the layer (repeatable).
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
-        /// The tar file, or - for standard input.
-        #[arg(default_value = "-")]
-        file: String,
+        /// The tar file (containers-storage's spelling; the argument is then the parent).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        from_file: Option<String>,
+        /// The tar file, or - for standard input (the parent, with `-f`).
+        #[arg(value_name = "FILE|PARENT")]
+        file: Option<String>,
     },
     /// Create an empty layer and print its id.
     CreateLayer {
         /// The new layer's parent.
-        #[arg(long)]
-        parent: Option<String>,
+        #[arg(long = "parent", value_name = "PARENT")]
+        parent_flag: Option<String>,
         /// A read-write (container) layer.
         #[arg(long)]
         rw: bool,
         /// A name for the layer (repeatable).
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
+        /// The parent, as containers-storage takes it.
+        #[arg(value_name = "PARENT", conflicts_with = "parent_flag")]
+        parent: Option<String>,
     },
-    /// Apply a tar stream to an existing layer.
+    /// Apply a tar stream to an existing layer (`applydiff LAYER [FILE|-]`, or
+    /// containers-storage's `applydiff -f FILE LAYER`).
     Applydiff {
         /// The layer.
         id: String,
+        /// The tar file (containers-storage's spelling).
+        #[arg(
+            short = 'f',
+            long = "file",
+            value_name = "FILE",
+            conflicts_with = "file"
+        )]
+        from_file: Option<String>,
         /// The tar file, or - for standard input.
         #[arg(default_value = "-")]
         file: String,
@@ -96,7 +116,7 @@ pub enum Command {
         /// The layer or container.
         id: String,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Release one mount of a layer.
@@ -108,6 +128,10 @@ pub enum Command {
     Diff {
         /// The layer.
         id: String,
+        /// Compare with this layer instead of the parent (containers-storage's second
+        /// argument).
+        #[arg(value_name = "REFERENCE", conflicts_with = "from")]
+        reference: Option<String>,
         /// Compare with this layer instead of the parent.
         #[arg(long)]
         from: Option<String>,
@@ -117,6 +141,15 @@ pub enum Command {
         /// Write headers only, each with its change type.
         #[arg(long)]
         no_data: bool,
+        /// Write to this file (whole, or not at all) instead of standard output.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        output: Option<String>,
+        /// Compress with gzip.
+        #[arg(short = 'c', long = "gzip", conflicts_with = "uncompressed")]
+        gzip: bool,
+        /// Write the tar uncompressed (the default).
+        #[arg(short = 'u', long)]
+        uncompressed: bool,
     },
     /// List a layer's changes.
     Changes {
@@ -126,7 +159,7 @@ pub enum Command {
         #[arg(long)]
         from: Option<String>,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Print the size of a layer's changes.
@@ -137,15 +170,34 @@ pub enum Command {
         #[arg(long)]
         from: Option<String>,
     },
-    /// Delete a layer.
+    /// Delete layers, in the order given; stops at the first that cannot go.
     DeleteLayer {
-        /// The layer.
-        id: String,
+        /// The layers.
+        #[arg(required = true, value_name = "LAYER")]
+        ids: Vec<String>,
     },
     /// List layers.
     Layers {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print the layers as a tree of parents and children.
+        #[arg(short = 't', long, conflicts_with = "json")]
+        tree: bool,
+    },
+    /// Say which of these layers or containers are mounted (`ID mounted`).
+    Mounted {
+        /// Layers or containers.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Print JSON: `id`, `mounted` and `error` (empty, or why it could not be told).
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Print strata's version.
+    Version {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Show one layer.
@@ -153,13 +205,13 @@ pub enum Command {
         /// The layer.
         id: String,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Show the store's status.
     Status {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Create an image whose top layer is LAYER and print its id.
@@ -437,7 +489,7 @@ pub enum Command {
     /// List the backends compiled in.
     Backends {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Unmount everything this store mounted.
@@ -521,7 +573,7 @@ pub enum VolumeCommand {
         /// The path inside the volume.
         path: String,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Write a volume as a tar stream to standard output.

@@ -78,7 +78,7 @@ fn list(flags: &Flags) -> Option<Result<()>> {
         Containers { json: bool },
     }
     let what = match flags.command {
-        Command::Layers { json } => Listed::Layers { json },
+        Command::Layers { json, tree: false } => Listed::Layers { json },
         Command::Images { json, quiet } => Listed::Images { json, quiet },
         Command::Containers { json } => Listed::Containers { json },
         _ => return None,
@@ -111,6 +111,15 @@ struct BackendOut {
 }
 
 async fn run(flags: Flags, name: String) -> Result<()> {
+    if let Command::Version { json } = flags.command {
+        let version = env!("CARGO_PKG_VERSION");
+        return if json {
+            output::json(&serde_json::json!({ "Version": version }))
+        } else {
+            println!("Version: {version}");
+            Ok(())
+        };
+    }
     if let Command::Backends { json } = flags.command {
         let all: Vec<BackendOut> = registry::backends()
             .iter()
@@ -159,32 +168,65 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             parent,
             sum,
             names,
+            from_file,
             file,
-        } => layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), file).await,
-        Command::CreateLayer { parent, rw, names } => {
-            layers::create(&ctx, &op, parent.as_deref(), *rw, names).await
+        } => {
+            let (file, parent) = layers::import_shape(
+                &ctx,
+                from_file.as_deref(),
+                file.as_deref(),
+                parent.as_deref(),
+            )
+            .await?;
+            layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), &file).await
         }
-        Command::Applydiff { id, file } => layers::apply(&ctx, &op, id, file).await,
+        Command::CreateLayer {
+            parent_flag,
+            rw,
+            names,
+            parent,
+        } => {
+            let parent = parent.as_deref().or(parent_flag.as_deref());
+            layers::create(&ctx, &op, parent, *rw, names).await
+        }
+        Command::Applydiff {
+            id,
+            from_file,
+            file,
+        } => layers::apply(&ctx, &op, id, from_file.as_deref().unwrap_or(file)).await,
         Command::Mount { id, read_only } => layers::mount(&ctx, &op, id, *read_only).await,
         Command::LayerDisks { id, json } => layers::disks(&ctx, &op, id, *json).await,
         Command::Unmount { id } => layers::unmount(&ctx, &op, id).await,
         Command::Diff {
             id,
+            reference,
             from,
             filter,
             no_data,
-        } => layers::diff(&ctx, &op, id, from.as_deref(), filter, *no_data).await,
+            output,
+            gzip,
+            uncompressed: _,
+        } => {
+            let from = reference.as_deref().or(from.as_deref());
+            let to = layers::DiffOutput {
+                file: output.as_deref(),
+                gzip: *gzip,
+            };
+            layers::diff(&ctx, &op, id, from, filter, *no_data, to).await
+        }
         Command::Changes { id, from, json } => {
             layers::changes(&ctx, &op, id, from.as_deref(), *json).await
         }
         Command::Diffsize { id, from } => layers::diff_size(&ctx, &op, id, from.as_deref()).await,
-        Command::DeleteLayer { id } => layers::delete(&ctx, &op, id).await,
+        Command::DeleteLayer { ids } => layers::delete(&ctx, &op, ids).await,
+        Command::Mounted { ids, json } => layers::mounted(&ctx, &op, ids, *json).await,
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
         Command::Check { repair, json } => objects::check(&ctx, &op, *repair, *json).await,
-        Command::Backends { .. } | Command::Volume { .. } => Ok(()),
-        Command::Layers { json } => layers::print(&ctx.store.layers().await?, *json),
+        Command::Backends { .. } | Command::Volume { .. } | Command::Version { .. } => Ok(()),
+        Command::Layers { tree: true, .. } => layers::print_tree(&ctx.store.layers().await?),
+        Command::Layers { json, .. } => layers::print(&ctx.store.layers().await?, *json),
         Command::Images { json, quiet } => images::print(&ctx.store.images().await?, *json, *quiet),
         Command::Containers { json } => containers::print(&ctx.store.containers().await?, *json),
         Command::CreateImage {

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
@@ -62,6 +63,35 @@ pub async fn import(
     })?;
     println!("{}", layer.id);
     Ok(())
+}
+
+/// The tar file and the parent of an `import-layer`, from strata's shape
+/// (`[--parent P] [FILE|-]`) or containers-storage's (`[-f FILE] [PARENT]`, the tar on
+/// standard input without `-f`). Without `-f`, an argument that is `-` or names a file
+/// is the tar; anything else is the parent, which must then be a layer.
+pub async fn import_shape(
+    ctx: &Context,
+    from_file: Option<&str>,
+    arg: Option<&str>,
+    parent: Option<&str>,
+) -> Result<(String, Option<String>)> {
+    let owned = |p: Option<&str>| p.map(str::to_owned);
+    match (from_file, arg, parent) {
+        (Some(_), Some(a), Some(p)) => {
+            bail!("import-layer: the parent given twice, as {a} and as --parent {p}")
+        }
+        (Some(f), a, p) => Ok((f.to_owned(), owned(a.or(p)))),
+        (None, Some(a), Some(p)) => Ok((a.to_owned(), Some(p.to_owned()))),
+        (None, Some(a), None) if a == "-" || Path::new(a).exists() => Ok((a.to_owned(), None)),
+        (None, Some(a), None) => match ctx.store.layer(a).await {
+            Ok(layer) => Ok(("-".to_owned(), Some(layer.id))),
+            Err(storage_core::Error::NotFound { .. }) => {
+                bail!("import-layer {a}: no file and no layer has this name")
+            }
+            Err(e) => Err(e.into()),
+        },
+        (None, None, p) => Ok(("-".to_owned(), owned(p))),
+    }
 }
 
 /// `create-layer`.
@@ -151,15 +181,80 @@ pub async fn diff(
     from: Option<&str>,
     filter: &FilterFlags,
     no_data: bool,
+    to: DiffOutput<'_>,
 ) -> Result<()> {
     let opts = ExportOptions {
         filter: filter_spec(filter),
         data: !no_data,
     };
     let stream: ArchiveStream = ctx.store.diff(op, id, from, &opts).await?;
-    write_stream(stream)
-        .await
-        .with_context(|| format!("diff layer {id}"))
+    let written = match (to.file, to.gzip) {
+        (None, false) => write_stream(stream).await,
+        (file, gzip) => write_stream_to(stream, file.map(Path::new), gzip).await,
+    };
+    written.with_context(|| format!("diff layer {id}"))
+}
+
+/// Where `diff` writes: standard output or a file, plain or gzip-compressed.
+pub struct DiffOutput<'a> {
+    /// The file (written whole under another name, then renamed), or standard output.
+    pub file: Option<&'a str>,
+    /// Compress with gzip.
+    pub gzip: bool,
+}
+
+/// Copies a tar stream to `file` (through a temporary file beside it, renamed once
+/// complete and synced, so a failure leaves no file) or to standard output, gzip
+/// compressed when asked.
+async fn write_stream_to(stream: ArchiveStream, file: Option<&Path>, gzip: bool) -> Result<()> {
+    let file = file.map(Path::to_owned);
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let copy = |out: &mut dyn Write| -> Result<()> {
+            if gzip {
+                let mut z = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                stream.copy_to_blocking(&mut z)?;
+                z.finish()?.flush()?;
+            } else {
+                let mut out = out;
+                stream.copy_to_blocking(&mut out)?;
+                out.flush()?;
+            }
+            Ok(())
+        };
+        match file {
+            None => {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                copy(&mut out).map_err(|e| match e.downcast_ref::<std::io::Error>() {
+                    Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+                        output::Closed.into()
+                    }
+                    _ => e,
+                })
+            }
+            Some(path) => {
+                let name = path
+                    .file_name()
+                    .with_context(|| format!("{} names no file", path.display()))?;
+                let part = path.with_file_name(format!(".{}.part", name.to_string_lossy()));
+                let written = (|| -> Result<()> {
+                    let mut f = std::fs::File::create(&part)
+                        .with_context(|| format!("create {}", part.display()))?;
+                    copy(&mut std::io::BufWriter::with_capacity(1 << 20, &mut f))?;
+                    f.sync_all()
+                        .with_context(|| format!("sync {}", part.display()))?;
+                    std::fs::rename(&part, &path)
+                        .with_context(|| format!("rename {} to {}", part.display(), path.display()))
+                })();
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&part);
+                }
+                written
+            }
+        }
+    })
+    .await
+    .context("tar writer")?
 }
 
 /// Copies a tar stream to standard output.
@@ -226,9 +321,103 @@ pub async fn diff_size(ctx: &Context, op: &Op, id: &str, from: Option<&str>) -> 
 }
 
 /// `delete-layer`.
-pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
-    ctx.store.delete_layer(op, id).await?;
+pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
+    for id in ids {
+        ctx.store
+            .delete_layer(op, id)
+            .await
+            .with_context(|| format!("delete layer {id}"))?;
+    }
     Ok(())
+}
+
+#[derive(Serialize)]
+struct MountedOut {
+    id: String,
+    mounted: bool,
+    error: String,
+}
+
+/// `mounted ID...`: `ID mounted` for each layer or container mounted now.
+pub async fn mounted(ctx: &Context, op: &Op, ids: &[String], json: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for id in ids {
+        let layer = match ctx.store.container(id).await {
+            Ok(c) => Ok(c.layer),
+            Err(storage_core::Error::NotFound { .. }) => ctx.store.layer(id).await.map(|l| l.id),
+            Err(e) => Err(e),
+        };
+        let counted = match layer {
+            Ok(layer) => ctx.store.driver().mount_count(op, &layer).await,
+            Err(e) => Err(e),
+        };
+        out.push(match counted {
+            Ok(n) => MountedOut {
+                id: id.clone(),
+                mounted: n > 0,
+                error: String::new(),
+            },
+            Err(e) => MountedOut {
+                id: id.clone(),
+                mounted: false,
+                error: storage_core::Report(&e).to_string(),
+            },
+        });
+    }
+    if json {
+        output::json(&out)?;
+    } else {
+        for m in out.iter().filter(|m| m.mounted) {
+            println!("{} mounted", m.id);
+        }
+    }
+    match out.iter().find(|m| !m.error.is_empty()) {
+        Some(m) => bail!("{}: {}", m.id, m.error),
+        None => Ok(()),
+    }
+}
+
+/// Puts `kids` on the tree printer's stack with their line's `indent`, the first on top.
+fn push_children<'a>(
+    stack: &mut Vec<(&'a LayerRecord, String)>,
+    kids: Option<&Vec<&'a LayerRecord>>,
+    indent: &str,
+) {
+    for l in kids.into_iter().flatten().rev() {
+        stack.push((l, indent.to_owned()));
+    }
+}
+
+/// `layers -t`: each layer under its parent, children in the order they were made.
+pub fn print_tree(all: &[LayerRecord]) -> Result<()> {
+    use std::collections::HashMap;
+    let mut children: HashMap<Option<&str>, Vec<&LayerRecord>> = HashMap::new();
+    let known: std::collections::HashSet<&str> = all.iter().map(|l| l.id.as_str()).collect();
+    for l in all {
+        // A parent not listed (an additional store's, say) shows the layer at the top.
+        let parent = l.parent.as_deref().filter(|p| known.contains(p));
+        children.entry(parent).or_default().push(l);
+    }
+    let mut out = output::buffered();
+    writeln!(out, "(base)").map_err(output::write_error)?;
+    // Layers still to print, each with the indent of its line; siblings lie together,
+    // the first on top.
+    let mut stack: Vec<(&LayerRecord, String)> = Vec::new();
+    push_children(&mut stack, children.get(&None), "");
+    while let Some((l, indent)) = stack.pop() {
+        let siblings_left = stack.last().is_some_and(|(_, i)| *i == indent);
+        let (branch, next) = if siblings_left {
+            ("├─", format!("{indent}│ "))
+        } else {
+            ("└─", format!("{indent}  "))
+        };
+        writeln!(out, "{indent}{branch}{}", l.id).map_err(output::write_error)?;
+        for name in &l.names {
+            writeln!(out, "{next}name: {name}").map_err(output::write_error)?;
+        }
+        push_children(&mut stack, children.get(&Some(l.id.as_str())), &next);
+    }
+    out.flush().map_err(output::write_error)
 }
 
 /// `layers` from the catalogs alone: each layer is printed as its row is read, and
