@@ -185,6 +185,26 @@ pub enum Command {
         #[arg(short = 't', long, conflicts_with = "json")]
         tree: bool,
     },
+    /// The owners (UIDs and GIDs) in these layers' parents that the layers' ID mappings
+    /// leave unmapped. strata keeps no ID mappings, so every owner maps to itself and
+    /// the sets are empty, as containers-storage answers for unmapped layers.
+    LayerParentOwners {
+        /// The layers.
+        #[arg(required = true, value_name = "LAYER")]
+        ids: Vec<String>,
+        /// Print JSON: `ID`, `UIDs`, `GIDs`.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// `layer-parent-owners` of these containers' layers.
+    ContainerParentOwners {
+        /// The containers.
+        #[arg(required = true, value_name = "CONTAINER")]
+        ids: Vec<String>,
+        /// Print JSON: `ID`, `UIDs`, `GIDs`.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
     /// Say which of these layers or containers are mounted (`ID mounted`).
     Mounted {
         /// Layers or containers.

@@ -220,6 +220,12 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         Command::Diffsize { id, from } => layers::diff_size(&ctx, &op, id, from.as_deref()).await,
         Command::DeleteLayer { ids } => layers::delete(&ctx, &op, ids).await,
         Command::Mounted { ids, json } => layers::mounted(&ctx, &op, ids, *json).await,
+        Command::LayerParentOwners { ids, json } => {
+            layers::parent_owners(&ctx, ids, ObjectKind::Layer, *json).await
+        }
+        Command::ContainerParentOwners { ids, json } => {
+            layers::parent_owners(&ctx, ids, ObjectKind::Container, *json).await
+        }
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),

@@ -1,7 +1,8 @@
 //! containers-storage's argument shapes and verbs, beside strata's own, through the
 //! binary: `import-layer -f FILE [PARENT]` and `import-layer PARENT < tar`,
 //! `create-layer PARENT`, `applydiff -f`, `diff -f/-c/-u` and a reference layer, several
-//! layers to `delete-layer`, `layers -t/-j`, `mounted` and `version`.
+//! layers to `delete-layer`, `layers -t/-j`, `mounted`, `layer-parent-owners` and
+//! `version`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -131,6 +132,20 @@ fn containers_storage_argument_shapes_and_verbs_work_needs_root() {
     assert!(listed[1]["error"].as_str().unwrap().contains("not found"));
     store.ok(&["unmount", &top]);
     assert_eq!(store.ok(&["mounted", &top]), "");
+
+    // No strata layer has ID mappings, so no parent owner is unmapped: null sets, as
+    // containers-storage prints for a layer without mappings.
+    let owners = store.json(&["layer-parent-owners", "-j", &top]);
+    assert_eq!(
+        owners,
+        serde_json::json!([{ "ID": top, "UIDs": null, "GIDs": null }])
+    );
+    assert!(
+        !store
+            .run(&["layer-parent-owners", "nothing"])
+            .status
+            .success()
+    );
 
     // delete-layer takes several, children first.
     store.ok(&["delete-layer", &top, &sibling, &mid, &base]);

@@ -377,6 +377,47 @@ pub async fn mounted(ctx: &Context, op: &Op, ids: &[String], json: bool) -> Resu
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct ParentOwnersOut {
+    id: String,
+    #[serde(rename = "UIDs")]
+    uids: Option<Vec<u32>>,
+    #[serde(rename = "GIDs")]
+    gids: Option<Vec<u32>>,
+}
+
+/// `layer-parent-owners` and `container-parent-owners`: the owners in a layer's parents
+/// that its ID mappings leave unmapped. A layer without ID mappings (every strata layer)
+/// maps each owner to itself, so nothing is unmapped: containers-storage answers the
+/// same (null sets) for such a layer. The ids must name layers (or containers).
+pub async fn parent_owners(
+    ctx: &Context,
+    ids: &[String],
+    kind: storage_core::ObjectKind,
+    json: bool,
+) -> Result<()> {
+    let mut out = Vec::new();
+    for id in ids {
+        let full = match kind {
+            storage_core::ObjectKind::Container => ctx.store.container(id).await?.id,
+            _ => ctx.store.layer(id).await?.id,
+        };
+        out.push(ParentOwnersOut {
+            id: full,
+            uids: None,
+            gids: None,
+        });
+    }
+    if json {
+        return output::json(&out);
+    }
+    for o in &out {
+        println!("ID: {}\nUIDs: []\nGIDs: []", o.id);
+    }
+    Ok(())
+}
+
 /// Puts `kids` on the tree printer's stack with their line's `indent`, the first on top.
 fn push_children<'a>(
     stack: &mut Vec<(&'a LayerRecord, String)>,
