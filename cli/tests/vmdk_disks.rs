@@ -8,55 +8,27 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use common::CliStore;
 use testkit::loop_disk::LoopDevice;
 use testkit::{Layercheck, Requirement, require};
 
 /// A vmdk store in a temporary directory, driven through the CLI.
-struct VmdkStore {
-    dir: tempfile::TempDir,
+struct VmdkStore(CliStore);
+
+impl std::ops::Deref for VmdkStore {
+    type Target = CliStore;
+
+    fn deref(&self) -> &CliStore {
+        &self.0
+    }
 }
 
 impl VmdkStore {
     fn new() -> Self {
-        VmdkStore {
-            dir: tempfile::Builder::new()
-                .prefix("strata-vmdk-")
-                .tempdir()
-                .unwrap(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.arg("--root")
-            .arg(self.root())
-            .arg("--run-root")
-            .arg(self.dir.path().join("run"))
-            .arg("--store")
-            .arg(format!("vmdk://{}", self.root().display()))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        VmdkStore(CliStore::on("strata-vmdk-", "vmdk"))
     }
 
     fn import(&self, parent: Option<&str>, tar: &Path) -> String {
@@ -70,8 +42,7 @@ impl VmdkStore {
 
     /// The disk files of a layer or container, topmost first.
     fn disks(&self, id: &str) -> Vec<(PathBuf, bool)> {
-        let listed: serde_json::Value =
-            serde_json::from_str(&self.ok(&["layer-disks", "--json", id])).unwrap();
+        let listed = self.json(&["layer-disks", "--json", id]);
         listed
             .as_array()
             .unwrap()
@@ -87,27 +58,8 @@ impl VmdkStore {
 
     /// Nothing of this store is mounted, attached or served.
     fn assert_nothing_left(&self) {
-        let dir = self.dir.path().to_str().unwrap().to_owned();
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        assert!(
-            !mounts.lines().any(|l| l.contains(&dir)),
-            "mounts left: {mounts}"
-        );
-        let loops = Command::new("losetup").arg("-a").output().unwrap();
-        let loops = String::from_utf8_lossy(&loops.stdout);
-        assert!(!loops.contains(&dir), "loop devices left: {loops}");
-        let servers = Command::new("pgrep")
-            .args(["-af", "serve-block-view"])
-            .output()
-            .unwrap();
-        let servers = String::from_utf8_lossy(&servers.stdout);
-        assert!(!servers.contains(&dir), "servers left: {servers}");
-    }
-}
-
-impl Drop for VmdkStore {
-    fn drop(&mut self) {
-        let _ = self.run(&["cleanup"]);
+        let left = self.leftovers();
+        assert!(left.is_empty(), "left: {left:#?}");
     }
 }
 
@@ -214,7 +166,7 @@ fn a_containers_chain_converted_to_raw_shows_the_tree_strata_mounts_needs_root_f
     let mounted = Layercheck::manifest(Path::new(&mount));
     store.ok(&["unmount", &rw]);
     let top = &store.disks(&rw)[0].0;
-    let raw = store.dir.path().join("container.raw");
+    let raw = store.scratch().join("container.raw");
     qemu_img(&[
         "convert",
         "-O",
@@ -223,7 +175,7 @@ fn a_containers_chain_converted_to_raw_shows_the_tree_strata_mounts_needs_root_f
         raw.to_str().unwrap(),
     ]);
     let device = LoopDevice::attach(&raw);
-    let at = store.dir.path().join("raw-mount");
+    let at = store.scratch().join("raw-mount");
     std::fs::create_dir(&at).unwrap();
     let status = Command::new("mount")
         .args(["-o", "ro"])
@@ -263,7 +215,7 @@ fn a_hundred_layer_image_mounts_with_its_top_tree_needs_root_fuse_loop() {
         deepest >= DEEP,
         "the vmdk store mounts only {deepest} layers"
     );
-    let tars = store.dir.path().join("tars");
+    let tars = store.scratch().join("tars");
     std::fs::create_dir(&tars).unwrap();
     let mut parent: Option<String> = None;
     for k in 0..DEEP {
@@ -329,7 +281,7 @@ fn sigkill_during_layer_writes_leaves_a_store_that_opens_consistent_with_nothing
         return;
     }
     let store = VmdkStore::new();
-    let tar = many_files_tar(store.dir.path(), 3000);
+    let tar = many_files_tar(store.scratch(), 3000);
     // How long a whole import takes here (the first also makes scratch).
     let start = Instant::now();
     let base = store.import(None, &tar);
@@ -394,7 +346,7 @@ fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fu
     ]);
     let exported = store.cmd(&["volume", "export", "web"]).output().unwrap();
     assert!(exported.status.success());
-    let tar = store.dir.path().join("web.tar");
+    let tar = store.scratch().join("web.tar");
     std::fs::write(&tar, &exported.stdout).unwrap();
     store.ok(&["volume", "import", "copy", tar.to_str().unwrap()]);
     let copied = store.cmd(&["volume", "export", "copy"]).output().unwrap();
@@ -418,10 +370,10 @@ fn vmdk_volumes_import_export_and_a_full_one_is_an_error_naming_it_needs_root_fu
 
     // A volume too small for what is imported: the error names it.
     store.ok(&["volume", "create", "small", "--opt", "size=16M"]);
-    let big = store.dir.path().join("big");
+    let big = store.scratch().join("big");
     std::fs::create_dir(&big).unwrap();
     std::fs::write(big.join("blob"), vec![7u8; 24 << 20]).unwrap();
-    let big_tar = store.dir.path().join("big.tar");
+    let big_tar = store.scratch().join("big.tar");
     gnu_tar(&big_tar, &big, &["blob"]);
     let full = store.run(&["volume", "import", "small", big_tar.to_str().unwrap()]);
     assert!(!full.status.success(), "a full volume's import succeeded");

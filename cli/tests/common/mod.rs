@@ -11,6 +11,8 @@ pub struct CliStore {
     dir: tempfile::TempDir,
     /// Where the store's root is, when not in `dir` (a small disk, for the fault tests).
     root: Option<PathBuf>,
+    /// The backend's scheme, when not the default overlay store at the root.
+    scheme: Option<String>,
 }
 
 impl CliStore {
@@ -18,7 +20,16 @@ impl CliStore {
         CliStore {
             dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
             root: None,
+            scheme: None,
         }
+    }
+
+    /// A store of the backend `scheme` (`vmdk`, `vhd`) at the root: every command gets
+    /// `--store SCHEME://ROOT`.
+    pub fn on(prefix: &str, scheme: &str) -> Self {
+        let mut store = CliStore::new(prefix);
+        store.scheme = Some(scheme.to_owned());
+        store
     }
 
     /// A store whose root is `root` (its run root and scratch space stay in a temporary
@@ -27,6 +38,7 @@ impl CliStore {
         CliStore {
             dir: tempfile::Builder::new().prefix(prefix).tempdir().unwrap(),
             root: Some(root.to_owned()),
+            scheme: None,
         }
     }
 
@@ -51,9 +63,44 @@ impl CliStore {
         c.arg("--root")
             .arg(self.root())
             .arg("--run-root")
-            .arg(self.run_root())
-            .args(args);
+            .arg(self.run_root());
+        if let Some(scheme) = &self.scheme {
+            c.arg("--store")
+                .arg(format!("{scheme}://{}", self.root().display()));
+        }
+        c.args(args);
         c
+    }
+
+    /// What of this store's is still attached on a loop device, mounted, or served by a
+    /// block-view server: anything naming its directory.
+    pub fn leftovers(&self) -> Vec<String> {
+        let tag = self.dir.path().display().to_string();
+        let mut left = Vec::new();
+        let loops = Command::new("losetup").arg("-a").output().unwrap();
+        left.extend(
+            String::from_utf8_lossy(&loops.stdout)
+                .lines()
+                .filter(|l| l.contains(&tag))
+                .map(|l| format!("loop device: {l}")),
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        left.extend(
+            mounts
+                .lines()
+                .filter(|l| l.contains(&tag))
+                .map(|l| format!("mount: {l}")),
+        );
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("serve-block-view") && cmdline.contains(&tag) {
+                left.push(format!("server: {cmdline}"));
+            }
+        }
+        left
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
