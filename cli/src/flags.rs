@@ -205,6 +205,16 @@ pub enum Command {
         #[arg(short = 'j', long)]
         json: bool,
     },
+    /// Copy files or directories into a layer, from the host or from another layer:
+    /// `copy [LAYER:]PATH... LAYER:PATH`. A directory's contents go into the target
+    /// path; a file goes to the target path, or into it when it is a directory or ends
+    /// with `/`. Owners, modes, times, xattrs and links are kept; nothing lands outside
+    /// the target layer, and a layer's source path is looked up without leaving it.
+    Copy {
+        /// The sources, then the target.
+        #[arg(required = true, num_args = 2.., value_name = "[LAYER:]PATH")]
+        paths: Vec<String>,
+    },
     /// Say which of these layers or containers are mounted (`ID mounted`).
     Mounted {
         /// Layers or containers.

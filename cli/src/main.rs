@@ -220,6 +220,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         Command::Diffsize { id, from } => layers::diff_size(&ctx, &op, id, from.as_deref()).await,
         Command::DeleteLayer { ids } => layers::delete(&ctx, &op, ids).await,
         Command::Mounted { ids, json } => layers::mounted(&ctx, &op, ids, *json).await,
+        Command::Copy { paths } => layers::copy(&ctx, &op, paths).await,
         Command::LayerParentOwners { ids, json } => {
             layers::parent_owners(&ctx, ids, ObjectKind::Layer, *json).await
         }

@@ -1,13 +1,14 @@
 //! containers-storage's argument shapes and verbs, beside strata's own, through the
 //! binary: `import-layer -f FILE [PARENT]` and `import-layer PARENT < tar`,
 //! `create-layer PARENT`, `applydiff -f`, `diff -f/-c/-u` and a reference layer, several
-//! layers to `delete-layer`, `layers -t/-j`, `mounted`, `layer-parent-owners` and
-//! `version`.
+//! layers to `delete-layer`, `layers -t/-j`, `mounted`, `copy`, `layer-parent-owners`
+//! and `version`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use common::CliStore;
 use testkit::{Requirement, require};
@@ -132,6 +133,40 @@ fn containers_storage_argument_shapes_and_verbs_work_needs_root() {
     assert!(listed[1]["error"].as_str().unwrap().contains("not found"));
     store.ok(&["unmount", &top]);
     assert_eq!(store.ok(&["mounted", &top]), "");
+
+    // copy: a host file into a directory, a host directory's contents, a file out of
+    // another layer; a target path that climbs out still lands inside the layer.
+    let host = dir.join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("note"), b"a note\n").unwrap();
+    std::fs::write(host.join("tree/sub/deep"), b"deep\n").unwrap();
+    let note = host.join("note");
+    let tree = host.join("tree");
+    store.ok(&["copy", note.to_str().unwrap(), &format!("{top}:/docs/")]);
+    store.ok(&["copy", tree.to_str().unwrap(), &format!("{top}:/data")]);
+    store.ok(&["copy", &format!("{mid}:/mid"), &format!("{top}:/from-mid")]);
+    store.ok(&[
+        "copy",
+        note.to_str().unwrap(),
+        &format!("{top}:../../../escaped"),
+    ]);
+    let missing = store.run(&["copy", "/no/such/path", &format!("{top}:/x")]);
+    assert!(!missing.status.success());
+    let into_host = store.run(&["copy", note.to_str().unwrap(), "/tmp/x"]);
+    assert!(!into_host.status.success(), "a host target was accepted");
+    let merged = PathBuf::from(store.ok(&["mount", "--read-only", &top]));
+    assert_eq!(
+        std::fs::read(merged.join("docs/note")).unwrap(),
+        b"a note\n"
+    );
+    assert_eq!(
+        std::fs::read(merged.join("data/sub/deep")).unwrap(),
+        b"deep\n"
+    );
+    assert_eq!(std::fs::read(merged.join("from-mid")).unwrap(), b"mid\n");
+    assert_eq!(std::fs::read(merged.join("escaped")).unwrap(), b"a note\n");
+    assert!(!std::path::Path::new("/escaped").exists());
+    store.ok(&["unmount", &top]);
 
     // No strata layer has ID mappings, so no parent owner is unmapped: null sets, as
     // containers-storage prints for a layer without mappings.

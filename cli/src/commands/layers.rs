@@ -2,13 +2,14 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
 use serde::Serialize;
+use storage_core::archive::ApplyReport;
 use storage_core::archive::{ArchiveStream, ExportOptions};
-use storage_core::{FilterSpec, Op, TarReader};
+use storage_core::{FileStat, FilterSpec, Op, TarReader};
 
 use crate::context::Context;
 use crate::flags::FilterFlags;
@@ -328,6 +329,100 @@ pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
             .await
             .with_context(|| format!("delete layer {id}"))?;
     }
+    Ok(())
+}
+
+/// `LAYER:PATH` split at its first colon; `None` for a host path.
+fn layer_path(spec: &str) -> Option<(&str, &str)> {
+    spec.split_once(':').filter(|(layer, _)| !layer.is_empty())
+}
+
+/// The layer a `copy` names: a layer, or a container's read-write layer.
+async fn copy_layer(ctx: &Context, key: &str) -> Result<String> {
+    match ctx.store.container(key).await {
+        Ok(c) => Ok(c.layer),
+        Err(storage_core::Error::NotFound { .. }) => Ok(ctx.store.layer(key).await?.id),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `copy [LAYER:]PATH... LAYER:PATH`: each source copied into the target layer, mounted
+/// read-write for the copy; a source layer is mounted read-only while it is read.
+pub async fn copy(ctx: &Context, op: &Op, paths: &[String]) -> Result<()> {
+    let Some((target, sources)) = paths.split_last() else {
+        bail!("copy needs a source and a target");
+    };
+    let Some((target_key, target_path)) = layer_path(target) else {
+        bail!("copy: the target {target:?} must be LAYER:PATH");
+    };
+    let target_layer = copy_layer(ctx, target_key).await?;
+    let into = ctx.store.mount(op, &target_layer, false).await?;
+    let mut copied = Ok(());
+    for source in sources {
+        copied = copy_one(ctx, op, source, &into, target_path)
+            .await
+            .with_context(|| format!("copy {source} to {target}"));
+        if copied.is_err() {
+            break;
+        }
+    }
+    let released = ctx.store.unmount(op, &target_layer).await;
+    copied?;
+    released.with_context(|| format!("unmount {target_layer}"))?;
+    Ok(())
+}
+
+/// One source of `copy` into the mounted target tree `into`, at `to` inside it.
+async fn copy_one(ctx: &Context, op: &Op, source: &str, into: &Path, to: &str) -> Result<()> {
+    let (from_root, from_rel, from_layer) = match layer_path(source) {
+        Some((key, path)) => {
+            let layer = copy_layer(ctx, key).await?;
+            let root = ctx.store.mount(op, &layer, true).await?;
+            (root, path.trim_start_matches('/').to_owned(), Some(layer))
+        }
+        None => {
+            // The host's own path, resolved as the host resolves it.
+            let at = std::fs::canonicalize(source).with_context(|| format!("find {source}"))?;
+            let rel = at.strip_prefix("/").unwrap_or(&at).display().to_string();
+            (PathBuf::from("/"), rel, None)
+        }
+    };
+    let (op2, into, to) = (op.clone(), into.to_owned(), to.to_owned());
+    let root = from_root.clone();
+    let copied = tokio::task::spawn_blocking(move || -> Result<ApplyReport> {
+        let kind = storage_core::ObjectKind::Layer;
+        let is_dir = |root: &Path, rel: &str| {
+            FileStat::in_root(root, rel, kind).map(|st| st.mode & 0o170000 == 0o040000)
+        };
+        let source_is_dir = is_dir(&root, &from_rel)?;
+        let into_dir = to.ends_with('/') || is_dir(&into, &to).unwrap_or(false);
+        let name_goes = !source_is_dir && into_dir;
+        let strip = match (name_goes, from_rel.rsplit_once('/')) {
+            (true, Some((parent, _))) => parent.to_owned(),
+            (true, None) => String::new(),
+            (false, _) => from_rel.clone(),
+        };
+        let spec = FilterSpec {
+            inclusions: [from_rel.clone()].into(),
+            exclusions: [String::new()].into(),
+            strip,
+            rebase: to.trim_start_matches('/').to_owned(),
+        };
+        let report = tar_engine::copy_tree(&op2, &root, &spec, &into)?;
+        if report.entries == 0 {
+            bail!(
+                "nothing to copy at {from_rel} in {} (a symlink on the way is not followed)",
+                root.display()
+            );
+        }
+        Ok(report)
+    })
+    .await
+    .context("copy task");
+    if let Some(layer) = &from_layer {
+        ctx.store.unmount(op, layer).await?;
+    }
+    copied??;
     Ok(())
 }
 
