@@ -71,7 +71,7 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
-    /// A store in the config file has an option its backend does not read.
+    /// A store option (from a config file or `--storage-opt`) its backend does not read.
     #[error("store {store:?}: the {backend} backend has no option {option:?} (it reads: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
     UnknownOption {
         /// The store's name.
