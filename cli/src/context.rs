@@ -92,6 +92,8 @@ pub struct Context {
     pub name: String,
     /// The store's URL.
     pub url: String,
+    /// The store options it was opened with, as `KEY=VALUE`.
+    pub options: Vec<String>,
     /// The backend's name (`overlay`, …).
     pub backend_name: &'static str,
     /// What the backend can do; commands decide from this, never from a scheme.
@@ -266,6 +268,12 @@ impl Context {
             paths,
             name: resolved.config.name.clone(),
             url: resolved.config.url.to_string(),
+            options: resolved
+                .config
+                .options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             backend_name: resolved.descriptor.name,
             capabilities: resolved.descriptor.capabilities,
         })

@@ -104,11 +104,15 @@ pub enum Command {
     },
     /// Mount a layer with its parents and print the mount point.
     Mount {
-        /// The layer.
-        id: String,
+        /// The layers or containers.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Mount read-only.
-        #[arg(long)]
+        #[arg(short = 'r', long)]
         read_only: bool,
+        /// Print JSON: `id`, `mountpoint` and `error` for each (as containers-storage).
+        #[arg(short = 'j', long)]
+        json: bool,
     },
     /// Print the disk files a VM needs for a layer or a container, topmost first (for
     /// backends whose layers are disks).
@@ -240,6 +244,13 @@ pub enum Command {
     },
     /// Show the store's status.
     Status {
+        /// Print JSON: `[key, value]` pairs, as containers-storage prints them.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// List the disks attached as block devices in this store's run root (by any store
+    /// or `diskimg` using it): device, format, mode, users, server, broken or not.
+    Attachments {
         /// Print JSON.
         #[arg(short = 'j', long)]
         json: bool,

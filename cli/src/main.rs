@@ -4,6 +4,7 @@
 
 mod commands;
 mod context;
+mod cs_json;
 mod flags;
 mod output;
 mod progress;
@@ -194,7 +195,11 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             from_file,
             file,
         } => layers::apply(&ctx, &op, id, from_file.as_deref().unwrap_or(file)).await,
-        Command::Mount { id, read_only } => layers::mount(&ctx, &op, id, *read_only).await,
+        Command::Mount {
+            ids,
+            read_only,
+            json,
+        } => layers::mount(&ctx, &op, ids, *read_only, *json).await,
         Command::LayerDisks { id, json } => layers::disks(&ctx, &op, id, *json).await,
         Command::Unmount { id } => layers::unmount(&ctx, &op, id).await,
         Command::Diff {
@@ -229,6 +234,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
         }
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
+        Command::Attachments { json } => attachments(&ctx, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
         Command::Check { repair, json } => objects::check(&ctx, &op, *repair, *json).await,
         Command::Backends { .. } | Command::Volume { .. } | Command::Version { .. } => Ok(()),
@@ -386,62 +392,84 @@ async fn run(flags: Flags, name: String) -> Result<()> {
     }
 }
 
+/// `status`: containers-storage's pairs (`Root`, `Run Root`, `Driver Name`, `Driver
+/// Options`, then the driver's), then strata's own: the store, its URL, volumes and how
+/// many disks are attached in its run root (listed by `attachments`).
 async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
     let mut facts = vec![
-        ("Store".to_owned(), ctx.name.clone()),
-        ("URL".to_owned(), ctx.url.clone()),
-        ("Driver".to_owned(), ctx.store.driver().name().to_owned()),
         // Where this store's catalog is: its own directory for a local store, `--root`
         // for a remote one; not the default root when the store is named elsewhere.
         ("Root".to_owned(), ctx.store.root().display().to_string()),
+        (
+            "Run Root".to_owned(),
+            ctx.paths.run_root.display().to_string(),
+        ),
+        (
+            "Driver Name".to_owned(),
+            ctx.store.driver().name().to_owned(),
+        ),
+        (
+            "Driver Options".to_owned(),
+            format!("[{}]", ctx.options.join(" ")),
+        ),
     ];
     facts.extend(ctx.store.driver().status(op).await?);
-    facts.push((
-        "Volumes".to_owned(),
-        if ctx.backend.volumes.is_some() {
-            "yes".into()
-        } else {
-            "no".into()
-        },
-    ));
-    // Disks attached as block devices in this run root, by whatever attached them.
-    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
-    let attachments =
-        tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
-            .await
-            .context("attachment listing")??;
-    if json {
-        let mut map: serde_json::Map<String, serde_json::Value> = facts
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        map.insert(
-            "Attachments".into(),
-            serde_json::to_value(&attachments).context("attachments as JSON")?,
-        );
-        output::json(&map)?;
+    facts.push(("Store".to_owned(), ctx.name.clone()));
+    facts.push(("URL".to_owned(), ctx.url.clone()));
+    let volumes = if ctx.backend.volumes.is_some() {
+        "yes"
     } else {
-        for (k, v) in facts {
-            println!("{k}: {v}");
-        }
-        println!("Attachments: {}", attachments.len());
-        for a in &attachments {
-            let served = a.server.map_or("loop device only".to_string(), |s| {
-                format!("server pid {}", s.pid)
-            });
-            let mode = if a.read_only { "ro" } else { "rw" };
-            let problem = a
-                .problem
-                .as_ref()
-                .map_or(String::new(), |p| format!(" (broken: {p})"));
-            println!(
-                "  {} {} {mode}, {} user(s), {served}: {}{problem}",
-                a.device.display(),
-                a.format,
-                a.refs,
-                a.top.display()
-            );
-        }
+        "no"
+    };
+    facts.push(("Volumes".to_owned(), volumes.into()));
+    let attachments = attachment_list(ctx).await?;
+    facts.push(("Attachments".to_owned(), attachments.len().to_string()));
+    if json {
+        return output::json(&facts);
     }
+    for (k, v) in facts {
+        println!("{k}: {v}");
+    }
+    print_attachments(&attachments);
+    Ok(())
+}
+
+/// Disks attached as block devices in this store's run root, by whatever attached them.
+async fn attachment_list(ctx: &Context) -> Result<Vec<disk_image::attach::Attachment>> {
+    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
+    tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
+        .await
+        .context("attachment listing")?
+        .context("list attachments")
+}
+
+/// One line each: device, format, mode, users, server and the top disk.
+fn print_attachments(attachments: &[disk_image::attach::Attachment]) {
+    for a in attachments {
+        let served = a.server.map_or("loop device only".to_string(), |s| {
+            format!("server pid {}", s.pid)
+        });
+        let mode = if a.read_only { "ro" } else { "rw" };
+        let problem = a
+            .problem
+            .as_ref()
+            .map_or(String::new(), |p| format!(" (broken: {p})"));
+        println!(
+            "  {} {} {mode}, {} user(s), {served}: {}{problem}",
+            a.device.display(),
+            a.format,
+            a.refs,
+            a.top.display()
+        );
+    }
+}
+
+/// `attachments`: the disks attached in this store's run root.
+async fn attachments(ctx: &Context, json: bool) -> Result<()> {
+    let attachments = attachment_list(ctx).await?;
+    if json {
+        return output::json(&attachments);
+    }
+    print_attachments(&attachments);
     Ok(())
 }

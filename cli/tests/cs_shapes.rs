@@ -53,7 +53,7 @@ fn containers_storage_argument_shapes_and_verbs_work_needs_root() {
     let sibling = String::from_utf8(piped.stdout).unwrap().trim().to_owned();
     for (id, parent) in [(&mid, &base), (&sibling, &base)] {
         let layer = store.json(&["layer", "--json", id]);
-        assert_eq!(layer["parent"], parent.as_str(), "{layer}");
+        assert_eq!(layer[0]["parent"], parent.as_str(), "{layer}");
     }
     let neither = store.run(&["import-layer", "no-such-thing"]);
     assert!(!neither.status.success());
@@ -64,7 +64,10 @@ fn containers_storage_argument_shapes_and_verbs_work_needs_root() {
 
     // create-layer PARENT, then applydiff -f FILE LAYER.
     let top = store.ok(&["create-layer", &mid]);
-    assert_eq!(store.json(&["layer", "-j", &top])["parent"], mid.as_str());
+    assert_eq!(
+        store.json(&["layer", "-j", &top])[0]["parent"],
+        mid.as_str()
+    );
     store.ok(&["applydiff", "-f", base_f, &top]);
 
     // diff: -f writes the file whole; -u is the default; -c is gzip of the same; a

@@ -400,7 +400,7 @@ fn sigkill_during_mounts_and_unmounts_leaves_check_passing_and_nothing_attached_
     let (store, rw) = container_on_chain(&data);
     let image: serde_json::Value =
         serde_json::from_str(&store.ok(&["image", "img", "--json"])).unwrap();
-    let top = image[0]["top_layer"].as_str().unwrap().to_owned();
+    let top = image[0]["layer"].as_str().unwrap().to_owned();
     let start = Instant::now();
     store.ok(&["mount", &top]);
     let whole = start.elapsed();

@@ -8,10 +8,11 @@ use anyhow::{Context as _, Result, bail};
 use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
 use serde::Serialize;
 use storage_core::archive::ApplyReport;
-use storage_core::archive::{ArchiveStream, ExportOptions};
+use storage_core::archive::{ArchiveStream, ChangeKind, ExportOptions};
 use storage_core::{FileStat, FilterSpec, Op, TarReader};
 
 use crate::context::Context;
+use crate::cs_json;
 use crate::flags::FilterFlags;
 use crate::output;
 use crate::progress::ProgressReader;
@@ -138,13 +139,60 @@ pub async fn apply(ctx: &Context, op: &Op, id: &str, file: &str) -> Result<()> {
 }
 
 /// `mount`.
-pub async fn mount(ctx: &Context, op: &Op, id: &str, read_only: bool) -> Result<()> {
+pub async fn mount(
+    ctx: &Context,
+    op: &Op,
+    ids: &[String],
+    read_only: bool,
+    json: bool,
+) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("mounting layer {id} needs root: overlay mounts are not possible for this user");
+        bail!(
+            "mounting layer {} needs root: overlay mounts are not possible for this user",
+            ids.join(", ")
+        );
     }
-    let layer = layer_of(ctx, id).await?;
-    let path = ctx.store.mount(op, &layer, read_only).await?;
-    println!("{}", path.display());
+    #[derive(Serialize)]
+    struct Mounted {
+        id: String,
+        mountpoint: String,
+        error: String,
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let mounted = match layer_of(ctx, id).await {
+            Ok(layer) => ctx
+                .store
+                .mount(op, &layer, read_only)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match (mounted, json) {
+            (Ok(path), _) => out.push(Mounted {
+                id: id.clone(),
+                mountpoint: path.display().to_string(),
+                error: String::new(),
+            }),
+            // Without JSON the first failure is the command's.
+            (Err(e), false) => return Err(e.context(format!("mount {id}"))),
+            (Err(e), true) => out.push(Mounted {
+                id: id.clone(),
+                mountpoint: String::new(),
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+    if json {
+        output::json(&out)?;
+        if let Some(failed) = out.iter().find(|m| !m.error.is_empty()) {
+            bail!("mount {}: {}", failed.id, failed.error);
+        }
+        return Ok(());
+    }
+    for m in &out {
+        println!("{}", m.mountpoint);
+    }
     Ok(())
 }
 
@@ -159,7 +207,7 @@ pub async fn unmount(ctx: &Context, op: &Op, id: &str) -> Result<()> {
 async fn layer_of(ctx: &Context, id: &str) -> Result<String> {
     match ctx.store.container(id).await {
         Ok(c) => Ok(c.layer),
-        Err(storage_core::Error::NotFound { .. }) => Ok(id.to_owned()),
+        Err(storage_core::Error::NotFound { .. }) => Ok(ctx.store.layer(id).await?.id),
         Err(e) => Err(e.into()),
     }
 }
@@ -283,8 +331,11 @@ pub async fn write_stream(stream: ArchiveStream) -> Result<()> {
 
 #[derive(Serialize)]
 struct ChangeOut {
+    #[serde(rename = "Path")]
     path: String,
-    kind: String,
+    /// containers-storage's (Docker's) change types: 0 modified, 1 added, 2 deleted.
+    #[serde(rename = "Kind")]
+    kind: u8,
 }
 
 /// `changes`.
@@ -301,7 +352,11 @@ pub async fn changes(
             .iter()
             .map(|c| ChangeOut {
                 path: c.display_path(),
-                kind: c.kind.to_string(),
+                kind: match c.kind {
+                    ChangeKind::Modify => 0,
+                    ChangeKind::Add => 1,
+                    ChangeKind::Delete => 2,
+                },
             })
             .collect();
         output::json(&out)?;
@@ -337,15 +392,6 @@ fn layer_path(spec: &str) -> Option<(&str, &str)> {
     spec.split_once(':').filter(|(layer, _)| !layer.is_empty())
 }
 
-/// The layer a `copy` names: a layer, or a container's read-write layer.
-async fn copy_layer(ctx: &Context, key: &str) -> Result<String> {
-    match ctx.store.container(key).await {
-        Ok(c) => Ok(c.layer),
-        Err(storage_core::Error::NotFound { .. }) => Ok(ctx.store.layer(key).await?.id),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `copy [LAYER:]PATH... LAYER:PATH`: each source copied into the target layer, mounted
 /// read-write for the copy; a source layer is mounted read-only while it is read.
 pub async fn copy(ctx: &Context, op: &Op, paths: &[String]) -> Result<()> {
@@ -355,7 +401,7 @@ pub async fn copy(ctx: &Context, op: &Op, paths: &[String]) -> Result<()> {
     let Some((target_key, target_path)) = layer_path(target) else {
         bail!("copy: the target {target:?} must be LAYER:PATH");
     };
-    let target_layer = copy_layer(ctx, target_key).await?;
+    let target_layer = layer_of(ctx, target_key).await?;
     let into = ctx.store.mount(op, &target_layer, false).await?;
     let mut copied = Ok(());
     for source in sources {
@@ -376,7 +422,7 @@ pub async fn copy(ctx: &Context, op: &Op, paths: &[String]) -> Result<()> {
 async fn copy_one(ctx: &Context, op: &Op, source: &str, into: &Path, to: &str) -> Result<()> {
     let (from_root, from_rel, from_layer) = match layer_path(source) {
         Some((key, path)) => {
-            let layer = copy_layer(ctx, key).await?;
+            let layer = layer_of(ctx, key).await?;
             let root = ctx.store.mount(op, &layer, true).await?;
             (root, path.trim_start_matches('/').to_owned(), Some(layer))
         }
@@ -437,13 +483,13 @@ struct MountedOut {
 pub async fn mounted(ctx: &Context, op: &Op, ids: &[String], json: bool) -> Result<()> {
     let mut out = Vec::new();
     for id in ids {
-        let layer = match ctx.store.container(id).await {
-            Ok(c) => Ok(c.layer),
-            Err(storage_core::Error::NotFound { .. }) => ctx.store.layer(id).await.map(|l| l.id),
-            Err(e) => Err(e),
-        };
-        let counted = match layer {
-            Ok(layer) => ctx.store.driver().mount_count(op, &layer).await,
+        let counted = match layer_of(ctx, id).await {
+            Ok(layer) => ctx
+                .store
+                .driver()
+                .mount_count(op, &layer)
+                .await
+                .map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
         out.push(match counted {
@@ -455,7 +501,7 @@ pub async fn mounted(ctx: &Context, op: &Op, ids: &[String], json: bool) -> Resu
             Err(e) => MountedOut {
                 id: id.clone(),
                 mounted: false,
-                error: storage_core::Report(&e).to_string(),
+                error: format!("{e:#}"),
             },
         });
     }
@@ -590,13 +636,15 @@ fn json_item(out: &mut impl Write, l: &LayerView<'_>, first: bool) -> std::io::R
     if !first {
         out.write_all(b",")?;
     }
-    serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)
+    serde_json::to_writer(&mut *out, &cs_json::Layer::from(l)).map_err(std::io::Error::from)
 }
 
 /// `layers` from an opened store.
 pub fn print(layers: &[LayerRecord], json: bool) -> Result<()> {
     if json {
-        return output::json(layers);
+        let views: Vec<LayerView<'_>> = layers.iter().map(LayerView::from).collect();
+        let shaped: Vec<cs_json::Layer<'_>> = views.iter().map(cs_json::Layer::from).collect();
+        return output::json(&shaped);
     }
     let mut out = output::buffered();
     for l in layers {
@@ -621,27 +669,16 @@ fn line(out: &mut impl Write, l: &LayerSummary<'_>) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-#[derive(Serialize)]
-struct LayerOut<'a> {
-    #[serde(flatten)]
-    record: &'a LayerRecord,
-    driver: std::collections::BTreeMap<String, String>,
-    mounts: u64,
-}
-
 /// `layer ID`.
 pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
     let record = ctx.store.layer(id).await?;
+    if json {
+        // containers-storage prints the layers it was asked for as a list.
+        return output::json(&[cs_json::Layer::from(&LayerView::from(&record))]);
+    }
     let driver = ctx.store.driver().metadata(op, &record.id).await?;
     let mounts = ctx.store.driver().mount_count(op, &record.id).await?;
-    let out = LayerOut {
-        record: &record,
-        driver,
-        mounts,
-    };
-    if json {
-        output::json(&out)?;
-    } else {
+    {
         println!("ID: {}", record.id);
         if let Some(p) = &record.parent {
             println!("Parent: {p}");
@@ -659,7 +696,7 @@ pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
             println!("Uncompressed size: {s}");
         }
         println!("Mounts: {mounts}");
-        for (k, v) in &out.driver {
+        for (k, v) in &driver {
             println!("{k}: {v}");
         }
     }

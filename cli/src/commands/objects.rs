@@ -54,7 +54,10 @@ pub async fn exists(
         });
     }
     if json {
-        output::json(&found)?;
+        // containers-storage's shape: each name given, and whether it exists.
+        let shaped: std::collections::BTreeMap<&str, bool> =
+            found.iter().map(|f| (f.id.as_str(), f.exists)).collect();
+        output::json(&shaped)?;
     } else if !quiet {
         for f in &found {
             println!("{}: {}", f.id, f.exists);
@@ -75,31 +78,27 @@ pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct MetadataOut {
-    id: String,
-    kind: ObjectKind,
-    metadata: String,
-}
-
 /// `metadata ID...`.
 pub async fn show_metadata(ctx: &Context, ids: &[String], json: bool, quiet: bool) -> Result<()> {
     let mut out = Vec::new();
     for key in ids {
-        let (kind, id, metadata) = ctx
+        let (_, id, metadata) = ctx
             .store
             .read_visible(key, |c, kind, id| c.metadata(kind, id))
             .await?;
-        out.push(MetadataOut { id, kind, metadata });
+        out.push((key.as_str(), id, metadata));
     }
     if json {
-        return output::json(&out);
+        // containers-storage's shape: each name given, and its metadata.
+        let shaped: std::collections::BTreeMap<&str, &str> =
+            out.iter().map(|(key, _, m)| (*key, m.as_str())).collect();
+        return output::json(&shaped);
     }
-    for m in &out {
+    for (_, id, metadata) in &out {
         if quiet {
-            println!("{}", m.metadata);
+            println!("{metadata}");
         } else {
-            println!("{}: {}", m.id, m.metadata);
+            println!("{id}: {metadata}");
         }
     }
     Ok(())
