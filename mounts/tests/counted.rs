@@ -279,7 +279,7 @@ fn bases_made_by_the_caller_are_shared_by_count_and_cleanup_takes_down_tops_then
     assert_eq!(
         uses.first(),
         Some(&"base-layer0"),
-        "bases are made bottom first"
+        "bases are recorded bottom first"
     );
     assert_eq!(uses.last(), Some(&"nest-layer499"), "then the nests");
 
@@ -349,6 +349,100 @@ fn a_failed_top_mount_lets_go_of_the_shared_mounts_it_took_needs_root() {
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }));
     f.assert_nothing_held();
+}
+
+/// A base that mounts nothing: it leaves a file in its target and logs its name, or
+/// fails when `fail` is set.
+fn logged_base(name: &str, made: &Arc<Mutex<Vec<String>>>, fail: bool) -> Make<'static> {
+    let (name, made) = (name.to_owned(), made.clone());
+    Make::with(move |target: &Path| {
+        if fail {
+            return Err(Error::Unsupported {
+                what: format!("base {name}"),
+                reason: "it is broken".into(),
+            });
+        }
+        std::fs::write(target.join("made"), name.as_bytes())
+            .map_err(|e| Error::io_path("write in", target, e))?;
+        made.lock().unwrap().push(format!("base-{name}"));
+        Ok(())
+    })
+}
+
+#[test]
+fn bases_made_several_at_a_time_are_recorded_in_plan_order() {
+    let f = Fixture::new();
+    let mounts = f.open();
+    f.top("a");
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let names: Vec<String> = (0..3 * mounts::BASE_WORKERS)
+        .map(|i| format!("l{i}"))
+        .collect();
+    mounts
+        .mount("a", || {
+            Ok(names
+                .iter()
+                .fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, n| {
+                    plan.on_base(n, logged_base(n, &made, false))
+                }))
+        })
+        .unwrap();
+    let want: Vec<String> = names.iter().map(|n| format!("base-{n}")).collect();
+    let mut got = made.lock().unwrap().clone();
+    got.sort();
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_eq!(got, sorted, "each base made once");
+    let uses = std::fs::read_to_string(f.run().join("uses/a")).unwrap();
+    assert_eq!(uses.lines().collect::<Vec<_>>(), want, "in the order added");
+    for record in &want {
+        assert_eq!(f.count(record), 1, "{record}");
+    }
+    mounts.unmount("a").unwrap();
+    let mut taken_down = f.taken_down();
+    assert_eq!(taken_down.first().map(String::as_str), Some("a"));
+    taken_down.remove(0);
+    assert_eq!(
+        taken_down,
+        want.iter().rev().cloned().collect::<Vec<_>>(),
+        "let go last added first"
+    );
+    f.assert_nothing_held();
+}
+
+#[test]
+fn a_base_failing_among_bases_made_at_once_lets_go_of_every_one_taken() {
+    let f = Fixture::new();
+    let mounts = f.open();
+    f.top("a");
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let n = 4 * mounts::BASE_WORKERS;
+    let broken = n / 2;
+    let err = mounts
+        .mount("a", || {
+            Ok(
+                (0..n).fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, i| {
+                    let name = format!("l{i}");
+                    plan.on_base(&name, logged_base(&name, &made, i == broken))
+                }),
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { what, .. } if what == &format!("base l{broken}")),
+        "{err}"
+    );
+    // Whatever was made before or beside the broken one was let go again, and nothing
+    // that was not made was taken down.
+    let mut made = made.lock().unwrap().clone();
+    let mut taken_down = f.taken_down();
+    made.sort();
+    taken_down.sort();
+    assert_eq!(taken_down, made);
+    assert!(made.len() < n);
+    f.assert_nothing_held();
+    assert!(!f.run().join("uses/a").exists());
+    assert!(!f.run().join("mounting/a").exists());
 }
 
 #[test]
