@@ -369,30 +369,40 @@ fn logged_base(name: &str, made: &Arc<Mutex<Vec<String>>>, fail: bool) -> Make<'
     })
 }
 
-#[test]
-fn bases_made_several_at_a_time_are_recorded_in_plan_order() {
+/// Mounts the top `a` of a new fixture on `n` bases `l0`, `l1`… made by
+/// [`logged_base`], the one numbered `broken` failing, with a top that mounts nothing.
+/// Returns the fixture, its mounts, the outcome and the records of the bases made,
+/// sorted.
+fn mount_on_logged_bases(
+    n: usize,
+    broken: Option<usize>,
+) -> (Fixture, CountedMounts<Tops>, Result<PathBuf>, Vec<String>) {
     let f = Fixture::new();
     let mounts = f.open();
     f.top("a");
     let made = Arc::new(Mutex::new(Vec::new()));
-    let names: Vec<String> = (0..3 * mounts::BASE_WORKERS)
-        .map(|i| format!("l{i}"))
-        .collect();
-    mounts
-        .mount("a", || {
-            Ok(names
-                .iter()
-                .fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, n| {
-                    plan.on_base(n, logged_base(n, &made, false))
-                }))
-        })
-        .unwrap();
-    let want: Vec<String> = names.iter().map(|n| format!("base-{n}")).collect();
-    let mut got = made.lock().unwrap().clone();
-    got.sort();
+    let outcome = mounts.mount("a", || {
+        Ok(
+            (0..n).fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, i| {
+                let name = format!("l{i}");
+                plan.on_base(&name, logged_base(&name, &made, Some(i) == broken))
+            }),
+        )
+    });
+    let mut made = made.lock().unwrap().clone();
+    made.sort();
+    (f, mounts, outcome, made)
+}
+
+#[test]
+fn bases_made_several_at_a_time_are_recorded_in_plan_order() {
+    let n = 3 * mounts::BASE_WORKERS;
+    let (f, mounts, outcome, made) = mount_on_logged_bases(n, None);
+    outcome.unwrap();
+    let want: Vec<String> = (0..n).map(|i| format!("base-l{i}")).collect();
     let mut sorted = want.clone();
     sorted.sort();
-    assert_eq!(got, sorted, "each base made once");
+    assert_eq!(made, sorted, "each base made once");
     let uses = std::fs::read_to_string(f.run().join("uses/a")).unwrap();
     assert_eq!(uses.lines().collect::<Vec<_>>(), want, "in the order added");
     for record in &want {
@@ -402,41 +412,24 @@ fn bases_made_several_at_a_time_are_recorded_in_plan_order() {
     let mut taken_down = f.taken_down();
     assert_eq!(taken_down.first().map(String::as_str), Some("a"));
     taken_down.remove(0);
-    assert_eq!(
-        taken_down,
-        want.iter().rev().cloned().collect::<Vec<_>>(),
-        "let go last added first"
-    );
+    let mut last_first = want;
+    last_first.reverse();
+    assert_eq!(taken_down, last_first, "let go last added first");
     f.assert_nothing_held();
 }
 
 #[test]
 fn a_base_failing_among_bases_made_at_once_lets_go_of_every_one_taken() {
-    let f = Fixture::new();
-    let mounts = f.open();
-    f.top("a");
-    let made = Arc::new(Mutex::new(Vec::new()));
     let n = 4 * mounts::BASE_WORKERS;
-    let broken = n / 2;
-    let err = mounts
-        .mount("a", || {
-            Ok(
-                (0..n).fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, i| {
-                    let name = format!("l{i}");
-                    plan.on_base(&name, logged_base(&name, &made, i == broken))
-                }),
-            )
-        })
-        .unwrap_err();
+    let (f, _mounts, outcome, made) = mount_on_logged_bases(n, Some(n / 2));
+    let err = outcome.unwrap_err();
     assert!(
-        matches!(&err, Error::Unsupported { what, .. } if what == &format!("base l{broken}")),
+        matches!(&err, Error::Unsupported { what, .. } if *what == format!("base l{}", n / 2)),
         "{err}"
     );
     // Whatever was made before or beside the broken one was let go again, and nothing
     // that was not made was taken down.
-    let mut made = made.lock().unwrap().clone();
     let mut taken_down = f.taken_down();
-    made.sort();
     taken_down.sort();
     assert_eq!(taken_down, made);
     assert!(made.len() < n);
