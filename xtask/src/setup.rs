@@ -29,6 +29,7 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "libnfs-utils",
     "nfs-ganesha",
     "nfs-ganesha-vfs",
+    "openssl",
     "rpcbind",
 ];
 
