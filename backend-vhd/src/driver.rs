@@ -16,13 +16,15 @@ use storage_core::{
 };
 use tar_engine::{ApplyReport, ArchiveStream, Change, ExportOptions};
 
-use crate::image::{self, LayerInput};
+use crate::image::{self, LayerFormat, LayerInput};
 use crate::layout::{Kind, LAYER_VHD, Layout, SANDBOX_VHDX};
 
 /// The run-root lock every mount change of a vhd store is made under.
 const MOUNTS_LOCK: &str = "vhd-mounts";
 /// The store option (and container option) that sizes a sandbox.
 pub const SANDBOX_SIZE_OPTION: &str = "sandbox_size";
+/// The store option that lays new layers out as fixed (the default) or dynamic VHDs.
+pub const LAYER_FORMAT_OPTION: &str = "layer_format";
 /// The container option that sizes one sandbox.
 const SIZE_OPTION: &str = "size";
 
@@ -38,6 +40,8 @@ pub struct VhdDriver {
 pub struct VhdOptions {
     /// The size of a new container's sandbox (LCOW's default, 20 GB, when `None`).
     pub sandbox_size: Option<u64>,
+    /// How new layers' `layer.vhd` files are laid out (fixed, as LCOW, by default).
+    pub layer_format: LayerFormat,
     /// The command serving block views (`strata serve-block-view`), program first; a
     /// sandbox is a dynamic VHDX, which only a block view attaches. `None`: containers
     /// are made but not mounted.
@@ -49,6 +53,7 @@ struct Inner {
     mounts: CountedMounts<Sites>,
     server: Option<Server>,
     sandbox_size: u64,
+    layer_format: LayerFormat,
 }
 
 /// Where the layers' unions go, and how a base (an attached disk's ext4) is taken down.
@@ -119,6 +124,7 @@ impl VhdDriver {
             mounts,
             server,
             sandbox_size: options.sandbox_size.unwrap_or(image::DEFAULT_SANDBOX_SIZE),
+            layer_format: options.layer_format,
         };
         inner.finish_interrupted()?;
         inner.check_attachments(true)?;
@@ -268,6 +274,7 @@ impl Inner {
             image::uuid_of(id),
             &self.layout.layer_vhd(id),
             &self.layout.part(id, LAYER_VHD),
+            self.layer_format,
             false,
             None,
         )?;
@@ -357,6 +364,7 @@ impl Inner {
             image::uuid_of(id),
             &vhd,
             &self.layout.part(id, LAYER_VHD),
+            self.layer_format,
             existing,
             Some(LayerInput {
                 op,
@@ -384,13 +392,21 @@ impl Inner {
         let disk = self.layout.layer_vhd(id);
         Make::with(move |target| {
             // A fixed VHD is raw-addressable: it goes straight on a loop device and no
-            // server is started, whatever the one named.
+            // server is started, whatever the one named. A dynamic one needs a server.
             let fallback;
             let server = match &self.server {
                 Some(s) => s,
-                None => {
+                None if disk_image::detect(&disk)? == Format::VhdFixed => {
                     fallback = Server::new("/nonexistent/block-view-server", Vec::<String>::new());
                     &fallback
+                }
+                None => {
+                    return Err(Error::Unsupported {
+                        what: format!("mounting {}", disk.display()),
+                        reason: "a dynamic layer.vhd is attached only through a block view \
+                                 server, and this program names none"
+                            .into(),
+                    });
                 }
             };
             self.attach_and_mount(&disk, true, server, target)
@@ -753,10 +769,14 @@ impl LayerDriver for VhdDriver {
         blocking(TASK, move || {
             let kind = inner.require(&id)?;
             let mut out = Vec::new();
-            let image = |l: &str| LayerDisk {
-                path: inner.layout.layer_vhd(l),
-                format: Format::VhdFixed.name().to_owned(),
-                writable: false,
+            // Each layer.vhd as it was built: fixed, or dynamic under `layer_format`.
+            let image = |l: &str| -> Result<LayerDisk> {
+                let path = inner.layout.layer_vhd(l);
+                Ok(LayerDisk {
+                    format: disk_image::detect(&path)?.name().to_owned(),
+                    path,
+                    writable: false,
+                })
             };
             match kind {
                 Kind::Container => out.push(LayerDisk {
@@ -764,9 +784,11 @@ impl LayerDriver for VhdDriver {
                     format: Format::Vhdx.name().to_owned(),
                     writable: true,
                 }),
-                Kind::Image => out.push(image(&id)),
+                Kind::Image => out.push(image(&id)?),
             }
-            out.extend(inner.layout.parents(&id)?.iter().map(|p| image(p)));
+            for parent in inner.layout.parents(&id)? {
+                out.push(image(&parent)?);
+            }
             Ok(out)
         })
         .await

@@ -6,7 +6,7 @@
 //! archive, a full disk) never leaves a disk that looks finished.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use disk_image::{DiskFile, Format};
@@ -57,6 +57,32 @@ pub fn uuid_of(id: &str) -> [u8; 16] {
     uuid
 }
 
+/// How a `layer.vhd` is laid out on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayerFormat {
+    /// A fixed VHD, as LCOW's `tar2ext4 -vhd` writes it: the raw ext4 and a footer,
+    /// attached straight on a loop device.
+    #[default]
+    Fixed,
+    /// A dynamic VHD: only the blocks the ext4 uses are allocated (what hcsshim's
+    /// `tar2ext4` users ask for), attached through a block view server.
+    Dynamic,
+}
+
+impl LayerFormat {
+    /// The store option that chooses it: `layer_format = fixed | dynamic`.
+    pub fn parse(key: &str, value: &str) -> Result<Self> {
+        match value {
+            "fixed" => Ok(LayerFormat::Fixed),
+            "dynamic" => Ok(LayerFormat::Dynamic),
+            other => Err(Error::Unsupported {
+                what: format!("{key} = {other:?}"),
+                reason: "a layer.vhd is fixed or dynamic".into(),
+            }),
+        }
+    }
+}
+
 /// What goes into a layer's image.
 pub struct LayerInput<'a, R> {
     /// The operation (its cancellation).
@@ -71,7 +97,7 @@ pub struct LayerInput<'a, R> {
     pub target: &'a str,
 }
 
-/// Builds `vhd` (a fixed VHD holding an ext4) at `part` and renames it over `vhd`. With
+/// Builds `vhd` (a VHD of `format` holding an ext4) at `part` and renames it over `vhd`. With
 /// `existing`, the image at `vhd` is read back first and the tar goes on top of it (a
 /// second diff applied to a layer); without, the image holds the tar alone (`None` for
 /// an empty layer). On any error `part` is removed and `vhd` is left as it was.
@@ -79,10 +105,34 @@ pub fn build_layer<R: std::io::Read + Send>(
     uuid: [u8; 16],
     vhd: &Path,
     part: &Path,
+    format: LayerFormat,
     existing: bool,
     input: Option<LayerInput<'_, R>>,
 ) -> Result<Option<ApplyReport>> {
-    let built = build_layer_part(uuid, vhd, part, existing, input);
+    let _ = std::fs::remove_file(part);
+    let built = match format {
+        LayerFormat::Fixed => {
+            let out = File::create_new(part).ctx(|| format!("create {}", part.display()))?;
+            build_into(out, uuid, vhd, existing, input).and_then(|(report, out)| {
+                drop(out);
+                // The footer goes on in place and the file is synced: LCOW's
+                // `tar2ext4 -vhd`.
+                disk_image::FixedVhd::from_raw(part)?;
+                Ok(report)
+            })
+        }
+        LayerFormat::Dynamic => {
+            // As large as the builder may make the file system; only what it writes is
+            // allocated.
+            let size = layer_options(uuid).max_size / 4096 * 4096;
+            let disk = disk_image::create(part, Format::VhdDynamic, size)?;
+            build_into(DiskFile::new(disk), uuid, vhd, existing, input).and_then(|(report, out)| {
+                let mut disk = out.into_inner();
+                disk.flush()?;
+                Ok(report)
+            })
+        }
+    };
     let done = built.and_then(|report| {
         std::fs::rename(part, vhd).ctx(|| format!("rename {} into place", part.display()))?;
         sync_parent(vhd)?;
@@ -94,21 +144,20 @@ pub fn build_layer<R: std::io::Read + Send>(
     done
 }
 
-fn build_layer_part<R: std::io::Read + Send>(
+/// Builds the layer's ext4 into `out`: the image at `vhd` read back first when
+/// `existing`, then `input`'s tar. Returns the report on the tar and `out`, finished.
+fn build_into<W: Write + Seek, R: std::io::Read + Send>(
+    out: W,
     uuid: [u8; 16],
     vhd: &Path,
-    part: &Path,
     existing: bool,
     input: Option<LayerInput<'_, R>>,
-) -> Result<Option<ApplyReport>> {
-    let _ = std::fs::remove_file(part);
-    let out = File::create_new(part).ctx(|| format!("create {}", part.display()))?;
+) -> Result<(Option<ApplyReport>, W)> {
     let mut builder = Builder::new(out, layer_options(uuid))?;
     if existing {
         // The image as a tar, OCI whiteouts and all, from a temporary file beside it.
-        let tar_part = part.with_extension("tar");
+        let tar_part = vhd.with_extension("readback.tar");
         let read_back = (|| {
-            let img = File::open(vhd).ctx(|| format!("open {}", vhd.display()))?;
             let mut tar = File::options()
                 .read(true)
                 .write(true)
@@ -116,6 +165,8 @@ fn build_layer_part<R: std::io::Read + Send>(
                 .truncate(true)
                 .open(&tar_part)
                 .ctx(|| format!("create {}", tar_part.display()))?;
+            // Whatever format the disk has: its bytes through `DiskFile`.
+            let img = DiskFile::new(disk_image::open(vhd, true)?);
             Reader::open(img)?.write_tar(
                 &mut tar,
                 ReadOptions {
@@ -137,10 +188,7 @@ fn build_layer_part<R: std::io::Read + Send>(
         None => None,
     };
     let (out, _) = builder.finish()?;
-    drop(out);
-    // The footer goes on in place and the file is synced: LCOW's `tar2ext4 -vhd`.
-    disk_image::FixedVhd::from_raw(part)?;
-    Ok(report)
+    Ok((report, out))
 }
 
 /// Builds a container's `sandbox.vhdx` of `size` bytes (whole block groups) at `part`

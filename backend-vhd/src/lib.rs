@@ -25,7 +25,8 @@ pub mod layout;
 
 use std::sync::Arc;
 
-pub use driver::{SANDBOX_SIZE_OPTION, VhdDriver, VhdOptions};
+pub use driver::{LAYER_FORMAT_OPTION, SANDBOX_SIZE_OPTION, VhdDriver, VhdOptions};
+pub use image::LayerFormat;
 use storage_core::backend::{Backend, BackendDescriptor, Capabilities, StoreConfig};
 use storage_core::run_root::RunRoot;
 use storage_core::{Error, Result};
@@ -50,12 +51,19 @@ fn open(config: &StoreConfig) -> Result<Backend> {
         .get(SANDBOX_SIZE_OPTION)
         .map(|v| image::parse_size(SANDBOX_SIZE_OPTION, v))
         .transpose()?;
+    let layer_format = config
+        .options
+        .get(LAYER_FORMAT_OPTION)
+        .map(|v| image::LayerFormat::parse(LAYER_FORMAT_OPTION, v))
+        .transpose()?
+        .unwrap_or_default();
     let run = RunRoot::open(&config.run_root)?;
     let driver = VhdDriver::open(
         &root,
         run,
         VhdOptions {
             sandbox_size,
+            layer_format,
             block_view_server: config.block_view_server.clone(),
         },
     )?;
@@ -79,7 +87,7 @@ inventory::submit! {
             // 500 lowers per overlay, and one level of nested groups of 500.
             max_depth: Some(mounts::KERNEL_MAX_LOWERS * mounts::KERNEL_MAX_LOWERS),
         },
-        options: &[SANDBOX_SIZE_OPTION],
+        options: &[SANDBOX_SIZE_OPTION, LAYER_FORMAT_OPTION],
         open,
     }
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use backend_vhd::{VhdDriver, VhdOptions};
+use backend_vhd::{LayerFormat, VhdDriver, VhdOptions};
 use storage_core::run_root::RunRoot;
 use storage_core::{CreateOpts, DiffOpts, Error, LayerDriver, MountOpts, Op};
 use testkit::tarball::{Kind, Tarball};
@@ -21,11 +21,16 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_layers(LayerFormat::Fixed)
+    }
+
+    /// A store whose new layers are `format` VHDs.
+    fn with_layers(format: LayerFormat) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("vhd-driver-")
             .tempdir()
             .unwrap();
-        let driver = Self::open(dir.path());
+        let driver = Self::open_with(dir.path(), format);
         Fixture {
             dir,
             driver,
@@ -36,12 +41,17 @@ impl Fixture {
     /// The driver of the store in `dir`, opened again, with no block view server and
     /// small sandboxes.
     fn open(dir: &Path) -> VhdDriver {
+        Self::open_with(dir, LayerFormat::Fixed)
+    }
+
+    fn open_with(dir: &Path, layer_format: LayerFormat) -> VhdDriver {
         let run = RunRoot::open(&dir.join("run")).unwrap();
         VhdDriver::open(
             &dir.join("store"),
             run,
             VhdOptions {
                 sandbox_size: Some(256 << 20),
+                layer_format,
                 block_view_server: None,
             },
         )
@@ -151,6 +161,69 @@ async fn every_layer_vhd_reads_as_vpc_and_holds_a_clean_ext4_with_no_mount() {
     // Nothing was mounted or attached to build them.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(f.dir.path().to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn dynamic_layer_vhds_read_whole_in_qemu_hold_a_clean_ext4_and_allocate_what_they_use() {
+    if !require(
+        "dynamic_layer_vhds_read_whole_in_qemu_hold_a_clean_ext4_and_allocate_what_they_use",
+        &[
+            Requirement::Command("qemu-img"),
+            Requirement::Command("e2fsck"),
+        ],
+    ) {
+        return;
+    }
+    let f = Fixture::with_layers(LayerFormat::Dynamic);
+    let body = vec![7u8; 3 << 20];
+    let l1 = f
+        .import(
+            1,
+            None,
+            files(&[
+                ("etc", None),
+                ("etc/hosts", Some(b"h\n")),
+                ("blob", Some(&body)),
+            ]),
+        )
+        .await;
+    // A second diff on the same layer reads the dynamic disk back first.
+    f.driver
+        .apply_diff(
+            &f.op,
+            &l1,
+            None,
+            Box::new(std::io::Cursor::new(files(&[("more", Some(b"m"))]))),
+            &DiffOpts::default(),
+        )
+        .await
+        .unwrap();
+    let vhd = f.driver.layout().layer_vhd(&l1);
+    let info = run(Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "vpc"])
+        .arg(&vhd));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["format"], "vpc", "{info}");
+    // qemu-img has no check for vpc; reading the whole disk out is the check.
+    let raw = f.dir.path().join("layer.raw");
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "vpc", "-O", "raw"])
+        .arg(&vhd)
+        .arg(&raw));
+    run(Command::new("e2fsck").arg("-fn").arg(&raw));
+    let listed = run(Command::new("debugfs").args(["-R", "ls -p /"]).arg(&raw));
+    for name in ["etc", "blob", "more"] {
+        assert!(
+            listed.contains(&format!("/{name}/")),
+            "{name} missing: {listed}"
+        );
+    }
+    // Only what the file system uses is allocated: far less than its 128 GiB bound.
+    use std::os::unix::fs::MetadataExt;
+    let allocated = std::fs::metadata(&vhd).unwrap().blocks() * 512;
+    assert!(allocated < 64 << 20, "{allocated} bytes allocated");
+    let disks = f.driver.disks(&f.op, &l1).await.unwrap();
+    assert_eq!(disks[0].format, "vhd-dynamic");
 }
 
 #[tokio::test]
