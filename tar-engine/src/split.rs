@@ -573,7 +573,14 @@ fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
         .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .mode(Mode::empty())
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = nix::fcntl::openat2(root.as_fd(), os(path), how).map_err(io::Error::from)?;
+    // The kernel answers EAGAIN when a rename or a mount anywhere raced the lookup.
+    let mut tries = 0;
+    let fd = loop {
+        match nix::fcntl::openat2(root.as_fd(), os(path), how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < 64 => tries += 1,
+            other => break other.map_err(io::Error::from)?,
+        }
+    };
     let file = File::from(fd);
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
