@@ -122,18 +122,22 @@ impl LayoutWriter {
                     let (stored, diff_id, _) = tar.finish();
                     (stored, diff_id)
                 }
+                // The encoders are fed in fixed chunks: their output may depend on how the
+                // input is cut, and the same tar must give the same blob.
                 Compress::Gzip => {
                     let gz = flate2::write::GzEncoder::new(stored, flate2::Compression::fast());
-                    let mut tar = Digester::new(gz);
+                    let mut tar = Digester::new(Chunked::new(gz));
                     produce(&mut tar)?;
                     let (gz, diff_id, _) = tar.finish();
+                    let gz = gz.finish().map_err(io("write", &part))?;
                     (gz.finish().map_err(io("write", &part))?, diff_id)
                 }
                 Compress::Zstd => {
                     let z = zstd::Encoder::new(stored, 3).map_err(io("write", &part))?;
-                    let mut tar = Digester::new(z);
+                    let mut tar = Digester::new(Chunked::new(z));
                     produce(&mut tar)?;
                     let (z, diff_id, _) = tar.finish();
+                    let z = z.finish().map_err(io("write", &part))?;
                     (z.finish().map_err(io("write", &part))?, diff_id)
                 }
             };
@@ -217,6 +221,50 @@ impl LayoutWriter {
     }
 }
 
+/// How much a [`Chunked`] writer hands on at once.
+const CHUNK: usize = 1 << 20;
+
+/// A writer that hands `inner` its data in chunks of exactly [`CHUNK`] bytes (the last
+/// one shorter), however it was written.
+struct Chunked<W> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Chunked<W> {
+    fn new(inner: W) -> Self {
+        Chunked {
+            inner,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Writes what is left and returns the inner writer.
+    fn finish(mut self) -> std::io::Result<W> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf)?;
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = (CHUNK - self.buf.len()).min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.inner.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    /// Chunks are only ever handed on whole: a flush leaves the partial one buffered.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `data` to `path` through a temporary file beside it, synced, renamed over.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut part = path.as_os_str().to_owned();
@@ -297,6 +345,29 @@ mod tests {
             })
             .count();
         assert_eq!(parts, 0);
+    }
+
+    #[test]
+    fn the_same_tar_gives_the_same_blob_however_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::create(dir.path()).unwrap();
+        let tar: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for c in [Compress::Gzip, Compress::Zstd] {
+            let mut digests = Vec::new();
+            for piece in [100, 65_536, 1_000_003] {
+                let blob = w
+                    .write_layer::<Error>(c, |out| {
+                        for chunk in tar.chunks(piece) {
+                            out.write_all(chunk).map_err(io("write", "test"))?;
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+                digests.push(blob.digest);
+            }
+            digests.dedup();
+            assert_eq!(digests.len(), 1, "{c:?}");
+        }
     }
 
     #[test]

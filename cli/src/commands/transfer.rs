@@ -342,8 +342,10 @@ async fn kept_documents(
     Ok(Some((manifest.to_vec(), config, media_type)))
 }
 
-/// A new OCI manifest for the layers written, and a config: the pulled one with its
-/// `rootfs.diff_ids` replaced, or a minimal one for an image that came without.
+/// A new OCI manifest for the layers written, and a config: the pulled one as it was
+/// when the layers' tars are the ones it names (so the image keeps its id), with its
+/// `rootfs.diff_ids` replaced when they are not, or a minimal one for an image that came
+/// without.
 async fn new_documents(
     ctx: &Context,
     id: &str,
@@ -358,16 +360,21 @@ async fn new_documents(
             .ok(),
         None => None,
     };
-    let mut config: serde_json::Value = match old_config {
-        Some(c) => serde_json::from_slice(&c).context("the image's stored config")?,
+    let diff_ids: Vec<&str> = blobs.iter().map(|b| b.diff_id.as_str()).collect();
+    let mut config: serde_json::Value = match &old_config {
+        Some(c) => serde_json::from_slice(c).context("the image's stored config")?,
         None => {
             let host = Platform::host();
             serde_json::json!({ "architecture": host.arch, "os": host.os, "config": {} })
         }
     };
-    let diff_ids: Vec<&str> = blobs.iter().map(|b| b.diff_id.as_str()).collect();
-    config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": diff_ids });
-    let config = serde_json::to_vec(&config)?;
+    let config = match old_config {
+        Some(kept) if config["rootfs"]["diff_ids"] == serde_json::json!(diff_ids) => kept,
+        _ => {
+            config["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": diff_ids });
+            serde_json::to_vec(&config)?
+        }
+    };
     let descriptor = |media: MediaType, size: u64, digest: &str| -> Result<Descriptor> {
         Ok(Descriptor::new(
             media,
