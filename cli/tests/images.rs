@@ -239,6 +239,14 @@ fn pulled(store: &CliStore, image: &str) -> (Value, Vec<Value>) {
     (record, chain)
 }
 
+/// The uncompressed digests of a chain's layers.
+fn tar_digests(chain: &[Value]) -> Vec<Value> {
+    chain
+        .iter()
+        .map(|l| l["uncompressed_digest"].clone())
+        .collect()
+}
+
 /// Every layer's diff hashes to its recorded uncompressed digest.
 fn diffs_are_byte_exact(store: &CliStore, chain: &[Value]) {
     for layer in chain {
@@ -279,14 +287,20 @@ impl Peer {
         self.dir.path().join("root")
     }
 
-    fn cs(&self, args: &[&str]) -> String {
-        run(Command::new("containers-storage")
-            .arg("--graph")
+    /// `containers-storage ARGS` on this store.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("containers-storage");
+        c.arg("--graph")
             .arg(self.root())
             .arg("--run")
             .arg(self.dir.path().join("run"))
             .args(["--storage-driver", "vfs"])
-            .args(args))
+            .args(args);
+        c
+    }
+
+    fn cs(&self, args: &[&str]) -> String {
+        run(&mut self.command(args))
     }
 
     /// Checks that strata's image `image` holds what containers-storage recorded.
@@ -316,14 +330,7 @@ impl Peer {
         assert_eq!(sorted, their_keys);
         for key in &our_keys {
             let out = store.cmd(&["get-image-data", id, key]).output().unwrap();
-            let peer = Command::new("containers-storage")
-                .arg("--graph")
-                .arg(self.root())
-                .arg("--run")
-                .arg(self.dir.path().join("run"))
-                .args(["--storage-driver", "vfs", "get-image-data", id, key])
-                .output()
-                .unwrap();
+            let peer = self.command(&["get-image-data", id, key]).output().unwrap();
             assert_eq!(out.stdout, peer.stdout, "big data {key}");
         }
         let their_layers: Value = serde_json::from_str(&self.cs(&["layers", "--json"])).unwrap();
@@ -488,10 +495,7 @@ fn pull_push_pull_keeps_the_image_id_and_its_layers() {
     let (record_b, chain_b) = pulled(&b, &again);
     assert_eq!(again, id);
     assert_eq!(record_b["digest"], record["digest"]);
-    let digests = |c: &[Value]| -> Vec<Value> {
-        c.iter().map(|l| l["uncompressed_digest"].clone()).collect()
-    };
-    assert_eq!(digests(&chain_b), digests(&chain));
+    assert_eq!(tar_digests(&chain_b), tar_digests(&chain));
     diffs_are_byte_exact(&b, &chain_b);
 
     // umoci's gzip layers are compressed again by strata: a new manifest, but the same
@@ -519,7 +523,7 @@ fn pull_push_pull_keeps_the_image_id_and_its_layers() {
         assert_eq!(pulled_id, id);
         let (record_d, chain_d) = pulled(&d, &pulled_id);
         assert_eq!(record_d["digest"].as_str().unwrap(), digest);
-        assert_eq!(digests(&chain_d), digests(&chain));
+        assert_eq!(tar_digests(&chain_d), tar_digests(&chain));
         diffs_are_byte_exact(&d, &chain_d);
         let again = dir.path().join(format!("again-{name}"));
         let second = d.ok(&[
@@ -561,10 +565,7 @@ fn skopeo_archives_pull_with_their_names() {
     assert_eq!(from_docker, id, "the same config");
     peer.agrees_with(&other, &from_docker);
     let (_, docker_chain) = pulled(&other, &from_docker);
-    let digests = |c: &[Value]| -> Vec<Value> {
-        c.iter().map(|l| l["uncompressed_digest"].clone()).collect()
-    };
-    assert_eq!(digests(&docker_chain), digests(&chain));
+    assert_eq!(tar_digests(&docker_chain), tar_digests(&chain));
     diffs_are_byte_exact(&other, &docker_chain);
 
     let archive = dir.path().join("oci.tar");

@@ -54,6 +54,14 @@ fn gnu_tar(src: &Path, args: &[&str], out: &Path) {
     assert!(status.success(), "tar {args:?}");
 }
 
+/// A temporary directory with an empty `src/` in it.
+fn source_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    (dir, src)
+}
+
 /// Applies `archive` to a fresh directory with a tar-split record, as a layer store
 /// does, and returns the directory and the record's path.
 fn import(archive: &Path) -> (tempfile::TempDir, PathBuf) {
@@ -112,9 +120,7 @@ fn gnu_tar_archives_come_back_byte_for_byte() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (dir, src) = source_dir();
     awkward_tree(&src);
     for (name, args) in [
         ("gnu", &["--format=gnu"][..]),
@@ -142,9 +148,7 @@ fn sparse_files_in_every_gnu_encoding_come_back_byte_for_byte() {
     ) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (dir, src) = source_dir();
     sparse::sample_tree(&src);
     for encoding in Encoding::ALL {
         let out = dir.path().join(format!("{encoding:?}.tar"));
@@ -206,9 +210,7 @@ fn the_layercheck_chain_comes_back_byte_for_byte() {
 
 #[test]
 fn a_compressed_import_gives_back_the_uncompressed_tar() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (dir, src) = source_dir();
     std::fs::write(src.join("f"), b"hello\n").unwrap();
     let plain = dir.path().join("l.tar");
     gnu_tar(&src, &["--format=posix"], &plain);
@@ -220,9 +222,7 @@ fn a_compressed_import_gives_back_the_uncompressed_tar() {
 
 #[test]
 fn a_changed_tree_falls_back_to_the_deterministic_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (dir, src) = source_dir();
     std::fs::write(src.join("f"), b"hello\n").unwrap();
     std::fs::write(src.join("g"), b"world\n").unwrap();
     let archive = dir.path().join("l.tar");
@@ -252,9 +252,7 @@ fn a_changed_tree_falls_back_to_the_deterministic_writer() {
 
 #[test]
 fn a_failed_import_leaves_no_tar_split() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (dir, src) = source_dir();
     std::fs::write(src.join("f"), vec![1u8; 10_000]).unwrap();
     let archive = dir.path().join("l.tar");
     gnu_tar(&src, &["--format=posix"], &archive);
