@@ -737,3 +737,33 @@ fn runc_runs_a_container_on_a_pulled_busybox_image() {
     }
     assert_eq!(found.as_deref(), Some("hi\n"));
 }
+
+#[test]
+fn a_pull_refused_when_it_records_the_image_removes_the_layers_it_imported() {
+    if !needs(
+        "a_pull_refused_when_it_records_the_image_removes_the_layers_it_imported",
+        &["tar", "gzip", "zstd"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = gnu_layout(dir.path(), false);
+    let store = CliStore::new("strata-pull-name-");
+    store.ok(&["create-image", "--name", "taken"]);
+    let images = store.image_ids();
+    let out = store.run(&[
+        "pull",
+        "-n",
+        "taken",
+        &format!("oci:{}:v1", layout.display()),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("taken"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(store.complete_layer_ids().is_empty());
+    assert_eq!(store.image_ids(), images);
+    check_consistent(&store, "a refused pull");
+}

@@ -56,12 +56,14 @@ pub async fn pull(
         }
         Err(e) => {
             // Undo: the layers this pull imported, topmost first.
+            // (Deleting a half-recorded image may have taken some already.)
             for layer in created.iter().rev() {
-                if let Err(undo) = ctx.store.delete_layer(op, layer).await {
-                    eprintln!(
+                match ctx.store.delete_layer(op, layer).await {
+                    Ok(()) | Err(storage_core::Error::NotFound { .. }) => {}
+                    Err(undo) => eprintln!(
                         "strata: could not remove layer {layer} of the failed pull: {}",
                         storage_core::Report(&undo)
-                    );
+                    ),
                 }
             }
             Err(e.context(format!("pull {source}")))
