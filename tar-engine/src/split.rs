@@ -596,7 +596,7 @@ fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
 pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Result<Option<u64>> {
     let root_dir = File::open(root).ctx(|| format!("open layer tree {}", root.display()))?;
     // First pass: build the whole stream without writing it, and compare.
-    match replay(op, &root_dir, split, &mut io::sink()) {
+    match replay(op, &root_dir, split, &mut io::sink(), true) {
         Ok(Ok(_)) => {}
         Ok(Err(why)) => {
             tracing::info!(
@@ -619,7 +619,8 @@ pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Re
         }
     }
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let written = match replay(op, &root_dir, split, &mut out)? {
+    // The second pass checks sizes and CRCs only: the first proved the whole stream.
+    let written = match replay(op, &root_dir, split, &mut out, false)? {
         Ok(n) => n,
         Err(why) => {
             return Err(storage_core::Error::io(
@@ -633,16 +634,18 @@ pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Re
     Ok(Some(written))
 }
 
-/// Writes the recorded stream to `out`, hashing it; the inner `Err` says why the tree or
-/// the result does not match the records.
+/// Writes the recorded stream to `out`, checking every file's size and CRC-32 and, with
+/// `whole`, the sha256 of everything written; the inner `Err` says why the tree or the
+/// result does not match the records.
 fn replay(
     op: &Op,
     root: &File,
     split: &Path,
     out: &mut dyn Write,
+    whole: bool,
 ) -> Result<std::result::Result<u64, String>> {
     let mut records = SplitReader::open(split)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = whole.then(Sha256::new);
     let mut total = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     let wctx = || "write the reassembled tar".to_string();
@@ -650,7 +653,9 @@ fn replay(
         op.check()?;
         match records.next_item()? {
             Item::Record(Record::Raw(bytes)) => {
-                hasher.update(&bytes);
+                if let Some(h) = &mut hasher {
+                    h.update(&bytes);
+                }
                 out.write_all(&bytes).ctx(wctx)?;
                 total += bytes.len() as u64;
             }
@@ -675,7 +680,9 @@ fn replay(
                         return Ok(Err(format!("{shown} shrank while it was read")));
                     }
                     sum.update(&buf[..n]);
-                    hasher.update(&buf[..n]);
+                    if let Some(h) = &mut hasher {
+                        h.update(&buf[..n]);
+                    }
                     out.write_all(&buf[..n]).ctx(wctx)?;
                     left -= n as u64;
                 }
@@ -685,7 +692,8 @@ fn replay(
                 total += size;
             }
             Item::End { size, sha256 } => {
-                if total != size || hasher.finalize()[..] != sha256[..] {
+                let hashed = hasher.map(|h| h.finalize());
+                if total != size || hashed.is_some_and(|h| h[..] != sha256[..]) {
                     return Ok(Err(format!(
                         "the records give {total} bytes that do not hash to the imported digest"
                     )));

@@ -61,7 +61,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
     report.table(Table {
         title: "Pull a 5-layer image from an OCI layout (disk)".into(),
         input: format!(
-            "Input: an OCI layout umoci built from /usr ({}), 5 gzip layers, {blobs} MB of blobs, on ext4. Each run starts from an empty store; every blob's digest is checked by all three. strata and containers-storage record the image and sync; umoci only extracts.",
+            "Input: an OCI layout umoci built from /usr ({}), 5 gzip layers, {blobs} MB of blobs, on ext4. Each run starts from an empty store; every blob's digest is checked by all three. strata and containers-storage record the image (strata syncs each layer before it is listed); umoci only extracts a root filesystem.",
             LAYERS.join(", ")
         ),
         rows: vec![
@@ -128,7 +128,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
     report.table(Table {
         title: "Diff of an unchanged layer (disk)".into(),
         input: format!(
-            "The image's biggest layer, {} MB. tar-split records for all 5 layers: {split_bytes} bytes for {tar_bytes} bytes of tar ({:.4}%). Byte-exact: the records replayed after a first pass that checks every file and the sha256 of the result; deterministic: the same layer with its records set aside.",
+            "The image's biggest layer, {} MB. tar-split records for all 5 layers: {split_bytes} bytes for {tar_bytes} bytes of tar ({:.4}%). Byte-exact: the records replayed after a first pass that checks every file's size and CRC-32 and the sha256 of the whole result; deterministic: the same layer with its records set aside (the writer strata used before).",
             biggest.0 / 1_000_000,
             split_bytes as f64 * 100.0 / tar_bytes.max(1) as f64
         ),
