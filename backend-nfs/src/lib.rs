@@ -17,6 +17,7 @@
 pub mod error;
 pub mod export;
 pub mod import;
+mod resolve;
 pub mod session;
 pub mod tree;
 pub mod url;
@@ -31,9 +32,17 @@ pub use url::NfsUrl;
 pub use volumes::NfsVolumes;
 
 /// Opens `nfs://host[:port]/export?uid=&gid=`; the server is first contacted by the first
-/// call.
+/// call. Options from a config file (`timeout`, `uid`, …) are the URL's query options
+/// given another way.
 fn open(config: &StoreConfig) -> Result<Backend> {
-    let url = NfsUrl::parse(&config.url)?;
+    let mut with_options = config.url.clone();
+    if !config.options.is_empty() {
+        let mut query = with_options.query_pairs_mut();
+        for (k, v) in &config.options {
+            query.append_pair(k, v);
+        }
+    }
+    let url = NfsUrl::parse(&with_options)?;
     Ok(Backend {
         layers: None,
         volumes: Some(Arc::new(NfsVolumes::new(&config.name, url))),
@@ -52,6 +61,7 @@ inventory::submit! {
             vm_disks: false,
             max_depth: None,
         },
+        options: url::OPTIONS,
         open,
     }
 }

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use storage_core::{Error, Result};
 
+/// The options a store URL takes (`?uid=1000&timeout=10`), which a config file may also
+/// give as the store's `options`.
+pub const OPTIONS: &[&str] = &["uid", "gid", "mountport", "timeout", "conns"];
+
 /// VIC's default credentials for files created on an NFS volume store.
 pub const DEFAULT_ID: u32 = 1000;
 /// How long one RPC may take before the server is declared unreachable.
@@ -82,7 +86,12 @@ impl NfsUrl {
                         Some(u16::try_from(num("mountport")?).map_err(|e| bad(e.to_string()))?)
                 }
                 "timeout" => {
-                    let secs = num("timeout")?;
+                    // Seconds, with or without an `s`.
+                    let secs = v
+                        .strip_suffix('s')
+                        .unwrap_or(&v)
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("timeout={v:?} is not a number of seconds")))?;
                     if secs == 0 {
                         return Err(bad("timeout must be at least 1 second".into()));
                     }
@@ -97,7 +106,8 @@ impl NfsUrl {
                 }
                 other => {
                     return Err(bad(format!(
-                        "unknown option {other:?} (known: uid, gid, mountport, timeout, conns)"
+                        "unknown option {other:?} (known: {})",
+                        OPTIONS.join(", ")
                     )));
                 }
             }

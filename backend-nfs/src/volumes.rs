@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use nfs3_client::nfs3_types::nfs3::{createhow3, createverf3, ftype3, nfsstat3};
 use storage_core::id::{random_bytes, validate_file_name};
 use storage_core::{
-    DataSink, DataSource, Error, Exporter, FilterSpec, Importer, ObjectKind, ObjectUrl, Op,
-    Resolver, Result, TarReader, Volume, VolumeStorer,
+    DataSink, DataSource, Error, Exporter, FileStat, FilterSpec, Importer, ObjectKind, ObjectUrl,
+    Op, Resolver, Result, TarReader, Volume, VolumeStorer,
 };
 use tar_engine::{ApplyReport, ArchiveStream};
 use tokio::sync::OnceCell;
@@ -399,6 +399,11 @@ impl DataSource for Handle {
     async fn export(&mut self, op: &Op, spec: &FilterSpec, data: bool) -> Result<ArchiveStream> {
         let (store, root) = self.volumes.data(&self.id).await?;
         crate::export::export(op, store, root, spec, data)
+    }
+
+    async fn stat(&mut self, _op: &Op, path: &str) -> Result<FileStat> {
+        let (store, root) = self.volumes.data(&self.id).await?;
+        crate::resolve::stat_in(&store.session, &root, &self.path, path).await
     }
 
     fn source(&self) -> &Path {

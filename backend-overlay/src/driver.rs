@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
     CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, MountProblem, ObjectKind, Op,
-    Result, TarReader, blocking,
+    Result, TarReader,
 };
 use tar_engine::{
     self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
@@ -54,8 +54,9 @@ impl MountSites for Merged {
 
 const MOUNTS_LOCK: &str = "overlay-mounts";
 
-/// What blocking work is called in an error when the pool loses it.
-const TASK: &str = "overlay background task";
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    storage_core::blocking("overlay background task", f).await
+}
 
 impl OverlayDriver {
     /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
@@ -245,20 +246,21 @@ impl Inner {
 }
 
 /// Mounts `id` (and `from`) read-only, compares the trees, and runs `use_changes` while
-/// the mounts are still held: the changes point into them.
+/// the mounts are still held: the changes point into them (an export reads file data
+/// from there).
 fn with_mounted_changes<T>(
     inner: &Inner,
     id: &str,
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    tar_engine::with_held_changes(
-        |l| inner.get(l, true),
-        |l| inner.put(l),
+    mounts::with_held_pair(
+        |layer| inner.get(layer, true),
+        |layer| inner.put(layer),
         id,
         from,
         &inner.layout.empty(),
-        use_changes,
+        |old, new| tar_engine::compare_trees(old, new).and_then(use_changes),
     )
 }
 
@@ -293,32 +295,32 @@ impl LayerDriver for OverlayDriver {
         _opts: &CreateOpts,
     ) -> Result<()> {
         let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(TASK, move || inner.create(&id, parent.as_deref())).await
+        blocking(move || inner.create(&id, parent.as_deref())).await
     }
 
     async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.remove(&id)).await
+        blocking(move || inner.remove(&id)).await
     }
 
     async fn get(&self, _op: &Op, id: &str, opts: &MountOpts) -> Result<PathBuf> {
         let (inner, id, ro) = (self.inner.clone(), id.to_owned(), opts.read_only);
-        blocking(TASK, move || inner.get(&id, ro)).await
+        blocking(move || inner.get(&id, ro)).await
     }
 
     async fn put(&self, _op: &Op, id: &str) -> Result<()> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.put(&id)).await
+        blocking(move || inner.put(&id)).await
     }
 
     async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.mounts.count(&id)).await
+        blocking(move || inner.mounts.count(&id)).await
     }
 
     async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || Ok(inner.require(&id).is_ok())).await
+        blocking(move || Ok(inner.require(&id).is_ok())).await
     }
 
     async fn apply_diff(
@@ -336,7 +338,7 @@ impl LayerDriver for OverlayDriver {
         apply.filter = opts.filter.clone();
         let op = op.clone();
         let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(TASK, move || {
+        blocking(move || {
             inner.require(&id)?;
             // The layer's tar comes back byte for byte only while it holds that one tar.
             let split = inner.forget_tar_split(&id)?;
@@ -357,7 +359,7 @@ impl LayerDriver for OverlayDriver {
     ) -> Result<ArchiveStream> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
         let check = (inner.clone(), id.clone());
-        blocking(TASK, move || check.0.require(&check.1)).await?;
+        blocking(move || check.0.require(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
             // The tar writer buffers by itself, so the pipe is handed over as it is.
@@ -380,7 +382,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(TASK, move || with_changes(&inner, &id, from.as_deref(), Ok)).await
+        blocking(move || with_changes(&inner, &id, from.as_deref(), Ok)).await
     }
 
     async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
@@ -390,7 +392,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
         let inner = self.inner.clone();
-        blocking(TASK, move || {
+        blocking(move || {
             let root = inner.layout.root();
             let fs = nix::sys::statfs::statfs(root)
                 .map(|s| fs_name(s.filesystem_type().0))
@@ -422,7 +424,7 @@ impl LayerDriver for OverlayDriver {
 
     async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || {
+        blocking(move || {
             inner.require(&id)?;
             let l = &inner.layout;
             let lower = l.lower_links(&id)?;
@@ -440,19 +442,35 @@ impl LayerDriver for OverlayDriver {
 
     async fn cleanup(&self, _op: &Op) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(TASK, move || inner.mounts.cleanup()).await
+        blocking(move || inner.mounts.cleanup()).await
     }
 
     async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
         let inner = self.inner.clone();
-        blocking(TASK, move || inner.mounts.check(repair)).await
+        blocking(move || inner.mounts.check(repair)).await
     }
 
     async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
         let inner = self.inner.clone();
-        // Layer directories are named by their id; `l/` holds short links.
-        blocking(TASK, move || {
-            storage_core::id::ids_in(&inner.layout.layers_dir())
+        blocking(move || {
+            let dir = inner.layout.layers_dir();
+            let mut ids = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+                Err(e) => return Err(Error::io_path("list", &dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                // Layer directories are named by their 64-hex id; `l/` holds short links.
+                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    ids.push(name.into_owned());
+                }
+            }
+            ids.sort();
+            Ok(ids)
         })
         .await
     }

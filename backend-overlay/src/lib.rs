@@ -58,6 +58,7 @@ inventory::submit! {
             // 500 lowers per overlay, and one level of nested groups of 500.
             max_depth: Some(mounts::KERNEL_MAX_LOWERS * mounts::KERNEL_MAX_LOWERS),
         },
+        options: &[],
         open,
     }
 }

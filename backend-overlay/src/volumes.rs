@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use storage_core::id::validate_file_name;
 use storage_core::run_root::write_atomic;
 use storage_core::{
-    DataSink, DataSource, Error, Exporter, FilterSpec, Importer, IoContext, ObjectKind, ObjectUrl,
-    Op, Resolver, Result, TarReader, Volume, VolumeStorer, blocking,
+    DataSink, DataSource, Error, Exporter, FileStat, FilterSpec, Importer, IoContext, ObjectKind,
+    ObjectUrl, Op, Resolver, Result, TarReader, Volume, VolumeStorer, blocking,
 };
 use tar_engine::{self, ApplyOptions, ApplyReport, ArchiveStream, ExportOptions, WhiteoutMode};
 
@@ -242,6 +242,14 @@ struct DirHandle {
 impl DataSource for DirHandle {
     async fn export(&mut self, op: &Op, spec: &FilterSpec, data: bool) -> Result<ArchiveStream> {
         self.volumes.export(op, &self.id, None, spec, data).await
+    }
+
+    async fn stat(&mut self, _op: &Op, path: &str) -> Result<FileStat> {
+        let (root, path) = (self.path.clone(), path.to_owned());
+        blocking("stat in a volume", move || {
+            FileStat::in_root(&root, &path, ObjectKind::Volume)
+        })
+        .await
     }
 
     fn source(&self) -> &Path {

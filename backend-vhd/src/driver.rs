@@ -545,13 +545,13 @@ fn with_mounted_changes<T>(
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    tar_engine::with_held_changes(
+    mounts::with_held_pair(
         |l| inner.get(l),
         |l| inner.put(l),
         id,
         from,
         &inner.layout.empty(),
-        use_changes,
+        |old, new| tar_engine::compare_trees(old, new).and_then(use_changes),
     )
 }
 

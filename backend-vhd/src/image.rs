@@ -160,7 +160,7 @@ pub fn build_sandbox(uuid: [u8; 16], sandbox: &Path, part: &Path, size: u64) -> 
         let disk = disk_image::create(part, Format::Vhdx, size)?;
         let options = Options {
             max_size: size,
-            size: Some(size),
+            min_size: size,
             inode_headroom: u32::try_from(size / BYTES_PER_INODE).unwrap_or(u32::MAX),
             uuid,
             label: *b"strata-sandbox\0\0",

@@ -79,6 +79,7 @@ inventory::submit! {
             // 500 lowers per overlay, and one level of nested groups of 500.
             max_depth: Some(mounts::KERNEL_MAX_LOWERS * mounts::KERNEL_MAX_LOWERS),
         },
+        options: &[SANDBOX_SIZE_OPTION],
         open,
     }
 }

@@ -42,10 +42,27 @@ impl Paths {
                 None => std::env::temp_dir().join(format!("strata-{}", nix::unistd::geteuid())),
             },
         };
-        let store = flags
-            .store
-            .clone()
-            .unwrap_or_else(|| format!("overlay://{}", root.display()));
+        let store = match (&flags.store, flags.storage_driver.as_deref()) {
+            (Some(store), None) => store.clone(),
+            (Some(store), Some(driver)) => {
+                bail!("--storage-driver {driver} and --store {store}: give one of the two")
+            }
+            (None, driver) => {
+                let driver = driver.unwrap_or("overlay");
+                let known: Vec<&str> = registry::backends()
+                    .iter()
+                    .filter(|d| d.capabilities.layers && d.capabilities.local_root)
+                    .map(|d| d.scheme)
+                    .collect();
+                if !known.contains(&driver) {
+                    bail!(
+                        "strata has no storage driver {driver:?}; its drivers: {}",
+                        known.join(", ")
+                    );
+                }
+                format!("{driver}://{}", root.display())
+            }
+        };
         Ok(Paths {
             root,
             run_root,
@@ -73,6 +90,10 @@ pub struct Context {
     pub paths: Paths,
     /// The store's name (from the config file, or derived from its URL).
     pub name: String,
+    /// The store's URL.
+    pub url: String,
+    /// The store options it was opened with, as `KEY=VALUE`.
+    pub options: Vec<String>,
     /// The backend's name (`overlay`, …).
     pub backend_name: &'static str,
     /// What the backend can do; commands decide from this, never from a scheme.
@@ -111,6 +132,21 @@ impl Context {
     }
 }
 
+/// `--storage-opt KEY=VALUE`s as store options; a `DRIVER.` prefix is dropped.
+fn storage_opts(flags: &Flags) -> Result<Vec<(String, String)>> {
+    flags
+        .storage_opts
+        .iter()
+        .map(|o| {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--storage-opt {o:?}: expected KEY=VALUE"))?;
+            let key = key.rsplit_once('.').map_or(key, |(_, k)| k);
+            Ok((key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// A store found from the flags and the config file, before anything of it is opened.
 struct Located {
     paths: Paths,
@@ -128,7 +164,9 @@ impl Located {
             Some(p) => registry::Config::load(p)?,
             None => registry::Config::default(),
         };
-        let mut resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        let opts = storage_opts(flags)?;
+        let mut resolved =
+            registry::resolve(&paths.store, &config, &paths.run_root)?.with_options(opts)?;
         let additional = flags
             .additional_stores
             .iter()
@@ -229,6 +267,13 @@ impl Context {
             backend,
             paths,
             name: resolved.config.name.clone(),
+            url: resolved.config.url.to_string(),
+            options: resolved
+                .config
+                .options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             backend_name: resolved.descriptor.name,
             capabilities: resolved.descriptor.capabilities,
         })

@@ -13,13 +13,21 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "strata", version, about)]
 pub struct Flags {
     /// Where the store keeps its data and catalog (default: /var/lib/strata as root,
-    /// $XDG_DATA_HOME/strata otherwise).
-    #[arg(long, value_name = "DIR")]
+    /// $XDG_DATA_HOME/strata otherwise). containers-storage's `-g/--graph` is the same.
+    #[arg(long, short = 'g', visible_alias = "graph", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Where per-boot state goes: mount counts, locks (default: /run/strata as root,
-    /// $XDG_RUNTIME_DIR/strata otherwise).
-    #[arg(long, value_name = "DIR")]
+    /// $XDG_RUNTIME_DIR/strata otherwise). containers-storage's `-R/--run` is the same.
+    #[arg(long, short = 'R', visible_alias = "run", value_name = "DIR")]
     pub run_root: Option<PathBuf>,
+    /// The backend of the store at the root, as containers-storage's driver: overlay (the
+    /// default), vhd or vmdk. Its other drivers (vfs, btrfs, zfs, …) are not strata's.
+    #[arg(long, short = 's', value_name = "DRIVER")]
+    pub storage_driver: Option<String>,
+    /// A store option, KEY=VALUE (repeatable); a `DRIVER.` prefix, as containers-storage
+    /// writes them, is dropped. Options the backend does not read are refused.
+    #[arg(long = "storage-opt", value_name = "KEY=VALUE")]
+    pub storage_opts: Vec<String>,
     /// The store: a URL such as overlay:///var/lib/strata, or a name from the config file
     /// (default: an overlay store at the root).
     #[arg(long, value_name = "URL|NAME")]
@@ -40,6 +48,11 @@ pub struct Flags {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Import a layer from a tar stream (plain, gzip or zstd) and print its id.
+    ///
+    /// strata's shape is `import-layer [--parent P] [FILE|-]`; containers-storage's,
+    /// `import-layer [-f FILE] [PARENT]`, works too: with `-f`, the argument is the
+    /// parent, and without it an argument that is not a file (nor `-`) is taken as the
+    /// parent, the tar then read from standard input.
     ImportLayer {
         /// The new layer's parent.
         #[arg(long)]
@@ -50,9 +63,12 @@ pub enum Command {
         /// A name for the layer (repeatable).
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
-        /// The tar file, or - for standard input.
-        #[arg(default_value = "-")]
-        file: String,
+        /// The tar file (containers-storage's spelling; the argument is then the parent).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        from_file: Option<String>,
+        /// The tar file, or - for standard input (the parent, with `-f`).
+        #[arg(value_name = "FILE|PARENT")]
+        file: Option<String>,
     },
     /// Pull a whole image from an OCI layout (oci:DIR[:TAG|@DIGEST]), an OCI archive
     /// (oci-archive:FILE[:TAG]) or a docker archive (docker-archive:FILE[:REF]) and print
@@ -82,30 +98,46 @@ pub enum Command {
     /// Create an empty layer and print its id.
     CreateLayer {
         /// The new layer's parent.
-        #[arg(long)]
-        parent: Option<String>,
+        #[arg(long = "parent", value_name = "PARENT")]
+        parent_flag: Option<String>,
         /// A read-write (container) layer.
         #[arg(long)]
         rw: bool,
         /// A name for the layer (repeatable).
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
+        /// The parent, as containers-storage takes it.
+        #[arg(value_name = "PARENT", conflicts_with = "parent_flag")]
+        parent: Option<String>,
     },
-    /// Apply a tar stream to an existing layer.
+    /// Apply a tar stream to an existing layer (`applydiff LAYER [FILE|-]`, or
+    /// containers-storage's `applydiff -f FILE LAYER`).
     Applydiff {
         /// The layer.
         id: String,
+        /// The tar file (containers-storage's spelling).
+        #[arg(
+            short = 'f',
+            long = "file",
+            value_name = "FILE",
+            conflicts_with = "file"
+        )]
+        from_file: Option<String>,
         /// The tar file, or - for standard input.
         #[arg(default_value = "-")]
         file: String,
     },
     /// Mount a layer with its parents and print the mount point.
     Mount {
-        /// The layer.
-        id: String,
+        /// The layers or containers.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Mount read-only.
-        #[arg(long)]
+        #[arg(short = 'r', long)]
         read_only: bool,
+        /// Print JSON: `id`, `mountpoint` and `error` for each (as containers-storage).
+        #[arg(short = 'j', long)]
+        json: bool,
     },
     /// Print the disk files a VM needs for a layer or a container, topmost first (for
     /// backends whose layers are disks).
@@ -113,7 +145,7 @@ pub enum Command {
         /// The layer or container.
         id: String,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Release one mount of a layer.
@@ -125,6 +157,10 @@ pub enum Command {
     Diff {
         /// The layer.
         id: String,
+        /// Compare with this layer instead of the parent (containers-storage's second
+        /// argument).
+        #[arg(value_name = "REFERENCE", conflicts_with = "from")]
+        reference: Option<String>,
         /// Compare with this layer instead of the parent.
         #[arg(long)]
         from: Option<String>,
@@ -134,6 +170,15 @@ pub enum Command {
         /// Write headers only, each with its change type.
         #[arg(long)]
         no_data: bool,
+        /// Write to this file (whole, or not at all) instead of standard output.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        output: Option<String>,
+        /// Compress with gzip.
+        #[arg(short = 'c', long = "gzip", conflicts_with = "uncompressed")]
+        gzip: bool,
+        /// Write the tar uncompressed (the default).
+        #[arg(short = 'u', long)]
+        uncompressed: bool,
     },
     /// List a layer's changes.
     Changes {
@@ -143,7 +188,7 @@ pub enum Command {
         #[arg(long)]
         from: Option<String>,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Print the size of a layer's changes.
@@ -154,15 +199,64 @@ pub enum Command {
         #[arg(long)]
         from: Option<String>,
     },
-    /// Delete a layer.
+    /// Delete layers, in the order given; stops at the first that cannot go.
     DeleteLayer {
-        /// The layer.
-        id: String,
+        /// The layers.
+        #[arg(required = true, value_name = "LAYER")]
+        ids: Vec<String>,
     },
     /// List layers.
     Layers {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
+        json: bool,
+        /// Print the layers as a tree of parents and children.
+        #[arg(short = 't', long, conflicts_with = "json")]
+        tree: bool,
+    },
+    /// The owners (UIDs and GIDs) in these layers' parents that the layers' ID mappings
+    /// leave unmapped. strata keeps no ID mappings, so every owner maps to itself and
+    /// the sets are empty, as containers-storage answers for unmapped layers.
+    LayerParentOwners {
+        /// The layers.
+        #[arg(required = true, value_name = "LAYER")]
+        ids: Vec<String>,
+        /// Print JSON: `ID`, `UIDs`, `GIDs`.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// `layer-parent-owners` of these containers' layers.
+    ContainerParentOwners {
+        /// The containers.
+        #[arg(required = true, value_name = "CONTAINER")]
+        ids: Vec<String>,
+        /// Print JSON: `ID`, `UIDs`, `GIDs`.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Copy files or directories into a layer, from the host or from another layer:
+    /// `copy [LAYER:]PATH... LAYER:PATH`. A directory's contents go into the target
+    /// path; a file goes to the target path, or into it when it is a directory or ends
+    /// with `/`. Owners, modes, times, xattrs and links are kept; nothing lands outside
+    /// the target layer, and a layer's source path is looked up without leaving it.
+    Copy {
+        /// The sources, then the target.
+        #[arg(required = true, num_args = 2.., value_name = "[LAYER:]PATH")]
+        paths: Vec<String>,
+    },
+    /// Say which of these layers or containers are mounted (`ID mounted`).
+    Mounted {
+        /// Layers or containers.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Print JSON: `id`, `mounted` and `error` (empty, or why it could not be told).
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// Print strata's version.
+    Version {
+        /// Print JSON.
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Show one layer.
@@ -170,13 +264,20 @@ pub enum Command {
         /// The layer.
         id: String,
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Show the store's status.
     Status {
+        /// Print JSON: `[key, value]` pairs, as containers-storage prints them.
+        #[arg(short = 'j', long)]
+        json: bool,
+    },
+    /// List the disks attached as block devices in this store's run root (by any store
+    /// or `diskimg` using it): device, format, mode, users, server, broken or not.
+    Attachments {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Create an image whose top layer is LAYER and print its id.
@@ -454,7 +555,7 @@ pub enum Command {
     /// List the backends compiled in.
     Backends {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Unmount everything this store mounted.
@@ -470,7 +571,7 @@ pub enum Command {
         #[arg(short = 'j', long)]
         json: bool,
     },
-    /// Volumes: create, list, remove, import, export (any store that has volumes).
+    /// Volumes: create, list, remove, import, export, stat (any store that has volumes).
     Volume {
         /// What to do with volumes.
         #[command(subcommand)]
@@ -531,6 +632,17 @@ pub enum VolumeCommand {
         /// The tar file, or - for standard input.
         #[arg(default_value = "-")]
         file: String,
+    },
+    /// Show one path's metadata inside a volume (mode, owner, size, time, link target),
+    /// without following a symlink at the end or leaving the volume.
+    Stat {
+        /// The volume's id.
+        id: String,
+        /// The path inside the volume.
+        path: String,
+        /// Print JSON.
+        #[arg(short = 'j', long)]
+        json: bool,
     },
     /// Write a volume as a tar stream to standard output.
     Export {

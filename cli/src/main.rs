@@ -4,6 +4,7 @@
 
 mod commands;
 mod context;
+mod cs_json;
 mod flags;
 mod output;
 mod progress;
@@ -78,7 +79,7 @@ fn list(flags: &Flags) -> Option<Result<()>> {
         Containers { json: bool },
     }
     let what = match flags.command {
-        Command::Layers { json } => Listed::Layers { json },
+        Command::Layers { json, tree: false } => Listed::Layers { json },
         Command::Images { json, quiet } => Listed::Images { json, quiet },
         Command::Containers { json } => Listed::Containers { json },
         _ => return None,
@@ -111,6 +112,15 @@ struct BackendOut {
 }
 
 async fn run(flags: Flags, name: String) -> Result<()> {
+    if let Command::Version { json } = flags.command {
+        let version = env!("CARGO_PKG_VERSION");
+        return if json {
+            output::json(&serde_json::json!({ "Version": version }))
+        } else {
+            println!("Version: {version}");
+            Ok(())
+        };
+    }
     if let Command::Backends { json } = flags.command {
         let all: Vec<BackendOut> = registry::backends()
             .iter()
@@ -143,6 +153,9 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             VolumeCommand::Ls { json } => volumes::list(vols, &op, *json).await,
             VolumeCommand::Rm { id } => volumes::remove(&opened, &op, id).await,
             VolumeCommand::Import { id, file } => volumes::import(vols, &op, id, file).await,
+            VolumeCommand::Stat { id, path, json } => {
+                volumes::stat(vols, &op, id, path, *json).await
+            }
             VolumeCommand::Export {
                 id,
                 filter,
@@ -156,8 +169,18 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             parent,
             sum,
             names,
+            from_file,
             file,
-        } => layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), file).await,
+        } => {
+            let (file, parent) = layers::import_shape(
+                &ctx,
+                from_file.as_deref(),
+                file.as_deref(),
+                parent.as_deref(),
+            )
+            .await?;
+            layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), &file).await
+        }
         Command::Pull {
             names,
             platform,
@@ -168,30 +191,65 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             image,
             dest,
         } => transfer::push(&ctx, &op, image, dest, compress).await,
-        Command::CreateLayer { parent, rw, names } => {
-            layers::create(&ctx, &op, parent.as_deref(), *rw, names).await
+        Command::CreateLayer {
+            parent_flag,
+            rw,
+            names,
+            parent,
+        } => {
+            let parent = parent.as_deref().or(parent_flag.as_deref());
+            layers::create(&ctx, &op, parent, *rw, names).await
         }
-        Command::Applydiff { id, file } => layers::apply(&ctx, &op, id, file).await,
-        Command::Mount { id, read_only } => layers::mount(&ctx, &op, id, *read_only).await,
+        Command::Applydiff {
+            id,
+            from_file,
+            file,
+        } => layers::apply(&ctx, &op, id, from_file.as_deref().unwrap_or(file)).await,
+        Command::Mount {
+            ids,
+            read_only,
+            json,
+        } => layers::mount(&ctx, &op, ids, *read_only, *json).await,
         Command::LayerDisks { id, json } => layers::disks(&ctx, &op, id, *json).await,
         Command::Unmount { id } => layers::unmount(&ctx, &op, id).await,
         Command::Diff {
             id,
+            reference,
             from,
             filter,
             no_data,
-        } => layers::diff(&ctx, &op, id, from.as_deref(), filter, *no_data).await,
+            output,
+            gzip,
+            uncompressed: _,
+        } => {
+            let from = reference.as_deref().or(from.as_deref());
+            let to = layers::DiffOutput {
+                file: output.as_deref(),
+                gzip: *gzip,
+            };
+            layers::diff(&ctx, &op, id, from, filter, *no_data, to).await
+        }
         Command::Changes { id, from, json } => {
             layers::changes(&ctx, &op, id, from.as_deref(), *json).await
         }
         Command::Diffsize { id, from } => layers::diff_size(&ctx, &op, id, from.as_deref()).await,
-        Command::DeleteLayer { id } => layers::delete(&ctx, &op, id).await,
+        Command::DeleteLayer { ids } => layers::delete(&ctx, &op, ids).await,
+        Command::Mounted { ids, json } => layers::mounted(&ctx, &op, ids, *json).await,
+        Command::Copy { paths } => layers::copy(&ctx, &op, paths).await,
+        Command::LayerParentOwners { ids, json } => {
+            layers::parent_owners(&ctx, ids, ObjectKind::Layer, *json).await
+        }
+        Command::ContainerParentOwners { ids, json } => {
+            layers::parent_owners(&ctx, ids, ObjectKind::Container, *json).await
+        }
         Command::Layer { id, json } => layers::show(&ctx, &op, id, *json).await,
         Command::Status { json } => status(&ctx, &op, *json).await,
+        Command::Attachments { json } => attachments(&ctx, *json).await,
         Command::Cleanup => Ok(ctx.store.driver().cleanup(&op).await?),
         Command::Check { repair, json } => objects::check(&ctx, &op, *repair, *json).await,
-        Command::Backends { .. } | Command::Volume { .. } => Ok(()),
-        Command::Layers { json } => layers::print(&ctx.store.layers().await?, *json),
+        Command::Backends { .. } | Command::Volume { .. } | Command::Version { .. } => Ok(()),
+        Command::Layers { tree: true, .. } => layers::print_tree(&ctx.store.layers().await?),
+        Command::Layers { json, .. } => layers::print(&ctx.store.layers().await?, *json),
         Command::Images { json, quiet } => images::print(&ctx.store.images().await?, *json, *quiet),
         Command::Containers { json } => containers::print(&ctx.store.containers().await?, *json),
         Command::CreateImage {
@@ -344,59 +402,84 @@ async fn run(flags: Flags, name: String) -> Result<()> {
     }
 }
 
+/// `status`: containers-storage's pairs (`Root`, `Run Root`, `Driver Name`, `Driver
+/// Options`, then the driver's), then strata's own: the store, its URL, volumes and how
+/// many disks are attached in its run root (listed by `attachments`).
 async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
     let mut facts = vec![
-        ("Store".to_owned(), ctx.paths.store.clone()),
-        ("Driver".to_owned(), ctx.store.driver().name().to_owned()),
-        ("Root".to_owned(), ctx.paths.root.display().to_string()),
+        // Where this store's catalog is: its own directory for a local store, `--root`
+        // for a remote one; not the default root when the store is named elsewhere.
+        ("Root".to_owned(), ctx.store.root().display().to_string()),
+        (
+            "Run Root".to_owned(),
+            ctx.paths.run_root.display().to_string(),
+        ),
+        (
+            "Driver Name".to_owned(),
+            ctx.store.driver().name().to_owned(),
+        ),
+        (
+            "Driver Options".to_owned(),
+            format!("[{}]", ctx.options.join(" ")),
+        ),
     ];
     facts.extend(ctx.store.driver().status(op).await?);
-    facts.push((
-        "Volumes".to_owned(),
-        if ctx.backend.volumes.is_some() {
-            "yes".into()
-        } else {
-            "no".into()
-        },
-    ));
-    // Disks attached as block devices in this run root, by whatever attached them.
-    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
-    let attachments =
-        tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
-            .await
-            .context("attachment listing")??;
-    if json {
-        let mut map: serde_json::Map<String, serde_json::Value> = facts
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        map.insert(
-            "Attachments".into(),
-            serde_json::to_value(&attachments).context("attachments as JSON")?,
-        );
-        output::json(&map)?;
+    facts.push(("Store".to_owned(), ctx.name.clone()));
+    facts.push(("URL".to_owned(), ctx.url.clone()));
+    let volumes = if ctx.backend.volumes.is_some() {
+        "yes"
     } else {
-        for (k, v) in facts {
-            println!("{k}: {v}");
-        }
-        println!("Attachments: {}", attachments.len());
-        for a in &attachments {
-            let served = a.server.map_or("loop device only".to_string(), |s| {
-                format!("server pid {}", s.pid)
-            });
-            let mode = if a.read_only { "ro" } else { "rw" };
-            let problem = a
-                .problem
-                .as_ref()
-                .map_or(String::new(), |p| format!(" (broken: {p})"));
-            println!(
-                "  {} {} {mode}, {} user(s), {served}: {}{problem}",
-                a.device.display(),
-                a.format,
-                a.refs,
-                a.top.display()
-            );
-        }
+        "no"
+    };
+    facts.push(("Volumes".to_owned(), volumes.into()));
+    let attachments = attachment_list(ctx).await?;
+    facts.push(("Attachments".to_owned(), attachments.len().to_string()));
+    if json {
+        return output::json(&facts);
     }
+    for (k, v) in facts {
+        println!("{k}: {v}");
+    }
+    print_attachments(&attachments);
+    Ok(())
+}
+
+/// Disks attached as block devices in this store's run root, by whatever attached them.
+async fn attachment_list(ctx: &Context) -> Result<Vec<disk_image::attach::Attachment>> {
+    let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
+    tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
+        .await
+        .context("attachment listing")?
+        .context("list attachments")
+}
+
+/// One line each: device, format, mode, users, server and the top disk.
+fn print_attachments(attachments: &[disk_image::attach::Attachment]) {
+    for a in attachments {
+        let served = a.server.map_or("loop device only".to_string(), |s| {
+            format!("server pid {}", s.pid)
+        });
+        let mode = if a.read_only { "ro" } else { "rw" };
+        let problem = a
+            .problem
+            .as_ref()
+            .map_or(String::new(), |p| format!(" (broken: {p})"));
+        println!(
+            "  {} {} {mode}, {} user(s), {served}: {}{problem}",
+            a.device.display(),
+            a.format,
+            a.refs,
+            a.top.display()
+        );
+    }
+}
+
+/// `attachments`: the disks attached in this store's run root.
+async fn attachments(ctx: &Context, json: bool) -> Result<()> {
+    let attachments = attachment_list(ctx).await?;
+    if json {
+        return output::json(&attachments);
+    }
+    print_attachments(&attachments);
     Ok(())
 }

@@ -165,8 +165,11 @@ fn chain_layers_mount_with_zero_differences_needs_root() {
             serde_json::from_str(&store.ok(&["layers", "--json"])).unwrap();
         let listed = listed.as_array().unwrap();
         assert_eq!(listed.len(), 3);
-        for l in listed {
-            assert!(l["id"].is_string() && l.get("parent").is_some() && l["names"].is_array());
+        // containers-storage's shape: a parent on all but the base, no empty names.
+        for (i, l) in listed.iter().enumerate() {
+            assert!(l["id"].is_string(), "{l}");
+            assert_eq!(l.get("parent").is_some(), i > 0, "{l}");
+            assert!(l.get("names").is_none_or(|n| n.is_array()), "{l}");
         }
     });
 }
@@ -567,7 +570,8 @@ fn unchanged_layers_diff_to_the_bytes_imported_until_written_again_needs_root() 
             parent = Some(layer.clone());
             last = (layer, input);
         }
-        // A second diff applied to the layer: the imported bytes are no longer its diff.
+        // A second diff applied to the layer (where the backend takes one): the imported
+        // bytes are no longer its diff.
         let (layer, input) = last;
         let mut extra = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_ustar();
@@ -581,7 +585,14 @@ fn unchanged_layers_diff_to_the_bytes_imported_until_written_again_needs_root() 
             .unwrap();
         let extra_path = store.dir.path().join("extra.tar");
         std::fs::write(&extra_path, extra.into_inner().unwrap()).unwrap();
-        store.ok(&["applydiff", &layer, extra_path.to_str().unwrap()]);
+        let applied = store.run(&["applydiff", &layer, extra_path.to_str().unwrap()]);
+        if !applied.status.success() {
+            // A backend whose complete layers are never written again (vmdk) says so;
+            // its layers cannot change, so their imported bytes stay their diff.
+            let stderr = String::from_utf8_lossy(&applied.stderr);
+            assert!(stderr.contains("not supported"), "{stderr}");
+            return;
+        }
         let out = store.cmd(&["diff", &layer]).output().unwrap();
         assert!(out.status.success());
         assert!(out.stdout != input);

@@ -223,7 +223,7 @@ fn pulled(store: &CliStore, image: &str) -> (Value, Vec<Value>) {
     let record = store.json(&["image", "--json", image])[0].clone();
     let layers = store.json(&["layers", "--json"]);
     let mut chain = Vec::new();
-    let mut next = record["top_layer"].as_str().map(str::to_owned);
+    let mut next = record["layer"].as_str().map(str::to_owned);
     while let Some(id) = next {
         let layer = layers
             .as_array()
@@ -241,10 +241,7 @@ fn pulled(store: &CliStore, image: &str) -> (Value, Vec<Value>) {
 
 /// The uncompressed digests of a chain's layers.
 fn tar_digests(chain: &[Value]) -> Vec<Value> {
-    chain
-        .iter()
-        .map(|l| l["uncompressed_digest"].clone())
-        .collect()
+    chain.iter().map(|l| l["diff-digest"].clone()).collect()
 }
 
 /// Every layer's diff hashes to its recorded uncompressed digest.
@@ -255,7 +252,7 @@ fn diffs_are_byte_exact(store: &CliStore, chain: &[Value]) {
         assert!(out.status.success());
         assert_eq!(
             sha256(&out.stdout),
-            layer["uncompressed_digest"].as_str().unwrap(),
+            layer["diff-digest"].as_str().unwrap(),
             "diff of layer {id}"
         );
     }
@@ -350,9 +347,9 @@ impl Peer {
             .iter()
             .map(|l| {
                 (
-                    l["uncompressed_digest"].clone(),
-                    l["compressed_digest"].clone(),
-                    l["uncompressed_size"].clone(),
+                    l["diff-digest"].clone(),
+                    l["compressed-diff-digest"].clone(),
+                    l["diff-size"].clone(),
                 )
             })
             .collect();

@@ -31,29 +31,21 @@ fn needs(test: &str) -> bool {
 /// A CLI store whose commands go to `vhd://` at its root.
 struct VhdStore(CliStore);
 
+impl std::ops::Deref for VhdStore {
+    type Target = CliStore;
+
+    fn deref(&self) -> &CliStore {
+        &self.0
+    }
+}
+
 impl VhdStore {
     fn new(prefix: &str) -> Self {
-        VhdStore(CliStore::new(prefix))
-    }
-
-    fn args<'a>(&self, url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        let mut all = vec!["--store", url];
-        all.extend_from_slice(args);
-        all
-    }
-
-    fn url(&self) -> String {
-        format!("vhd://{}", self.0.root().display())
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let url = self.url();
-        self.0.ok(&self.args(&url, args))
+        VhdStore(CliStore::on(prefix, "vhd"))
     }
 
     fn check(&self, after: &str) {
-        let url = self.url();
-        let out = self.0.run(&self.args(&url, &["check"]));
+        let out = self.run(&["check"]);
         assert!(
             out.status.success(),
             "after {after}: strata check: {}{}",
@@ -65,53 +57,13 @@ impl VhdStore {
     /// Runs `args` with `input` on standard input, killing it after `delay` (`None`: lets
     /// it finish, which it must do successfully).
     fn run_or_kill(&self, args: &[&str], input: &[u8], delay: Option<Duration>) {
-        let url = self.url();
-        common::run_or_kill(self.0.cmd(&self.args(&url, args)), input, delay);
-    }
-
-    /// What of this store's is still attached, mounted or served.
-    fn leftovers(&self) -> Vec<String> {
-        let tag = self.0.scratch().display().to_string();
-        let mut left = Vec::new();
-        let loops = std::process::Command::new("losetup")
-            .arg("-a")
-            .output()
-            .unwrap();
-        left.extend(
-            String::from_utf8_lossy(&loops.stdout)
-                .lines()
-                .filter(|l| l.contains(&tag))
-                .map(|l| format!("loop device: {l}")),
-        );
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        left.extend(
-            mounts
-                .lines()
-                .filter(|l| l.contains(&tag))
-                .map(|l| format!("mount: {l}")),
-        );
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("serve-block-view") && cmdline.contains(&tag) {
-                left.push(format!("server: {cmdline}"));
-            }
-        }
-        left
+        common::run_or_kill(self.cmd(args), input, delay);
     }
 
     /// Unmounts everything and deletes the layer `name` if an earlier run left it.
     fn clean_without(&self, name: &str) {
         self.ok(&["cleanup"]);
-        let url = self.url();
-        if self
-            .0
-            .run(&self.args(&url, &["layer", name]))
-            .status
-            .success()
-        {
+        if self.run(&["layer", name]).status.success() {
             self.ok(&["delete-layer", name]);
         }
     }
@@ -149,7 +101,7 @@ fn an_import_killed_anywhere_leaves_a_store_check_accepts_and_no_half_built_disk
         let after = format!("an import killed after {delay:?} of {span:?}");
         store.check_and_clean(&after);
         // The next open removed every disk a kill left half built.
-        let vhd = store.0.root().join("vhd");
+        let vhd = store.root().join("vhd");
         for layer in std::fs::read_dir(&vhd).unwrap().flatten() {
             for file in std::fs::read_dir(layer.path()).unwrap().flatten() {
                 let name = file.file_name().to_string_lossy().into_owned();
@@ -170,21 +122,13 @@ fn a_container_mount_killed_anywhere_leaks_no_loop_device_mount_or_server() {
     }
     let store = VhdStore::new("strata-vhd-kill-mount-");
     let tar = files_tar(50, 5, 2);
-    let url = store.url();
-    let l1 = store
-        .0
-        .run_with_input(&store.args(&url, &["import-layer", "-n", "l1", "-"]), &tar);
+    let l1 = store.run_with_input(&["import-layer", "-n", "l1", "-"], &tar);
     assert!(l1.status.success());
-    let l2 = store.0.run_with_input(
-        &store.args(&url, &["import-layer", "--parent", "l1", "-n", "l2", "-"]),
-        &tar,
-    );
+    let l2 = store.run_with_input(&["import-layer", "--parent", "l1", "-n", "l2", "-"], &tar);
     assert!(l2.status.success());
     store.ok(&["create-image", "-n", "img", "l2"]);
     store.ok(&["create-container", "-n", "c", "img"]);
-    let layer = store
-        .0
-        .json(&store.args(&url, &["container", "c", "--json"]));
+    let layer = store.json(&["container", "c", "--json"]);
     let layer = layer
         .as_array()
         .map_or(&layer, |a| &a[0])

@@ -2,6 +2,8 @@
 //! and on an overlay store: volume commands need no layer driver.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -51,7 +53,7 @@ impl Cli {
 /// The script: create with info, list as JSON, import from a file and from standard
 /// input, export to standard output, re-import the export, remove. `volumes` is where
 /// the store keeps volume data, as the machine sees it.
-fn volume_commands(cli: &Cli, volumes: &Path) {
+fn volume_commands(cli: &Cli, volumes: &Path, owner: (u32, u32)) {
     let data = Layercheck::generate();
     assert_eq!(
         cli.ok(&[
@@ -117,6 +119,7 @@ fn volume_commands(cli: &Cli, volumes: &Path) {
     let listed: serde_json::Value =
         serde_json::from_str(&cli.ok(&["volume", "ls", "--json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
+    common::volume_stat_script(&|args| cli.run(args), owner);
 }
 
 impl Cli {
@@ -141,7 +144,7 @@ fn volume_commands_work_on_an_nfs_store_with_ganesha() {
     }
     let g = Ganesha::start(1000, 1000);
     let cli = Cli::new(g.url(1000, 1000));
-    volume_commands(&cli, &g.export_dir().join("volumes"));
+    volume_commands(&cli, &g.export_dir().join("volumes"), (1000, 1000));
 }
 
 #[test]
@@ -155,7 +158,7 @@ fn volume_commands_work_on_an_overlay_store_as_root() {
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().join("store");
     let cli = Cli::new(format!("overlay://{}", root.display()));
-    volume_commands(&cli, &root.join("volumes"));
+    volume_commands(&cli, &root.join("volumes"), (1234, 5678));
 }
 
 #[test]

@@ -8,8 +8,9 @@ use crate::disk::{Disk, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::{create, open};
 
-/// How deep a chain may be before it is taken for a loop.
-pub const MAX_CHAIN_DEPTH: usize = 64;
+/// How deep a chain may be before it is taken for a loop: deep enough for an image of a
+/// hundred layers, each a delta disk, on a base disk, with room to spare.
+pub const MAX_CHAIN_DEPTH: usize = 128;
 /// Bytes copied per read/write by [`convert`].
 const COPY_CHUNK: u64 = 4 << 20;
 

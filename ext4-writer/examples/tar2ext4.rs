@@ -7,8 +7,8 @@
 //! `--label` and `--uuid` set the volume label (at most 16 bytes) and the file system
 //! UUID (32 hex digits, dashes allowed) instead of the defaults; `--read-only` sets the
 //! read-only compatibility flag, so kernels refuse to mount the image read-write (it is
-//! read-write by default); `--size` makes the file system fill that many bytes (whole
-//! 128 MiB groups), free space and all, for an image to be written once mounted.
+//! read-write by default); `--size` makes the file system at least that many bytes
+//! long (whole 4 KiB blocks), free space and all, for an image to be written once mounted.
 //!
 //! By default OUT is the raw image, as long as the file system. With `--format F` (`vhdx`,
 //! `vmdk`, `vhd-fixed`, `vhd-dynamic`, or any other format `disk-image` creates) OUT is a
@@ -48,23 +48,10 @@ struct Args {
     vhd: bool,
     max_size: Option<u64>,
     metadata_csum: bool,
-    label: [u8; 16],
+    label: Option<String>,
     uuid: Option<[u8; 16]>,
     read_only: bool,
     size: Option<u64>,
-}
-
-/// A volume label: at most 16 bytes, NUL-padded.
-fn parse_label(name: &str) -> Result<[u8; 16], String> {
-    let bytes = name.as_bytes();
-    if bytes.len() > 16 || bytes.contains(&0) {
-        return Err(format!(
-            "--label takes at most 16 bytes with no NUL, not {name:?}"
-        ));
-    }
-    let mut label = [0u8; 16];
-    label[..bytes.len()].copy_from_slice(bytes);
-    Ok(label)
 }
 
 /// A UUID: 32 hex digits, dashes anywhere.
@@ -91,7 +78,7 @@ fn parse() -> Result<Args, String> {
     let mut vhd = false;
     let mut max_size = None;
     let mut metadata_csum = false;
-    let mut label = [0u8; 16];
+    let mut label = None;
     let mut uuid = None;
     let mut read_only = false;
     let mut size = None;
@@ -104,7 +91,7 @@ fn parse() -> Result<Args, String> {
             "--unsynced" => unsynced = true,
             "--metadata-csum" => metadata_csum = true,
             "--read-only" => read_only = true,
-            "--label" => label = parse_label(&it.next().ok_or("--label takes a name")?)?,
+            "--label" => label = Some(it.next().ok_or("--label takes a name")?),
             "--uuid" => uuid = Some(parse_uuid(&it.next().ok_or("--uuid takes a UUID")?)?),
             "--size" => {
                 let n = it.next().ok_or("--size takes a number of bytes")?;
@@ -178,11 +165,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options {
         whiteouts: args.whiteouts,
         metadata_csum: args.metadata_csum,
-        label: args.label,
         read_only: args.read_only,
-        size: args.size,
+        min_size: args.size.unwrap_or(0),
         ..Options::default()
     };
+    if let Some(label) = &args.label {
+        options = options.with_label(label)?;
+    }
     if let Some(uuid) = args.uuid {
         options.uuid = uuid;
     }

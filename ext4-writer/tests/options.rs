@@ -174,7 +174,7 @@ fn a_label_and_uuid_reach_the_superblock_and_a_sized_image_fills_its_size_needs_
     let options = Options {
         label,
         uuid: *b"0123456789abcdef",
-        size: Some(size),
+        min_size: size,
         max_size: size,
         inode_headroom: 4096,
         lost_found: false,
@@ -204,4 +204,36 @@ fn a_label_and_uuid_reach_the_superblock_and_a_sized_image_fills_its_size_needs_
         "{text}"
     );
     assert!(text.contains("Block count:              65536"), "{text}");
+}
+
+#[test]
+fn a_least_size_is_free_space_that_e2fsck_accepts_needs_e2fsck() {
+    if !require(
+        "a_least_size_is_free_space_that_e2fsck_accepts_needs_e2fsck",
+        &[Requirement::Command("e2fsck")],
+    ) {
+        return;
+    }
+    let lc = Layercheck::generate();
+    let plain = std::fs::read(lc.chain_layer(1)).unwrap();
+    for min_size in [64u64 << 20, (300 << 20) + 4096] {
+        let mut b = Builder::new(
+            Cursor::new(Vec::new()),
+            Options {
+                min_size,
+                max_size: 1 << 30,
+                inode_headroom: 1000,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        b.append_tar(Cursor::new(&plain)).unwrap();
+        let (img, summary) = b.finish().unwrap();
+        assert!(summary.size >= min_size, "{summary:?} for {min_size}");
+        assert!(
+            summary.size < min_size + (1 << 20),
+            "{summary:?} for {min_size}"
+        );
+        common::e2fsck_clean_bytes(&img.into_inner());
+    }
 }

@@ -40,6 +40,8 @@ use crate::nesting::{self, Lower};
 use crate::overlay::{self, MountApi, Stack};
 
 const NEST: &str = "nest";
+/// How many of a plan's bases are made at once.
+pub const BASE_WORKERS: usize = 4;
 const BASE: &str = "base";
 
 /// A counted mount, by what it is. Its record in the run root is the top's key itself,
@@ -85,8 +87,9 @@ impl<'a> MountKey<'a> {
     }
 }
 
-/// What a backend tells [`CountedMounts`] about the mounts it asks for.
-pub trait MountSites {
+/// What a backend tells [`CountedMounts`] about the mounts it asks for. Shared by the
+/// threads that make a plan's bases side by side, so `Sync`.
+pub trait MountSites: Sync {
     /// Where the top mount `key` goes: a directory the backend made.
     fn target(&self, key: &str) -> PathBuf;
 
@@ -103,8 +106,9 @@ pub trait MountSites {
     }
 }
 
-/// A caller's own way to mount something at the target it is given.
-pub type MakeFn<'a> = Box<dyn FnOnce(&Path) -> Result<()> + 'a>;
+/// A caller's own way to mount something at the target it is given. `Send`: a plan's
+/// bases are made on several threads at once.
+pub type MakeFn<'a> = Box<dyn FnOnce(&Path) -> Result<()> + Send + 'a>;
 
 /// How a mount point gets its mount.
 pub enum Make<'a> {
@@ -117,7 +121,7 @@ pub enum Make<'a> {
 
 impl<'a> Make<'a> {
     /// [`Make::With`] the closure `make`.
-    pub fn with(make: impl FnOnce(&Path) -> Result<()> + 'a) -> Make<'a> {
+    pub fn with(make: impl FnOnce(&Path) -> Result<()> + Send + 'a) -> Make<'a> {
         Make::With(Box::new(make))
     }
 }
@@ -150,12 +154,45 @@ impl<'a> Plan<'a> {
     }
 
     /// Also stands on the base `name`, made by `make` where nothing mounts it yet (at
-    /// [`CountedMounts::base_target`]). Bases are made in the order they are added,
-    /// before the nests and the top.
+    /// [`CountedMounts::base_target`]). Bases are made before the nests and the top,
+    /// up to [`BASE_WORKERS`] at a time (a base stands on no other: attaching a disk
+    /// and mounting its filesystem waits mostly on the kernel, so a deep image's bases
+    /// overlap); they are recorded, and let go again, in the order they are added.
     pub fn on_base(mut self, name: &str, make: Make<'a>) -> Plan<'a> {
         self.bases.push((name.to_owned(), make));
         self
     }
+}
+
+/// Holds the mount of `id` and, when `from` is given, of `from` (taken with `get`, let go
+/// with `put`), runs `use_trees` with the two trees (`from`'s first; `empty` stands for
+/// no `from`) while both are held, then lets both go whatever it returned. What
+/// `use_trees` makes may point into the trees (an export reads file data there), so it is
+/// used up inside. Its error comes before a failure to let go.
+pub fn with_held_pair<T>(
+    get: impl Fn(&str) -> Result<PathBuf>,
+    put: impl Fn(&str) -> Result<()>,
+    id: &str,
+    from: Option<&str>,
+    empty: &Path,
+    use_trees: impl FnOnce(&Path, &Path) -> Result<T>,
+) -> Result<T> {
+    let new = get(id)?;
+    let old = match from {
+        Some(f) => match get(f) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = put(id);
+                return Err(e);
+            }
+        },
+        None => empty.to_owned(),
+    };
+    let result = use_trees(&old, &new);
+    let released = put(id).and(from.map_or(Ok(()), &put));
+    let out = result?;
+    released?;
+    Ok(out)
 }
 
 /// The counted mounts of one store, in its run root.
@@ -270,17 +307,17 @@ impl<S: MountSites> CountedMounts<S> {
 
     /// Makes the mount of `key` at `target` (nothing is mounted there) and records it.
     fn mount_first(&self, key: &str, target: &Path, plan: Plan<'_>) -> Result<()> {
-        let shared = plan
+        let bases: Vec<(String, Make<'_>)> = plan
             .bases
             .into_iter()
             .map(|(name, make)| (MountKey::Base(name.as_str()).record(), make))
-            .chain(
-                plan.nests
-                    .into_iter()
-                    .map(|(name, stack)| (MountKey::Nest(&name).record(), Make::Overlay(stack))),
-            );
-        let mut taken: Vec<String> = Vec::new();
-        for (record, make) in shared {
+            .collect();
+        let mut taken = self.acquire_bases(bases)?;
+        let nests = plan
+            .nests
+            .into_iter()
+            .map(|(name, stack)| (MountKey::Nest(&name).record(), Make::Overlay(stack)));
+        for (record, make) in nests {
             if let Err(e) = self.acquire(&record, make) {
                 self.release_all(&taken);
                 return Err(e);
@@ -293,6 +330,37 @@ impl<S: MountSites> CountedMounts<S> {
         }
         write_atomic(&self.uses_file(key), taken.join("\n").as_bytes())?;
         self.run.set_count(key, 1)
+    }
+
+    /// Holds each of `bases` once more (making those nothing mounts), up to
+    /// [`BASE_WORKERS`] at a time, and returns their records in the order given. When one
+    /// fails, those not started yet are skipped, every one taken is let go again (last
+    /// first) and the first failure in that order is returned.
+    fn acquire_bases(&self, bases: Vec<(String, Make<'_>)>) -> Result<Vec<String>> {
+        let records: Vec<String> = bases.iter().map(|(r, _)| r.clone()).collect();
+        let distinct = records.iter().collect::<HashSet<_>>().len() == records.len();
+        // The same base twice in one plan would race on its own count: one at a time.
+        let workers = if distinct { BASE_WORKERS } else { 1 };
+        let outcomes =
+            for_each_bounded(bases, workers, |(record, make)| self.acquire(&record, make));
+        let mut taken = Vec::new();
+        let mut failure = None;
+        for (record, outcome) in records.into_iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(())) => taken.push(record),
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        match failure {
+            Some(e) => {
+                self.release_all(&taken);
+                Err(e)
+            }
+            None => Ok(taken),
+        }
     }
 
     fn make(&self, make: Make<'_>, target: &Path) -> Result<()> {
@@ -577,6 +645,51 @@ impl<S: MountSites> CountedMounts<S> {
     fn uses_file(&self, key: &str) -> PathBuf {
         self.run.path().join("uses").join(key)
     }
+}
+
+/// Runs `work` on each of `items` on up to `workers` threads (the caller's among them),
+/// and returns each outcome in the order of `items`: `None` for those skipped because
+/// one before them, in the order they were started, had failed.
+fn for_each_bounded<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    work: impl Fn(T) -> Result<R> + Sync,
+) -> Vec<Option<Result<R>>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let n = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let outcomes: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..n).map(|_| None).collect());
+    let failed = AtomicBool::new(false);
+    let run = || {
+        loop {
+            if failed.load(Ordering::SeqCst) {
+                return;
+            }
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((i, item)) = next else { return };
+            let outcome = work(item);
+            if outcome.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            outcomes.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..workers.clamp(1, n.max(1)) {
+            // A thread the system will not give is one worker fewer, not a failure.
+            if std::thread::Builder::new()
+                .name("mount-base".into())
+                .spawn_scoped(s, run)
+                .is_err()
+            {
+                break;
+            }
+        }
+        run();
+    });
+    outcomes.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A top's key or a shared mount's name becomes a file name in the run root: one plain

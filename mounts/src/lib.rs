@@ -65,7 +65,9 @@ mod nesting;
 pub mod overlay;
 
 pub use block::BlockMount;
-pub use counted::{CountedMounts, Make, MakeFn, MountKey, MountSites, Plan};
+pub use counted::{
+    BASE_WORKERS, CountedMounts, Make, MakeFn, MountKey, MountSites, Plan, with_held_pair,
+};
 pub use mount_point::{is_mounted, unmount};
 pub use nesting::Lower;
 pub use overlay::{KERNEL_MAX_LOWERS, MountApi, Stack};

@@ -279,7 +279,7 @@ fn bases_made_by_the_caller_are_shared_by_count_and_cleanup_takes_down_tops_then
     assert_eq!(
         uses.first(),
         Some(&"base-layer0"),
-        "bases are made bottom first"
+        "bases are recorded bottom first"
     );
     assert_eq!(uses.last(), Some(&"nest-layer499"), "then the nests");
 
@@ -349,6 +349,93 @@ fn a_failed_top_mount_lets_go_of_the_shared_mounts_it_took_needs_root() {
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }));
     f.assert_nothing_held();
+}
+
+/// A base that mounts nothing: it leaves a file in its target and logs its name, or
+/// fails when `fail` is set.
+fn logged_base(name: &str, made: &Arc<Mutex<Vec<String>>>, fail: bool) -> Make<'static> {
+    let (name, made) = (name.to_owned(), made.clone());
+    Make::with(move |target: &Path| {
+        if fail {
+            return Err(Error::Unsupported {
+                what: format!("base {name}"),
+                reason: "it is broken".into(),
+            });
+        }
+        std::fs::write(target.join("made"), name.as_bytes())
+            .map_err(|e| Error::io_path("write in", target, e))?;
+        made.lock().unwrap().push(format!("base-{name}"));
+        Ok(())
+    })
+}
+
+/// Mounts the top `a` of a new fixture on `n` bases `l0`, `l1`… made by
+/// [`logged_base`], the one numbered `broken` failing, with a top that mounts nothing.
+/// Returns the fixture, its mounts, the outcome and the records of the bases made,
+/// sorted.
+fn mount_on_logged_bases(
+    n: usize,
+    broken: Option<usize>,
+) -> (Fixture, CountedMounts<Tops>, Result<PathBuf>, Vec<String>) {
+    let f = Fixture::new();
+    let mounts = f.open();
+    f.top("a");
+    let made = Arc::new(Mutex::new(Vec::new()));
+    let outcome = mounts.mount("a", || {
+        Ok(
+            (0..n).fold(Plan::new(Make::with(|_: &Path| Ok(()))), |plan, i| {
+                let name = format!("l{i}");
+                plan.on_base(&name, logged_base(&name, &made, Some(i) == broken))
+            }),
+        )
+    });
+    let mut made = made.lock().unwrap().clone();
+    made.sort();
+    (f, mounts, outcome, made)
+}
+
+#[test]
+fn bases_made_several_at_a_time_are_recorded_in_plan_order() {
+    let n = 3 * mounts::BASE_WORKERS;
+    let (f, mounts, outcome, made) = mount_on_logged_bases(n, None);
+    outcome.unwrap();
+    let want: Vec<String> = (0..n).map(|i| format!("base-l{i}")).collect();
+    let mut sorted = want.clone();
+    sorted.sort();
+    assert_eq!(made, sorted, "each base made once");
+    let uses = std::fs::read_to_string(f.run().join("uses/a")).unwrap();
+    assert_eq!(uses.lines().collect::<Vec<_>>(), want, "in the order added");
+    for record in &want {
+        assert_eq!(f.count(record), 1, "{record}");
+    }
+    mounts.unmount("a").unwrap();
+    let mut taken_down = f.taken_down();
+    assert_eq!(taken_down.first().map(String::as_str), Some("a"));
+    taken_down.remove(0);
+    let mut last_first = want;
+    last_first.reverse();
+    assert_eq!(taken_down, last_first, "let go last added first");
+    f.assert_nothing_held();
+}
+
+#[test]
+fn a_base_failing_among_bases_made_at_once_lets_go_of_every_one_taken() {
+    let n = 4 * mounts::BASE_WORKERS;
+    let (f, _mounts, outcome, made) = mount_on_logged_bases(n, Some(n / 2));
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { what, .. } if *what == format!("base l{}", n / 2)),
+        "{err}"
+    );
+    // Whatever was made before or beside the broken one was let go again, and nothing
+    // that was not made was taken down.
+    let mut taken_down = f.taken_down();
+    taken_down.sort();
+    assert_eq!(taken_down, made);
+    assert!(made.len() < n);
+    f.assert_nothing_held();
+    assert!(!f.run().join("uses/a").exists());
+    assert!(!f.run().join("mounting/a").exists());
 }
 
 #[test]

@@ -31,6 +31,8 @@ use backend_nfs as _;
 use backend_overlay as _;
 #[cfg(feature = "vhd")]
 use backend_vhd as _;
+#[cfg(feature = "vmdk")]
+use backend_vmdk as _;
 
 /// Errors of resolving and opening stores.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,18 @@ pub enum RegistryError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A store option (from a config file or `--storage-opt`) its backend does not read.
+    #[error("store {store:?}: the {backend} backend has no option {option:?} (it reads: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownOption {
+        /// The store's name.
+        store: String,
+        /// The backend's name.
+        backend: String,
+        /// The option given.
+        option: String,
+        /// The options the backend reads.
+        known: Vec<String>,
     },
     /// The backend refused to open the store.
     #[error(transparent)]
@@ -120,9 +134,40 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Adds store options given another way (`--storage-opt KEY=VALUE`), refused like a
+    /// config file's when the backend does not read them.
+    pub fn with_options(
+        mut self,
+        extra: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RegistryError> {
+        self.config.options.extend(extra);
+        check_options(&self.config.name, self.descriptor, &self.config.options)?;
+        Ok(self)
+    }
+
     /// Opens the store.
     pub fn open(&self) -> Result<Backend, RegistryError> {
         Ok((self.descriptor.open)(&self.config)?)
+    }
+}
+
+/// Refuses an option `descriptor`'s backend does not read, naming the store `name`.
+fn check_options(
+    name: &str,
+    descriptor: &BackendDescriptor,
+    options: &BTreeMap<String, String>,
+) -> Result<(), RegistryError> {
+    match options
+        .keys()
+        .find(|k| !descriptor.options.contains(&k.as_str()))
+    {
+        Some(option) => Err(RegistryError::UnknownOption {
+            store: name.to_owned(),
+            backend: descriptor.name.to_owned(),
+            option: option.clone(),
+            known: descriptor.options.iter().map(|o| (*o).to_owned()).collect(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -166,6 +211,7 @@ pub fn resolve(store: &str, config: &Config, run_root: &Path) -> Result<Resolved
             url: url.clone(),
             available: all.iter().map(|d| d.scheme.to_owned()).collect(),
         })?;
+    check_options(&name, descriptor, &options)?;
     Ok(Resolved {
         descriptor,
         config: StoreConfig {
@@ -191,6 +237,7 @@ mod tests {
             ("nfs", cfg!(feature = "nfs")),
             ("overlay", cfg!(feature = "overlay")),
             ("vhd", cfg!(feature = "vhd")),
+            ("vmdk", cfg!(feature = "vmdk")),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
@@ -262,29 +309,68 @@ mod tests {
         assert!(matches!(err, Err(RegistryError::UnknownScheme { .. })));
     }
 
-    #[cfg(feature = "overlay")]
+    #[cfg(all(feature = "overlay", feature = "vmdk"))]
     #[test]
-    fn named_stores_come_from_the_config_file() {
+    fn named_stores_come_from_the_config_file_and_unknown_options_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cfg_path = dir.path().join("strata.toml");
         std::fs::write(
             &cfg_path,
             format!(
-                "[stores.local]\nurl = \"overlay://{}/store\"\noptions = {{ depth = 7 }}\n",
-                dir.path().display()
+                "[stores.local]\nurl = \"overlay://{d}/store\"\n\
+                 [stores.disks]\nurl = \"vmdk://{d}/disks\"\noptions = {{ scratch_size = \"1G\" }}\n\
+                 [stores.typo]\nurl = \"overlay://{d}/typo\"\noptions = {{ depth = 7 }}\n",
+                d = dir.path().display()
             ),
         )
         .unwrap();
         let cfg = Config::load(&cfg_path).unwrap();
-        let r = match resolve("local", &cfg, &dir.path().join("run")) {
+        let r = match resolve("disks", &cfg, &dir.path().join("run")) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(r.config.name, "local");
-        assert_eq!(r.config.options.get("depth").map(String::as_str), Some("7"));
+        assert_eq!(r.config.name, "disks");
+        assert_eq!(
+            r.config.options.get("scratch_size").map(String::as_str),
+            Some("1G")
+        );
+        assert!(resolve("local", &cfg, dir.path()).is_ok());
+        match resolve("typo", &cfg, dir.path()) {
+            Err(e @ RegistryError::UnknownOption { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("\"typo\"")
+                        && text.contains("\"depth\"")
+                        && text.contains("overlay"),
+                    "{text}"
+                );
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an option the overlay backend does not read was accepted"),
+        }
         assert!(matches!(
             resolve("other", &cfg, dir.path()),
             Err(RegistryError::UnknownStore { .. })
         ));
+    }
+
+    #[cfg(feature = "nfs")]
+    #[test]
+    fn an_nfs_stores_options_from_the_config_file_are_its_url_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: Config = match toml::from_str(
+            "[stores.shared]\nurl = \"nfs://127.0.0.1:9/export\"\noptions = { timeout = \"10s\", uid = 0 }\n\
+             [stores.bad]\nurl = \"nfs://127.0.0.1:9/export\"\noptions = { timeout = \"soon\" }\n",
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let opened = resolve("shared", &cfg, dir.path()).and_then(|r| r.open());
+        assert!(opened.is_ok(), "{:?}", opened.err().map(|e| e.to_string()));
+        let bad = resolve("bad", &cfg, dir.path()).and_then(|r| r.open());
+        match bad {
+            Err(e) => assert!(e.to_string().contains("timeout"), "{e}"),
+            Ok(_) => panic!("timeout = \"soon\" was accepted"),
+        }
     }
 }

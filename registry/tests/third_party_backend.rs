@@ -21,6 +21,7 @@ inventory::submit! {
             vm_disks: false,
             max_depth: None,
         },
+        options: &[],
         open: open_memo,
     }
 }

@@ -70,6 +70,9 @@ pub struct BackendDescriptor {
     pub summary: &'static str,
     /// What it can store.
     pub capabilities: Capabilities,
+    /// The store options it reads (`options = { … }` of a store in a config file); any
+    /// other is refused before the store opens, naming these.
+    pub options: &'static [&'static str],
     /// Opens a store from its configuration.
     pub open: fn(&StoreConfig) -> Result<Backend>,
 }

@@ -34,6 +34,7 @@ pub mod archive;
 pub mod backend;
 pub mod driver;
 pub mod error;
+pub mod file_stat;
 pub mod filter;
 pub mod id;
 pub mod object_url;
@@ -45,6 +46,7 @@ pub use driver::{
     CreateOpts, DiffOpts, LayerDisk, LayerDriver, MountOpts, MountProblem, TarReader,
 };
 pub use error::{Error, IoContext, ObjectKind, Report, Result};
+pub use file_stat::FileStat;
 pub use filter::FilterSpec;
 pub use object_url::ObjectUrl;
 pub use op::{Op, blocking};

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::archive::{ApplyReport, ArchiveStream};
 use crate::driver::TarReader;
 use crate::error::Result;
+use crate::file_stat::FileStat;
 use crate::filter::FilterSpec;
 use crate::object_url::ObjectUrl;
 use crate::op::Op;
@@ -62,6 +63,11 @@ pub trait Resolver: Send + Sync {
 pub trait DataSource: Send {
     /// The object's contents as a tar stream.
     async fn export(&mut self, op: &Op, spec: &FilterSpec, data: bool) -> Result<ArchiveStream>;
+
+    /// The metadata of `path` inside the object (`/` is its root), without following a
+    /// symlink at the end and without leaving the object by `..` or a symlink on the
+    /// way. `NotFound` when nothing is there.
+    async fn stat(&mut self, op: &Op, path: &str) -> Result<FileStat>;
 
     /// Where the data is (a mount point or a URL-like location).
     fn source(&self) -> &Path;

@@ -103,37 +103,6 @@ fn add_walked(
     }
 }
 
-/// The changes of the tree `new` over the tree `old` (`None`: the empty directory
-/// `empty`), each made readable by `hold` (a read-only mount of a layer, say) and let go
-/// by `release`, handed to `use_changes` while both are still held: the changes point
-/// into them (an export reads file data from there). Both are let go whatever happens;
-/// the first error is the one reported.
-pub fn with_held_changes<T>(
-    hold: impl Fn(&str) -> Result<PathBuf>,
-    release: impl Fn(&str) -> Result<()>,
-    new: &str,
-    old: Option<&str>,
-    empty: &Path,
-    use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
-) -> Result<T> {
-    let new_tree = hold(new)?;
-    let old_tree = match old {
-        Some(o) => match hold(o) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = release(new);
-                return Err(e);
-            }
-        },
-        None => empty.to_owned(),
-    };
-    let result = compare_trees(&old_tree, &new_tree).and_then(use_changes);
-    let released = release(new).and(old.map_or(Ok(()), &release));
-    let out = result?;
-    released?;
-    Ok(out)
-}
-
 /// The changes that turn the tree `old` into the tree `new` (both plain trees, such as
 /// two mounted layers). Directories that hold changes are listed as modified, so an
 /// export carries their metadata.

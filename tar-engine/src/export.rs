@@ -96,6 +96,14 @@ pub fn write_layer<W: Write>(
             ChangeKind::Add
         };
         if st.kind == FileKind::Dir {
+            // A filtered export does not walk a subtree it keeps nothing of.
+            if !opts.filter.is_identity()
+                && !opts
+                    .filter
+                    .may_include_below(&String::from_utf8_lossy(&rel))
+            {
+                continue;
+            }
             let entered = walk.enter().map_err(walk_error)?;
             let src = AtSource {
                 dir: entered.parent,

@@ -51,6 +51,7 @@
 pub mod apply;
 pub mod changes;
 pub mod confine;
+pub mod copy;
 pub mod entry;
 pub mod export;
 pub mod ingest;
@@ -60,7 +61,8 @@ pub mod split;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-pub use changes::{changes_size, compare_trees, layer_changes, with_held_changes};
+pub use changes::{changes_size, compare_trees, layer_changes};
+pub use copy::copy_tree;
 pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};

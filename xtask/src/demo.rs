@@ -3,8 +3,9 @@
 //! Builds a three-layer image from files on this machine (plain, whiteout and gzip
 //! layers), imports it into the default overlay store, mounts the top layer, prints a
 //! summary of the merged tree, and unmounts. Then it imports the same layers into a vhd
-//! store (each a `layer.vhd`), prints the disks a VM would get, mounts the top there too
-//! and shows that both stores mount the same tree. Every `strata` command it runs is
+//! store (each a `layer.vhd`) and a vmdk store (delta disks on a scratch disk), prints the
+//! disks a VM would get, mounts the top there too and shows that every store mounts the
+//! same tree. Every `strata` command it runs is
 //! echoed, so the demo doubles as a tour of the CLI. It first installs what the build
 //! needs (libclang for the loop-device bindings) where it can.
 
@@ -116,58 +117,79 @@ fn demo(work: &Path) -> Result<()> {
     println!(
         "# clean up with: strata delete-layer {top} && strata delete-layer {app} && strata delete-layer {base}"
     );
-    vhd_demo(work, &overlay_tree)
+    same_tree_on(
+        work,
+        "vhd",
+        "each layer an ext4 in a layer.vhd, written without a mount",
+        &overlay_tree,
+    )?;
+    same_tree_on(
+        work,
+        "vmdk",
+        "each layer a VMDK delta disk on its parent's, down to a scratch disk",
+        &overlay_tree,
+    )
 }
 
-/// A digest of a tree's names, kinds, modes, sizes and file contents.
+/// A digest of a tree's names, kinds, modes, owners, link targets and file contents.
 fn tree_summary(root: &str) -> Result<String> {
     sh(&format!(
-        "cd {root} && find . -printf '%p %y %m %l\\n' | LC_ALL=C sort | sha256sum | cut -c1-16; \
+        "cd {root} && find . -printf '%p %y %m %u %g %l\\n' | LC_ALL=C sort | sha256sum | cut -c1-16; \
          find . -type f -print0 | LC_ALL=C sort -z | xargs -0r cat | sha256sum | cut -c1-16"
     ))
 }
 
-/// The same three layers in a vhd store in the work directory: each a `layer.vhd`.
-fn vhd_demo(work: &Path, overlay_tree: &str) -> Result<()> {
+/// The same three layers in a store of the backend `scheme` (held as `how`) in the work
+/// directory: imported, their disks listed, the top mounted and its tree compared with
+/// the overlay store's.
+fn same_tree_on(work: &Path, scheme: &str, how: &str, overlay_tree: &str) -> Result<()> {
     let w = work.display();
-    let url = format!("vhd://{w}/vhd-store");
+    let url = format!("{scheme}://{w}/{scheme}-store");
     let store = [
         "--root".to_owned(),
-        format!("{w}/vhd-store"),
+        format!("{w}/{scheme}-store"),
         "--run-root".to_owned(),
-        format!("{w}/vhd-run"),
+        format!("{w}/{scheme}-run"),
         "--store".to_owned(),
-        url,
+        url.clone(),
     ];
-    let vhd = |args: &[&str]| -> Result<String> {
+    let on_store = |args: &[&str]| -> Result<String> {
         let mut all: Vec<&str> = store.iter().map(String::as_str).collect();
         all.extend_from_slice(args);
-        println!("$ strata --store vhd://{w}/vhd-store {}", args.join(" "));
+        println!("$ strata --store {url} {}", args.join(" "));
         run_quiet(&all)
     };
-    println!("# the same layers in a vhd store: each layer an ext4 in a layer.vhd, no mount");
-    let base = vhd(&["import-layer", &format!("{w}/base.tar")])?;
-    let app = vhd(&["import-layer", "--parent", &base, &format!("{w}/app.tar")])?;
-    let top = vhd(&[
-        "import-layer",
-        "--parent",
-        &app,
-        &format!("{w}/config.tar.gz"),
-    ])?;
-    vhd(&["layer-disks", &top])?;
-    let mount = vhd(&["mount", &top])?;
-    let vhd_tree = tree_summary(&mount);
-    let unmounted = vhd(&["unmount", &top]);
-    let vhd_tree = vhd_tree?;
-    unmounted?;
-    vhd(&["cleanup"])?;
-    if vhd_tree == overlay_tree {
+    println!("# the same layers in a {scheme} store: {how}");
+    let compared = (|| -> Result<String> {
+        let base = on_store(&["import-layer", &format!("{w}/base.tar")])?;
+        let app = on_store(&["import-layer", "--parent", &base, &format!("{w}/app.tar")])?;
+        let top = on_store(&[
+            "import-layer",
+            "--parent",
+            &app,
+            &format!("{w}/config.tar.gz"),
+        ])?;
+        on_store(&["layer-disks", &top])?;
+        let mount = on_store(&["mount", &top])?;
+        let tree = tree_summary(&mount);
+        let unmounted = on_store(&["unmount", &top]);
+        let tree = tree?;
+        unmounted?;
+        Ok(tree)
+    })();
+    // Whatever happened, nothing of this store stays attached or mounted.
+    let cleaned = on_store(&["cleanup"]);
+    let tree = compared?;
+    cleaned?;
+    if tree == overlay_tree {
         println!(
-            "# overlay and vhd mount the same tree ({})",
-            vhd_tree.replace('\n', " ")
+            "# overlay and {scheme} mount the same tree ({})",
+            tree.replace('\n', " ")
         );
         Ok(())
     } else {
-        bail!("the vhd store's tree differs from the overlay store's: {vhd_tree} vs {overlay_tree}")
+        bail!(
+            "the {scheme} store's tree differs from the overlay store's: {tree} vs {overlay_tree}"
+        )
     }
 }

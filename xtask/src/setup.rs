@@ -30,11 +30,13 @@ pub const TEST_PACKAGES: &[&str] = &[
 pub const BENCH_PACKAGES: &[&str] = &[
     "containers-storage",
     "tar",
+    "containers-storage",
     "e2fsprogs",
     "qemu-utils",
     "libnfs-utils",
     "nfs-ganesha",
     "nfs-ganesha-vfs",
+    "openssl",
     "rpcbind",
     "skopeo",
     "umoci",

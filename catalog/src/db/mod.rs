@@ -67,10 +67,40 @@ pub struct PendingRemoval {
 /// The catalog database's name in a store root.
 const FILE: &str = "catalog.db";
 
+/// Refuses a root that holds a containers-storage store (its `storage.lock`, or a
+/// `<driver>-layers/layers.json`) and no strata catalog: strata never writes a catalog
+/// into another tool's store, and cannot read one as its own.
+fn refuse_foreign_store(root: &Path) -> Result<()> {
+    if root.join(FILE).exists() {
+        return Ok(());
+    }
+    let marker = if root.join("storage.lock").exists() {
+        Some("storage.lock".to_owned())
+    } else {
+        std::fs::read_dir(root).ok().and_then(|dir| {
+            dir.flatten().find_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name.ends_with("-layers") && e.path().join("layers.json").exists())
+                    .then(|| format!("{name}/layers.json"))
+            })
+        })
+    };
+    match marker {
+        Some(marker) => Err(Error::Unsupported {
+            what: format!("using {} as a strata store", root.display()),
+            reason: format!(
+                "it is a containers-storage store (it has {marker}): strata never writes into one, and does not read one as an additional store yet"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Catalog {
     /// Opens (creating and migrating) the catalog of the store rooted at `root`, creating
     /// the root if it is missing.
     pub fn open_in(root: &Path) -> Result<Self> {
+        refuse_foreign_store(root)?;
         std::fs::create_dir_all(root).map_err(|e| Error::io_path("create store root", root, e))?;
         Self::open(&root.join(FILE))
     }
@@ -78,7 +108,18 @@ impl Catalog {
     /// Opens the catalog of the existing store rooted at `root` read-only (see
     /// [`Catalog::open_read_only`]).
     pub fn open_read_only_in(root: &Path) -> Result<Self> {
-        Self::open_read_only(&root.join(FILE))
+        refuse_foreign_store(root)?;
+        let file = root.join(FILE);
+        if !file.exists() {
+            return Err(Error::StoreNotFound {
+                store: root.display().to_string(),
+                reason: format!(
+                    "{} does not exist: no strata store is there",
+                    file.display()
+                ),
+            });
+        }
+        Self::open_read_only(&file)
     }
 
     /// Opens (creating and migrating) the catalog database at `path`.

@@ -30,7 +30,6 @@ use storage_core::op::Op;
 pub use crate::db::StoreImageRecord as Image;
 pub use name_cache::NameLookupCache;
 pub use scratch::SCRATCH;
-pub use storer::PathStat;
 pub use volume_cache::VolumeLookupCache;
 
 /// What `write_image` needs besides the tar stream.

@@ -1,13 +1,12 @@
 //! [`ImageStorer`] over a [`Store`]: image stores and their images as catalog layers.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use async_trait::async_trait;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 use storage_core::archive::{ArchiveStream, ExportOptions};
 use storage_core::driver::TarReader;
-use storage_core::error::{Error, IoContext, ObjectKind, Result};
+use storage_core::error::{Error, ObjectKind, Result};
+use storage_core::file_stat::FileStat;
 use storage_core::filter::FilterSpec;
 use storage_core::id::validate_file_name;
 use storage_core::object_url::ObjectUrl;
@@ -17,25 +16,6 @@ use crate::db::{self, image_stores, layers};
 use crate::image_store::scratch::{self, SCRATCH};
 use crate::image_store::{Image, ImageStorer, NewImage};
 use crate::store::Store;
-
-/// What `stat` reports about a path inside an image.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PathStat {
-    /// The path asked for.
-    pub path: String,
-    /// File type and permission bits (`st_mode`).
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Length in bytes.
-    pub size: u64,
-    /// Modification time, seconds since the epoch.
-    pub mtime: i64,
-    /// The target, for a symlink.
-    pub link_target: Option<String>,
-}
 
 fn store_not_found(name: &str) -> Error {
     Error::StoreNotFound {
@@ -97,56 +77,20 @@ impl Store {
         store: &str,
         id: &str,
         path: &str,
-    ) -> Result<PathStat> {
+    ) -> Result<FileStat> {
         let image = self.store_image(store, id).await?;
         let root = self.mount(op, &image.layer, true).await?;
         let owned = path.to_owned();
-        let stat = tokio::task::spawn_blocking(move || stat_in(&root, &owned))
-            .await
-            .map_err(crate::store::join_error);
+        let stat = tokio::task::spawn_blocking(move || {
+            FileStat::in_root(&root, &owned, ObjectKind::Image)
+        })
+        .await
+        .map_err(crate::store::join_error);
         let released = self.unmount(op, &image.layer).await;
         let stat = stat??;
         released?;
         Ok(stat)
     }
-}
-
-fn stat_in(root: &Path, path: &str) -> Result<PathStat> {
-    let dir = std::fs::File::open(root).ctx(|| format!("open {}", root.display()))?;
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let fd = rustix::fs::openat2(
-        &dir,
-        rel,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT,
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NOENT => Error::NotFound {
-            kind: ObjectKind::Image,
-            id: format!("path {path} in {}", root.display()),
-        },
-        e => Error::io(format!("look up {path} in {}", root.display()), e),
-    })?;
-    let st = rustix::fs::fstat(&fd).ctx(|| format!("stat {path} in {}", root.display()))?;
-    let is_link = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink;
-    let link_target = if is_link {
-        let target = rustix::fs::readlinkat(&fd, "", Vec::new())
-            .ctx(|| format!("read link {path} in {}", root.display()))?;
-        Some(target.to_string_lossy().into_owned())
-    } else {
-        None
-    };
-    Ok(PathStat {
-        path: path.to_owned(),
-        mode: st.st_mode,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        size: st.st_size as u64,
-        mtime: st.st_mtime,
-        link_target,
-    })
 }
 
 #[async_trait]

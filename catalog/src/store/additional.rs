@@ -108,6 +108,35 @@ impl Store {
         Ok(all)
     }
 
+    /// Runs `f` on the catalog of the first additional store that has an object named
+    /// `key` (an image, then a layer: an additional store lends no containers), with the
+    /// object's kind and id. `None` when none has it.
+    pub(crate) async fn read_foreign<T: Send + 'static>(
+        &self,
+        key: &str,
+        f: impl Fn(&Catalog, ObjectKind, &str) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<Option<(ObjectKind, String, T)>> {
+        for s in &self.additional {
+            let (k, f) = (key.to_owned(), f.clone());
+            let found = s
+                .read(move |c| {
+                    for kind in [ObjectKind::Image, ObjectKind::Layer] {
+                        match c.resolve(kind, &k) {
+                            Ok(id) => return f(c, kind, &id).map(|v| Some((kind, id, v))),
+                            Err(e) if missing(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(None)
+                })
+                .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// The error for a change asked of an object of an additional store.
     pub(crate) fn read_only_error(&self, kind: ObjectKind, id: &str) -> Error {
         let roots: Vec<String> = self

@@ -148,23 +148,37 @@ impl Store {
                 mounts,
             });
         }
-        let (i, layer, lock) = (c.id.clone(), c.layer.clone(), container_lock(&c.id));
+        let (i, layer) = (c.id.clone(), c.layer.clone());
         self.write(move |sql| {
             containers::get(sql, &i)?;
-            db::add_pending_removal(sql, &data_dir(&i), &lock)?;
-            db::add_pending_removal(sql, &run_dir(&i), &lock)?;
-            let big = db::big_data::dir(ObjectKind::Container, &i);
-            db::add_pending_removal(sql, &big, &lock)?;
-            containers::delete(sql, &i)?;
-            layers::mark_incomplete(sql, &layer)
+            forget_container(sql, &i, &layer)
         })
         .await?;
-        self.remove_path(&data_dir(&c.id)).await?;
-        self.remove_path(&run_dir(&c.id)).await?;
-        self.remove_path(&db::big_data::dir(ObjectKind::Container, &c.id))
+        self.remove_container_dirs(&c.id).await?;
+        self.discard_layer(op, &c.layer).await
+    }
+
+    /// Removes the directories [`forget_container`] queued for removal.
+    pub(crate) async fn remove_container_dirs(&self, id: &str) -> Result<()> {
+        self.remove_path(&data_dir(id)).await?;
+        self.remove_path(&run_dir(id)).await?;
+        self.remove_path(&db::big_data::dir(ObjectKind::Container, id))
             .await?;
-        self.discard_layer(op, &c.layer).await?;
-        self.run.forget_lock(&container_lock(&c.id));
+        self.run.forget_lock(&container_lock(id));
         Ok(())
     }
+}
+
+/// The catalog half of deleting a container, inside the caller's transaction: its record
+/// goes, its data and run directories and its big data are queued for removal (finished
+/// when the store opens next if a crash cuts the removal short) and its read-write
+/// `layer` is marked incomplete, to be discarded.
+pub(crate) fn forget_container(sql: &db::Sql<'_>, id: &str, layer: &str) -> Result<()> {
+    let lock = container_lock(id);
+    db::add_pending_removal(sql, &data_dir(id), &lock)?;
+    db::add_pending_removal(sql, &run_dir(id), &lock)?;
+    let big = db::big_data::dir(ObjectKind::Container, id);
+    db::add_pending_removal(sql, &big, &lock)?;
+    containers::delete(sql, id)?;
+    layers::mark_incomplete(sql, layer)
 }

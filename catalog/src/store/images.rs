@@ -194,20 +194,26 @@ impl Store {
         id: &str,
         first: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
     ) -> Result<()> {
-        let lock = big_data_lock(ObjectKind::Image, id);
-        let _big_data = self.lock(&lock).await?;
+        let _big_data = self.lock(&big_data_lock(ObjectKind::Image, id)).await?;
         let i = id.to_owned();
         self.write(move |sql| {
             check_no_containers(sql, &i)?;
             first(sql, &i)?;
-            let dir = db::big_data::dir(ObjectKind::Image, &i);
-            db::add_pending_removal(sql, &dir, &lock)?;
-            images::delete(sql, &i)
+            forget_image(sql, &i)
         })
         .await?;
         self.remove_path(&db::big_data::dir(ObjectKind::Image, id))
             .await
     }
+}
+
+/// The catalog half of deleting an image, inside the caller's transaction: its record
+/// goes and its big data is queued for removal (its directory is
+/// `db::big_data::dir(ObjectKind::Image, id)`).
+pub(crate) fn forget_image(sql: &Sql<'_>, id: &str) -> Result<()> {
+    let dir = db::big_data::dir(ObjectKind::Image, id);
+    db::add_pending_removal(sql, &dir, &big_data_lock(ObjectKind::Image, id))?;
+    images::delete(sql, id)
 }
 
 /// [`check_unused`], except that `image` (being deleted) may still name the layer as its

@@ -27,7 +27,8 @@ pub enum Verb {
 pub async fn list(ctx: &Context, kind: ObjectKind, args: &ListDataArgs) -> Result<()> {
     let items = ctx.store.big_data_list(kind, &args.id).await?;
     if args.json {
-        return output::json(&items);
+        // containers-storage lists the names; sizes and digests have their own verbs.
+        return output::json(&items.iter().map(|i| &i.key).collect::<Vec<_>>());
     }
     for i in &items {
         println!("{}", i.key);

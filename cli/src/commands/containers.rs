@@ -10,6 +10,7 @@ use storage_core::Op;
 
 use crate::commands::metadata;
 use crate::context::Context;
+use crate::cs_json;
 use crate::flags::MetadataFlags;
 use crate::output;
 
@@ -63,7 +64,7 @@ pub async fn create(ctx: &Context, op: &Op, new: NewContainer<'_>) -> Result<()>
 /// `containers`: prints the listing.
 pub fn print(all: &[ContainerRecord], json: bool) -> Result<()> {
     if json {
-        return output::json(all);
+        return output::json(&all.iter().map(cs_json::Container::from).collect::<Vec<_>>());
     }
     let mut out = output::buffered();
     let line = |out: &mut dyn Write, c: &ContainerRecord| -> std::io::Result<()> {
@@ -86,7 +87,7 @@ pub async fn show(ctx: &Context, ids: &[String], json: bool) -> Result<()> {
         all.push(ctx.store.container(id).await?);
     }
     if json {
-        return output::json(&all);
+        return output::json(&all.iter().map(cs_json::Container::from).collect::<Vec<_>>());
     }
     for c in &all {
         println!("ID: {}", c.id);

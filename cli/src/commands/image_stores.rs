@@ -162,16 +162,5 @@ pub async fn stat(
     json: bool,
 ) -> Result<()> {
     let st = ctx.store.stat_image_path(op, store, id, path).await?;
-    if json {
-        return output::json(&st);
-    }
-    println!("Path: {}", st.path);
-    println!("Mode: {:o}", st.mode);
-    println!("Owner: {}:{}", st.uid, st.gid);
-    println!("Size: {}", st.size);
-    println!("Modified: {}", st.mtime);
-    if let Some(t) = &st.link_target {
-        println!("Link: {t}");
-    }
-    Ok(())
+    crate::commands::volumes::print_stat(&st, json)
 }

@@ -8,6 +8,7 @@ use storage_core::Op;
 
 use crate::commands::metadata;
 use crate::context::Context;
+use crate::cs_json;
 use crate::flags::MetadataFlags;
 use crate::output;
 
@@ -42,10 +43,15 @@ fn print_line(out: &mut impl Write, image: &ImageRecord, quiet: bool) -> std::io
     Ok(())
 }
 
+/// Images in containers-storage's JSON shape.
+fn shaped(images: &[ImageRecord]) -> Vec<cs_json::Image<'_>> {
+    images.iter().map(cs_json::Image::from).collect()
+}
+
 /// `images`: prints the listing.
 pub fn print(images: &[ImageRecord], json: bool, quiet: bool) -> Result<()> {
     if json {
-        return output::json(images);
+        return output::json(&shaped(images));
     }
     let mut out = output::buffered();
     for i in images {
@@ -58,7 +64,7 @@ pub fn print(images: &[ImageRecord], json: bool, quiet: bool) -> Result<()> {
 pub async fn by_digest(ctx: &Context, digest: &str, json: bool, quiet: bool) -> Result<()> {
     let images = ctx.store.images_by_digest(digest).await?;
     if json {
-        return output::json(&images);
+        return output::json(&shaped(&images));
     }
     let mut out = output::buffered();
     for i in &images {
@@ -74,7 +80,7 @@ pub async fn show(ctx: &Context, ids: &[String], json: bool) -> Result<()> {
         images.push(ctx.store.image(id).await?);
     }
     if json {
-        return output::json(&images);
+        return output::json(&shaped(&images));
     }
     for i in &images {
         println!("ID: {}", i.id);
@@ -101,7 +107,18 @@ pub async fn delete(ctx: &Context, op: &Op, ids: &[String], test: bool, json: bo
         done.push(ctx.store.delete_image(op, id, test).await?);
     }
     if json {
-        return output::json(&done);
+        // containers-storage's shape: by the name given, the layers that went with it.
+        let shaped: std::collections::BTreeMap<&str, serde_json::Value> = ids
+            .iter()
+            .zip(&done)
+            .map(|(key, d)| {
+                (
+                    key.as_str(),
+                    serde_json::json!({ "deleted-layers": d.layers }),
+                )
+            })
+            .collect();
+        return output::json(&shaped);
     }
     for d in &done {
         let verb = if test { "would remove" } else { "removed" };

@@ -2,14 +2,17 @@
 
 use std::io::Write;
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
 use serde::Serialize;
-use storage_core::archive::{ArchiveStream, ExportOptions};
-use storage_core::{FilterSpec, Op, TarReader};
+use storage_core::archive::ApplyReport;
+use storage_core::archive::{ArchiveStream, ChangeKind, ExportOptions};
+use storage_core::{FileStat, FilterSpec, Op, TarReader};
 
 use crate::context::Context;
+use crate::cs_json;
 use crate::flags::FilterFlags;
 use crate::output;
 use crate::progress::ProgressReader;
@@ -64,6 +67,35 @@ pub async fn import(
     Ok(())
 }
 
+/// The tar file and the parent of an `import-layer`, from strata's shape
+/// (`[--parent P] [FILE|-]`) or containers-storage's (`[-f FILE] [PARENT]`, the tar on
+/// standard input without `-f`). Without `-f`, an argument that is `-` or names a file
+/// is the tar; anything else is the parent, which must then be a layer.
+pub async fn import_shape(
+    ctx: &Context,
+    from_file: Option<&str>,
+    arg: Option<&str>,
+    parent: Option<&str>,
+) -> Result<(String, Option<String>)> {
+    let owned = |p: Option<&str>| p.map(str::to_owned);
+    match (from_file, arg, parent) {
+        (Some(_), Some(a), Some(p)) => {
+            bail!("import-layer: the parent given twice, as {a} and as --parent {p}")
+        }
+        (Some(f), a, p) => Ok((f.to_owned(), owned(a.or(p)))),
+        (None, Some(a), Some(p)) => Ok((a.to_owned(), Some(p.to_owned()))),
+        (None, Some(a), None) if a == "-" || Path::new(a).exists() => Ok((a.to_owned(), None)),
+        (None, Some(a), None) => match ctx.store.layer(a).await {
+            Ok(layer) => Ok(("-".to_owned(), Some(layer.id))),
+            Err(storage_core::Error::NotFound { .. }) => {
+                bail!("import-layer {a}: no file and no layer has this name")
+            }
+            Err(e) => Err(e.into()),
+        },
+        (None, None, p) => Ok(("-".to_owned(), owned(p))),
+    }
+}
+
 /// `create-layer`.
 pub async fn create(
     ctx: &Context,
@@ -107,13 +139,60 @@ pub async fn apply(ctx: &Context, op: &Op, id: &str, file: &str) -> Result<()> {
 }
 
 /// `mount`.
-pub async fn mount(ctx: &Context, op: &Op, id: &str, read_only: bool) -> Result<()> {
+pub async fn mount(
+    ctx: &Context,
+    op: &Op,
+    ids: &[String],
+    read_only: bool,
+    json: bool,
+) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("mounting layer {id} needs root: overlay mounts are not possible for this user");
+        bail!(
+            "mounting layer {} needs root: overlay mounts are not possible for this user",
+            ids.join(", ")
+        );
     }
-    let layer = layer_of(ctx, id).await?;
-    let path = ctx.store.mount(op, &layer, read_only).await?;
-    println!("{}", path.display());
+    #[derive(Serialize)]
+    struct Mounted {
+        id: String,
+        mountpoint: String,
+        error: String,
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let mounted = match layer_of(ctx, id).await {
+            Ok(layer) => ctx
+                .store
+                .mount(op, &layer, read_only)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match (mounted, json) {
+            (Ok(path), _) => out.push(Mounted {
+                id: id.clone(),
+                mountpoint: path.display().to_string(),
+                error: String::new(),
+            }),
+            // Without JSON the first failure is the command's.
+            (Err(e), false) => return Err(e.context(format!("mount {id}"))),
+            (Err(e), true) => out.push(Mounted {
+                id: id.clone(),
+                mountpoint: String::new(),
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+    if json {
+        output::json(&out)?;
+        if let Some(failed) = out.iter().find(|m| !m.error.is_empty()) {
+            bail!("mount {}: {}", failed.id, failed.error);
+        }
+        return Ok(());
+    }
+    for m in &out {
+        println!("{}", m.mountpoint);
+    }
     Ok(())
 }
 
@@ -128,7 +207,7 @@ pub async fn unmount(ctx: &Context, op: &Op, id: &str) -> Result<()> {
 async fn layer_of(ctx: &Context, id: &str) -> Result<String> {
     match ctx.store.container(id).await {
         Ok(c) => Ok(c.layer),
-        Err(storage_core::Error::NotFound { .. }) => Ok(id.to_owned()),
+        Err(storage_core::Error::NotFound { .. }) => Ok(ctx.store.layer(id).await?.id),
         Err(e) => Err(e.into()),
     }
 }
@@ -151,15 +230,80 @@ pub async fn diff(
     from: Option<&str>,
     filter: &FilterFlags,
     no_data: bool,
+    to: DiffOutput<'_>,
 ) -> Result<()> {
     let opts = ExportOptions {
         filter: filter_spec(filter),
         data: !no_data,
     };
     let stream: ArchiveStream = ctx.store.diff(op, id, from, &opts).await?;
-    write_stream(stream)
-        .await
-        .with_context(|| format!("diff layer {id}"))
+    let written = match (to.file, to.gzip) {
+        (None, false) => write_stream(stream).await,
+        (file, gzip) => write_stream_to(stream, file.map(Path::new), gzip).await,
+    };
+    written.with_context(|| format!("diff layer {id}"))
+}
+
+/// Where `diff` writes: standard output or a file, plain or gzip-compressed.
+pub struct DiffOutput<'a> {
+    /// The file (written whole under another name, then renamed), or standard output.
+    pub file: Option<&'a str>,
+    /// Compress with gzip.
+    pub gzip: bool,
+}
+
+/// Copies a tar stream to `file` (through a temporary file beside it, renamed once
+/// complete and synced, so a failure leaves no file) or to standard output, gzip
+/// compressed when asked.
+async fn write_stream_to(stream: ArchiveStream, file: Option<&Path>, gzip: bool) -> Result<()> {
+    let file = file.map(Path::to_owned);
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let copy = |out: &mut dyn Write| -> Result<()> {
+            if gzip {
+                let mut z = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+                stream.copy_to_blocking(&mut z)?;
+                z.finish()?.flush()?;
+            } else {
+                let mut out = out;
+                stream.copy_to_blocking(&mut out)?;
+                out.flush()?;
+            }
+            Ok(())
+        };
+        match file {
+            None => {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                copy(&mut out).map_err(|e| match e.downcast_ref::<std::io::Error>() {
+                    Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+                        output::Closed.into()
+                    }
+                    _ => e,
+                })
+            }
+            Some(path) => {
+                let name = path
+                    .file_name()
+                    .with_context(|| format!("{} names no file", path.display()))?;
+                let part = path.with_file_name(format!(".{}.part", name.to_string_lossy()));
+                let written = (|| -> Result<()> {
+                    let mut f = std::fs::File::create(&part)
+                        .with_context(|| format!("create {}", part.display()))?;
+                    copy(&mut std::io::BufWriter::with_capacity(1 << 20, &mut f))?;
+                    f.sync_all()
+                        .with_context(|| format!("sync {}", part.display()))?;
+                    std::fs::rename(&part, &path)
+                        .with_context(|| format!("rename {} to {}", part.display(), path.display()))
+                })();
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&part);
+                }
+                written
+            }
+        }
+    })
+    .await
+    .context("tar writer")?
 }
 
 /// Copies a tar stream to standard output.
@@ -187,8 +331,11 @@ pub async fn write_stream(stream: ArchiveStream) -> Result<()> {
 
 #[derive(Serialize)]
 struct ChangeOut {
+    #[serde(rename = "Path")]
     path: String,
-    kind: String,
+    /// containers-storage's (Docker's) change types: 0 modified, 1 added, 2 deleted.
+    #[serde(rename = "Kind")]
+    kind: u8,
 }
 
 /// `changes`.
@@ -205,7 +352,11 @@ pub async fn changes(
             .iter()
             .map(|c| ChangeOut {
                 path: c.display_path(),
-                kind: c.kind.to_string(),
+                kind: match c.kind {
+                    ChangeKind::Modify => 0,
+                    ChangeKind::Add => 1,
+                    ChangeKind::Delete => 2,
+                },
             })
             .collect();
         output::json(&out)?;
@@ -226,9 +377,229 @@ pub async fn diff_size(ctx: &Context, op: &Op, id: &str, from: Option<&str>) -> 
 }
 
 /// `delete-layer`.
-pub async fn delete(ctx: &Context, op: &Op, id: &str) -> Result<()> {
-    ctx.store.delete_layer(op, id).await?;
+pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
+    for id in ids {
+        ctx.store
+            .delete_layer(op, id)
+            .await
+            .with_context(|| format!("delete layer {id}"))?;
+    }
     Ok(())
+}
+
+/// `LAYER:PATH` split at its first colon; `None` for a host path.
+fn layer_path(spec: &str) -> Option<(&str, &str)> {
+    spec.split_once(':').filter(|(layer, _)| !layer.is_empty())
+}
+
+/// `copy [LAYER:]PATH... LAYER:PATH`: each source copied into the target layer, mounted
+/// read-write for the copy; a source layer is mounted read-only while it is read.
+pub async fn copy(ctx: &Context, op: &Op, paths: &[String]) -> Result<()> {
+    let Some((target, sources)) = paths.split_last() else {
+        bail!("copy needs a source and a target");
+    };
+    let Some((target_key, target_path)) = layer_path(target) else {
+        bail!("copy: the target {target:?} must be LAYER:PATH");
+    };
+    let target_layer = layer_of(ctx, target_key).await?;
+    let into = ctx.store.mount(op, &target_layer, false).await?;
+    let mut copied = Ok(());
+    for source in sources {
+        copied = copy_one(ctx, op, source, &into, target_path)
+            .await
+            .with_context(|| format!("copy {source} to {target}"));
+        if copied.is_err() {
+            break;
+        }
+    }
+    let released = ctx.store.unmount(op, &target_layer).await;
+    copied?;
+    released.with_context(|| format!("unmount {target_layer}"))?;
+    Ok(())
+}
+
+/// One source of `copy` into the mounted target tree `into`, at `to` inside it.
+async fn copy_one(ctx: &Context, op: &Op, source: &str, into: &Path, to: &str) -> Result<()> {
+    let (from_root, from_rel, from_layer) = match layer_path(source) {
+        Some((key, path)) => {
+            let layer = layer_of(ctx, key).await?;
+            let root = ctx.store.mount(op, &layer, true).await?;
+            (root, path.trim_start_matches('/').to_owned(), Some(layer))
+        }
+        None => {
+            // The host's own path, resolved as the host resolves it.
+            let at = std::fs::canonicalize(source).with_context(|| format!("find {source}"))?;
+            let rel = at.strip_prefix("/").unwrap_or(&at).display().to_string();
+            (PathBuf::from("/"), rel, None)
+        }
+    };
+    let (op2, into, to) = (op.clone(), into.to_owned(), to.to_owned());
+    let root = from_root.clone();
+    let copied = tokio::task::spawn_blocking(move || -> Result<ApplyReport> {
+        let kind = storage_core::ObjectKind::Layer;
+        let is_dir = |root: &Path, rel: &str| {
+            FileStat::in_root(root, rel, kind).map(|st| st.mode & 0o170000 == 0o040000)
+        };
+        let source_is_dir = is_dir(&root, &from_rel)?;
+        let into_dir = to.ends_with('/') || is_dir(&into, &to).unwrap_or(false);
+        let name_goes = !source_is_dir && into_dir;
+        let strip = match (name_goes, from_rel.rsplit_once('/')) {
+            (true, Some((parent, _))) => parent.to_owned(),
+            (true, None) => String::new(),
+            (false, _) => from_rel.clone(),
+        };
+        let spec = FilterSpec {
+            inclusions: [from_rel.clone()].into(),
+            exclusions: [String::new()].into(),
+            strip,
+            rebase: to.trim_start_matches('/').to_owned(),
+        };
+        let report = tar_engine::copy_tree(&op2, &root, &spec, &into)?;
+        if report.entries == 0 {
+            bail!(
+                "nothing to copy at {from_rel} in {} (a symlink on the way is not followed)",
+                root.display()
+            );
+        }
+        Ok(report)
+    })
+    .await
+    .context("copy task");
+    if let Some(layer) = &from_layer {
+        ctx.store.unmount(op, layer).await?;
+    }
+    copied??;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct MountedOut {
+    id: String,
+    mounted: bool,
+    error: String,
+}
+
+/// `mounted ID...`: `ID mounted` for each layer or container mounted now.
+pub async fn mounted(ctx: &Context, op: &Op, ids: &[String], json: bool) -> Result<()> {
+    let mut out = Vec::new();
+    for id in ids {
+        let counted = match layer_of(ctx, id).await {
+            Ok(layer) => ctx
+                .store
+                .driver()
+                .mount_count(op, &layer)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        out.push(match counted {
+            Ok(n) => MountedOut {
+                id: id.clone(),
+                mounted: n > 0,
+                error: String::new(),
+            },
+            Err(e) => MountedOut {
+                id: id.clone(),
+                mounted: false,
+                error: format!("{e:#}"),
+            },
+        });
+    }
+    if json {
+        output::json(&out)?;
+    } else {
+        for m in out.iter().filter(|m| m.mounted) {
+            println!("{} mounted", m.id);
+        }
+    }
+    match out.iter().find(|m| !m.error.is_empty()) {
+        Some(m) => bail!("{}: {}", m.id, m.error),
+        None => Ok(()),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct ParentOwnersOut {
+    id: String,
+    #[serde(rename = "UIDs")]
+    uids: Option<Vec<u32>>,
+    #[serde(rename = "GIDs")]
+    gids: Option<Vec<u32>>,
+}
+
+/// `layer-parent-owners` and `container-parent-owners`: the owners in a layer's parents
+/// that its ID mappings leave unmapped. A layer without ID mappings (every strata layer)
+/// maps each owner to itself, so nothing is unmapped: containers-storage answers the
+/// same (null sets) for such a layer. The ids must name layers (or containers).
+pub async fn parent_owners(
+    ctx: &Context,
+    ids: &[String],
+    kind: storage_core::ObjectKind,
+    json: bool,
+) -> Result<()> {
+    let mut out = Vec::new();
+    for id in ids {
+        let full = match kind {
+            storage_core::ObjectKind::Container => ctx.store.container(id).await?.id,
+            _ => ctx.store.layer(id).await?.id,
+        };
+        out.push(ParentOwnersOut {
+            id: full,
+            uids: None,
+            gids: None,
+        });
+    }
+    if json {
+        return output::json(&out);
+    }
+    for o in &out {
+        println!("ID: {}\nUIDs: []\nGIDs: []", o.id);
+    }
+    Ok(())
+}
+
+/// Puts `kids` on the tree printer's stack with their line's `indent`, the first on top.
+fn push_children<'a>(
+    stack: &mut Vec<(&'a LayerRecord, String)>,
+    kids: Option<&Vec<&'a LayerRecord>>,
+    indent: &str,
+) {
+    for l in kids.into_iter().flatten().rev() {
+        stack.push((l, indent.to_owned()));
+    }
+}
+
+/// `layers -t`: each layer under its parent, children in the order they were made.
+pub fn print_tree(all: &[LayerRecord]) -> Result<()> {
+    use std::collections::HashMap;
+    let mut children: HashMap<Option<&str>, Vec<&LayerRecord>> = HashMap::new();
+    let known: std::collections::HashSet<&str> = all.iter().map(|l| l.id.as_str()).collect();
+    for l in all {
+        // A parent not listed (an additional store's, say) shows the layer at the top.
+        let parent = l.parent.as_deref().filter(|p| known.contains(p));
+        children.entry(parent).or_default().push(l);
+    }
+    let mut out = output::buffered();
+    writeln!(out, "(base)").map_err(output::write_error)?;
+    // Layers still to print, each with the indent of its line; siblings lie together,
+    // the first on top.
+    let mut stack: Vec<(&LayerRecord, String)> = Vec::new();
+    push_children(&mut stack, children.get(&None), "");
+    while let Some((l, indent)) = stack.pop() {
+        let siblings_left = stack.last().is_some_and(|(_, i)| *i == indent);
+        let (branch, next) = if siblings_left {
+            ("├─", format!("{indent}│ "))
+        } else {
+            ("└─", format!("{indent}  "))
+        };
+        writeln!(out, "{indent}{branch}{}", l.id).map_err(output::write_error)?;
+        for name in &l.names {
+            writeln!(out, "{next}name: {name}").map_err(output::write_error)?;
+        }
+        push_children(&mut stack, children.get(&Some(l.id.as_str())), &next);
+    }
+    out.flush().map_err(output::write_error)
 }
 
 /// `layers` from the catalogs alone: each layer is printed as its row is read, and
@@ -265,13 +636,15 @@ fn json_item(out: &mut impl Write, l: &LayerView<'_>, first: bool) -> std::io::R
     if !first {
         out.write_all(b",")?;
     }
-    serde_json::to_writer(&mut *out, l).map_err(std::io::Error::from)
+    serde_json::to_writer(&mut *out, &cs_json::Layer::from(l)).map_err(std::io::Error::from)
 }
 
 /// `layers` from an opened store.
 pub fn print(layers: &[LayerRecord], json: bool) -> Result<()> {
     if json {
-        return output::json(layers);
+        let views: Vec<LayerView<'_>> = layers.iter().map(LayerView::from).collect();
+        let shaped: Vec<cs_json::Layer<'_>> = views.iter().map(cs_json::Layer::from).collect();
+        return output::json(&shaped);
     }
     let mut out = output::buffered();
     for l in layers {
@@ -296,27 +669,16 @@ fn line(out: &mut impl Write, l: &LayerSummary<'_>) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-#[derive(Serialize)]
-struct LayerOut<'a> {
-    #[serde(flatten)]
-    record: &'a LayerRecord,
-    driver: std::collections::BTreeMap<String, String>,
-    mounts: u64,
-}
-
 /// `layer ID`.
 pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
     let record = ctx.store.layer(id).await?;
+    if json {
+        // containers-storage prints the layers it was asked for as a list.
+        return output::json(&[cs_json::Layer::from(&LayerView::from(&record))]);
+    }
     let driver = ctx.store.driver().metadata(op, &record.id).await?;
     let mounts = ctx.store.driver().mount_count(op, &record.id).await?;
-    let out = LayerOut {
-        record: &record,
-        driver,
-        mounts,
-    };
-    if json {
-        output::json(&out)?;
-    } else {
+    {
         println!("ID: {}", record.id);
         if let Some(p) = &record.parent {
             println!("Parent: {p}");
@@ -334,7 +696,7 @@ pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
             println!("Uncompressed size: {s}");
         }
         println!("Mounts: {mounts}");
-        for (k, v) in &out.driver {
+        for (k, v) in &driver {
             println!("{k}: {v}");
         }
     }

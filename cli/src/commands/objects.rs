@@ -29,20 +29,20 @@ pub async fn exists(
     let mut found = Vec::new();
     for id in ids {
         let kind = match only {
-            Some(kind) => match ctx
-                .store
-                .db({
-                    let id = id.clone();
-                    move |c| c.resolve(kind, &id)
-                })
-                .await
-            {
-                Ok(_) => Some(kind),
-                Err(Error::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => match ctx.store.resolve_any(id).await {
-                Ok((kind, _)) => Some(kind),
+            Some(kind) => {
+                let found = match kind {
+                    ObjectKind::Layer => ctx.store.layer(id).await.map(drop),
+                    ObjectKind::Image => ctx.store.image(id).await.map(drop),
+                    _ => ctx.store.container(id).await.map(drop),
+                };
+                match found {
+                    Ok(()) => Some(kind),
+                    Err(Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => match ctx.store.read_visible(id, |_, _, _| Ok(())).await {
+                Ok((kind, _, ())) => Some(kind),
                 Err(Error::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             },
@@ -54,7 +54,10 @@ pub async fn exists(
         });
     }
     if json {
-        output::json(&found)?;
+        // containers-storage's shape: each name given, and whether it exists.
+        let shaped: std::collections::BTreeMap<&str, bool> =
+            found.iter().map(|f| (f.id.as_str(), f.exists)).collect();
+        output::json(&shaped)?;
     } else if !quiet {
         for f in &found {
             println!("{}: {}", f.id, f.exists);
@@ -75,30 +78,27 @@ pub async fn delete(ctx: &Context, op: &Op, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct MetadataOut {
-    id: String,
-    kind: ObjectKind,
-    metadata: String,
-}
-
 /// `metadata ID...`.
 pub async fn show_metadata(ctx: &Context, ids: &[String], json: bool, quiet: bool) -> Result<()> {
     let mut out = Vec::new();
     for key in ids {
-        let (kind, id) = ctx.store.resolve_any(key).await?;
-        let i = id.clone();
-        let metadata = ctx.store.db(move |c| c.metadata(kind, &i)).await?;
-        out.push(MetadataOut { id, kind, metadata });
+        let (_, id, metadata) = ctx
+            .store
+            .read_visible(key, |c, kind, id| c.metadata(kind, id))
+            .await?;
+        out.push((key.as_str(), id, metadata));
     }
     if json {
-        return output::json(&out);
+        // containers-storage's shape: each name given, and its metadata.
+        let shaped: std::collections::BTreeMap<&str, &str> =
+            out.iter().map(|(key, _, m)| (*key, m.as_str())).collect();
+        return output::json(&shaped);
     }
-    for m in &out {
+    for (_, id, metadata) in &out {
         if quiet {
-            println!("{}", m.metadata);
+            println!("{metadata}");
         } else {
-            println!("{}: {}", m.id, m.metadata);
+            println!("{id}: {metadata}");
         }
     }
     Ok(())
@@ -106,7 +106,7 @@ pub async fn show_metadata(ctx: &Context, ids: &[String], json: bool, quiet: boo
 
 /// `set-metadata ID`.
 pub async fn set_metadata(ctx: &Context, key: &str, meta: &MetadataFlags) -> Result<()> {
-    let (kind, id) = ctx.store.resolve_any(key).await?;
+    let (kind, id) = ctx.store.resolve_own(key).await?;
     let m = metadata(meta)?;
     ctx.store.db(move |c| c.set_metadata(kind, &id, &m)).await?;
     Ok(())
@@ -114,14 +114,16 @@ pub async fn set_metadata(ctx: &Context, key: &str, meta: &MetadataFlags) -> Res
 
 /// `get-names ID`.
 pub async fn get_names(ctx: &Context, key: &str, json: bool) -> Result<()> {
-    let (kind, id) = ctx.store.resolve_any(key).await?;
-    let names = ctx.store.db(move |c| c.names(kind, &id)).await?;
+    let (_, _, names) = ctx
+        .store
+        .read_visible(key, |c, kind, id| c.names(kind, id))
+        .await?;
     print_names(key, &names, json)
 }
 
 /// `add-names`, `set-names`, `remove-names`.
 pub async fn change_names(ctx: &Context, args: &NamesArgs, how: NameChange) -> Result<()> {
-    let (kind, id) = ctx.store.resolve_any(&args.id).await?;
+    let (kind, id) = ctx.store.resolve_own(&args.id).await?;
     let names = args.names.clone();
     let now = ctx
         .store

@@ -1,11 +1,11 @@
-//! Volume commands: create, ls, rm, import, export. They use only the store's volume face,
+//! Volume commands: create, ls, rm, import, export, stat. They use only the store's volume face,
 //! so they work the same on every store that has volumes (overlay, nfs).
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
-use storage_core::{FilterSpec, Op, VolumeStorer};
+use storage_core::{FileStat, FilterSpec, Op, VolumeStorer};
 
 use crate::commands::layers::{done, filter_spec, input, write_stream};
 use crate::context::Volumes;
@@ -114,4 +114,39 @@ pub async fn export(
     write_stream(stream)
         .await
         .with_context(|| format!("export volume {id}"))
+}
+
+/// `volume stat ID PATH`: one path's metadata, through a data source held for the call.
+pub async fn stat(
+    vols: &dyn VolumeStorer,
+    op: &Op,
+    id: &str,
+    path: &str,
+    json: bool,
+) -> Result<()> {
+    let mut source = vols
+        .new_data_source(op, id)
+        .await
+        .with_context(|| format!("open volume {id}"))?;
+    let st = source.stat(op, path).await;
+    let closed = source.close(op).await;
+    let st = st.with_context(|| format!("stat {path} in volume {id}"))?;
+    closed.with_context(|| format!("let go of volume {id}"))?;
+    print_stat(&st, json)
+}
+
+/// Prints what `stat` found: JSON, or one `Key: value` line each.
+pub fn print_stat(st: &FileStat, json: bool) -> Result<()> {
+    if json {
+        return output::json(st);
+    }
+    println!("Path: {}", st.path);
+    println!("Mode: {:o}", st.mode);
+    println!("Owner: {}:{}", st.uid, st.gid);
+    println!("Size: {}", st.size);
+    println!("Modified: {}", st.mtime);
+    if let Some(t) = &st.link_target {
+        println!("Link: {t}");
+    }
+    Ok(())
 }

@@ -102,8 +102,8 @@ pub(super) struct Geometry {
 
 impl Geometry {
     /// Chooses the group count and inodes per group so that everything up to `meta_end`,
-    /// the inode tables and the bitmaps fit, with at least `inodes` inodes.
-    /// At least `min_blocks` blocks in all (whole groups; 0 for none).
+    /// the inode tables and the bitmaps fit, with at least `inodes` inodes, in at least
+    /// `min_blocks` blocks.
     pub(super) fn compute(meta_end: u64, inodes: u64, min_blocks: u64) -> Option<Self> {
         let per_block = BLOCK_SIZE / INODE_SIZE;
         let mut groups = div_ceil(meta_end.max(min_blocks), BLOCKS_PER_GROUP).max(1);
@@ -126,6 +126,7 @@ impl Geometry {
             }
             // More groups than the blocks fill (inodes need them: at most 32768 per group):
             // a free gap before the inode tables gives the last group a few blocks.
+            // A least size asked for is free space in the same gap.
             let min_total = ((groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP).max(min_blocks);
             let gap = min_total.saturating_sub(total);
             let tables = meta_end + gap;
@@ -161,9 +162,7 @@ impl<W: Write + Seek> Builder<W> {
     /// past ext4's inode limits, the maximum size, or the room kept for descriptors.
     pub(super) fn geometry(&self, meta_end: u64, last_ino: u64) -> Result<Geometry> {
         let want_inodes = last_ino + u64::from(self.options.inode_headroom);
-        let min_blocks = self.options.size.map_or(0, |size| {
-            size / BLOCK_SIZE / BLOCKS_PER_GROUP * BLOCKS_PER_GROUP
-        });
+        let min_blocks = (self.options.min_size / BLOCK_SIZE).min(self.max_blocks);
         let geo = Geometry::compute(meta_end, want_inodes, min_blocks).ok_or_else(|| {
             Error::TooLarge {
                 entry: None,

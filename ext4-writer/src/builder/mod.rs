@@ -66,12 +66,19 @@ pub struct Options {
     pub max_size: u64,
     /// Free inodes to leave beyond those the content needs.
     pub inode_headroom: u32,
+    /// The least size of the image in bytes: past what the content needs, the rest is
+    /// free space, for a file system the kernel writes into later (a disk's root file
+    /// system, a container's sandbox). 0 makes the image as small as its content allows.
+    /// At most `max_size`. Free inode table blocks are left as holes, which read as
+    /// zeros: build into an empty or sparse target.
+    pub min_size: u64,
     /// Set the `read-only` compatibility flag: kernels then refuse to mount it read-write.
     pub read_only: bool,
-    /// The file system UUID.
+    /// The file system UUID. The default is one fixed value, so that the same tar gives
+    /// the same bytes; give each image its own where they are told apart by UUID.
     pub uuid: [u8; 16],
     /// The volume label (`s_volume_name`, as `e2label` and `blkid` show it): up to 16
-    /// bytes, NUL-padded; all zeros for none.
+    /// bytes, NUL-padded; all zeros for none. Set it with [`Options::with_label`].
     pub label: [u8; 16],
     /// Enable `metadata_csum`: CRC32C over the superblock, descriptors, bitmaps, inodes,
     /// directory blocks, htree indexes, extent blocks and xattr blocks, which the kernel
@@ -85,12 +92,6 @@ pub struct Options {
     /// the tar holds, for an image whose root is a layer stacked in a union, where a
     /// `lost+found` of every layer would show; `e2fsck` accepts either.
     pub lost_found: bool,
-    /// Make the file system this many bytes long (whole 128 MiB block groups; rounded
-    /// down), the room past its content free: for an image mounted read-write and
-    /// written, such as a container's sandbox disk. `None`: as long as its content needs.
-    /// Free inode table blocks are left as holes, which read as zeros: build into an
-    /// empty or sparse target.
-    pub size: Option<u64>,
 }
 
 impl Default for Options {
@@ -99,14 +100,39 @@ impl Default for Options {
             whiteouts: Whiteouts::Keep,
             max_size: 128 << 30,
             inode_headroom: 0,
+            min_size: 0,
             read_only: false,
             uuid: *b"strata-ext4-imag",
             label: [0; 16],
             metadata_csum: false,
             digests: false,
             lost_found: true,
-            size: None,
         }
+    }
+}
+
+impl Options {
+    /// These options with the volume label `label`, which must fit ext4's 16 bytes and
+    /// hold no NUL.
+    pub fn with_label(mut self, label: &str) -> Result<Self> {
+        let bytes = label.as_bytes();
+        if bytes.len() > 16 || bytes.contains(&0) {
+            return Err(Error::InvalidOption {
+                option: "label",
+                reason: format!(
+                    "{label:?} is {} bytes{}; an ext4 label holds at most 16 and no NUL",
+                    bytes.len(),
+                    if bytes.contains(&0) {
+                        " with a NUL"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        self.label = [0; 16];
+        self.label[..bytes.len()].copy_from_slice(bytes);
+        Ok(self)
     }
 }
 

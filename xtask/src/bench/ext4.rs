@@ -9,7 +9,7 @@ use super::{Options, Report, measure, row, sh_output, target_bin};
 
 /// Runs the ext4 image benchmark on tmpfs, on the layer benchmark's input tar.
 pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
-    let tar = format!("{dir}/input.tar");
+    let tar = super::layers::input_tar(dir)?;
     let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
     let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
     // mkfs.ext4 -d needs the image size up front; leave it room.

@@ -112,7 +112,7 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
             .map(|m| m.len())
             .unwrap_or(0);
         let size: u64 = sh_output(&format!(
-            "{} layer --json {id} | tr ',' '\\n' | grep uncompressed_size | cut -d: -f2 | tr -d '}}]'",
+            "{} layer --json {id} | tr ',' '\\n' | grep '\"diff-size\"' | cut -d: -f2 | tr -d '}}]'",
             st(&dir)
         ))?
         .parse()

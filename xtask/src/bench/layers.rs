@@ -37,17 +37,24 @@ fn reset_cmd(dir: &str) -> String {
     )
 }
 
+/// The input every layer benchmark reads, `dir/input.tar`: a tar of /usr/share and
+/// /usr/include, made when it is not there yet.
+pub fn input_tar(dir: &str) -> Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {dir}"))?;
+    let tar = format!("{dir}/input.tar");
+    if !Path::new(&tar).exists() {
+        eprintln!("bench: making {tar} from /usr/share and /usr/include");
+        time_sh(&format!(
+            "tar -cf {tar}.tmp -C / usr/share usr/include 2>/dev/null; mv {tar}.tmp {tar}"
+        ))?;
+    }
+    Ok(tar)
+}
+
 /// Runs the layer benchmarks.
 pub fn run(opts: &Options, report: &mut Report) -> Result<()> {
     for (place, dir) in PLACES {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {dir}"))?;
-        let tar = format!("{dir}/input.tar");
-        if !Path::new(&tar).exists() {
-            eprintln!("bench: making {tar} from /usr/share and /usr/include");
-            time_sh(&format!(
-                "tar -cf {tar}.tmp -C / usr/share usr/include 2>/dev/null; mv {tar}.tmp {tar}"
-            ))?;
-        }
+        let tar = input_tar(dir)?;
         let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
         let files = sh_output(&format!("tar -tf {tar} | wc -l"))?;
         let input = format!(

@@ -9,6 +9,7 @@ mod layers;
 mod nfs;
 mod report;
 mod vhd;
+mod vmdk;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +29,9 @@ pub struct Options {
 }
 
 /// The sections of the bench, in the order they run.
-const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog", "nfs", "vhd", "images"];
+const SECTIONS: &[&str] = &[
+    "layers", "ext4", "disks", "catalog", "nfs", "vhd", "vmdk", "images",
+];
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -64,7 +67,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
     let examples: &[&[&str]] = match opts.only.as_deref() {
-        Some("layers" | "catalog" | "nfs" | "vhd" | "images") => &[],
+        Some("layers" | "catalog" | "nfs" | "vhd" | "vmdk" | "images") => &[],
         _ => &[
             &["-p", "ext4-writer", "--example", "tar2ext4"],
             &["-p", "disk-image", "--bin", "diskimg"],
@@ -108,6 +111,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if wanted("vhd") {
         vhd::run(&opts, &mut report, layers::PLACES[0].1)?;
+    }
+    if wanted("vmdk") {
+        vmdk::run(&opts, &mut report)?;
     }
     if wanted("images") {
         images::run(&opts, &mut report, layers::PLACES[1].1)?;

@@ -110,9 +110,14 @@ impl Report {
             }
         }
         let date = sh_output("date -u +%Y-%m-%d").unwrap_or_else(|_| "?".into());
+        // The machine above is the full run's; a section measured again may be on another.
+        let cpu = sh_output("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_else(|_| "?".into());
         let note = format!(
-            "- The {section} tables were measured again on {date} with `cargo xtask bench --only {section} --runs {}`.\n",
-            self.runs
+            "- The {section} tables were measured again on {date} with `cargo xtask bench --only {section} --runs {}` ({cpu}, {} cpus).\n",
+            self.runs,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let prefix = format!("- The {section} tables were measured again on ");
         match blocks.iter_mut().find(|(t, _)| t == "## Notes") {
