@@ -206,12 +206,27 @@ impl Inner {
 
     fn get(&self, id: &str, read_only: bool) -> Result<PathBuf> {
         self.require(id)?;
+        if !read_only {
+            // Whatever is written through the mount is not in the imported tar.
+            self.forget_tar_split(id)?;
+        }
         self.mounts.mount(id, || self.plan(id, read_only))
     }
 
     fn put(&self, id: &str) -> Result<()> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
         self.mounts.unmount(id)
+    }
+
+    /// Removes layer `id`'s tar-split records (if any) and returns where they go.
+    fn forget_tar_split(&self, id: &str) -> Result<PathBuf> {
+        let split = self.layout.layer(id).join(tar_engine::split::FILE_NAME);
+        match std::fs::remove_file(&split) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("remove {}", split.display()))
+            }
+            _ => Ok(split),
+        }
     }
 
     /// The parent recorded for `id`.
@@ -325,6 +340,11 @@ impl LayerDriver for OverlayDriver {
         let input = tokio_util::io::SyncIoBridge::new(diff);
         blocking(move || {
             inner.require(&id)?;
+            // The layer's tar comes back byte for byte only while it holds that one tar.
+            let split = inner.forget_tar_split(&id)?;
+            if apply.filter.is_identity() && is_empty_dir(&target)? {
+                apply.tar_split = Some(split);
+            }
             tar_engine::apply_tar(&op, &target, input, &apply)
         })
         .await
@@ -346,9 +366,11 @@ impl LayerDriver for OverlayDriver {
             inner.require(&id)?;
             if inner.native(&id, from.as_deref())? {
                 // One walk of the diff directory, writing as it goes.
+                // The imported tar itself, while the layer is unchanged.
                 let lowers = inner.layout.lower_diffs(&id)?;
-                tar_engine::write_layer(&op, &inner.layout.diff(&id), &lowers, &opts, pipe)
-                    .map(drop)
+                let split = inner.layout.layer(&id).join(tar_engine::split::FILE_NAME);
+                let own = inner.layout.diff(&id);
+                tar_engine::write_layer_exact(&op, &own, &lowers, &split, &opts, pipe).map(drop)
             } else {
                 // The changes point into the mounts, which stay up while data is read.
                 with_mounted_changes(&inner, &id, from.as_deref(), |changes| {
@@ -452,6 +474,12 @@ impl LayerDriver for OverlayDriver {
         })
         .await
     }
+}
+
+/// True when the directory `dir` has no entries.
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    let mut entries = std::fs::read_dir(dir).ctx(|| format!("read {}", dir.display()))?;
+    Ok(entries.next().is_none())
 }
 
 fn fs_name(magic: i64) -> String {

@@ -360,6 +360,15 @@ impl Inner {
         let applied = self.layout.layer(id).join("applied");
         let existing = applied.exists();
         let target = format!("layer {id}");
+        // The layer's tar comes back byte for byte only while its image holds that one tar.
+        let split = self.layout.layer(id).join(tar_engine::split::FILE_NAME);
+        match std::fs::remove_file(&split) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx(|| format!("remove {}", split.display()));
+            }
+            _ => {}
+        }
+        let keep_split = !existing && opts.filter.is_identity();
         let report = image::build_layer(
             image::uuid_of(id),
             &vhd,
@@ -372,6 +381,7 @@ impl Inner {
                 filter: &opts.filter,
                 expected_digest: opts.expected_digest.as_deref(),
                 target: &target,
+                tar_split: keep_split.then_some(split.as_path()),
             }),
         )?;
         if !existing {
@@ -664,8 +674,10 @@ impl LayerDriver for VhdDriver {
         ArchiveStream::spawn(move |pipe| {
             if inner.native(&id, from.as_deref())? {
                 // One walk of the layer's own tree, writing as it goes.
+                // The imported tar itself, while the layer is unchanged.
+                let split = inner.layout.layer(&id).join(tar_engine::split::FILE_NAME);
                 with_own_tree(&inner, &id, |own, lowers| {
-                    tar_engine::write_layer(&op, own, lowers, &opts, pipe).map(drop)
+                    tar_engine::write_layer_exact(&op, own, lowers, &split, &opts, pipe).map(drop)
                 })
             } else {
                 with_mounted_changes(&inner, &id, from.as_deref(), |changes| {

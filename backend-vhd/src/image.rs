@@ -95,6 +95,8 @@ pub struct LayerInput<'a, R> {
     pub expected_digest: Option<&'a str>,
     /// Names the layer in a digest mismatch.
     pub target: &'a str,
+    /// Where to keep the archive's tar-split records, for a byte-exact diff.
+    pub tar_split: Option<&'a Path>,
 }
 
 /// Builds `vhd` (a VHD of `format` holding an ext4) at `part` and renames it over `vhd`. With
@@ -182,9 +184,14 @@ fn build_into<W: Write + Seek, R: std::io::Read + Send>(
         read_back?;
     }
     let report = match input {
-        Some(i) => {
-            Some(builder.append_layer(i.op, i.tar, i.filter, i.expected_digest, i.target)?)
-        }
+        Some(i) => Some(builder.append_layer(
+            i.op,
+            i.tar,
+            i.filter,
+            i.expected_digest,
+            i.target,
+            i.tar_split,
+        )?),
         None => None,
     };
     let (out, _) = builder.finish()?;

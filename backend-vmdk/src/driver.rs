@@ -423,9 +423,15 @@ impl Inner {
         // Held while the disk is attached for writing: no sweep of stray attachments
         // takes this one for a leftover.
         let _writing = self.run.lock(&write_lock(id))?;
+        // An image layer is written once and mounted read-only after: it keeps what its
+        // tar needs to come back byte for byte.
+        let mut options = options.clone();
+        if !record.read_write && options.filter.is_identity() {
+            options.tar_split = Some(dir.join(tar_engine::split::FILE_NAME));
+        }
         let write = self.layout.write_dir(id);
         self.disks.mount(id, false, &write)?;
-        let applied = tar_engine::apply_tar(op, &write.join(ROOTFS), input, options);
+        let applied = tar_engine::apply_tar(op, &write.join(ROOTFS), input, &options);
         let down = mounts::unmount(&write).and_then(|()| self.disks.release(id));
         match (applied, down) {
             (Ok(report), Ok(())) => {
@@ -443,6 +449,30 @@ impl Inner {
             }
             (Err(e), Err(_)) | (Ok(_), Err(e)) => Err(e),
         }
+    }
+
+    /// Writes image layer `id`'s diff over `from` as the tar it was imported from, when
+    /// `from` is its parent and its tree still gives that tar back byte for byte (its
+    /// tar-split records, replayed over its read-only mount); `false`, with nothing
+    /// written, otherwise.
+    fn exact_diff(
+        &self,
+        op: &Op,
+        id: &str,
+        from: Option<&str>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<bool> {
+        let record = self.require(id)?;
+        let split = self.layout.layer(id).join(tar_engine::split::FILE_NAME);
+        if record.read_write || record.parent.as_deref() != from || !split.exists() {
+            return Ok(false);
+        }
+        let root = self.get(id)?;
+        let written = tar_engine::reassemble(op, &root, &split, out);
+        let released = self.put(id);
+        let written = written?;
+        released?;
+        Ok(written.is_some())
     }
 
     /// Attachments of layers' disks that nothing uses: no counted mount stands on them
@@ -616,7 +646,14 @@ impl LayerDriver for VmdkDriver {
         let check = (inner.clone(), id.clone());
         blocking(move || check.0.require(&check.1).map(drop)).await?;
         let (op, opts) = (op.clone(), opts.clone());
-        ArchiveStream::spawn(move |pipe| {
+        ArchiveStream::spawn(move |mut pipe| {
+            // The imported tar itself, while the layer is unchanged.
+            if opts.data
+                && opts.filter.is_identity()
+                && inner.exact_diff(&op, &id, from.as_deref(), &mut pipe)?
+            {
+                return Ok(());
+            }
             with_mounted_changes(&inner, &id, from.as_deref(), |changes| {
                 tar_engine::write_changes(&op, &changes, &opts, pipe).map(drop)
             })

@@ -70,6 +70,31 @@ pub enum Command {
         #[arg(value_name = "FILE|PARENT")]
         file: Option<String>,
     },
+    /// Pull a whole image from an OCI layout (oci:DIR[:TAG|@DIGEST]), an OCI archive
+    /// (oci-archive:FILE[:TAG]) or a docker archive (docker-archive:FILE[:REF]) and print
+    /// its id. Layers the store holds are not imported again.
+    Pull {
+        /// Names for the image (repeatable); by default the source's tag or RepoTags.
+        #[arg(short = 'n', long = "name")]
+        names: Vec<String>,
+        /// The platform to pick from a multi-platform index, OS/ARCH[/VARIANT] (default:
+        /// this host's).
+        #[arg(long)]
+        platform: Option<String>,
+        /// The source.
+        source: String,
+    },
+    /// Push an image to an OCI layout (oci:DIR[:TAG]) or OCI archive
+    /// (oci-archive:FILE[:TAG]) and print its manifest's digest.
+    Push {
+        /// How layers are compressed: gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compress: String,
+        /// The image.
+        image: String,
+        /// The destination.
+        dest: String,
+    },
     /// Create an empty layer and print its id.
     CreateLayer {
         /// The new layer's parent.
@@ -563,6 +588,8 @@ impl Command {
         matches!(
             self,
             Command::ImportLayer { .. }
+                | Command::Pull { .. }
+                | Command::Push { .. }
                 | Command::Applydiff { .. }
                 | Command::Diff { .. }
                 | Command::Changes { .. }

@@ -18,7 +18,7 @@ use storage_core::Op;
 
 use catalog::NameChange;
 use commands::big_data::{self, Verb};
-use commands::{containers, image_stores, images, layers, objects, volumes};
+use commands::{containers, image_stores, images, layers, objects, transfer, volumes};
 use context::Context;
 use flags::{Command, Flags, VolumeCommand};
 use storage_core::ObjectKind;
@@ -181,6 +181,16 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             .await?;
             layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), &file).await
         }
+        Command::Pull {
+            names,
+            platform,
+            source,
+        } => transfer::pull(&ctx, &op, source, names, platform.as_deref()).await,
+        Command::Push {
+            compress,
+            image,
+            dest,
+        } => transfer::push(&ctx, &op, image, dest, compress).await,
         Command::CreateLayer {
             parent_flag,
             rw,

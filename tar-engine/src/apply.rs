@@ -78,6 +78,9 @@ pub struct ApplyOptions {
     /// (for a target the caller keeps, such as a volume; a layer that fails is removed
     /// whole instead). What the archive replaced or whited out stays as it was left.
     pub rollback: bool,
+    /// Keep a tar-split file here ([`crate::split`]), so that [`crate::reassemble`] can
+    /// write the archive back byte for byte from the target while it is unchanged.
+    pub tar_split: Option<std::path::PathBuf>,
 }
 
 impl ApplyOptions {
@@ -95,6 +98,7 @@ impl ApplyOptions {
             expected_digest: None,
             sync: true,
             rollback: false,
+            tar_split: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub fn apply_tar(
         target: &name,
         literal_whiteouts: false,
         skip_digests: false,
+        tar_split: opts.tar_split.as_deref(),
     };
     let result = ingest(op, input, ingest_opts, &mut writer);
     if result.is_err() && opts.rollback {

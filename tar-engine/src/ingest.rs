@@ -32,6 +32,7 @@ use crate::entry::{
 use crate::input::read_tar;
 pub use crate::sparse::Segment;
 use crate::sparse::{Direct, PaxSparse, Stream, Tap, gnu_map, pax_sparse, read_data_map};
+use crate::split::{SplitWriter, Splitter};
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::ApplyReport;
@@ -169,6 +170,11 @@ pub struct IngestOptions<'a> {
     /// tar reads them, for writers that make a plain copy of a tar. They are still checked:
     /// `.wh.` followed by nothing, `.` or `..` is refused.
     pub literal_whiteouts: bool,
+    /// Record the tar stream into a tar-split file at this path ([`crate::split`]), so
+    /// that the tree the writer makes can give the same bytes back. Only meaningful with
+    /// no filter: the file is committed after [`EntrySink::finish`], and nothing is left
+    /// there when the ingest fails.
+    pub tar_split: Option<&'a std::path::Path>,
 }
 
 /// Reads the tar stream `input` (plain, gzip or zstd), hands every entry to `sink` with
@@ -192,8 +198,17 @@ pub fn ingest<S: EntrySink + ?Sized>(
         skipped: 0,
         xattrs_dropped: 0,
     };
-    let hash = !opts.skip_digests || opts.expected_digest.is_some();
-    let input = read_tar(input, hash, |tar| reader.run(tar, sink))?;
+    let hash = !opts.skip_digests || opts.expected_digest.is_some() || opts.tar_split.is_some();
+    let mut split = None;
+    let input = read_tar(input, hash, |tar| match opts.tar_split {
+        Some(path) => {
+            let mut splitter = Splitter::new(tar, SplitWriter::create(path)?);
+            reader.run(&mut splitter, sink)?;
+            split = Some(splitter.finish().map_err(|e| invalid(None, e))?);
+            Ok(())
+        }
+        None => reader.run(tar, sink),
+    })?;
     if let Some(expected) = opts.expected_digest {
         let actual = input.digest.clone().unwrap_or_default();
         if !expected.eq_ignore_ascii_case(&actual) {
@@ -205,6 +220,10 @@ pub fn ingest<S: EntrySink + ?Sized>(
         }
     }
     sink.finish()?;
+    if let Some(split) = split {
+        let digest = input.tar_digest.as_deref().unwrap_or_default();
+        split.commit(input.tar_size, digest)?;
+    }
     if reader.xattrs_dropped > 0 {
         tracing::warn!(
             "{}: {} extended attribute(s) outside the user, trusted, security and system namespaces left out",

@@ -9,7 +9,9 @@
 //! - **the directory writer** ([`apply_tar`]), confined to its target by
 //!   [`confine`] (`openat2(RESOLVE_IN_ROOT)`, no-follow removal);
 //! - **change lists** ([`layer_changes`], [`compare_trees`]) and **deterministic export**
-//!   ([`write_layer`], [`write_changes`], [`TarWriter`]), reading trees with [`tree`].
+//!   ([`write_layer`], [`write_changes`], [`TarWriter`]), reading trees with [`tree`];
+//! - **byte-exact layers** ([`split`]): the tar-split records an import keeps so that
+//!   [`reassemble`] gives an unchanged tree's tar back byte for byte.
 //!
 //! It does not own the contract's vocabulary ([`ApplyReport`], [`Change`],
 //! [`ExportOptions`], [`ArchiveStream`]: `storage-core`'s, re-exported here), any backend's
@@ -55,6 +57,7 @@ pub mod export;
 pub mod ingest;
 pub mod input;
 pub mod sparse;
+pub mod split;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
@@ -64,6 +67,7 @@ pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};
 pub use input::{TarInput, read_tar};
+pub use split::{reassemble, write_layer_exact};
 pub use storage_core::archive::{
     ApplyReport, ArchiveStream, Change, ChangeKind, Compression, ExportOptions,
 };

@@ -5,8 +5,12 @@ use std::process::Command;
 
 /// Debian packages the test suite needs: mkfs/e2fsck/debugfs, FUSE, libclang for bindgen,
 /// qemu-img/qemu-io for the disk-image cross-checks, nfs-ganesha with rpcbind for the NFS
-/// store (and libnfs's nfs-ls as an independent client).
+/// store (and libnfs's nfs-ls as an independent client), and the image tools strata's
+/// pulls and pushes are checked against (umoci, skopeo, containers-storage) with runc and
+/// busybox-static for a real container, attr for xattrs in test trees.
 pub const TEST_PACKAGES: &[&str] = &[
+    "attr",
+    "busybox-static",
     "containers-storage",
     "e2fsprogs",
     "fuse3",
@@ -16,6 +20,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "nfs-ganesha-vfs",
     "qemu-utils",
     "rpcbind",
+    "runc",
+    "skopeo",
+    "umoci",
     "util-linux",
 ];
 
@@ -31,6 +38,8 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "nfs-ganesha-vfs",
     "openssl",
     "rpcbind",
+    "skopeo",
+    "umoci",
 ];
 
 /// True when the effective user is root.

@@ -85,6 +85,7 @@ pub(crate) async fn import(
             target: &target,
             literal_whiteouts: false,
             skip_digests: false,
+            tar_split: None,
         };
         let report = ingest(&op, input, opts, &mut applier);
         // Whatever happened, no job may outlive the import.

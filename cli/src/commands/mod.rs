@@ -6,6 +6,7 @@ pub mod image_stores;
 pub mod images;
 pub mod layers;
 pub mod objects;
+pub mod transfer;
 pub mod volumes;
 
 use anyhow::{Context as _, Result};

@@ -228,7 +228,9 @@ impl<W: Write + Seek> Builder<W> {
     /// [`append_tar`](Self::append_tar) as a layer store imports: under the caller's
     /// `op` (its cancellation), with `filter` applied and the received bytes checked
     /// against `expected_digest` (`sha256:<hex>`; a mismatch fails before anything is
-    /// finished). `target` names what is built in a mismatch ("layer 1234…").
+    /// finished). `target` names what is built in a mismatch ("layer 1234…"). With
+    /// `tar_split`, the archive is recorded there (`tar_engine::split`) so that the
+    /// image's tree can give it back byte for byte.
     pub fn append_layer<R: Read + Send>(
         &mut self,
         op: &Op,
@@ -236,6 +238,7 @@ impl<W: Write + Seek> Builder<W> {
         filter: &storage_core::FilterSpec,
         expected_digest: Option<&str>,
         target: &str,
+        tar_split: Option<&std::path::Path>,
     ) -> Result<ApplyReport> {
         let opts = IngestOptions {
             target,
@@ -243,6 +246,7 @@ impl<W: Write + Seek> Builder<W> {
             expected_digest,
             literal_whiteouts: self.options.whiteouts == Whiteouts::Keep,
             skip_digests: !self.options.digests,
+            tar_split,
         };
         tar_engine::ingest(op, tar, opts, &mut Ingest(self))
     }

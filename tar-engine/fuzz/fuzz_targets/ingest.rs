@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = IngestOptions {
         filter: Some(&filter),
         skip_digests: true,
+        tar_split: None,
         literal_whiteouts: true,
         target: "fuzz",
         ..IngestOptions::default()

@@ -13,11 +13,13 @@ pub const PLACES: &[(&str, &str)] = &[
     ("disk (ext4)", "/var/tmp/strata-bench"),
 ];
 
-fn cs(dir: &str) -> String {
+/// containers-storage on the overlay store under `dir`.
+pub(super) fn cs(dir: &str) -> String {
     format!("containers-storage --graph {dir}/cs --run {dir}/cs-run --storage-driver overlay")
 }
 
-fn st(dir: &str) -> String {
+/// strata on the store under `dir`.
+pub(super) fn st(dir: &str) -> String {
     format!(
         "{} --root {dir}/st --run-root {dir}/st-run",
         strata().display()

@@ -4,6 +4,7 @@
 mod catalog;
 mod disks;
 mod ext4;
+mod images;
 mod layers;
 mod nfs;
 mod report;
@@ -28,7 +29,9 @@ pub struct Options {
 }
 
 /// The sections of the bench, in the order they run.
-const SECTIONS: &[&str] = &["layers", "ext4", "disks", "catalog", "nfs", "vhd", "vmdk"];
+const SECTIONS: &[&str] = &[
+    "layers", "ext4", "disks", "catalog", "nfs", "vhd", "vmdk", "images",
+];
 
 /// Runs every benchmark and rewrites `BENCHMARKS.md`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -64,7 +67,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::ensure_packages(setup::BENCH_PACKAGES)?;
     let examples: &[&[&str]] = match opts.only.as_deref() {
-        Some("layers" | "catalog" | "nfs" | "vhd" | "vmdk") => &[],
+        Some("layers" | "catalog" | "nfs" | "vhd" | "vmdk" | "images") => &[],
         _ => &[
             &["-p", "ext4-writer", "--example", "tar2ext4"],
             &["-p", "disk-image", "--bin", "diskimg"],
@@ -111,6 +114,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if wanted("vmdk") {
         vmdk::run(&opts, &mut report)?;
+    }
+    if wanted("images") {
+        images::run(&opts, &mut report, layers::PLACES[1].1)?;
     }
     let path = workspace_root().join("BENCHMARKS.md");
     if let Some(section) = &opts.only {

@@ -1,0 +1,729 @@
+//! Byte-exact layers: what an import needs to give its tar back byte for byte, as
+//! containers/storage's tar-split keeps it.
+//!
+//! While [`crate::ingest()`] reads a tar, a [`Splitter`] watches the uncompressed stream
+//! go by and parses its blocks on its own (it never decides anything: the entry stream
+//! does). It records the stream as a list of [`Record`]s: the raw bytes of every header
+//! block, PAX and GNU extension record, padding, the end-of-archive blocks and whatever
+//! follows them, and, for the payload of each regular file, only a reference (the file's
+//! path in the tree the import made, its size and its CRC-32). The payloads of entries
+//! that do not land as a plain file of that name (sparse files, whiteouts, anything that
+//! is not a regular file) are kept raw. The records end with the length and sha256 of the
+//! whole stream.
+//!
+//! [`reassemble`] writes the tar back from the records and the tree: it first reads the
+//! whole reconstruction once, checking every file's size and CRC-32 and the sha256 of the
+//! result against what was recorded, and answers `None` (for the caller's deterministic
+//! writer) when anything differs; only then does it write. So what it writes is always
+//! exactly the tar that was imported. The tree must not have been written since the import
+//! (a second diff, a writable mount): whoever owns the layer removes its records then,
+//! because files *added* to the tree are not in them.
+//!
+//! The file is zstd-compressed: tar headers are mostly zeros and names.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use sha2::{Digest, Sha256};
+
+use crate::confine::{normalize, os};
+use storage_core::{IoContext, Op, Result};
+
+/// The first bytes of a tar-split file.
+const MAGIC: &[u8; 16] = b"strata-tarsplit1";
+/// A raw segment: `u32` length, bytes.
+const TAG_RAW: u8 = 1;
+/// A file reference: `u32` path length, path, `u64` size, `u32` CRC-32.
+const TAG_FILE: u8 = 2;
+/// The end: `u64` length of the whole stream, its 32-byte sha256.
+const TAG_END: u8 = 0xff;
+/// Raw bytes are flushed as one record at most this long.
+const MAX_RAW: usize = 1 << 20;
+const BLOCK: usize = 512;
+
+/// One piece of a recorded tar stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// Bytes written as they are.
+    Raw(Vec<u8>),
+    /// The content of the file at `path` (relative to the layer's tree), `size` bytes long,
+    /// whose CRC-32 is `crc`.
+    File {
+        /// The file's normalised path in the tree.
+        path: Vec<u8>,
+        /// Its length.
+        size: u64,
+        /// CRC-32 (IEEE) of its content.
+        crc: u32,
+    },
+}
+
+/// Writes records to a file as they come: `path.part` first, renamed over `path` by
+/// [`SplitWriter::commit`] once the stream's digest is known.
+pub struct SplitWriter {
+    path: PathBuf,
+    part: PathBuf,
+    out: Option<zstd::Encoder<'static, BufWriter<File>>>,
+    raw: Vec<u8>,
+}
+
+impl SplitWriter {
+    /// Starts the records of a tar-split file to be committed at `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let file = File::create(&part).ctx(|| format!("create {}", part.display()))?;
+        let mut out = zstd::Encoder::new(BufWriter::new(file), 3)
+            .ctx(|| format!("start tar-split {}", part.display()))?;
+        out.write_all(MAGIC)
+            .ctx(|| format!("write {}", part.display()))?;
+        Ok(SplitWriter {
+            path: path.to_owned(),
+            part,
+            out: Some(out),
+            raw: Vec::new(),
+        })
+    }
+
+    fn out(&mut self) -> io::Result<&mut zstd::Encoder<'static, BufWriter<File>>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("tar-split already finished"))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.raw.extend_from_slice(bytes);
+        if self.raw.len() >= MAX_RAW {
+            self.flush_raw()?;
+        }
+        Ok(())
+    }
+
+    fn flush_raw(&mut self) -> io::Result<()> {
+        if self.raw.is_empty() {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.raw);
+        let out = self.out()?;
+        out.write_all(&[TAG_RAW])?;
+        out.write_all(
+            &u32::try_from(raw.len())
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        )?;
+        out.write_all(&raw)?;
+        self.raw = raw;
+        self.raw.clear();
+        Ok(())
+    }
+
+    fn file(&mut self, path: &[u8], size: u64, crc: u32) -> io::Result<()> {
+        self.flush_raw()?;
+        let out = self.out()?;
+        out.write_all(&[TAG_FILE])?;
+        out.write_all(
+            &u32::try_from(path.len())
+                .map_err(io::Error::other)?
+                .to_le_bytes(),
+        )?;
+        out.write_all(path)?;
+        out.write_all(&size.to_le_bytes())?;
+        out.write_all(&crc.to_le_bytes())
+    }
+
+    /// Ends the records with the stream's length and `sha256:<hex>` digest, makes the file
+    /// durable and renames it into place.
+    pub fn commit(mut self, size: u64, digest: &str) -> Result<()> {
+        let part = self.part.clone();
+        let ctx = || format!("write tar-split {}", part.display());
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let sum = hex::decode(hex)
+            .ok()
+            .filter(|s| s.len() == 32)
+            .ok_or_else(|| io::Error::other(format!("{digest:?} is not a sha256 digest")))
+            .ctx(ctx)?;
+        self.flush_raw().ctx(ctx)?;
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("finished"))
+            .ctx(ctx)?;
+        out.write_all(&[TAG_END]).ctx(ctx)?;
+        out.write_all(&size.to_le_bytes()).ctx(ctx)?;
+        out.write_all(&sum).ctx(ctx)?;
+        let file = out
+            .finish()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .ctx(ctx)?;
+        file.sync_all().ctx(ctx)?;
+        std::fs::rename(&self.part, &self.path)
+            .ctx(|| format!("rename {} into place", self.part.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for SplitWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            // Not committed: nothing half-written stays.
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+/// What the splitter is in the middle of.
+enum State {
+    /// Gathering a header block.
+    Header,
+    /// Gathering one more block of an old GNU sparse header's extension.
+    SparseExtension,
+    /// The payload of an entry, `left` bytes to go, then `pad` bytes of padding.
+    Payload { left: u64, pad: u64, how: Payload },
+    /// Past the end-of-archive block: every byte is kept raw.
+    Trailer,
+}
+
+/// What becomes of a payload's bytes.
+enum Payload {
+    /// Kept raw.
+    Raw,
+    /// Kept raw and gathered, for the next header: a PAX header (`x`) or GNU long name
+    /// (`L`).
+    Meta(u8, Vec<u8>),
+    /// A file's content, referenced by path.
+    File {
+        path: Vec<u8>,
+        size: u64,
+        crc: crc32fast::Hasher,
+    },
+}
+
+/// A reader over a tar stream that records it into a [`SplitWriter`] as it is read.
+pub struct Splitter<R> {
+    inner: R,
+    out: SplitWriter,
+    state: State,
+    block: Vec<u8>,
+    /// What the PAX header and GNU long name before the current header said.
+    pax_path: Option<Vec<u8>>,
+    pax_size: Option<u64>,
+    pax_sparse: bool,
+    long_name: Option<Vec<u8>>,
+    /// The payload that follows an old GNU sparse header's extension blocks.
+    after_extension: Option<(u64, u64)>,
+    /// The first write error; reported by [`Splitter::finish`].
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Splitter<R> {
+    /// Records the tar stream read through `inner` into `out`.
+    pub fn new(inner: R, out: SplitWriter) -> Self {
+        Splitter {
+            inner,
+            out,
+            state: State::Header,
+            block: Vec::with_capacity(BLOCK),
+            pax_path: None,
+            pax_size: None,
+            pax_sparse: false,
+            long_name: None,
+            after_extension: None,
+            failed: None,
+        }
+    }
+
+    /// Reads what is left of the stream (the end-of-archive blocks and anything after
+    /// them) into the records, and hands the writer back for its commit.
+    pub fn finish(mut self) -> io::Result<SplitWriter> {
+        io::copy(&mut self, &mut io::sink())?;
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match std::mem::replace(&mut self.state, State::Trailer) {
+            State::Payload {
+                how: Payload::File { .. },
+                ..
+            } => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the tar stream ends inside a file",
+            )),
+            _ => {
+                let block = std::mem::take(&mut self.block);
+                self.out.raw(&block)?;
+                Ok(self.out)
+            }
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Trailer => {
+                    self.out.raw(bytes)?;
+                    return Ok(());
+                }
+                State::Header | State::SparseExtension => {
+                    let take = (BLOCK - self.block.len()).min(bytes.len());
+                    self.block.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.block.len() == BLOCK {
+                        let block = std::mem::take(&mut self.block);
+                        self.out.raw(&block)?;
+                        if matches!(self.state, State::Header) {
+                            self.header(&block);
+                        } else if block[504] == 0 {
+                            let (left, pad) = self.after_extension.take().unwrap_or((0, 0));
+                            self.state = State::Payload {
+                                left,
+                                pad,
+                                how: Payload::Raw,
+                            };
+                            self.settle();
+                        }
+                        self.block = block;
+                        self.block.clear();
+                    }
+                }
+                State::Payload { left, pad, how } => {
+                    if *left > 0 {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(bytes.len());
+                        let (now, rest) = bytes.split_at(take);
+                        match how {
+                            Payload::Raw => self.out.raw(now)?,
+                            Payload::Meta(_, buf) => {
+                                buf.extend_from_slice(now);
+                                self.out.raw(now)?;
+                            }
+                            Payload::File { crc, .. } => crc.update(now),
+                        }
+                        *left -= take as u64;
+                        bytes = rest;
+                        if *left == 0
+                            && matches!(how, Payload::File { .. })
+                            && let Payload::File { path, size, crc } =
+                                std::mem::replace(how, Payload::Raw)
+                        {
+                            self.out.file(&path, size, crc.finalize())?;
+                        }
+                    } else if *pad > 0 {
+                        let take = usize::try_from(*pad).unwrap_or(usize::MAX).min(bytes.len());
+                        self.out.raw(&bytes[..take])?;
+                        *pad -= take as u64;
+                        bytes = &bytes[take..];
+                    }
+                    self.settle();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a header block (already recorded raw) and sets up its payload.
+    fn header(&mut self, block: &[u8]) {
+        if block.iter().all(|&b| b == 0) {
+            self.state = State::Trailer;
+            return;
+        }
+        let kind = block[156];
+        let mut size = numeric(&block[124..136]);
+        let meta = matches!(kind, b'x' | b'g' | b'L' | b'K');
+        if !meta && let Some(s) = self.pax_size {
+            size = s;
+        }
+        let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        let how = match kind {
+            b'x' | b'L' => Payload::Meta(kind, Vec::new()),
+            b'g' | b'K' => Payload::Raw,
+            b'0' | 0 | b'7' => {
+                let name = self.name(block);
+                let path = normalize(&name);
+                let base = path.rsplit(|&b| b == b'/').next().unwrap_or(&[]);
+                let sparse = std::mem::take(&mut self.pax_sparse);
+                self.pax_size = None;
+                if sparse || size == 0 || path.is_empty() || base.starts_with(b".wh.") {
+                    Payload::Raw
+                } else {
+                    Payload::File {
+                        path,
+                        size,
+                        crc: crc32fast::Hasher::new(),
+                    }
+                }
+            }
+            _ => {
+                self.name(block);
+                self.pax_sparse = false;
+                self.pax_size = None;
+                if kind == b'S' && block[482] != 0 {
+                    self.after_extension = Some((size, pad));
+                    self.state = State::SparseExtension;
+                    return;
+                }
+                Payload::Raw
+            }
+        };
+        self.state = State::Payload {
+            left: size,
+            pad,
+            how,
+        };
+        self.settle();
+    }
+
+    /// The name the current header gives its entry, taking what PAX and GNU long names
+    /// said before it.
+    fn name(&mut self, block: &[u8]) -> Vec<u8> {
+        let pax = self.pax_path.take();
+        let long = self.long_name.take();
+        if let Some(name) = pax.or(long) {
+            return name;
+        }
+        let name = cstr(&block[..100]);
+        if &block[257..263] == b"ustar\0" {
+            let prefix = cstr(&block[345..500]);
+            if !prefix.is_empty() {
+                return [prefix, b"/", name].concat();
+            }
+        }
+        name.to_vec()
+    }
+
+    /// Ends a payload that is all read: a PAX header or long name is remembered for the
+    /// header that follows.
+    fn settle(&mut self) {
+        let State::Payload {
+            left: 0, pad: 0, ..
+        } = self.state
+        else {
+            return;
+        };
+        if let State::Payload {
+            how: Payload::Meta(kind, data),
+            ..
+        } = std::mem::replace(&mut self.state, State::Header)
+        {
+            if kind == b'L' {
+                self.long_name = Some(cstr(&data).to_vec());
+            } else {
+                for (key, value) in pax_records(&data) {
+                    match key {
+                        b"path" => self.pax_path = Some(value.to_vec()),
+                        b"size" => {
+                            self.pax_size =
+                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                        }
+                        k if k.starts_with(b"GNU.sparse.") => self.pax_sparse = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Splitter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.failed.is_none()
+            && let Err(e) = self.feed(&buf[..n])
+        {
+            self.failed = Some(e);
+        }
+        Ok(n)
+    }
+}
+
+/// The bytes of a NUL-terminated field.
+fn cstr(field: &[u8]) -> &[u8] {
+    field.split(|&b| b == 0).next().unwrap_or(&[])
+}
+
+/// A numeric header field: octal, or base-256 when its first byte has the high bit set.
+fn numeric(field: &[u8]) -> u64 {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        return field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x7f), |n, &b| (n << 8) | u64::from(b));
+    }
+    cstr(field)
+        .iter()
+        .filter(|b| (b'0'..=b'7').contains(b))
+        .fold(0u64, |n, &b| {
+            n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
+        })
+}
+
+/// The `key=value` records of a PAX header (`LEN key=value\n`); a malformed one ends the
+/// list (the entry stream refuses such an archive anyway).
+fn pax_records(mut data: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut out = Vec::new();
+    while let Some(space) = data.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&data[..space])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|&l| l > space + 1 && l <= data.len())
+        else {
+            break;
+        };
+        let record = &data[space + 1..len - 1];
+        if let Some(eq) = record.iter().position(|&b| b == b'=') {
+            out.push((&record[..eq], &record[eq + 1..]));
+        }
+        data = &data[len..];
+    }
+    out
+}
+
+/// Reads the records of a tar-split file.
+pub struct SplitReader {
+    input: zstd::Decoder<'static, BufReader<BufReader<File>>>,
+    path: PathBuf,
+}
+
+/// One item of a tar-split file: a [`Record`], or its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A piece of the stream.
+    Record(Record),
+    /// The end: the whole stream's length and sha256.
+    End {
+        /// Length of the tar stream.
+        size: u64,
+        /// Its sha256.
+        sha256: [u8; 32],
+    },
+}
+
+impl SplitReader {
+    /// Opens the tar-split file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).ctx(|| format!("open tar-split {}", path.display()))?;
+        let mut input = zstd::Decoder::new(BufReader::new(file))
+            .ctx(|| format!("read tar-split {}", path.display()))?;
+        let mut magic = [0u8; 16];
+        input
+            .read_exact(&mut magic)
+            .and_then(|()| {
+                (&magic == MAGIC)
+                    .then_some(())
+                    .ok_or_else(|| io::Error::other("not a strata tar-split file"))
+            })
+            .ctx(|| format!("read tar-split {}", path.display()))?;
+        Ok(SplitReader {
+            input,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The next item; an error at the end of the file, which must end with [`Item::End`].
+    pub fn next_item(&mut self) -> Result<Item> {
+        let ctx = || format!("read tar-split {}", self.path.display());
+        let mut tag = [0u8; 1];
+        self.input.read_exact(&mut tag).ctx(ctx)?;
+        let u32_ = |r: &mut dyn Read| -> io::Result<u32> {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)?;
+            Ok(u32::from_le_bytes(b))
+        };
+        let u64_ = |r: &mut dyn Read| -> io::Result<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        };
+        let bytes = |r: &mut dyn Read, n: u32| -> io::Result<Vec<u8>> {
+            let mut v = Vec::new();
+            r.take(u64::from(n)).read_to_end(&mut v)?;
+            if v.len() != n as usize {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(v)
+        };
+        let input: &mut dyn Read = &mut self.input;
+        let item = match tag[0] {
+            TAG_RAW => u32_(input).and_then(|n| bytes(input, n)).map(Record::Raw),
+            TAG_FILE => u32_(input).and_then(|n| {
+                let path = bytes(input, n)?;
+                let size = u64_(input)?;
+                let crc = u32_(input)?;
+                Ok(Record::File { path, size, crc })
+            }),
+            TAG_END => {
+                let size = u64_(input).ctx(ctx)?;
+                let mut sha256 = [0u8; 32];
+                input.read_exact(&mut sha256).ctx(ctx)?;
+                return Ok(Item::End { size, sha256 });
+            }
+            other => Err(io::Error::other(format!("unknown record tag {other}"))),
+        };
+        item.map(Item::Record).ctx(ctx)
+    }
+}
+
+/// Opens the regular file `path` of the tree at `root` (symlinks resolved inside it, the
+/// last component never followed).
+fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    // The kernel answers EAGAIN when a rename or a mount anywhere raced the lookup.
+    let mut tries = 0;
+    let fd = loop {
+        match nix::fcntl::openat2(root.as_fd(), os(path), how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < 64 => tries += 1,
+            other => break other.map_err(io::Error::from)?,
+        }
+    };
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Writes the tar recorded in the tar-split file `split` to `out`, with file contents
+/// read from the tree at `root`, and returns its length; or `Ok(None)`, having written
+/// nothing, when the tree no longer holds what was imported (a file missing, of another
+/// size or content) or the records are unreadable, so the caller writes the tree its own
+/// way. What is written hashes to the digest recorded at import.
+pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Result<Option<u64>> {
+    let root_dir = File::open(root).ctx(|| format!("open layer tree {}", root.display()))?;
+    // First pass: build the whole stream without writing it, and compare.
+    match replay(op, &root_dir, split, &mut io::sink(), true) {
+        Ok(Ok(_)) => {}
+        Ok(Err(why)) => {
+            tracing::info!(
+                "{}: not byte-exact any more ({why}); writing the tree instead",
+                root.display()
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            if let storage_core::Error::Cancelled { .. } = e {
+                return Err(e);
+            }
+            tracing::warn!(
+                "{}: tar-split {} unusable ({}); writing the tree instead",
+                root.display(),
+                split.display(),
+                storage_core::Report(&e)
+            );
+            return Ok(None);
+        }
+    }
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    // The second pass checks sizes and CRCs only: the first proved the whole stream.
+    let written = match replay(op, &root_dir, split, &mut out, false)? {
+        Ok(n) => n,
+        Err(why) => {
+            return Err(storage_core::Error::io(
+                format!("reassemble the tar of {}", root.display()),
+                io::Error::other(format!("the tree changed while it was written: {why}")),
+            ));
+        }
+    };
+    out.flush()
+        .ctx(|| format!("write the tar of {}", root.display()))?;
+    Ok(Some(written))
+}
+
+/// Writes the recorded stream to `out`, checking every file's size and CRC-32 and, with
+/// `whole`, the sha256 of everything written; the inner `Err` says why the tree or the
+/// result does not match the records.
+fn replay(
+    op: &Op,
+    root: &File,
+    split: &Path,
+    out: &mut dyn Write,
+    whole: bool,
+) -> Result<std::result::Result<u64, String>> {
+    let mut records = SplitReader::open(split)?;
+    let mut hasher = whole.then(Sha256::new);
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let wctx = || "write the reassembled tar".to_string();
+    loop {
+        op.check()?;
+        match records.next_item()? {
+            Item::Record(Record::Raw(bytes)) => {
+                if let Some(h) = &mut hasher {
+                    h.update(&bytes);
+                }
+                out.write_all(&bytes).ctx(wctx)?;
+                total += bytes.len() as u64;
+            }
+            Item::Record(Record::File { path, size, crc }) => {
+                let shown = String::from_utf8_lossy(&path).into_owned();
+                let mut file = match open_in(root, &path) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Err(format!("{shown}: {e}"))),
+                };
+                let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                if len != size {
+                    return Ok(Err(format!("{shown} is {len} bytes, was {size}")));
+                }
+                let mut sum = crc32fast::Hasher::new();
+                let mut left = size;
+                while left > 0 {
+                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let n = file
+                        .read(&mut buf[..want])
+                        .ctx(|| format!("read {shown} of the layer"))?;
+                    if n == 0 {
+                        return Ok(Err(format!("{shown} shrank while it was read")));
+                    }
+                    sum.update(&buf[..n]);
+                    if let Some(h) = &mut hasher {
+                        h.update(&buf[..n]);
+                    }
+                    out.write_all(&buf[..n]).ctx(wctx)?;
+                    left -= n as u64;
+                }
+                if sum.finalize() != crc {
+                    return Ok(Err(format!("{shown} has other content")));
+                }
+                total += size;
+            }
+            Item::End { size, sha256 } => {
+                let hashed = hasher.map(|h| h.finalize());
+                if total != size || hashed.is_some_and(|h| h[..] != sha256[..]) {
+                    return Ok(Err(format!(
+                        "the records give {total} bytes that do not hash to the imported digest"
+                    )));
+                }
+                return Ok(Ok(total));
+            }
+        }
+    }
+}
+
+/// The name of the tar-split file a layer store keeps beside a layer's data.
+pub const FILE_NAME: &str = "tar-split";
+
+/// A layer's diff over its parent: the imported tar byte for byte when the layer still
+/// holds exactly what was imported and `opts` asks for the whole diff with data (no
+/// filter), else [`crate::write_layer`] of `own` over `lowers`. `split` is the layer's
+/// tar-split file, which may be absent.
+pub fn write_layer_exact<W: Write>(
+    op: &Op,
+    own: &Path,
+    lowers: &[PathBuf],
+    split: &Path,
+    opts: &storage_core::archive::ExportOptions,
+    mut out: W,
+) -> Result<W> {
+    if opts.data && opts.filter.is_identity() && split.exists() {
+        // `reassemble` writes nothing when it answers `None`.
+        if reassemble(op, own, split, &mut out)?.is_some() {
+            return Ok(out);
+        }
+    }
+    crate::write_layer(op, own, lowers, opts, out)
+}
