@@ -37,13 +37,21 @@ impl FileStat {
         let dir = std::fs::File::open(root).ctx(|| format!("open {}", root.display()))?;
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "." } else { rel };
-        let fd = rustix::fs::openat2(
-            &dir,
-            rel,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT,
-        )
+        // EAGAIN: a rename or a mount somewhere raced the lookup; it says nothing of the
+        // path, so the lookup is made again.
+        let mut tries = 0;
+        let fd = loop {
+            match rustix::fs::openat2(
+                &dir,
+                rel,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT,
+            ) {
+                Err(rustix::io::Errno::AGAIN) if tries < 64 => tries += 1,
+                other => break other,
+            }
+        }
         .map_err(|e| match e {
             rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => Error::NotFound {
                 kind,

@@ -77,6 +77,19 @@ pub struct Root {
     made: Vec<Vec<u8>>,
 }
 
+/// `openat2`, asked again while the kernel answers `EAGAIN`: with `RESOLVE_IN_ROOT` it
+/// does when a rename or a mount anywhere on the system raced the lookup, which is no
+/// answer about the path.
+pub fn openat2_in_root(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(dir, path, how) {
+            Err(Errno::EAGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 fn dir_how() -> OpenHow {
     OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
@@ -213,7 +226,7 @@ impl Root {
                 .try_clone()
                 .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
         } else {
-            openat2(self.fd.as_fd(), os(rel), dir_how())
+            openat2_in_root(self.fd.as_fd(), os(rel), dir_how())
         };
         match opened {
             Ok(fd) => Ok(Some(self.cache(rel, fd)?)),
@@ -235,7 +248,7 @@ impl Root {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        match openat2(self.fd.as_fd(), os(rel), how) {
+        match openat2_in_root(self.fd.as_fd(), os(rel), how) {
             Ok(_) | Err(Errno::ENOENT) => Ok(true),
             Err(Errno::ELOOP) => Ok(false),
             Err(e) => Err(Error::io(

@@ -573,14 +573,8 @@ fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
         .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .mode(Mode::empty())
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    // The kernel answers EAGAIN when a rename or a mount anywhere raced the lookup.
-    let mut tries = 0;
-    let fd = loop {
-        match nix::fcntl::openat2(root.as_fd(), os(path), how) {
-            Err(nix::errno::Errno::EAGAIN) if tries < 64 => tries += 1,
-            other => break other.map_err(io::Error::from)?,
-        }
-    };
+    let fd =
+        crate::confine::openat2_in_root(root.as_fd(), os(path), how).map_err(io::Error::from)?;
     let file = File::from(fd);
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
