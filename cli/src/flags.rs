@@ -63,6 +63,9 @@ pub enum Command {
         /// A name for the layer (repeatable).
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
+        /// The new layer's id (64 lowercase hex digits) instead of a random one.
+        #[arg(short = 'i', long = "id")]
+        id: Option<String>,
         /// The tar file (containers-storage's spelling; the argument is then the parent).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         from_file: Option<String>,

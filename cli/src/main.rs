@@ -169,6 +169,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             parent,
             sum,
             names,
+            id,
             from_file,
             file,
         } => {
@@ -179,7 +180,12 @@ async fn run(flags: Flags, name: String) -> Result<()> {
                 parent.as_deref(),
             )
             .await?;
-            layers::import(&ctx, &op, parent.as_deref(), names, sum.clone(), &file).await
+            let new = layers::NewLayer {
+                id: id.as_deref(),
+                parent: parent.as_deref(),
+                names,
+            };
+            layers::import(&ctx, &op, new, sum.clone(), &file).await
         }
         Command::Pull {
             names,

@@ -331,30 +331,21 @@ impl Peer {
             assert_eq!(out.stdout, peer.stdout, "big data {key}");
         }
         let their_layers: Value = serde_json::from_str(&self.cs(&["layers", "--json"])).unwrap();
-        let mut theirs: Vec<(Value, Value, Value)> = their_layers
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["diff-digest"].clone(),
-                    l["compressed-diff-digest"].clone(),
-                    l["diff-size"].clone(),
-                )
-            })
-            .collect();
-        let mut ours: Vec<(Value, Value, Value)> = chain
-            .iter()
-            .map(|l| {
-                (
-                    l["diff-digest"].clone(),
-                    l["compressed-diff-digest"].clone(),
-                    l["diff-size"].clone(),
-                )
-            })
-            .collect();
-        theirs.sort_by_key(|t| t.0.to_string());
-        ours.sort_by_key(|t| t.0.to_string());
+        // The same layers: ids (containers/image's chain of diff_ids), parents, digests.
+        let facts = |l: &Value| {
+            [
+                l["diff-digest"].clone(),
+                l["id"].clone(),
+                l["parent"].clone(),
+                l["compressed-diff-digest"].clone(),
+                l["diff-size"].clone(),
+            ]
+        };
+        let mut theirs: Vec<[Value; 5]> =
+            their_layers.as_array().unwrap().iter().map(facts).collect();
+        let mut ours: Vec<[Value; 5]> = chain.iter().map(facts).collect();
+        theirs.sort_by_key(|t| t[0].to_string());
+        ours.sort_by_key(|t| t[0].to_string());
         assert_eq!(ours, theirs);
     }
 }

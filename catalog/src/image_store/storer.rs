@@ -109,7 +109,7 @@ impl ImageStorer for Store {
         }
         let tar: TarReader = Box::new(Cursor::new(scratch::tar()?));
         let n = name.to_owned();
-        self.import_layer_and(op, None, &[], tar, None, move |sql, layer| {
+        self.import_layer_and(op, None, None, &[], tar, None, move |sql, layer| {
             // Checked again in the committing transaction: two creators, one winner.
             image_stores::insert_store(sql, &n, layer)?;
             image_stores::insert_image(
@@ -191,6 +191,7 @@ impl ImageStorer for Store {
         let (record, _) = self
             .import_layer_and(
                 op,
+                None,
                 Some(&parent.layer),
                 &[],
                 tar,

@@ -88,7 +88,7 @@ impl Store {
         })
         .await?;
         let layer = self
-            .begin_layer(op, image.top_layer.as_deref(), &[], true)
+            .begin_layer(op, None, image.top_layer.as_deref(), &[], true)
             .await?;
         let (i, lock) = (id.clone(), container_lock(&id));
         self.write(move |sql| {

@@ -7,7 +7,7 @@ use storage_core::Report;
 use storage_core::archive::{ApplyReport, ArchiveStream, Change, ExportOptions};
 use storage_core::driver::{CreateOpts, DiffOpts, LayerDisk, MountOpts, TarReader};
 use storage_core::error::{Error, ObjectKind, Result};
-use storage_core::id::random_id;
+use storage_core::id::{random_id, validate_id};
 use storage_core::op::Op;
 use storage_core::run_root::RunLock;
 
@@ -120,11 +120,18 @@ impl Store {
     pub(crate) async fn begin_layer(
         &self,
         op: &Op,
+        id: Option<&str>,
         parent: Option<&str>,
         names: &[String],
         read_write: bool,
     ) -> Result<NewLayer> {
-        let id = random_id()?;
+        let id = match id {
+            Some(i) => {
+                validate_id(ObjectKind::Layer, i)?;
+                i.to_owned()
+            }
+            None => random_id()?,
+        };
         let lock = self.lock(&layer_lock(&id)).await?;
         // A parent in a read-only additional store cannot go away under us.
         let foreign = match parent {
@@ -226,7 +233,9 @@ impl Store {
         names: &[String],
         read_write: bool,
     ) -> Result<LayerRecord> {
-        let layer = self.begin_layer(op, parent, names, read_write).await?;
+        let layer = self
+            .begin_layer(op, None, parent, names, read_write)
+            .await?;
         self.finish_layer(op, layer, LayerDigests::default(), |_, _| Ok(()))
             .await
     }
@@ -241,22 +250,40 @@ impl Store {
         tar: TarReader,
         expected_digest: Option<String>,
     ) -> Result<(LayerRecord, ApplyReport)> {
-        self.import_layer_and(op, parent, names, tar, expected_digest, |_, _| Ok(()))
+        self.import_layer_as(op, None, parent, names, tar, expected_digest)
+            .await
+    }
+
+    /// [`import_layer`](Self::import_layer), the new layer's id chosen by the caller
+    /// (64 lowercase hex digits; `AlreadyExists` when taken), as containers-storage's
+    /// `import-layer --id` and containers/image's layer ids (a chain of `diff_id`s) have it.
+    pub async fn import_layer_as(
+        &self,
+        op: &Op,
+        id: Option<&str>,
+        parent: Option<&str>,
+        names: &[String],
+        tar: TarReader,
+        expected_digest: Option<String>,
+    ) -> Result<(LayerRecord, ApplyReport)> {
+        self.import_layer_and(op, id, parent, names, tar, expected_digest, |_, _| Ok(()))
             .await
     }
 
     /// [`import_layer`](Self::import_layer), running `also` in the transaction that
     /// completes the layer.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn import_layer_and(
         &self,
         op: &Op,
+        id: Option<&str>,
         parent: Option<&str>,
         names: &[String],
         tar: TarReader,
         expected_digest: Option<String>,
         also: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
     ) -> Result<(LayerRecord, ApplyReport)> {
-        let layer = self.begin_layer(op, parent, names, false).await?;
+        let layer = self.begin_layer(op, id, parent, names, false).await?;
         let opts = DiffOpts {
             expected_digest,
             ..Default::default()

@@ -41,12 +41,21 @@ pub fn done(bar: Option<indicatif::ProgressBar>) {
     }
 }
 
+/// What `import-layer` makes: its id (random when `None`), parent and names.
+pub struct NewLayer<'a> {
+    /// The id asked for (`--id`).
+    pub id: Option<&'a str>,
+    /// The parent.
+    pub parent: Option<&'a str>,
+    /// The names.
+    pub names: &'a [String],
+}
+
 /// `import-layer`.
 pub async fn import(
     ctx: &Context,
     op: &Op,
-    parent: Option<&str>,
-    names: &[String],
+    new: NewLayer<'_>,
     sum: Option<String>,
     file: &str,
 ) -> Result<()> {
@@ -55,11 +64,14 @@ pub async fn import(
     {
         bail!("--sum must be sha256:<64 hex digits>, got {s:?}");
     }
-    ctx.check_depth(parent).await?;
+    ctx.check_depth(new.parent).await?;
     let (tar, bar) = input(file, "importing").await?;
-    let result = ctx.store.import_layer(op, parent, names, tar, sum).await;
+    let result = ctx
+        .store
+        .import_layer_as(op, new.id, new.parent, new.names, tar, sum)
+        .await;
     done(bar);
-    let (layer, _) = result.with_context(|| match names.first() {
+    let (layer, _) = result.with_context(|| match new.names.first() {
         Some(name) => format!("import layer {name} from {file}"),
         None => format!("import layer from {file}"),
     })?;

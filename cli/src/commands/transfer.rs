@@ -165,6 +165,21 @@ fn held_layer<'a>(
     })
 }
 
+/// The id containers/image gives a pulled layer, so that the same chain has the same
+/// layer ids here and in containers-storage: a base layer's is its `diff_id`'s hex, and a
+/// layer on a parent has the sha256 of `<parent id>+<diff_id hex>`. `None` (a random id)
+/// for a `diff_id` that is not sha256.
+fn layer_id(parent: Option<&str>, diff_id: &str) -> Option<String> {
+    let hex = diff_id.strip_prefix("sha256:")?;
+    Some(match parent {
+        None => hex.to_owned(),
+        Some(p) => {
+            let chained = image_transfer::sha256_digest(format!("{p}+{hex}").as_bytes());
+            chained.trim_start_matches("sha256:").to_owned()
+        }
+    })
+}
+
 /// Imports one layer blob on `parent`, checking the blob's digest as it is read and the
 /// tar's against the config's `diff_id`.
 async fn import(
@@ -185,9 +200,17 @@ async fn import(
     let short = blob.digest.get(7..19).unwrap_or(&blob.digest);
     let reader = ProgressReader::new(file.take(at.len), Some(at.len), &format!("{what} {short}"));
     let bar = reader.bar();
+    let id = layer_id(parent, &blob.diff_id);
     let result = ctx
         .store
-        .import_layer(op, parent, &[], Box::new(reader), Some(blob.digest.clone()))
+        .import_layer_as(
+            op,
+            id.as_deref(),
+            parent,
+            &[],
+            Box::new(reader),
+            Some(blob.digest.clone()),
+        )
         .await;
     done(bar);
     let (layer, _) = result.with_context(|| format!("{what}: blob {}", blob.digest))?;
