@@ -23,4 +23,4 @@ pub use db::{
     BigDataInfo, Catalog, ContainerRecord, ImageRecord, LayerDigests, LayerRecord, LayerSummary,
     LayerView, NameChange, Sql, StoreImageRecord,
 };
-pub use store::{CheckReport, ImageDeletion, Listing, Problem, ProblemKind, Store};
+pub use store::{CheckReport, ImageDeletion, LayerSpec, Listing, Problem, ProblemKind, Store};

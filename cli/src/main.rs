@@ -180,7 +180,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
                 parent.as_deref(),
             )
             .await?;
-            let new = layers::NewLayer {
+            let new = catalog::LayerSpec {
                 id: id.as_deref(),
                 parent: parent.as_deref(),
                 names,

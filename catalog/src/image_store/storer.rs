@@ -15,7 +15,7 @@ use storage_core::op::Op;
 use crate::db::{self, image_stores, layers};
 use crate::image_store::scratch::{self, SCRATCH};
 use crate::image_store::{Image, ImageStorer, NewImage};
-use crate::store::Store;
+use crate::store::{LayerSpec, Store};
 
 fn store_not_found(name: &str) -> Error {
     Error::StoreNotFound {
@@ -109,7 +109,7 @@ impl ImageStorer for Store {
         }
         let tar: TarReader = Box::new(Cursor::new(scratch::tar()?));
         let n = name.to_owned();
-        self.import_layer_and(op, None, None, &[], tar, None, move |sql, layer| {
+        self.import_layer_and(op, LayerSpec::default(), tar, None, move |sql, layer| {
             // Checked again in the committing transaction: two creators, one winner.
             image_stores::insert_store(sql, &n, layer)?;
             image_stores::insert_image(
@@ -191,9 +191,10 @@ impl ImageStorer for Store {
         let (record, _) = self
             .import_layer_and(
                 op,
-                None,
-                Some(&parent.layer),
-                &[],
+                LayerSpec {
+                    parent: Some(&parent.layer),
+                    ..LayerSpec::default()
+                },
                 tar,
                 image.sum.clone(),
                 move |sql, layer| {

@@ -54,6 +54,18 @@ pub(crate) fn check_unused(sql: &Sql<'_>, id: &str, removing: &[String]) -> Resu
     Ok(())
 }
 
+/// Where a new layer goes: its id (random when `None`; else 64 lowercase hex digits,
+/// `AlreadyExists` when taken), its parent and its names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerSpec<'a> {
+    /// The id asked for.
+    pub id: Option<&'a str>,
+    /// The parent layer (id, name or unique prefix; an additional store's too).
+    pub parent: Option<&'a str>,
+    /// Names for it.
+    pub names: &'a [String],
+}
+
 impl Store {
     /// Every complete layer, oldest first, then those of the additional stores.
     pub async fn layers(&self) -> Result<Vec<LayerRecord>> {
@@ -250,8 +262,12 @@ impl Store {
         tar: TarReader,
         expected_digest: Option<String>,
     ) -> Result<(LayerRecord, ApplyReport)> {
-        self.import_layer_as(op, None, parent, names, tar, expected_digest)
-            .await
+        let spec = LayerSpec {
+            id: None,
+            parent,
+            names,
+        };
+        self.import_layer_as(op, spec, tar, expected_digest).await
     }
 
     /// [`import_layer`](Self::import_layer), the new layer's id chosen by the caller
@@ -260,30 +276,27 @@ impl Store {
     pub async fn import_layer_as(
         &self,
         op: &Op,
-        id: Option<&str>,
-        parent: Option<&str>,
-        names: &[String],
+        spec: LayerSpec<'_>,
         tar: TarReader,
         expected_digest: Option<String>,
     ) -> Result<(LayerRecord, ApplyReport)> {
-        self.import_layer_and(op, id, parent, names, tar, expected_digest, |_, _| Ok(()))
+        self.import_layer_and(op, spec, tar, expected_digest, |_, _| Ok(()))
             .await
     }
 
     /// [`import_layer`](Self::import_layer), running `also` in the transaction that
     /// completes the layer.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn import_layer_and(
         &self,
         op: &Op,
-        id: Option<&str>,
-        parent: Option<&str>,
-        names: &[String],
+        spec: LayerSpec<'_>,
         tar: TarReader,
         expected_digest: Option<String>,
         also: impl FnOnce(&Sql<'_>, &str) -> Result<()> + Send + 'static,
     ) -> Result<(LayerRecord, ApplyReport)> {
-        let layer = self.begin_layer(op, id, parent, names, false).await?;
+        let layer = self
+            .begin_layer(op, spec.id, spec.parent, spec.names, false)
+            .await?;
         let opts = DiffOpts {
             expected_digest,
             ..Default::default()

@@ -39,6 +39,7 @@ use crate::db::{self, Catalog, Sql};
 
 pub use check::{CheckReport, Problem, ProblemKind};
 pub use images::ImageDeletion;
+pub use layers::LayerSpec;
 pub use listing::Listing;
 
 /// A store of layers, images and containers: catalog plus driver.

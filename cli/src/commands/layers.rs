@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use catalog::{LayerRecord, LayerSummary, LayerView, Listing};
+use catalog::{LayerRecord, LayerSpec, LayerSummary, LayerView, Listing};
 use serde::Serialize;
 use storage_core::archive::ApplyReport;
 use storage_core::archive::{ArchiveStream, ChangeKind, ExportOptions};
@@ -41,21 +41,11 @@ pub fn done(bar: Option<indicatif::ProgressBar>) {
     }
 }
 
-/// What `import-layer` makes: its id (random when `None`), parent and names.
-pub struct NewLayer<'a> {
-    /// The id asked for (`--id`).
-    pub id: Option<&'a str>,
-    /// The parent.
-    pub parent: Option<&'a str>,
-    /// The names.
-    pub names: &'a [String],
-}
-
 /// `import-layer`.
 pub async fn import(
     ctx: &Context,
     op: &Op,
-    new: NewLayer<'_>,
+    new: LayerSpec<'_>,
     sum: Option<String>,
     file: &str,
 ) -> Result<()> {
@@ -66,10 +56,7 @@ pub async fn import(
     }
     ctx.check_depth(new.parent).await?;
     let (tar, bar) = input(file, "importing").await?;
-    let result = ctx
-        .store
-        .import_layer_as(op, new.id, new.parent, new.names, tar, sum)
-        .await;
+    let result = ctx.store.import_layer_as(op, new, tar, sum).await;
     done(bar);
     let (layer, _) = result.with_context(|| match new.names.first() {
         Some(name) => format!("import layer {name} from {file}"),

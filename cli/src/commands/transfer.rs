@@ -205,9 +205,11 @@ async fn import(
         .store
         .import_layer_as(
             op,
-            id.as_deref(),
-            parent,
-            &[],
+            catalog::LayerSpec {
+                id: id.as_deref(),
+                parent,
+                names: &[],
+            },
             Box::new(reader),
             Some(blob.digest.clone()),
         )
