@@ -4,6 +4,8 @@
 //! the additional store's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -167,21 +169,9 @@ fn a_containers_storage_root_is_refused_as_root_and_as_additional_store_and_left
     let dir = tempfile::tempdir().unwrap();
     let graph = dir.path().join("cs");
     let cs = |args: &[&str]| {
-        let out = Command::new("containers-storage")
-            .arg("--graph")
-            .arg(&graph)
-            .arg("--run")
-            .arg(dir.path().join("cs-run"))
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "containers-storage {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        common::containers_storage(dir.path(), args)
+            .trim()
+            .to_owned()
     };
     let layer = cs(&["create-layer"]);
     cs(&["create-image", &layer]);

@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::CliStore;
+use common::{CliStore, containers_storage as cs};
 use serde_json::Value;
 use testkit::{Requirement, require};
 
@@ -35,25 +34,6 @@ fn shape(v: &Value) -> Value {
         Value::Bool(_) => "bool".into(),
         Value::Null => "null".into(),
     }
-}
-
-/// Runs `containers-storage` on the store in `dir`, returning its standard output.
-fn cs(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("containers-storage")
-        .arg("--graph")
-        .arg(dir.join("cs"))
-        .arg("--run")
-        .arg(dir.join("cs-run"))
-        .args(["--storage-driver", "vfs"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "containers-storage {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

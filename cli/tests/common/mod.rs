@@ -426,3 +426,24 @@ pub fn volume_stat_script(run: &dyn Fn(&[&str]) -> Output, owner: (u32, u32)) {
     }
     ok(&["volume", "rm", "probe"]);
 }
+
+/// Runs `containers-storage` (1.43, vfs driver: no mounts) on the store whose graph is
+/// `dir/cs` and run root `dir/cs-run`, and returns its standard output; a failure fails
+/// the test with its error.
+pub fn containers_storage(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("containers-storage")
+        .arg("--graph")
+        .arg(dir.join("cs"))
+        .arg("--run")
+        .arg(dir.join("cs-run"))
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "containers-storage {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
