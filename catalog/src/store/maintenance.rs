@@ -3,7 +3,7 @@
 use storage_core::error::{Error, ObjectKind, Result};
 use storage_core::op::Op;
 
-use crate::db::{Catalog, big_data, containers, images, layers};
+use crate::db::{Catalog, LayerRecord, big_data, containers, images, layers};
 use crate::store::Store;
 use crate::store::containers::forget_container;
 use crate::store::images::forget_image;
@@ -66,8 +66,13 @@ impl Store {
 
     /// The ids of the layers mounted now.
     pub async fn mounted_layers(&self, op: &Op) -> Result<Vec<String>> {
+        self.mounted_among(op, self.layers().await?).await
+    }
+
+    /// The ids of `layers` mounted now.
+    async fn mounted_among(&self, op: &Op, layers: Vec<LayerRecord>) -> Result<Vec<String>> {
         let mut mounted = Vec::new();
-        for layer in self.layers().await? {
+        for layer in layers {
             if self.driver.mount_count(op, &layer.id).await? > 0 {
                 mounted.push(layer.id);
             }
@@ -82,13 +87,9 @@ impl Store {
     /// crash while the data goes leaves nothing listed, and what is left on disk is
     /// removed when the store opens next (or by `check --repair`).
     pub async fn wipe(&self, op: &Op) -> Result<()> {
-        let own = self.read(layers::list).await?;
-        let mut mounted = Vec::new();
-        for layer in &own {
-            if self.driver.mount_count(op, &layer.id).await? > 0 {
-                mounted.push(layer.id.clone());
-            }
-        }
+        let mounted = self
+            .mounted_among(op, self.read(layers::list).await?)
+            .await?;
         if !mounted.is_empty() {
             return Err(Error::StoreBusy {
                 path: self.root.clone(),
