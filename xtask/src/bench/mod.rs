@@ -258,3 +258,53 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
+
+/// Mount times of a container on images of 1, 10 and 100 empty layers of the store that
+/// the command line `st` (with the scheme `scheme`, for the table) opens: cold (after
+/// `cleanup`) and with another container of the same image mounted.
+pub fn container_mounts(opts: &Options, st: &str, scheme: &str) -> Result<Vec<report::Row>> {
+    let mut rows = Vec::new();
+    let mut parent: Option<String> = None;
+    let mut depth = 0;
+    for want in [1usize, 10, 100] {
+        while depth < want {
+            let id = match &parent {
+                Some(p) => sh_output(&format!("{st} create-layer --parent {p}"))?,
+                None => sh_output(&format!("{st} create-layer"))?,
+            };
+            parent = Some(id);
+            depth += 1;
+        }
+        let top = parent.clone().context("no layer was made")?;
+        let image = sh_output(&format!("{st} create-image {top}"))?;
+        let layer_of = |container: &str| {
+            sh_output(&format!(
+                "{st} containers --json | python3 -c \"import json,sys; print([c['layer'] for c in json.load(sys.stdin) if c['id']=='{container}'][0])\""
+            ))
+        };
+        let first = layer_of(&sh_output(&format!("{st} create-container {image}"))?)?;
+        let second = layer_of(&sh_output(&format!("{st} create-container {image}"))?)?;
+        let cleanup = format!("{st} cleanup >/dev/null");
+        rows.push(row(
+            &format!("{want} layer(s), cold"),
+            &format!("strata --store {scheme}:///DIR mount LAYER"),
+            measure(
+                opts.runs,
+                &cleanup,
+                &format!("{st} mount {first} >/dev/null"),
+            ),
+        ));
+        rows.push(row(
+            &format!("{want} layer(s), layers already mounted"),
+            &format!(
+                "strata --store {scheme}:///DIR mount LAYER (another container of the image mounted)"
+            ),
+            measure(
+                opts.runs,
+                &format!("{cleanup} && {st} mount {first} >/dev/null"),
+                &format!("{st} mount {second} >/dev/null"),
+            ),
+        ));
+    }
+    Ok(rows)
+}

@@ -8,8 +8,7 @@ use anyhow::Result;
 
 use super::layers::PLACES;
 use super::report::Table;
-use super::vhd::container_mounts;
-use super::{Options, Report, measure, row, sh_output, strata};
+use super::{Options, Report, container_mounts, measure, row, sh_output, strata};
 
 /// A `strata` command line on the vmdk store under `dir`.
 fn vmdk(dir: &str) -> String {
