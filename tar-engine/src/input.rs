@@ -1,19 +1,19 @@
 //! The input side of an import: digesting what arrives and undoing its compression.
 //!
-//! Bytes flow `source -> Received (read and hashed on a helper thread) -> decoder ->
-//! DigestReader (the tar) -> tar parser`. Hashing what was received on its own thread lets
-//! it overlap with extraction: on an uncompressed import it would otherwise be a quarter
-//! of the work. The first digest is checked against the caller's `sha256:<hex>`;
-//! both are reported, as containers/storage records a layer's compressed and uncompressed
-//! digests.
+//! Bytes flow `source -> DigestReader (what arrived) -> decoder` on a helper thread, then
+//! in chunks to `Received -> DigestReader (the tar) -> tar parser` on the caller's. The
+//! helper's half (reading, hashing, inflating) overlaps with extraction: on a gzip layer
+//! inflating alone is about as much work as the rest. The first digest is checked against
+//! the caller's `sha256:<hex>`; both are reported, as containers/storage records a layer's
+//! compressed and uncompressed digests.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
+use storage_core::Error;
 use storage_core::archive::Compression;
-use storage_core::{Error, Result};
 
 /// A reader that counts, and unless told otherwise hashes (sha256), everything read
 /// through it.
@@ -60,24 +60,19 @@ fn hex_digest(hasher: Sha256) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
-/// Size of the chunks handed from the reading thread to the extracting one.
+/// Size of the chunks handed from the decoding thread to the extracting one.
 pub const CHUNK: usize = 1 << 20;
 
 /// How many chunks may wait between the two threads.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Reads `input` to its end in chunks, hashing each when `hash` is set, and sends them down
-/// `tx`. Returns the digest (`sha256:<hex>`, when hashing) and length of everything read,
-/// or the read error (which the consumer also receives). Stops early when the consumer
-/// hangs up.
+/// Reads `input` to its end in chunks and sends them down `tx`, then an empty chunk.
+/// A read error is sent on too, and returned. `false` when the consumer hung up first.
 fn pump<R: Read>(
     mut input: R,
-    hash: bool,
     tx: SyncSender<io::Result<Vec<u8>>>,
     free: Receiver<Vec<u8>>,
-) -> io::Result<Seen> {
-    let mut hasher = hash.then(Sha256::new);
-    let mut total = 0u64;
+) -> io::Result<bool> {
     loop {
         let mut buf = free.try_recv().unwrap_or_default();
         buf.resize(CHUNK, 0);
@@ -96,18 +91,16 @@ fn pump<R: Read>(
             }
         }
         buf.truncate(n);
-        if let Some(h) = &mut hasher {
-            h.update(&buf);
+        if tx.send(Ok(buf)).is_err() {
+            return Ok(false);
         }
-        total += n as u64;
-        if n == 0 || tx.send(Ok(buf)).is_err() {
-            break;
+        if n == 0 {
+            return Ok(true);
         }
     }
-    Ok((hasher.map(hex_digest), total))
 }
 
-/// The consuming end of [`received`]: a buffered reader over the chunks.
+/// The consuming end of [`beside`]: a buffered reader over the chunks.
 pub struct Received {
     rx: Receiver<io::Result<Vec<u8>>>,
     free: Sender<Vec<u8>>,
@@ -150,21 +143,20 @@ impl BufRead for Received {
     }
 }
 
-/// Runs `consume` on the bytes of `input`, which a helper thread reads and, when `hash` is
-/// set, hashes meanwhile. `consume` must read to the end (so the digest covers everything
-/// sent). Returns what `consume` returned, and the digest and length of what was received.
-pub fn received<R, T, E>(
-    input: R,
-    hash: bool,
-    consume: impl FnOnce(&mut Received) -> Result<T, E>,
-) -> Result<(T, io::Result<Seen>), E>
+/// Runs `produce` on a helper thread, sending chunks, while `consume` reads them on this
+/// one. Returns both results; `consume` hanging up (by returning) stops a producer that
+/// is waiting to send.
+fn beside<P, T>(
+    produce: impl FnOnce(SyncSender<io::Result<Vec<u8>>>, Receiver<Vec<u8>>) -> io::Result<P> + Send,
+    consume: impl FnOnce(&mut Received) -> T,
+) -> (T, io::Result<P>)
 where
-    R: Read + Send,
+    P: Send,
 {
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
         let (free_tx, free_rx) = channel();
-        let reader = s.spawn(move || pump(input, hash, tx, free_rx));
+        let producer = s.spawn(move || produce(tx, free_rx));
         let mut stream = Received {
             rx,
             free: free_tx,
@@ -173,11 +165,11 @@ where
             done: false,
         };
         let result = consume(&mut stream);
-        drop(stream); // hang up, so a reader waiting to send stops
-        let digest = reader
+        drop(stream); // hang up, so a producer waiting to send stops
+        let produced = producer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the input reading thread panicked")));
-        result.map(|r| (r, digest))
+        (result, produced)
     })
 }
 
@@ -210,50 +202,78 @@ pub struct TarInput {
     pub tar_size: u64,
 }
 
+/// The decoding thread: undoes `compression` and sends the tar down `tx` in chunks, then
+/// reads whatever follows the compressed stream, so that `raw`'s digest covers every byte
+/// sent. `None` when the consumer stopped reading first (it failed, and says why).
+fn decode<R: Read>(
+    mut raw: BufReader<DigestReader<R>>,
+    compression: Compression,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+) -> io::Result<Option<Seen>> {
+    let finished = match compression {
+        Compression::None => pump(&mut raw, tx, free)?,
+        Compression::Gzip => pump(flate2::bufread::MultiGzDecoder::new(&mut raw), tx, free)?,
+        Compression::Zstd => pump(zstd::Decoder::with_buffer(&mut raw)?, tx, free)?,
+    };
+    if !finished {
+        return Ok(None);
+    }
+    // What the buffer holds was hashed as it was read; `finish` reads the rest.
+    raw.into_inner().finish().map(Some)
+}
+
 /// Undoes the compression of `input` (plain, gzip or zstd, detected), hands the tar stream
 /// to `consume`, then reads whatever follows so the digests cover every byte sent. The
 /// entry stream ([`crate::ingest()`]) takes every import's input through here.
 ///
+/// Two threads share the work. A helper reads the input, hashes it and undoes its
+/// compression; this one hashes the tar (when it was compressed: a plain tar is what
+/// arrived, hashed once) and runs `consume`. On a gzip layer that splits the work about
+/// in half; on a plain one the helper's hash overlaps with extraction.
+///
 /// `consume` may fail with its own error type `E`, into which the input's own errors
-/// (an unsupported compression, a corrupt stream, a failed read) are turned. With `hash`
-/// unset, nothing is hashed (sha256 is about a third of the work of an uncompressed
+/// (an unsupported compression, a corrupt stream, a failed read) are turned; when the
+/// input failed, that is the error returned, since `consume` only saw it passed on. With
+/// `hash` unset, nothing is hashed (sha256 is about a third of the work of an uncompressed
 /// import) and the digests are `None`.
 pub fn read_tar<R: Read + Send, E: From<Error>>(
     input: R,
     hash: bool,
     consume: impl FnOnce(&mut dyn Read) -> std::result::Result<(), E>,
 ) -> std::result::Result<TarInput, E> {
-    let ((compression, tar_digest), received) = received(input, hash, |stream| {
-        let compression = sniff(stream).map_err(invalid)?;
-        let tar_digest = match compression {
-            Compression::None => {
-                consume(&mut *stream)?;
-                None
-            }
-            Compression::Gzip => {
-                let gz = flate2::read::MultiGzDecoder::new(&mut *stream);
-                let mut tar = DigestReader::new(gz, hash);
-                consume(&mut tar)?;
-                Some(tar.finish().map_err(invalid)?)
-            }
-            Compression::Zstd => {
-                let decoder = zstd::Decoder::with_buffer(&mut *stream).map_err(invalid)?;
-                let mut tar = DigestReader::new(decoder, hash);
-                consume(&mut tar)?;
-                Some(tar.finish().map_err(invalid)?)
-            }
-        };
-        // Whatever follows the archive (padding, a second gzip member's garbage) was sent
-        // too: read it so the digest covers it.
-        io::copy(stream, &mut io::sink()).map_err(invalid)?;
-        Ok::<_, E>((compression, tar_digest))
-    })?;
-    let (digest, size) = received.map_err(invalid)?;
-    let (tar_digest, tar_size) = tar_digest.unwrap_or_else(|| (digest.clone(), size));
+    let mut raw = BufReader::with_capacity(CHUNK, DigestReader::new(input, hash));
+    let compression = sniff(&mut raw).map_err(invalid)?;
+    let hash_tar = hash && compression != Compression::None;
+    let (consumed, decoded) = beside(
+        move |tx, free| decode(raw, compression, tx, free),
+        |stream| {
+            let mut tar = DigestReader::new(stream, hash_tar);
+            consume(&mut tar)?;
+            // The tar's end may come before the stream's (padding blocks): `finish` reads
+            // on, so the digest covers them.
+            tar.finish().map_err(invalid)
+        },
+    );
+    let (tar, received) = match (consumed, decoded) {
+        (_, Err(input)) => return Err(invalid(input)),
+        (Err(e), Ok(_)) => return Err(e),
+        (Ok(_), Ok(None)) => {
+            return Err(invalid(io::Error::other(
+                "the tar reader stopped before the input's end",
+            )));
+        }
+        (Ok(tar), Ok(Some(received))) => (tar, received),
+    };
+    // A plain tar is what arrived, hashed once.
+    let (tar_digest, tar_size) = match compression {
+        Compression::None => received.clone(),
+        Compression::Gzip | Compression::Zstd => tar,
+    };
     Ok(TarInput {
         compression,
-        digest,
-        size,
+        digest: received.0,
+        size: received.1,
         tar_digest,
         tar_size,
     })
@@ -283,23 +303,83 @@ mod tests {
         assert_eq!(Compression::detect(b"BZh91AY"), Err("bzip2"));
     }
 
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn sha256(data: &[u8]) -> String {
+        DigestReader::new(data, true).finish().unwrap().0.unwrap()
+    }
+
+    /// Reads everything, as a tar parser that gets to the archive's end does.
+    fn read_all(tar: &mut dyn Read) -> Result<(), Error> {
+        io::copy(tar, &mut io::sink()).map_err(|e| Error::InvalidArchive {
+            entry: Some("blamed/entry".into()),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
     #[test]
-    fn received_hashes_everything_sent_even_what_is_not_consumed() {
-        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
-        let (first, digest) = received(&data[..], true, |r| {
-            let mut head = [0u8; 10];
-            r.read_exact(&mut head)?;
-            io::copy(r, &mut io::sink())?;
-            Ok::<_, io::Error>(head)
+    fn read_tar_digests_what_arrived_and_the_tar_inside_both_compressions() {
+        let tar: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 241) as u8).collect();
+        let compressed = [
+            (Compression::Gzip, gzip(&tar)),
+            (Compression::Zstd, zstd::encode_all(&tar[..], 1).unwrap()),
+        ];
+        for (compression, sent) in compressed {
+            let got = read_tar(&sent[..], true, read_all).unwrap();
+            let want = TarInput {
+                compression,
+                digest: Some(sha256(&sent)),
+                size: sent.len() as u64,
+                tar_digest: Some(sha256(&tar)),
+                tar_size: tar.len() as u64,
+            };
+            assert_eq!(got, want);
+        }
+        let plain = read_tar(&tar[..], true, read_all).unwrap();
+        assert_eq!(plain.digest, plain.tar_digest);
+        assert_eq!(plain.tar_digest, Some(sha256(&tar)));
+        let unhashed = read_tar(&tar[..], false, read_all).unwrap();
+        assert_eq!(
+            (unhashed.digest, unhashed.tar_size),
+            (None, tar.len() as u64)
+        );
+    }
+
+    #[test]
+    fn a_corrupt_compressed_stream_is_reported_as_the_inputs_fault_not_an_entrys() {
+        let tar = vec![7u8; 3 * CHUNK];
+        let mut sent = gzip(&tar);
+        let middle = sent.len() / 2;
+        sent.truncate(middle);
+        let err = read_tar(&sent[..], true, read_all).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArchive { entry: None, .. }),
+            "{err:?}"
+        );
+        let bzip2 = b"BZh91AY&SY".repeat(10);
+        let err = read_tar(&bzip2[..], true, read_all).unwrap_err();
+        assert!(err.to_string().contains("bzip2-compressed"), "{err}");
+    }
+
+    #[test]
+    fn a_consumer_that_stops_first_is_the_error_and_the_rest_is_not_read() {
+        // An endless input: reading it to its end would never return.
+        let err = read_tar(io::repeat(0), true, |tar| {
+            let mut head = [0u8; 512];
+            tar.read_exact(&mut head)
+                .map_err(|e| Error::io("read a header", e))?;
+            Err(Error::InvalidArchive {
+                entry: Some("../escape".into()),
+                reason: "leaves the target".into(),
+            })
         })
-        .unwrap();
-        assert_eq!(first[..], data[..10]);
-        let (d, n) = digest.unwrap();
-        assert_eq!(n, data.len() as u64);
-        let (want, _) = DigestReader::new(&data[..], true).finish().unwrap();
-        assert_eq!(d, want);
-        let (_, unhashed) = received(&data[..], false, |r| io::copy(r, &mut io::sink())).unwrap();
-        assert_eq!(unhashed.unwrap(), (None, data.len() as u64));
+        .unwrap_err();
+        assert!(err.to_string().contains("../escape"), "{err}");
     }
 
     #[test]

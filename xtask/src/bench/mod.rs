@@ -140,9 +140,14 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The workspace root.
+/// The workspace root. `cargo run` names xtask's manifest directory in the environment;
+/// that is read first, because a binary built in another worktree sharing the target
+/// directory carries that worktree's path in `env!`.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
