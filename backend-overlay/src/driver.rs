@@ -425,13 +425,20 @@ impl LayerDriver for OverlayDriver {
     async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
         let (inner, id) = (self.inner.clone(), id.to_owned());
         blocking(move || {
-            inner.require(&id)?;
             let l = &inner.layout;
+            // This store's layer, or an additional store's it may stack on.
+            let dir = l.find_layer(&id);
+            if !dir.join("link").exists() {
+                return Err(Error::NotFound {
+                    kind: ObjectKind::Layer,
+                    id,
+                });
+            }
             let lower = l.lower_links(&id)?;
             Ok(BTreeMap::from([
-                ("diff".into(), l.diff(&id).display().to_string()),
-                ("work".into(), l.work(&id).display().to_string()),
-                ("merged".into(), l.merged(&id).display().to_string()),
+                ("diff".into(), dir.join("diff").display().to_string()),
+                ("work".into(), dir.join("work").display().to_string()),
+                ("merged".into(), dir.join("merged").display().to_string()),
                 ("link".into(), l.link_of(&id)?),
                 ("depth".into(), (lower.len() + 1).to_string()),
                 ("lower".into(), lower.join(":")),

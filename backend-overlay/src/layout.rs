@@ -45,7 +45,7 @@ impl Layout {
     }
 
     /// The directory of layer `id`: this store's, or a read-only additional store's.
-    fn find_layer(&self, id: &str) -> PathBuf {
+    pub fn find_layer(&self, id: &str) -> PathBuf {
         let own = self.layer(id);
         if own.join("link").exists() {
             return own;

@@ -21,25 +21,50 @@ pub struct Paths {
     pub run_root: PathBuf,
     /// The store URL or name.
     pub store: String,
+    /// containers-storage's `storage.conf`, when one is in effect.
+    pub storage_conf: Option<registry::StorageConf>,
+    /// What of it strata did not take, to report (`storage.options.pull_options`, …).
+    pub conf_unread: Vec<String>,
 }
 
+/// The directory strata keeps its store in under a root that `storage.conf` names:
+/// containers-storage's own directories there are never strata's.
+const UNDER_CONF_ROOT: &str = "strata";
+
 impl Paths {
-    /// Applies the defaults: root-owned paths as root, XDG paths otherwise.
+    /// Applies the defaults: the command line first, then `storage.conf` (strata's data
+    /// in a `strata/` directory under its roots), then strata's own: root-owned paths as
+    /// root, XDG paths otherwise.
     pub fn resolve(flags: &Flags) -> Result<Self> {
+        let env = registry::storage_conf::Environment::current();
+        let conf = registry::StorageConf::find(&env)?;
+        Self::resolve_with(flags, conf)
+    }
+
+    /// [`resolve`](Self::resolve) with the `storage.conf` already found.
+    fn resolve_with(flags: &Flags, conf: Option<registry::StorageConf>) -> Result<Self> {
         let is_root = nix::unistd::geteuid().is_root();
+        let mut conf_unread = Vec::new();
+        let conf_root = |dir: Option<PathBuf>| dir.map(|d| d.join(UNDER_CONF_ROOT));
         let root = match &flags.root {
             Some(r) => r.clone(),
-            None if is_root => PathBuf::from("/var/lib/strata"),
-            None => xdg("XDG_DATA_HOME", ".local/share")?.join("strata"),
+            None => match conf_root(conf.as_ref().and_then(|c| c.graph_root())) {
+                Some(r) => r,
+                None if is_root => PathBuf::from("/var/lib/strata"),
+                None => xdg("XDG_DATA_HOME", ".local/share")?.join("strata"),
+            },
         };
         let root = std::path::absolute(&root)
             .with_context(|| format!("resolve root {}", root.display()))?;
         let run_root = match &flags.run_root {
             Some(r) => r.clone(),
-            None if is_root => PathBuf::from("/run/strata"),
-            None => match std::env::var_os("XDG_RUNTIME_DIR") {
-                Some(d) => PathBuf::from(d).join("strata"),
-                None => std::env::temp_dir().join(format!("strata-{}", nix::unistd::geteuid())),
+            None => match conf_root(conf.as_ref().and_then(|c| c.run_root())) {
+                Some(r) => r,
+                None if is_root => PathBuf::from("/run/strata"),
+                None => match std::env::var_os("XDG_RUNTIME_DIR") {
+                    Some(d) => PathBuf::from(d).join("strata"),
+                    None => std::env::temp_dir().join(format!("strata-{}", nix::unistd::geteuid())),
+                },
             },
         };
         let store = match (&flags.store, flags.storage_driver.as_deref()) {
@@ -48,12 +73,25 @@ impl Paths {
                 bail!("--storage-driver {driver} and --store {store}: give one of the two")
             }
             (None, driver) => {
-                let driver = driver.unwrap_or("overlay");
                 let known: Vec<&str> = registry::backends()
                     .iter()
                     .filter(|d| d.capabilities.layers && d.capabilities.local_root)
                     .map(|d| d.scheme)
                     .collect();
+                let driver = match (driver, conf.as_ref().and_then(|c| Some((c, c.driver()?)))) {
+                    (Some(d), _) => d,
+                    (None, Some((_, d))) if known.contains(&d) => d,
+                    (None, Some((c, d))) if c.source == registry::ConfSource::Named => bail!(
+                        "{}: driver {d:?} is not one of strata's ({}); give --storage-driver",
+                        c.path.display(),
+                        known.join(", ")
+                    ),
+                    (None, Some((_, d))) => {
+                        conf_unread.push(format!("storage.driver ({d} is not a strata driver)"));
+                        "overlay"
+                    }
+                    (None, None) => "overlay",
+                };
                 if !known.contains(&driver) {
                     bail!(
                         "strata has no storage driver {driver:?}; its drivers: {}",
@@ -67,6 +105,8 @@ impl Paths {
             root,
             run_root,
             store,
+            storage_conf: conf,
+            conf_unread,
         })
     }
 }
@@ -164,12 +204,35 @@ impl Located {
             Some(p) => registry::Config::load(p)?,
             None => registry::Config::default(),
         };
-        let opts = storage_opts(flags)?;
-        let mut resolved =
-            registry::resolve(&paths.store, &config, &paths.run_root)?.with_options(opts)?;
+        let mut paths = paths;
+        let resolved = registry::resolve(&paths.store, &config, &paths.run_root)?;
+        // A default store takes its driver's options from storage.conf, those the backend
+        // reads; a store named on the command line or in strata's config has its own.
+        let mut opts = Vec::new();
+        if flags.store.is_none()
+            && let Some(conf) = &paths.storage_conf
+        {
+            let driver = resolved.descriptor.scheme;
+            for (key, value) in conf.driver_options(driver) {
+                if resolved.descriptor.options.contains(&key.as_str()) {
+                    opts.push((key, value));
+                } else {
+                    let unread = format!("storage.options.{driver}.{key}");
+                    paths.conf_unread.push(unread);
+                }
+            }
+            paths.conf_unread.extend(conf.unread(driver));
+        }
+        opts.extend(storage_opts(flags)?);
+        let mut resolved = resolved.with_options(opts)?;
+        let from_conf = paths
+            .storage_conf
+            .iter()
+            .flat_map(|c| c.additional_image_stores());
         let additional = flags
             .additional_stores
             .iter()
+            .chain(from_conf)
             .map(std::path::absolute)
             .collect::<std::io::Result<Vec<_>>>()
             .context("resolve --additional-store")?;

@@ -12,16 +12,21 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 pub struct Flags {
-    /// Where the store keeps its data and catalog (default: /var/lib/strata as root,
-    /// $XDG_DATA_HOME/strata otherwise). containers-storage's `-g/--graph` is the same.
+    /// Where the store keeps its data and catalog (default: `strata/` under the
+    /// graphroot of containers-storage's storage.conf when there is one, else
+    /// /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise). containers-storage's
+    /// `-g/--graph` is the same.
     #[arg(long, short = 'g', visible_alias = "graph", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Where per-boot state goes: mount counts, locks (default: /run/strata as root,
-    /// $XDG_RUNTIME_DIR/strata otherwise). containers-storage's `-R/--run` is the same.
+    /// Where per-boot state goes: mount counts, locks (default: `strata/` under
+    /// storage.conf's runroot, else /run/strata as root, $XDG_RUNTIME_DIR/strata
+    /// otherwise). containers-storage's `-R/--run` is the same.
     #[arg(long, short = 'R', visible_alias = "run", value_name = "DIR")]
     pub run_root: Option<PathBuf>,
     /// The backend of the store at the root, as containers-storage's driver: overlay (the
-    /// default), vhd or vmdk. Its other drivers (vfs, btrfs, zfs, …) are not strata's.
+    /// default, or storage.conf's driver), vhd or vmdk. Its other drivers (vfs, btrfs,
+    /// zfs, …) are not strata's: named in a system storage.conf they are passed over
+    /// (`status` says so), in the file $CONTAINERS_STORAGE_CONF names they are refused.
     #[arg(long, short = 's', value_name = "DRIVER")]
     pub storage_driver: Option<String>,
     /// A store option, KEY=VALUE (repeatable); a `DRIVER.` prefix, as containers-storage
@@ -33,7 +38,7 @@ pub struct Flags {
     #[arg(long, value_name = "URL|NAME")]
     pub store: Option<String>,
     /// A read-only additional store root whose layers and images may be used, never
-    /// written (repeatable).
+    /// written (repeatable); storage.conf's `additionalimagestores` are added.
     #[arg(long = "additional-store", value_name = "DIR")]
     pub additional_stores: Vec<PathBuf>,
     /// A TOML file of named stores.

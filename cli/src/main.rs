@@ -409,8 +409,9 @@ async fn run(flags: Flags, name: String) -> Result<()> {
 }
 
 /// `status`: containers-storage's pairs (`Root`, `Run Root`, `Driver Name`, `Driver
-/// Options`, then the driver's), then strata's own: the store, its URL, volumes and how
-/// many disks are attached in its run root (listed by `attachments`).
+/// Options`, then the driver's), then strata's own: the store, its URL, volumes, the
+/// `storage.conf` in effect and what of it strata does not read, and how many disks are
+/// attached in its run root (listed by `attachments`).
 async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
     let mut facts = vec![
         // Where this store's catalog is: its own directory for a local store, `--root`
@@ -438,6 +439,15 @@ async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
         "no"
     };
     facts.push(("Volumes".to_owned(), volumes.into()));
+    let conf = match &ctx.paths.storage_conf {
+        Some(c) => c.path.display().to_string(),
+        None => "none".to_owned(),
+    };
+    facts.push(("Storage Conf".to_owned(), conf));
+    if !ctx.paths.conf_unread.is_empty() {
+        let unread = ctx.paths.conf_unread.join(", ");
+        facts.push(("Storage Conf Unread".to_owned(), unread));
+    }
     let attachments = attachment_list(ctx).await?;
     facts.push(("Attachments".to_owned(), attachments.len().to_string()));
     if json {

@@ -147,3 +147,110 @@ fn containers_storage_global_options_are_accepted_and_checked() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
 }
+
+/// `strata` with `CONTAINERS_STORAGE_CONF` set to `conf`, and no root flags.
+fn with_conf(conf: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env("CONTAINERS_STORAGE_CONF", conf)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn storage_conf_sets_the_roots_under_strata_the_driver_and_the_additional_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // A strata store to lend its layers, made with flags.
+    let lender = dir.path().join("lender");
+    let tar = dir.path().join("one.tar");
+    let status = Command::new("tar")
+        .args(["-cf", tar.to_str().unwrap(), "-C", "/etc", "hostname"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(&lender)
+        .arg("--run-root")
+        .arg(dir.path().join("lender-run"))
+        .args(["import-layer", "-n", "lent", tar.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{d}/graph\"\nrunroot = \"{d}/run\"\n\
+             [storage.options]\nadditionalimagestores = [\"{}\"]\n\
+             pull_options = {{enable_partial_images = \"false\"}}\n\
+             [storage.options.overlay]\nmountopt = \"nodev\"\n",
+            lender.display()
+        ),
+    )
+    .unwrap();
+    let out = with_conf(&conf, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // containers-storage's own directories under the graph root are never strata's.
+    assert_eq!(fact(&status, "Root"), format!("{d}/graph/strata"));
+    assert_eq!(fact(&status, "Run Root"), format!("{d}/run/strata"));
+    assert_eq!(fact(&status, "Storage Conf"), conf.display().to_string());
+    let unread = fact(&status, "Storage Conf Unread");
+    assert!(
+        unread.contains("storage.options.overlay.mountopt")
+            && unread.contains("storage.options.pull_options"),
+        "{unread}"
+    );
+    // additionalimagestores lends the layer, read-only.
+    let out = with_conf(&conf, &["layer", "lent"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_conf(&conf, &["delete-layer", "lent"]);
+    assert!(!out.status.success(), "a lent layer was deleted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The command line still wins.
+    let flagged = dir.path().join("flagged");
+    let out = with_conf(
+        &conf,
+        &["--root", flagged.to_str().unwrap(), "status", "--json"],
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fact(&status, "Root"), flagged.display().to_string());
+
+    // A driver strata does not have, in the file named outright, is refused naming it.
+    std::fs::write(
+        &conf,
+        format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{d}/graph\"\n"),
+    )
+    .unwrap();
+    let out = with_conf(&conf, &["layers"]);
+    assert!(!out.status.success(), "driver vfs was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("storage.conf") && err.contains("vfs"), "{err}");
+    // A broken file is an error naming it, not a silent default.
+    std::fs::write(&conf, "[storage\n").unwrap();
+    let out = with_conf(&conf, &["layers"]);
+    assert!(
+        !out.status.success(),
+        "a broken storage.conf was passed over"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("storage.conf"));
+}

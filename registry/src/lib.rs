@@ -16,6 +16,9 @@
 //! Each backend crate is a cargo feature (all on by default); a backend left out, or an
 //! unknown scheme, gives an error naming the backends that are available. This is the
 //! only crate that knows the backends, and it knows them only by what they submitted.
+//!
+//! It also reads containers-storage's `storage.conf` ([`storage_conf`]), which sets the
+//! default driver, roots and additional stores where the command line does not.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -23,6 +26,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use storage_core::backend::{Backend, BackendDescriptor, StoreConfig};
+
+pub mod storage_conf;
+pub use storage_conf::{ConfSource, StorageConf};
 
 // Link the backends chosen by features, so their descriptors are submitted.
 #[cfg(feature = "nfs")]
