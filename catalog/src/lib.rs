@@ -21,6 +21,6 @@ pub mod store;
 
 pub use db::{
     BigDataInfo, Catalog, ContainerRecord, ImageRecord, LayerDigests, LayerRecord, LayerSummary,
-    LayerView, NameChange, Sql, StoreImageRecord,
+    LayerView, NameChange, OwnerIds, Sql, StoreImageRecord,
 };
 pub use store::{CheckReport, ImageDeletion, LayerSpec, Listing, Problem, ProblemKind, Store};

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use catalog::{BigDataInfo, ContainerRecord, ImageRecord, LayerView};
+use catalog::{BigDataInfo, ContainerRecord, ImageRecord, LayerView, OwnerIds};
 use serde::Serialize;
 
 /// A layer as containers-storage's `Layer` serialises.
@@ -36,6 +36,10 @@ pub struct Layer<'a> {
         skip_serializing_if = "<[String]>::is_empty"
     )]
     big_data_names: &'a [String],
+    #[serde(rename = "uidset", skip_serializing_if = "OwnerIds::is_empty")]
+    uids: OwnerIds<'a>,
+    #[serde(rename = "gidset", skip_serializing_if = "OwnerIds::is_empty")]
+    gids: OwnerIds<'a>,
 }
 
 impl<'a> From<&LayerView<'a>> for Layer<'a> {
@@ -53,6 +57,8 @@ impl<'a> From<&LayerView<'a>> for Layer<'a> {
             uncompressed_digest: l.uncompressed_digest,
             uncompressed_size: nonzero(l.uncompressed_size),
             big_data_names: l.big_data_names,
+            uids: l.uids,
+            gids: l.gids,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! `--json` has containers-storage's structure: the same content is built in a
 //! `containers-storage` store (1.43, vfs driver) and in a strata store, and each verb's
 //! JSON is reduced to its shape (keys, and the JSON type of each value) and compared.
-//! Owner sets (`uidset`, `gidset`) are the one field strata does not record yet; they are
-//! left out of containers-storage's side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -17,12 +15,9 @@ use testkit::{Requirement, require};
 /// sorted set of their elements' shapes, and anything else its JSON type.
 fn shape(v: &Value) -> Value {
     match v {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| *k != "uidset" && *k != "gidset")
-                .map(|(k, v)| (k.clone(), shape(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
         Value::Array(items) => {
             let mut shapes: Vec<Value> = items.iter().map(shape).collect();
             shapes.sort_by_key(|s| s.to_string());
@@ -50,11 +45,19 @@ fn json_output_has_containers_storage_structure_needs_root() {
     }
     let store = CliStore::new("cs-json");
     let dir = store.scratch().to_owned();
+    // Two owners, so that the owner sets say something.
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("home")).unwrap();
+    std::fs::write(tree.join("home/user.txt"), b"theirs\n").unwrap();
+    std::fs::write(tree.join("root.txt"), b"root's\n").unwrap();
+    std::os::unix::fs::chown(tree.join("home/user.txt"), Some(1000), Some(33)).unwrap();
     let tar = dir.join("layer.tar");
     let status = Command::new("tar")
         .arg("-cf")
         .arg(&tar)
-        .args(["-C", "/etc", "hostname"])
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
         .status()
         .unwrap();
     assert!(status.success());
@@ -89,6 +92,13 @@ fn json_output_has_containers_storage_structure_needs_root() {
         compare(&[verb, "-j"], &[verb, "-j"]);
     }
     compare(&["layer", "-j", &cs_base], &["layer", "-j", &base]);
+    // The owner sets are the same values, not only the same shape.
+    let theirs: Value = serde_json::from_str(&cs(&dir, &["layer", "-j", &cs_base])).unwrap();
+    let ours = store.json(&["layer", "-j", &base]);
+    for key in ["uidset", "gidset"] {
+        assert_eq!(ours[0][key], theirs[0][key], "{key}: {ours} vs {theirs}");
+    }
+    assert_eq!(ours[0]["uidset"], serde_json::json!([0, 1000]));
     compare(&["layer", "-j", &cs_top], &["layer", "-j", &top]);
     for args in [
         vec!["image", "-j", "img"],

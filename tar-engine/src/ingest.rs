@@ -19,6 +19,7 @@
 //! [`EntrySink::create`] for every kind but whiteouts, [`EntrySink::whiteout`] for those,
 //! and [`EntrySink::finish`] once the whole archive was read and its digest checked.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read};
 
 use tar::EntryType;
@@ -197,6 +198,8 @@ pub fn ingest<S: EntrySink + ?Sized>(
         entries: 0,
         skipped: 0,
         xattrs_dropped: 0,
+        uids: BTreeSet::new(),
+        gids: BTreeSet::new(),
     };
     let hash = !opts.skip_digests || opts.expected_digest.is_some() || opts.tar_split.is_some();
     let mut split = None;
@@ -239,6 +242,8 @@ pub fn ingest<S: EntrySink + ?Sized>(
         tar_size: input.tar_size,
         entries: reader.entries,
         skipped: reader.skipped,
+        uids: reader.uids.into_iter().collect(),
+        gids: reader.gids.into_iter().collect(),
     })
 }
 
@@ -290,6 +295,9 @@ struct Reader<'a> {
     entries: u64,
     skipped: u64,
     xattrs_dropped: u64,
+    /// Owners of the entries applied, for the report.
+    uids: BTreeSet<u32>,
+    gids: BTreeSet<u32>,
 }
 
 impl Reader<'_> {
@@ -400,6 +408,8 @@ impl Reader<'_> {
             meta,
         };
         self.entries += 1;
+        self.uids.insert(entry.meta.uid);
+        self.gids.insert(entry.meta.gid);
         match entry.kind {
             Kind::Whiteout | Kind::Opaque => sink.whiteout(&entry, &self.written)?,
             _ => {

@@ -7,6 +7,7 @@ use rusqlite::{Row, params};
 use storage_core::error::{Error, ObjectKind, Result};
 
 use crate::db::names::{NameBuf, claim_new, drop_all, list_column, names_of, resolve};
+use crate::db::schema::OWNER_SETS;
 use crate::db::{Catalog, Sql, now, owned};
 
 /// One layer as the catalog records it. It serialises as its [`LayerView`]; fields left
@@ -46,6 +47,53 @@ pub struct LayerRecord {
     /// It lives in a read-only additional store.
     #[serde(default)]
     pub read_only: bool,
+    /// The owner uids its tar used, sorted, each once (containers-storage's `uidset`).
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    /// The owner gids its tar used (`gidset`).
+    #[serde(default)]
+    pub gids: Vec<u32>,
+}
+
+/// Owner ids of a layer, as a [`LayerView`] borrows them: from a [`LayerRecord`], or the
+/// catalog's text (decimal ids joined by commas, sorted, each once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerIds<'a> {
+    /// From a record.
+    Held(&'a [u32]),
+    /// As the catalog keeps them.
+    Listed(&'a str),
+}
+
+impl OwnerIds<'_> {
+    /// Whether there are none (a layer made empty, or recorded before they were kept).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            OwnerIds::Held(ids) => ids.is_empty(),
+            OwnerIds::Listed(text) => text.is_empty(),
+        }
+    }
+
+    /// The ids, in order. A piece of the catalog's text that is not an id is passed over
+    /// (the catalog writes only ids, through [`OwnerIds::text`]).
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            OwnerIds::Held(ids) => ids.to_vec(),
+            OwnerIds::Listed(text) => text.split(',').filter_map(|id| id.parse().ok()).collect(),
+        }
+    }
+
+    /// The catalog's text for `ids`.
+    pub fn text(ids: &[u32]) -> String {
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        ids.join(",")
+    }
+}
+
+impl serde::Serialize for OwnerIds<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.to_vec())
+    }
 }
 
 /// A layer borrowed from where it is held: a [`LayerRecord`], or the catalog's row for
@@ -87,6 +135,12 @@ pub struct LayerView<'a> {
     /// It lives in a read-only additional store.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// The owner uids its tar used.
+    #[serde(skip_serializing_if = "OwnerIds::is_empty")]
+    pub uids: OwnerIds<'a>,
+    /// The owner gids its tar used.
+    #[serde(skip_serializing_if = "OwnerIds::is_empty")]
+    pub gids: OwnerIds<'a>,
 }
 
 impl<'a> From<&'a LayerRecord> for LayerView<'a> {
@@ -105,6 +159,8 @@ impl<'a> From<&'a LayerRecord> for LayerView<'a> {
             metadata: &l.metadata,
             big_data_names: &l.big_data_names,
             read_only: l.read_only,
+            uids: OwnerIds::Held(&l.uids),
+            gids: OwnerIds::Held(&l.gids),
         }
     }
 }
@@ -125,6 +181,8 @@ impl From<&LayerView<'_>> for LayerRecord {
             metadata: v.metadata.to_owned(),
             big_data_names: v.big_data_names.to_vec(),
             read_only: v.read_only,
+            uids: v.uids.to_vec(),
+            gids: v.gids.to_vec(),
         }
     }
 }
@@ -146,9 +204,13 @@ pub struct LayerDigests {
     pub uncompressed_digest: Option<String>,
     /// Length of the uncompressed tar.
     pub uncompressed_size: Option<u64>,
+    /// Owner uids the tar used, sorted, each once.
+    pub uids: Vec<u32>,
+    /// Owner gids the tar used, sorted, each once.
+    pub gids: Vec<u32>,
 }
 
-/// The columns [`view`] reads, after which comes the name list.
+/// The columns [`view`] reads, after which come the name list and the owner ids.
 const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
     l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata";
 
@@ -157,6 +219,16 @@ const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.
 fn query(sql: &Sql<'_>, columns: &str, condition: &str) -> String {
     let names = list_column(sql, ObjectKind::Layer, "l");
     format!("SELECT {columns}, {names} FROM layers AS l WHERE {condition} ORDER BY l.rowid")
+}
+
+/// [`COLUMNS`] and the owner ids: read where the catalog keeps them, empty in an
+/// additional store's older catalog.
+fn full_columns(sql: &Sql<'_>) -> String {
+    if sql.version() >= OWNER_SETS {
+        format!("{COLUMNS}, l.uids, l.gids")
+    } else {
+        format!("{COLUMNS}, '', ''")
+    }
 }
 
 /// A row of [`query`] as a view, its names put in `names`, its big-data keys `items`.
@@ -177,7 +249,9 @@ fn view<'r>(
         uncompressed_digest: r.get_ref(7)?.as_str_or_null()?,
         uncompressed_size: size(8)?,
         metadata: r.get_ref(9)?.as_str()?,
-        names: names.fill(r.get_ref(10)?.as_str()?, 10)?,
+        uids: OwnerIds::Listed(r.get_ref(10)?.as_str()?),
+        gids: OwnerIds::Listed(r.get_ref(11)?.as_str()?),
+        names: names.fill(r.get_ref(12)?.as_str()?, 12)?,
         big_data_names: items,
         read_only: false,
     })
@@ -186,7 +260,7 @@ fn view<'r>(
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<LayerRecord>> {
     let mut names = NameBuf::default();
     let mut all = Vec::new();
-    let _: ControlFlow<()> = sql.each(&query(sql, COLUMNS, condition), args, |r| {
+    let _: ControlFlow<()> = sql.each(&query(sql, &full_columns(sql), condition), args, |r| {
         all.push(LayerRecord::from(&view(r, &mut names, &[])?));
         Ok(ControlFlow::Continue(()))
     })?;
@@ -256,11 +330,15 @@ pub fn views(
             .map(|(owner, items)| (owner, items.into_iter().map(|i| i.key).collect()))
             .collect();
     let mut names = NameBuf::default();
-    sql.each(&query(sql, COLUMNS, "l.incomplete = 0"), [], |r| {
-        let id = r.get_ref(0)?.as_str()?;
-        let items = items.get(id).map_or(&[][..], Vec::as_slice);
-        Ok(f(&view(r, &mut names, items)?))
-    })
+    sql.each(
+        &query(sql, &full_columns(sql), "l.incomplete = 0"),
+        [],
+        |r| {
+            let id = r.get_ref(0)?.as_str()?;
+            let items = items.get(id).map_or(&[][..], Vec::as_slice);
+            Ok(f(&view(r, &mut names, items)?))
+        },
+    )
 }
 
 /// Records a new, incomplete layer with its names.
@@ -284,17 +362,19 @@ pub fn insert(
     claim_new(sql, ObjectKind::Layer, id, names)
 }
 
-/// Marks a layer complete, recording its digests.
+/// Marks a layer complete, recording its digests and owner ids.
 pub fn complete(sql: &Sql<'_>, id: &str, d: &LayerDigests) -> Result<()> {
     let n = sql.exec(
         "UPDATE layers SET incomplete = 0, compressed_digest = ?2, compressed_size = ?3,
-         uncompressed_digest = ?4, uncompressed_size = ?5 WHERE id = ?1",
+         uncompressed_digest = ?4, uncompressed_size = ?5, uids = ?6, gids = ?7 WHERE id = ?1",
         params![
             id,
             d.compressed_digest,
             d.compressed_size.map(|v| v as i64),
             d.uncompressed_digest,
-            d.uncompressed_size.map(|v| v as i64)
+            d.uncompressed_size.map(|v| v as i64),
+            OwnerIds::text(&d.uids),
+            OwnerIds::text(&d.gids),
         ],
     )?;
     if n == 0 {

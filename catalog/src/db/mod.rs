@@ -38,7 +38,7 @@ pub use big_data::BigDataInfo;
 pub use containers::ContainerRecord;
 pub use image_stores::{StoreImageRecord, VolumeUse};
 pub use images::ImageRecord;
-pub use layers::{LayerDigests, LayerRecord, LayerSummary, LayerView};
+pub use layers::{LayerDigests, LayerRecord, LayerSummary, LayerView, OwnerIds};
 pub use names::NameChange;
 pub use sql::Sql;
 use sql::sqlite_error;

@@ -5,7 +5,7 @@ use storage_core::error::{Error, Result};
 use crate::db::Sql;
 
 /// The schema version this code writes and reads.
-pub(super) const VERSION: i64 = 4;
+pub(super) const VERSION: i64 = 5;
 
 /// The oldest version this code reads without migrating (read-only additional stores):
 /// version 3 only adds an index, and version 4's name lists are derived (see
@@ -14,6 +14,9 @@ pub(super) const OLDEST_READABLE: i64 = 2;
 
 /// The first version whose layers, images and containers carry their name lists.
 pub(super) const NAME_LISTS: i64 = 4;
+
+/// The first version whose layers carry the owner ids their tar used.
+pub(crate) const OWNER_SETS: i64 = 5;
 
 /// Version 2: layers, images and containers with names, metadata and big data; pending
 /// removals; the port layer's image stores; volume users.
@@ -25,6 +28,10 @@ pub(super) const NAME_LISTS: i64 = 4;
 /// in order, kept equal to the `names` table by every transaction that changes a name.
 /// The `names` table stays the authority (one name, one owner); the copy lets a listing
 /// read each row whole, in one scan, instead of looking its names up row by row.
+///
+/// Version 5: layers carry `uids` and `gids`, the owner ids their tar used (decimal,
+/// comma-joined, sorted), as containers-storage records a layer's `uidset` and `gidset`.
+/// Layers recorded before have none.
 ///
 /// A layer's parent, an image's top layer and a container's image carry no foreign key:
 /// they may live in a read-only additional store. The store checks them itself, inside
@@ -41,7 +48,9 @@ CREATE TABLE IF NOT EXISTS layers (
     uncompressed_digest TEXT,
     uncompressed_size INTEGER,
     metadata TEXT NOT NULL DEFAULT '',
-    names TEXT NOT NULL DEFAULT '[]'
+    names TEXT NOT NULL DEFAULT '[]',
+    uids TEXT NOT NULL DEFAULT '',
+    gids TEXT NOT NULL DEFAULT ''
 );
 ";
 
@@ -192,6 +201,17 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
                  FROM names WHERE kind = '{kind}' AND owner = {table}.id);"
         ))?;
     }
+    for column in ["uids", "gids"] {
+        let has = sql.exists(
+            &format!("SELECT 1 FROM pragma_table_info('layers') WHERE name = '{column}'"),
+            [],
+        )?;
+        if !has {
+            sql.batch(&format!(
+                "ALTER TABLE layers ADD COLUMN {column} TEXT NOT NULL DEFAULT '';"
+            ))?;
+        }
+    }
     sql.batch(&format!("PRAGMA user_version = {VERSION}"))?;
     Ok(())
 }
@@ -261,6 +281,8 @@ mod tests {
         let conn = rusqlite::Connection::open(db).unwrap();
         conn.execute_batch(
             "ALTER TABLE layers DROP COLUMN names;
+             ALTER TABLE layers DROP COLUMN uids;
+             ALTER TABLE layers DROP COLUMN gids;
              ALTER TABLE images DROP COLUMN names;
              ALTER TABLE containers DROP COLUMN names;
              PRAGMA user_version = 3;",
@@ -300,5 +322,49 @@ mod tests {
         let c = Catalog::open(&db).unwrap();
         assert_eq!(c.read(super::version).unwrap(), super::VERSION);
         assert_eq!(listed(&c), expected);
+    }
+
+    #[test]
+    fn a_version_4_catalog_reads_without_owner_ids_and_records_them_once_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("catalog.db");
+        let id = |n: u8| format!("{n:02x}").repeat(32);
+        {
+            let mut c = Catalog::open(&db).unwrap();
+            c.create_layer(&id(1), None, &[], false).unwrap();
+            c.complete_layer(&id(1), &LayerDigests::default()).unwrap();
+        }
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE layers DROP COLUMN uids;
+             ALTER TABLE layers DROP COLUMN gids;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let lent = Catalog::open_read_only(&db).unwrap();
+        let layers = lent.layers().unwrap();
+        assert!(layers[0].uids.is_empty() && layers[0].gids.is_empty());
+        drop(lent);
+
+        let mut c = Catalog::open(&db).unwrap();
+        assert_eq!(c.read(super::version).unwrap(), super::VERSION);
+        c.create_layer(&id(2), Some(&id(1)), &[], false).unwrap();
+        let owners = LayerDigests {
+            uids: vec![0, 1000],
+            gids: vec![0, 33, 4_294_967_294],
+            ..LayerDigests::default()
+        };
+        c.complete_layer(&id(2), &owners).unwrap();
+        let layer = c.layer(&id(2)).unwrap();
+        assert_eq!((layer.uids, layer.gids), (owners.uids, owners.gids));
+        let mut seen = Vec::new();
+        let flow = c.each_layer(|l| {
+            seen.push((l.uids.to_vec(), l.gids.to_vec()));
+            std::ops::ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        assert_eq!(seen[0], (vec![], vec![]));
+        assert_eq!(seen[1], (vec![0, 1000], vec![0, 33, 4_294_967_294]));
     }
 }

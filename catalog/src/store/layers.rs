@@ -314,6 +314,8 @@ impl Store {
             compressed_size: Some(report.size),
             uncompressed_digest: report.tar_digest.clone(),
             uncompressed_size: Some(report.tar_size),
+            uids: report.uids.clone(),
+            gids: report.gids.clone(),
         };
         let record = self.finish_layer(op, layer, digests, also).await?;
         Ok((record, report))

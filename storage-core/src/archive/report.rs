@@ -61,4 +61,11 @@ pub struct ApplyReport {
     /// Entries left out: by the filter, hard links whose target was left out, whiteout
     /// metadata of other formats, and what the writer's medium cannot hold.
     pub skipped: u64,
+    /// The owner uids of the entries applied, sorted, each once (containers-storage's
+    /// `uidset` of a layer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uids: Vec<u32>,
+    /// The owner gids of the entries applied, sorted, each once (`gidset`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gids: Vec<u32>,
 }
