@@ -73,15 +73,21 @@ fn exit(result: Result<()>) -> ExitCode {
 /// runtime; `None` for every other command, and for a listing of a store with unfinished
 /// work, which opening the store finishes first.
 fn list(flags: &Flags) -> Option<Result<()>> {
-    enum Listed {
+    enum Listed<'a> {
         Layers { json: bool },
+        Layer { key: &'a str },
         Images { json: bool, quiet: bool },
         Containers { json: bool },
     }
-    let what = match flags.command {
-        Command::Layers { json, tree: false } => Listed::Layers { json },
-        Command::Images { json, quiet } => Listed::Images { json, quiet },
-        Command::Containers { json } => Listed::Containers { json },
+    let what = match &flags.command {
+        Command::Layers { json, tree: false } => Listed::Layers { json: *json },
+        // Its JSON is the catalog's record alone; the plain form adds the driver's.
+        Command::Layer { id, json: true } => Listed::Layer { key: id },
+        Command::Images { json, quiet } => Listed::Images {
+            json: *json,
+            quiet: *quiet,
+        },
+        Command::Containers { json } => Listed::Containers { json: *json },
         _ => return None,
     };
     let listing = match context::open_listing(flags) {
@@ -92,6 +98,7 @@ fn list(flags: &Flags) -> Option<Result<()>> {
     let listed = || -> Result<()> {
         match what {
             Listed::Layers { json } => layers::print_listing(&listing, json),
+            Listed::Layer { key } => layers::print_json(&listing.layer(key)?),
             Listed::Images { json, quiet } => images::print(&listing.images()?, json, quiet),
             Listed::Containers { json } => containers::print(&listing.containers()?, json),
         }

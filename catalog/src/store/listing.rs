@@ -10,7 +10,7 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use storage_core::error::Result;
+use storage_core::error::{Error, Result};
 
 use crate::db::{Catalog, ContainerRecord, ImageRecord, LayerRecord, LayerSummary, LayerView};
 
@@ -88,6 +88,27 @@ impl Listing {
             }
         }
         Ok(())
+    }
+
+    /// The layer `key` (an id, a unique id prefix or a name) names: this store's, else the
+    /// first additional store's that has one, marked read-only; as
+    /// [`Store::layer`](crate::Store::layer) finds it.
+    pub fn layer(&self, key: &str) -> Result<LayerRecord> {
+        let missing = match self.own.layer(key) {
+            Err(e @ Error::NotFound { .. }) => e,
+            other => return other,
+        };
+        for c in &self.additional {
+            match c.layer(key) {
+                Ok(mut lent) => {
+                    lent.read_only = true;
+                    return Ok(lent);
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(missing)
     }
 
     /// Every image: this store's, oldest first, then each additional store's, marked
@@ -185,6 +206,26 @@ mod tests {
         assert_eq!(seen, [("mine-image", false), ("lent-image", true)]);
         assert!(listing.containers().unwrap().is_empty());
         assert!(!listing.unfinished().unwrap());
+    }
+
+    #[test]
+    fn a_layer_is_found_by_name_in_its_own_store_then_lent_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (own, other) = (dir.path().join("own"), dir.path().join("other"));
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        store(&own, 1, "mine");
+        store(&other, 2, "lent");
+        let listing = Listing::open(&own, std::slice::from_ref(&other)).unwrap();
+        let mine = listing.layer("mine").unwrap();
+        assert_eq!((mine.id.as_str(), mine.read_only), (id(1).as_str(), false));
+        let lent = listing.layer(&id(2)).unwrap();
+        assert_eq!(
+            (lent.names.as_slice(), lent.read_only),
+            (&["lent".to_owned()][..], true)
+        );
+        let err = listing.layer("nobody").unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     }
 
     #[test]

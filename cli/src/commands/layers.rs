@@ -668,12 +668,16 @@ fn line(out: &mut impl Write, l: &LayerSummary<'_>) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// `layer --json`: containers-storage prints the layers it was asked for as a list.
+pub fn print_json(record: &LayerRecord) -> Result<()> {
+    output::json(&[cs_json::Layer::from(&LayerView::from(record))])
+}
+
 /// `layer ID`.
 pub async fn show(ctx: &Context, op: &Op, id: &str, json: bool) -> Result<()> {
     let record = ctx.store.layer(id).await?;
     if json {
-        // containers-storage prints the layers it was asked for as a list.
-        return output::json(&[cs_json::Layer::from(&LayerView::from(&record))]);
+        return print_json(&record);
     }
     let driver = ctx.store.driver().metadata(op, &record.id).await?;
     let mounts = ctx.store.driver().mount_count(op, &record.id).await?;

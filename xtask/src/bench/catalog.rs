@@ -88,11 +88,18 @@ fn tables(opts: &Options, dir: &str, peer: Option<&str>, layers: usize) -> Vec<T
             format!("{st} layers --json"),
         ),
     ];
-    let mut lookup = vec![(
-        "strata",
-        format!("strata layer {mid}"),
-        format!("{st} layer {mid}"),
-    )];
+    let mut lookup = vec![
+        (
+            "strata",
+            format!("strata layer {mid}"),
+            format!("{st} layer {mid}"),
+        ),
+        (
+            "strata (JSON)",
+            format!("strata layer -j {mid}"),
+            format!("{st} layer -j {mid}"),
+        ),
+    ];
     let mut create = vec![(
         "strata",
         format!("strata create-layer --parent {top}"),
@@ -115,6 +122,11 @@ fn tables(opts: &Options, dir: &str, peer: Option<&str>, layers: usize) -> Vec<T
             tool,
             format!("containers-storage layer {mid}"),
             format!("{cs} layer {mid}"),
+        ));
+        lookup.push((
+            "containers-storage 1.43 (JSON)",
+            format!("containers-storage layer -j {mid}"),
+            format!("{cs} layer -j {mid}"),
         ));
         create.push((
             tool,
