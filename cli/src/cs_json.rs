@@ -99,6 +99,8 @@ pub struct Image<'a> {
     digest: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     names: &'a [String],
+    #[serde(rename = "names-history", skip_serializing_if = "<[String]>::is_empty")]
+    names_history: &'a [String],
     #[serde(rename = "layer", skip_serializing_if = "Option::is_none")]
     top_layer: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -114,6 +116,7 @@ impl<'a> From<&'a ImageRecord> for Image<'a> {
             id: &i.id,
             digest: i.digest.as_deref(),
             names: &i.names,
+            names_history: &i.names_history,
             top_layer: i.top_layer.as_deref(),
             metadata: &i.metadata,
             big_data: BigData::of(&i.big_data),

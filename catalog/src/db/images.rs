@@ -5,6 +5,7 @@ use storage_core::error::{Error, ObjectKind, Result};
 
 use crate::db::big_data::BigDataInfo;
 use crate::db::names::{claim_new, drop_all, list_column, listed, resolve};
+use crate::db::schema::OWNER_SETS;
 use crate::db::{Catalog, Sql, now, owned};
 
 /// One image as the catalog records it.
@@ -27,9 +28,22 @@ pub struct ImageRecord {
     /// It lives in a read-only additional store.
     #[serde(default)]
     pub read_only: bool,
+    /// Every name it has had, the latest first, each once (containers-storage's
+    /// `names-history`).
+    #[serde(default)]
+    pub names_history: Vec<String>,
 }
 
 const COLUMNS: &str = "i.id, i.top_layer, i.digest, i.created, i.metadata";
+
+/// The name history column: kept since schema 5, none in an older catalog.
+fn history_column(sql: &Sql<'_>) -> &'static str {
+    if sql.version() >= OWNER_SETS {
+        "i.names_history"
+    } else {
+        "'[]'"
+    }
+}
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
@@ -39,6 +53,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         created: r.get(3)?,
         metadata: r.get(4)?,
         names: listed(r.get_ref(5)?.as_str()?, 5)?,
+        names_history: listed(r.get_ref(6)?.as_str()?, 6)?,
         big_data: Vec::new(),
         read_only: false,
     })
@@ -46,8 +61,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
 
 fn select(sql: &Sql<'_>, condition: &str, args: impl rusqlite::Params) -> Result<Vec<ImageRecord>> {
     let names = list_column(sql, ObjectKind::Image, "i");
+    let history = history_column(sql);
     let mut images = sql.rows(
-        &format!("SELECT {COLUMNS}, {names} FROM images i WHERE {condition} ORDER BY i.rowid"),
+        &format!(
+            "SELECT {COLUMNS}, {names}, {history} FROM images i WHERE {condition} ORDER BY i.rowid"
+        ),
         args,
         from_row,
     )?;
@@ -77,7 +95,46 @@ pub fn insert(
         "INSERT INTO images (id, top_layer, created, digest, metadata) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, top_layer, now(), digest, metadata],
     )?;
+    // As in containers-storage, the names an image is created with are not history;
+    // every later change of its names is.
     claim_new(sql, ObjectKind::Image, id, names)
+}
+
+/// Puts `names` at the head of image `id`'s name history, in turn (so the last ends
+/// first), each once, as containers-storage's `addNameToHistory` does for every name an
+/// image has after a change of its names.
+pub(super) fn remember_names(sql: &Sql<'_>, id: &str, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let text: String = sql
+        .row(
+            "SELECT names_history FROM images WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::NotFound {
+            kind: ObjectKind::Image,
+            id: id.to_owned(),
+        })?;
+    let mut history: Vec<String> =
+        serde_json::from_str(&text).map_err(|e| Error::CorruptStore {
+            path: format!("catalog: names_history of image {id}").into(),
+            reason: e.to_string(),
+        })?;
+    for name in names {
+        history.retain(|h| h != name);
+        history.insert(0, name.clone());
+    }
+    let text = serde_json::to_string(&history).map_err(|e| Error::CorruptStore {
+        path: format!("catalog: names_history of image {id}").into(),
+        reason: e.to_string(),
+    })?;
+    sql.exec(
+        "UPDATE images SET names_history = ?2 WHERE id = ?1",
+        params![id, text],
+    )?;
+    Ok(())
 }
 
 /// An image by id, name or unique id prefix.

@@ -210,6 +210,20 @@ pub struct LayerDigests {
     pub gids: Vec<u32>,
 }
 
+impl LayerDigests {
+    /// What an applied diff's report says of the layer's content.
+    pub fn of(report: &storage_core::archive::ApplyReport) -> Self {
+        LayerDigests {
+            compressed_digest: report.digest.clone(),
+            compressed_size: Some(report.size),
+            uncompressed_digest: report.tar_digest.clone(),
+            uncompressed_size: Some(report.tar_size),
+            uids: report.uids.clone(),
+            gids: report.gids.clone(),
+        }
+    }
+}
+
 /// The columns [`view`] reads, after which come the name list and the owner ids.
 const COLUMNS: &str = "l.id, l.parent, l.created, l.read_write, l.incomplete, l.compressed_digest,
     l.compressed_size, l.uncompressed_digest, l.uncompressed_size, l.metadata";
@@ -364,9 +378,23 @@ pub fn insert(
 
 /// Marks a layer complete, recording its digests and owner ids.
 pub fn complete(sql: &Sql<'_>, id: &str, d: &LayerDigests) -> Result<()> {
+    record_content(sql, id, d, "incomplete = 0,")
+}
+
+/// Records what a diff applied to a complete layer brought (`applydiff`): its digests and
+/// owner ids replace the layer's, as containers-storage's `ApplyDiff` replaces them.
+pub fn record_applied(sql: &Sql<'_>, id: &str, d: &LayerDigests) -> Result<()> {
+    record_content(sql, id, d, "")
+}
+
+/// Sets a layer's digests and owner ids, and `also` (an assignment and a comma, or
+/// nothing).
+fn record_content(sql: &Sql<'_>, id: &str, d: &LayerDigests, also: &str) -> Result<()> {
     let n = sql.exec(
-        "UPDATE layers SET incomplete = 0, compressed_digest = ?2, compressed_size = ?3,
-         uncompressed_digest = ?4, uncompressed_size = ?5, uids = ?6, gids = ?7 WHERE id = ?1",
+        &format!(
+            "UPDATE layers SET {also} compressed_digest = ?2, compressed_size = ?3,
+             uncompressed_digest = ?4, uncompressed_size = ?5, uids = ?6, gids = ?7 WHERE id = ?1"
+        ),
         params![
             id,
             d.compressed_digest,

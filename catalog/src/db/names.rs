@@ -249,7 +249,19 @@ pub(super) fn change(
         }
     }
     relist(sql, kind, id)?;
-    names_of(sql, kind, id)
+    let now = names_of(sql, kind, id)?;
+    if kind == ObjectKind::Image {
+        // containers-storage adds every name the image has after a change to its history:
+        // those it kept, then those just given.
+        let given: Vec<String> = match how {
+            NameChange::Remove => Vec::new(),
+            NameChange::Add | NameChange::Set => names.to_vec(),
+        };
+        let mut order: Vec<String> = now.iter().filter(|n| !given.contains(n)).cloned().collect();
+        order.extend(given);
+        super::images::remember_names(sql, id, &order)?;
+    }
+    Ok(now)
 }
 
 /// Removes every name of an object (when it is deleted).
@@ -394,6 +406,30 @@ mod tests {
         assert_eq!(records, summaries);
         assert_eq!(records, table);
         records
+    }
+
+    #[test]
+    fn an_images_name_history_is_every_name_it_had_after_a_change_latest_first() {
+        let (_d, mut c) = open();
+        layer(&mut c, 1, &[]);
+        let img = id(9);
+        c.write(|sql| {
+            super::super::images::insert(sql, &img, Some(&id(1)), &["a".into()], "", None)
+        })
+        .unwrap();
+        let history = |c: &Catalog| c.image(&img).unwrap().names_history;
+        assert!(history(&c).is_empty(), "created names are not history");
+        let change = |c: &mut Catalog, names: &[&str], how| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            c.change_names(ObjectKind::Image, &img, &names, how)
+                .unwrap();
+        };
+        change(&mut c, &["b"], NameChange::Add);
+        change(&mut c, &["c"], NameChange::Set);
+        change(&mut c, &["c"], NameChange::Remove);
+        assert_eq!(history(&c), ["c", "b", "a"]);
+        change(&mut c, &["a"], NameChange::Add);
+        assert_eq!(history(&c), ["a", "c", "b"]);
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub(crate) const OWNER_SETS: i64 = 5;
 /// read each row whole, in one scan, instead of looking its names up row by row.
 ///
 /// Version 5: layers carry `uids` and `gids`, the owner ids their tar used (decimal,
-/// comma-joined, sorted), as containers-storage records a layer's `uidset` and `gidset`.
-/// Layers recorded before have none.
+/// comma-joined, sorted), as containers-storage records a layer's `uidset` and `gidset`;
+/// images carry `names_history`, every name they have had, latest first (a JSON
+/// array). Objects recorded before have none.
 ///
 /// A layer's parent, an image's top layer and a container's image carry no foreign key:
 /// they may live in a read-only additional store. The store checks them itself, inside
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS images (
     created INTEGER NOT NULL,
     digest TEXT,
     metadata TEXT NOT NULL DEFAULT '',
-    names TEXT NOT NULL DEFAULT '[]'
+    names TEXT NOT NULL DEFAULT '[]',
+    names_history TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS images_by_top_layer ON images(top_layer);
 CREATE INDEX IF NOT EXISTS images_by_digest ON images(digest);
@@ -201,14 +203,18 @@ pub(super) fn migrate(sql: &Sql<'_>) -> Result<()> {
                  FROM names WHERE kind = '{kind}' AND owner = {table}.id);"
         ))?;
     }
-    for column in ["uids", "gids"] {
+    for (table, column, empty) in [
+        ("layers", "uids", "''"),
+        ("layers", "gids", "''"),
+        ("images", "names_history", "'[]'"),
+    ] {
         let has = sql.exists(
-            &format!("SELECT 1 FROM pragma_table_info('layers') WHERE name = '{column}'"),
+            &format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"),
             [],
         )?;
         if !has {
             sql.batch(&format!(
-                "ALTER TABLE layers ADD COLUMN {column} TEXT NOT NULL DEFAULT '';"
+                "ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT {empty};"
             ))?;
         }
     }
@@ -284,6 +290,7 @@ mod tests {
              ALTER TABLE layers DROP COLUMN uids;
              ALTER TABLE layers DROP COLUMN gids;
              ALTER TABLE images DROP COLUMN names;
+             ALTER TABLE images DROP COLUMN names_history;
              ALTER TABLE containers DROP COLUMN names;
              PRAGMA user_version = 3;",
         )

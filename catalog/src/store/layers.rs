@@ -309,14 +309,7 @@ impl Store {
             Ok(r) => r,
             Err(e) => return Err(self.abandon_layer(op, &layer.id, e).await),
         };
-        let digests = LayerDigests {
-            compressed_digest: report.digest.clone(),
-            compressed_size: Some(report.size),
-            uncompressed_digest: report.tar_digest.clone(),
-            uncompressed_size: Some(report.tar_size),
-            uids: report.uids.clone(),
-            gids: report.gids.clone(),
-        };
+        let digests = LayerDigests::of(&report);
         let record = self.finish_layer(op, layer, digests, also).await?;
         Ok((record, report))
     }
@@ -335,9 +328,15 @@ impl Store {
             expected_digest,
             ..Default::default()
         };
-        self.driver
+        let report = self
+            .driver
             .apply_diff(op, &layer.id, layer.parent.as_deref(), tar, &opts)
-            .await
+            .await?;
+        let digests = LayerDigests::of(&report);
+        let id = layer.id.clone();
+        self.write(move |sql| layers::record_applied(sql, &id, &digests))
+            .await?;
+        Ok(report)
     }
 
     /// Deletes a layer: refused while it has children, is an image's top layer or a
