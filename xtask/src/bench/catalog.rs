@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::report::Table;
-use super::{Options, Report, measure_processes, row, strata, time_sh};
+use super::{Options, Report, measure_processes, row, sh_output, strata, time_sh};
 
 /// Layers per image chain.
 const CHAIN: usize = 100;
@@ -169,22 +169,32 @@ fn tables(opts: &Options, dir: &str, peer: Option<&str>, layers: usize) -> Vec<T
 const PEER_CACHE: &str = "/var/tmp/strata-bench/catalog-cs-10000";
 
 /// Copies the kept containers-storage store of `FULL_CHAINS` chains into `dir`, building
-/// and keeping it first if there is none.
+/// and keeping it first if there is none. A build that was interrupted goes on from its
+/// last whole chain.
 fn full_peer_store(dir: &str) -> Result<()> {
     let done = format!("{PEER_CACHE}/complete");
     if !std::path::Path::new(&done).exists() {
+        let kept = chains_kept()?;
         eprintln!(
             "bench: catalog: building {} layers in containers-storage, once for this machine \
-             (most of an hour), kept in {PEER_CACHE}",
-            FULL_CHAINS * CHAIN
+             (most of an hour), kept in {PEER_CACHE}; {} chains of {CHAIN} are there",
+            FULL_CHAINS * CHAIN,
+            kept
         );
-        time_sh(&format!("rm -rf {PEER_CACHE}; mkdir -p {PEER_CACHE}"))?;
-        for c in (0..FULL_CHAINS).step_by(10) {
-            build(&cs(PEER_CACHE), "", c, c + 10)?;
+        if kept == 0 {
+            time_sh(&format!("rm -rf {PEER_CACHE}; mkdir -p {PEER_CACHE}"))?;
+        } else {
+            drop_partial_chains(kept)?;
+        }
+        let mut c = kept;
+        while c < FULL_CHAINS {
+            let to = (c + 10).min(FULL_CHAINS);
+            build(&cs(PEER_CACHE), "", c, to)?;
             eprintln!(
                 "bench: catalog: containers-storage holds {} layers",
-                (c + 10) * CHAIN
+                to * CHAIN
             );
+            c = to;
         }
         time_sh(&format!(
             "{} shutdown >/dev/null; touch {done}",
@@ -194,6 +204,40 @@ fn full_peer_store(dir: &str) -> Result<()> {
     time_sh(&format!(
         "rm -rf {dir}; mkdir -p {dir}; cp -a {PEER_CACHE}/cs {dir}/cs"
     ))?;
+    Ok(())
+}
+
+/// The whole chains (`img0`, `img1`, … on their tops) the kept store holds.
+fn chains_kept() -> Result<usize> {
+    if !std::path::Path::new(PEER_CACHE).join("cs").exists() {
+        return Ok(0);
+    }
+    let images = sh_output(&format!("{} images", cs(PEER_CACHE)))?;
+    let names: std::collections::HashSet<&str> = images
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name: "))
+        .collect();
+    Ok((0..FULL_CHAINS)
+        .take_while(|c| names.contains(format!("img{c}").as_str()))
+        .count())
+}
+
+/// Deletes, top first, the layers an interrupted build made of chains `from` and on.
+fn drop_partial_chains(from: usize) -> Result<()> {
+    let layers = sh_output(&format!("{} layers", cs(PEER_CACHE)))?;
+    let mut partial: Vec<(usize, usize, &str)> = layers
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name: "))
+        .filter_map(|name| {
+            let (c, n) = name.strip_prefix('l')?.split_once('-')?;
+            Some((c.parse().ok()?, n.parse().ok()?, name))
+        })
+        .filter(|(c, _, _)| *c >= from)
+        .collect();
+    partial.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, _, name) in partial {
+        time_sh(&format!("{} delete-layer {name} >/dev/null", cs(PEER_CACHE)))?;
+    }
     Ok(())
 }
 
