@@ -215,6 +215,76 @@ mod tests {
         assert_eq!(!crc64_update(&t, !0, b"123456789"), 0xB909_56C7_75A4_1001);
     }
 
+    fn base64(data: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in data.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                out.push(if i <= c.len() {
+                    char::from(A[((n >> (18 - 6 * i)) & 63) as usize])
+                } else {
+                    '='
+                });
+            }
+        }
+        out
+    }
+
+    /// A tar-split file of a raw segment, the file `dir/f` and a closing segment.
+    fn split_for(dir: &Path, content: &[u8]) -> std::path::PathBuf {
+        let t = crc64_iso_table();
+        let crc = !crc64_update(&t, !0, content);
+        let lines = format!(
+            "{{\"type\":2,\"payload\":\"{}\",\"position\":0}}\n\
+             {{\"type\":1,\"name\":\"./dir/\",\"payload\":null,\"position\":1}}\n\
+             {{\"type\":1,\"name\":\"./dir/f\",\"size\":{},\"payload\":\"{}\",\"position\":2}}\n\
+             {{\"type\":2,\"payload\":\"{}\",\"position\":3}}\n",
+            base64(b"HEADER"),
+            content.len(),
+            base64(&crc.to_be_bytes()),
+            base64(b"PADDING")
+        );
+        let path = dir.join("layer.tar-split.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(lines.as_bytes()).unwrap();
+        gz.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn the_recorded_tar_comes_back_while_the_tree_matches_and_nothing_when_it_does_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("diff");
+        std::fs::create_dir_all(tree.join("dir")).unwrap();
+        std::fs::write(tree.join("dir/f"), b"hello").unwrap();
+        let split = split_for(tmp.path(), b"hello");
+        let op = Op::new("test");
+        let mut out = Vec::new();
+        assert_eq!(
+            reassemble_cs(&op, &tree, &split, &mut out).unwrap(),
+            Some(18)
+        );
+        assert_eq!(out, b"HEADERhelloPADDING");
+
+        // Same size, other content: the CRC-64 tells, and nothing is written.
+        std::fs::write(tree.join("dir/f"), b"jello").unwrap();
+        let mut out = Vec::new();
+        assert_eq!(reassemble_cs(&op, &tree, &split, &mut out).unwrap(), None);
+        assert!(out.is_empty());
+        // Another size.
+        std::fs::write(tree.join("dir/f"), b"hello!").unwrap();
+        assert_eq!(
+            reassemble_cs(&op, &tree, &split, &mut Vec::new()).unwrap(),
+            None
+        );
+    }
+
     #[test]
     fn base64_decodes_padded_and_unpadded() {
         assert_eq!(base64_decode("YWI=").as_deref(), Some(&b"ab"[..]));
