@@ -553,6 +553,85 @@ mod tests {
         assert_eq!(base64_encode(b"a"), "YQ==");
     }
 
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    const I: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn write(root: &Path, rel: &str, data: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn a_store_loads_parents_first_with_names_digests_times_and_big_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // The child is listed first; an incomplete layer is left out.
+        write(
+            root,
+            "overlay-layers/layers.json",
+            &format!(
+                r#"[{{"id":"{B}","parent":"{A}","names":["child"],"created":"1970-01-01T00:01:00Z","diff-digest":"sha256:bb","diff-size":3}},
+                   {{"id":"{A}","names":["base"],"metadata":"m","compressed-diff-digest":"sha256:cc","compressed-size":2}},
+                   {{"id":"{C}","parent":"{A}","flags":{{"incomplete":true}}}}]"#
+            ),
+        );
+        write(
+            root,
+            "overlay-images/images.json",
+            &format!(
+                r#"[{{"id":"{I}","names":["img:1"],"layer":"{B}","digest":"sha256:dd","metadata":"im",
+                    "big-data-names":["manifest","Other key"],"big-data-sizes":{{"manifest":2}},
+                    "big-data-digests":{{"manifest":"sha256:ee"}}}}]"#
+            ),
+        );
+        // Without a recorded size and digest, the file gives them.
+        write(root, &format!("overlay-images/{I}/=T3RoZXIga2V5"), "xyz");
+        assert!(is_containers_storage(root));
+        let cs = CsStore::open(root).unwrap();
+        let ids: Vec<&str> = cs.layers.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, [A, B]);
+        let catalog = cs.catalog().unwrap();
+        let child = catalog.layer("child").unwrap();
+        assert_eq!(child.id, B);
+        assert_eq!(child.parent.as_deref(), Some(A));
+        assert_eq!(child.created, 60);
+        assert_eq!(child.uncompressed_digest.as_deref(), Some("sha256:bb"));
+        let base = catalog.layer(A).unwrap();
+        assert_eq!(base.metadata, "m");
+        assert_eq!(base.compressed_size, Some(2));
+        assert!(catalog.layer(C).is_err());
+        let image = catalog.image("img:1").unwrap();
+        assert_eq!(image.top_layer.as_deref(), Some(B));
+        assert_eq!(image.digest.as_deref(), Some("sha256:dd"));
+        let items: Vec<(&str, u64, &str)> = image
+            .big_data
+            .iter()
+            .map(|i| (i.key.as_str(), i.size, i.file.as_str()))
+            .collect();
+        let other = format!("overlay-images/{I}/=T3RoZXIga2V5");
+        assert!(items.contains(&("manifest", 2, &*format!("overlay-images/{I}/manifest"))));
+        assert!(items.contains(&("Other key", 3, other.as_str())));
+    }
+
+    #[test]
+    fn a_missing_parent_or_bad_json_is_a_corrupt_store_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(
+            root,
+            "overlay-layers/layers.json",
+            &format!(r#"[{{"id":"{B}","parent":"{A}"}}]"#),
+        );
+        let e = CsStore::open(root).unwrap_err().to_string();
+        assert!(e.contains(B) && e.contains(A), "{e}");
+        write(root, "overlay-layers/layers.json", "[{");
+        let e = CsStore::open(root).unwrap_err().to_string();
+        assert!(e.contains("layers.json"), "{e}");
+    }
+
     #[test]
     fn rfc3339_times_read_as_epoch_seconds() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
