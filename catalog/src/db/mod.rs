@@ -69,7 +69,8 @@ const FILE: &str = "catalog.db";
 
 /// Refuses a root that holds a containers-storage store (its `storage.lock`, or a
 /// `<driver>-layers/layers.json`) and no strata catalog: strata never writes a catalog
-/// into another tool's store, and cannot read one as its own.
+/// into another tool's store, and cannot read one as its own (an additional store of
+/// the overlay driver is read by [`crate::containers_storage`] before this is asked).
 fn refuse_foreign_store(root: &Path) -> Result<()> {
     if root.join(FILE).exists() {
         return Ok(());
@@ -89,7 +90,7 @@ fn refuse_foreign_store(root: &Path) -> Result<()> {
         Some(marker) => Err(Error::Unsupported {
             what: format!("using {} as a strata store", root.display()),
             reason: format!(
-                "it is a containers-storage store (it has {marker}): strata never writes into one; use it as an --additional-store, or copy it with `strata migrate --from`"
+                "it is a containers-storage store (it has {marker}): strata never writes into one, and reads one of the overlay driver only (as an --additional-store, or copied by `strata migrate --from`)"
             ),
         }),
         None => Ok(()),

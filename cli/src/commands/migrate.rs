@@ -25,18 +25,23 @@ use crate::context::Context;
 
 /// `migrate`.
 pub async fn migrate(ctx: &Context, op: &Op, from: &Path, from_run: Option<&Path>) -> Result<()> {
-    if !catalog::containers_storage::is_containers_storage(from) {
+    let root = from.to_owned();
+    eprintln!("migrate: waiting for {}'s locks", from.display());
+    let src = tokio::task::spawn_blocking(move || {
+        if !catalog::containers_storage::is_containers_storage(&root) {
+            return Ok(None);
+        }
+        CsStore::open(&root).map(Some)
+    })
+    .await
+    .context("containers-storage reader")?
+    .with_context(|| format!("read containers-storage store {}", from.display()))?;
+    let Some(src) = src else {
         bail!(
             "{} is not a containers-storage overlay store (no overlay-layers/layers.json, or it has a strata catalog)",
             from.display()
         );
-    }
-    let root = from.to_owned();
-    eprintln!("migrate: waiting for {}'s locks", from.display());
-    let src = tokio::task::spawn_blocking(move || CsStore::open(&root))
-        .await
-        .context("containers-storage reader")?
-        .with_context(|| format!("read containers-storage store {}", from.display()))?;
+    };
     let mounted = mounted_layers(from, from_run).await?;
 
     let container_layers: HashSet<&str> = src.containers.iter().map(|c| c.layer.as_str()).collect();
@@ -171,7 +176,10 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
     // With its tar-split the tar is the one the layer was imported from, so it must hash
     // to the recorded digest (a tree changed since fails the copy, naming the layer);
     // without, it is written from the tree and its digest is what it is.
-    let expected = if src.tar_split(&layer.id).exists() {
+    let has_split = tokio::fs::try_exists(src.tar_split(&layer.id))
+        .await
+        .with_context(|| format!("look for layer {}'s tar-split", layer.id))?;
+    let expected = if has_split {
         layer.diff_digest.clone()
     } else {
         None
