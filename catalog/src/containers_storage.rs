@@ -76,6 +76,9 @@ pub struct CsLayer {
     /// Size of the uncompressed diff.
     #[serde(default)]
     pub diff_size: Option<i64>,
+    /// Big-data keys (files in `overlay-layers/<id>/`; no sizes or digests recorded).
+    #[serde(default)]
+    pub big_data_names: Vec<String>,
     /// Flags; `incomplete` marks a layer being created or deleted.
     #[serde(default)]
     pub flags: BTreeMap<String, serde_json::Value>,
@@ -266,11 +269,12 @@ impl CsStore {
             .join(format!("{id}.tar-split.gz"))
     }
 
-    /// The file holding big-data item `key` of image or container `owner`, relative to
-    /// the graph root.
+    /// The file holding big-data item `key` of layer, image or container `owner`,
+    /// relative to the graph root.
     pub fn big_data_file(kind: ObjectKind, owner: &str, key: &str) -> String {
         let dir = match kind {
             ObjectKind::Container => "containers",
+            ObjectKind::Layer => "layers",
             _ => "images",
         };
         format!("{DRIVER}-{dir}/{owner}/{}", big_data_base_name(key))
@@ -336,6 +340,14 @@ impl CsStore {
                     uncompressed_digest: l.diff_digest.clone(),
                     uncompressed_size: l.diff_size.map(|s| s as u64),
                 },
+            )?;
+            self.load_big_data(
+                sql,
+                ObjectKind::Layer,
+                &l.id,
+                &l.big_data_names,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
             )?;
         }
         for i in &self.images {
@@ -574,7 +586,7 @@ mod tests {
             "overlay-layers/layers.json",
             &format!(
                 r#"[{{"id":"{B}","parent":"{A}","names":["child"],"created":"1970-01-01T00:01:00Z","diff-digest":"sha256:bb","diff-size":3}},
-                   {{"id":"{A}","names":["base"],"metadata":"m","compressed-diff-digest":"sha256:cc","compressed-size":2}},
+                   {{"id":"{A}","names":["base"],"metadata":"m","big-data-names":["toc"],"compressed-diff-digest":"sha256:cc","compressed-size":2}},
                    {{"id":"{C}","parent":"{A}","flags":{{"incomplete":true}}}}]"#
             ),
         );
@@ -589,6 +601,7 @@ mod tests {
         );
         // Without a recorded size and digest, the file gives them.
         write(root, &format!("overlay-images/{I}/=T3RoZXIga2V5"), "xyz");
+        write(root, &format!("overlay-layers/{A}/toc"), "table");
         assert!(is_containers_storage(root));
         let cs = CsStore::open(root).unwrap();
         let ids: Vec<&str> = cs.layers.iter().map(|l| l.id.as_str()).collect();
@@ -603,6 +616,14 @@ mod tests {
         assert_eq!(base.metadata, "m");
         assert_eq!(base.compressed_size, Some(2));
         assert!(catalog.layer(C).is_err());
+        let toc = catalog
+            .read(|sql| big_data::get(sql, ObjectKind::Layer, A, "toc"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (toc.size, toc.file.as_str()),
+            (5, &*format!("overlay-layers/{A}/toc"))
+        );
         let image = catalog.image("img:1").unwrap();
         assert_eq!(image.top_layer.as_deref(), Some(B));
         assert_eq!(image.digest.as_deref(), Some("sha256:dd"));

@@ -480,9 +480,13 @@ fn migrate_copies_a_containers_storage_store_keeping_ids_names_digests_and_big_d
     let merged = PathBuf::from(strata.ok(&["mount", "cs-ctr"]));
     let files = tree(&merged);
     strata.ok(&["unmount", "cs-ctr"]);
+    let theirs = String::from_utf8(cs.ok_bytes(&["mount", "cs-ctr"])).unwrap();
+    let their_files = tree(Path::new(theirs.trim()));
+    cs.ok_bytes(&["unmount", "cs-ctr"]);
     assert_eq!(files["written-in-ctr"].3, b"container data\n");
     assert_eq!(files["etc/app/conf"].1, 1000);
     assert!(files.contains_key("etc/new") && !files.contains_key("etc/gone"));
+    assert_eq!(files, their_files);
 
     // A second run copies nothing, and the source is as it was.
     let before = cs.json(&["layers", "-j"]);

@@ -169,6 +169,18 @@ fn layer_tar(op: &Op, src: &CsStore, layer: &CsLayer) -> Result<ArchiveStream> {
 /// Copies one layer; `false` when this store has it already.
 async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> Result<bool> {
     if present(ctx, ObjectKind::Layer, &layer.id).await? {
+        // Its big data is copied after the layer: finish what an interruption left.
+        let have = ctx
+            .store
+            .big_data_list(ObjectKind::Layer, &layer.id)
+            .await?;
+        let missing: Vec<String> = layer
+            .big_data_names
+            .iter()
+            .filter(|k| !have.iter().any(|h| &h.key == *k))
+            .cloned()
+            .collect();
+        copy_big_data(ctx, src, ObjectKind::Layer, &layer.id, &missing).await?;
         eprintln!("migrate: layer {} already here", layer.id);
         return Ok(false);
     }
@@ -200,6 +212,14 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
         .import_layer_kept(op, spec, Box::new(tar), expected, kept)
         .await
         .with_context(|| format!("copy layer {}", layer.id))?;
+    copy_big_data(
+        ctx,
+        src,
+        ObjectKind::Layer,
+        &layer.id,
+        &layer.big_data_names,
+    )
+    .await?;
     Ok(true)
 }
 
