@@ -351,6 +351,7 @@ fn a_containers_storage_store_is_a_read_only_additional_store_with_the_same_tree
         vec!["add-names", "-n", "other", "cs-img"],
         vec!["delete-layer", &made.base],
         vec!["delete-image", "cs-img"],
+        vec!["mount", "base"],
     ] {
         let out = strata.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
