@@ -625,3 +625,67 @@ fn migrate_skips_a_container_mounted_in_the_source_naming_it_and_copies_it_once_
         vec![made.container]
     );
 }
+
+#[test]
+fn a_migrate_failing_on_an_image_leaves_none_of_it_and_a_rerun_finishes_needs_root() {
+    if !require(
+        "a_migrate_failing_on_an_image_leaves_none_of_it_and_a_rerun_finishes_needs_root",
+        NEEDS,
+    ) {
+        return;
+    }
+    let store = CliStore::new("cs-resume");
+    let dir = store.scratch().to_owned();
+    let cs = Cs::new(&dir);
+    let made = build(&dir, &cs);
+    let strata = Strata {
+        store: &store,
+        additional: None,
+    };
+    // The image's manifest file is gone from the source for the first run.
+    let item = cs
+        .graph
+        .join(format!("overlay-images/{}/manifest", made.image));
+    let aside = dir.join("manifest-aside");
+    std::fs::rename(&item, &aside).unwrap();
+    let from = ["migrate", "--from", cs.graph.to_str().unwrap()];
+    let out = strata.run(&from);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "migrate without a big-data file succeeded: {err}"
+    );
+    assert!(
+        err.contains(&made.image) && err.contains("manifest"),
+        "{err}"
+    );
+    assert!(
+        strata
+            .json(&["images", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.complete_layer_ids().contains(&made.top));
+
+    std::fs::rename(&aside, &item).unwrap();
+    let out = strata.run(&from);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("layer {} already here", made.base)),
+        "{err}"
+    );
+    assert_eq!(
+        strata.ok_bytes(&["get-image-data", &made.image, "manifest"]),
+        made.manifest
+    );
+    assert_eq!(
+        strata.ok_bytes(&["get-image-data", &made.image, ODD_KEY]),
+        made.odd_item
+    );
+    assert_eq!(
+        ids(&strata.json(&["containers", "--json"])),
+        vec![made.container]
+    );
+}
