@@ -87,9 +87,11 @@ pub enum Command {
         /// The source.
         source: String,
     },
-    /// Copy a containers-storage overlay store into this store: every layer (as the tar
-    /// it was imported from), image (with its big data) and container, with the same
-    /// ids, names, metadata, creation times and digests. The source is read under its
+    /// Copy a containers-storage overlay store into this store, ids, names, metadata,
+    /// creation times, digests and big data kept.
+    ///
+    /// Every layer goes in as the tar it was imported from, then every image with its
+    /// big data, then every container with its files. The source is read under its
     /// own locks and never written; a migrate waits while a containers-storage writer
     /// holds them, and keeps them (shared) until it is done. What this store already
     /// holds is skipped, so an interrupted migrate is finished by running it again. A
