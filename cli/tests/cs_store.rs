@@ -542,10 +542,23 @@ fn migrate_waits_while_containers_storage_holds_its_layers_lock_needs_root() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The same store as an additional store waits too.
+    let mut listing = Strata {
+        store: &store,
+        additional: Some(&cs.graph),
+    }
+    .cmd(&["images", "--json"])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         migrate.try_wait().unwrap().is_none(),
         "migrate finished while containers-storage held its layers lock"
+    );
+    assert!(
+        listing.try_wait().unwrap().is_none(),
+        "a listing with it as additional store finished while its layers lock was held"
     );
     assert!(
         store.complete_layer_ids().is_empty(),
@@ -560,6 +573,9 @@ fn migrate_waits_while_containers_storage_holds_its_layers_lock_needs_root() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let listed = listing.wait_with_output().unwrap();
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&made.image));
     assert_eq!(
         strata.one(&["image", "--json", &made.image])["id"],
         made.image.as_str()
@@ -668,10 +684,15 @@ fn a_migrate_failing_on_an_image_leaves_none_of_it_and_a_rerun_finishes_needs_ro
     );
     assert!(store.complete_layer_ids().contains(&made.top));
 
+    // As a kill between making the image and finishing it would leave it: there, with
+    // no big data and today's creation time.
+    strata.ok(&["create-image", "--id", &made.image, &made.top]);
+
     std::fs::rename(&aside, &item).unwrap();
     let out = strata.run(&from);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    assert!(err.contains("left unfinished"), "{err}");
     assert!(
         err.contains(&format!("layer {} already here", made.base)),
         "{err}"

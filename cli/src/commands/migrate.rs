@@ -10,7 +10,8 @@
 //! (a new read-write layer on the copied image, the source's changes applied to it, and
 //! the big data). An object this store already holds whole is skipped, so a migrate
 //! interrupted for any reason is finished by running it again; an image or container
-//! an interruption left unfinished (its creation time is set last) is made again.
+//! an interruption left unfinished is made again: right after it is made its creation
+//! time is set to a placeholder, and to the source's only once all of it is copied.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -223,14 +224,20 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
     Ok(true)
 }
 
-/// Whether this store holds `kind` `id` whole (its creation time is the source's, which
-/// is set last), removing one an interruption left unfinished.
+/// The creation time an image or container copy carries from just after it is made
+/// until everything of it is copied (no source records it: a missing time reads as 0).
+const UNFINISHED: i64 = -1;
+
+/// Whether this store holds `kind` `id` whole: every big-data item of the source there,
+/// and the source's creation time, which replaces [`UNFINISHED`] last. One an
+/// interruption left unfinished is removed.
 async fn finished(
     ctx: &Context,
     op: &Op,
     kind: ObjectKind,
     id: &str,
     created: i64,
+    keys: &[String],
 ) -> Result<bool> {
     if !present(ctx, kind, id).await? {
         return Ok(false);
@@ -251,7 +258,9 @@ async fn finished(
             )
         })
         .await?;
-    if at == Some(created) {
+    let have = ctx.store.big_data_list(kind, id).await?;
+    let all_items = keys.iter().all(|k| have.iter().any(|h| &h.key == k));
+    if at == Some(created) && created != UNFINISHED && all_items {
         return Ok(true);
     }
     eprintln!("migrate: {kind} {id} was left unfinished; copying it again");
@@ -289,7 +298,16 @@ async fn copy_big_data(
 /// Copies one image; `false` when this store has it already.
 async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> Result<bool> {
     let created = created_seconds(image.created.as_deref());
-    if finished(ctx, op, ObjectKind::Image, &image.id, created).await? {
+    if finished(
+        ctx,
+        op,
+        ObjectKind::Image,
+        &image.id,
+        created,
+        &image.big_data_names,
+    )
+    .await?
+    {
         eprintln!("migrate: image {} already here", image.id);
         return Ok(false);
     }
@@ -305,6 +323,9 @@ async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> R
         .await
         .with_context(|| format!("copy image {}", image.id))?;
     let rest = async {
+        ctx.store
+            .set_created(ObjectKind::Image, &image.id, UNFINISHED)
+            .await?;
         copy_big_data(
             ctx,
             src,
@@ -330,7 +351,16 @@ async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> R
 /// Copies one container; `false` when this store has it already.
 async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) -> Result<bool> {
     let created = created_seconds(c.created.as_deref());
-    if finished(ctx, op, ObjectKind::Container, &c.id, created).await? {
+    if finished(
+        ctx,
+        op,
+        ObjectKind::Container,
+        &c.id,
+        created,
+        &c.big_data_names,
+    )
+    .await?
+    {
         eprintln!("migrate: container {} already here", c.id);
         return Ok(false);
     }
@@ -347,6 +377,9 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
         .await
         .with_context(|| format!("copy container {}", c.id))?;
     let rest = async {
+        ctx.store
+            .set_created(ObjectKind::Container, &c.id, UNFINISHED)
+            .await?;
         let Some(layer) = src.layers.iter().find(|l| l.id == c.layer) else {
             bail!(
                 "container {}'s layer {} is not in the source",
