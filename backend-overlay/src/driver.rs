@@ -96,6 +96,34 @@ impl Inner {
         }
     }
 
+    /// Like [`require`](Self::require), also finding a layer of an additional store:
+    /// for reading it, never writing.
+    fn require_found(&self, id: &str) -> Result<()> {
+        if self.layout.found_layer(id).join("link").exists() {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                kind: ObjectKind::Layer,
+                id: id.to_owned(),
+            })
+        }
+    }
+
+    /// containers-storage's tar-split file of `id` when the layer belongs to an
+    /// additional store that is a containers-storage store
+    /// (`<root>/overlay-layers/<id>.tar-split.gz`).
+    fn cs_tar_split(&self, id: &str) -> Option<PathBuf> {
+        let dir = self.layout.found_layer(id);
+        if dir == self.layout.layer(id) {
+            return None;
+        }
+        let root = dir.parent()?.parent()?;
+        let split = root
+            .join("overlay-layers")
+            .join(format!("{id}.tar-split.gz"));
+        split.exists().then_some(split)
+    }
+
     fn create(&self, id: &str, parent: Option<&str>) -> Result<()> {
         storage_core::id::validate_id(ObjectKind::Layer, id)?;
         let dir = self.layout.layer(id);
@@ -241,7 +269,7 @@ impl Inner {
 
     /// Native changes: the diff directory read against the lower diff directories.
     fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
-        tar_engine::layer_changes(&self.layout.diff(id), &self.layout.lower_diffs(id)?)
+        tar_engine::layer_changes(&self.layout.found_diff(id), &self.layout.lower_diffs(id)?)
     }
 }
 
@@ -273,7 +301,7 @@ fn with_changes<T>(
     from: Option<&str>,
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
-    inner.require(id)?;
+    inner.require_found(id)?;
     if inner.native(id, from)? {
         use_changes(inner.native_changes(id)?)
     } else {
@@ -359,17 +387,24 @@ impl LayerDriver for OverlayDriver {
     ) -> Result<ArchiveStream> {
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
         let check = (inner.clone(), id.clone());
-        blocking(move || check.0.require(&check.1)).await?;
+        blocking(move || check.0.require_found(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
-        ArchiveStream::spawn(move |pipe| {
+        ArchiveStream::spawn(move |mut pipe| {
             // The tar writer buffers by itself, so the pipe is handed over as it is.
-            inner.require(&id)?;
+            inner.require_found(&id)?;
             if inner.native(&id, from.as_deref())? {
                 // One walk of the diff directory, writing as it goes.
                 // The imported tar itself, while the layer is unchanged.
                 let lowers = inner.layout.lower_diffs(&id)?;
                 let split = inner.layout.layer(&id).join(tar_engine::split::FILE_NAME);
-                let own = inner.layout.diff(&id);
+                let own = inner.layout.found_diff(&id);
+                if let Some(cs) = inner.cs_tar_split(&id)
+                    && opts.data
+                    && opts.filter.is_identity()
+                    && tar_engine::cs_split::reassemble_cs(&op, &own, &cs, &mut pipe)?.is_some()
+                {
+                    return Ok(());
+                }
                 tar_engine::write_layer_exact(&op, &own, &lowers, &split, &opts, pipe).map(drop)
             } else {
                 // The changes point into the mounts, which stay up while data is read.

@@ -90,6 +90,17 @@ impl Layout {
         self.layer(id).join("diff")
     }
 
+    /// The diff directory of layer `id` to read: this store's, or a read-only additional
+    /// store's that has the layer.
+    pub fn found_diff(&self, id: &str) -> PathBuf {
+        self.find_layer(id).join("diff")
+    }
+
+    /// The directory of layer `id` to read: this store's, or an additional store's.
+    pub fn found_layer(&self, id: &str) -> PathBuf {
+        self.find_layer(id)
+    }
+
     /// `<root>/overlay/<id>/work`.
     pub fn work(&self, id: &str) -> PathBuf {
         self.layer(id).join("work")
@@ -154,7 +165,8 @@ impl Layout {
                 .trim()
                 .split(':')
                 .filter(|l| !l.is_empty())
-                .map(str::to_owned)
+                // containers-storage writes `l/<link>`, strata the bare `<link>`.
+                .map(|l| l.strip_prefix("l/").unwrap_or(l).to_owned())
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(Error::io_path("read", &p, e)),

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod containers_storage;
 pub mod db;
 pub mod image_store;
 pub mod store;
@@ -23,4 +24,6 @@ pub use db::{
     BigDataInfo, Catalog, ContainerRecord, ImageRecord, LayerDigests, LayerRecord, LayerSummary,
     LayerView, NameChange, OwnerIds, Sql, StoreImageRecord,
 };
-pub use store::{CheckReport, ImageDeletion, LayerSpec, Listing, Problem, ProblemKind, Store};
+pub use store::{
+    CheckReport, ImageDeletion, KeptLayer, LayerSpec, Listing, Problem, ProblemKind, Store,
+};

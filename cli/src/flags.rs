@@ -92,6 +92,26 @@ pub enum Command {
         /// The source.
         source: String,
     },
+    /// Copy a containers-storage overlay store into this store, ids, names, metadata,
+    /// creation times, digests and big data kept.
+    ///
+    /// Every layer goes in as the tar it was imported from, then every image with its
+    /// big data, then every container with its files. The source is read under its
+    /// own locks and never written; a migrate waits while a containers-storage writer
+    /// holds them, and keeps them (shared) until it is done. What this store already
+    /// holds is skipped, so an interrupted migrate is finished by running it again. A
+    /// container's read-write layer gets a new id (its files are copied into it). A
+    /// container whose layer is mounted in the source (in --from-run's mountpoints.json,
+    /// or in the mount table) is skipped with a warning naming it, and the command then
+    /// fails after copying everything else.
+    Migrate {
+        /// The containers-storage graph root (its --graph / graphroot).
+        #[arg(long, value_name = "GRAPHROOT")]
+        from: PathBuf,
+        /// Its run root (--run / runroot), to see which of its layers are mounted.
+        #[arg(long, value_name = "RUNROOT")]
+        from_run: Option<PathBuf>,
+    },
     /// Push an image to an OCI layout (oci:DIR[:TAG]) or OCI archive
     /// (oci-archive:FILE[:TAG]) and print its manifest's digest.
     Push {
@@ -597,6 +617,7 @@ impl Command {
             self,
             Command::ImportLayer { .. }
                 | Command::Pull { .. }
+                | Command::Migrate { .. }
                 | Command::Push { .. }
                 | Command::Applydiff { .. }
                 | Command::Diff { .. }

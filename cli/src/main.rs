@@ -18,7 +18,7 @@ use storage_core::Op;
 
 use catalog::NameChange;
 use commands::big_data::{self, Verb};
-use commands::{containers, image_stores, images, layers, objects, transfer, volumes};
+use commands::{containers, image_stores, images, layers, migrate, objects, transfer, volumes};
 use context::Context;
 use flags::{Command, Flags, VolumeCommand};
 use storage_core::ObjectKind;
@@ -199,6 +199,9 @@ async fn run(flags: Flags, name: String) -> Result<()> {
             platform,
             source,
         } => transfer::pull(&ctx, &op, source, names, platform.as_deref()).await,
+        Command::Migrate { from, from_run } => {
+            migrate::migrate(&ctx, &op, from, from_run.as_deref()).await
+        }
         Command::Push {
             compress,
             image,

@@ -52,6 +52,7 @@ pub mod apply;
 pub mod changes;
 pub mod confine;
 pub mod copy;
+pub mod cs_split;
 pub mod entry;
 pub mod export;
 pub mod ingest;

@@ -568,7 +568,7 @@ impl SplitReader {
 
 /// Opens the regular file `path` of the tree at `root` (symlinks resolved inside it, the
 /// last component never followed).
-fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
+pub(crate) fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .mode(Mode::empty())

@@ -69,7 +69,8 @@ const FILE: &str = "catalog.db";
 
 /// Refuses a root that holds a containers-storage store (its `storage.lock`, or a
 /// `<driver>-layers/layers.json`) and no strata catalog: strata never writes a catalog
-/// into another tool's store, and cannot read one as its own.
+/// into another tool's store, and cannot read one as its own (an additional store of
+/// the overlay driver is read by [`crate::containers_storage`] before this is asked).
 fn refuse_foreign_store(root: &Path) -> Result<()> {
     if root.join(FILE).exists() {
         return Ok(());
@@ -89,7 +90,7 @@ fn refuse_foreign_store(root: &Path) -> Result<()> {
         Some(marker) => Err(Error::Unsupported {
             what: format!("using {} as a strata store", root.display()),
             reason: format!(
-                "it is a containers-storage store (it has {marker}): strata never writes into one, and does not read one as an additional store yet"
+                "it is a containers-storage store (it has {marker}): strata never writes into one, and reads one of the overlay driver only (as an --additional-store, or copied by `strata migrate --from`)"
             ),
         }),
         None => Ok(()),
@@ -120,6 +121,27 @@ impl Catalog {
             });
         }
         Self::open_read_only(&file)
+    }
+
+    /// A new, empty catalog held in memory only (for a store whose records are read from
+    /// elsewhere, as a containers-storage store's are); `label` names it in errors.
+    pub fn in_memory(label: &Path) -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|source| sqlite_error(label, source))?;
+        let mut catalog = Catalog {
+            conn,
+            path: label.to_owned(),
+            version: 0,
+        };
+        catalog.configure(false)?;
+        let path = catalog.path.clone();
+        let tx = catalog
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|source| sqlite_error(&path, source))?;
+        schema::migrate(&Sql::new(&tx, &path, 0))?;
+        tx.commit().map_err(|source| sqlite_error(&path, source))?;
+        catalog.version = schema::VERSION;
+        Ok(catalog)
     }
 
     /// Opens (creating and migrating) the catalog database at `path`.

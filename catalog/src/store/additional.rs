@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use storage_core::error::{Error, ObjectKind, Result};
 
-use crate::db::{Catalog, ImageRecord, LayerRecord, images, layers};
+use crate::containers_storage::{CsStore, is_containers_storage};
+use crate::db::{BigDataInfo, Catalog, ImageRecord, LayerRecord, big_data, images, layers};
 use crate::store::{Store, join_error};
 
 /// One additional store: its root and its catalog, opened read-only.
@@ -19,7 +20,7 @@ pub(crate) struct ReadOnlyStore {
 impl ReadOnlyStore {
     pub(crate) async fn open(root: &Path) -> Result<Self> {
         let dir = root.to_owned();
-        let catalog = tokio::task::spawn_blocking(move || Catalog::open_read_only_in(&dir))
+        let catalog = tokio::task::spawn_blocking(move || open_catalog(&dir))
             .await
             .map_err(join_error)??;
         Ok(ReadOnlyStore {
@@ -43,6 +44,17 @@ impl ReadOnlyStore {
         })
         .await
         .map_err(join_error)?
+    }
+}
+
+/// The catalog of the additional store rooted at `root`: its own database opened
+/// read-only, or, for a containers-storage store, its records read under its locks into
+/// an in-memory catalog. Blocking.
+pub(crate) fn open_catalog(root: &Path) -> Result<Catalog> {
+    if is_containers_storage(root) {
+        CsStore::open(root)?.catalog()
+    } else {
+        Catalog::open_read_only_in(root)
     }
 }
 
@@ -132,6 +144,39 @@ impl Store {
                 .await?;
             if found.is_some() {
                 return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A big-data item of an image or layer of an additional store, with the path of its
+    /// file; `None` when no additional store has the owner, or the owner has no such
+    /// item. `key` `None` lists the owner's items instead (the path is then the root).
+    pub(crate) async fn foreign_big_data(
+        &self,
+        kind: ObjectKind,
+        owner: &str,
+        key: Option<&str>,
+    ) -> Result<Option<(PathBuf, Vec<BigDataInfo>)>> {
+        for s in &self.additional {
+            let (o, k) = (owner.to_owned(), key.map(str::to_owned));
+            let found = s
+                .read(move |c| {
+                    c.read(|sql| {
+                        let id = match crate::db::names::resolve(sql, kind, &o) {
+                            Ok(id) => id,
+                            Err(e) if missing(&e) => return Ok(None),
+                            Err(e) => return Err(e),
+                        };
+                        match k {
+                            Some(k) => Ok(big_data::get(sql, kind, &id, &k)?.map(|i| vec![i])),
+                            None => big_data::list(sql, kind, &id).map(Some),
+                        }
+                    })
+                })
+                .await?;
+            if let Some(items) = found {
+                return Ok(Some((s.root.clone(), items)));
             }
         }
         Ok(None)

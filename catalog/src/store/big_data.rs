@@ -28,12 +28,19 @@ fn owner_of(sql: &Sql<'_>, kind: ObjectKind, key: &str) -> Result<String> {
 impl Store {
     /// The big-data items of an object, by key.
     pub async fn big_data_list(&self, kind: ObjectKind, owner: &str) -> Result<Vec<BigDataInfo>> {
-        let owner = owner.to_owned();
-        self.read(move |sql| {
-            let id = owner_of(sql, kind, &owner)?;
-            db::big_data::list(sql, kind, &id)
-        })
-        .await
+        let o = owner.to_owned();
+        let mine = self
+            .read(move |sql| {
+                let id = owner_of(sql, kind, &o)?;
+                db::big_data::list(sql, kind, &id)
+            })
+            .await;
+        match mine {
+            Err(e @ Error::NotFound { .. }) => {
+                Ok(self.foreign_big_data(kind, owner, None).await?.ok_or(e)?.1)
+            }
+            other => other,
+        }
     }
 
     /// One item's size and digest.
@@ -43,21 +50,42 @@ impl Store {
         owner: &str,
         key: &str,
     ) -> Result<BigDataInfo> {
-        let (owner, key) = (owner.to_owned(), key.to_owned());
-        self.read(move |sql| {
-            let id = owner_of(sql, kind, &owner)?;
-            db::big_data::get(sql, kind, &id, &key)?.ok_or_else(|| Error::NotFound {
-                kind,
-                id: format!("{id} big-data item {key:?}"),
+        Ok(self.locate_big_data(kind, owner, key).await?.1)
+    }
+
+    /// One item and the root of the store (this one, or an additional one) holding it.
+    async fn locate_big_data(
+        &self,
+        kind: ObjectKind,
+        owner: &str,
+        key: &str,
+    ) -> Result<(std::path::PathBuf, BigDataInfo)> {
+        let (o, k) = (owner.to_owned(), key.to_owned());
+        let mine = self
+            .read(move |sql| {
+                let id = owner_of(sql, kind, &o)?;
+                db::big_data::get(sql, kind, &id, &k)?.ok_or_else(|| Error::NotFound {
+                    kind,
+                    id: format!("{id} big-data item {k:?}"),
+                })
             })
-        })
-        .await
+            .await;
+        match mine {
+            Err(e @ Error::NotFound { .. }) => {
+                match self.foreign_big_data(kind, owner, Some(key)).await? {
+                    Some((root, mut items)) if !items.is_empty() => Ok((root, items.remove(0))),
+                    _ => Err(e),
+                }
+            }
+            Ok(info) => Ok((self.root.clone(), info)),
+            Err(e) => Err(e),
+        }
     }
 
     /// One item's bytes.
     pub async fn big_data(&self, kind: ObjectKind, owner: &str, key: &str) -> Result<Vec<u8>> {
-        let info = self.big_data_info(kind, owner, key).await?;
-        let path = self.root.join(&info.file);
+        let (root, info) = self.locate_big_data(kind, owner, key).await?;
+        let path = root.join(&info.file);
         tokio::fs::read(&path)
             .await
             .ctx(|| format!("read big-data item {key:?} from {}", path.display()))

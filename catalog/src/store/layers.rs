@@ -378,6 +378,10 @@ impl Store {
     /// Mounts a layer and returns the merged tree's path.
     pub async fn mount(&self, op: &Op, id: &str, read_only: bool) -> Result<PathBuf> {
         let layer = self.layer(id).await?;
+        if layer.read_only {
+            // Its directories are another store's: a mount would write there.
+            return Err(self.read_only_error(ObjectKind::Layer, &layer.id));
+        }
         // Under the layer's lock, so that a delete cannot slip between lookup and mount.
         let _lock = self.lock(&layer_lock(&layer.id)).await?;
         self.layer(&layer.id).await?;

@@ -29,7 +29,7 @@ impl Listing {
         own.keep_log_on_close()?;
         let additional = additional
             .iter()
-            .map(|r| Catalog::open_read_only_in(r))
+            .map(|r| crate::store::additional::open_catalog(r))
             .collect::<Result<_>>()?;
         Ok(Listing { own, additional })
     }

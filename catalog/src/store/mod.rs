@@ -25,6 +25,7 @@ mod images;
 mod layers;
 mod listing;
 mod maintenance;
+mod migration;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,7 @@ pub use check::{CheckReport, Problem, ProblemKind};
 pub use images::ImageDeletion;
 pub use layers::LayerSpec;
 pub use listing::Listing;
+pub use migration::KeptLayer;
 
 /// A store of layers, images and containers: catalog plus driver.
 pub struct Store {

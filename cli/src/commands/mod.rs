@@ -5,6 +5,7 @@ pub mod containers;
 pub mod image_stores;
 pub mod images;
 pub mod layers;
+pub mod migrate;
 pub mod objects;
 pub mod transfer;
 pub mod volumes;
