@@ -79,6 +79,12 @@ pub struct CsLayer {
     /// Big-data keys (files in `overlay-layers/<id>/`; no sizes or digests recorded).
     #[serde(default)]
     pub big_data_names: Vec<String>,
+    /// The owner uids its tar used.
+    #[serde(default, rename = "uidset")]
+    pub uids: Vec<u32>,
+    /// The owner gids its tar used.
+    #[serde(default, rename = "gidset")]
+    pub gids: Vec<u32>,
     /// Flags; `incomplete` marks a layer being created or deleted.
     #[serde(default)]
     pub flags: BTreeMap<String, serde_json::Value>,
@@ -106,6 +112,9 @@ pub struct CsImage {
     /// Its names.
     #[serde(default)]
     pub names: Vec<String>,
+    /// Every name it had after a change of its names, latest first.
+    #[serde(default)]
+    pub names_history: Vec<String>,
     /// The top layer.
     #[serde(default)]
     pub layer: Option<String>,
@@ -339,6 +348,8 @@ impl CsStore {
                     compressed_size: l.compressed_size.map(|s| s as u64),
                     uncompressed_digest: l.diff_digest.clone(),
                     uncompressed_size: l.diff_size.map(|s| s as u64),
+                    uids: l.uids.clone(),
+                    gids: l.gids.clone(),
                 },
             )?;
             self.load_big_data(
@@ -360,6 +371,7 @@ impl CsStore {
                 i.digest.as_deref(),
             )?;
             set_created(sql, "images", &i.id, i.created.as_deref())?;
+            images::set_names_history(sql, &i.id, &i.names_history)?;
             self.load_big_data(
                 sql,
                 ObjectKind::Image,

@@ -150,6 +150,8 @@ fn build(dir: &Path, cs: &Cs) -> Made {
     let top = cs.id(&["create-layer", "-n", "top", &base]);
     cs.ok_bytes(&["applydiff", "-f", t2.to_str().unwrap(), &top]);
     let image = cs.id(&["create-image", "-n", "cs-img", "-m", "image meta", &top]);
+    // A name given later, so that the image has a name history.
+    cs.ok_bytes(&["add-names", "-n", "cs-img-alias", &image]);
     let manifest = br#"{"schemaVersion":2}"#.to_vec();
     let odd_item = b"a big-data item under an odd key\n".to_vec();
     let (m, o) = (dir.join("manifest"), dir.join("odd"));
@@ -439,6 +441,8 @@ fn migrate_copies_a_containers_storage_store_keeping_ids_names_digests_and_big_d
             "compressed-diff-digest",
             "compressed-size",
             "created",
+            "uidset",
+            "gidset",
         ] {
             same(&format!("layer {id}"), &ours, l, key);
         }
@@ -453,7 +457,15 @@ fn migrate_copies_a_containers_storage_store_keeping_ids_names_digests_and_big_d
     // The image: id, names, digest, metadata, every big-data item byte-equal.
     let ours = strata.one(&["image", "--json", &made.image]);
     let theirs = cs.one(&["image", "-j", &made.image]);
-    for key in ["id", "names", "layer", "digest", "metadata", "created"] {
+    for key in [
+        "id",
+        "names",
+        "names-history",
+        "layer",
+        "digest",
+        "metadata",
+        "created",
+    ] {
         same("image", &ours, &theirs, key);
     }
     assert_eq!(

@@ -100,6 +100,19 @@ pub fn insert(
     claim_new(sql, ObjectKind::Image, id, names)
 }
 
+/// Replaces image `id`'s name history (an image copied from elsewhere keeps its own).
+pub fn set_names_history(sql: &Sql<'_>, id: &str, history: &[String]) -> Result<()> {
+    let text = serde_json::to_string(history).map_err(|e| Error::CorruptStore {
+        path: format!("catalog: names_history of image {id}").into(),
+        reason: e.to_string(),
+    })?;
+    sql.exec(
+        "UPDATE images SET names_history = ?2 WHERE id = ?1",
+        params![id, text],
+    )?;
+    Ok(())
+}
+
 /// Puts `names` at the head of image `id`'s name history, in turn (so the last ends
 /// first), each once, as containers-storage's `addNameToHistory` does for every name an
 /// image has after a change of its names.
@@ -126,15 +139,7 @@ pub(super) fn remember_names(sql: &Sql<'_>, id: &str, names: &[String]) -> Resul
         history.retain(|h| h != name);
         history.insert(0, name.clone());
     }
-    let text = serde_json::to_string(&history).map_err(|e| Error::CorruptStore {
-        path: format!("catalog: names_history of image {id}").into(),
-        reason: e.to_string(),
-    })?;
-    sql.exec(
-        "UPDATE images SET names_history = ?2 WHERE id = ?1",
-        params![id, text],
-    )?;
-    Ok(())
+    set_names_history(sql, id, &history)
 }
 
 /// An image by id, name or unique id prefix.

@@ -54,6 +54,13 @@ impl Store {
         .await
     }
 
+    /// Replaces the name history of an image of this store with one kept elsewhere.
+    pub async fn set_names_history(&self, id: &str, history: &[String]) -> Result<()> {
+        let (id, history) = (id.to_owned(), history.to_vec());
+        self.write(move |sql| crate::db::images::set_names_history(sql, &id, &history))
+            .await
+    }
+
     /// Sets the creation time (seconds since the epoch) of an image or container of this
     /// store.
     pub async fn set_created(&self, kind: ObjectKind, id: &str, created: i64) -> Result<()> {

@@ -335,6 +335,9 @@ async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> R
         )
         .await?;
         ctx.store
+            .set_names_history(&image.id, &image.names_history)
+            .await?;
+        ctx.store
             .set_created(ObjectKind::Image, &image.id, created)
             .await?;
         anyhow::Ok(())

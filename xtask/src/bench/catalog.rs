@@ -236,7 +236,10 @@ fn drop_partial_chains(from: usize) -> Result<()> {
         .collect();
     partial.sort_unstable_by(|a, b| b.cmp(a));
     for (_, _, name) in partial {
-        time_sh(&format!("{} delete-layer {name} >/dev/null", cs(PEER_CACHE)))?;
+        time_sh(&format!(
+            "{} delete-layer {name} >/dev/null",
+            cs(PEER_CACHE)
+        ))?;
     }
     Ok(())
 }
