@@ -7,29 +7,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{CliStore, containers_storage as cs};
+use common::{CliStore, containers_storage as cs, json_shape as shape};
 use serde_json::Value;
 use testkit::{Requirement, require};
-
-/// A value's shape: objects keep their keys with the shapes of their values, arrays the
-/// sorted set of their elements' shapes, and anything else its JSON type.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
-        }
-        Value::Array(items) => {
-            let mut shapes: Vec<Value> = items.iter().map(shape).collect();
-            shapes.sort_by_key(|s| s.to_string());
-            shapes.dedup();
-            Value::Array(shapes)
-        }
-        Value::String(_) => "string".into(),
-        Value::Number(_) => "number".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Null => "null".into(),
-    }
-}
 
 #[test]
 fn json_output_has_containers_storage_structure_needs_root() {

@@ -6,31 +6,14 @@
 //! container's changes and its diff's entries) is equal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
+use common::json_shape as shape;
 use serde_json::Value;
 use testkit::{Requirement, require};
-
-/// A value's shape: objects keep their keys with their values' shapes, arrays the sorted
-/// set of their elements' shapes, anything else its JSON type.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
-        }
-        Value::Array(items) => {
-            let mut shapes: Vec<Value> = items.iter().map(shape).collect();
-            shapes.sort_by_key(|s| s.to_string());
-            shapes.dedup();
-            Value::Array(shapes)
-        }
-        Value::String(_) => "string".into(),
-        Value::Number(_) => "number".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Null => "null".into(),
-    }
-}
 
 /// Writes the script's inputs into `dir`: two layer tars and a big-data item.
 fn inputs(dir: &Path) {

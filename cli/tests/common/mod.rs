@@ -447,3 +447,25 @@ pub fn containers_storage(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A value's shape: objects keep their keys with the shapes of their values, arrays the
+/// sorted set of their elements' shapes, and anything else its JSON type.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_shape(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            let mut shapes: Vec<serde_json::Value> = items.iter().map(json_shape).collect();
+            shapes.sort_by_key(|s| s.to_string());
+            shapes.dedup();
+            serde_json::Value::Array(shapes)
+        }
+        serde_json::Value::String(_) => "string".into(),
+        serde_json::Value::Number(_) => "number".into(),
+        serde_json::Value::Bool(_) => "bool".into(),
+        serde_json::Value::Null => "null".into(),
+    }
+}
