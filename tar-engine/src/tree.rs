@@ -149,18 +149,32 @@ fn get_xattr_with(
     }
 }
 
-/// True when an overlay upper/diff directory is marked opaque.
+/// True when an overlay upper/diff directory is marked opaque (in the `trusted.`
+/// namespace, or the `user.` one an unprivileged writer marks).
 pub fn is_opaque(path: &Path) -> Result<bool> {
-    Ok(get_xattr(path, crate::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
+    for name in [
+        crate::entry::OVERLAY_OPAQUE_XATTR,
+        crate::entry::USER_OPAQUE_XATTR,
+    ] {
+        if get_xattr(path, name)?.is_some_and(|v| v == b"y") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
-/// True when the open overlay upper/diff directory `dir` is marked opaque.
+/// True when the open overlay upper/diff directory `dir` is marked opaque (either
+/// namespace, as [`is_opaque`]).
 pub fn is_opaque_fd(dir: BorrowedFd<'_>) -> bool {
-    let mut v = [0u8; 2];
-    matches!(
-        rustix::fs::fgetxattr(dir, crate::entry::OVERLAY_OPAQUE_XATTR, &mut v[..]),
-        Ok(1) if v[0] == b'y'
-    )
+    [
+        crate::entry::OVERLAY_OPAQUE_XATTR,
+        crate::entry::USER_OPAQUE_XATTR,
+    ]
+    .iter()
+    .any(|name| {
+        let mut v = [0u8; 2];
+        matches!(rustix::fs::fgetxattr(dir, *name, &mut v[..]), Ok(1) if v[0] == b'y')
+    })
 }
 
 /// Starts a walk of the stored tree `root`, limited to paths of
