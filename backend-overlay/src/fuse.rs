@@ -6,7 +6,8 @@
 //! namespace of its own), so such a process stacks the same directories through
 //! fuse-overlayfs, which runs as the user and presents each entry's recorded owner and
 //! mode (`user.containers.override_stat`, written by the tar engine's unprivileged
-//! import) in a layer whose root carries a record. It owns the command lines and their
+//! import) in a layer whose root carries a record, and records what is written through
+//! a container's mount itself (`xattr_permissions=2`). It owns the command lines and their
 //! errors; which directories are stacked, and the counts, are the driver's and `mounts`'.
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,14 @@ pub fn mount(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -
         opts.push_str(option_path(upper)?);
         opts.push_str(",workdir=");
         opts.push_str(option_path(work)?);
+        if tar_engine::tree::get_xattr(upper, tar_engine::OVERRIDE_STAT_XATTR)?.is_none() {
+            // A layer made empty (a container's): what processes in the mount create,
+            // copy up or chown is recorded by fuse-overlayfs itself, in
+            // `user.fuseoverlayfs.override_stat`, which strata's exports read. Not on a
+            // layer an import recorded: fuse-overlayfs 1.10 would then read only its own
+            // records in it and fail on the entries that have none.
+            opts.push_str(",xattr_permissions=2");
+        }
     }
     let what = format!("mount {} with {MOUNT_PROGRAM}", target.display());
     run(

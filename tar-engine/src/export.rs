@@ -26,7 +26,7 @@ use tar::EntryType;
 use crate::changes::lower_exists;
 use crate::entry::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::override_stat::OverrideStat;
-use crate::tree::{is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
+use crate::tree::{is_fuse_overlayfs_mark, is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::{Change, ChangeKind, ExportOptions};
@@ -89,7 +89,7 @@ pub fn write_layer<W: Write>(
         };
         let rel = entry.rel.to_vec();
         let st = Stat::from_file_stat(&entry.stat);
-        if st.kind == FileKind::Socket {
+        if st.kind == FileKind::Socket || is_fuse_overlayfs_mark(entry.dir, entry.name) {
             continue;
         }
         if st.is_whiteout() {

@@ -72,7 +72,9 @@ pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};
 pub use input::{TarInput, read_tar};
-pub use override_stat::{OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat};
+pub use override_stat::{
+    FUSE_OVERLAYFS_STAT_XATTR, OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat,
+};
 pub use split::{reassemble, write_layer_exact};
 pub use storage_core::archive::{
     ApplyReport, ArchiveStream, Change, ChangeKind, Compression, ExportOptions,

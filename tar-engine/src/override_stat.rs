@@ -24,6 +24,14 @@ use storage_core::{Error, Result};
 /// The xattr's name, as containers-storage and fuse-overlayfs spell it.
 pub const OVERRIDE_STAT_XATTR: &str = "user.containers.override_stat";
 
+/// The record fuse-overlayfs writes itself when mounted with `xattr_permissions=2`: the
+/// owner and mode a process in the mount gave an entry it created, copied up or
+/// changed, in the same `UID:GID:MODE` form. Where an entry has both, this one is the
+/// newer (written through the mount) and is the one read, unless it names the entry's
+/// real owner: fuse-overlayfs 1.10 copies a directory up with its real owner in its own
+/// record and the image's record beside it, and the image's is then the true one.
+pub const FUSE_OVERLAYFS_STAT_XATTR: &str = "user.fuseoverlayfs.override_stat";
+
 /// What the record says an entry is, past its permission bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverrideKind {
@@ -107,11 +115,11 @@ impl OverrideStat {
         let gid = fields[1]
             .parse::<u32>()
             .map_err(|e| bad(format!("group {:?}: {e}", fields[1])))?;
+        // Type bits past the permissions are ignored, as containers-storage and
+        // fuse-overlayfs do (fuse-overlayfs writes a whole `st_mode`, `40755`).
         let mode = u32::from_str_radix(fields[2], 8)
-            .map_err(|e| bad(format!("mode {:?}: {e}", fields[2])))?;
-        if mode > 0o7777 {
-            return Err(bad(format!("mode {:o} has bits past 7777", mode)));
-        }
+            .map_err(|e| bad(format!("mode {:?}: {e}", fields[2])))?
+            & 0o7777;
         let kind = match fields.get(3) {
             None => None,
             Some(t) => Some(parse_kind(t).map_err(bad)?),
@@ -184,32 +192,72 @@ impl OverrideStat {
         .map_err(|e| Error::io(format!("record the owner and mode of {path}"), e))
     }
 
-    /// Reads the record of the open entry `fd`, `None` when it has none.
+    /// Reads the record of the open entry `fd` (which of fuse-overlayfs's and
+    /// containers-storage's: [`FUSE_OVERLAYFS_STAT_XATTR`]), `None` when it has none.
     pub fn get(fd: BorrowedFd<'_>, path: &dyn fmt::Display) -> Result<Option<OverrideStat>> {
-        let mut buf = [0u8; 128];
-        match rustix::fs::fgetxattr(fd, OVERRIDE_STAT_XATTR, &mut buf[..]) {
-            Ok(n) => OverrideStat::parse(&buf[..n], path).map(Some),
-            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(None),
-            Err(e) => Err(Error::io(
-                format!("read {OVERRIDE_STAT_XATTR} of {path}"),
-                e,
-            )),
-        }
+        let get = |name: &str| read_one(|buf| rustix::fs::fgetxattr(fd, name, buf), name, path);
+        let real = || {
+            rustix::fs::fstat(fd)
+                .map(|st| (st.st_uid, st.st_gid))
+                .map_err(|e| Error::io(format!("stat {path}"), e))
+        };
+        choose(
+            get(FUSE_OVERLAYFS_STAT_XATTR)?,
+            get(OVERRIDE_STAT_XATTR)?,
+            real,
+        )
     }
 
     /// Reads the record of the entry at `path` without following a symlink (a symlink
-    /// has none), `None` when it has none.
+    /// has none), as [`OverrideStat::get`]; `None` when it has none.
     pub fn get_at(path: &std::path::Path) -> Result<Option<OverrideStat>> {
-        let mut buf = [0u8; 128];
-        match rustix::fs::lgetxattr(path, OVERRIDE_STAT_XATTR, &mut buf[..]) {
-            Ok(n) => OverrideStat::parse(&buf[..n], &path.display()).map(Some),
-            Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(None),
-            Err(e) => Err(Error::io(
-                format!("read {OVERRIDE_STAT_XATTR} of {}", path.display()),
-                e,
-            )),
-        }
+        let shown = path.display();
+        let get = |name: &str| read_one(|buf| rustix::fs::lgetxattr(path, name, buf), name, &shown);
+        let real = || {
+            rustix::fs::lstat(path)
+                .map(|st| (st.st_uid, st.st_gid))
+                .map_err(|e| Error::io(format!("stat {shown}"), e))
+        };
+        choose(
+            get(FUSE_OVERLAYFS_STAT_XATTR)?,
+            get(OVERRIDE_STAT_XATTR)?,
+            real,
+        )
     }
+}
+
+/// One record read through `get` (which fills a buffer as `*getxattr` does), `None`
+/// when the entry has none under `name`.
+fn read_one(
+    get: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    name: &str,
+    path: &dyn fmt::Display,
+) -> Result<Option<OverrideStat>> {
+    let mut buf = [0u8; 128];
+    match get(&mut buf[..]) {
+        Ok(n) => OverrideStat::parse(&buf[..n], path).map(Some),
+        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(Error::io(format!("read {name} of {path}"), e)),
+    }
+}
+
+/// Which record stands, of fuse-overlayfs's and containers-storage's (see
+/// [`FUSE_OVERLAYFS_STAT_XATTR`]); `real` gives the entry's real owner.
+fn choose(
+    fuse: Option<OverrideStat>,
+    containers: Option<OverrideStat>,
+    real: impl FnOnce() -> Result<(u32, u32)>,
+) -> Result<Option<OverrideStat>> {
+    Ok(match (fuse, containers) {
+        (Some(f), Some(c)) if (f.uid, f.gid) == real()? => Some(c),
+        (Some(f), Some(c)) => Some(OverrideStat {
+            // fuse-overlayfs writes no type: the image's record still says what a
+            // stored node is.
+            kind: c.kind,
+            ..f
+        }),
+        (f, c) => f.or(c),
+    })
 }
 
 /// The type field of a record.
@@ -304,6 +352,9 @@ mod tests {
         // fields past the device numbers.
         let s = OverrideStat::parse(b"0:0:755:dir", &"d").unwrap();
         assert_eq!(s, rec(0, 0, 0o755, Some(OverrideKind::Dir)));
+        // fuse-overlayfs's own records carry a whole st_mode and no type.
+        let s = OverrideStat::parse(b"1000:1000:40755", &"d").unwrap();
+        assert_eq!(s, rec(1000, 1000, 0o755, None));
         let s = OverrideStat::parse(b"5:6:0620:char-136-2-extra", &"tty").unwrap();
         assert_eq!(
             s.kind,
@@ -322,7 +373,6 @@ mod tests {
             b"root:0:0755:file",
             b"0:-1:0755:file",
             b"0:0:0789:file",
-            b"0:0:17777:file",
             b"0:0:0644:door",
             b"0:0:0600:char-1",
             b"0:0:0600:block-x-1",
@@ -334,6 +384,26 @@ mod tests {
             assert!(text.contains("usr/bin/tool"), "{text}");
             assert!(text.contains(OVERRIDE_STAT_XATTR), "{text}");
         }
+    }
+
+    #[test]
+    fn a_record_written_through_the_mount_wins_unless_it_names_the_real_owner() {
+        let image = rec(0, 0, 0o755, Some(OverrideKind::Dir));
+        let chowned = rec(33, 33, 0o700, None);
+        let copied_up = rec(1000, 1000, 0o755, None);
+        let real = || Ok((1000, 1000));
+        let got = choose(Some(chowned), Some(image), real).unwrap();
+        assert_eq!(got, Some(rec(33, 33, 0o700, Some(OverrideKind::Dir))));
+        assert_eq!(
+            choose(Some(copied_up), Some(image), real).unwrap(),
+            Some(image)
+        );
+        assert_eq!(
+            choose(Some(copied_up), None, real).unwrap(),
+            Some(copied_up)
+        );
+        assert_eq!(choose(None, Some(image), real).unwrap(), Some(image));
+        assert_eq!(choose(None, None, real).unwrap(), None);
     }
 
     fn file_stat(kind: FileKind, size: u64) -> Stat {
