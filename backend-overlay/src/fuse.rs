@@ -42,12 +42,14 @@ pub fn mount(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -
         opts.push_str(option_path(upper)?);
         opts.push_str(",workdir=");
         opts.push_str(option_path(work)?);
-        if tar_engine::tree::get_xattr(upper, tar_engine::OVERRIDE_STAT_XATTR)?.is_none() {
-            // A layer made empty (a container's): what processes in the mount create,
-            // copy up or chown is recorded by fuse-overlayfs itself, in
-            // `user.fuseoverlayfs.override_stat`, which strata's exports read. Not on a
-            // layer an import recorded: fuse-overlayfs 1.10 would then read only its own
-            // records in it and fail on the entries that have none.
+        let has = |name| tar_engine::tree::get_xattr(upper, name).map(|v| v.is_some());
+        if has(tar_engine::FUSE_OVERLAYFS_STAT_XATTR)? || !has(tar_engine::OVERRIDE_STAT_XATTR)? {
+            // What processes in the mount create, copy up or chown is recorded by
+            // fuse-overlayfs itself, in `user.fuseoverlayfs.override_stat`, which strata's
+            // imports also write and its exports read. Not on a layer recorded only
+            // under containers-storage's name (by containers-storage, say):
+            // fuse-overlayfs 1.10 would read only its own records there and fail on
+            // every entry.
             opts.push_str(",xattr_permissions=2");
         }
     }

@@ -498,7 +498,24 @@ fn an_unprivileged_user_mounts_the_layercheck_chain_through_fuse_overlayfs() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // An imported layer mounted read-write takes new entries and changes too.
+        let wrote = (k == 3).then(|| {
+            as_user_reading_all("sh")
+                .arg("-c")
+                .arg("mkdir \"$1/new-dir\" && printf x > \"$1/new-dir/f\" && printf y >> \"$1/etc/passwd\"")
+                .arg("sh")
+                .arg(&mount)
+                .output()
+                .unwrap()
+        });
         store.ok(&["unmount", &id]);
+        if let Some(wrote) = wrote {
+            assert!(
+                wrote.status.success(),
+                "writing into layer {k}'s mount: {}",
+                String::from_utf8_lossy(&wrote.stderr)
+            );
+        }
         let unexplained: Vec<String> = text
             .lines()
             .filter(|l| !l.ends_with(" differ"))
@@ -585,9 +602,10 @@ fn user_python() -> &'static str {
         .unwrap_or("python3")
 }
 
-/// A line of layercheck's output without the one xattr fuse-overlayfs 1.10 shows beside
-/// the image's own: the record it presents every entry's owner and mode from
-/// (`user.containers.override_stat`); `None` when nothing else differs. `xattrs` is
+/// A line of layercheck's output without the xattrs fuse-overlayfs 1.10 shows beside the
+/// image's own: the records it presents every entry's owner and mode from
+/// (`user.containers.override_stat`, `user.fuseoverlayfs.override_stat`); `None` when
+/// nothing else differs. `xattrs` is
 /// the last field layercheck lists, as `xattrs want W got G`.
 fn without_visible_record(line: &str) -> Option<String> {
     let Some(at) = line.find("xattrs want ") else {
@@ -598,7 +616,13 @@ fn without_visible_record(line: &str) -> Option<String> {
         .split_once(" got ")
         .expect("layercheck's xattrs field");
     let mut got = got.to_owned();
-    if let Some(start) = got.find("'user.containers.override_stat': '") {
+    for record in [
+        "'user.containers.override_stat': '",
+        "'user.fuseoverlayfs.override_stat': '",
+    ] {
+        let Some(start) = got.find(record) else {
+            continue;
+        };
         let value_end = got[start..]
             .match_indices('\'')
             .nth(3)

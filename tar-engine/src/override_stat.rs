@@ -181,15 +181,21 @@ impl OverrideStat {
         Ok(st)
     }
 
-    /// Writes this record on the open file or directory `fd` (`path` names it in errors).
+    /// Writes this record on the open file or directory `fd` (`path` names it in errors),
+    /// under containers-storage's name and under fuse-overlayfs's own: fuse-overlayfs
+    /// before 1.14 (Debian 12 ships 1.10) reads its own first, and a layer it mounts as a
+    /// writable upper with `xattr_permissions=2` must carry it on every entry, or
+    /// listing and creating there fail. The value is the same; fuse-overlayfs reads
+    /// `UID:GID:MODE` and leaves the type.
     pub fn set(&self, fd: BorrowedFd<'_>, path: &dyn fmt::Display) -> Result<()> {
-        rustix::fs::fsetxattr(
-            fd,
-            OVERRIDE_STAT_XATTR,
-            self.to_string().as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|e| Error::io(format!("record the owner and mode of {path}"), e))
+        let value = self.to_string();
+        for name in [OVERRIDE_STAT_XATTR, FUSE_OVERLAYFS_STAT_XATTR] {
+            rustix::fs::fsetxattr(fd, name, value.as_bytes(), rustix::fs::XattrFlags::empty())
+                .map_err(|e| {
+                    Error::io(format!("record the owner and mode of {path} in {name}"), e)
+                })?;
+        }
+        Ok(())
     }
 
     /// Reads the record of the open entry `fd` (which of fuse-overlayfs's and
