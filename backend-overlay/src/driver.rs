@@ -14,8 +14,9 @@ use tar_engine::{
     self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
 };
 
+use crate::fuse;
 use crate::layout::Layout;
-use mounts::{CountedMounts, Lower, MountSites, Plan};
+use mounts::{CountedMounts, Lower, Make, MountKey, MountSites, Plan};
 
 /// Layers as directories, stacked with overlayfs. Cheap to clone.
 #[derive(Clone)]
@@ -36,6 +37,16 @@ struct Merged {
 impl MountSites for Merged {
     fn target(&self, id: &str) -> PathBuf {
         self.layout.merged(id)
+    }
+
+    /// A kernel overlay is unmounted as `mounts` does; a process that is not root took
+    /// its mounts through fuse-overlayfs, and gives them back with `fusermount3`.
+    fn take_down(&self, _key: MountKey<'_>, target: &Path) -> Result<()> {
+        if fuse::unprivileged() {
+            fuse::unmount(target)
+        } else {
+            mounts::unmount(target)
+        }
     }
 
     fn keys(&self) -> Result<Vec<String>> {
@@ -228,6 +239,17 @@ impl Inner {
             });
         }
         let upper = (!read_only).then(|| (self.layout.diff(id), self.layout.work(id)));
+        if fuse::unprivileged() {
+            // fuse-overlayfs takes any number of lowers in one mount: nothing is nested.
+            let mut dirs: Vec<PathBuf> = lowers.into_iter().map(|l| l.path).collect();
+            if dirs.is_empty() {
+                dirs.push(self.layout.empty());
+            }
+            return Ok(Plan::new(Make::with(move |target: &Path| {
+                let upper = upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
+                fuse::mount(&dirs, upper, target)
+            })));
+        }
         self.mounts
             .plan_overlay(lowers, upper, &self.layout.empty())
     }

@@ -4,8 +4,10 @@
 //! layer is a `diff/` directory holding only its own files, with OCI whiteouts stored as
 //! overlay whiteouts, and a recorded lower chain. Diffs are applied straight into `diff/`
 //! without mounting. [`OverlayDriver::get`](storage_core::LayerDriver::get) mounts a layer
-//! with its chain below it, reference-counted in the run root. Volumes are plain
-//! directories ([`DirVolumes`]).
+//! with its chain below it, reference-counted in the run root: with the kernel's overlayfs
+//! as root, through fuse-overlayfs ([`fuse`]) for a user without privilege, whose imports
+//! keep owners in `user.containers.override_stat` as containers-storage's rootless layers
+//! do. Volumes are plain directories ([`DirVolumes`]).
 //!
 //! It owns the on-disk layout and which directories a layer's mount stacks. Making the
 //! mounts (overlay stacks, nesting past 500 lowers, counts and their repair) is the
@@ -16,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod driver;
+pub mod fuse;
 pub mod layout;
 pub mod volumes;
 

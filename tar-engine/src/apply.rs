@@ -6,6 +6,12 @@
 //! sticky bits), nanosecond times, xattrs, hard links, devices and FIFOs are kept;
 //! directory times are set after all their children exist. OCI whiteouts are applied as
 //! chosen by [`WhiteoutMode`].
+//!
+//! An unprivileged writer ([`Ownership::Xattr`]) cannot give entries their owners or make
+//! devices: it records owners, modes and device numbers in
+//! `user.containers.override_stat` ([`crate::override_stat`]) as containers-storage does,
+//! and counts in the report ([`ApplyReport::lost`]) whatever it could keep in no form (a
+//! symlink's owner, an xattr of a namespace it may not write).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,10 +31,11 @@ use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 
 use crate::confine::{Root, child_len, file_kind, list_dir, os, split_last};
 use crate::entry::{
-    OVERLAY_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, check_path_len, missing_link_target,
-    unsafe_entry,
+    OVERLAY_OPAQUE_XATTR, USER_OPAQUE_XATTR, WHITEOUT_THROUGH_SYMLINK, Written, check_path_len,
+    missing_link_target, unsafe_entry,
 };
 use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
+use crate::override_stat::{OverrideKind, OverrideStat};
 use crate::tree::join_rel;
 use storage_core::FilterSpec;
 use storage_core::Op;
@@ -59,7 +66,30 @@ pub enum Ownership {
         /// Group.
         gid: u32,
     },
+    /// The owners and modes recorded in the archive, kept without privilege: entries are
+    /// owned by whoever runs the import and every file and directory records the
+    /// archive's owner, mode and type in `user.containers.override_stat`; devices and
+    /// FIFOs are stored as empty files recording what they are; opaque directories are
+    /// marked `user.overlay.opaque`. What cannot be kept even so (a symlink's owner, an
+    /// xattr outside `user.`) is counted in [`ApplyReport::lost`], never dropped silently.
+    /// As containers-storage keeps a rootless layer, and fuse-overlayfs presents it.
+    Xattr,
 }
+
+impl Ownership {
+    /// What a process keeps of an archive's owners: [`Ownership::Preserve`] as root,
+    /// [`Ownership::Xattr`] otherwise. Decided once, by the effective user.
+    pub fn for_this_process() -> Ownership {
+        if nix::unistd::geteuid().is_root() {
+            Ownership::Preserve
+        } else {
+            Ownership::Xattr
+        }
+    }
+}
+
+/// How many paths [`ApplyReport::lost_paths`] names at most.
+pub const LOST_PATHS_SHOWN: usize = 5;
 
 /// What [`apply_tar`] does besides creating entries.
 #[derive(Debug, Clone)]
@@ -84,16 +114,13 @@ pub struct ApplyOptions {
 }
 
 impl ApplyOptions {
-    /// Options for a layer: whiteouts as chosen, owners kept when running as root,
-    /// everything included, data made durable.
+    /// Options for a layer: whiteouts as chosen, owners kept (applied when running as
+    /// root, recorded in xattrs otherwise: [`Ownership::for_this_process`]), everything
+    /// included, data made durable.
     pub fn new(whiteouts: WhiteoutMode) -> Self {
         ApplyOptions {
             whiteouts,
-            ownership: if nix::unistd::geteuid().is_root() {
-                Ownership::Preserve
-            } else {
-                Ownership::Caller
-            },
+            ownership: Ownership::for_this_process(),
             filter: FilterSpec::default(),
             expected_digest: None,
             sync: true,
@@ -129,7 +156,18 @@ pub fn apply_tar(
     if result.is_err() && opts.rollback {
         writer.roll_back();
     }
-    result
+    let mut report = result?;
+    report.lost = writer.lost;
+    report.lost_paths = std::mem::take(&mut writer.lost_paths);
+    if report.lost > 0 {
+        tracing::warn!(
+            "{name}: {} entr{} kept without part of what the archive gave (first: {})",
+            report.lost,
+            if report.lost == 1 { "y" } else { "ies" },
+            report.lost_paths.join("; ")
+        );
+    }
+    Ok(report)
 }
 
 /// A time as the kernel takes it.
@@ -146,6 +184,13 @@ struct DirWriter<'a> {
     dir_times: HashMap<Vec<u8>, (TimeSpec, TimeSpec)>,
     /// With [`ApplyOptions::rollback`]: the entries made where nothing was, in order.
     created: Vec<Vec<u8>>,
+    /// Entries that lost something the writer could neither apply nor record.
+    lost: u64,
+    /// The first [`LOST_PATHS_SHOWN`] of them, each with what it lost.
+    lost_paths: Vec<String>,
+    /// Whether the archive gave the root directory its own entry (with
+    /// [`Ownership::Xattr`], a root without one records a default).
+    root_entry: bool,
 }
 
 const COPY_BUFFER: usize = 1 << 20;
@@ -158,7 +203,8 @@ impl EntrySink for DirWriter<'_> {
         let meta = &entry.meta;
         if rel.is_empty() {
             let root = self.root.dir(b"")?;
-            self.set_attrs_fd(root.as_fd(), rel, meta)?;
+            self.root_entry = true;
+            self.set_attrs_fd(root.as_fd(), rel, meta, OverrideKind::Dir)?;
             self.dir_times.insert(Vec::new(), times(meta));
             return Ok(true);
         }
@@ -262,6 +308,21 @@ impl EntrySink for DirWriter<'_> {
 
     /// Sets directory times (after every child exists) and makes the data durable.
     fn finish(&mut self) -> Result<()> {
+        if self.opts.ownership == Ownership::Xattr && !self.root_entry {
+            // fuse-overlayfs reads records only in a layer whose root has one, as
+            // containers-storage writes it: root's, 0755, unless an earlier apply left one.
+            let root = self.root.dir(b"")?;
+            if OverrideStat::get(root.as_fd(), &self.root.display(b""))?.is_none() {
+                OverrideStat {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o755,
+                    kind: Some(OverrideKind::Dir),
+                }
+                .set(root.as_fd(), &self.root.display(b""))?;
+            }
+            self.record_made_dirs()?;
+        }
         for (rel, (atime, mtime)) in std::mem::take(&mut self.dir_times) {
             let (parent, name) = split_last(&rel);
             let result = if rel.is_empty() {
@@ -308,6 +369,9 @@ impl<'a> DirWriter<'a> {
             buf: vec![0; COPY_BUFFER],
             dir_times: HashMap::new(),
             created: Vec::new(),
+            lost: 0,
+            lost_paths: Vec::new(),
+            root_entry: false,
         })
     }
 
@@ -422,7 +486,7 @@ impl<'a> DirWriter<'a> {
             file.set_len(size)
                 .ctx(|| format!("set the size of {}", self.root.display(rel)))?;
         }
-        self.set_attrs_fd(file.as_fd(), rel, meta)?;
+        self.set_attrs_fd(file.as_fd(), rel, meta, OverrideKind::File)?;
         let (atime, mtime) = times(meta);
         futimens(file.as_fd(), &atime, &mtime)
             .ctx(|| format!("set times of {}", self.root.display(rel)))?;
@@ -464,7 +528,7 @@ impl<'a> DirWriter<'a> {
             }
         }
         let fd = self.root.open_child_dir(dir, dir_len, name, rel)?;
-        self.set_attrs_fd(fd.as_fd(), rel, meta)?;
+        self.set_attrs_fd(fd.as_fd(), rel, meta, OverrideKind::Dir)?;
         self.dir_times.insert(rel.to_vec(), times(meta));
         Ok(())
     }
@@ -481,6 +545,16 @@ impl<'a> DirWriter<'a> {
             symlinkat(os(target), dir, os(name))
         })?;
         self.set_owner_at(dir, name, rel, meta)?;
+        if self.opts.ownership == Ownership::Xattr && !self.callers(meta) {
+            // No user.* xattr can be set on a symlink: its owner has nowhere to go.
+            self.note_lost(
+                rel,
+                format!(
+                    "owner {}:{} (a symlink cannot record it)",
+                    meta.uid, meta.gid
+                ),
+            );
+        }
         if !meta.xattrs.is_empty() {
             // No descriptor can be opened on a symlink for writing xattrs; reach it by
             // name through its (confined) directory's descriptor.
@@ -488,8 +562,13 @@ impl<'a> DirWriter<'a> {
             let mut path = path.into_bytes();
             path.extend_from_slice(name);
             for (k, v) in &meta.xattrs {
-                rustix::fs::lsetxattr(os(&path), k.as_str(), v, rustix::fs::XattrFlags::empty())
-                    .ctx(|| format!("set xattr {k} on {}", self.root.display(rel)))?;
+                let set = rustix::fs::lsetxattr(
+                    os(&path),
+                    k.as_str(),
+                    v,
+                    rustix::fs::XattrFlags::empty(),
+                );
+                self.xattr_set(set, k, rel)?;
             }
         }
         self.set_times_at(dir, name, rel, meta)
@@ -534,6 +613,9 @@ impl<'a> DirWriter<'a> {
         (major, minor): (u32, u32),
         meta: &Meta,
     ) -> Result<()> {
+        if self.opts.ownership == Ownership::Xattr {
+            return self.node_as_file(dir, name, rel, kind, (major, minor), meta);
+        }
         let dev = makedev(u64::from(major), u64::from(minor));
         self.create_with(dir, name, rel, "create device node", || {
             mknodat(dir, os(name), kind, Mode::from_bits_truncate(0o600), dev)
@@ -549,25 +631,146 @@ impl<'a> DirWriter<'a> {
         self.set_times_at(dir, name, rel, meta)
     }
 
+    /// With [`Ownership::Xattr`], records the directories no entry described but a path
+    /// needed as root's, with the mode they were made with, as an import by root makes
+    /// them: fuse-overlayfs fails to list a directory holding a file or directory without
+    /// a record in a layer that has them. A directory the archive described later already
+    /// has its own record.
+    fn record_made_dirs(&mut self) -> Result<()> {
+        for rel in self.root.take_made() {
+            let dir = match self.root.lookup_dir(&rel) {
+                Ok(Some(dir)) => dir,
+                // Replaced or whited out since: nothing to record.
+                Ok(None) => continue,
+                Err(e) if e.raw_os_error() == Some(Errno::ENOTDIR as i32) => continue,
+                Err(e) => return Err(e),
+            };
+            let shown = self.root.display(&rel);
+            if OverrideStat::get(dir.as_fd(), &shown)?.is_some() {
+                continue;
+            }
+            let st = nix::sys::stat::fstat(dir.as_fd()).ctx(|| format!("stat {shown}"))?;
+            OverrideStat {
+                uid: 0,
+                gid: 0,
+                mode: st.st_mode & 0o7777,
+                kind: Some(OverrideKind::Dir),
+            }
+            .set(dir.as_fd(), &shown)?;
+        }
+        Ok(())
+    }
+
+    /// With [`Ownership::Xattr`], a device or FIFO as containers-storage keeps one it
+    /// cannot make: an empty regular file recording its owner, mode and device numbers.
+    fn node_as_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        kind: SFlag,
+        (major, minor): (u32, u32),
+        meta: &Meta,
+    ) -> Result<()> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd: OwnedFd = self.create_with(dir, name, rel, "create file for device", || {
+            openat(dir, os(name), flags, Mode::from_bits_truncate(0o600))
+        })?;
+        let recorded = if kind == SFlag::S_IFCHR {
+            OverrideKind::Char { major, minor }
+        } else if kind == SFlag::S_IFBLK {
+            OverrideKind::Block { major, minor }
+        } else {
+            OverrideKind::Pipe
+        };
+        self.set_attrs_fd(fd.as_fd(), rel, meta, recorded)?;
+        let (atime, mtime) = times(meta);
+        futimens(fd.as_fd(), &atime, &mtime)
+            .ctx(|| format!("set times of {}", self.root.display(rel)))
+    }
+
     fn owner(&self, meta: &Meta) -> Option<(u32, u32)> {
         match self.opts.ownership {
             Ownership::Preserve => Some((meta.uid, meta.gid)),
-            Ownership::Caller => None,
+            Ownership::Caller | Ownership::Xattr => None,
             Ownership::Fixed { uid, gid } => Some((uid, gid)),
         }
     }
 
+    /// True when the entry's owner is this process's own user and group, which a symlink
+    /// gets without privilege.
+    fn callers(&self, meta: &Meta) -> bool {
+        meta.uid == nix::unistd::geteuid().as_raw() && meta.gid == nix::unistd::getegid().as_raw()
+    }
+
+    /// Counts `rel` among the entries that lost `what`.
+    fn note_lost(&mut self, rel: &[u8], what: String) {
+        self.lost += 1;
+        if self.lost_paths.len() < LOST_PATHS_SHOWN {
+            self.lost_paths
+                .push(format!("{}: {what}", String::from_utf8_lossy(rel)));
+        }
+    }
+
+    /// The result of setting the xattr `name` of `rel`: with [`Ownership::Xattr`], one
+    /// the process may not set (`EPERM`, `EACCES`: `trusted.*`, `security.capability`; a
+    /// `user.*` one on a symlink) or the filesystem cannot hold (`ENOTSUP`) is counted as
+    /// lost; anything else fails the import.
+    fn xattr_set(&mut self, result: rustix::io::Result<()>, name: &str, rel: &[u8]) -> Result<()> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(
+                rustix::io::Errno::PERM | rustix::io::Errno::ACCESS | rustix::io::Errno::NOTSUP,
+            ) if self.opts.ownership == Ownership::Xattr => {
+                self.note_lost(rel, format!("xattr {name} (not permitted without root)"));
+                Ok(())
+            }
+            Err(e) => Err(Error::io(
+                format!("set xattr {name} on {}", self.root.display(rel)),
+                e,
+            )),
+        }
+    }
+
     /// Owner, xattrs, then mode (in that order: chown clears setuid bits and capabilities).
-    fn set_attrs_fd(&self, fd: BorrowedFd<'_>, rel: &[u8], meta: &Meta) -> Result<()> {
+    /// With [`Ownership::Xattr`], the owner, mode and `kind` go into the entry's
+    /// `user.containers.override_stat` instead, and the entry itself gets the mode's
+    /// permission bits with the owner's read and write (and search, for a directory)
+    /// added, so that this user can still read and replace what it stored.
+    fn set_attrs_fd(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        rel: &[u8],
+        meta: &Meta,
+        kind: OverrideKind,
+    ) -> Result<()> {
         if let Some((uid, gid)) = self.owner(meta) {
             fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
                 .ctx(|| format!("set owner of {}", self.root.display(rel)))?;
         }
         for (k, v) in &meta.xattrs {
-            rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty())
-                .ctx(|| format!("set xattr {k} on {}", self.root.display(rel)))?;
+            let set = rustix::fs::fsetxattr(fd, k.as_str(), v, rustix::fs::XattrFlags::empty());
+            self.xattr_set(set, k, rel)?;
         }
-        fchmod(fd, Mode::from_bits_truncate(meta.mode))
+        let mode = if self.opts.ownership == Ownership::Xattr {
+            OverrideStat {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode & 0o7777,
+                kind: Some(kind),
+            }
+            .set(fd, &self.root.display(rel))?;
+            let own = if kind == OverrideKind::Dir {
+                0o700
+            } else {
+                0o600
+            };
+            (meta.mode & 0o777) | own
+        } else {
+            meta.mode
+        };
+        fchmod(fd, Mode::from_bits_truncate(mode))
             .ctx(|| format!("set mode of {}", self.root.display(rel)))?;
         Ok(())
     }
@@ -611,17 +814,17 @@ impl<'a> DirWriter<'a> {
         Ok(())
     }
 
-    /// Marks the directory `fd` (at `rel`) opaque for overlayfs.
+    /// Marks the directory `fd` (at `rel`) opaque for overlayfs: `trusted.overlay.opaque`,
+    /// or with [`Ownership::Xattr`] `user.overlay.opaque`, which needs no privilege.
     fn mark_opaque(&self, fd: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
-        rustix::fs::fsetxattr(
-            fd,
-            OVERLAY_OPAQUE_XATTR,
-            b"y",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .ctx(|| {
+        let name = if self.opts.ownership == Ownership::Xattr {
+            USER_OPAQUE_XATTR
+        } else {
+            OVERLAY_OPAQUE_XATTR
+        };
+        rustix::fs::fsetxattr(fd, name, b"y", rustix::fs::XattrFlags::empty()).ctx(|| {
             format!(
-                "mark {} opaque (trusted xattrs need root)",
+                "mark {} opaque with {name} (trusted xattrs need root)",
                 self.root.display(rel)
             )
         })

@@ -12,8 +12,8 @@ use std::cmp::Ordering;
 
 use crate::entry::MAX_PATH;
 use crate::tree::{
-    child, is_opaque, is_opaque_fd, join_rel, read_xattrs, sorted_entries, try_lstat, walk,
-    walk_error,
+    child, is_fuse_overlayfs_mark, is_opaque, is_opaque_fd, join_rel, read_xattrs, sorted_entries,
+    try_lstat, walk, walk_error,
 };
 use storage_core::Result;
 use storage_core::archive::{Change, ChangeKind, FileKind, Stat};
@@ -72,6 +72,7 @@ fn add_walked(
     let mut walk = walk(root)?;
     loop {
         let (rel, st, path) = match walk.next_entry().map_err(walk_error)? {
+            Some(e) if is_fuse_overlayfs_mark(e.dir, e.name) => continue,
             Some(e) => (
                 join_rel(prefix, e.rel),
                 Stat::from_file_stat(&e.stat),

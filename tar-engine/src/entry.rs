@@ -40,6 +40,13 @@ pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The overlay xattr that makes a directory opaque.
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The mark fuse-overlayfs sets itself on a directory made through its mount when it may
+/// not set [`OVERLAY_OPAQUE_XATTR`].
+pub const FUSE_OVERLAYFS_OPAQUE_XATTR: &str = "user.fuseoverlayfs.opaque";
+/// The same mark in the `user.` namespace, which an unprivileged writer can set: what
+/// containers-storage writes when rootless, read by fuse-overlayfs and by overlayfs
+/// mounted with `userxattr`.
+pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 /// Why a whiteout whose directory is reached through a symlink is refused, on every writer.
 /// What an archive wrote is known by its names, and through a symlink a whiteout would
 /// name it otherwise: it could remove what its own archive wrote.
@@ -169,13 +176,20 @@ fn invalid_entry(raw: &[u8], reason: String) -> Error {
 }
 
 /// True for xattrs the storage itself owns (overlay markers in the `trusted.` and
-/// `user.` namespaces, which overlayfs reads from a lower layer): they never enter from an
-/// archive and never leave in one.
+/// `user.` namespaces, which overlayfs reads from a lower layer, fuse-overlayfs's own
+/// `user.fuseoverlayfs.*`, and the owner and mode an unprivileged writer records,
+/// [`crate::override_stat`]): they never enter from an archive and never leave in one
+/// (a recorded owner leaves as the entry's owner).
 pub fn reserved_xattr(name: &[u8]) -> bool {
-    ["trusted.overlay", "user.overlay"].iter().any(|p| {
-        name.strip_prefix(p.as_bytes())
-            .is_some_and(|rest| rest.is_empty() || rest[0] == b'.')
-    })
+    if name == crate::override_stat::OVERRIDE_STAT_XATTR.as_bytes() {
+        return true;
+    }
+    ["trusted.overlay", "user.overlay", "user.fuseoverlayfs"]
+        .iter()
+        .any(|p| {
+            name.strip_prefix(p.as_bytes())
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'.')
+        })
 }
 
 /// Parses a PAX time, `[-]SECONDS[.FRACTION]`, into a normalised [`Time`] (nanoseconds in
@@ -322,6 +336,9 @@ mod tests {
             "user.overlay.opaque",
             "user.overlay.origin",
             "user.overlay",
+            "user.containers.override_stat",
+            "user.fuseoverlayfs.override_stat",
+            "user.fuseoverlayfs.opaque",
         ] {
             assert!(reserved_xattr(name.as_bytes()), "{name}");
         }
@@ -331,6 +348,7 @@ mod tests {
             "security.overlay.opaque",
             "security.capability",
             "user.mime_type",
+            "user.containers.override_statx",
         ] {
             assert!(!reserved_xattr(name.as_bytes()), "{name}");
         }

@@ -4,6 +4,11 @@
 //! user and group names are left empty, times are whole seconds, and PAX records are
 //! written only when a ustar field cannot hold a value (long names, large ids or sizes) or
 //! for xattrs and the change type of header-only exports.
+//!
+//! A file or directory recording its owner, mode and type in
+//! `user.containers.override_stat` (what an unprivileged import keeps,
+//! [`crate::override_stat`]) is written as the record says, and the record itself is not
+//! written as an xattr.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,7 +25,8 @@ use tar::EntryType;
 
 use crate::changes::lower_exists;
 use crate::entry::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::tree::{is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
+use crate::override_stat::OverrideStat;
+use crate::tree::{is_fuse_overlayfs_mark, is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
 use storage_core::FilterSpec;
 use storage_core::Op;
 use storage_core::archive::{Change, ChangeKind, ExportOptions};
@@ -83,7 +89,7 @@ pub fn write_layer<W: Write>(
         };
         let rel = entry.rel.to_vec();
         let st = Stat::from_file_stat(&entry.stat);
-        if st.kind == FileKind::Socket {
+        if st.kind == FileKind::Socket || is_fuse_overlayfs_mark(entry.dir, entry.name) {
             continue;
         }
         if st.is_whiteout() {
@@ -137,6 +143,9 @@ trait EntrySource {
     fn xattrs(&self, open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>>;
     /// A symlink's target.
     fn read_link(&self) -> Result<Vec<u8>>;
+    /// The owner, mode and type recorded on a file or directory, read through `open` when
+    /// the file is already open.
+    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>>;
 }
 
 /// Names an entry in messages, building its path only when a message is written.
@@ -168,6 +177,13 @@ impl EntrySource for PathSource<'_> {
         let target =
             std::fs::read_link(self.0).ctx(|| format!("read symlink {}", self.0.display()))?;
         Ok(target.into_os_string().into_vec())
+    }
+
+    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>> {
+        match open {
+            Some(f) => OverrideStat::get(f.as_fd(), &self.0.display()),
+            None => OverrideStat::get_at(self.0),
+        }
     }
 }
 
@@ -210,6 +226,13 @@ impl EntrySource for AtSource<'_> {
             .map_err(|e| Error::io(format!("read symlink {}", self.path().display()), e))?;
         Ok(target.into_vec())
     }
+
+    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>> {
+        match open.map(AsFd::as_fd).or(self.open_dir) {
+            Some(fd) => OverrideStat::get(fd, &Described(self)),
+            None => OverrideStat::get_at(&self.path()),
+        }
+    }
 }
 
 /// Turns entries into tar records: renaming through the filter, finding hard links,
@@ -217,8 +240,9 @@ impl EntrySource for AtSource<'_> {
 struct Emitter<'a, W: Write> {
     opts: &'a ExportOptions,
     w: TarWriter<W>,
-    /// The first exported name of every multiply-linked inode seen.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// The first exported name of every multiply-linked inode seen, with the stat it
+    /// was written with.
+    links: HashMap<(u64, u64), (Vec<u8>, Stat)>,
 }
 
 impl<'a, W: Write> Emitter<'a, W> {
@@ -251,27 +275,40 @@ impl<'a, W: Write> Emitter<'a, W> {
             pax.push((CHANGE_TYPE_RECORD.to_owned(), vec![kind.letter() as u8]));
         }
         let hard = st.kind != FileKind::Dir && st.nlink > 1;
+        if hard && let Some((first, first_st)) = self.links.get(&(st.dev, st.ino)) {
+            return w.link(&name, first, first_st, pax);
+        }
+        let file = match st.kind {
+            FileKind::File if data => Some(src.open()?),
+            _ => None,
+        };
+        let recorded = match st.kind {
+            FileKind::File | FileKind::Dir => src.override_stat(file.as_ref())?,
+            _ => None,
+        };
+        let st = match recorded {
+            Some(rec) => Cow::Owned(rec.apply(st, &Described(src))?),
+            None => Cow::Borrowed(st),
+        };
+        let st = st.as_ref();
         if hard {
-            if let Some(first) = self.links.get(&(st.dev, st.ino)) {
-                return w.link(&name, first, st, pax);
-            }
-            self.links.insert((st.dev, st.ino), name.to_vec());
+            self.links
+                .insert((st.dev, st.ino), (name.to_vec(), st.clone()));
         }
         let add_xattrs = |pax: &mut Vec<(String, Vec<u8>)>, x: Vec<(String, Vec<u8>)>| {
             pax.extend(x.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)));
         };
-        match st.kind {
-            FileKind::File if data => {
-                let file = src.open()?;
+        match (st.kind, file) {
+            (FileKind::File, Some(file)) => {
                 add_xattrs(&mut pax, src.xattrs(Some(&file))?);
                 w.file(&name, st, pax, file, &Described(src))
             }
-            FileKind::File => {
+            (FileKind::File, None) => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 pax.push((SIZE_RECORD.to_owned(), st.size.to_string().into_bytes()));
                 w.header(&name, EntryType::Regular, st, 0, None, pax)
             }
-            FileKind::Dir => {
+            (FileKind::Dir, _) => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 let mut dir_name = name.to_vec();
                 dir_name.push(b'/');
@@ -282,13 +319,14 @@ impl<'a, W: Write> Emitter<'a, W> {
                 }
                 Ok(())
             }
-            FileKind::Symlink => {
+            (FileKind::Symlink, _) => {
                 add_xattrs(&mut pax, src.xattrs(None)?);
                 let target = src.read_link()?;
                 w.header(&name, EntryType::Symlink, st, 0, Some(&target), pax)
             }
-            FileKind::Char | FileKind::Block | FileKind::Fifo => {
-                add_xattrs(&mut pax, src.xattrs(None)?);
+            (FileKind::Char | FileKind::Block | FileKind::Fifo, file) => {
+                // A node stored as a file is read through the file already open.
+                add_xattrs(&mut pax, src.xattrs(file.as_ref())?);
                 let ty = match st.kind {
                     FileKind::Char => EntryType::Char,
                     FileKind::Block => EntryType::Block,
@@ -296,7 +334,7 @@ impl<'a, W: Write> Emitter<'a, W> {
                 };
                 w.header(&name, ty, st, 0, None, pax)
             }
-            FileKind::Socket => Ok(()),
+            (FileKind::Socket, _) => Ok(()),
         }
     }
 

@@ -244,6 +244,8 @@ pub fn ingest<S: EntrySink + ?Sized>(
         skipped: reader.skipped,
         uids: reader.uids.into_iter().collect(),
         gids: reader.gids.into_iter().collect(),
+        lost: 0,
+        lost_paths: Vec::new(),
     })
 }
 

@@ -10,6 +10,9 @@
 //!   [`confine`] (`openat2(RESOLVE_IN_ROOT)`, no-follow removal);
 //! - **change lists** ([`layer_changes`], [`compare_trees`]) and **deterministic export**
 //!   ([`write_layer`], [`write_changes`], [`TarWriter`]), reading trees with [`tree`];
+//! - **unprivileged owners** ([`override_stat`]): what a writer that is not root cannot
+//!   apply (owners, modes, devices), kept in `user.containers.override_stat` as
+//!   containers-storage keeps it, and read back by the exporter;
 //! - **byte-exact layers** ([`split`]): the tar-split records an import keeps so that
 //!   [`reassemble`] gives an unchanged tree's tar back byte for byte.
 //!
@@ -57,6 +60,7 @@ pub mod entry;
 pub mod export;
 pub mod ingest;
 pub mod input;
+pub mod override_stat;
 pub mod sparse;
 pub mod split;
 pub mod tree;
@@ -68,6 +72,9 @@ pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};
 pub use input::{TarInput, read_tar};
+pub use override_stat::{
+    FUSE_OVERLAYFS_STAT_XATTR, OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat,
+};
 pub use split::{reassemble, write_layer_exact};
 pub use storage_core::archive::{
     ApplyReport, ArchiveStream, Change, ChangeKind, Compression, ExportOptions,

@@ -149,16 +149,48 @@ fn get_xattr_with(
     }
 }
 
-/// True when an overlay upper/diff directory is marked opaque.
+/// True when an overlay upper/diff directory is marked opaque (in the `trusted.`
+/// namespace, the `user.` one an unprivileged writer marks, or by fuse-overlayfs).
 pub fn is_opaque(path: &Path) -> Result<bool> {
-    Ok(get_xattr(path, crate::entry::OVERLAY_OPAQUE_XATTR)?.is_some_and(|v| v == b"y"))
+    for name in [
+        crate::entry::OVERLAY_OPAQUE_XATTR,
+        crate::entry::USER_OPAQUE_XATTR,
+        crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR,
+    ] {
+        if get_xattr(path, name)?.is_some_and(|v| v == b"y") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
-/// True when the open overlay upper/diff directory `dir` is marked opaque.
+/// True when the open overlay upper/diff directory `dir` is marked opaque (either
+/// namespace, as [`is_opaque`]).
 pub fn is_opaque_fd(dir: BorrowedFd<'_>) -> bool {
+    [
+        crate::entry::OVERLAY_OPAQUE_XATTR,
+        crate::entry::USER_OPAQUE_XATTR,
+        crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR,
+    ]
+    .iter()
+    .any(|name| {
+        let mut v = [0u8; 2];
+        matches!(rustix::fs::fgetxattr(dir, *name, &mut v[..]), Ok(1) if v[0] == b'y')
+    })
+}
+
+/// True when `name` in the directory `dir` is one of the marks fuse-overlayfs leaves in a
+/// directory it made opaque through its mount besides its xattr (an empty file
+/// `.wh..wh..opq` and a whiteout `.wh..opq`): the xattr already says the directory is
+/// opaque, and these are not content. Only in a directory fuse-overlayfs marked, so a
+/// file of that name anywhere else is kept.
+pub fn is_fuse_overlayfs_mark(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    if name != b".wh..wh..opq" && name != b".wh..opq" {
+        return false;
+    }
     let mut v = [0u8; 2];
     matches!(
-        rustix::fs::fgetxattr(dir, crate::entry::OVERLAY_OPAQUE_XATTR, &mut v[..]),
+        rustix::fs::fgetxattr(dir, crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR, &mut v[..]),
         Ok(1) if v[0] == b'y'
     )
 }

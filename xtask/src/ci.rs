@@ -17,6 +17,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let allow_skips = args.iter().any(|a| a == "--allow-skips");
     let started = Instant::now();
     setup::ensure_packages(setup::TEST_PACKAGES)?;
+    setup::ensure_fuse_device()?;
     if lint {
         step("cargo fmt --check", &["fmt", "--all", "--", "--check"])?;
         // The fuzz crates and fuzz-support are outside the workspace; `--all` misses them.

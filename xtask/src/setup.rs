@@ -7,12 +7,14 @@ use std::process::Command;
 /// qemu-img/qemu-io for the disk-image cross-checks, nfs-ganesha with rpcbind for the NFS
 /// store (and libnfs's nfs-ls as an independent client), and the image tools strata's
 /// pulls and pushes are checked against (umoci, skopeo, containers-storage) with runc and
-/// busybox-static for a real container, attr for xattrs in test trees.
+/// busybox-static for a real container, attr for xattrs in test trees, fuse-overlayfs for
+/// an unprivileged user's mounts.
 pub const TEST_PACKAGES: &[&str] = &[
     "attr",
     "busybox-static",
     "containers-storage",
     "e2fsprogs",
+    "fuse-overlayfs",
     "fuse3",
     "libclang-dev",
     "libnfs-utils",
@@ -41,6 +43,24 @@ pub const BENCH_PACKAGES: &[&str] = &[
     "skopeo",
     "umoci",
 ];
+
+/// Makes `/dev/fuse` usable by every user, as Debian's udev rule does on a full system
+/// (`MODE="0666"`), so that an unprivileged user's fuse-overlayfs mounts can be tested; a
+/// minimal container or VM may leave it root's only. As root only; a missing device is
+/// left to the tests that need it to report.
+pub fn ensure_fuse_device() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dev = std::path::Path::new("/dev/fuse");
+    let Ok(md) = std::fs::metadata(dev) else {
+        return Ok(());
+    };
+    if md.permissions().mode() & 0o666 == 0o666 || !is_root() {
+        return Ok(());
+    }
+    eprintln!("xtask: making /dev/fuse usable by every user (mode 0666)");
+    std::fs::set_permissions(dev, std::fs::Permissions::from_mode(0o666))
+        .context("chmod 0666 /dev/fuse")
+}
 
 /// True when the effective user is root.
 pub fn is_root() -> bool {

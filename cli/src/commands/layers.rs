@@ -58,12 +58,28 @@ pub async fn import(
     let (tar, bar) = input(file, "importing").await?;
     let result = ctx.store.import_layer_as(op, new, tar, sum).await;
     done(bar);
-    let (layer, _) = result.with_context(|| match new.names.first() {
+    let (layer, report) = result.with_context(|| match new.names.first() {
         Some(name) => format!("import layer {name} from {file}"),
         None => format!("import layer from {file}"),
     })?;
+    warn_lost(&format!("layer {}", layer.id), &report);
     println!("{}", layer.id);
     Ok(())
+}
+
+/// Says on standard error what an import could not keep of its entries (an unprivileged
+/// import: a symlink's owner, an xattr outside `user.`), so that nothing is lost silently.
+pub fn warn_lost(what: &str, report: &ApplyReport) {
+    if report.lost > 0 {
+        let more = report.lost as usize > report.lost_paths.len();
+        eprintln!(
+            "strata: warning: {what}: {} entr{} kept without what this user cannot apply or record: {}{}",
+            report.lost,
+            if report.lost == 1 { "y" } else { "ies" },
+            report.lost_paths.join("; "),
+            if more { "; …" } else { "" }
+        );
+    }
 }
 
 /// The tar file and the parent of an `import-layer`, from strata's shape
@@ -133,7 +149,8 @@ pub async fn apply(ctx: &Context, op: &Op, id: &str, file: &str) -> Result<()> {
     let (tar, bar) = input(file, "applying").await?;
     let result = ctx.store.apply_diff(op, id, tar, None).await;
     done(bar);
-    result.with_context(|| format!("apply {file} to layer {id}"))?;
+    let report = result.with_context(|| format!("apply {file} to layer {id}"))?;
+    warn_lost(&format!("layer {id}"), &report);
     Ok(())
 }
 
@@ -145,12 +162,6 @@ pub async fn mount(
     read_only: bool,
     json: bool,
 ) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "mounting layer {} needs root: overlay mounts are not possible for this user",
-            ids.join(", ")
-        );
-    }
     #[derive(Serialize)]
     struct Mounted {
         id: String,

@@ -215,7 +215,8 @@ async fn import(
         )
         .await;
     done(bar);
-    let (layer, _) = result.with_context(|| format!("{what}: blob {}", blob.digest))?;
+    let (layer, report) = result.with_context(|| format!("{what}: blob {}", blob.digest))?;
+    crate::commands::layers::warn_lost(&format!("{what}: blob {}", blob.digest), &report);
     if layer.uncompressed_digest.as_deref() != Some(blob.diff_id.as_str()) {
         let actual = layer.uncompressed_digest.clone().unwrap_or_default();
         ctx.store.delete_layer(op, &layer.id).await?;

@@ -68,4 +68,16 @@ pub struct ApplyReport {
     /// The owner gids of the entries applied, sorted, each once (`gidset`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gids: Vec<u32>,
+    /// Entries created without part of what the archive gave them, which the writer could
+    /// neither apply nor record (an unprivileged import: a symlink's owner, an xattr
+    /// outside `user.`). Never dropped silently: whoever shows the import shows this.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u64,
+    /// The first few of those entries, each as `path: what it lost`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_paths: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
