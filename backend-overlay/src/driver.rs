@@ -1,14 +1,13 @@
-//! The overlay `LayerDriver`.
+//! The overlay `LayerDriver`, written as a [`BlockingDriver`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
-    CreateOpts, DiffOpts, Error, IoContext, LayerDriver, MountOpts, MountProblem, ObjectKind, Op,
-    Result, TarReader,
+    BlockingDriver, CreateOpts, DiffOpts, Error, IoContext, MountOpts, MountProblem, ObjectKind,
+    Op, Result,
 };
 use tar_engine::{
     self, ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode,
@@ -64,10 +63,6 @@ impl MountSites for Merged {
 }
 
 const MOUNTS_LOCK: &str = "overlay-mounts";
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    storage_core::blocking("overlay background task", f).await
-}
 
 impl OverlayDriver {
     /// Opens (creating) an overlay store at `root` with per-boot state in `run`.
@@ -331,85 +326,66 @@ fn with_changes<T>(
     }
 }
 
-#[async_trait]
-impl LayerDriver for OverlayDriver {
+impl BlockingDriver for OverlayDriver {
     fn name(&self) -> &'static str {
         "overlay"
     }
 
-    async fn create(
-        &self,
-        _op: &Op,
-        id: &str,
-        parent: Option<&str>,
-        _opts: &CreateOpts,
-    ) -> Result<()> {
-        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || inner.create(&id, parent.as_deref())).await
+    fn create(&self, _op: &Op, id: &str, parent: Option<&str>, _opts: &CreateOpts) -> Result<()> {
+        self.inner.create(id, parent)
     }
 
-    async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.remove(&id)).await
+    fn remove(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.remove(id)
     }
 
-    async fn get(&self, _op: &Op, id: &str, opts: &MountOpts) -> Result<PathBuf> {
-        let (inner, id, ro) = (self.inner.clone(), id.to_owned(), opts.read_only);
-        blocking(move || inner.get(&id, ro)).await
+    fn get(&self, _op: &Op, id: &str, opts: &MountOpts) -> Result<PathBuf> {
+        self.inner.get(id, opts.read_only)
     }
 
-    async fn put(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.put(&id)).await
+    fn put(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.put(id)
     }
 
-    async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.mounts.count(&id)).await
+    fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
+        self.inner.mounts.count(id)
     }
 
-    async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || Ok(inner.require(&id).is_ok())).await
+    fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
+        Ok(self.inner.require(id).is_ok())
     }
 
-    async fn apply_diff(
+    fn apply_diff(
         &self,
         op: &Op,
         id: &str,
         _parent: Option<&str>,
-        diff: TarReader,
+        diff: Box<dyn std::io::Read + Send>,
         opts: &DiffOpts,
     ) -> Result<ApplyReport> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        let target = self.inner.layout.diff(&id);
+        let inner = &self.inner;
+        inner.require(id)?;
+        let target = inner.layout.diff(id);
         let mut apply = ApplyOptions::new(WhiteoutMode::Overlay);
         apply.expected_digest = opts.expected_digest.clone();
         apply.filter = opts.filter.clone();
-        let op = op.clone();
-        let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(move || {
-            inner.require(&id)?;
-            // The layer's tar comes back byte for byte only while it holds that one tar.
-            let split = inner.forget_tar_split(&id)?;
-            if apply.filter.is_identity() && is_empty_dir(&target)? {
-                apply.tar_split = Some(split);
-            }
-            tar_engine::apply_tar(&op, &target, input, &apply)
-        })
-        .await
+        // The layer's tar comes back byte for byte only while it holds that one tar.
+        let split = inner.forget_tar_split(id)?;
+        if apply.filter.is_identity() && is_empty_dir(&target)? {
+            apply.tar_split = Some(split);
+        }
+        tar_engine::apply_tar(op, &target, diff, &apply)
     }
 
-    async fn diff(
+    fn diff(
         &self,
         op: &Op,
         id: &str,
         parent: Option<&str>,
         opts: &ExportOptions,
     ) -> Result<ArchiveStream> {
+        self.inner.require_found(id)?;
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        let check = (inner.clone(), id.clone());
-        blocking(move || check.0.require_found(&check.1)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |mut pipe| {
             // The tar writer buffers by itself, so the pipe is handed over as it is.
@@ -437,106 +413,87 @@ impl LayerDriver for OverlayDriver {
         })
     }
 
-    async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
-        let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || with_changes(&inner, &id, from.as_deref(), Ok)).await
+    fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        with_changes(&self.inner, id, parent, Ok)
     }
 
-    async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
-        let changes = self.changes(op, id, parent).await?;
-        Ok(tar_engine::changes_size(&changes))
+    fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
+        let inner = &self.inner;
+        let root = inner.layout.root();
+        let fs = nix::sys::statfs::statfs(root)
+            .map(|s| fs_name(s.filesystem_type().0))
+            .unwrap_or_else(|_| "unknown".into());
+        let layers = std::fs::read_dir(inner.layout.layers_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("link").exists())
+                    .count()
+            })
+            .unwrap_or(0);
+        let path_len = inner.layout.links_dir().as_os_str().len() + 27;
+        Ok(vec![
+            ("Backing Filesystem".into(), fs),
+            ("Mount API".into(), inner.mounts.api().describe().into()),
+            (
+                "Lowers per mount".into(),
+                inner.mounts.api().max_lowers(path_len).to_string(),
+            ),
+            ("Layers".into(), layers.to_string()),
+            (
+                "Run Root".into(),
+                inner.mounts.run_root().path().display().to_string(),
+            ),
+        ])
     }
 
-    async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let root = inner.layout.root();
-            let fs = nix::sys::statfs::statfs(root)
-                .map(|s| fs_name(s.filesystem_type().0))
-                .unwrap_or_else(|_| "unknown".into());
-            let layers = std::fs::read_dir(inner.layout.layers_dir())
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .filter(|e| e.path().join("link").exists())
-                        .count()
-                })
-                .unwrap_or(0);
-            let path_len = inner.layout.links_dir().as_os_str().len() + 27;
-            Ok(vec![
-                ("Backing Filesystem".into(), fs),
-                ("Mount API".into(), inner.mounts.api().describe().into()),
-                (
-                    "Lowers per mount".into(),
-                    inner.mounts.api().max_lowers(path_len).to_string(),
-                ),
-                ("Layers".into(), layers.to_string()),
-                (
-                    "Run Root".into(),
-                    inner.mounts.run_root().path().display().to_string(),
-                ),
-            ])
-        })
-        .await
+    fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
+        let l = &self.inner.layout;
+        // This store's layer, or an additional store's it may stack on.
+        let dir = l.find_layer(id);
+        if !dir.join("link").exists() {
+            return Err(Error::NotFound {
+                kind: ObjectKind::Layer,
+                id: id.to_owned(),
+            });
+        }
+        let lower = l.lower_links(id)?;
+        Ok(BTreeMap::from([
+            ("diff".into(), dir.join("diff").display().to_string()),
+            ("work".into(), dir.join("work").display().to_string()),
+            ("merged".into(), dir.join("merged").display().to_string()),
+            ("link".into(), l.link_of(id)?),
+            ("depth".into(), (lower.len() + 1).to_string()),
+            ("lower".into(), lower.join(":")),
+        ]))
     }
 
-    async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || {
-            let l = &inner.layout;
-            // This store's layer, or an additional store's it may stack on.
-            let dir = l.find_layer(&id);
-            if !dir.join("link").exists() {
-                return Err(Error::NotFound {
-                    kind: ObjectKind::Layer,
-                    id,
-                });
+    fn cleanup(&self, _op: &Op) -> Result<()> {
+        self.inner.mounts.cleanup()
+    }
+
+    fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
+        self.inner.mounts.check(repair)
+    }
+
+    fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
+        let dir = self.inner.layout.layers_dir();
+        let mut ids = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(Error::io_path("list", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // Layer directories are named by their 64-hex id; `l/` holds short links.
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                ids.push(name.into_owned());
             }
-            let lower = l.lower_links(&id)?;
-            Ok(BTreeMap::from([
-                ("diff".into(), dir.join("diff").display().to_string()),
-                ("work".into(), dir.join("work").display().to_string()),
-                ("merged".into(), dir.join("merged").display().to_string()),
-                ("link".into(), l.link_of(&id)?),
-                ("depth".into(), (lower.len() + 1).to_string()),
-                ("lower".into(), lower.join(":")),
-            ]))
-        })
-        .await
-    }
-
-    async fn cleanup(&self, _op: &Op) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking(move || inner.mounts.cleanup()).await
-    }
-
-    async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
-        let inner = self.inner.clone();
-        blocking(move || inner.mounts.check(repair)).await
-    }
-
-    async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let dir = inner.layout.layers_dir();
-            let mut ids = Vec::new();
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-                Err(e) => return Err(Error::io_path("list", &dir, e)),
-            };
-            for entry in entries {
-                let entry = entry.ctx(|| format!("list {}", dir.display()))?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                // Layer directories are named by their 64-hex id; `l/` holds short links.
-                if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    ids.push(name.into_owned());
-                }
-            }
-            ids.sort();
-            Ok(ids)
-        })
-        .await
+        }
+        ids.sort();
+        Ok(ids)
     }
 }
 

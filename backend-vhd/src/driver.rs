@@ -4,15 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use disk_image::attach::{AttachOptions, Attachments, Server};
 use disk_image::{ErrorKind, Format};
 use mounts::counted::MountKey;
 use mounts::{BlockMount, CountedMounts, Lower, Make, MountSites, Plan};
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
-    CreateOpts, DiffOpts, Error, IoContext, LayerDisk, LayerDriver, MountOpts, MountProblem,
-    ObjectKind, Op, Result, TarReader, blocking,
+    BlockingDriver, CreateOpts, DiffOpts, Error, IoContext, LayerDisk, MountOpts, MountProblem,
+    ObjectKind, Op, Result,
 };
 use tar_engine::{ApplyReport, ArchiveStream, Change, ExportOptions};
 
@@ -91,9 +90,6 @@ impl Sites {
         }
     }
 }
-
-/// What blocking work is called in an error when the pool loses it.
-const TASK: &str = "vhd background task";
 
 /// The run-root lock held while layer `id`'s files change (create, apply), so that
 /// another process's open does not take a layer being made for one left incomplete.
@@ -590,86 +586,65 @@ fn with_changes<T>(
     }
 }
 
-#[async_trait]
-impl LayerDriver for VhdDriver {
+impl BlockingDriver for VhdDriver {
     fn name(&self) -> &'static str {
         "vhd"
     }
 
-    async fn create(
-        &self,
-        _op: &Op,
-        id: &str,
-        parent: Option<&str>,
-        _opts: &CreateOpts,
-    ) -> Result<()> {
-        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(TASK, move || inner.create(&id, parent.as_deref())).await
+    fn create(&self, _op: &Op, id: &str, parent: Option<&str>, _opts: &CreateOpts) -> Result<()> {
+        self.inner.create(id, parent)
     }
 
-    async fn create_read_write(
+    fn create_read_write(
         &self,
         _op: &Op,
         id: &str,
         parent: Option<&str>,
         opts: &CreateOpts,
     ) -> Result<()> {
-        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        let opts = opts.clone();
-        blocking(TASK, move || {
-            inner.create_read_write(&id, parent.as_deref(), &opts)
-        })
-        .await
+        self.inner.create_read_write(id, parent, opts)
     }
 
-    async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.remove(&id)).await
+    fn remove(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.remove(id)
     }
 
-    async fn get(&self, _op: &Op, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.get(&id)).await
+    fn get(&self, _op: &Op, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
+        self.inner.get(id)
     }
 
-    async fn put(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.put(&id)).await
+    fn put(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.put(id)
     }
 
-    async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || inner.mounts.count(&id)).await
+    fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
+        self.inner.mounts.count(id)
     }
 
-    async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || Ok(inner.require(&id).is_ok())).await
+    fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
+        Ok(self.inner.require(id).is_ok())
     }
 
-    async fn apply_diff(
+    fn apply_diff(
         &self,
         op: &Op,
         id: &str,
         _parent: Option<&str>,
-        diff: TarReader,
+        diff: Box<dyn std::io::Read + Send>,
         opts: &DiffOpts,
     ) -> Result<ApplyReport> {
-        let (inner, id, opts, op) = (self.inner.clone(), id.to_owned(), opts.clone(), op.clone());
-        let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(TASK, move || inner.apply(&op, &id, input, &opts)).await
+        self.inner.apply(op, id, diff, opts)
     }
 
-    async fn diff(
+    fn diff(
         &self,
         op: &Op,
         id: &str,
         parent: Option<&str>,
         opts: &ExportOptions,
     ) -> Result<ArchiveStream> {
+        self.inner.require(id)?;
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        let check = (inner.clone(), id.clone());
-        blocking(TASK, move || check.0.require(&check.1).map(drop)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |pipe| {
             if inner.native(&id, from.as_deref())? {
@@ -687,127 +662,102 @@ impl LayerDriver for VhdDriver {
         })
     }
 
-    async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
-        let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(TASK, move || with_changes(&inner, &id, from.as_deref(), Ok)).await
+    fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        with_changes(&self.inner, id, parent, Ok)
     }
 
-    async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
-        let changes = self.changes(op, id, parent).await?;
-        Ok(tar_engine::changes_size(&changes))
-    }
-
-    async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
-        let inner = self.inner.clone();
-        blocking(TASK, move || {
-            let ids = inner.layout.layer_dirs()?;
-            let (mut images, mut containers) = (0, 0);
-            for id in &ids {
-                match inner.layout.kind(id) {
-                    Ok(Kind::Image) => images += 1,
-                    Ok(Kind::Container) => containers += 1,
-                    Err(_) => {}
+    fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
+        let inner = &self.inner;
+        let ids = inner.layout.layer_dirs()?;
+        let (mut images, mut containers) = (0, 0);
+        for id in &ids {
+            match inner.layout.kind(id) {
+                Ok(Kind::Image) => images += 1,
+                Ok(Kind::Container) => containers += 1,
+                Err(_) => {}
+            }
+        }
+        Ok(vec![
+            ("Layer Format".into(), "layer.vhd (fixed VHD, ext4)".into()),
+            (
+                "Sandbox Format".into(),
+                "sandbox.vhdx (dynamic VHDX, ext4)".into(),
+            ),
+            ("Sandbox Size".into(), inner.sandbox_size.to_string()),
+            ("Mount API".into(), inner.mounts.api().describe().into()),
+            ("Image Layers".into(), images.to_string()),
+            ("Container Layers".into(), containers.to_string()),
+            (
+                "Block View Server".into(),
+                if inner.server.is_some() {
+                    "configured"
+                } else {
+                    "none"
                 }
-            }
-            Ok(vec![
-                ("Layer Format".into(), "layer.vhd (fixed VHD, ext4)".into()),
-                (
-                    "Sandbox Format".into(),
-                    "sandbox.vhdx (dynamic VHDX, ext4)".into(),
-                ),
-                ("Sandbox Size".into(), inner.sandbox_size.to_string()),
-                ("Mount API".into(), inner.mounts.api().describe().into()),
-                ("Image Layers".into(), images.to_string()),
-                ("Container Layers".into(), containers.to_string()),
-                (
-                    "Block View Server".into(),
-                    if inner.server.is_some() {
-                        "configured"
-                    } else {
-                        "none"
-                    }
-                    .into(),
-                ),
-                (
-                    "Run Root".into(),
-                    inner.mounts.run_root().path().display().to_string(),
-                ),
-            ])
-        })
-        .await
+                .into(),
+            ),
+            (
+                "Run Root".into(),
+                inner.mounts.run_root().path().display().to_string(),
+            ),
+        ])
     }
 
-    async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || {
-            let kind = inner.require(&id)?;
-            let l = &inner.layout;
-            let parents = l.parents(&id)?;
-            let disk = match kind {
-                Kind::Image => l.layer_vhd(&id),
-                Kind::Container => l.sandbox(&id),
-            };
-            Ok(BTreeMap::from([
-                ("disk".into(), disk.display().to_string()),
-                ("merged".into(), l.merged(&id).display().to_string()),
-                ("depth".into(), (parents.len() + 1).to_string()),
-                ("parents".into(), parents.join(":")),
-            ]))
-        })
-        .await
+    fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
+        let kind = self.inner.require(id)?;
+        let l = &self.inner.layout;
+        let parents = l.parents(id)?;
+        let disk = match kind {
+            Kind::Image => l.layer_vhd(id),
+            Kind::Container => l.sandbox(id),
+        };
+        Ok(BTreeMap::from([
+            ("disk".into(), disk.display().to_string()),
+            ("merged".into(), l.merged(id).display().to_string()),
+            ("depth".into(), (parents.len() + 1).to_string()),
+            ("parents".into(), parents.join(":")),
+        ]))
     }
 
-    async fn cleanup(&self, _op: &Op) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking(TASK, move || {
-            inner.mounts.cleanup()?;
-            inner.check_attachments(true).map(drop)
-        })
-        .await
+    fn cleanup(&self, _op: &Op) -> Result<()> {
+        self.inner.mounts.cleanup()?;
+        self.inner.check_attachments(true).map(drop)
     }
 
-    async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
-        let inner = self.inner.clone();
-        blocking(TASK, move || {
-            let mut problems = inner.mounts.check(repair)?;
-            problems.extend(inner.check_attachments(repair)?);
-            Ok(problems)
-        })
-        .await
+    fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
+        let mut problems = self.inner.mounts.check(repair)?;
+        problems.extend(self.inner.check_attachments(repair)?);
+        Ok(problems)
     }
 
-    async fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(TASK, move || {
-            let kind = inner.require(&id)?;
-            let mut out = Vec::new();
-            // Each layer.vhd as it was built: fixed, or dynamic under `layer_format`.
-            let image = |l: &str| -> Result<LayerDisk> {
-                let path = inner.layout.layer_vhd(l);
-                Ok(LayerDisk {
-                    format: disk_image::detect(&path)?.name().to_owned(),
-                    path,
-                    writable: false,
-                })
-            };
-            match kind {
-                Kind::Container => out.push(LayerDisk {
-                    path: inner.layout.sandbox(&id),
-                    format: Format::Vhdx.name().to_owned(),
-                    writable: true,
-                }),
-                Kind::Image => out.push(image(&id)?),
-            }
-            for parent in inner.layout.parents(&id)? {
-                out.push(image(&parent)?);
-            }
-            Ok(out)
-        })
-        .await
+    fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
+        let inner = &self.inner;
+        let kind = inner.require(id)?;
+        let mut out = Vec::new();
+        // Each layer.vhd as it was built: fixed, or dynamic under `layer_format`.
+        let image = |l: &str| -> Result<LayerDisk> {
+            let path = inner.layout.layer_vhd(l);
+            Ok(LayerDisk {
+                format: disk_image::detect(&path)?.name().to_owned(),
+                path,
+                writable: false,
+            })
+        };
+        match kind {
+            Kind::Container => out.push(LayerDisk {
+                path: inner.layout.sandbox(id),
+                format: Format::Vhdx.name().to_owned(),
+                writable: true,
+            }),
+            Kind::Image => out.push(image(id)?),
+        }
+        for parent in inner.layout.parents(id)? {
+            out.push(image(&parent)?);
+        }
+        Ok(out)
     }
 
-    async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
-        let inner = self.inner.clone();
-        blocking(TASK, move || inner.layout.layer_dirs()).await
+    fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
+        self.inner.layout.layer_dirs()
     }
 }

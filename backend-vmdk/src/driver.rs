@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use disk_image::attach::{AttachOptions, Attachments, Server};
 use mounts::{BlockMount, CountedMounts, Make, MountKey, MountSites, Plan};
 use storage_core::run_root::{RunRoot, write_atomic};
 use storage_core::{
-    CreateOpts, DiffOpts, Error, IoContext, LayerDisk, LayerDriver, MountOpts, MountProblem,
-    ObjectKind, Op, Result, TarReader,
+    BlockingDriver, CreateOpts, DiffOpts, Error, IoContext, LayerDisk, MountOpts, MountProblem,
+    ObjectKind, Op, Result,
 };
 use tar_engine::{ApplyOptions, ApplyReport, ArchiveStream, Change, ExportOptions, WhiteoutMode};
 
@@ -177,10 +176,6 @@ fn bind(source: &Path, target: &Path) -> Result<()> {
             std::io::Error::from(e),
         )
     })
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    storage_core::blocking("vmdk background task", f).await
 }
 
 fn private_dir(path: &Path) -> Result<()> {
@@ -566,85 +561,68 @@ fn with_mounted_changes<T>(
     )
 }
 
-#[async_trait]
-impl LayerDriver for VmdkDriver {
+impl BlockingDriver for VmdkDriver {
     fn name(&self) -> &'static str {
         "vmdk"
     }
 
-    async fn create(
+    fn create(&self, _op: &Op, id: &str, parent: Option<&str>, _opts: &CreateOpts) -> Result<()> {
+        self.inner.create(id, parent, false)
+    }
+
+    fn create_read_write(
         &self,
         _op: &Op,
         id: &str,
         parent: Option<&str>,
         _opts: &CreateOpts,
     ) -> Result<()> {
-        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || inner.create(&id, parent.as_deref(), false)).await
+        self.inner.create(id, parent, true)
     }
 
-    async fn create_read_write(
-        &self,
-        _op: &Op,
-        id: &str,
-        parent: Option<&str>,
-        _opts: &CreateOpts,
-    ) -> Result<()> {
-        let (inner, id, parent) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || inner.create(&id, parent.as_deref(), true)).await
+    fn remove(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.remove(id)
     }
 
-    async fn remove(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.remove(&id)).await
+    fn get(&self, _op: &Op, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
+        self.inner.get(id)
     }
 
-    async fn get(&self, _op: &Op, id: &str, _opts: &MountOpts) -> Result<PathBuf> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.get(&id)).await
+    fn put(&self, _op: &Op, id: &str) -> Result<()> {
+        self.inner.put(id)
     }
 
-    async fn put(&self, _op: &Op, id: &str) -> Result<()> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.put(&id)).await
+    fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
+        self.inner.mounts.count(id)
     }
 
-    async fn mount_count(&self, _op: &Op, id: &str) -> Result<u64> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.mounts.count(&id)).await
+    fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
+        Ok(self.inner.require(id).is_ok())
     }
 
-    async fn exists(&self, _op: &Op, id: &str) -> Result<bool> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || Ok(inner.require(&id).is_ok())).await
-    }
-
-    async fn apply_diff(
+    fn apply_diff(
         &self,
         op: &Op,
         id: &str,
         _parent: Option<&str>,
-        diff: TarReader,
+        diff: Box<dyn std::io::Read + Send>,
         opts: &DiffOpts,
     ) -> Result<ApplyReport> {
-        let (inner, id, op) = (self.inner.clone(), id.to_owned(), op.clone());
         let mut apply = ApplyOptions::new(WhiteoutMode::Delete);
         apply.expected_digest = opts.expected_digest.clone();
         apply.filter = opts.filter.clone();
-        let input = tokio_util::io::SyncIoBridge::new(diff);
-        blocking(move || inner.apply(&op, &id, input, &apply)).await
+        self.inner.apply(op, id, diff, &apply)
     }
 
-    async fn diff(
+    fn diff(
         &self,
         op: &Op,
         id: &str,
         parent: Option<&str>,
         opts: &ExportOptions,
     ) -> Result<ArchiveStream> {
+        self.inner.require(id)?;
         let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        let check = (inner.clone(), id.clone());
-        blocking(move || check.0.require(&check.1).map(drop)).await?;
         let (op, opts) = (op.clone(), opts.clone());
         ArchiveStream::spawn(move |mut pipe| {
             // The imported tar itself, while the layer is unchanged.
@@ -660,108 +638,86 @@ impl LayerDriver for VmdkDriver {
         })
     }
 
-    async fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
-        let (inner, id, from) = (self.inner.clone(), id.to_owned(), parent.map(str::to_owned));
-        blocking(move || with_mounted_changes(&inner, &id, from.as_deref(), Ok)).await
+    fn changes(&self, _op: &Op, id: &str, parent: Option<&str>) -> Result<Vec<Change>> {
+        with_mounted_changes(&self.inner, id, parent, Ok)
     }
 
-    async fn diff_size(&self, op: &Op, id: &str, parent: Option<&str>) -> Result<u64> {
-        let changes = self.changes(op, id, parent).await?;
-        Ok(tar_engine::changes_size(&changes))
+    fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
+        let inner = &self.inner;
+        let layers = inner
+            .layout
+            .layer_dirs()?
+            .iter()
+            .filter(|id| inner.layout.is_complete(id))
+            .count();
+        Ok(vec![
+            (
+                "Scratch Disk".into(),
+                inner.layout.scratch_disk().display().to_string(),
+            ),
+            ("Layers".into(), layers.to_string()),
+            (
+                "Deepest Chain".into(),
+                format!("{} disks", disk_image::chain::MAX_CHAIN_DEPTH + 1),
+            ),
+            (
+                "Block View Server".into(),
+                if inner.disks.server.is_some() {
+                    "configured".into()
+                } else {
+                    "none".into()
+                },
+            ),
+            (
+                "Attachment Registry".into(),
+                inner.disks.attachments.dir().display().to_string(),
+            ),
+            (
+                "Run Root".into(),
+                inner.mounts.run_root().path().display().to_string(),
+            ),
+        ])
     }
 
-    async fn status(&self, _op: &Op) -> Result<Vec<(String, String)>> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let layers = inner
-                .layout
-                .layer_dirs()?
-                .iter()
-                .filter(|id| inner.layout.is_complete(id))
-                .count();
-            Ok(vec![
-                (
-                    "Scratch Disk".into(),
-                    inner.layout.scratch_disk().display().to_string(),
-                ),
-                ("Layers".into(), layers.to_string()),
-                (
-                    "Deepest Chain".into(),
-                    format!("{} disks", disk_image::chain::MAX_CHAIN_DEPTH + 1),
-                ),
-                (
-                    "Block View Server".into(),
-                    if inner.disks.server.is_some() {
-                        "configured".into()
-                    } else {
-                        "none".into()
-                    },
-                ),
-                (
-                    "Attachment Registry".into(),
-                    inner.disks.attachments.dir().display().to_string(),
-                ),
-                (
-                    "Run Root".into(),
-                    inner.mounts.run_root().path().display().to_string(),
-                ),
-            ])
-        })
-        .await
+    fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
+        let inner = &self.inner;
+        let record = inner.require(id)?;
+        let chain = inner.layout.chain_ids(id)?;
+        Ok(BTreeMap::from([
+            ("disk".into(), inner.layout.disk(id).display().to_string()),
+            (
+                "parent".into(),
+                record.parent.clone().unwrap_or_else(|| "scratch".into()),
+            ),
+            (
+                "scratch".into(),
+                inner.layout.scratch_disk().display().to_string(),
+            ),
+            ("depth".into(), chain.len().to_string()),
+            (
+                "merged".into(),
+                inner.layout.mount_dir(id).display().to_string(),
+            ),
+            ("read_write".into(), record.read_write.to_string()),
+        ]))
     }
 
-    async fn metadata(&self, _op: &Op, id: &str) -> Result<BTreeMap<String, String>> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || {
-            let record = inner.require(&id)?;
-            let chain = inner.layout.chain_ids(&id)?;
-            Ok(BTreeMap::from([
-                ("disk".into(), inner.layout.disk(&id).display().to_string()),
-                (
-                    "parent".into(),
-                    record.parent.clone().unwrap_or_else(|| "scratch".into()),
-                ),
-                (
-                    "scratch".into(),
-                    inner.layout.scratch_disk().display().to_string(),
-                ),
-                ("depth".into(), chain.len().to_string()),
-                (
-                    "merged".into(),
-                    inner.layout.mount_dir(&id).display().to_string(),
-                ),
-                ("read_write".into(), record.read_write.to_string()),
-            ]))
-        })
-        .await
+    fn cleanup(&self, _op: &Op) -> Result<()> {
+        self.inner.mounts.cleanup()?;
+        self.inner.stray_attachments(true).map(drop)
     }
 
-    async fn cleanup(&self, _op: &Op) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            inner.mounts.cleanup()?;
-            inner.stray_attachments(true).map(drop)
-        })
-        .await
+    fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
+        let mut problems = self.inner.mounts.check(repair)?;
+        problems.extend(self.inner.stray_attachments(repair)?);
+        Ok(problems)
     }
 
-    async fn check_mounts(&self, _op: &Op, repair: bool) -> Result<Vec<MountProblem>> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let mut problems = inner.mounts.check(repair)?;
-            problems.extend(inner.stray_attachments(repair)?);
-            Ok(problems)
-        })
-        .await
+    fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
+        self.inner.disks(id)
     }
 
-    async fn disks(&self, _op: &Op, id: &str) -> Result<Vec<LayerDisk>> {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        blocking(move || inner.disks(&id)).await
-    }
-
-    async fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
-        let inner = self.inner.clone();
-        blocking(move || inner.layout.layer_dirs()).await
+    fn stored_layers(&self, _op: &Op) -> Result<Vec<String>> {
+        self.inner.layout.layer_dirs()
     }
 }

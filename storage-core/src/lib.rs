@@ -1,7 +1,8 @@
 //! # storage-core: strata's storage contract
 //!
 //! This crate owns what every backend and every front end agree on:
-//! - the graph-driver contract [`LayerDriver`] and the port layer's [`Importer`],
+//! - the graph-driver contract [`LayerDriver`] (which a backend writes as blocking code,
+//!   [`BlockingDriver`]) and the port layer's [`Importer`],
 //!   [`Exporter`], [`Resolver`], [`DataSource`], [`DataSink`] and [`VolumeStorer`];
 //! - the operation context [`Op`], the one [`Error`] enum, ids ([`id`]), object URLs
 //!   ([`ObjectUrl`]) and [`FilterSpec`];
@@ -32,6 +33,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod blocking_driver;
 pub mod driver;
 pub mod error;
 pub mod file_stat;
@@ -42,6 +44,7 @@ pub mod op;
 pub mod port;
 pub mod run_root;
 
+pub use blocking_driver::BlockingDriver;
 pub use driver::{
     CreateOpts, DiffOpts, LayerDisk, LayerDriver, MountOpts, MountProblem, TarReader,
 };

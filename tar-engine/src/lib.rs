@@ -66,7 +66,7 @@ pub mod split;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-pub use changes::{changes_size, compare_trees, layer_changes};
+pub use changes::{compare_trees, layer_changes};
 pub use copy::copy_tree;
 pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};
@@ -76,6 +76,7 @@ pub use override_stat::{
     FUSE_OVERLAYFS_STAT_XATTR, OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat,
 };
 pub use split::{reassemble, write_layer_exact};
+pub use storage_core::archive::changes_size;
 pub use storage_core::archive::{
     ApplyReport, ArchiveStream, Change, ChangeKind, Compression, ExportOptions,
 };

@@ -196,3 +196,15 @@ impl Stat {
         self.kind == FileKind::Char && self.rdev == 0
     }
 }
+
+/// The bytes of regular-file data the changes carry, each inode counted once.
+pub fn changes_size(changes: &[Change]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    changes
+        .iter()
+        .filter_map(|c| c.stat.as_ref())
+        .filter(|s| s.kind == FileKind::File)
+        .filter(|s| s.nlink < 2 || seen.insert((s.dev, s.ino)))
+        .map(|s| s.size)
+        .sum()
+}

@@ -9,7 +9,7 @@ mod change;
 mod report;
 mod stream;
 
-pub use change::{Change, ChangeKind, FileKind, Stat};
+pub use change::{Change, ChangeKind, FileKind, Stat, changes_size};
 pub use report::{ApplyReport, Compression};
 pub use stream::ArchiveStream;
 
