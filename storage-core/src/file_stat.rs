@@ -27,6 +27,23 @@ pub struct FileStat {
     pub link_target: Option<String>,
 }
 
+/// Makes a confined lookup (`openat2` with `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH`) again
+/// while it fails with `EAGAIN` (`raced` tells), up to 64 times: the kernel answers so when
+/// a rename or a mount anywhere on the system raced the lookup, which says nothing of the
+/// path. Any other outcome is returned as it is.
+pub fn retry_raced<T, E>(
+    mut lookup: impl FnMut() -> std::result::Result<T, E>,
+    raced: impl Fn(&E) -> bool,
+) -> std::result::Result<T, E> {
+    let mut tries = 0;
+    loop {
+        match lookup() {
+            Err(e) if raced(&e) && tries < 64 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 impl FileStat {
     /// The metadata of `path` in the tree at `root`, resolved as if `root` were `/`: `..`
     /// and symlinks on the way cannot leave it, and a symlink at the end is reported,
@@ -37,21 +54,18 @@ impl FileStat {
         let dir = std::fs::File::open(root).ctx(|| format!("open {}", root.display()))?;
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "." } else { rel };
-        // EAGAIN: a rename or a mount somewhere raced the lookup; it says nothing of the
-        // path, so the lookup is made again.
-        let mut tries = 0;
-        let fd = loop {
-            match rustix::fs::openat2(
-                &dir,
-                rel,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT,
-            ) {
-                Err(rustix::io::Errno::AGAIN) if tries < 64 => tries += 1,
-                other => break other,
-            }
-        }
+        let fd = retry_raced(
+            || {
+                rustix::fs::openat2(
+                    &dir,
+                    rel,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::IN_ROOT,
+                )
+            },
+            |e| *e == rustix::io::Errno::AGAIN,
+        )
         .map_err(|e| match e {
             rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => Error::NotFound {
                 kind,
@@ -82,6 +96,37 @@ impl FileStat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raced_lookup_is_made_again_and_given_up_after_64_more_tries() {
+        let mut calls = 0;
+        let found = retry_raced(
+            || {
+                calls += 1;
+                if calls < 3 { Err("raced") } else { Ok(calls) }
+            },
+            |e| *e == "raced",
+        );
+        assert_eq!(found, Ok(3));
+        let mut calls = 0;
+        let gave_up: std::result::Result<(), &str> = retry_raced(
+            || {
+                calls += 1;
+                Err("raced")
+            },
+            |e| *e == "raced",
+        );
+        assert_eq!((gave_up, calls), (Err("raced"), 65));
+        let mut calls = 0;
+        let other: std::result::Result<(), &str> = retry_raced(
+            || {
+                calls += 1;
+                Err("missing")
+            },
+            |e| *e == "raced",
+        );
+        assert_eq!((other, calls), (Err("missing"), 1));
+    }
 
     #[test]
     fn a_symlink_is_reported_not_followed_and_dotdot_stays_in_the_root() {

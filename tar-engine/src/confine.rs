@@ -77,17 +77,10 @@ pub struct Root {
     made: Vec<Vec<u8>>,
 }
 
-/// `openat2`, asked again while the kernel answers `EAGAIN`: with `RESOLVE_IN_ROOT` it
-/// does when a rename or a mount anywhere on the system raced the lookup, which is no
-/// answer about the path.
+/// `openat2`, asked again while the kernel answers `EAGAIN`
+/// ([`storage_core::file_stat::retry_raced`]).
 pub fn openat2_in_root(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match openat2(dir, path, how) {
-            Err(Errno::EAGAIN) if tries < 64 => tries += 1,
-            other => return other,
-        }
-    }
+    storage_core::file_stat::retry_raced(|| openat2(dir, path, how), |e| *e == Errno::EAGAIN)
 }
 
 fn dir_how() -> OpenHow {
