@@ -473,7 +473,7 @@ async fn status(ctx: &Context, op: &Op, json: bool) -> Result<()> {
 /// Disks attached as block devices in this store's run root, by whatever attached them.
 async fn attachment_list(ctx: &Context) -> Result<Vec<disk_image::attach::Attachment>> {
     let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
-    tokio::task::spawn_blocking(move || disk_image::attach::Attachments::at(&registry)?.list())
+    tokio::task::spawn_blocking(move || disk_image::attach::Attachments::list_in(&registry))
         .await
         .context("attachment listing")?
         .context("list attachments")

@@ -159,7 +159,7 @@ pub async fn check(ctx: &Context, op: &Op, repair: bool, json: bool) -> Result<(
     let mut report = ctx.store.check(op, repair).await?;
     let registry = storage_core::run_root::attachments_in(&ctx.paths.run_root);
     let broken = tokio::task::spawn_blocking(move || {
-        disk_image::attach::Attachments::at(&registry)?.check(repair)
+        disk_image::attach::Attachments::check_in(&registry, repair)
     })
     .await
     .context("attachment check")??;

@@ -141,8 +141,25 @@ impl Attachments {
         Ok(registry)
     }
 
-    /// The registry in `dir` (created if missing) as it is, with nothing set right: for
-    /// listing it.
+    /// What the registry in `dir` records ([`Attachments::list`]); nothing, and nothing
+    /// made, when there is no registry there yet.
+    pub fn list_in(dir: &Path) -> Result<Vec<Attachment>> {
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        Attachments::at(dir)?.list()
+    }
+
+    /// What is wrong in the registry in `dir` ([`Attachments::check`]); nothing, and
+    /// nothing made, when there is no registry there yet.
+    pub fn check_in(dir: &Path, repair: bool) -> Result<Vec<Problem>> {
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        Attachments::at(dir)?.check(repair)
+    }
+
+    /// The registry in `dir` (created if missing) as it is, with nothing set right.
     pub fn at(dir: &Path) -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         // Servers run from `/`: every path they are given is absolute.
@@ -687,6 +704,15 @@ pub(crate) fn remove_state(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_or_checking_where_no_registry_is_makes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("attachments");
+        assert!(Attachments::list_in(&registry).unwrap().is_empty());
+        assert!(Attachments::check_in(&registry, true).unwrap().is_empty());
+        assert!(!registry.exists(), "a listing made the registry");
+    }
 
     #[test]
     fn keys_are_stable_and_differ_by_path() {

@@ -476,7 +476,7 @@ fn run(mode: Mode) -> Res<()> {
             }
         }
         Mode::Attachments { run_dir, json } => {
-            let list = Attachments::at(&run_dir)?.list()?;
+            let list = Attachments::list_in(&run_dir)?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &list)?;
@@ -506,7 +506,7 @@ fn run(mode: Mode) -> Res<()> {
             repair,
             json,
         } => {
-            let problems = Attachments::at(&run_dir)?.check(repair)?;
+            let problems = Attachments::check_in(&run_dir, repair)?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &problems)?;
