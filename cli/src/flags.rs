@@ -100,7 +100,7 @@ pub enum Command {
     /// own locks and never written; a migrate waits while a containers-storage writer
     /// holds them, and keeps them (shared) until it is done. What this store already
     /// holds is skipped, so an interrupted migrate is finished by running it again. A
-    /// container's read-write layer gets a new id (its files are copied into it). A
+    /// container's read-write layer keeps its id too (its files are copied into it). A
     /// container whose layer is mounted in the source (in --from-run's mountpoints.json,
     /// or in the mount table) is skipped with a warning naming it, and the command then
     /// fails after copying everything else.

@@ -480,10 +480,10 @@ fn migrate_copies_a_containers_storage_store_keeping_ids_names_digests_and_big_d
         strata.ok(&["get-image-data-digest", &made.image, ODD_KEY]),
         sha256(&made.odd_item)
     );
-    // The container: id, names, image, metadata, big data, and its files.
+    // The container: id, names, image, its layer's id, metadata, big data, and its files.
     let ours = strata.one(&["container", "--json", "cs-ctr"]);
     let theirs = cs.one(&["container", "-j", "cs-ctr"]);
-    for key in ["id", "names", "image", "metadata", "created"] {
+    for key in ["id", "names", "image", "layer", "metadata", "created"] {
         same("container", &ours, &theirs, key);
     }
     assert_eq!(

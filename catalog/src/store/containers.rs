@@ -55,6 +55,22 @@ impl Store {
         names: &[String],
         metadata: &str,
     ) -> Result<ContainerRecord> {
+        self.create_container_on_layer(op, image, id, None, names, metadata)
+            .await
+    }
+
+    /// [`create_container`](Self::create_container), its read-write layer given the id
+    /// `layer_id` (64 lowercase hex digits; `AlreadyExists` when taken) rather than a
+    /// random one, as a copy of another store's container keeps it.
+    pub async fn create_container_on_layer(
+        &self,
+        op: &Op,
+        image: &str,
+        id: Option<&str>,
+        layer_id: Option<&str>,
+        names: &[String],
+        metadata: &str,
+    ) -> Result<ContainerRecord> {
         let image = self.image(image).await?;
         let id = match id {
             Some(i) => {
@@ -88,7 +104,7 @@ impl Store {
         })
         .await?;
         let layer = self
-            .begin_layer(op, None, image.top_layer.as_deref(), &[], true)
+            .begin_layer(op, layer_id, image.top_layer.as_deref(), &[], true)
             .await?;
         let (i, lock) = (id.clone(), container_lock(&id));
         self.write(move |sql| {

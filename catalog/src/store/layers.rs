@@ -332,10 +332,15 @@ impl Store {
             .driver
             .apply_diff(op, &layer.id, layer.parent.as_deref(), tar, &opts)
             .await?;
-        let digests = LayerDigests::of(&report);
-        let id = layer.id.clone();
-        self.write(move |sql| layers::record_applied(sql, &id, &digests))
-            .await?;
+        // An image layer records what was applied, as containers-storage does. A
+        // container's layer goes on changing through its mount: a digest would not stay
+        // true.
+        if !layer.read_write {
+            let digests = LayerDigests::of(&report);
+            let id = layer.id.clone();
+            self.write(move |sql| layers::record_applied(sql, &id, &digests))
+                .await?;
+        }
         Ok(report)
     }
 

@@ -7,8 +7,8 @@
 //! parents before children, each as the tar it was imported from (reassembled from its
 //! tar-split, else written from its diff directory) with its recorded `diff-digest` as
 //! the digest the import must see. Then images with their big data, then containers
-//! (a new read-write layer on the copied image, the source's changes applied to it, and
-//! the big data). An object this store already holds whole is skipped, so a migrate
+//! (a read-write layer of the source's id on the copied image, the source's changes
+//! applied to it, and the big data). An object this store already holds whole is skipped, so a migrate
 //! interrupted for any reason is finished by running it again; an image or container
 //! an interruption left unfinished is made again: right after it is made its creation
 //! time is set to a placeholder, and to the source's only once all of it is copied.
@@ -370,10 +370,11 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
     eprintln!("migrate: container {}", c.id);
     let made = ctx
         .store
-        .create_container(
+        .create_container_on_layer(
             op,
             &c.image,
             Some(&c.id),
+            Some(&c.layer),
             &c.names,
             c.metadata.as_deref().unwrap_or(""),
         )
