@@ -193,6 +193,7 @@ impl Exporter for DirVolumes {
         let opts = ExportOptions {
             filter: spec.clone(),
             data,
+            ..ExportOptions::default()
         };
         let op = op.clone();
         ArchiveStream::spawn(move |pipe| {

@@ -331,6 +331,7 @@ impl Exporter for VmdkVolumes {
         let opts = ExportOptions {
             filter: spec.clone(),
             data,
+            ..ExportOptions::default()
         };
         let (this, id, ancestor) = (self.clone(), id.to_owned(), ancestor.map(str::to_owned));
         let op = op.clone();
@@ -384,6 +385,7 @@ impl DataSource for Handle {
         let opts = ExportOptions {
             filter: spec.clone(),
             data,
+            ..ExportOptions::default()
         };
         let op = op.clone();
         ArchiveStream::spawn(move |pipe| {

@@ -16,7 +16,7 @@ use crate::tree::{
     try_lstat, walk, walk_error,
 };
 use storage_core::Result;
-use storage_core::archive::{Change, ChangeKind, FileKind, Stat};
+use storage_core::archive::{Change, ChangeKind, FileKind, Stat, unprivileged_marks};
 
 /// Whether `rel` is visible in the overlay of `lowers` (topmost first), following overlay
 /// rules: a whiteout or a non-directory on the way hides everything below it, an opaque
@@ -40,7 +40,7 @@ pub fn lower_exists(lowers: &[PathBuf], rel: &[u8]) -> Result<bool> {
             if st.kind != FileKind::Dir {
                 return Ok(false);
             }
-            if is_opaque(&path)? {
+            if is_opaque(&path, unprivileged_marks())? {
                 opaque_here = true;
             }
         }
@@ -72,7 +72,7 @@ fn add_walked(
     let mut walk = walk(root)?;
     loop {
         let (rel, st, path) = match walk.next_entry().map_err(walk_error)? {
-            Some(e) if is_fuse_overlayfs_mark(e.dir, e.name) => continue,
+            Some(e) if is_fuse_overlayfs_mark(e.dir, e.name, unprivileged_marks()) => continue,
             Some(e) => (
                 join_rel(prefix, e.rel),
                 Stat::from_file_stat(&e.stat),
@@ -98,7 +98,8 @@ fn add_walked(
         let is_dir = st.kind == FileKind::Dir;
         let mut change = Change::present(rel, kind, path, st);
         if is_dir {
-            change.opaque = is_opaque_fd(walk.enter().map_err(walk_error)?.dir);
+            change.opaque =
+                is_opaque_fd(walk.enter().map_err(walk_error)?.dir, unprivileged_marks());
         }
         out.push(change);
     }

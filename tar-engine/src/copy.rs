@@ -19,7 +19,7 @@ pub fn copy_tree(op: &Op, from: &Path, spec: &FilterSpec, to: &Path) -> Result<A
         .map_err(|e| Error::io(format!("make a pipe to copy {}", from.display()), e))?;
     let opts = ExportOptions {
         filter: spec.clone(),
-        data: true,
+        ..ExportOptions::default()
     };
     std::thread::scope(|s| {
         let exporter = s.spawn(|| write_layer(op, from, &[], &opts, writer).map(drop));

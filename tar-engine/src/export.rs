@@ -89,7 +89,9 @@ pub fn write_layer<W: Write>(
         };
         let rel = entry.rel.to_vec();
         let st = Stat::from_file_stat(&entry.stat);
-        if st.kind == FileKind::Socket || is_fuse_overlayfs_mark(entry.dir, entry.name) {
+        if st.kind == FileKind::Socket
+            || is_fuse_overlayfs_mark(entry.dir, entry.name, opts.owner_records)
+        {
             continue;
         }
         if st.is_whiteout() {
@@ -118,7 +120,13 @@ pub fn write_layer<W: Write>(
                 diff,
                 rel: &rel,
             };
-            e.entry(&rel, kind, &st, is_opaque_fd(entered.dir), &src)?;
+            e.entry(
+                &rel,
+                kind,
+                &st,
+                is_opaque_fd(entered.dir, opts.owner_records),
+                &src,
+            )?;
         } else {
             let src = AtSource {
                 dir: entry.dir,
@@ -283,7 +291,9 @@ impl<'a, W: Write> Emitter<'a, W> {
             _ => None,
         };
         let recorded = match st.kind {
-            FileKind::File | FileKind::Dir => src.override_stat(file.as_ref())?,
+            FileKind::File | FileKind::Dir if self.opts.owner_records => {
+                src.override_stat(file.as_ref())?
+            }
             _ => None,
         };
         let st = match recorded {

@@ -149,14 +149,23 @@ fn get_xattr_with(
     }
 }
 
-/// True when an overlay upper/diff directory is marked opaque (in the `trusted.`
-/// namespace, the `user.` one an unprivileged writer marks, or by fuse-overlayfs).
-pub fn is_opaque(path: &Path) -> Result<bool> {
-    for name in [
+/// The xattrs that mark an overlay upper/diff directory opaque: the kernel's, in the
+/// `trusted.` namespace, and with `unprivileged` the ones an unprivileged writer or
+/// fuse-overlayfs sets in the `user.` namespace (which anyone owning the directory can
+/// set, so a process running as root does not read them:
+/// [`storage_core::archive::unprivileged_marks`]).
+fn opaque_marks(unprivileged: bool) -> &'static [&'static str] {
+    const ALL: [&str; 3] = [
         crate::entry::OVERLAY_OPAQUE_XATTR,
         crate::entry::USER_OPAQUE_XATTR,
         crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR,
-    ] {
+    ];
+    if unprivileged { &ALL } else { &ALL[..1] }
+}
+
+/// True when an overlay upper/diff directory is marked opaque ([`opaque_marks`]).
+pub fn is_opaque(path: &Path, unprivileged: bool) -> Result<bool> {
+    for name in opaque_marks(unprivileged) {
         if get_xattr(path, name)?.is_some_and(|v| v == b"y") {
             return Ok(true);
         }
@@ -164,16 +173,10 @@ pub fn is_opaque(path: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// True when the open overlay upper/diff directory `dir` is marked opaque (either
-/// namespace, as [`is_opaque`]).
-pub fn is_opaque_fd(dir: BorrowedFd<'_>) -> bool {
-    [
-        crate::entry::OVERLAY_OPAQUE_XATTR,
-        crate::entry::USER_OPAQUE_XATTR,
-        crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR,
-    ]
-    .iter()
-    .any(|name| {
+/// True when the open overlay upper/diff directory `dir` is marked opaque
+/// ([`opaque_marks`]).
+pub fn is_opaque_fd(dir: BorrowedFd<'_>, unprivileged: bool) -> bool {
+    opaque_marks(unprivileged).iter().any(|name| {
         let mut v = [0u8; 2];
         matches!(rustix::fs::fgetxattr(dir, *name, &mut v[..]), Ok(1) if v[0] == b'y')
     })
@@ -184,8 +187,8 @@ pub fn is_opaque_fd(dir: BorrowedFd<'_>) -> bool {
 /// `.wh..wh..opq` and a whiteout `.wh..opq`): the xattr already says the directory is
 /// opaque, and these are not content. Only in a directory fuse-overlayfs marked, so a
 /// file of that name anywhere else is kept.
-pub fn is_fuse_overlayfs_mark(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
-    if name != b".wh..wh..opq" && name != b".wh..opq" {
+pub fn is_fuse_overlayfs_mark(dir: BorrowedFd<'_>, name: &[u8], unprivileged: bool) -> bool {
+    if !unprivileged || (name != b".wh..wh..opq" && name != b".wh..opq") {
         return false;
     }
     let mut v = [0u8; 2];

@@ -101,6 +101,7 @@ fn single_pass_export_equals_the_listed_export_needs_root() {
                 let opts = ExportOptions {
                     filter: filter.clone(),
                     data,
+                    ..ExportOptions::default()
                 };
                 let changes = layer_changes(&diff, &lowers).unwrap();
                 let listed = write_changes(&op, &changes, &opts, Vec::new()).unwrap();

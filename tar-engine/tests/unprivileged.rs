@@ -198,14 +198,7 @@ fn owners_modes_and_devices_are_recorded_and_the_export_gives_them_back() {
     }
 
     let mut out = Vec::new();
-    write_layer(
-        &Op::new("test"),
-        &tree,
-        &[],
-        &ExportOptions::default(),
-        &mut out,
-    )
-    .unwrap();
+    write_layer(&Op::new("test"), &tree, &[], &recorded(), &mut out).unwrap();
     let (want, got) = (seen(&input), seen(&out));
     for (name, w) in &want {
         let g = got.get(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -219,6 +212,67 @@ fn owners_modes_and_devices_are_recorded_and_the_export_gives_them_back() {
         }
         assert_eq!(g, w, "{name}");
     }
+}
+
+/// Export options that read the records, as an unprivileged process's do by default
+/// (these tests also run as root, whose exports do not).
+fn recorded() -> ExportOptions {
+    ExportOptions {
+        owner_records: true,
+        ..ExportOptions::default()
+    }
+}
+
+#[test]
+fn as_root_a_record_set_on_a_file_does_not_forge_its_owner_or_mode_in_the_export() {
+    // What a container's process could do to a file it owns in its layer: record itself
+    // as root, setuid. Exported by root, the file is what it really is.
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only root's exports ignore records");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("diff");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("d/tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        tree.join("d/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(tree.join("d/tool"), Some(1000), Some(1000)).unwrap();
+    let forged = OverrideStat::parse(b"0:0:4755:file", &"d/tool").unwrap();
+    let file = std::fs::File::open(tree.join("d/tool")).unwrap();
+    forged
+        .set(std::os::fd::AsFd::as_fd(&file), &"d/tool")
+        .unwrap();
+    rustix::fs::setxattr(
+        tree.join("d"),
+        "user.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    write_layer(
+        &Op::new("test"),
+        &tree,
+        &[],
+        &ExportOptions::default(),
+        &mut out,
+    )
+    .unwrap();
+    let got = seen(&out);
+    let tool = &got["d/tool"];
+    assert_eq!(
+        (tool.1, tool.2, tool.3 & 0o7777),
+        (1000, 1000, 0o755),
+        "{tool:?}"
+    );
+    assert!(
+        !got.contains_key("d/.wh..wh..opq"),
+        "a user.overlay.opaque mark made d opaque: {got:?}"
+    );
 }
 
 #[test]
@@ -236,7 +290,7 @@ fn a_recorded_layer_comes_back_byte_for_byte() {
         &tree,
         &[],
         &split,
-        &ExportOptions::default(),
+        &recorded(),
         Vec::new(),
     )
     .unwrap();
@@ -261,14 +315,7 @@ fn opaque_directories_are_marked_in_the_user_namespace_and_exported_as_opaque() 
     let v = tar_engine::tree::get_xattr(&tree.join("d"), "user.overlay.opaque").unwrap();
     assert_eq!(v.as_deref(), Some(&b"y"[..]));
     let mut out = Vec::new();
-    write_layer(
-        &Op::new("test"),
-        &tree,
-        &[],
-        &ExportOptions::default(),
-        &mut out,
-    )
-    .unwrap();
+    write_layer(&Op::new("test"), &tree, &[], &recorded(), &mut out).unwrap();
     let got = seen(&out);
     assert!(got.contains_key("d/.wh..wh..opq"), "{got:?}");
     assert!(

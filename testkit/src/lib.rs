@@ -156,12 +156,22 @@ fn command_exists(cmd: &str) -> bool {
     })
 }
 
-/// The workspace root (the directory holding the top `Cargo.toml`).
+/// The workspace root (the directory whose `Cargo.toml` has `[workspace]`), found up
+/// from the running test's package: cargo names it in the environment at run time. The
+/// path compiled in is only the fallback, since a testkit built in another worktree that
+/// shares the target directory carries that worktree's path.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.contains("[workspace]"))
+        })
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or(start)
 }
 
 /// The project's `shared/` directory, beside the repository (or `$STRATA_SHARED`).

@@ -62,6 +62,7 @@ impl Store {
         let opts = ExportOptions {
             filter: spec.clone(),
             data,
+            ..ExportOptions::default()
         };
         match from {
             Some(f) => self.diff(op, &image.layer, Some(&f), &opts).await,

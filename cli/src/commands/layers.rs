@@ -245,6 +245,7 @@ pub async fn diff(
     let opts = ExportOptions {
         filter: filter_spec(filter),
         data: !no_data,
+        ..ExportOptions::default()
     };
     let stream: ArchiveStream = ctx.store.diff(op, id, from, &opts).await?;
     let written = match (to.file, to.gzip) {

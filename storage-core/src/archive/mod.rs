@@ -22,6 +22,13 @@ pub struct ExportOptions {
     pub filter: FilterSpec,
     /// Write file contents (`true`) or headers only, each with its change type (`false`).
     pub data: bool,
+    /// Take owners and modes from `user.containers.override_stat` records, and opaque
+    /// marks from the `user.` namespace, as an unprivileged store keeps them
+    /// ([`unprivileged_marks`], the default). A process running as root takes every
+    /// entry's real owner and mode and the kernel's own marks: there, a record could have
+    /// been set by whoever owns the file (a container's process on its own files) and
+    /// would forge a root-owned setuid file into the export.
+    pub owner_records: bool,
 }
 
 impl Default for ExportOptions {
@@ -29,6 +36,13 @@ impl Default for ExportOptions {
         ExportOptions {
             filter: FilterSpec::default(),
             data: true,
+            owner_records: unprivileged_marks(),
         }
     }
+}
+
+/// Whether this process reads the marks an unprivileged writer leaves (owner records,
+/// `user.overlay.opaque`): only when it is not root, as only then does it write them.
+pub fn unprivileged_marks() -> bool {
+    !rustix::process::geteuid().is_root()
 }
