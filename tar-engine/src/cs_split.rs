@@ -10,12 +10,12 @@
 //! written, checking every file's size and CRC-64; only if all match is it written.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use storage_core::{IoContext, Op, Result};
 
-use crate::split::open_in;
+use crate::split::{PassResult, check_then_write, open_in};
 
 /// Writes the tar recorded in containers-storage's tar-split file `split` with file
 /// contents from the tree `root`; `None` (nothing written) when the tree no longer holds
@@ -27,39 +27,13 @@ pub fn reassemble_cs(
     out: &mut dyn Write,
 ) -> Result<Option<u64>> {
     let root_dir = File::open(root).ctx(|| format!("open layer tree {}", root.display()))?;
-    match replay(op, &root_dir, split, &mut io::sink())? {
-        Ok(_) => {}
-        Err(why) => {
-            tracing::info!(
-                "{}: containers-storage tar-split {} not usable ({why}); writing the tree instead",
-                root.display(),
-                split.display()
-            );
-            return Ok(None);
-        }
-    }
-    let mut out = BufWriter::with_capacity(1 << 20, out);
-    let written = match replay(op, &root_dir, split, &mut out)? {
-        Ok(n) => n,
-        Err(why) => {
-            return Err(storage_core::Error::io(
-                format!("reassemble the tar of {}", root.display()),
-                io::Error::other(format!("the tree changed while it was written: {why}")),
-            ));
-        }
-    };
-    out.flush()
-        .ctx(|| format!("write the tar of {}", root.display()))?;
-    Ok(Some(written))
+    check_then_write(root, split, out, |out, _first| {
+        replay(op, &root_dir, split, out)
+    })
 }
 
 /// One pass over the entries; the inner `Err` says why the tree or file does not match.
-fn replay(
-    op: &Op,
-    root: &File,
-    split: &Path,
-    out: &mut dyn Write,
-) -> Result<std::result::Result<u64, String>> {
+fn replay(op: &Op, root: &File, split: &Path, out: &mut dyn Write) -> PassResult {
     let file = File::open(split).ctx(|| format!("open {}", split.display()))?;
     let lines = BufReader::new(flate2::read::GzDecoder::new(BufReader::new(file)));
     let table = crc64_iso_table();

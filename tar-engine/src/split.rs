@@ -589,13 +589,35 @@ pub(crate) fn open_in(root: &File, path: &[u8]) -> io::Result<File> {
 /// way. What is written hashes to the digest recorded at import.
 pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Result<Option<u64>> {
     let root_dir = File::open(root).ctx(|| format!("open layer tree {}", root.display()))?;
-    // First pass: build the whole stream without writing it, and compare.
-    match replay(op, &root_dir, split, &mut io::sink(), true) {
+    // The first pass also proves the whole stream's sha256; the second checks sizes and
+    // CRCs only.
+    check_then_write(root, split, out, |out, first| {
+        replay(op, &root_dir, split, out, first)
+    })
+}
+
+/// One pass over recorded records (`first`: the one that writes nothing); the inner
+/// `Err` says why the tree does not match them.
+pub(crate) type PassResult = Result<std::result::Result<u64, String>>;
+
+/// Replays the records `split` of the tree `root` in two passes: the first writes nothing
+/// and checks everything; only when it found the tree as recorded does the second write
+/// to `out`, and a difference found then (the tree changed meanwhile) is an error.
+/// `Ok(None)`, nothing written, when the first pass finds the tree changed or the records
+/// unusable: the caller writes the tree its own way.
+pub(crate) fn check_then_write(
+    root: &Path,
+    split: &Path,
+    out: &mut dyn Write,
+    mut pass: impl FnMut(&mut dyn Write, bool) -> PassResult,
+) -> Result<Option<u64>> {
+    match pass(&mut io::sink(), true) {
         Ok(Ok(_)) => {}
         Ok(Err(why)) => {
             tracing::info!(
-                "{}: not byte-exact any more ({why}); writing the tree instead",
-                root.display()
+                "{}: not as {} recorded it any more ({why}); writing the tree instead",
+                root.display(),
+                split.display()
             );
             return Ok(None);
         }
@@ -604,7 +626,7 @@ pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Re
                 return Err(e);
             }
             tracing::warn!(
-                "{}: tar-split {} unusable ({}); writing the tree instead",
+                "{}: records {} unusable ({}); writing the tree instead",
                 root.display(),
                 split.display(),
                 storage_core::Report(&e)
@@ -613,8 +635,7 @@ pub fn reassemble(op: &Op, root: &Path, split: &Path, out: &mut dyn Write) -> Re
         }
     }
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    // The second pass checks sizes and CRCs only: the first proved the whole stream.
-    let written = match replay(op, &root_dir, split, &mut out, false)? {
+    let written = match pass(&mut out, false)? {
         Ok(n) => n,
         Err(why) => {
             return Err(storage_core::Error::io(
