@@ -52,25 +52,39 @@ impl Cs {
             .output()
             .unwrap()
     }
+}
 
+/// A command line run with arguments, and what the tests read of its output.
+trait Tool {
+    /// The tool's name, for failures.
+    const NAME: &'static str;
+
+    /// Runs it with `args`.
+    fn run(&self, args: &[&str]) -> Output;
+
+    /// Standard output of a run that must succeed.
     fn ok_bytes(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.raw(args);
+        let out = self.run(args);
         assert!(
             out.status.success(),
-            "containers-storage {args:?}: {}",
+            "{} {args:?}: {}",
+            Self::NAME,
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
     }
 
-    /// The first word of the output (an id).
-    fn id(&self, args: &[&str]) -> String {
+    /// The same, as trimmed text.
+    fn ok(&self, args: &[&str]) -> String {
         String::from_utf8(self.ok_bytes(args))
             .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
+            .trim()
             .to_owned()
+    }
+
+    /// The first word of the output (an id).
+    fn id(&self, args: &[&str]) -> String {
+        self.ok(args).split_whitespace().next().unwrap().to_owned()
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -80,6 +94,14 @@ impl Cs {
     /// A verb's JSON for one object (`layer`, `image`, `container` print a list of one).
     fn one(&self, args: &[&str]) -> Value {
         first(self.json(args))
+    }
+}
+
+impl Tool for Cs {
+    const NAME: &'static str = "containers-storage";
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.raw(args)
     }
 }
 
@@ -205,34 +227,13 @@ impl Strata<'_> {
         c.args(args);
         c
     }
+}
+
+impl Tool for Strata<'_> {
+    const NAME: &'static str = "strata";
 
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
-    }
-
-    fn ok_bytes(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        String::from_utf8(self.ok_bytes(args))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_slice(&self.ok_bytes(args)).unwrap()
-    }
-
-    fn one(&self, args: &[&str]) -> Value {
-        first(self.json(args))
     }
 }
 
