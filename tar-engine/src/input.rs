@@ -101,7 +101,7 @@ fn pump<R: Read>(
 }
 
 /// The consuming end of [`beside`]: a buffered reader over the chunks.
-pub struct Received {
+struct Received {
     rx: Receiver<io::Result<Vec<u8>>>,
     free: Sender<Vec<u8>>,
     chunk: Vec<u8>,
@@ -174,7 +174,7 @@ where
 }
 
 /// Peeks at the first bytes of a buffered stream and returns its compression.
-pub fn sniff(stream: &mut impl BufRead) -> io::Result<Compression> {
+fn sniff(stream: &mut impl BufRead) -> io::Result<Compression> {
     // A short first chunk is fine: magic numbers are at most 6 bytes, and a stream shorter
     // than that is plain (and will fail tar parsing if it is not empty).
     let head = stream.fill_buf()?;

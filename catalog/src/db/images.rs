@@ -5,7 +5,7 @@ use storage_core::error::{Error, ObjectKind, Result};
 
 use crate::db::big_data::BigDataInfo;
 use crate::db::names::{claim_new, drop_all, list_column, listed, resolve};
-use crate::db::schema::OWNER_SETS;
+use crate::db::schema::CS_FIELDS;
 use crate::db::{Catalog, Sql, now, owned};
 
 /// One image as the catalog records it.
@@ -38,7 +38,7 @@ const COLUMNS: &str = "i.id, i.top_layer, i.digest, i.created, i.metadata";
 
 /// The name history column: kept since schema 5, none in an older catalog.
 fn history_column(sql: &Sql<'_>) -> &'static str {
-    if sql.version() >= OWNER_SETS {
+    if sql.version() >= CS_FIELDS {
         "i.names_history"
     } else {
         "'[]'"

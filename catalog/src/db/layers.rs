@@ -7,7 +7,7 @@ use rusqlite::{Row, params};
 use storage_core::error::{Error, ObjectKind, Result};
 
 use crate::db::names::{NameBuf, claim_new, drop_all, list_column, names_of, resolve};
-use crate::db::schema::OWNER_SETS;
+use crate::db::schema::CS_FIELDS;
 use crate::db::{Catalog, Sql, now, owned};
 
 /// One layer as the catalog records it. It serialises as its [`LayerView`]; fields left
@@ -238,7 +238,7 @@ fn query(sql: &Sql<'_>, columns: &str, condition: &str) -> String {
 /// [`COLUMNS`] and the owner ids: read where the catalog keeps them, empty in an
 /// additional store's older catalog.
 fn full_columns(sql: &Sql<'_>) -> String {
-    if sql.version() >= OWNER_SETS {
+    if sql.version() >= CS_FIELDS {
         format!("{COLUMNS}, l.uids, l.gids")
     } else {
         format!("{COLUMNS}, '', ''")

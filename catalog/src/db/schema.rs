@@ -15,8 +15,9 @@ pub(super) const OLDEST_READABLE: i64 = 2;
 /// The first version whose layers, images and containers carry their name lists.
 pub(super) const NAME_LISTS: i64 = 4;
 
-/// The first version whose layers carry the owner ids their tar used.
-pub(crate) const OWNER_SETS: i64 = 5;
+/// The first version with containers-storage's fields beyond names: layers' owner sets
+/// (`uids`, `gids`) and images' `names_history`.
+pub(crate) const CS_FIELDS: i64 = 5;
 
 /// Version 2: layers, images and containers with names, metadata and big data; pending
 /// removals; the port layer's image stores; volume users.
