@@ -120,20 +120,16 @@ pub(super) fn remember_names(sql: &Sql<'_>, id: &str, names: &[String]) -> Resul
     if names.is_empty() {
         return Ok(());
     }
-    let text: String = sql
+    // The same JSON list as a name list, read by the same reader.
+    let mut history = sql
         .row(
             "SELECT names_history FROM images WHERE id = ?1",
             [id],
-            |r| r.get(0),
+            |r| listed(r.get_ref(0)?.as_str()?, 0),
         )?
         .ok_or_else(|| Error::NotFound {
             kind: ObjectKind::Image,
             id: id.to_owned(),
-        })?;
-    let mut history: Vec<String> =
-        serde_json::from_str(&text).map_err(|e| Error::CorruptStore {
-            path: format!("catalog: names_history of image {id}").into(),
-            reason: e.to_string(),
         })?;
     for name in names {
         history.retain(|h| h != name);
