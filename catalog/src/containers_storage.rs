@@ -76,9 +76,9 @@ pub struct CsLayer {
     /// Size of the uncompressed diff.
     #[serde(default)]
     pub diff_size: Option<i64>,
-    /// Big-data keys (files in `overlay-layers/<id>/`; no sizes or digests recorded).
-    #[serde(default)]
-    pub big_data_names: Vec<String>,
+    /// Its big-data items (files in `overlay-layers/<id>/`; no sizes or digests recorded).
+    #[serde(flatten)]
+    pub big_data: CsBigData,
     /// The owner uids its tar used.
     #[serde(default, rename = "uidset")]
     pub uids: Vec<u32>,
@@ -98,6 +98,21 @@ impl CsLayer {
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false)
     }
+}
+
+/// The big-data fields of a layer, image or container record.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CsBigData {
+    /// Big-data keys, in the order they were set.
+    #[serde(default)]
+    pub big_data_names: Vec<String>,
+    /// Big-data sizes by key.
+    #[serde(default)]
+    pub big_data_sizes: BTreeMap<String, i64>,
+    /// Big-data digests by key.
+    #[serde(default)]
+    pub big_data_digests: BTreeMap<String, String>,
 }
 
 /// An image record of `images.json`.
@@ -121,15 +136,9 @@ pub struct CsImage {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Option<String>,
-    /// Big-data keys, in the order they were set.
-    #[serde(default)]
-    pub big_data_names: Vec<String>,
-    /// Big-data sizes by key.
-    #[serde(default)]
-    pub big_data_sizes: BTreeMap<String, i64>,
-    /// Big-data digests by key.
-    #[serde(default)]
-    pub big_data_digests: BTreeMap<String, String>,
+    /// Its big-data items.
+    #[serde(flatten)]
+    pub big_data: CsBigData,
     /// RFC 3339 creation time.
     #[serde(default)]
     pub created: Option<String>,
@@ -152,15 +161,9 @@ pub struct CsContainer {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: Option<String>,
-    /// Big-data keys.
-    #[serde(default)]
-    pub big_data_names: Vec<String>,
-    /// Big-data sizes by key.
-    #[serde(default)]
-    pub big_data_sizes: BTreeMap<String, i64>,
-    /// Big-data digests by key.
-    #[serde(default)]
-    pub big_data_digests: BTreeMap<String, String>,
+    /// Its big-data items.
+    #[serde(flatten)]
+    pub big_data: CsBigData,
     /// RFC 3339 creation time.
     #[serde(default)]
     pub created: Option<String>,
@@ -352,14 +355,7 @@ impl CsStore {
                     gids: l.gids.clone(),
                 },
             )?;
-            self.load_big_data(
-                sql,
-                ObjectKind::Layer,
-                &l.id,
-                &l.big_data_names,
-                &BTreeMap::new(),
-                &BTreeMap::new(),
-            )?;
+            self.load_big_data(sql, ObjectKind::Layer, &l.id, &l.big_data)?;
         }
         for i in &self.images {
             images::insert(
@@ -372,14 +368,7 @@ impl CsStore {
             )?;
             set_created(sql, "images", &i.id, i.created.as_deref())?;
             images::set_names_history(sql, &i.id, &i.names_history)?;
-            self.load_big_data(
-                sql,
-                ObjectKind::Image,
-                &i.id,
-                &i.big_data_names,
-                &i.big_data_sizes,
-                &i.big_data_digests,
-            )?;
+            self.load_big_data(sql, ObjectKind::Image, &i.id, &i.big_data)?;
         }
         for c in &self.containers {
             containers::insert(
@@ -391,14 +380,7 @@ impl CsStore {
                 c.metadata.as_deref().unwrap_or(""),
             )?;
             set_created(sql, "containers", &c.id, c.created.as_deref())?;
-            self.load_big_data(
-                sql,
-                ObjectKind::Container,
-                &c.id,
-                &c.big_data_names,
-                &c.big_data_sizes,
-                &c.big_data_digests,
-            )?;
+            self.load_big_data(sql, ObjectKind::Container, &c.id, &c.big_data)?;
         }
         Ok(())
     }
@@ -408,11 +390,10 @@ impl CsStore {
         sql: &Sql<'_>,
         kind: ObjectKind,
         owner: &str,
-        keys: &[String],
-        sizes: &BTreeMap<String, i64>,
-        digests: &BTreeMap<String, String>,
+        items: &CsBigData,
     ) -> Result<()> {
-        for key in keys {
+        let (sizes, digests) = (&items.big_data_sizes, &items.big_data_digests);
+        for key in &items.big_data_names {
             let file = Self::big_data_file(kind, owner, key);
             let (size, digest) = match (sizes.get(key), digests.get(key)) {
                 (Some(s), Some(d)) => (*s as u64, d.clone()),

@@ -176,6 +176,7 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
             .big_data_list(ObjectKind::Layer, &layer.id)
             .await?;
         let missing: Vec<String> = layer
+            .big_data
             .big_data_names
             .iter()
             .filter(|k| !have.iter().any(|h| &h.key == *k))
@@ -218,7 +219,7 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
         src,
         ObjectKind::Layer,
         &layer.id,
-        &layer.big_data_names,
+        &layer.big_data.big_data_names,
     )
     .await?;
     Ok(true)
@@ -304,7 +305,7 @@ async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> R
         ObjectKind::Image,
         &image.id,
         created,
-        &image.big_data_names,
+        &image.big_data.big_data_names,
     )
     .await?
     {
@@ -331,7 +332,7 @@ async fn copy_image(ctx: &Context, op: &Op, src: &CsStore, image: &CsImage) -> R
             src,
             ObjectKind::Image,
             &image.id,
-            &image.big_data_names,
+            &image.big_data.big_data_names,
         )
         .await?;
         ctx.store
@@ -360,7 +361,7 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
         ObjectKind::Container,
         &c.id,
         created,
-        &c.big_data_names,
+        &c.big_data.big_data_names,
     )
     .await?
     {
@@ -401,7 +402,14 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
             .apply_diff(op, &made.layer, Box::new(tar), None)
             .await
             .with_context(|| format!("copy the files of container {}", c.id))?;
-        copy_big_data(ctx, src, ObjectKind::Container, &c.id, &c.big_data_names).await?;
+        copy_big_data(
+            ctx,
+            src,
+            ObjectKind::Container,
+            &c.id,
+            &c.big_data.big_data_names,
+        )
+        .await?;
         ctx.store
             .set_created(ObjectKind::Container, &c.id, created)
             .await?;
