@@ -159,14 +159,6 @@ pub fn apply_tar(
     let mut report = result?;
     report.lost = writer.lost;
     report.lost_paths = std::mem::take(&mut writer.lost_paths);
-    if report.lost > 0 {
-        tracing::warn!(
-            "{name}: {} entr{} kept without part of what the archive gave (first: {})",
-            report.lost,
-            if report.lost == 1 { "y" } else { "ies" },
-            report.lost_paths.join("; ")
-        );
-    }
     Ok(report)
 }
 
@@ -308,19 +300,24 @@ impl EntrySink for DirWriter<'_> {
 
     /// Sets directory times (after every child exists) and makes the data durable.
     fn finish(&mut self) -> Result<()> {
-        if self.opts.ownership == Ownership::Xattr && !self.root_entry {
-            // fuse-overlayfs reads records only in a layer whose root has one, as
-            // containers-storage writes it: root's, 0755, unless an earlier apply left one.
-            let root = self.root.dir(b"")?;
-            if OverrideStat::get(root.as_fd(), &self.root.display(b""))?.is_none() {
-                OverrideStat {
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o755,
-                    kind: Some(OverrideKind::Dir),
+        if self.opts.ownership == Ownership::Xattr {
+            if !self.root_entry {
+                // fuse-overlayfs reads records only in a layer whose root has one, as
+                // containers-storage writes it: root's, 0755, unless an earlier apply
+                // left one.
+                let root = self.root.dir(b"")?;
+                if OverrideStat::get(root.as_fd(), &self.root.display(b""))?.is_none() {
+                    OverrideStat {
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o755,
+                        kind: Some(OverrideKind::Dir),
+                    }
+                    .set(root.as_fd(), &self.root.display(b""))?;
                 }
-                .set(root.as_fd(), &self.root.display(b""))?;
             }
+            // Whether or not the archive described its root, a path may have needed
+            // directories it did not describe.
             self.record_made_dirs()?;
         }
         for (rel, (atime, mtime)) in std::mem::take(&mut self.dir_times) {
