@@ -22,6 +22,7 @@ use catalog::{KeptLayer, LayerSpec};
 use storage_core::archive::{ArchiveStream, ExportOptions};
 use storage_core::{Error, ObjectKind, Op};
 
+use crate::commands::layers::warn_lost;
 use crate::context::Context;
 
 /// `migrate`.
@@ -210,10 +211,12 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
         parent: layer.parent.as_deref(),
         names: &layer.names,
     };
-    ctx.store
+    let (_, report) = ctx
+        .store
         .import_layer_kept(op, spec, Box::new(tar), expected, kept)
         .await
         .with_context(|| format!("copy layer {}", layer.id))?;
+    warn_lost(&format!("layer {}", layer.id), &report);
     copy_big_data(
         ctx,
         src,
@@ -398,10 +401,12 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
         let tar = ArchiveStream::spawn(move |pipe| {
             tar_engine::write_layer(&op2, &own, &lowers, &ExportOptions::default(), pipe).map(drop)
         })?;
-        ctx.store
+        let report = ctx
+            .store
             .apply_diff(op, &made.layer, Box::new(tar), None)
             .await
             .with_context(|| format!("copy the files of container {}", c.id))?;
+        warn_lost(&format!("container {}", c.id), &report);
         copy_big_data(
             ctx,
             src,
