@@ -105,7 +105,7 @@ impl Inner {
     /// Like [`require`](Self::require), also finding a layer of an additional store:
     /// for reading it, never writing.
     fn require_found(&self, id: &str) -> Result<()> {
-        if self.layout.found_layer(id).join("link").exists() {
+        if self.layout.find_layer(id).join("link").exists() {
             Ok(())
         } else {
             Err(Error::NotFound {
@@ -118,8 +118,7 @@ impl Inner {
     /// containers-storage's tar-split file of `id` when the layer belongs to an
     /// additional store that is a containers-storage store
     /// (`<root>/overlay-layers/<id>.tar-split.gz`).
-    fn cs_tar_split(&self, id: &str) -> Option<PathBuf> {
-        let dir = self.layout.found_layer(id);
+    fn cs_tar_split(&self, id: &str, dir: &Path) -> Option<PathBuf> {
         if dir == self.layout.layer(id) {
             return None;
         }
@@ -394,11 +393,14 @@ impl BlockingDriver for OverlayDriver {
                 // One walk of the diff directory, writing as it goes.
                 // The imported tar itself, while the layer is unchanged.
                 let lowers = inner.layout.lower_diffs(&id)?;
-                let split = inner.layout.layer(&id).join(tar_engine::split::FILE_NAME);
-                let own = inner.layout.found_diff(&id);
-                if let Some(cs) = inner.cs_tar_split(&id)
-                    && opts.data
+                // The layer's own directory: this store's, or an additional store's
+                // (with its own tar-split records, or containers-storage's).
+                let dir = inner.layout.find_layer(&id);
+                let split = dir.join(tar_engine::split::FILE_NAME);
+                let own = dir.join("diff");
+                if opts.data
                     && opts.filter.is_identity()
+                    && let Some(cs) = inner.cs_tar_split(&id, &dir)
                     && tar_engine::cs_split::reassemble_cs(&op, &own, &cs, &mut pipe)?.is_some()
                 {
                     return Ok(());

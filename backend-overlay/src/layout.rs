@@ -96,11 +96,6 @@ impl Layout {
         self.find_layer(id).join("diff")
     }
 
-    /// The directory of layer `id` to read: this store's, or an additional store's.
-    pub fn found_layer(&self, id: &str) -> PathBuf {
-        self.find_layer(id)
-    }
-
     /// `<root>/overlay/<id>/work`.
     pub fn work(&self, id: &str) -> PathBuf {
         self.layer(id).join("work")

@@ -367,7 +367,11 @@ fn directories_a_path_needed_are_recorded_as_roots_and_described_ones_keep_their
         std::fs::create_dir(&tree).unwrap();
         apply_tar(&Op::new("test"), &tree, &input[..], &xattr_opts()).unwrap();
         assert_eq!(record(&tree.join("a")), "9:9:0711:dir");
-        assert_eq!(record(&tree.join("a/b")), "0:0:0755:dir", "root entry: {with_root}");
+        assert_eq!(
+            record(&tree.join("a/b")),
+            "0:0:0755:dir",
+            "root entry: {with_root}"
+        );
         assert_eq!(record(&tree.join("a/b/file")), "3:3:0644:file");
     }
 }
