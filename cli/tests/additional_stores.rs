@@ -256,3 +256,35 @@ fn an_additional_stores_unchanged_layer_diffs_to_the_bytes_it_was_imported_from(
         "the lent layer's diff is not the tar it was imported from"
     );
 }
+
+#[test]
+fn an_item_missing_from_this_stores_object_is_not_taken_from_a_lent_object_of_that_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let item = d.join("item");
+    std::fs::write(&item, b"the lent image's item\n").unwrap();
+    let a = Store {
+        dir: d,
+        name: "a",
+        additional: None,
+    };
+    let lent = a.ok(&["create-image", "--name", "same"]);
+    a.ok(&["set-image-data", "-f", item.to_str().unwrap(), &lent, "k"]);
+    let b = Store {
+        dir: d,
+        name: "b",
+        additional: Some("a"),
+    };
+    let own = b.ok(&["create-image", "--name", "same"]);
+    let out = b.run(&["get-image-data", "same", "k"]);
+    assert!(
+        !out.status.success(),
+        "image {own} answered with image {lent}'s item: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The lent image's own item still reads, by its id.
+    assert_eq!(
+        b.ok(&["get-image-data", &lent, "k"]),
+        "the lent image's item"
+    );
+}

@@ -61,23 +61,32 @@ impl Store {
         key: &str,
     ) -> Result<(std::path::PathBuf, BigDataInfo)> {
         let (o, k) = (owner.to_owned(), key.to_owned());
+        // The owner's item, or `None` when this store has the owner but not the item.
         let mine = self
             .read(move |sql| {
                 let id = owner_of(sql, kind, &o)?;
-                db::big_data::get(sql, kind, &id, &k)?.ok_or_else(|| Error::NotFound {
-                    kind,
-                    id: format!("{id} big-data item {k:?}"),
-                })
+                Ok((db::big_data::get(sql, kind, &id, &k)?, id))
             })
             .await;
+        let missing_item = |id: &str| Error::NotFound {
+            kind,
+            id: format!("{id} big-data item {key:?}"),
+        };
         match mine {
+            Ok((Some(info), _)) => Ok((self.root.clone(), info)),
+            // The owner is this store's: an additional store's object of that name is
+            // another object.
+            Ok((None, id)) => Err(missing_item(&id)),
             Err(e @ Error::NotFound { .. }) => {
                 match self.foreign_big_data(kind, owner, Some(key)).await? {
-                    Some((root, mut items)) if !items.is_empty() => Ok((root, items.remove(0))),
-                    _ => Err(e),
+                    Some((root, items)) => items
+                        .into_iter()
+                        .next()
+                        .map(|item| (root, item))
+                        .ok_or_else(|| missing_item(owner)),
+                    None => Err(e),
                 }
             }
-            Ok(info) => Ok((self.root.clone(), info)),
             Err(e) => Err(e),
         }
     }
