@@ -23,7 +23,7 @@ pub const UNMOUNT_PROGRAM: &str = "fusermount3";
 /// True when this process mounts through fuse-overlayfs: it is not root. Decided once
 /// per process by the effective user; root keeps the kernel's overlay.
 pub fn unprivileged() -> bool {
-    !nix::unistd::geteuid().is_root()
+    storage_core::archive::unprivileged_marks()
 }
 
 /// Mounts `lowers` (topmost first; at least one) with `upper` and its work directory

@@ -80,10 +80,10 @@ impl Ownership {
     /// What a process keeps of an archive's owners: [`Ownership::Preserve`] as root,
     /// [`Ownership::Xattr`] otherwise. Decided once, by the effective user.
     pub fn for_this_process() -> Ownership {
-        if nix::unistd::geteuid().is_root() {
-            Ownership::Preserve
-        } else {
+        if storage_core::archive::unprivileged_marks() {
             Ownership::Xattr
+        } else {
+            Ownership::Preserve
         }
     }
 }

@@ -20,8 +20,9 @@ use storage_core::archive::{Change, ChangeKind, FileKind, Stat, unprivileged_mar
 
 /// Whether `rel` is visible in the overlay of `lowers` (topmost first), following overlay
 /// rules: a whiteout or a non-directory on the way hides everything below it, an opaque
-/// directory hides the layers under it.
-pub fn lower_exists(lowers: &[PathBuf], rel: &[u8]) -> Result<bool> {
+/// directory hides the layers under it. `marks`: whether the `user.` namespace's opaque
+/// marks count ([`storage_core::archive::unprivileged_marks`]).
+pub fn lower_exists(lowers: &[PathBuf], rel: &[u8], marks: bool) -> Result<bool> {
     let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
     for layer in lowers {
         let mut path = layer.clone();
@@ -40,7 +41,7 @@ pub fn lower_exists(lowers: &[PathBuf], rel: &[u8]) -> Result<bool> {
             if st.kind != FileKind::Dir {
                 return Ok(false);
             }
-            if is_opaque(&path, unprivileged_marks())? {
+            if is_opaque(&path, marks)? {
                 opaque_here = true;
             }
         }
@@ -69,10 +70,12 @@ fn add_walked(
     kind: ChangeKind,
     out: &mut Vec<Change>,
 ) -> Result<()> {
+    // Whose marks count is this process's, decided once for the walk.
+    let marks = unprivileged_marks();
     let mut walk = walk(root)?;
     loop {
         let (rel, st, path) = match walk.next_entry().map_err(walk_error)? {
-            Some(e) if is_fuse_overlayfs_mark(e.dir, e.name, unprivileged_marks()) => continue,
+            Some(e) if is_fuse_overlayfs_mark(e.dir, e.name, marks) => continue,
             Some(e) => (
                 join_rel(prefix, e.rel),
                 Stat::from_file_stat(&e.stat),
@@ -90,7 +93,7 @@ fn add_walked(
             out.push(Change::deleted(rel));
             continue;
         }
-        let kind = if !lowers.is_empty() && lower_exists(lowers, &rel)? {
+        let kind = if !lowers.is_empty() && lower_exists(lowers, &rel, marks)? {
             ChangeKind::Modify
         } else {
             kind
@@ -98,8 +101,7 @@ fn add_walked(
         let is_dir = st.kind == FileKind::Dir;
         let mut change = Change::present(rel, kind, path, st);
         if is_dir {
-            change.opaque =
-                is_opaque_fd(walk.enter().map_err(walk_error)?.dir, unprivileged_marks());
+            change.opaque = is_opaque_fd(walk.enter().map_err(walk_error)?.dir, marks);
         }
         out.push(change);
     }

@@ -98,7 +98,7 @@ pub fn write_layer<W: Write>(
             e.deletion(&rel)?;
             continue;
         }
-        let kind = if !lowers.is_empty() && lower_exists(lowers, &rel)? {
+        let kind = if !lowers.is_empty() && lower_exists(lowers, &rel, opts.owner_records)? {
             ChangeKind::Modify
         } else {
             ChangeKind::Add
