@@ -372,7 +372,8 @@ fn an_unprivileged_import_keeps_root_owners_and_diff_gives_them_back() {
         .join(&id)
         .join("diff");
     let record = |rel: &str| {
-        let v = xattr_of(&diff_dir.join(rel), "user.containers.override_stat");
+        let v = tar_engine::tree::get_xattr(&diff_dir.join(rel), "user.containers.override_stat")
+            .unwrap();
         String::from_utf8(v.unwrap_or_else(|| panic!("{rel} has no record"))).unwrap()
     };
     assert_eq!(record("etc/shadow"), "0:42:0640:file");
@@ -438,16 +439,6 @@ fn an_unprivileged_import_keeps_root_owners_and_diff_gives_them_back() {
         }
         assert_eq!(g, &w, "{name} differs from the imported entry");
     }
-}
-
-/// The xattr `name` of `path` (not following a symlink), read as root.
-fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-h", "-n", name])
-        .arg(path)
-        .output()
-        .ok()?;
-    out.status.success().then_some(out.stdout)
 }
 
 #[test]
