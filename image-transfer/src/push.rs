@@ -265,21 +265,11 @@ impl<W: Write> Write for Chunked<W> {
     }
 }
 
-/// Writes `data` to `path` through a temporary file beside it, synced, renamed over.
+/// Writes `data` to `path` whole or not at all, as the run root's files are written (a
+/// temporary name of its own per call, synced, renamed over, the directory synced).
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let mut part = path.as_os_str().to_owned();
-    part.push(format!(".part-{}", std::process::id()));
-    let part = PathBuf::from(part);
-    let written = (|| {
-        let mut f = File::create(&part)?;
-        f.write_all(data)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&part);
-        return Err(io("write", &part)(e));
-    }
-    std::fs::rename(&part, path).map_err(io("rename into place", path))
+    storage_core::run_root::write_file_atomic(path, data, 0o644)
+        .map_err(|f| io(f.step, f.path)(f.source))
 }
 
 /// Writes the layout at `dir` as the tar `file` (an `oci-archive:`), through a temporary
