@@ -133,15 +133,22 @@ impl Catalog {
             version: 0,
         };
         catalog.configure(false)?;
-        let path = catalog.path.clone();
-        let tx = catalog
+        catalog.migrate()?;
+        Ok(catalog)
+    }
+
+    /// Brings the schema to the current version in one exclusive transaction.
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Exclusive)
             .map_err(|source| sqlite_error(&path, source))?;
-        schema::migrate(&Sql::new(&tx, &path, 0))?;
+        let from = schema::version(&Sql::new(&tx, &path, 0))?;
+        schema::migrate(&Sql::new(&tx, &path, from))?;
         tx.commit().map_err(|source| sqlite_error(&path, source))?;
-        catalog.version = schema::VERSION;
-        Ok(catalog)
+        self.version = schema::VERSION;
+        Ok(())
     }
 
     /// Opens (creating and migrating) the catalog database at `path`.
@@ -159,15 +166,7 @@ impl Catalog {
             catalog.version = schema::VERSION;
             return Ok(catalog);
         }
-        let path = catalog.path.clone();
-        let tx = catalog
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(|source| sqlite_error(&path, source))?;
-        let from = schema::version(&Sql::new(&tx, &path, 0))?;
-        schema::migrate(&Sql::new(&tx, &path, from))?;
-        tx.commit().map_err(|source| sqlite_error(&path, source))?;
-        catalog.version = schema::VERSION;
+        catalog.migrate()?;
         Ok(catalog)
     }
 
