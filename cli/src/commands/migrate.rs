@@ -99,15 +99,9 @@ async fn mounted_layers(from: &Path, from_run: Option<&Path>) -> Result<HashSet<
                 ids.insert(id);
             }
         }
-        let table =
-            std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
         let layers_dir = std::fs::canonicalize(&from).unwrap_or(from).join("overlay");
-        for line in table.lines() {
-            let Some(point) = line.split(' ').nth(4) else {
-                continue;
-            };
-            let point = PathBuf::from(point.replace("\\040", " "));
-            if let Ok(rest) = point.strip_prefix(&layers_dir)
+        for mount in mounts::mountinfo::read()? {
+            if let Ok(rest) = mount.mount_point.strip_prefix(&layers_dir)
                 && rest.file_name().is_some_and(|n| n == "merged")
                 && let Some(id) = rest.parent().and_then(|p| p.to_str())
             {
