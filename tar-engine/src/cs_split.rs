@@ -10,12 +10,12 @@
 //! written, checking every file's size and CRC-64; only if all match is it written.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use storage_core::{IoContext, Op, Result};
 
-use crate::split::{PassResult, check_then_write, open_in};
+use crate::split::{PassResult, check_then_write, copy_checked};
 
 /// Writes the tar recorded in containers-storage's tar-split file `split` with file
 /// contents from the tree `root`; `None` (nothing written) when the tree no longer holds
@@ -84,31 +84,17 @@ fn replay(op: &Op, root: &File, split: &Path, out: &mut dyn Write) -> PassResult
                 if size == 0 {
                     continue;
                 }
-                let shown = String::from_utf8_lossy(&name).into_owned();
-                let mut file = match open_in(root, &name) {
-                    Ok(f) => f,
-                    Err(e) => return Ok(Err(format!("{shown}: {e}"))),
-                };
-                let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-                if len != size {
-                    return Ok(Err(format!("{shown} is {len} bytes, was {size}")));
-                }
                 let mut crc = !0u64;
-                let mut left = size;
-                while left > 0 {
-                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = file
-                        .read(&mut buf[..want])
-                        .ctx(|| format!("read {shown} of the layer"))?;
-                    if n == 0 {
-                        return Ok(Err(format!("{shown} shrank while it was read")));
-                    }
-                    crc = crc64_update(&table, crc, &buf[..n]);
-                    out.write_all(&buf[..n]).ctx(wctx)?;
-                    left -= n as u64;
+                let copied = copy_checked(root, &name, size, &mut buf, out, |data| {
+                    crc = crc64_update(&table, crc, data);
+                })?;
+                if let Err(why) = copied {
+                    return Ok(Err(why));
                 }
-                let crc = !crc;
-                if payload.len() == 8 && payload[..] != crc.to_be_bytes()[..] {
+                // containers-storage records a CRC-64 of 8 bytes; anything else cannot
+                // vouch for the content.
+                if payload[..] != (!crc).to_be_bytes()[..] {
+                    let shown = String::from_utf8_lossy(&name);
                     return Ok(Err(format!("{shown} has other content")));
                 }
                 total += size;
@@ -211,6 +197,11 @@ mod tests {
     fn split_for(dir: &Path, content: &[u8]) -> std::path::PathBuf {
         let t = crc64_iso_table();
         let crc = !crc64_update(&t, !0, content);
+        split_with(dir, content, &crc.to_be_bytes())
+    }
+
+    /// [`split_for`] with the file's checksum payload as given.
+    fn split_with(dir: &Path, content: &[u8], crc: &[u8]) -> std::path::PathBuf {
         let lines = format!(
             "{{\"type\":2,\"payload\":\"{}\",\"position\":0}}\n\
              {{\"type\":1,\"name\":\"./dir/\",\"payload\":null,\"position\":1}}\n\
@@ -218,7 +209,7 @@ mod tests {
              {{\"type\":2,\"payload\":\"{}\",\"position\":3}}\n",
             base64(b"HEADER"),
             content.len(),
-            base64(&crc.to_be_bytes()),
+            base64(crc),
             base64(b"PADDING")
         );
         let path = dir.join("layer.tar-split.gz");
@@ -257,6 +248,21 @@ mod tests {
             reassemble_cs(&op, &tree, &split, &mut Vec::new()).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_checksum_that_is_not_a_crc64_vouches_for_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("diff");
+        std::fs::create_dir_all(tree.join("dir")).unwrap();
+        std::fs::write(tree.join("dir/f"), b"hello").unwrap();
+        let op = Op::new("test");
+        for payload in [&b""[..], b"\x01\x02\x03\x04"] {
+            let split = split_with(tmp.path(), b"hello", payload);
+            let mut out = Vec::new();
+            assert_eq!(reassemble_cs(&op, &tree, &split, &mut out).unwrap(), None);
+            assert!(out.is_empty());
+        }
     }
 
     #[test]

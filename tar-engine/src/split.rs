@@ -649,6 +649,44 @@ pub(crate) fn check_then_write(
     Ok(Some(written))
 }
 
+/// Copies the regular file `path` of the tree at `root` to `out` through `buf`, handing
+/// every piece to `seen` (a checksum) on the way. The inner `Err` says why the tree does
+/// not hold what was recorded: the file is missing, is not `size` bytes, or shrank while
+/// it was read.
+pub(crate) fn copy_checked(
+    root: &File,
+    path: &[u8],
+    size: u64,
+    buf: &mut [u8],
+    out: &mut dyn Write,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<std::result::Result<(), String>> {
+    let shown = String::from_utf8_lossy(path);
+    let mut file = match open_in(root, path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(format!("{shown}: {e}"))),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    if len != size {
+        return Ok(Err(format!("{shown} is {len} bytes, was {size}")));
+    }
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = file
+            .read(&mut buf[..want])
+            .ctx(|| format!("read {shown} of the layer"))?;
+        if n == 0 {
+            return Ok(Err(format!("{shown} shrank while it was read")));
+        }
+        seen(&buf[..n]);
+        out.write_all(&buf[..n])
+            .ctx(|| "write the reassembled tar".to_string())?;
+        left -= n as u64;
+    }
+    Ok(Ok(()))
+}
+
 /// Writes the recorded stream to `out`, checking every file's size and CRC-32 and, with
 /// `whole`, the sha256 of everything written; the inner `Err` says why the tree or the
 /// result does not match the records.
@@ -675,33 +713,18 @@ fn replay(
                 total += bytes.len() as u64;
             }
             Item::Record(Record::File { path, size, crc }) => {
-                let shown = String::from_utf8_lossy(&path).into_owned();
-                let mut file = match open_in(root, &path) {
-                    Ok(f) => f,
-                    Err(e) => return Ok(Err(format!("{shown}: {e}"))),
-                };
-                let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-                if len != size {
-                    return Ok(Err(format!("{shown} is {len} bytes, was {size}")));
-                }
                 let mut sum = crc32fast::Hasher::new();
-                let mut left = size;
-                while left > 0 {
-                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = file
-                        .read(&mut buf[..want])
-                        .ctx(|| format!("read {shown} of the layer"))?;
-                    if n == 0 {
-                        return Ok(Err(format!("{shown} shrank while it was read")));
-                    }
-                    sum.update(&buf[..n]);
+                let copied = copy_checked(root, &path, size, &mut buf, out, |data| {
+                    sum.update(data);
                     if let Some(h) = &mut hasher {
-                        h.update(&buf[..n]);
+                        h.update(data);
                     }
-                    out.write_all(&buf[..n]).ctx(wctx)?;
-                    left -= n as u64;
+                })?;
+                if let Err(why) = copied {
+                    return Ok(Err(why));
                 }
                 if sum.finalize() != crc {
+                    let shown = String::from_utf8_lossy(&path);
                     return Ok(Err(format!("{shown} has other content")));
                 }
                 total += size;
