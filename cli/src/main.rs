@@ -191,6 +191,7 @@ async fn run(flags: Flags, name: String) -> Result<()> {
                 id: id.as_deref(),
                 parent: parent.as_deref(),
                 names,
+                tar_digest: None,
             };
             layers::import(&ctx, &op, new, sum.clone(), &file).await
         }

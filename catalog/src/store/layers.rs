@@ -64,6 +64,10 @@ pub struct LayerSpec<'a> {
     pub parent: Option<&'a str>,
     /// Names for it.
     pub names: &'a [String],
+    /// `sha256:<hex>` its uncompressed tar must have (an image config's `diff_id`): an
+    /// import whose tar differs fails with `DigestMismatch` and is never completed, so no
+    /// other content ever holds the id chosen for this tar.
+    pub tar_digest: Option<&'a str>,
 }
 
 impl Store {
@@ -263,9 +267,9 @@ impl Store {
         expected_digest: Option<String>,
     ) -> Result<(LayerRecord, ApplyReport)> {
         let spec = LayerSpec {
-            id: None,
             parent,
             names,
+            ..LayerSpec::default()
         };
         self.import_layer_as(op, spec, tar, expected_digest).await
     }
@@ -309,6 +313,16 @@ impl Store {
             Ok(r) => r,
             Err(e) => return Err(self.abandon_layer(op, &layer.id, e).await),
         };
+        if let Some(expected) = spec.tar_digest
+            && report.tar_digest.as_deref() != Some(expected)
+        {
+            let mismatch = Error::DigestMismatch {
+                object: format!("the tar of layer {}", layer.id),
+                expected: expected.to_owned(),
+                actual: report.tar_digest.clone().unwrap_or_default(),
+            };
+            return Err(self.abandon_layer(op, &layer.id, mismatch).await);
+        }
         let digests = LayerDigests::of(&report);
         let record = self.finish_layer(op, layer, digests, also).await?;
         Ok((record, report))

@@ -204,6 +204,9 @@ async fn copy_layer(ctx: &Context, op: &Op, src: &CsStore, layer: &CsLayer) -> R
         id: Some(&layer.id),
         parent: layer.parent.as_deref(),
         names: &layer.names,
+        // The tar arrives uncompressed: `expected` (its diff-digest) is checked as what
+        // was received.
+        tar_digest: None,
     };
     let (_, report) = ctx
         .store

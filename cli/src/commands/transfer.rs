@@ -209,23 +209,22 @@ async fn import(
                 id: id.as_deref(),
                 parent,
                 names: &[],
+                tar_digest: Some(&blob.diff_id),
             },
             Box::new(reader),
             Some(blob.digest.clone()),
         )
         .await;
     done(bar);
-    let (layer, report) = result.with_context(|| format!("{what}: blob {}", blob.digest))?;
+    // A tar other than the config's diff_id fails the import before the layer is
+    // completed (`LayerSpec::tar_digest`).
+    let (layer, report) = result.with_context(|| {
+        format!(
+            "{what}: blob {} (the config's diff_id {})",
+            blob.digest, blob.diff_id
+        )
+    })?;
     crate::commands::layers::warn_lost(&format!("{what}: blob {}", blob.digest), &report);
-    if layer.uncompressed_digest.as_deref() != Some(blob.diff_id.as_str()) {
-        let actual = layer.uncompressed_digest.clone().unwrap_or_default();
-        ctx.store.delete_layer(op, &layer.id).await?;
-        bail!(
-            "{what}: blob {} holds a tar of digest {actual}, but the config's diff_id is {}",
-            blob.digest,
-            blob.diff_id
-        );
-    }
     Ok(layer.id)
 }
 
