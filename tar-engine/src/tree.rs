@@ -176,10 +176,16 @@ pub fn is_opaque(path: &Path, unprivileged: bool) -> Result<bool> {
 /// True when the open overlay upper/diff directory `dir` is marked opaque
 /// ([`opaque_marks`]).
 pub fn is_opaque_fd(dir: BorrowedFd<'_>, unprivileged: bool) -> bool {
-    opaque_marks(unprivileged).iter().any(|name| {
-        let mut v = [0u8; 2];
-        matches!(rustix::fs::fgetxattr(dir, *name, &mut v[..]), Ok(1) if v[0] == b'y')
-    })
+    opaque_marks(unprivileged)
+        .iter()
+        .any(|name| flag_set(dir, name))
+}
+
+/// Whether the open `dir` carries the xattr `name` with the value `y`, as overlay's
+/// marks are set.
+fn flag_set(dir: BorrowedFd<'_>, name: &str) -> bool {
+    let mut v = [0u8; 2];
+    matches!(rustix::fs::fgetxattr(dir, name, &mut v[..]), Ok(1) if v[0] == b'y')
 }
 
 /// True when `name` in the directory `dir` is one of the marks fuse-overlayfs leaves in a
@@ -191,11 +197,7 @@ pub fn is_fuse_overlayfs_mark(dir: BorrowedFd<'_>, name: &[u8], unprivileged: bo
     if !unprivileged || (name != b".wh..wh..opq" && name != b".wh..opq") {
         return false;
     }
-    let mut v = [0u8; 2];
-    matches!(
-        rustix::fs::fgetxattr(dir, crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR, &mut v[..]),
-        Ok(1) if v[0] == b'y'
-    )
+    flag_set(dir, crate::entry::FUSE_OVERLAYFS_OPAQUE_XATTR)
 }
 
 /// Starts a walk of the stored tree `root`, limited to paths of
