@@ -565,10 +565,13 @@ fn migrate_waits_while_containers_storage_holds_its_layers_lock_needs_root() {
     .spawn()
     .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        migrate.try_wait().unwrap().is_none(),
-        "migrate finished while containers-storage held its layers lock"
-    );
+    if migrate.try_wait().unwrap().is_some() {
+        let out = migrate.wait_with_output().unwrap();
+        panic!(
+            "migrate finished while containers-storage held its layers lock: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(
         listing.try_wait().unwrap().is_none(),
         "a listing with it as additional store finished while its layers lock was held"

@@ -55,6 +55,27 @@ pub struct Catalog {
     version: i64,
 }
 
+/// An exclusive `flock` on the directory of a catalog being set up (made, switched to
+/// WAL mode, or migrated), released on drop: one process sets a catalog up at a time.
+struct SetupTurn {
+    _dir: std::fs::File,
+}
+
+impl SetupTurn {
+    /// Waits for and takes the turn of the catalog at `db`.
+    fn take(db: &Path) -> Result<Self> {
+        let dir = match db.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let file = std::fs::File::open(dir)
+            .map_err(|e| Error::io_path("open the catalog's directory", dir, e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io_path("lock the catalog's directory", dir, e))?;
+        Ok(SetupTurn { _dir: file })
+    }
+}
+
 /// A path outside the database whose removal a crash may have interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRemoval {
@@ -132,7 +153,7 @@ impl Catalog {
             path: label.to_owned(),
             version: 0,
         };
-        catalog.configure(false)?;
+        catalog.configure()?;
         catalog.migrate()?;
         Ok(catalog)
     }
@@ -152,6 +173,13 @@ impl Catalog {
     }
 
     /// Opens (creating and migrating) the catalog database at `path`.
+    ///
+    /// The common case, a catalog in WAL mode at the current schema, is two reads and
+    /// takes no lock: every process start would otherwise queue behind the writers.
+    /// Anything else (a new file, an older schema) is set right under an exclusive `flock`
+    /// on the catalog's directory, so that processes opening a new store at once take
+    /// turns: SQLite answers "database is locked" at once, without waiting, to one of two
+    /// connections that both try to switch a new database to WAL mode.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|source| sqlite_error(path, source))?;
         let mut catalog = Catalog {
@@ -159,15 +187,31 @@ impl Catalog {
             path: path.to_owned(),
             version: 0,
         };
-        catalog.configure(true)?;
-        // The common case, a current schema, needs no write lock: every process start
-        // would otherwise queue behind the writers.
-        if catalog.read(schema::version)? == schema::VERSION {
+        catalog.configure()?;
+        if catalog.is_current()? {
+            catalog.set_synchronous()?;
             catalog.version = schema::VERSION;
             return Ok(catalog);
         }
+        let _turn = SetupTurn::take(path)?;
+        catalog.set_wal()?;
+        catalog.set_synchronous()?;
         catalog.migrate()?;
         Ok(catalog)
+    }
+
+    /// Whether the catalog is in WAL mode at the current schema. A new file, still being
+    /// set up by another process, is not (the answer is "no", not an error).
+    fn is_current(&self) -> Result<bool> {
+        let current = self.read(|sql| {
+            let mode: Option<String> = sql.row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            Ok(mode.is_some_and(|m| m.eq_ignore_ascii_case("wal"))
+                && schema::version(sql)? == schema::VERSION)
+        });
+        match current {
+            Err(e) if sql::is_busy(&e) => Ok(false),
+            other => other,
+        }
     }
 
     /// Opens an existing catalog read-only (an additional store): no schema change, no
@@ -183,7 +227,7 @@ impl Catalog {
             path: path.to_owned(),
             version: 0,
         };
-        catalog.configure(false)?;
+        catalog.configure()?;
         let version = catalog.read(schema::version)?;
         catalog.version = version;
         if !(schema::OLDEST_READABLE..=schema::VERSION).contains(&version) {
@@ -199,17 +243,25 @@ impl Catalog {
         Ok(catalog)
     }
 
-    fn configure(&self, writable: bool) -> Result<()> {
+    /// Switches the database to WAL mode (a write: under [`SetupTurn`] for a file catalog).
+    fn set_wal(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|source| sqlite_error(&self.path, source))
+    }
+
+    /// A commit in WAL mode syncs at checkpoints only: durable against a crash of the
+    /// process, and consistent after one of the machine.
+    fn set_synchronous(&self) -> Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|source| sqlite_error(&self.path, source))
+    }
+
+    /// What every connection sets: the busy timeout, foreign keys, and the memory map.
+    fn configure(&self) -> Result<()> {
         let err = |source| sqlite_error(&self.path, source);
         self.conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        if writable {
-            self.conn
-                .pragma_update(None, "journal_mode", "WAL")
-                .map_err(err)?;
-            self.conn
-                .pragma_update(None, "synchronous", "NORMAL")
-                .map_err(err)?;
-        }
         self.conn
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
@@ -310,4 +362,37 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn many_openers_of_a_new_store_at_once_all_open_it() {
+        const OPENERS: usize = 6;
+        for round in 0..40 {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join(format!("store-{round}"));
+            let start = Arc::new(Barrier::new(OPENERS));
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    let (root, start) = (root.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Catalog::open_in(&root).map(|c| c.version)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().unwrap();
+                assert_eq!(
+                    opened.as_ref().ok(),
+                    Some(&schema::VERSION),
+                    "round {round}: {opened:?}"
+                );
+            }
+        }
+    }
 }

@@ -50,6 +50,14 @@ impl std::fmt::Display for SqliteCause {
 
 impl std::error::Error for SqliteCause {}
 
+/// Whether `e` is SQLite's "database is locked" (`SQLITE_BUSY`) on a catalog.
+pub(crate) fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Catalog { source, .. }
+    if source.downcast_ref::<SqliteCause>().is_some_and(|c| {
+        c.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+    }))
+}
+
 /// A connection inside one transaction, with errors that name the database.
 pub struct Sql<'c> {
     conn: &'c Connection,
