@@ -126,7 +126,7 @@ pub struct LoopSetup {
 /// with `EBUSY` when the device was taken meanwhile; both descriptors stay the caller's
 /// (the kernel holds its own reference to the backing file).
 pub fn loop_configure(
-    device: BorrowedFd<'_>,
+    device: &impl AsRawFd,
     backing: BorrowedFd<'_>,
     setup: LoopSetup,
 ) -> io::Result<()> {
@@ -157,8 +157,8 @@ pub fn loop_configure(
         reserved: [0; 8],
     };
     // SAFETY: LOOP_CONFIGURE reads one `struct loop_config`, which `config` is (its size
-    // is asserted above) and which outlives the call; both descriptors are borrowed, so
-    // they stay open for it.
+    // is asserted above) and which outlives the call; the device and the backing file are
+    // borrowed, so both descriptors stay open for it.
     #[allow(unsafe_code)]
     let r = unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE as _, &config) };
     if r == 0 {
@@ -196,8 +196,83 @@ mod tests {
     fn configuring_what_is_not_a_loop_device_is_refused_by_the_kernel() {
         let device = tempfile::tempfile().unwrap();
         let backing = tempfile::tempfile().unwrap();
-        let err =
-            loop_configure(device.as_fd(), backing.as_fd(), LoopSetup::default()).unwrap_err();
+        let err = loop_configure(&device, backing.as_fd(), LoopSetup::default()).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
+    }
+
+    /// What sysfs says of loop device `name` (`loop3`): `/sys/block/<name>/<key>`.
+    fn sysfs(name: &str, key: &str) -> String {
+        std::fs::read_to_string(format!("/sys/block/{name}/{key}"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_loop_device_configured_in_one_call_shows_the_file_from_its_offset_for_its_size_read_only_needs_root_loop()
+     {
+        use std::io::{Read, Seek};
+        use testkit::Requirement::{Path as DevPath, Root};
+        if !testkit::require(
+            "a_loop_device_configured_in_one_call_shows_the_file_from_its_offset_for_its_size_read_only_needs_root_loop",
+            &[Root, DevPath("/dev/loop-control")],
+        ) {
+            return;
+        }
+        // 64 KiB of numbered 512-byte blocks; the device starts at block 16 and shows 32.
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for block in 0u8..128 {
+            file.write_all(&[block; 512]).unwrap();
+        }
+        let backing = std::fs::File::open(file.path()).unwrap();
+        let control = loopdev::LoopControl::open().unwrap();
+        let setup = LoopSetup {
+            offset: 16 * 512,
+            size_limit: 32 * 512,
+            read_only: true,
+        };
+        let device = loop {
+            let device = control.next_free().unwrap();
+            match loop_configure(&device, backing.as_fd(), setup) {
+                // Taken by another process between next_free and configure.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                configured => break configured.map(|()| device).unwrap(),
+            }
+        };
+        let path = device.path().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let seen = (
+            sysfs(&name, "loop/backing_file"),
+            sysfs(&name, "loop/offset"),
+            sysfs(&name, "loop/sizelimit"),
+            sysfs(&name, "ro"),
+            sysfs(&name, "size"),
+        );
+        let mut contents = Vec::new();
+        let mut reader = std::fs::File::open(&path).unwrap();
+        reader.rewind().unwrap();
+        reader.read_to_end(&mut contents).unwrap();
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut w| w.write_all(&[0xff; 512]).and_then(|()| w.sync_all()));
+        drop(reader);
+        device.detach().unwrap();
+        assert_eq!(
+            seen,
+            (
+                file.path().display().to_string(),
+                "8192".to_owned(),
+                "16384".to_owned(),
+                "1".to_owned(),
+                "32".to_owned()
+            )
+        );
+        let expected: Vec<u8> = (16u8..48).flat_map(|b| [b; 512]).collect();
+        assert!(
+            contents == expected,
+            "the device does not show blocks 16 to 47"
+        );
+        assert!(written.is_err(), "a read-only device took a write");
     }
 }

@@ -3,6 +3,7 @@
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use loopdev::{LoopControl, LoopDevice};
@@ -14,6 +15,10 @@ const EINVAL: i32 = 22;
 const ENOTTY: i32 = 25;
 /// How long a detach waits for the kernel to let go of the loop device.
 const DETACH_WAIT: Duration = Duration::from_secs(10);
+/// Whether this kernel has `LOOP_CONFIGURE`: true until a loop device refuses it, then
+/// false for the rest of the process, so an older kernel costs one refused ioctl, not one
+/// per attach.
+static ONE_CALL: AtomicBool = AtomicBool::new(true);
 
 /// Attaches `file` from `offset` for `size` bytes to a free loop device.
 ///
@@ -39,7 +44,7 @@ pub(crate) fn attach(
         size_limit: size,
         read_only,
     };
-    let mut configure = true;
+    let mut configure = ONE_CALL.load(Ordering::Relaxed);
     let mut attempt = 0;
     loop {
         let dev = control
@@ -49,11 +54,7 @@ pub(crate) fn attach(
             .path()
             .ok_or_else(|| Error::new(ErrorKind::Io, "loop device has no path").with_path(file))?;
         let attached = if configure {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .and_then(|d| syscalls::loop_configure(d.as_fd(), backing.as_fd(), setup))
+            syscalls::loop_configure(&dev, backing.as_fd(), setup)
         } else {
             dev.with()
                 .offset(offset)
@@ -66,6 +67,7 @@ pub(crate) fn attach(
             // A kernel without LOOP_CONFIGURE: the two-step way, on the same device.
             Err(e) if configure && matches!(e.raw_os_error(), Some(ENOTTY) | Some(EINVAL)) => {
                 configure = false;
+                ONE_CALL.store(false, Ordering::Relaxed);
             }
             // Another process took the device between next_free and attach.
             Err(e) if e.raw_os_error() == Some(EBUSY) && attempt < 16 => attempt += 1,
