@@ -35,7 +35,7 @@ use crate::entry::{
     missing_link_target, unsafe_entry,
 };
 use crate::ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Time, ingest};
-use crate::override_stat::{OverrideKind, OverrideStat};
+use crate::override_stat::{OverrideKind, OverrideStat, RecordOn};
 use crate::tree::join_rel;
 use storage_core::FilterSpec;
 use storage_core::Op;
@@ -306,7 +306,9 @@ impl EntrySink for DirWriter<'_> {
                 // containers-storage writes it: root's, 0755, unless an earlier apply
                 // left one.
                 let root = self.root.dir(b"")?;
-                if OverrideStat::get(root.as_fd(), &self.root.display(b""))?.is_none() {
+                if OverrideStat::get(RecordOn::Open(root.as_fd()), None, &self.root.display(b""))?
+                    .is_none()
+                {
                     OverrideStat {
                         uid: 0,
                         gid: 0,
@@ -643,7 +645,7 @@ impl<'a> DirWriter<'a> {
                 Err(e) => return Err(e),
             };
             let shown = self.root.display(&rel);
-            if OverrideStat::get(dir.as_fd(), &shown)?.is_some() {
+            if OverrideStat::get(RecordOn::Open(dir.as_fd()), None, &shown)?.is_some() {
                 continue;
             }
             let st = nix::sys::stat::fstat(dir.as_fd()).ctx(|| format!("stat {shown}"))?;

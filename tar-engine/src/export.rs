@@ -25,7 +25,7 @@ use tar::EntryType;
 
 use crate::changes::lower_exists;
 use crate::entry::{OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::override_stat::OverrideStat;
+use crate::override_stat::{OverrideStat, RecordOn};
 use crate::tree::{is_fuse_overlayfs_mark, is_opaque_fd, read_xattrs, read_xattrs_fd, walk_error};
 use storage_core::FilterSpec;
 use storage_core::Op;
@@ -151,9 +151,10 @@ trait EntrySource {
     fn xattrs(&self, open: Option<&File>) -> Result<Vec<(String, Vec<u8>)>>;
     /// A symlink's target.
     fn read_link(&self) -> Result<Vec<u8>>;
-    /// The owner, mode and type recorded on a file or directory, read through `open` when
-    /// the file is already open.
-    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>>;
+    /// The owner, mode and type recorded on a file or directory whose real owner is
+    /// `owner`, read through `open` when the file is already open.
+    fn override_stat(&self, open: Option<&File>, owner: (u32, u32))
+    -> Result<Option<OverrideStat>>;
 }
 
 /// Names an entry in messages, building its path only when a message is written.
@@ -187,11 +188,16 @@ impl EntrySource for PathSource<'_> {
         Ok(target.into_os_string().into_vec())
     }
 
-    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>> {
-        match open {
-            Some(f) => OverrideStat::get(f.as_fd(), &self.0.display()),
-            None => OverrideStat::get_at(self.0),
-        }
+    fn override_stat(
+        &self,
+        open: Option<&File>,
+        owner: (u32, u32),
+    ) -> Result<Option<OverrideStat>> {
+        let on = match open {
+            Some(f) => RecordOn::Open(f.as_fd()),
+            None => RecordOn::Path(self.0),
+        };
+        OverrideStat::get(on, Some(owner), &self.0.display())
     }
 }
 
@@ -235,10 +241,14 @@ impl EntrySource for AtSource<'_> {
         Ok(target.into_vec())
     }
 
-    fn override_stat(&self, open: Option<&File>) -> Result<Option<OverrideStat>> {
+    fn override_stat(
+        &self,
+        open: Option<&File>,
+        owner: (u32, u32),
+    ) -> Result<Option<OverrideStat>> {
         match open.map(AsFd::as_fd).or(self.open_dir) {
-            Some(fd) => OverrideStat::get(fd, &Described(self)),
-            None => OverrideStat::get_at(&self.path()),
+            Some(fd) => OverrideStat::get(RecordOn::Open(fd), Some(owner), &Described(self)),
+            None => OverrideStat::get(RecordOn::Path(&self.path()), Some(owner), &Described(self)),
         }
     }
 }
@@ -292,7 +302,7 @@ impl<'a, W: Write> Emitter<'a, W> {
         };
         let recorded = match st.kind {
             FileKind::File | FileKind::Dir if self.opts.owner_records => {
-                src.override_stat(file.as_ref())?
+                src.override_stat(file.as_ref(), (st.uid, st.gid))?
             }
             _ => None,
         };

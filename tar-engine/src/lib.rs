@@ -73,7 +73,7 @@ pub use export::{TarWriter, write_changes, write_layer};
 pub use ingest::{Entry, EntrySink, IngestOptions, Kind, Meta, Segment, Time, ingest};
 pub use input::{TarInput, read_tar};
 pub use override_stat::{
-    FUSE_OVERLAYFS_STAT_XATTR, OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat,
+    FUSE_OVERLAYFS_STAT_XATTR, OVERRIDE_STAT_XATTR, OverrideKind, OverrideStat, RecordOn,
 };
 pub use split::{reassemble, write_layer_exact};
 pub use storage_core::archive::changes_size;

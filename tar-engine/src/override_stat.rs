@@ -198,53 +198,56 @@ impl OverrideStat {
         Ok(())
     }
 
-    /// Reads the record of the open entry `fd` (which of fuse-overlayfs's and
-    /// containers-storage's: [`FUSE_OVERLAYFS_STAT_XATTR`]), `None` when it has none.
-    pub fn get(fd: BorrowedFd<'_>, path: &dyn fmt::Display) -> Result<Option<OverrideStat>> {
-        let get = |name: &str| read_one(|buf| rustix::fs::fgetxattr(fd, name, buf), name, path);
-        let real = || {
-            rustix::fs::fstat(fd)
-                .map(|st| (st.st_uid, st.st_gid))
+    /// Reads the record of `entry` (which of fuse-overlayfs's and containers-storage's:
+    /// [`FUSE_OVERLAYFS_STAT_XATTR`]), `None` when it has none. `owner` is the entry's real
+    /// `(uid, gid)` when the caller has stat'ed it already; otherwise the entry is stat'ed,
+    /// only when it carries both records. `path` names it in errors.
+    pub fn get(
+        entry: RecordOn<'_>,
+        owner: Option<(u32, u32)>,
+        path: &dyn fmt::Display,
+    ) -> Result<Option<OverrideStat>> {
+        let read = |name: &str| -> Result<Option<OverrideStat>> {
+            let value = match entry {
+                RecordOn::Open(fd) => crate::tree::get_xattr_with(
+                    &|name: &str, buf: &mut [u8]| rustix::fs::fgetxattr(fd, name, buf),
+                    name,
+                    path,
+                ),
+                RecordOn::Path(p) => crate::tree::get_xattr_with(
+                    &|name: &str, buf: &mut [u8]| rustix::fs::lgetxattr(p, name, buf),
+                    name,
+                    path,
+                ),
+            }?;
+            value.map(|v| OverrideStat::parse(&v, path)).transpose()
+        };
+        let real = || -> Result<(u32, u32)> {
+            if let Some(owner) = owner {
+                return Ok(owner);
+            }
+            let st = match entry {
+                RecordOn::Open(fd) => rustix::fs::fstat(fd),
+                RecordOn::Path(p) => rustix::fs::lstat(p),
+            };
+            st.map(|st| (st.st_uid, st.st_gid))
                 .map_err(|e| Error::io(format!("stat {path}"), e))
         };
         choose(
-            get(FUSE_OVERLAYFS_STAT_XATTR)?,
-            get(OVERRIDE_STAT_XATTR)?,
-            real,
-        )
-    }
-
-    /// Reads the record of the entry at `path` without following a symlink (a symlink
-    /// has none), as [`OverrideStat::get`]; `None` when it has none.
-    pub fn get_at(path: &std::path::Path) -> Result<Option<OverrideStat>> {
-        let shown = path.display();
-        let get = |name: &str| read_one(|buf| rustix::fs::lgetxattr(path, name, buf), name, &shown);
-        let real = || {
-            rustix::fs::lstat(path)
-                .map(|st| (st.st_uid, st.st_gid))
-                .map_err(|e| Error::io(format!("stat {shown}"), e))
-        };
-        choose(
-            get(FUSE_OVERLAYFS_STAT_XATTR)?,
-            get(OVERRIDE_STAT_XATTR)?,
+            read(FUSE_OVERLAYFS_STAT_XATTR)?,
+            read(OVERRIDE_STAT_XATTR)?,
             real,
         )
     }
 }
 
-/// One record read through `get` (which fills a buffer as `*getxattr` does), `None`
-/// when the entry has none under `name`.
-fn read_one(
-    get: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
-    name: &str,
-    path: &dyn fmt::Display,
-) -> Result<Option<OverrideStat>> {
-    let mut buf = [0u8; 128];
-    match get(&mut buf[..]) {
-        Ok(n) => OverrideStat::parse(&buf[..n], path).map(Some),
-        Err(rustix::io::Errno::NODATA) | Err(rustix::io::Errno::NOTSUP) => Ok(None),
-        Err(e) => Err(Error::io(format!("read {name} of {path}"), e)),
-    }
+/// Where [`OverrideStat::get`] reads a record.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordOn<'a> {
+    /// An open file or directory.
+    Open(BorrowedFd<'a>),
+    /// The entry at a path, not followed if it is a symlink (which has no record).
+    Path(&'a std::path::Path),
 }
 
 /// Which record stands, of fuse-overlayfs's and containers-storage's (see

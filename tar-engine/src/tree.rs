@@ -126,7 +126,7 @@ pub fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// One xattr's value through `get` (see [`collect_xattrs`]), `None` when absent.
-fn get_xattr_with(
+pub(crate) fn get_xattr_with(
     get: &impl Fn(&str, &mut [u8]) -> rustix::io::Result<usize>,
     name: &str,
     what: &dyn fmt::Display,

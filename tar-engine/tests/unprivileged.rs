@@ -14,7 +14,7 @@ use storage_core::Op;
 use storage_core::archive::ExportOptions;
 use tar_engine::split::{FILE_NAME, write_layer_exact};
 use tar_engine::{
-    ApplyOptions, OVERRIDE_STAT_XATTR, OverrideStat, Ownership, WhiteoutMode, apply_tar,
+    ApplyOptions, OVERRIDE_STAT_XATTR, OverrideStat, Ownership, RecordOn, WhiteoutMode, apply_tar,
     write_layer,
 };
 
@@ -143,7 +143,7 @@ fn seen(tar: &[u8]) -> Seen {
 }
 
 fn record(path: &Path) -> String {
-    OverrideStat::get_at(path)
+    OverrideStat::get(RecordOn::Path(path), None, &path.display())
         .unwrap()
         .unwrap_or_else(|| panic!("{} has no record", path.display()))
         .to_string()
@@ -343,7 +343,11 @@ fn an_archives_own_record_never_enters() {
     opts.ownership = Ownership::Caller;
     opts.sync = false;
     apply_tar(&Op::new("test"), &tree, &input[..], &opts).unwrap();
-    assert!(OverrideStat::get_at(&tree.join("f")).unwrap().is_none());
+    assert!(
+        OverrideStat::get(RecordOn::Path(&tree.join("f")), None, &"f")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
