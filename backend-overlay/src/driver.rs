@@ -283,9 +283,27 @@ impl Inner {
         Ok(self.parent_of(id)?.as_deref() == from)
     }
 
-    /// Native changes: the diff directory read against the lower diff directories.
-    fn native_changes(&self, id: &str) -> Result<Vec<Change>> {
-        tar_engine::layer_changes(&self.layout.found_diff(id), &self.layout.lower_diffs(id)?)
+    /// `id`'s changes over `from`, read from the diff directories without a mount, when
+    /// `from` is in `id`'s chain (its parent, any other ancestor) or is nothing (the whole
+    /// tree); `None` when `from` is some other layer. The diff directories above `from`
+    /// are merged as overlayfs would merge them, over `from`'s own stack.
+    fn stacked_changes(&self, id: &str, from: Option<&str>) -> Result<Option<Vec<Change>>> {
+        let links = self.layout.lower_links(id)?;
+        let cut = match from {
+            None => links.len(),
+            Some(from) => {
+                let link = self.layout.link_of(from)?;
+                match links.iter().position(|l| *l == link) {
+                    Some(at) => at,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let (above, below) = links.split_at(cut);
+        let mut uppers = vec![self.layout.found_diff(id)];
+        uppers.extend(above.iter().map(|l| self.layout.link_path(l)));
+        let lowers: Vec<PathBuf> = below.iter().map(|l| self.layout.link_path(l)).collect();
+        tar_engine::stack_changes(&uppers, &lowers).map(Some)
     }
 }
 
@@ -309,8 +327,8 @@ fn with_mounted_changes<T>(
 }
 
 /// The changes of `id` over `from`, handed to `use_changes` while the trees they point
-/// into are readable: read natively from `diff/` when `from` is the parent, through
-/// read-only mounts otherwise.
+/// into are readable: read from the diff directories when `from` is in `id`'s chain or
+/// nothing, through read-only mounts of both layers otherwise.
 fn with_changes<T>(
     inner: &Inner,
     id: &str,
@@ -318,10 +336,9 @@ fn with_changes<T>(
     use_changes: impl FnOnce(Vec<Change>) -> Result<T>,
 ) -> Result<T> {
     inner.require_found(id)?;
-    if inner.native(id, from)? {
-        use_changes(inner.native_changes(id)?)
-    } else {
-        with_mounted_changes(inner, id, from, use_changes)
+    match inner.stacked_changes(id, from)? {
+        Some(changes) => use_changes(changes),
+        None => with_mounted_changes(inner, id, from, use_changes),
     }
 }
 
@@ -407,8 +424,8 @@ impl BlockingDriver for OverlayDriver {
                 }
                 tar_engine::write_layer_exact(&op, &own, &lowers, &split, &opts, pipe).map(drop)
             } else {
-                // The changes point into the mounts, which stay up while data is read.
-                with_mounted_changes(&inner, &id, from.as_deref(), |changes| {
+                // From the diff directories, or from mounts that stay up while data is read.
+                with_changes(&inner, &id, from.as_deref(), |changes| {
                     tar_engine::write_changes(&op, &changes, &opts, pipe).map(drop)
                 })
             }

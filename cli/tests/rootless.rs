@@ -584,6 +584,73 @@ fn an_unprivileged_user_mounts_the_layercheck_chain_through_fuse_overlayfs() {
     );
 }
 
+#[test]
+fn an_unprivileged_diff_from_the_parent_or_another_ancestor_gives_the_layer_with_its_owners() {
+    if !rootless_requirements(
+        "an_unprivileged_diff_from_the_parent_or_another_ancestor_gives_the_layer_with_its_owners",
+        false,
+    ) {
+        return;
+    }
+    let store = UserStore::new("strata-rootless-ancestor-");
+    let data = Layercheck::generate();
+    chown_tree(data.dir());
+    let mut ids: Vec<String> = Vec::new();
+    for k in 1..=3 {
+        let tar = data.chain_layer(k);
+        let mut args = vec!["import-layer"];
+        if let Some(p) = ids.last() {
+            args.extend(["--parent", p.as_str()]);
+        }
+        args.push(tar.to_str().unwrap());
+        let (id, _) = store.ok(&args);
+        ids.push(id);
+    }
+    // Read from the diff directories: nothing is mounted, and nothing needs to be.
+    for (from, args) in [
+        (1, vec!["diff", "--from", &ids[0], &ids[2]]),
+        (2, vec!["diff", &ids[2]]),
+    ] {
+        let out = store.cmd(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?} as uid {UID}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Applied as root over the ancestor's tree, with the owners the tar says.
+        let tree = tempfile::tempdir().unwrap();
+        let opts = tar_engine::ApplyOptions {
+            sync: false,
+            ..tar_engine::ApplyOptions::new(tar_engine::WhiteoutMode::Delete)
+        };
+        let op = storage_core::Op::new("rootless-ancestor");
+        for k in 1..=from {
+            let below = std::fs::File::open(data.chain_layer(k)).unwrap();
+            tar_engine::apply_tar(&op, tree.path(), below, &opts).unwrap();
+        }
+        tar_engine::apply_tar(&op, tree.path(), out.stdout.as_slice(), &opts).unwrap();
+        let text = match Layercheck::compare(&data.expected(), tree.path(), 3, &[]) {
+            Ok(text) | Err(text) => text,
+        };
+        let unexplained: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.ends_with(" differ") && !l.contains(" matched"))
+            .filter(|l| !known_loss(l))
+            .collect();
+        assert!(
+            unexplained.is_empty(),
+            "strata {args:?}, applied, differs from layer 3:\n{}",
+            unexplained.join("\n")
+        );
+        assert!(text.contains(" matched"), "{text}");
+    }
+    assert!(
+        store.mounted_here().is_empty(),
+        "{:?}",
+        store.mounted_here()
+    );
+}
+
 /// A python3 the test user can run: the system's (root's `PATH` may lead to one in a
 /// directory only root can enter).
 fn user_python() -> &'static str {

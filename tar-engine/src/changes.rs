@@ -60,6 +60,146 @@ pub fn layer_changes(diff: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     Ok(out)
 }
 
+/// The changes that the overlay diff directories `uppers` (topmost first) make together
+/// over the overlay of `lowers` (topmost first), read from the directories without
+/// mounting anything: what a layer changed since any ancestor (the layers in between are
+/// `uppers`, the ancestor's stack `lowers`), or, with no lowers, a layer's whole tree.
+///
+/// The uppers are merged as overlayfs merges them: the topmost entry of a path stands; a
+/// whiteout, a non-directory or an opaque directory hides what the uppers below hold
+/// there. A directory whose merge stops that way hides the lowers too: its change is
+/// opaque. A whiteout that stands is a deletion when the lowers show the path; entries
+/// the lowers show are modifies, the rest adds. As in [`layer_changes`], every entry an
+/// upper holds is listed, changed or not.
+pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    if let [only] = uppers {
+        return layer_changes(only, lowers);
+    }
+    let marks = unprivileged_marks();
+    let mut out = Vec::new();
+    // The uppers' roots are directories, possibly named through symlinks (an overlay
+    // store's short links); an opaque one hides the uppers below it.
+    let mut roots = Vec::new();
+    for upper in uppers {
+        let dir = std::fs::File::open(upper)
+            .map_err(|e| storage_core::Error::io_path("open", upper, e))?;
+        roots.push(upper.clone());
+        if is_opaque_fd(std::os::fd::AsFd::as_fd(&dir), marks) {
+            break;
+        }
+    }
+    let mut levels = vec![MergedLevel::open(Vec::new(), roots, marks)?];
+    while let Some(level) = levels.last_mut() {
+        let Some((name, top)) = level.entries.pop() else {
+            levels.pop();
+            continue;
+        };
+        let rel = join_rel(&level.rel, &name);
+        if rel.len() > MAX_PATH {
+            let path = child(&level.dirs[top.at], &name);
+            return Err(crate::tree::too_long(
+                &uppers[0].display(),
+                &path,
+                rel.len(),
+            ));
+        }
+        let st = top.stat;
+        if st.kind == FileKind::Socket {
+            continue;
+        }
+        let in_lowers = !lowers.is_empty() && lower_exists(lowers, &rel, marks)?;
+        if st.is_whiteout() {
+            if in_lowers {
+                out.push(Change::deleted(rel));
+            }
+            continue;
+        }
+        let kind = if in_lowers {
+            ChangeKind::Modify
+        } else {
+            ChangeKind::Add
+        };
+        let path = child(&level.dirs[top.at], &name);
+        let mut change = Change::present(rel.clone(), kind, path, st);
+        if change
+            .stat
+            .as_ref()
+            .is_some_and(|st| st.kind == FileKind::Dir)
+        {
+            // The same directory in the uppers below the one that stands, down to
+            // whatever hides the rest.
+            let below = level.dirs[top.at..].iter().map(|d| child(d, &name));
+            let (dirs, hides) = merged_dirs(below, marks)?;
+            change.opaque = hides;
+            out.push(change);
+            levels.push(MergedLevel::open(rel, dirs, marks)?);
+        } else {
+            out.push(change);
+        }
+    }
+    Ok(out)
+}
+
+/// The directories that merge into one overlay directory, from `candidates` (the same
+/// path in each upper, topmost first): a missing one is passed over; anything else that is
+/// not a directory (a whiteout, a file), or an opaque directory (kept), ends the merge.
+/// Returns the directories and whether the merge ended so, hiding whatever lies below.
+fn merged_dirs(
+    candidates: impl Iterator<Item = PathBuf>,
+    marks: bool,
+) -> Result<(Vec<PathBuf>, bool)> {
+    let mut dirs = Vec::new();
+    for candidate in candidates {
+        match try_lstat(&candidate)? {
+            None => continue,
+            Some(st) if st.kind != FileKind::Dir => return Ok((dirs, true)),
+            Some(_) => {}
+        }
+        let opaque = is_opaque(&candidate, marks)?;
+        dirs.push(candidate);
+        if opaque {
+            return Ok((dirs, true));
+        }
+    }
+    Ok((dirs, false))
+}
+
+/// The topmost entry of one name in a merged directory.
+struct Topmost {
+    /// Its metadata.
+    stat: Stat,
+    /// Which of the level's directories holds it.
+    at: usize,
+}
+
+/// A directory merged from several uppers, as [`stack_changes`] goes through it.
+struct MergedLevel {
+    rel: Vec<u8>,
+    /// The directories merged, topmost first.
+    dirs: Vec<PathBuf>,
+    /// The merged entries left, sorted so that the next is last.
+    entries: Vec<(Vec<u8>, Topmost)>,
+}
+
+impl MergedLevel {
+    fn open(rel: Vec<u8>, dirs: Vec<PathBuf>, marks: bool) -> Result<Self> {
+        let mut merged: std::collections::BTreeMap<Vec<u8>, Topmost> = Default::default();
+        for (at, dir) in dirs.iter().enumerate() {
+            let open = std::fs::File::open(dir)
+                .map_err(|e| storage_core::Error::io_path("open", dir, e))?;
+            for (name, stat) in sorted_entries(dir)? {
+                if is_fuse_overlayfs_mark(std::os::fd::AsFd::as_fd(&open), &name, marks) {
+                    continue;
+                }
+                merged.entry(name).or_insert(Topmost { stat, at });
+            }
+        }
+        let mut entries: Vec<_> = merged.into_iter().collect();
+        entries.reverse();
+        Ok(MergedLevel { rel, dirs, entries })
+    }
+}
+
 /// Lists the tree below `root` (whose path in the listing is `prefix`), iteratively, in
 /// sorted depth-first order: whiteouts as deletions, entries the `lowers` show as
 /// modifies, the rest as `kind`.

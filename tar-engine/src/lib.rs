@@ -66,7 +66,7 @@ pub mod split;
 pub mod tree;
 
 pub use apply::{ApplyOptions, Ownership, WhiteoutMode, apply_tar};
-pub use changes::{compare_trees, layer_changes};
+pub use changes::{compare_trees, layer_changes, stack_changes};
 pub use copy::copy_tree;
 pub use entry::Written;
 pub use export::{TarWriter, write_changes, write_layer};

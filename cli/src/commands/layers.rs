@@ -247,7 +247,11 @@ pub async fn diff(
         data: !no_data,
         ..ExportOptions::default()
     };
-    let stream: ArchiveStream = ctx.store.diff(op, id, from, &opts).await?;
+    let stream: ArchiveStream = ctx
+        .store
+        .diff(op, id, from, &opts)
+        .await
+        .with_context(|| format!("diff layer {id}"))?;
     let written = match (to.file, to.gzip) {
         (None, false) => write_stream(stream).await,
         (file, gzip) => write_stream_to(stream, file.map(Path::new), gzip).await,
