@@ -25,7 +25,7 @@
 //! same code as one that is a strata store; its big-data items point at the files in
 //! the graph root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -210,6 +210,8 @@ pub struct CsStore {
     pub images: Vec<CsImage>,
     /// Every container.
     pub containers: Vec<CsContainer>,
+    /// Where each layer is in `layers`, by id.
+    index: HashMap<String, usize>,
     _locks: Vec<SharedLock>,
 }
 
@@ -255,13 +257,24 @@ impl CsStore {
             None => Vec::new(),
         };
         let layers = parents_first(root, all.into_iter().filter(|l| !l.incomplete()).collect())?;
+        let index = layers
+            .iter()
+            .enumerate()
+            .map(|(at, l)| (l.id.clone(), at))
+            .collect();
         Ok(CsStore {
             root: root.to_owned(),
             layers,
             images,
             containers,
+            index,
             _locks: locks,
         })
+    }
+
+    /// The complete layer `id`.
+    pub fn layer(&self, id: &str) -> Option<&CsLayer> {
+        self.index.get(id).map(|&at| &self.layers[at])
     }
 
     /// The graph root.
@@ -366,7 +379,12 @@ impl CsStore {
                 i.metadata.as_deref().unwrap_or(""),
                 i.digest.as_deref(),
             )?;
-            set_created(sql, "images", &i.id, i.created.as_deref())?;
+            crate::db::set_created(
+                sql,
+                ObjectKind::Image,
+                &i.id,
+                created_seconds(i.created.as_deref()),
+            )?;
             images::set_names_history(sql, &i.id, &i.names_history)?;
             self.load_big_data(sql, ObjectKind::Image, &i.id, &i.big_data)?;
         }
@@ -379,7 +397,12 @@ impl CsStore {
                 &c.names,
                 c.metadata.as_deref().unwrap_or(""),
             )?;
-            set_created(sql, "containers", &c.id, c.created.as_deref())?;
+            crate::db::set_created(
+                sql,
+                ObjectKind::Container,
+                &c.id,
+                created_seconds(c.created.as_deref()),
+            )?;
             self.load_big_data(sql, ObjectKind::Container, &c.id, &c.big_data)?;
         }
         Ok(())
@@ -427,14 +450,6 @@ impl CsStore {
         }
         Ok(())
     }
-}
-
-fn set_created(sql: &Sql<'_>, table: &str, id: &str, created: Option<&str>) -> Result<()> {
-    sql.exec(
-        &format!("UPDATE {table} SET created = ?2 WHERE id = ?1"),
-        rusqlite::params![id, created_seconds(created)],
-    )?;
-    Ok(())
 }
 
 /// Orders layers so that every parent comes before its children; a parent that is not

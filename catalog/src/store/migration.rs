@@ -64,22 +64,8 @@ impl Store {
     /// Sets the creation time (seconds since the epoch) of an image or container of this
     /// store.
     pub async fn set_created(&self, kind: ObjectKind, id: &str, created: i64) -> Result<()> {
-        let table = match kind {
-            ObjectKind::Image => "images",
-            ObjectKind::Container => "containers",
-            _ => "layers",
-        };
         let id = id.to_owned();
-        self.write(move |sql| {
-            let n = sql.exec(
-                &format!("UPDATE {table} SET created = ?2 WHERE id = ?1"),
-                rusqlite::params![id, created],
-            )?;
-            if n == 0 {
-                return Err(storage_core::Error::NotFound { kind, id });
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |sql| crate::db::set_created(sql, kind, &id, created))
+            .await
     }
 }

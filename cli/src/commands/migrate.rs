@@ -134,11 +134,7 @@ fn lower_diffs(src: &CsStore, parent: Option<&str>) -> Vec<PathBuf> {
     let mut next = parent.map(str::to_owned);
     while let Some(p) = next {
         out.push(src.layer_diff(&p));
-        next = src
-            .layers
-            .iter()
-            .find(|l| l.id == p)
-            .and_then(|l| l.parent.clone());
+        next = src.layer(&p).and_then(|l| l.parent.clone());
     }
     out
 }
@@ -385,7 +381,7 @@ async fn copy_container(ctx: &Context, op: &Op, src: &CsStore, c: &CsContainer) 
         ctx.store
             .set_created(ObjectKind::Container, &c.id, UNFINISHED)
             .await?;
-        let Some(layer) = src.layers.iter().find(|l| l.id == c.layer) else {
+        let Some(layer) = src.layer(&c.layer) else {
             bail!(
                 "container {}'s layer {} is not in the source",
                 c.id,
