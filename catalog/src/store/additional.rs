@@ -120,6 +120,20 @@ impl Store {
         Ok(all)
     }
 
+    /// The first answer `f` gives on an additional store's catalog, in the order the
+    /// stores were given, with that store's root; `None` when every store answers `None`.
+    async fn first_foreign<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Catalog) -> Result<Option<T>> + Clone + Send + 'static,
+    ) -> Result<Option<(PathBuf, T)>> {
+        for s in &self.additional {
+            if let Some(found) = s.read(f.clone()).await? {
+                return Ok(Some((s.root.clone(), found)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Runs `f` on the catalog of the first additional store that has an object named
     /// `key` (an image, then a layer: an additional store lends no containers), with the
     /// object's kind and id. `None` when none has it.
@@ -128,25 +142,20 @@ impl Store {
         key: &str,
         f: impl Fn(&Catalog, ObjectKind, &str) -> Result<T> + Clone + Send + 'static,
     ) -> Result<Option<(ObjectKind, String, T)>> {
-        for s in &self.additional {
-            let (k, f) = (key.to_owned(), f.clone());
-            let found = s
-                .read(move |c| {
-                    for kind in [ObjectKind::Image, ObjectKind::Layer] {
-                        match c.resolve(kind, &k) {
-                            Ok(id) => return f(c, kind, &id).map(|v| Some((kind, id, v))),
-                            Err(e) if missing(&e) => {}
-                            Err(e) => return Err(e),
-                        }
+        let key = key.to_owned();
+        let found = self
+            .first_foreign(move |c| {
+                for kind in [ObjectKind::Image, ObjectKind::Layer] {
+                    match c.resolve(kind, &key) {
+                        Ok(id) => return f(c, kind, &id).map(|v| Some((kind, id, v))),
+                        Err(e) if missing(&e) => {}
+                        Err(e) => return Err(e),
                     }
-                    Ok(None)
-                })
-                .await?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+                }
+                Ok(None)
+            })
+            .await?;
+        Ok(found.map(|(_, found)| found))
     }
 
     /// A big-data item of an image or layer of an additional store, with the path of its
@@ -158,28 +167,21 @@ impl Store {
         owner: &str,
         key: Option<&str>,
     ) -> Result<Option<(PathBuf, Vec<BigDataInfo>)>> {
-        for s in &self.additional {
-            let (o, k) = (owner.to_owned(), key.map(str::to_owned));
-            let found = s
-                .read(move |c| {
-                    c.read(|sql| {
-                        let id = match crate::db::names::resolve(sql, kind, &o) {
-                            Ok(id) => id,
-                            Err(e) if missing(&e) => return Ok(None),
-                            Err(e) => return Err(e),
-                        };
-                        match k {
-                            Some(k) => Ok(big_data::get(sql, kind, &id, &k)?.map(|i| vec![i])),
-                            None => big_data::list(sql, kind, &id).map(Some),
-                        }
-                    })
-                })
-                .await?;
-            if let Some(items) = found {
-                return Ok(Some((s.root.clone(), items)));
-            }
-        }
-        Ok(None)
+        let (owner, key) = (owner.to_owned(), key.map(str::to_owned));
+        self.first_foreign(move |c| {
+            c.read(|sql| {
+                let id = match crate::db::names::resolve(sql, kind, &owner) {
+                    Ok(id) => id,
+                    Err(e) if missing(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                match &key {
+                    Some(k) => Ok(big_data::get(sql, kind, &id, k)?.map(|i| vec![i])),
+                    None => big_data::list(sql, kind, &id).map(Some),
+                }
+            })
+        })
+        .await
     }
 
     /// The error for a change asked of an object of an additional store.
