@@ -209,10 +209,9 @@ pub struct Splitter<R> {
     out: SplitWriter,
     state: State,
     block: Vec<u8>,
-    /// What the PAX header and GNU long name before the current header said.
-    pax_path: Option<Vec<u8>>,
-    pax_size: Option<u64>,
-    pax_sparse: bool,
+    /// The records of the PAX header and the GNU long name read before the current
+    /// header, for the entry they describe.
+    pax: Option<Vec<u8>>,
     long_name: Option<Vec<u8>>,
     /// The payload that follows an old GNU sparse header's extension blocks.
     after_extension: Option<(u64, u64)>,
@@ -228,9 +227,7 @@ impl<R: Read> Splitter<R> {
             out,
             state: State::Header,
             block: Vec::with_capacity(BLOCK),
-            pax_path: None,
-            pax_size: None,
-            pax_sparse: false,
+            pax: None,
             long_name: None,
             after_extension: None,
             failed: None,
@@ -326,27 +323,48 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Reads a header block (already recorded raw) and sets up its payload.
+    ///
+    /// Headers are read as `tar::Archive` reads them for the import, so that a file is
+    /// recorded under the path it was written to: a GNU long name, GNU long link or PAX
+    /// header in a ustar or GNU header describes the entry after it; the long name wins
+    /// over a PAX `path`; a PAX `size` replaces the header's.
     fn header(&mut self, block: &[u8]) {
         if block.iter().all(|&b| b == 0) {
             self.state = State::Trailer;
             return;
         }
-        let kind = block[156];
-        let mut size = numeric(&block[124..136]);
-        let meta = matches!(kind, b'x' | b'g' | b'L' | b'K');
-        if !meta && let Some(s) = self.pax_size {
+        let header = tar::Header::from_byte_slice(block);
+        let kind = header.entry_type();
+        let extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        // A size the import cannot read fails it; the records then go unused.
+        let mut size = header.entry_size().unwrap_or(0);
+        if !extension && let Some(s) = self.pax.as_deref().and_then(pax_size) {
             size = s;
         }
         let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
-        let how = match kind {
-            b'x' | b'L' => Payload::Meta(kind, Vec::new()),
-            b'g' | b'K' => Payload::Raw,
-            b'0' | 0 | b'7' => {
-                let name = self.name(block);
+        let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
+        let how = if recognized && (kind.is_gnu_longname() || kind.is_pax_local_extensions()) {
+            Payload::Meta(kind.as_byte(), Vec::new())
+        } else if recognized && kind.is_gnu_longlink() {
+            Payload::Raw
+        } else {
+            // The entry itself, which uses up what was said before it.
+            let (long, pax) = (self.long_name.take(), self.pax.take());
+            if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended()) {
+                self.after_extension = Some((size, pad));
+                self.state = State::SparseExtension;
+                return;
+            }
+            if kind.is_file() || kind == tar::EntryType::Continuous {
+                let name = long
+                    .or_else(|| pax.as_deref().and_then(pax_path).map(<[u8]>::to_vec))
+                    .unwrap_or_else(|| header.path_bytes().into_owned());
                 let path = normalize(&name);
                 let base = path.rsplit(|&b| b == b'/').next().unwrap_or(&[]);
-                let sparse = std::mem::take(&mut self.pax_sparse);
-                self.pax_size = None;
+                let sparse = pax.as_deref().is_some_and(pax_sparse);
                 if sparse || size == 0 || path.is_empty() || base.starts_with(b".wh.") {
                     Payload::Raw
                 } else {
@@ -356,16 +374,7 @@ impl<R: Read> Splitter<R> {
                         crc: crc32fast::Hasher::new(),
                     }
                 }
-            }
-            _ => {
-                self.name(block);
-                self.pax_sparse = false;
-                self.pax_size = None;
-                if kind == b'S' && block[482] != 0 {
-                    self.after_extension = Some((size, pad));
-                    self.state = State::SparseExtension;
-                    return;
-                }
+            } else {
                 Payload::Raw
             }
         };
@@ -375,24 +384,6 @@ impl<R: Read> Splitter<R> {
             how,
         };
         self.settle();
-    }
-
-    /// The name the current header gives its entry, taking what PAX and GNU long names
-    /// said before it.
-    fn name(&mut self, block: &[u8]) -> Vec<u8> {
-        let pax = self.pax_path.take();
-        let long = self.long_name.take();
-        if let Some(name) = pax.or(long) {
-            return name;
-        }
-        let name = cstr(&block[..100]);
-        if &block[257..263] == b"ustar\0" {
-            let prefix = cstr(&block[345..500]);
-            if !prefix.is_empty() {
-                return [prefix, b"/", name].concat();
-            }
-        }
-        name.to_vec()
     }
 
     /// Ends a payload that is all read: a PAX header or long name is remembered for the
@@ -405,27 +396,48 @@ impl<R: Read> Splitter<R> {
             return;
         };
         if let State::Payload {
-            how: Payload::Meta(kind, data),
+            how: Payload::Meta(kind, mut data),
             ..
         } = std::mem::replace(&mut self.state, State::Header)
         {
             if kind == b'L' {
-                self.long_name = Some(cstr(&data).to_vec());
-            } else {
-                for (key, value) in pax_records(&data) {
-                    match key {
-                        b"path" => self.pax_path = Some(value.to_vec()),
-                        b"size" => {
-                            self.pax_size =
-                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                        }
-                        k if k.starts_with(b"GNU.sparse.") => self.pax_sparse = true,
-                        _ => {}
-                    }
+                // As `tar` takes it: without one trailing NUL.
+                if data.last() == Some(&0) {
+                    data.pop();
                 }
+                self.long_name = Some(data);
+            } else {
+                self.pax = Some(data);
             }
         }
     }
+}
+
+/// A PAX header's `path`, as `tar` takes it: the first well-formed record of it.
+fn pax_path(pax: &[u8]) -> Option<&[u8]> {
+    tar::PaxExtensions::new(pax)
+        .filter_map(|r| r.ok())
+        .find(|r| r.key_bytes() == b"path")
+        .map(|r| r.value_bytes())
+}
+
+/// A PAX header's `size`, as `tar` takes it: the first record of it, unless a malformed
+/// record comes first.
+fn pax_size(pax: &[u8]) -> Option<u64> {
+    for record in tar::PaxExtensions::new(pax) {
+        let record = record.ok()?;
+        if record.key_bytes() == b"size" {
+            return std::str::from_utf8(record.value_bytes()).ok()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Whether a PAX header describes a sparse file (`GNU.sparse.*`), whose data is kept raw.
+fn pax_sparse(pax: &[u8]) -> bool {
+    tar::PaxExtensions::new(pax)
+        .filter_map(|r| r.ok())
+        .any(|r| r.key_bytes().starts_with(b"GNU.sparse."))
 }
 
 impl<R: Read> Read for Splitter<R> {
@@ -438,47 +450,6 @@ impl<R: Read> Read for Splitter<R> {
         }
         Ok(n)
     }
-}
-
-/// The bytes of a NUL-terminated field.
-fn cstr(field: &[u8]) -> &[u8] {
-    field.split(|&b| b == 0).next().unwrap_or(&[])
-}
-
-/// A numeric header field: octal, or base-256 when its first byte has the high bit set.
-fn numeric(field: &[u8]) -> u64 {
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        return field[1..]
-            .iter()
-            .fold(u64::from(field[0] & 0x7f), |n, &b| (n << 8) | u64::from(b));
-    }
-    cstr(field)
-        .iter()
-        .filter(|b| (b'0'..=b'7').contains(b))
-        .fold(0u64, |n, &b| {
-            n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
-        })
-}
-
-/// The `key=value` records of a PAX header (`LEN key=value\n`); a malformed one ends the
-/// list (the entry stream refuses such an archive anyway).
-fn pax_records(mut data: &[u8]) -> Vec<(&[u8], &[u8])> {
-    let mut out = Vec::new();
-    while let Some(space) = data.iter().position(|&b| b == b' ') {
-        let Some(len) = std::str::from_utf8(&data[..space])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .filter(|&l| l > space + 1 && l <= data.len())
-        else {
-            break;
-        };
-        let record = &data[space + 1..len - 1];
-        if let Some(eq) = record.iter().position(|&b| b == b'=') {
-            out.push((&record[..eq], &record[eq + 1..]));
-        }
-        data = &data[len..];
-    }
-    out
 }
 
 /// Reads the records of a tar-split file.

@@ -138,6 +138,14 @@ fn gnu_tar_archives_come_back_byte_for_byte() {
         gnu_tar(&src, args, &out);
         assert_same_bytes(&out);
     }
+    // ustar keeps a path past 100 bytes split between its prefix and name fields.
+    let (dir, src) = source_dir();
+    let split_path = src.join("p".repeat(90)).join("q".repeat(40));
+    std::fs::create_dir_all(&split_path).unwrap();
+    std::fs::write(split_path.join("r".repeat(90)), b"prefixed\n").unwrap();
+    let out = dir.path().join("ustar.tar");
+    gnu_tar(&src, &["--format=ustar"], &out);
+    assert_same_bytes(&out);
 }
 
 #[test]
@@ -275,4 +283,55 @@ fn a_failed_import_leaves_no_tar_split() {
     let whole = std::fs::read(&archive).unwrap();
     assert!(apply_tar(&Op::new("test"), &tree, &whole[..], &opts).is_err());
     assert!(!split.exists());
+}
+
+/// One header block and its data, padded to whole blocks.
+fn entry(mut header: tar::Header, kind: tar::EntryType, path: &str, data: &[u8]) -> Vec<u8> {
+    header.set_entry_type(kind);
+    header.set_path(path).unwrap();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_600_000_000);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(512), 0);
+    out
+}
+
+#[test]
+fn a_gnu_long_name_wins_over_a_pax_path_as_the_import_reads_them() {
+    // A PAX path and a GNU long name both before one file: `tar` (the import's reader)
+    // takes the long name, and so must the record that finds the file again.
+    let pax = b"19 path=pax-name.t\n";
+    let mut archive = entry(
+        tar::Header::new_ustar(),
+        tar::EntryType::XHeader,
+        "PaxHeaders/f",
+        pax,
+    );
+    archive.extend(entry(
+        tar::Header::new_gnu(),
+        tar::EntryType::GNULongName,
+        "././@LongLink",
+        b"long-name.t\0",
+    ));
+    archive.extend(entry(
+        tar::Header::new_gnu(),
+        tar::EntryType::Regular,
+        "short",
+        b"hello",
+    ));
+    archive.extend([0u8; 1024]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.tar");
+    std::fs::write(&path, &archive).unwrap();
+    let (store, _) = import(&path);
+    assert_eq!(
+        std::fs::read(store.path().join("diff/long-name.t")).unwrap(),
+        b"hello"
+    );
+    assert_same_bytes(&path);
 }
