@@ -499,3 +499,38 @@ async fn an_overlay_store_has_no_layer_disks_for_a_vm() {
     assert!(matches!(e, Error::Unsupported { .. }), "{e}");
     assert!(e.to_string().contains(&l.id), "{e}");
 }
+
+#[tokio::test]
+async fn a_containers_storage_layers_big_data_item_gets_its_digest_when_asked() {
+    // containers-storage records no size or digest for a layer's items; the store reads
+    // the size from the file on open and hashes the item only when asked for its digest.
+    let cs = tempfile::tempdir().unwrap();
+    let id = "a".repeat(64);
+    let layers = format!(r#"[{{"id":"{id}","names":["base"],"big-data-names":["toc"]}}]"#);
+    std::fs::create_dir_all(cs.path().join("overlay-layers").join(&id)).unwrap();
+    std::fs::write(cs.path().join("overlay-layers/layers.json"), layers).unwrap();
+    std::fs::write(
+        cs.path().join("overlay-layers").join(&id).join("toc"),
+        b"table",
+    )
+    .unwrap();
+    let f = Fixture::with_additional(&[cs.path().to_owned()]).await;
+    let info = f
+        .store
+        .big_data_info(ObjectKind::Layer, "base", "toc")
+        .await
+        .unwrap();
+    assert_eq!(info.size, 5);
+    // sha256 of "table".
+    assert_eq!(
+        info.digest,
+        "sha256:0d4fc4a78d3706edccafb665a8b2fdd9309e82c78625bb0f2b8e7bb9e1c4d21c"
+    );
+    assert_eq!(
+        f.store
+            .big_data(ObjectKind::Layer, "base", "toc")
+            .await
+            .unwrap(),
+        b"table"
+    );
+}

@@ -15,7 +15,8 @@ pub struct BigDataInfo {
     pub key: String,
     /// Its length in bytes.
     pub size: u64,
-    /// `sha256:<hex>` of its bytes.
+    /// `sha256:<hex>` of its bytes. Empty for an item of a containers-storage layer,
+    /// which records none: the store works it out when it is asked for.
     pub digest: String,
     /// The file holding it, relative to the store root.
     #[serde(skip)]

@@ -50,7 +50,19 @@ impl Store {
         owner: &str,
         key: &str,
     ) -> Result<BigDataInfo> {
-        Ok(self.locate_big_data(kind, owner, key).await?.1)
+        let (root, mut item) = self.locate_big_data(kind, owner, key).await?;
+        if item.digest.is_empty() {
+            // Not recorded (a containers-storage layer's item): hashed now.
+            let (path, key) = (root.join(&item.file), key.to_owned());
+            item.digest = tokio::task::spawn_blocking(move || {
+                let data = std::fs::read(&path)
+                    .ctx(|| format!("read big-data item {key:?} from {}", path.display()))?;
+                Ok::<_, Error>(format!("sha256:{}", hex::encode(Sha256::digest(&data))))
+            })
+            .await
+            .map_err(join_error)??;
+        }
+        Ok(item)
     }
 
     /// One item and the root of the store (this one, or an additional one) holding it.
