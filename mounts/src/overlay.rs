@@ -99,6 +99,27 @@ fn fail(target: &Path, f: Failed) -> Error {
     )
 }
 
+/// The overlay features the kernel turns on by default, per its module's parameters,
+/// that make an upper directory something other than the plain diff strata reads it as
+/// (change lists, diffs, commits): with `redirect_dir` a renamed directory is an xattr
+/// pointing into a lower, and with `metacopy` a chown or chmod copies up metadata only,
+/// leaving the upper file without its data. A mount with an upper turns each of them off
+/// (renaming a lower directory then fails with `EXDEV`, and tools copy instead).
+fn upper_options() -> Vec<(&'static str, &'static str)> {
+    turned_off(|name| {
+        std::fs::read_to_string(Path::new("/sys/module/overlay/parameters").join(name)).ok()
+    })
+}
+
+/// [`upper_options`] for the module parameters `param` reads.
+fn turned_off(param: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, &'static str)> {
+    ["redirect_dir", "metacopy"]
+        .into_iter()
+        .filter(|name| param(name).is_some_and(|v| matches!(v.trim(), "Y" | "y" | "1" | "on")))
+        .map(|name| (name, "off"))
+        .collect()
+}
+
 fn mount_new(stack: &Stack, target: &Path) -> std::result::Result<(), Failed> {
     let fs = FsContext::open("overlay")?;
     for lower in &stack.lowers {
@@ -107,6 +128,9 @@ fn mount_new(stack: &Stack, target: &Path) -> std::result::Result<(), Failed> {
     if let Some((upper, work)) = &stack.upper {
         fs.set("upperdir", upper)?;
         fs.set("workdir", work)?;
+        for (name, value) in upper_options() {
+            fs.set(name, value)?;
+        }
     }
     let what = format!("with {} lowers", stack.lowers.len());
     fs.mount_at(target, stack.upper.is_none(), &what)
@@ -126,6 +150,9 @@ fn legacy_options(stack: &Stack) -> String {
             upper.display(),
             work.display()
         ));
+        for (name, value) in upper_options() {
+            data.push_str(&format!(",{name}={value}"));
+        }
     }
     data
 }
@@ -163,4 +190,29 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
             },
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writable_mount_turns_off_what_the_module_turns_on_and_nothing_else() {
+        let params = |on: &'static [&'static str]| {
+            move |name: &str| Some(if on.contains(&name) { "Y\n" } else { "N\n" }.to_owned())
+        };
+        assert!(turned_off(params(&[])).is_empty());
+        assert_eq!(turned_off(params(&["metacopy"])), [("metacopy", "off")]);
+        assert_eq!(
+            turned_off(params(&["redirect_dir", "metacopy"])),
+            [("redirect_dir", "off"), ("metacopy", "off")]
+        );
+        // A kernel without the parameters has neither feature.
+        assert!(turned_off(|_: &str| None).is_empty());
+        let stack = Stack {
+            lowers: vec![PathBuf::from("/l")],
+            upper: Some((PathBuf::from("/u"), PathBuf::from("/w"))),
+        };
+        assert!(legacy_options(&stack).starts_with("lowerdir=/l,upperdir=/u,workdir=/w"));
+    }
 }
