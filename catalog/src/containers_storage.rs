@@ -379,7 +379,7 @@ impl CsStore {
                 i.metadata.as_deref().unwrap_or(""),
                 i.digest.as_deref(),
             )?;
-            crate::db::set_created(
+            crate::db::names::set_created(
                 sql,
                 ObjectKind::Image,
                 &i.id,
@@ -397,7 +397,7 @@ impl CsStore {
                 &c.names,
                 c.metadata.as_deref().unwrap_or(""),
             )?;
-            crate::db::set_created(
+            crate::db::names::set_created(
                 sql,
                 ObjectKind::Container,
                 &c.id,

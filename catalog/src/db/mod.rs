@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use storage_core::ObjectKind;
 use storage_core::error::{Error, Result};
 
 pub use big_data::BigDataInfo;
@@ -355,27 +354,6 @@ pub fn pending_removals(sql: &Sql<'_>) -> Result<Vec<PendingRemoval>> {
             })
         },
     )
-}
-
-/// Sets the creation time (seconds since the epoch) of layer, image or container `id`;
-/// `NotFound` when there is no such object.
-pub fn set_created(sql: &Sql<'_>, kind: ObjectKind, id: &str, created: i64) -> Result<()> {
-    let table = match kind {
-        ObjectKind::Image => "images",
-        ObjectKind::Container => "containers",
-        _ => "layers",
-    };
-    let n = sql.exec(
-        &format!("UPDATE {table} SET created = ?2 WHERE id = ?1"),
-        rusqlite::params![id, created],
-    )?;
-    if n == 0 {
-        return Err(Error::NotFound {
-            kind,
-            id: id.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 /// Seconds since the epoch, for `created` columns.

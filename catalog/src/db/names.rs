@@ -273,17 +273,34 @@ pub(super) fn drop_all(sql: &Sql<'_>, kind: ObjectKind, id: &str) -> Result<()> 
     Ok(())
 }
 
-/// Reads and writes the metadata string of an object.
+/// Sets the metadata string of an object.
 pub(super) fn set_metadata(
     sql: &Sql<'_>,
     kind: ObjectKind,
     id: &str,
     metadata: &str,
 ) -> Result<()> {
+    set_column(sql, kind, id, "metadata", metadata)
+}
+
+/// Sets the creation time (seconds since the epoch) of layer, image or container `id`;
+/// `NotFound` when there is no such object.
+pub(crate) fn set_created(sql: &Sql<'_>, kind: ObjectKind, id: &str, created: i64) -> Result<()> {
+    set_column(sql, kind, id, "created", created)
+}
+
+/// Sets `column` of object `id` to `value`; `NotFound` when there is no such object.
+fn set_column(
+    sql: &Sql<'_>,
+    kind: ObjectKind,
+    id: &str,
+    column: &str,
+    value: impl rusqlite::ToSql,
+) -> Result<()> {
     let (table, _) = table(kind)?;
     let n = sql.exec(
-        &format!("UPDATE {table} SET metadata = ?2 WHERE id = ?1"),
-        params![id, metadata],
+        &format!("UPDATE {table} SET {column} = ?2 WHERE id = ?1"),
+        params![id, value],
     )?;
     if n == 0 {
         return Err(Error::NotFound {

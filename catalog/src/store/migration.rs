@@ -65,7 +65,7 @@ impl Store {
     /// store.
     pub async fn set_created(&self, kind: ObjectKind, id: &str, created: i64) -> Result<()> {
         let id = id.to_owned();
-        self.write(move |sql| crate::db::set_created(sql, kind, &id, created))
+        self.write(move |sql| crate::db::names::set_created(sql, kind, &id, created))
             .await
     }
 }
