@@ -157,6 +157,58 @@ pub fn run(opts: &Options, report: &mut Report, dir: &str) -> Result<()> {
             ),
         ],
     });
+
+    eprintln!("bench: diff against an ancestor");
+    sh_output(&reset)?;
+    sh_output(&format!("{} pull oci:{layout}:v1 >/dev/null", st(&dir)))?;
+    sh_output(&format!(
+        "skopeo copy -q oci:{layout}:v1 'containers-storage:[overlay@{dir}/cs+{dir}/cs-run]bench:v1'"
+    ))?;
+    // Both list layers and images in containers-storage's JSON: the base is the layer
+    // without a parent, the top the image's `layer`.
+    let base_of = |tool: &str| {
+        sh_output(&format!(
+            "{tool} layers -j | tr '{{' '\\n' | grep '\"id\"' | grep -v '\"parent\"' | cut -d'\"' -f4"
+        ))
+    };
+    let top_of = |tool: &str| {
+        sh_output(&format!(
+            "{tool} images -j | tr ',' '\\n' | grep '\"layer\"' | cut -d'\"' -f4"
+        ))
+    };
+    let (st_base, st_top) = (base_of(&st(&dir))?, top_of(&st(&dir))?);
+    let (cs_base, cs_top) = (base_of(&cs(&dir))?, top_of(&cs(&dir))?);
+    let tar_mb = sh_output(&format!(
+        "{} diff --from {st_base} {st_top} | wc -c",
+        st(&dir)
+    ))?
+    .parse::<u64>()
+    .unwrap_or(0)
+        / 1_000_000;
+    report.table(Table {
+        title: "Diff of an image's top layer against its base layer (disk)".into(),
+        input: format!("The image pulled above, in each store: the changes of layers 2 to 5 over layer 1, {tar_mb} MB of tar. strata reads the four diff directories above the base, merged as overlayfs would merge them, without mounting anything; containers-storage mounts both layers and compares the two trees. Page cache warm."),
+        rows: vec![
+            row(
+                "strata diff --from",
+                "strata diff --from BASE TOP > /dev/null",
+                measure(
+                    opts.runs,
+                    "true",
+                    &format!("{} diff --from {st_base} {st_top} > /dev/null", st(&dir)),
+                ),
+            ),
+            row(
+                "containers-storage diff",
+                "containers-storage diff -u TOP BASE > /dev/null",
+                measure(
+                    opts.runs,
+                    "true",
+                    &format!("{} diff -u {cs_top} {cs_base} > /dev/null", cs(&dir)),
+                ),
+            ),
+        ],
+    });
     sh_output(&reset)?;
     Ok(())
 }
