@@ -6,17 +6,18 @@
 //! - [`compare_trees`]: two plain trees (two mounted layers, or a layer and any ancestor);
 //! - with no lower layers, [`layer_changes`] lists a whole tree as adds.
 
-use std::path::{Path, PathBuf};
-
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 use crate::entry::MAX_PATH;
 use crate::tree::{
     child, is_fuse_overlayfs_mark, is_opaque, is_opaque_fd, join_rel, read_xattrs, sorted_entries,
     try_lstat, walk, walk_error,
 };
-use storage_core::Result;
 use storage_core::archive::{Change, ChangeKind, FileKind, Stat, unprivileged_marks};
+use storage_core::{Error, Result};
 
 /// Whether `rel` is visible in the overlay of `lowers` (topmost first), following overlay
 /// rules: a whiteout or a non-directory on the way hides everything below it, an opaque
@@ -81,10 +82,9 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
     // store's short links); an opaque one hides the uppers below it.
     let mut roots = Vec::new();
     for upper in uppers {
-        let dir = std::fs::File::open(upper)
-            .map_err(|e| storage_core::Error::io_path("open", upper, e))?;
+        let dir = std::fs::File::open(upper).map_err(|e| Error::io_path("open", upper, e))?;
         roots.push(upper.clone());
-        if is_opaque_fd(std::os::fd::AsFd::as_fd(&dir), marks) {
+        if is_opaque_fd(dir.as_fd(), marks) {
             break;
         }
     }
@@ -120,12 +120,9 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
             ChangeKind::Add
         };
         let path = child(&level.dirs[top.at], &name);
+        let is_dir = st.kind == FileKind::Dir;
         let mut change = Change::present(rel.clone(), kind, path, st);
-        if change
-            .stat
-            .as_ref()
-            .is_some_and(|st| st.kind == FileKind::Dir)
-        {
+        if is_dir {
             // The same directory in the uppers below the one that stands, down to
             // whatever hides the rest.
             let below = level.dirs[top.at..].iter().map(|d| child(d, &name));
@@ -183,12 +180,11 @@ struct MergedLevel {
 
 impl MergedLevel {
     fn open(rel: Vec<u8>, dirs: Vec<PathBuf>, marks: bool) -> Result<Self> {
-        let mut merged: std::collections::BTreeMap<Vec<u8>, Topmost> = Default::default();
+        let mut merged: BTreeMap<Vec<u8>, Topmost> = BTreeMap::new();
         for (at, dir) in dirs.iter().enumerate() {
-            let open = std::fs::File::open(dir)
-                .map_err(|e| storage_core::Error::io_path("open", dir, e))?;
+            let open = std::fs::File::open(dir).map_err(|e| Error::io_path("open", dir, e))?;
             for (name, stat) in sorted_entries(dir)? {
-                if is_fuse_overlayfs_mark(std::os::fd::AsFd::as_fd(&open), &name, marks) {
+                if is_fuse_overlayfs_mark(open.as_fd(), &name, marks) {
                     continue;
                 }
                 merged.entry(name).or_insert(Topmost { stat, at });
@@ -381,7 +377,7 @@ fn add_tree(path: &Path, rel: Vec<u8>, st: Stat, out: &mut Vec<Change>) -> Resul
 }
 
 /// The error for a path past [`MAX_PATH`] in a tree below `root`.
-fn too_long(root: &Path, rel: &[u8]) -> storage_core::Error {
+fn too_long(root: &Path, rel: &[u8]) -> Error {
     crate::tree::too_long(&root.display(), &child(root, rel), rel.len())
 }
 
