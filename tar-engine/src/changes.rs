@@ -67,8 +67,8 @@ pub fn layer_changes(diff: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 /// `uppers`, the ancestor's stack `lowers`), or, with no lowers, a layer's whole tree.
 ///
 /// The uppers are merged as overlayfs merges them: the topmost entry of a path stands; a
-/// whiteout, a non-directory or an opaque directory hides what the uppers below hold
-/// there. A directory whose merge stops that way hides the lowers too: its change is
+/// whiteout, a non-directory or an opaque directory (below the root) hides what the
+/// uppers below hold there. A directory whose merge stops that way hides the lowers too: its change is
 /// opaque. A whiteout that stands is a deletion when the lowers show the path; entries
 /// the lowers show are modifies, the rest adds. As in [`layer_changes`], every entry an
 /// upper holds is listed, changed or not.
@@ -78,16 +78,9 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
     }
     let marks = unprivileged_marks();
     let mut out = Vec::new();
-    // The uppers' roots are directories, possibly named through symlinks (an overlay
-    // store's short links); an opaque one hides the uppers below it.
-    let mut roots = Vec::new();
-    for upper in uppers {
-        let dir = std::fs::File::open(upper).map_err(|e| Error::io_path("open", upper, e))?;
-        roots.push(upper.clone());
-        if is_opaque_fd(dir.as_fd(), marks) {
-            break;
-        }
-    }
+    // Every upper's root merges, opaque or not: overlayfs reads no opacity on a layer's
+    // root ("root is always merge"), and neither do `lower_exists` and `layer_changes`.
+    let roots = uppers.to_vec();
     let mut levels = vec![MergedLevel::open(Vec::new(), roots, marks)?];
     while let Some(level) = levels.last_mut() {
         let Some((name, top)) = level.entries.pop() else {

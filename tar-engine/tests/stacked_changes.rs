@@ -124,3 +124,38 @@ fn changes_since_any_ancestor_read_from_the_diff_directories_rebuild_the_layer_n
     }
     assert_eq!(checked, 5);
 }
+
+#[test]
+fn an_opaque_root_in_a_layer_between_hides_nothing_as_in_an_overlay_mount_needs_root() {
+    if !require(
+        "an_opaque_root_in_a_layer_between_hides_nothing_as_in_an_overlay_mount_needs_root",
+        &[Root],
+    ) {
+        return;
+    }
+    // base holds `a`; the middle layer's root is marked opaque (as a tar with
+    // `./.wh..wh..opq` leaves it) and holds `m`; the top holds `t`. overlayfs reads no
+    // opacity on a layer's root, so the layer's tree holds all three.
+    let dir = tempfile::tempdir().unwrap();
+    let layer = |name: &str, file: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join(file), file).unwrap();
+        d
+    };
+    let (base, middle, top) = (layer("base", "a"), layer("middle", "m"), layer("top", "t"));
+    rustix::fs::setxattr(
+        &middle,
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let paths = |changes: &[Change]| -> Vec<String> {
+        listed(changes).into_iter().map(|(p, _)| p).collect()
+    };
+    let whole = stack_changes(&[top.clone(), middle.clone(), base.clone()], &[]).unwrap();
+    assert_eq!(paths(&whole), ["a", "m", "t"]);
+    let over_base = stack_changes(&[top, middle], &[base]).unwrap();
+    assert_eq!(paths(&over_base), ["m", "t"]);
+}
