@@ -273,7 +273,9 @@ impl<R: Read> Splitter<R> {
                         self.out.raw(&block)?;
                         if matches!(self.state, State::Header) {
                             self.header(&block);
-                        } else if block[504] == 0 {
+                        } else if block[504] != 1 {
+                            // The last extension block: `tar` (the import's reader) reads on
+                            // only while its `isextended` byte is exactly 1.
                             let (left, pad) = self.after_extension.take().unwrap_or((0, 0));
                             self.state = State::Payload {
                                 left,
