@@ -159,6 +159,7 @@ impl Inner {
             .and_then(|()| private.create(self.layout.work(id)))
             .and_then(|()| private.create(self.layout.merged(id)))
             .ctx(|| format!("create layer directories in {}", dir.display()))?;
+        mounts::overlay::mark_plain_upper(&self.layout.diff(id))?;
         if !lower.is_empty() {
             write_atomic(&dir.join("lower"), lower.as_bytes())?;
         }

@@ -1,8 +1,10 @@
 //! A container's diff is its data whatever overlay features the kernel turns on by
 //! default: with the module's `metacopy` and `redirect_dir` on, a chown copies up the
 //! file's data too and a renamed directory is copied, so the diff carries the content.
-//! Changes the module's parameters for its duration (restored after), so it is a test
-//! binary of its own: cargo runs test binaries one at a time.
+//! And an upper an earlier strata wrote under those defaults keeps them, so its
+//! metacopy files still open. Changes the module's parameters for its duration (restored
+//! after), so it is a test binary of its own: cargo runs test binaries one at a time, and
+//! its tests take turns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -18,21 +20,24 @@ use testkit::{Requirement, require};
 
 const PARAMS: &str = "/sys/module/overlay/parameters";
 
+/// The tests here change the same module parameters: one at a time.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Sets the overlay module's parameters, and puts back what they were on drop.
 struct Params(Vec<(String, String)>);
 
 impl Params {
     fn set(names: &[&str], value: &str) -> Self {
-        let saved = names
-            .iter()
-            .map(|n| {
-                let path = Path::new(PARAMS).join(n);
-                let was = std::fs::read_to_string(&path).unwrap();
-                std::fs::write(&path, value).unwrap();
-                (n.to_string(), was.trim().to_owned())
-            })
-            .collect();
-        Params(saved)
+        let mut saved = Params(Vec::new());
+        for name in names {
+            let path = Path::new(PARAMS).join(name);
+            let was = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            saved.0.push((name.to_string(), was.trim().to_owned()));
+            std::fs::write(&path, value)
+                .unwrap_or_else(|e| panic!("set {} (this test changes it): {e}", path.display()));
+        }
+        saved
     }
 }
 
@@ -58,6 +63,7 @@ async fn a_containers_diff_keeps_file_data_with_metacopy_and_redirect_dir_on_by_
     ) {
         return;
     }
+    let _turn = TURN.lock().await;
     // metacopy alone (the kernel then turns redirect_dir on with it), and both.
     for on in [&["metacopy"][..], &["redirect_dir", "metacopy"]] {
         let _on = Params::set(on, "Y");
@@ -72,6 +78,86 @@ async fn a_containers_diff_keeps_file_data_with_metacopy_and_redirect_dir_on_by_
             "with {on:?} on, a lower directory was renamed in place"
         );
     }
+}
+
+#[tokio::test]
+async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_open_needs_root() {
+    if !require(
+        "an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_open_needs_root",
+        &[
+            Requirement::Root,
+            Requirement::Command("getfattr"),
+            Requirement::Filesystem("overlay"),
+            Requirement::Path("/sys/module/overlay/parameters/metacopy"),
+            Requirement::Path("/sys/module/overlay/parameters/redirect_dir"),
+        ],
+    ) {
+        return;
+    }
+    let _turn = TURN.lock().await;
+    let _on = Params::set(&["redirect_dir", "metacopy"], "Y");
+    let f = Fixture::new().await;
+    let (s, op) = (&f.store, &f.op);
+    let (l, _) = s
+        .import_layer(op, None, &[], tar_with("d/file", b"precious data\n"), None)
+        .await
+        .unwrap();
+    let image = s
+        .create_image(Some(&l.id), None, &[], "", None)
+        .await
+        .unwrap();
+    let c = s
+        .create_container(op, &image.id, None, &[], "")
+        .await
+        .unwrap();
+    // As an earlier strata left it: no mark, and written under the kernel's defaults (by
+    // a mount without options), where a chown copied up the file's metadata only.
+    let overlay = f.dir.path().join("store/overlay");
+    let layer = overlay.join(&c.layer);
+    std::fs::remove_file(layer.join(mounts::overlay::PLAIN_UPPER_MARK)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        overlay.join(&l.id).join("diff").display(),
+        layer.join("diff").display(),
+        layer.join("work").display()
+    );
+    run(
+        "mount",
+        &["-t", "overlay", "overlay", "-o", &options],
+        scratch.path(),
+    );
+    std::os::unix::fs::chown(scratch.path().join("d/file"), Some(1234), None).unwrap();
+    run("umount", &[], scratch.path());
+    let copied_up = layer.join("diff/d/file");
+    assert!(
+        xattr_names(&copied_up).contains("trusted.overlay.metacopy"),
+        "the kernel copied up metadata only"
+    );
+
+    let merged = s.mount(op, &c.layer, false).await.unwrap();
+    let read = std::fs::read(merged.join("d/file"));
+    s.unmount(op, &c.layer).await.unwrap();
+    assert_eq!(read.unwrap(), b"precious data\n");
+}
+
+fn run(cmd: &str, args: &[&str], target: &Path) {
+    let status = std::process::Command::new(cmd)
+        .args(args)
+        .arg(target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{cmd} {args:?} {}", target.display());
+}
+
+/// The names of `path`'s extended attributes, as `getfattr` lists them.
+fn xattr_names(path: &Path) -> String {
+    let out = std::process::Command::new("getfattr")
+        .args(["-d", "-m", "-", "--absolute-names"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// In a new container: chowns a file of the image (with metacopy, only its metadata would

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use storage_core::{Error, Result};
+use storage_core::{Error, IoContext, Result};
 
 use crate::fs_context::{Failed, FsContext};
 
@@ -62,7 +62,9 @@ impl MountApi {
         stack.lowers.len() <= KERNEL_MAX_LOWERS
             && match self {
                 MountApi::LowerdirPlus => true,
-                MountApi::Legacy => legacy_options(stack).len() < LEGACY_OPTIONS_MAX,
+                MountApi::Legacy => {
+                    legacy_options(stack, &PLAIN_UPPER_OPTIONS).len() < LEGACY_OPTIONS_MAX
+                }
             }
     }
 
@@ -87,7 +89,7 @@ pub struct Stack {
 /// Mounts `stack` at `target`.
 pub fn mount(api: MountApi, stack: &Stack, target: &Path) -> Result<()> {
     match api {
-        MountApi::LowerdirPlus => mount_new(stack, target).map_err(|f| fail(target, f)),
+        MountApi::LowerdirPlus => mount_new(stack, target),
         MountApi::Legacy => mount_legacy(stack, target),
     }
 }
@@ -99,45 +101,76 @@ fn fail(target: &Path, f: Failed) -> Error {
     )
 }
 
-/// The overlay features the kernel turns on by default, per its module's parameters,
-/// that make an upper directory something other than the plain diff strata reads it as
-/// (change lists, diffs, commits): with `redirect_dir` a renamed directory is an xattr
-/// pointing into a lower, and with `metacopy` a chown or chmod copies up metadata only,
-/// leaving the upper file without its data. A mount with an upper turns each of them off
-/// (renaming a lower directory then fails with `EXDEV`, and tools copy instead).
-fn upper_options() -> Vec<(&'static str, &'static str)> {
-    turned_off(|name| {
-        std::fs::read_to_string(Path::new("/sys/module/overlay/parameters").join(name)).ok()
-    })
-}
+/// The file, beside an upper directory, that says the upper is a plain diff: strata
+/// mounted it first while it was empty, and always with [`PLAIN_UPPER_OPTIONS`].
+pub const PLAIN_UPPER_MARK: &str = "plain-upper";
 
-/// [`upper_options`] for the module parameters `param` reads.
-fn turned_off(param: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, &'static str)> {
-    ["redirect_dir", "metacopy"]
-        .into_iter()
-        .filter(|name| param(name).is_some_and(|v| matches!(v.trim(), "Y" | "y" | "1" | "on")))
-        .map(|name| (name, "off"))
-        .collect()
-}
+/// What keeps an upper directory the plain diff strata reads it as (change lists, diffs,
+/// commits) whatever the kernel turns on by default: with `redirect_dir` a renamed
+/// directory would be an xattr pointing into a lower, and with `metacopy` a chown or
+/// chmod would copy up metadata only, leaving the upper file without its data. With both
+/// off, renaming a lower directory fails with `EXDEV` (tools copy instead) and a copy-up
+/// copies the data.
+const PLAIN_UPPER_OPTIONS: [(&str, &str); 2] = [("redirect_dir", "off"), ("metacopy", "off")];
 
-fn mount_new(stack: &Stack, target: &Path) -> std::result::Result<(), Failed> {
-    let fs = FsContext::open("overlay")?;
-    for lower in &stack.lowers {
-        fs.set("lowerdir+", lower)?;
+/// The options a writable mount of `upper` takes: [`PLAIN_UPPER_OPTIONS`] when the upper
+/// is marked ([`mark_plain_upper`]) or empty (it is marked then), none otherwise.
+///
+/// An unmarked upper that holds files was written under the kernel's defaults (by an
+/// earlier strata, or copied from another store) and may hold metacopy files, which a
+/// mount with `metacopy=off` refuses to open (`EPERM`): it keeps the defaults it was
+/// written under.
+fn upper_options(upper: &Path) -> Result<&'static [(&'static str, &'static str)]> {
+    let Some(mark) = upper.parent().map(|dir| dir.join(PLAIN_UPPER_MARK)) else {
+        return Ok(&[]);
+    };
+    if mark.exists() {
+        return Ok(&PLAIN_UPPER_OPTIONS);
     }
-    if let Some((upper, work)) = &stack.upper {
-        fs.set("upperdir", upper)?;
-        fs.set("workdir", work)?;
-        for (name, value) in upper_options() {
-            fs.set(name, value)?;
+    let mut entries = std::fs::read_dir(upper).ctx(|| format!("list {}", upper.display()))?;
+    if entries.next().is_some() {
+        return Ok(&[]);
+    }
+    mark_plain_upper(upper)?;
+    Ok(&PLAIN_UPPER_OPTIONS)
+}
+
+/// Marks `upper` as a plain diff ([`PLAIN_UPPER_MARK`]), so that every writable mount of
+/// it keeps it one. A backend marks the upper directories it creates, as a layer's files
+/// may arrive in them (an import) before they are first mounted.
+pub fn mark_plain_upper(upper: &Path) -> Result<()> {
+    let Some(dir) = upper.parent() else {
+        return Ok(());
+    };
+    let mark = dir.join(PLAIN_UPPER_MARK);
+    std::fs::write(&mark, b"").ctx(|| format!("create {}", mark.display()))
+}
+
+fn mount_new(stack: &Stack, target: &Path) -> Result<()> {
+    let options = match &stack.upper {
+        Some((upper, _)) => upper_options(upper)?,
+        None => &[],
+    };
+    let mounted = || -> std::result::Result<(), Failed> {
+        let fs = FsContext::open("overlay")?;
+        for lower in &stack.lowers {
+            fs.set("lowerdir+", lower)?;
         }
-    }
-    let what = format!("with {} lowers", stack.lowers.len());
-    fs.mount_at(target, stack.upper.is_none(), &what)
+        if let Some((upper, work)) = &stack.upper {
+            fs.set("upperdir", upper)?;
+            fs.set("workdir", work)?;
+            for (name, value) in options {
+                fs.set(name, value)?;
+            }
+        }
+        let what = format!("with {} lowers", stack.lowers.len());
+        fs.mount_at(target, stack.upper.is_none(), &what)
+    };
+    mounted().map_err(|f| fail(target, f))
 }
 
-/// `lowerdir=a:b:c[,upperdir=u,workdir=w]`.
-fn legacy_options(stack: &Stack) -> String {
+/// `lowerdir=a:b:c[,upperdir=u,workdir=w]`, then `options`.
+fn legacy_options(stack: &Stack, options: &[(&str, &str)]) -> String {
     let lowers: Vec<String> = stack
         .lowers
         .iter()
@@ -150,9 +183,9 @@ fn legacy_options(stack: &Stack) -> String {
             upper.display(),
             work.display()
         ));
-        for (name, value) in upper_options() {
-            data.push_str(&format!(",{name}={value}"));
-        }
+    }
+    for (name, value) in options {
+        data.push_str(&format!(",{name}={value}"));
     }
     data
 }
@@ -169,19 +202,26 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
             reason: format!("its options do not fit in {LEGACY_OPTIONS_MAX} bytes"),
         });
     }
-    let flags = if stack.upper.is_none() {
-        MsFlags::MS_RDONLY
-    } else {
-        MsFlags::empty()
+    let (flags, options) = match &stack.upper {
+        Some((upper, _)) => (MsFlags::empty(), upper_options(upper)?),
+        None => (MsFlags::MS_RDONLY, &[][..]),
     };
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        flags,
-        Some(legacy_options(stack).as_str()),
-    )
-    .map_err(|e| {
+    let attempt = |options: &[(&str, &str)]| {
+        let data = legacy_options(stack, options);
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(data.as_str()),
+        )
+    };
+    let mut mounted = attempt(options);
+    if mounted == Err(nix::errno::Errno::EINVAL) && !options.is_empty() {
+        // A kernel older than the options (4.19 for `metacopy`) has neither feature.
+        mounted = attempt(&[]);
+    }
+    mounted.map_err(|e| {
         fail(
             target,
             Failed {
@@ -197,22 +237,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_writable_mount_turns_off_what_the_module_turns_on_and_nothing_else() {
-        let params = |on: &'static [&'static str]| {
-            move |name: &str| Some(if on.contains(&name) { "Y\n" } else { "N\n" }.to_owned())
-        };
-        assert!(turned_off(params(&[])).is_empty());
-        assert_eq!(turned_off(params(&["metacopy"])), [("metacopy", "off")]);
-        assert_eq!(
-            turned_off(params(&["redirect_dir", "metacopy"])),
-            [("redirect_dir", "off"), ("metacopy", "off")]
-        );
-        // A kernel without the parameters has neither feature.
-        assert!(turned_off(|_: &str| None).is_empty());
+    fn an_upper_first_mounted_empty_is_marked_and_always_mounted_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("diff");
+        std::fs::create_dir(&upper).unwrap();
+        assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
+        assert!(dir.path().join(PLAIN_UPPER_MARK).exists());
+        // Written to since: still plain, by its mark.
+        std::fs::write(upper.join("file"), b"data").unwrap();
+        assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
+    }
+
+    #[test]
+    fn an_unmarked_upper_with_files_keeps_the_kernels_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("diff");
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::write(upper.join("file"), b"written before the mark").unwrap();
+        assert!(upper_options(&upper).unwrap().is_empty());
+        assert!(!dir.path().join(PLAIN_UPPER_MARK).exists());
+    }
+
+    #[test]
+    fn a_missing_upper_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("gone");
+        let err = upper_options(&upper).unwrap_err().to_string();
+        assert!(err.contains(&upper.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn legacy_options_list_lowers_then_upper_then_the_options() {
         let stack = Stack {
-            lowers: vec![PathBuf::from("/l")],
+            lowers: vec![PathBuf::from("/l1"), PathBuf::from("/l2")],
             upper: Some((PathBuf::from("/u"), PathBuf::from("/w"))),
         };
-        assert!(legacy_options(&stack).starts_with("lowerdir=/l,upperdir=/u,workdir=/w"));
+        assert_eq!(
+            legacy_options(&stack, &PLAIN_UPPER_OPTIONS),
+            "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,redirect_dir=off,metacopy=off"
+        );
+        assert_eq!(
+            legacy_options(&stack, &[]),
+            "lowerdir=/l1:/l2,upperdir=/u,workdir=/w"
+        );
     }
 }
