@@ -90,11 +90,10 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
         let rel = join_rel(&level.rel, &name);
         if rel.len() > MAX_PATH {
             let path = child(&level.dirs[top.at], &name);
-            return Err(crate::tree::too_long(
-                &uppers[0].display(),
-                &path,
-                rel.len(),
-            ));
+            // The layer whose tree holds it: the upper its directory lies in.
+            let root = uppers.iter().find(|u| path.starts_with(u));
+            let root = root.unwrap_or(&uppers[0]);
+            return Err(crate::tree::too_long(&root.display(), &path, rel.len()));
         }
         let st = top.stat;
         if st.kind == FileKind::Socket {

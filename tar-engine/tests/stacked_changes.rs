@@ -159,3 +159,41 @@ fn an_opaque_root_in_a_layer_between_hides_nothing_as_in_an_overlay_mount_needs_
     let over_base = stack_changes(&[top, middle], &[base]).unwrap();
     assert_eq!(paths(&over_base), ["m", "t"]);
 }
+
+#[test]
+fn a_path_too_long_to_read_is_refused_naming_the_layer_that_holds_it() {
+    // The lower of two layers holds a path past 4095 bytes, built a directory at a time
+    // (no one path given to the kernel is that long).
+    let dir = tempfile::tempdir().unwrap();
+    let (top, lower) = (dir.path().join("top"), dir.path().join("lower"));
+    std::fs::create_dir(&top).unwrap();
+    std::fs::write(top.join("t"), b"t").unwrap();
+    let mut deep = lower.clone();
+    std::fs::create_dir(&deep).unwrap();
+    let mut built = std::fs::File::open(&deep).unwrap();
+    for _ in 0..17 {
+        let name = "d".repeat(250);
+        rustix::fs::mkdirat(
+            &built,
+            name.as_str(),
+            rustix::fs::Mode::from_raw_mode(0o755),
+        )
+        .unwrap();
+        built = rustix::fs::openat(
+            &built,
+            name.as_str(),
+            rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap()
+        .into();
+        deep.push(name);
+    }
+    let err = stack_changes(&[top, lower.clone()], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("below {} (", lower.display())),
+        "{err}"
+    );
+}
