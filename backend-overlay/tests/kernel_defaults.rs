@@ -96,29 +96,17 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
     }
     let _turn = TURN.lock().await;
     let _on = Params::set(&["redirect_dir", "metacopy"], "Y");
-    let f = Fixture::new().await;
+    let (f, image_layer, container_layer) = container().await;
     let (s, op) = (&f.store, &f.op);
-    let (l, _) = s
-        .import_layer(op, None, &[], tar_with("d/file", b"precious data\n"), None)
-        .await
-        .unwrap();
-    let image = s
-        .create_image(Some(&l.id), None, &[], "", None)
-        .await
-        .unwrap();
-    let c = s
-        .create_container(op, &image.id, None, &[], "")
-        .await
-        .unwrap();
     // As an earlier strata left it: no mark, and written under the kernel's defaults (by
     // a mount without options), where a chown copied up the file's metadata only.
     let overlay = f.dir.path().join("store/overlay");
-    let layer = overlay.join(&c.layer);
+    let layer = overlay.join(&container_layer);
     std::fs::remove_file(layer.join(mounts::overlay::PLAIN_UPPER_MARK)).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
-        overlay.join(&l.id).join("diff").display(),
+        overlay.join(&image_layer).join("diff").display(),
         layer.join("diff").display(),
         layer.join("work").display()
     );
@@ -135,9 +123,9 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
         "the kernel copied up metadata only"
     );
 
-    let merged = s.mount(op, &c.layer, false).await.unwrap();
+    let merged = s.mount(op, &container_layer, false).await.unwrap();
     let read = std::fs::read(merged.join("d/file"));
-    s.unmount(op, &c.layer).await.unwrap();
+    s.unmount(op, &container_layer).await.unwrap();
     assert_eq!(read.unwrap(), b"precious data\n");
 }
 
@@ -160,11 +148,9 @@ fn xattr_names(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// In a new container: chowns a file of the image (with metacopy, only its metadata would
-/// be copied up) and renames its directory (refused without redirect_dir, as `mv` then
-/// copies). Returns the file's owner and data as the container's diff carries them (under
-/// either name), and whether the rename went through.
-async fn chown_rename_and_diff() -> (u64, Vec<u8>, bool) {
+/// A new store with a container on a one-layer image holding `d/file`: the store, the
+/// image's layer and the container's layer.
+async fn container() -> (Fixture, String, String) {
     let f = Fixture::new().await;
     let (s, op) = (&f.store, &f.op);
     let (l, _) = s
@@ -179,7 +165,17 @@ async fn chown_rename_and_diff() -> (u64, Vec<u8>, bool) {
         .create_container(op, &image.id, None, &[], "")
         .await
         .unwrap();
-    let merged = s.mount(op, &c.layer, false).await.unwrap();
+    (f, l.id, c.layer)
+}
+
+/// In a new container: chowns a file of the image (with metacopy, only its metadata would
+/// be copied up) and renames its directory (refused without redirect_dir, as `mv` then
+/// copies). Returns the file's owner and data as the container's diff carries them (under
+/// either name), and whether the rename went through.
+async fn chown_rename_and_diff() -> (u64, Vec<u8>, bool) {
+    let (f, _, container_layer) = container().await;
+    let (s, op) = (&f.store, &f.op);
+    let merged = s.mount(op, &container_layer, false).await.unwrap();
     std::os::unix::fs::chown(merged.join("d/file"), Some(1234), None).unwrap();
     std::fs::create_dir(merged.join("x")).unwrap();
     let renamed = match std::fs::rename(merged.join("d"), merged.join("x/moved")) {
@@ -188,10 +184,10 @@ async fn chown_rename_and_diff() -> (u64, Vec<u8>, bool) {
         Err(e) if e.raw_os_error() == Some(18) => false,
         Err(e) => panic!("rename: {e}"),
     };
-    s.unmount(op, &c.layer).await.unwrap();
+    s.unmount(op, &container_layer).await.unwrap();
 
     let mut stream = s
-        .diff(op, &c.layer, None, &ExportOptions::default())
+        .diff(op, &container_layer, None, &ExportOptions::default())
         .await
         .unwrap();
     let mut bytes = Vec::new();
