@@ -82,7 +82,8 @@ pub enum Command {
     /// (oci-archive:FILE[:TAG]) or a docker archive (docker-archive:FILE[:REF]) and print
     /// its id. Layers the store holds are not imported again.
     Pull {
-        /// Names for the image (repeatable); by default the source's tag or RepoTags.
+        /// Names for the image (repeatable); by default the source's tag or RepoTags. A
+        /// name another image holds moves to this one once it is whole.
         #[arg(short = 'n', long = "name")]
         names: Vec<String>,
         /// The platform to pick from a multi-platform index, OS/ARCH[/VARIANT] (default:

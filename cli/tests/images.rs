@@ -736,22 +736,64 @@ fn a_pull_refused_when_it_records_the_image_removes_the_layers_it_imported() {
     }
     let dir = tempfile::tempdir().unwrap();
     let layout = gnu_layout(dir.path(), false);
-    let store = CliStore::new("strata-pull-name-");
-    store.ok(&["create-image", "--name", "taken"]);
+    let store = CliStore::new("strata-pull-refused-");
+    // The image's id (its config's hex) already names an image on no layers: found once
+    // the layers are in, it refuses the pull.
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let id = &manifest["config"]["digest"].as_str().unwrap()[7..];
+    store.ok(&["create-image", "--id", id]);
     let images = store.image_ids();
-    let out = store.run(&[
-        "pull",
-        "-n",
-        "taken",
-        &format!("oci:{}:v1", layout.display()),
-    ]);
+    let out = store.run(&["pull", &format!("oci:{}:v1", layout.display())]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("taken"),
+        String::from_utf8_lossy(&out.stderr).contains(id),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(store.complete_layer_ids().is_empty());
     assert_eq!(store.image_ids(), images);
     check_consistent(&store, "a refused pull");
+}
+
+#[test]
+fn a_pull_under_a_taken_name_moves_the_name_to_the_pulled_image() {
+    if !needs(
+        "a_pull_under_a_taken_name_moves_the_name_to_the_pulled_image",
+        &["tar", "gzip", "zstd"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = gnu_layout(dir.path(), false);
+    let store = CliStore::new("strata-pull-name-");
+    let old = store.ok(&["create-image", "--name", "app:latest"]);
+    let old = old.trim();
+    let pulled = store.ok(&[
+        "pull",
+        "-n",
+        "app:latest",
+        &format!("oci:{}:v1", layout.display()),
+    ]);
+    let pulled = pulled.trim();
+    assert_ne!(pulled, old);
+    assert_eq!(
+        store.json(&["image", "--json", "app:latest"])[0]["id"],
+        pulled
+    );
+    // The image that held the name stays, without it.
+    assert_eq!(
+        store.json(&["image", "--json", old])[0]["names"],
+        json!(null)
+    );
+    check_consistent(&store, "a pull that moved a name");
 }

@@ -27,8 +27,9 @@ fn manifest_key(digest: &str) -> String {
 }
 
 /// `pull SOURCE`: reads the image, imports the layers the store does not hold as a chain,
-/// creates the image with its names, manifest and config, and prints its id. On failure
-/// nothing this pull created remains.
+/// creates the image with its manifest and config, gives it its names (taking them from
+/// any image that held them), and prints its id. On failure nothing this pull created
+/// remains.
 pub async fn pull(
     ctx: &Context,
     op: &Op,
@@ -105,33 +106,41 @@ async fn pull_into(
         Err(storage_core::Error::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    match existing {
-        Some(found) => {
-            if found.top_layer != parent {
-                bail!(
-                    "image {id} is already in the store on other layers; delete it to pull it again"
-                );
-            }
-            let (kind, id, add) = (ObjectKind::Image, found.id.clone(), names.to_vec());
-            ctx.store
-                .db(move |c| c.change_names(kind, &id, &add, catalog::NameChange::Add))
-                .await?;
+    if existing
+        .as_ref()
+        .is_some_and(|found| found.top_layer != parent)
+    {
+        bail!("image {id} is already in the store on other layers; delete it to pull it again");
+    }
+    let made = existing.is_none();
+    if made {
+        ctx.store
+            .create_image(
+                parent.as_deref(),
+                Some(&id),
+                &[],
+                "",
+                Some(&image.manifest_digest),
+            )
+            .await?;
+    }
+    let finished = async {
+        if made {
+            record(ctx, &id, image).await?;
         }
-        None => {
-            ctx.store
-                .create_image(
-                    parent.as_deref(),
-                    Some(&id),
-                    names,
-                    "",
-                    Some(&image.manifest_digest),
-                )
-                .await?;
-            if let Err(e) = record(ctx, &id, image).await {
-                let _ = ctx.store.delete_image(op, &id, false).await;
-                return Err(e);
-            }
+        // The names last, once the image is whole, moved from any image that holds them:
+        // a tag moves to the image pulled under it, as containers/image's `AddNames` does.
+        let (kind, named, add) = (ObjectKind::Image, id.clone(), names.to_vec());
+        ctx.store
+            .db(move |c| c.change_names(kind, &named, &add, catalog::NameChange::Add))
+            .await?;
+        Ok(())
+    };
+    if let Err(e) = finished.await {
+        if made {
+            let _ = ctx.store.delete_image(op, &id, false).await;
         }
+        return Err(e);
     }
     Ok(id)
 }
