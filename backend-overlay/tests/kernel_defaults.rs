@@ -1,8 +1,8 @@
 //! A container's diff is its data whatever overlay features the kernel turns on by
 //! default: with the module's `metacopy` and `redirect_dir` on, a chown copies up the
 //! file's data too and a renamed directory is copied, so the diff carries the content.
-//! And an upper an earlier strata wrote under those defaults keeps them, so its
-//! metacopy files still open. Changes the module's parameters for its duration (restored
+//! And an upper an earlier strata wrote under those defaults, where they left metacopy
+//! files, keeps them, so those files still open. Changes the module's parameters for its duration (restored
 //! after), so it is a test binary of its own: cargo runs test binaries one at a time, and
 //! its tests take turns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -165,6 +165,13 @@ async fn container() -> (Fixture, String, String) {
         .create_container(op, &image.id, None, &[], "")
         .await
         .unwrap();
+    let mark = f
+        .dir
+        .path()
+        .join("store/overlay")
+        .join(&c.layer)
+        .join(mounts::overlay::PLAIN_UPPER_MARK);
+    assert!(mark.exists(), "a new container's upper is marked plain");
     (f, l.id, c.layer)
 }
 

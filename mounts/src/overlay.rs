@@ -63,7 +63,11 @@ impl MountApi {
             && match self {
                 MountApi::LowerdirPlus => true,
                 MountApi::Legacy => {
-                    legacy_options(stack, &PLAIN_UPPER_OPTIONS).len() < LEGACY_OPTIONS_MAX
+                    let options: &[_] = match stack.upper {
+                        Some(_) => &PLAIN_UPPER_OPTIONS,
+                        None => &[],
+                    };
+                    legacy_options(stack, options).len() < LEGACY_OPTIONS_MAX
                 }
             }
     }
@@ -114,12 +118,14 @@ pub const PLAIN_UPPER_MARK: &str = "plain-upper";
 const PLAIN_UPPER_OPTIONS: [(&str, &str); 2] = [("redirect_dir", "off"), ("metacopy", "off")];
 
 /// The options a writable mount of `upper` takes: [`PLAIN_UPPER_OPTIONS`] when the upper
-/// is marked ([`mark_plain_upper`]) or empty (it is marked then), none otherwise.
+/// is marked ([`mark_plain_upper`]), or holds nothing either feature made (it is marked
+/// then); none otherwise.
 ///
-/// An unmarked upper that holds files was written under the kernel's defaults (by an
-/// earlier strata, or copied from another store) and may hold metacopy files, which a
-/// mount with `metacopy=off` refuses to open (`EPERM`): it keeps the defaults it was
-/// written under.
+/// An unmarked upper with files was written by an earlier strata, which mounted with the
+/// kernel's defaults. If they turned a feature on and it left its xattrs (a metacopy file,
+/// which a mount with `metacopy=off` refuses to open with `EPERM`, or a redirected
+/// directory), the upper keeps the defaults it was written under. A walk that cannot
+/// finish (an unreadable or too deep entry) keeps them too.
 fn upper_options(upper: &Path) -> Result<&'static [(&'static str, &'static str)]> {
     let Some(mark) = upper.parent().map(|dir| dir.join(PLAIN_UPPER_MARK)) else {
         return Ok(&[]);
@@ -127,23 +133,58 @@ fn upper_options(upper: &Path) -> Result<&'static [(&'static str, &'static str)]
     if mark.exists() {
         return Ok(&PLAIN_UPPER_OPTIONS);
     }
-    let mut entries = std::fs::read_dir(upper).ctx(|| format!("list {}", upper.display()))?;
-    if entries.next().is_some() {
+    if !std::fs::symlink_metadata(upper)
+        .ctx(|| format!("stat {}", upper.display()))?
+        .is_dir()
+    {
         return Ok(&[]);
     }
-    mark_plain_upper(upper)?;
-    Ok(&PLAIN_UPPER_OPTIONS)
+    match holds_feature_xattrs(upper) {
+        Ok(false) => {
+            mark_plain_upper(upper)?;
+            Ok(&PLAIN_UPPER_OPTIONS)
+        }
+        Ok(true) | Err(_) => Ok(&[]),
+    }
 }
 
-/// Marks `upper` as a plain diff ([`PLAIN_UPPER_MARK`]), so that every writable mount of
-/// it keeps it one. A backend marks the upper directories it creates, as a layer's files
-/// may arrive in them (an import) before they are first mounted.
+/// The xattrs overlayfs leaves where `metacopy` or `redirect_dir` acted.
+const FEATURE_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "trusted.overlay.redirect"];
+
+/// Whether any entry under `upper` carries one of [`FEATURE_XATTRS`].
+fn holds_feature_xattrs(upper: &Path) -> std::io::Result<bool> {
+    let mut dirs = vec![upper.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if !kind.is_symlink() {
+                for name in FEATURE_XATTRS {
+                    let size_only: &mut [u8] = &mut [];
+                    match rustix::fs::lgetxattr(&path, name, size_only) {
+                        Ok(_) => return Ok(true),
+                        Err(rustix::io::Errno::NODATA) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if kind.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Marks `upper` as a plain diff ([`PLAIN_UPPER_MARK`], written durably), so that every
+/// writable mount of it keeps it one. A backend marks the upper directories it creates,
+/// as a layer's files may arrive in them (an import) before they are first mounted.
 pub fn mark_plain_upper(upper: &Path) -> Result<()> {
-    let Some(dir) = upper.parent() else {
-        return Ok(());
-    };
-    let mark = dir.join(PLAIN_UPPER_MARK);
-    std::fs::write(&mark, b"").ctx(|| format!("create {}", mark.display()))
+    match upper.parent() {
+        Some(dir) => storage_core::run_root::write_atomic(&dir.join(PLAIN_UPPER_MARK), b""),
+        None => Ok(()),
+    }
 }
 
 fn mount_new(stack: &Stack, target: &Path) -> Result<()> {
@@ -216,10 +257,14 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
             Some(data.as_str()),
         )
     };
+    // A kernel older than an option lacks its feature: it refuses the option (`EINVAL`),
+    // and is asked again without it. `metacopy` (4.19) goes first, `redirect_dir` (4.10)
+    // after it.
+    let mut kept = options.len();
     let mut mounted = attempt(options);
-    if mounted == Err(nix::errno::Errno::EINVAL) && !options.is_empty() {
-        // A kernel older than the options (4.19 for `metacopy`) has neither feature.
-        mounted = attempt(&[]);
+    while mounted == Err(nix::errno::Errno::EINVAL) && kept > 0 {
+        kept -= 1;
+        mounted = attempt(&options[..kept]);
     }
     mounted.map_err(|e| {
         fail(
@@ -249,13 +294,43 @@ mod tests {
     }
 
     #[test]
-    fn an_unmarked_upper_with_files_keeps_the_kernels_defaults() {
+    fn an_unmarked_upper_with_plain_files_is_marked_and_mounted_plain() {
         let dir = tempfile::tempdir().unwrap();
         let upper = dir.path().join("diff");
-        std::fs::create_dir(&upper).unwrap();
-        std::fs::write(upper.join("file"), b"written before the mark").unwrap();
-        assert!(upper_options(&upper).unwrap().is_empty());
-        assert!(!dir.path().join(PLAIN_UPPER_MARK).exists());
+        std::fs::create_dir_all(upper.join("d/e")).unwrap();
+        std::fs::write(upper.join("d/e/file"), b"written before the mark").unwrap();
+        std::os::unix::fs::symlink("d/e/file", upper.join("link")).unwrap();
+        assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
+        assert!(dir.path().join(PLAIN_UPPER_MARK).exists());
+    }
+
+    #[test]
+    fn an_unmarked_upper_a_feature_wrote_to_keeps_the_kernels_defaults() {
+        if !rustix::process::geteuid().is_root() {
+            // trusted.* xattrs are root's; the overlay tests run this as root in CI.
+            assert!(std::env::var_os("CI").is_none(), "needs root");
+            return;
+        }
+        for xattr in FEATURE_XATTRS {
+            let dir = tempfile::tempdir().unwrap();
+            let upper = dir.path().join("diff");
+            std::fs::create_dir_all(upper.join("d/e")).unwrap();
+            std::fs::write(upper.join("d/e/file"), b"").unwrap();
+            let value: &[u8] = if xattr.ends_with("redirect") {
+                b"/x"
+            } else {
+                b""
+            };
+            rustix::fs::setxattr(
+                upper.join("d/e/file"),
+                xattr,
+                value,
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+            assert!(upper_options(&upper).unwrap().is_empty(), "{xattr}");
+            assert!(!dir.path().join(PLAIN_UPPER_MARK).exists(), "{xattr}");
+        }
     }
 
     #[test]
