@@ -105,8 +105,9 @@ fn fail(target: &Path, f: Failed) -> Error {
     )
 }
 
-/// The file, beside an upper directory, that says the upper is a plain diff: strata
-/// mounted it first while it was empty, and always with [`PLAIN_UPPER_OPTIONS`].
+/// The file, beside an upper directory, that says the upper is a plain diff, so that its
+/// writable mounts pass [`PLAIN_UPPER_OPTIONS`]: written when a backend creates the upper,
+/// or at the first mount of one that holds nothing those features made.
 pub const PLAIN_UPPER_MARK: &str = "plain-upper";
 
 /// What keeps an upper directory the plain diff strata reads it as (change lists, diffs,

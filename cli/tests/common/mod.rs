@@ -132,7 +132,8 @@ impl CliStore {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "strata {args:?} failed: {}",
+            "strata {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
