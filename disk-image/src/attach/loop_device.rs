@@ -118,10 +118,13 @@ pub(crate) fn backed_by(file: &Path, at: Option<u64>) -> Vec<PathBuf> {
     found
 }
 
-/// Waits until `device` has no backing file any more.
-pub(crate) fn wait_detached(device: &Path) -> Result<()> {
+/// Waits until `device` no longer reads `file` (at `at`): it is free, or another process
+/// has attached it to something else since (the kernel hands out the lowest free
+/// number, so a busy host reuses it at once, and waiting for it to be free would wait on
+/// that other user).
+pub(crate) fn wait_detached(device: &Path, file: &Path, at: Option<u64>) -> Result<()> {
     let start = Instant::now();
-    while backing_file(device).is_some() {
+    while is_backed_by(device, file, at) {
         if start.elapsed() > DETACH_WAIT {
             return Err(Error::new(
                 ErrorKind::Busy,
@@ -151,5 +154,43 @@ pub(crate) fn detach(device: &Path, file: &Path, at: Option<u64>) -> Result<()> 
     }
     // The kernel defers the detach while any descriptor is open, ours included.
     drop(dev);
-    wait_detached(device)
+    wait_detached(device, file, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detach_wait_ends_when_the_device_reads_another_file_not_when_it_is_free_needs_root_loop() {
+        use testkit::Requirement::{Path as DevPath, Root};
+        if !testkit::require(
+            "a_detach_wait_ends_when_the_device_reads_another_file_not_when_it_is_free_needs_root_loop",
+            &[Root, DevPath("/dev/loop-control")],
+        ) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+        for file in [&ours, &theirs] {
+            std::fs::write(file, vec![0u8; 64 << 10]).unwrap();
+        }
+        let theirs = theirs.canonicalize().unwrap();
+        // The device we detached, taken at once by another process for its own file.
+        let (dev, device) = attach(&theirs, 0, 64 << 10, true).unwrap();
+        let waited = wait_detached(&device, &ours.canonicalize().unwrap(), None);
+        // Still reading our file, it is waited for (and here never let go).
+        let held = std::thread::spawn({
+            let (device, theirs) = (device.clone(), theirs.clone());
+            move || wait_detached(&device, &theirs, None)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let still_waiting = !held.is_finished();
+        dev.detach().unwrap();
+        drop(dev);
+        let after = held.join().unwrap();
+        assert!(waited.is_ok(), "{waited:?}");
+        assert!(still_waiting);
+        assert!(after.is_ok(), "{after:?}");
+    }
 }

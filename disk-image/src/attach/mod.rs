@@ -167,11 +167,17 @@ impl Attached {
 
     fn release(&mut self) -> Result<()> {
         if let Some(dev) = self.loop_dev.take() {
+            // What the kernel names its backing file while it is certainly ours (open).
+            let ours = loop_device::backing_file(&self.device);
             dev.detach()
                 .map_err(io_err(&self.device, "detaching loop device"))?;
             // The kernel defers the detach while any descriptor is open, ours included.
             drop(dev);
-            if let Err(e) = loop_device::wait_detached(&self.device) {
+            let waited = match &ours {
+                Some(file) => loop_device::wait_detached(&self.device, file, None),
+                None => Ok(()),
+            };
+            if let Err(e) = waited {
                 // Still busy: keep serving the view so the holder can finish; cleanup()
                 // removes it once this process is gone.
                 if let Some(session) = self.session.take() {
