@@ -380,11 +380,16 @@ pub fn volume_stat_script(run: &dyn Fn(&[&str]) -> Output, owner: (u32, u32)) {
         b.append_link(&mut link, name, target).unwrap();
     }
     let tar = b.into_inner().unwrap();
-    let path = std::env::temp_dir().join(format!("strata-stat-{}.tar", std::process::id()));
-    std::fs::write(&path, &tar).unwrap();
+    // A file of this call's own: the tests of one binary run this script side by side.
+    let file = tempfile::Builder::new()
+        .prefix("strata-stat-")
+        .suffix(".tar")
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), &tar).unwrap();
     ok(&["volume", "create", "probe"]);
-    ok(&["volume", "import", "probe", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
+    ok(&["volume", "import", "probe", file.path().to_str().unwrap()]);
+    drop(file);
 
     let motd = ok(&["volume", "stat", "probe", "/etc/motd", "--json"]);
     assert_eq!(motd["path"], "/etc/motd");
