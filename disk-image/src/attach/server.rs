@@ -58,8 +58,9 @@ pub(crate) fn recorded(state: &Path) -> Option<ProcessId> {
 }
 
 /// The file a server holds a shared `flock` on for as long as it lives. Its starter
-/// makes it before the server starts; a server that finds it gone, or replaced, once it
-/// holds the lock exits at once: its attachment was torn down while it was starting.
+/// makes it before the server starts, holding a token the server is given too; a server
+/// that finds it gone, or holding another token (a later start's), once it holds the
+/// lock exits at once: its attachment was torn down while it was starting.
 pub(crate) fn lock_file(state: &Path) -> PathBuf {
     state.join("server.lock")
 }
@@ -114,7 +115,8 @@ impl Server {
         on_start: impl FnOnce(ProcessId) -> Result<()>,
     ) -> Result<ProcessId> {
         let lock = lock_file(state);
-        std::fs::File::create(&lock)
+        let token = start_token();
+        std::fs::write(&lock, &token)
             .map_err(|e| Error::io(&lock, "creating the server's lock", e))?;
         let log_path = log_file(state);
         let log = std::fs::OpenOptions::new()
@@ -128,7 +130,9 @@ impl Server {
             .arg("--state")
             .arg(state)
             .arg("--disk")
-            .arg(top);
+            .arg(top)
+            .arg("--token")
+            .arg(&token);
         if read_only {
             command.arg("--read-only");
         }
@@ -209,10 +213,25 @@ fn last_lines(log: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join("; ")
 }
 
+/// A token no other start of a server has had: this process, the time, and a count.
+fn start_token() -> String {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        now.as_nanos(),
+        STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 /// The arguments [`Server::start`] passes.
 struct Args {
     state: PathBuf,
     disk: PathBuf,
+    token: String,
     read_only: bool,
     within: Option<PathBuf>,
 }
@@ -222,6 +241,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> std::result::Result<Args, 
     let mut disk = None;
     let mut read_only = false;
     let mut within = None;
+    let mut token = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -233,6 +253,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> std::result::Result<Args, 
             Some("--state") => state = Some(value("--state")?),
             Some("--disk") => disk = Some(value("--disk")?),
             Some("--within") => within = Some(value("--within")?),
+            Some("--token") => token = Some(value("--token")?.to_string_lossy().into_owned()),
             Some("--read-only") => read_only = true,
             _ => return Err(format!("unexpected argument {}", arg.to_string_lossy())),
         }
@@ -240,13 +261,15 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> std::result::Result<Args, 
     Ok(Args {
         state: state.ok_or("--state is required")?,
         disk: disk.ok_or("--disk is required")?,
+        token: token.ok_or("--token is required")?,
         read_only,
         within,
     })
 }
 
 /// Serves one block view until told to stop: the body of the server process. `args` are
-/// the ones [`Server`] appends (`--state DIR --disk PATH [--read-only] [--within DIR]`).
+/// the ones [`Server`] appends (`--state DIR --disk PATH --token T [--read-only]
+/// [--within DIR]`).
 /// Returns the process's exit code; errors go to standard error (the server's log).
 pub fn serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let args = match parse(args) {
@@ -266,8 +289,9 @@ pub fn serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// Takes the shared lock that says this server lives (see [`lock_file`]), and checks the
-/// file is still the one its starter made.
-fn hold_alive_lock(state: &Path) -> Result<std::fs::File> {
+/// file is still the one its starter made for it: at the path, and holding `token`.
+fn hold_alive_lock(state: &Path, token: &str) -> Result<std::fs::File> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let path = lock_file(state);
     let gone = || {
@@ -277,9 +301,15 @@ fn hold_alive_lock(state: &Path) -> Result<std::fs::File> {
         )
         .with_path(state)
     };
-    let file = std::fs::File::open(&path).map_err(|_| gone())?;
+    let mut file = std::fs::File::open(&path).map_err(|_| gone())?;
     rustix::fs::flock(&file, FlockOperation::LockShared)
         .map_err(|e| Error::io(&path, "locking", e.into()))?;
+    let mut held_token = String::new();
+    file.read_to_string(&mut held_token)
+        .map_err(|e| Error::io(&path, "reading the lock's token", e))?;
+    if held_token != token {
+        return Err(gone());
+    }
     let held = file
         .metadata()
         .map_err(|e| Error::io(&path, "reading the lock's identity", e))?;
@@ -347,7 +377,7 @@ pub(crate) fn quiesce(state: &Path, known: Option<ProcessId>) -> Result<Option<P
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
 fn serve_view(args: &Args) -> Result<()> {
-    let _alive = hold_alive_lock(&args.state)?;
+    let _alive = hold_alive_lock(&args.state, &args.token)?;
     if let Some(me) = ProcessId::current() {
         let file = pid_file(&args.state);
         std::fs::write(&file, format!("{} {}\n", me.pid, me.start))
@@ -461,4 +491,45 @@ pub(crate) fn stop(id: ProcessId, state: &Path, patience: Duration) -> Result<()
 fn reap(pid: nix::unistd::Pid) {
     use nix::sys::wait::{WaitPidFlag, waitpid};
     let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_keeps_only_the_lock_made_for_its_own_start() {
+        let state = tempfile::tempdir().unwrap();
+        // No lock: the attachment was torn down before the server took it.
+        let gone = hold_alive_lock(state.path(), "mine").unwrap_err();
+        assert_eq!(gone.kind(), ErrorKind::Busy);
+        // A later start's lock at the same path: not this server's.
+        std::fs::write(lock_file(state.path()), "a later start").unwrap();
+        let taken = hold_alive_lock(state.path(), "mine").unwrap_err();
+        assert_eq!(taken.kind(), ErrorKind::Busy);
+        // Its own.
+        std::fs::write(lock_file(state.path()), "mine").unwrap();
+        assert!(hold_alive_lock(state.path(), "mine").is_ok());
+    }
+
+    #[test]
+    fn every_start_has_a_token_of_its_own() {
+        let (a, b) = (start_token(), start_token());
+        assert_ne!(a, b);
+        let args = parse(
+            [
+                "--state",
+                "/s",
+                "--disk",
+                "/d",
+                "--token",
+                &a,
+                "--read-only",
+            ]
+            .map(OsString::from),
+        )
+        .unwrap();
+        assert_eq!(args.token, a);
+        assert!(parse(["--state", "/s", "--disk", "/d"].map(OsString::from)).is_err());
+    }
 }
