@@ -14,7 +14,7 @@ use std::path::Path;
 
 use tokio::io::AsyncReadExt;
 
-use common::{Fixture, tar_with};
+use common::Fixture;
 use storage_core::archive::ExportOptions;
 use testkit::{Requirement, require};
 
@@ -152,19 +152,7 @@ fn xattr_names(path: &Path) -> String {
 /// image's layer and the container's layer.
 async fn container() -> (Fixture, String, String) {
     let f = Fixture::new().await;
-    let (s, op) = (&f.store, &f.op);
-    let (l, _) = s
-        .import_layer(op, None, &[], tar_with("d/file", b"precious data\n"), None)
-        .await
-        .unwrap();
-    let image = s
-        .create_image(Some(&l.id), None, &[], "", None)
-        .await
-        .unwrap();
-    let c = s
-        .create_container(op, &image.id, None, &[], "")
-        .await
-        .unwrap();
+    let (image_layer, c) = f.container_on_file("d/file", b"precious data\n").await;
     let mark = f
         .dir
         .path()
@@ -172,7 +160,7 @@ async fn container() -> (Fixture, String, String) {
         .join(&c.layer)
         .join(mounts::overlay::PLAIN_UPPER_MARK);
     assert!(mark.exists(), "a new container's upper is marked plain");
-    (f, l.id, c.layer)
+    (f, image_layer, c.layer)
 }
 
 /// In a new container: chowns a file of the image (with metacopy, only its metadata would

@@ -65,18 +65,7 @@ async fn a_mounted_layer_or_container_is_not_deleted_needs_root() {
     }
     let f = Fixture::new().await;
     let (s, op) = (&f.store, &f.op);
-    let (l, _) = s
-        .import_layer(op, None, &[], tar_with("a", b"x"), None)
-        .await
-        .unwrap();
-    let image = s
-        .create_image(Some(&l.id), None, &[], "", None)
-        .await
-        .unwrap();
-    let c = s
-        .create_container(op, &image.id, None, &[], "")
-        .await
-        .unwrap();
+    let (_, c) = f.container_on_file("a", b"x").await;
     s.mount(op, &c.layer, false).await.unwrap();
     let e = s.delete_container(op, &c.id).await.unwrap_err();
     assert!(matches!(e, Error::LayerInUse { mounts: 1, .. }), "{e}");

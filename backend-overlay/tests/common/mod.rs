@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backend_overlay::OverlayDriver;
-use catalog::Store;
+use catalog::{ContainerRecord, Store};
 use storage_core::run_root::RunRoot;
 use storage_core::{LayerDriver, Op, TarReader};
 
@@ -52,6 +52,25 @@ impl Fixture {
             driver,
             op: Op::new("test"),
         }
+    }
+
+    /// An image of one layer holding `path` with `data`, and a container on it: the
+    /// image's layer id and the container.
+    pub async fn container_on_file(&self, path: &str, data: &[u8]) -> (String, ContainerRecord) {
+        let (s, op) = (&self.store, &self.op);
+        let (l, _) = s
+            .import_layer(op, None, &[], tar_with(path, data), None)
+            .await
+            .unwrap();
+        let image = s
+            .create_image(Some(&l.id), None, &[], "", None)
+            .await
+            .unwrap();
+        let c = s
+            .create_container(op, &image.id, None, &[], "")
+            .await
+            .unwrap();
+        (l.id, c)
     }
 
     /// Opens the same store again, as another process would.
