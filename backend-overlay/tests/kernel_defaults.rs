@@ -86,7 +86,6 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
         "an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_open_needs_root",
         &[
             Requirement::Root,
-            Requirement::Command("getfattr"),
             Requirement::Filesystem("overlay"),
             Requirement::Path("/sys/module/overlay/parameters/metacopy"),
             Requirement::Path("/sys/module/overlay/parameters/redirect_dir"),
@@ -119,7 +118,9 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
     run("umount", &[], scratch.path());
     let copied_up = layer.join("diff/d/file");
     assert!(
-        xattr_names(&copied_up).contains("trusted.overlay.metacopy"),
+        tar_engine::tree::get_xattr(&copied_up, "trusted.overlay.metacopy")
+            .unwrap()
+            .is_some(),
         "the kernel copied up metadata only"
     );
 
@@ -136,16 +137,6 @@ fn run(cmd: &str, args: &[&str], target: &Path) {
         .status()
         .unwrap();
     assert!(status.success(), "{cmd} {args:?} {}", target.display());
-}
-
-/// The names of `path`'s extended attributes, as `getfattr` lists them.
-fn xattr_names(path: &Path) -> String {
-    let out = std::process::Command::new("getfattr")
-        .args(["-d", "-m", "-", "--absolute-names"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A new store with a container on a one-layer image holding `d/file`: the store, the
