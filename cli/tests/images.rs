@@ -72,6 +72,19 @@ fn blob(dir: &Path, media_type: &str, data: &[u8]) -> Value {
     json!({ "mediaType": media_type, "digest": digest, "size": data.len() })
 }
 
+/// The blob `digest` (`sha256:…`) of the layout at `layout`, parsed as JSON.
+fn json_blob(layout: &Path, digest: &str) -> Value {
+    let path = layout.join("blobs/sha256").join(&digest[7..]);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The manifest the index of the layout at `layout` names first.
+fn first_manifest(layout: &Path) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    json_blob(layout, index["manifests"][0]["digest"].as_str().unwrap())
+}
+
 /// A layout written by hand from layers GNU tar made: a `--format=gnu` layer with long
 /// names (gzip), a `--format=posix` layer with a sparse file, PAX times, a hard link and
 /// a long name (zstd), and a third one; every layer plain with `plain`. (Old GNU sparse
@@ -601,13 +614,7 @@ fn a_broken_blob_fails_the_pull_naming_it_and_leaves_nothing() {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         let layout = gnu_layout(&d, false);
-        let index: Value =
-            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-        let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
-        let manifest: Value = serde_json::from_slice(
-            &std::fs::read(layout.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
-        )
-        .unwrap();
+        let manifest = first_manifest(&layout);
         let second = manifest["layers"][1]["digest"].as_str().unwrap().to_owned();
         let path = layout.join("blobs/sha256").join(&second[7..]);
         (format!("oci:{}:v1", layout.display()), second, path)
@@ -631,17 +638,8 @@ fn a_broken_blob_fails_the_pull_naming_it_and_leaves_nothing() {
     // Wrong digest: the blob is whole, but the config names another tar for it.
     let (src, digest, path) = fresh("wrong-diff-id");
     let layout = path.parent().unwrap().parent().unwrap().parent().unwrap();
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest_path = layout
-        .join("blobs/sha256")
-        .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]);
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let config_path = layout
-        .join("blobs/sha256")
-        .join(&manifest["config"]["digest"].as_str().unwrap()[7..]);
-    let mut config: Value = serde_json::from_slice(&std::fs::read(config_path).unwrap()).unwrap();
+    let mut manifest = first_manifest(layout);
+    let mut config = json_blob(layout, manifest["config"]["digest"].as_str().unwrap());
     config["rootfs"]["diff_ids"][1] = json!(format!("sha256:{}", "1".repeat(64)));
     manifest["config"] = blob(
         layout,
@@ -739,17 +737,7 @@ fn a_pull_refused_when_it_records_the_image_removes_the_layers_it_imported() {
     let store = CliStore::new("strata-pull-refused-");
     // The image's id (its config's hex) already names an image on no layers: found once
     // the layers are in, it refuses the pull.
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let manifest = first_manifest(&layout);
     let id = &manifest["config"]["digest"].as_str().unwrap()[7..];
     store.ok(&["create-image", "--id", id]);
     let images = store.image_ids();
