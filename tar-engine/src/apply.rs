@@ -306,17 +306,7 @@ impl EntrySink for DirWriter<'_> {
                 // containers-storage writes it: root's, 0755, unless an earlier apply
                 // left one.
                 let root = self.root.dir(b"")?;
-                if OverrideStat::get(RecordOn::Open(root.as_fd()), None, &self.root.display(b""))?
-                    .is_none()
-                {
-                    OverrideStat {
-                        uid: 0,
-                        gid: 0,
-                        mode: 0o755,
-                        kind: Some(OverrideKind::Dir),
-                    }
-                    .set(root.as_fd(), &self.root.display(b""))?;
-                }
+                record_dir_as_roots(root.as_fd(), &self.root.display(b""), || Ok(0o755))?;
             }
             // Whether or not the archive described its root, a path may have needed
             // directories it did not describe.
@@ -645,17 +635,10 @@ impl<'a> DirWriter<'a> {
                 Err(e) => return Err(e),
             };
             let shown = self.root.display(&rel);
-            if OverrideStat::get(RecordOn::Open(dir.as_fd()), None, &shown)?.is_some() {
-                continue;
-            }
-            let st = nix::sys::stat::fstat(dir.as_fd()).ctx(|| format!("stat {shown}"))?;
-            OverrideStat {
-                uid: 0,
-                gid: 0,
-                mode: st.st_mode & 0o7777,
-                kind: Some(OverrideKind::Dir),
-            }
-            .set(dir.as_fd(), &shown)?;
+            record_dir_as_roots(dir.as_fd(), &shown, || {
+                let st = nix::sys::stat::fstat(dir.as_fd()).ctx(|| format!("stat {shown}"))?;
+                Ok(st.st_mode & 0o7777)
+            })?;
         }
         Ok(())
     }
@@ -892,4 +875,22 @@ fn path_refused(e: Error, raw: &[u8]) -> Error {
 /// True for an overlay whiteout: a character device 0:0.
 fn is_overlay_whiteout(st: &FileStat) -> bool {
     file_kind(st) == SFlag::S_IFCHR && st.st_rdev == 0
+}
+/// Records directory `dir` as root's, with the mode `mode` gives, unless it has a record
+/// already (an entry of the archive described it, or an earlier apply recorded it).
+fn record_dir_as_roots(
+    dir: BorrowedFd<'_>,
+    shown: &dyn std::fmt::Display,
+    mode: impl FnOnce() -> Result<u32>,
+) -> Result<()> {
+    if OverrideStat::get(RecordOn::Open(dir), None, shown)?.is_some() {
+        return Ok(());
+    }
+    OverrideStat {
+        uid: 0,
+        gid: 0,
+        mode: mode()?,
+        kind: Some(OverrideKind::Dir),
+    }
+    .set(dir, shown)
 }

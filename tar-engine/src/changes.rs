@@ -113,12 +113,12 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
         };
         let path = child(&level.dirs[top.at], &name);
         let is_dir = st.kind == FileKind::Dir;
-        let mut change = Change::present(rel.clone(), kind, path, st);
+        let mut change = Change::present(rel.clone(), kind, path.clone(), st);
         if is_dir {
             // The same directory in the uppers below the one that stands, down to
             // whatever hides the rest.
-            let below = level.dirs[top.at..].iter().map(|d| child(d, &name));
-            let (dirs, hides) = merged_dirs(below, marks)?;
+            let below = level.dirs[top.at + 1..].iter().map(|d| child(d, &name));
+            let (dirs, hides) = merged_dirs(path, below, marks)?;
             change.opaque = hides;
             out.push(change);
             levels.push(MergedLevel::open(rel, dirs, marks)?);
@@ -129,20 +129,24 @@ pub fn stack_changes(uppers: &[PathBuf], lowers: &[PathBuf]) -> Result<Vec<Chang
     Ok(out)
 }
 
-/// The directories that merge into one overlay directory, from `candidates` (the same
-/// path in each upper, topmost first): a missing one is passed over; anything else that is
-/// not a directory (a whiteout, a file), or an opaque directory (kept), ends the merge.
-/// Returns the directories and whether the merge ended so, hiding whatever lies below.
+/// The directories that merge into one overlay directory: `top`, the directory that
+/// stands (already stat'ed), then `below` (the same path in each upper under it, topmost
+/// first), where a missing one is passed over, and anything else that is not a directory
+/// (a whiteout, a file), or an opaque directory (kept), ends the merge. Returns the
+/// directories and whether the merge ended so, hiding whatever lies below.
 fn merged_dirs(
-    candidates: impl Iterator<Item = PathBuf>,
+    top: PathBuf,
+    below: impl Iterator<Item = PathBuf>,
     marks: bool,
 ) -> Result<(Vec<PathBuf>, bool)> {
     let mut dirs = Vec::new();
-    for candidate in candidates {
-        match try_lstat(&candidate)? {
-            None => continue,
-            Some(st) if st.kind != FileKind::Dir => return Ok((dirs, true)),
-            Some(_) => {}
+    for (at, candidate) in std::iter::once(top).chain(below).enumerate() {
+        if at > 0 {
+            match try_lstat(&candidate)? {
+                None => continue,
+                Some(st) if st.kind != FileKind::Dir => return Ok((dirs, true)),
+                Some(_) => {}
+            }
         }
         let opaque = is_opaque(&candidate, marks)?;
         dirs.push(candidate);
@@ -174,9 +178,15 @@ impl MergedLevel {
     fn open(rel: Vec<u8>, dirs: Vec<PathBuf>, marks: bool) -> Result<Self> {
         let mut merged: BTreeMap<Vec<u8>, Topmost> = BTreeMap::new();
         for (at, dir) in dirs.iter().enumerate() {
-            let open = std::fs::File::open(dir).map_err(|e| Error::io_path("open", dir, e))?;
+            // Only an unprivileged walk reads fuse-overlayfs's marks, on the open directory.
+            let open = match marks {
+                true => Some(std::fs::File::open(dir).map_err(|e| Error::io_path("open", dir, e))?),
+                false => None,
+            };
             for (name, stat) in sorted_entries(dir)? {
-                if is_fuse_overlayfs_mark(open.as_fd(), &name, marks) {
+                if let Some(open) = &open
+                    && is_fuse_overlayfs_mark(open.as_fd(), &name, marks)
+                {
                     continue;
                 }
                 merged.entry(name).or_insert(Topmost { stat, at });

@@ -246,10 +246,15 @@ impl EntrySource for AtSource<'_> {
         open: Option<&File>,
         owner: (u32, u32),
     ) -> Result<Option<OverrideStat>> {
-        match open.map(AsFd::as_fd).or(self.open_dir) {
-            Some(fd) => OverrideStat::get(RecordOn::Open(fd), Some(owner), &Described(self)),
-            None => OverrideStat::get(RecordOn::Path(&self.path()), Some(owner), &Described(self)),
-        }
+        let path;
+        let on = match open.map(AsFd::as_fd).or(self.open_dir) {
+            Some(fd) => RecordOn::Open(fd),
+            None => {
+                path = self.path();
+                RecordOn::Path(&path)
+            }
+        };
+        OverrideStat::get(on, Some(owner), &Described(self))
     }
 }
 

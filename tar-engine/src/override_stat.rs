@@ -207,20 +207,14 @@ impl OverrideStat {
         owner: Option<(u32, u32)>,
         path: &dyn fmt::Display,
     ) -> Result<Option<OverrideStat>> {
+        let xattr = |name: &str, buf: &mut [u8]| match entry {
+            RecordOn::Open(fd) => rustix::fs::fgetxattr(fd, name, buf),
+            RecordOn::Path(p) => rustix::fs::lgetxattr(p, name, buf),
+        };
         let read = |name: &str| -> Result<Option<OverrideStat>> {
-            let value = match entry {
-                RecordOn::Open(fd) => crate::tree::get_xattr_with(
-                    &|name: &str, buf: &mut [u8]| rustix::fs::fgetxattr(fd, name, buf),
-                    name,
-                    path,
-                ),
-                RecordOn::Path(p) => crate::tree::get_xattr_with(
-                    &|name: &str, buf: &mut [u8]| rustix::fs::lgetxattr(p, name, buf),
-                    name,
-                    path,
-                ),
-            }?;
-            value.map(|v| OverrideStat::parse(&v, path)).transpose()
+            crate::tree::get_xattr_with(&xattr, name, path)?
+                .map(|v| OverrideStat::parse(&v, path))
+                .transpose()
         };
         let real = || -> Result<(u32, u32)> {
             if let Some(owner) = owner {

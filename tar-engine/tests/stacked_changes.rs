@@ -71,7 +71,6 @@ fn changes_since_any_ancestor_read_from_the_diff_directories_rebuild_the_layer_n
             link
         })
         .collect();
-    let mut checked = 0;
     for (from, to) in [(0, 3), (1, 3), (0, 2), (2, 3), (1, 2)] {
         // Topmost first: the layers above the ancestor, then the ancestor's stack.
         let uppers: Vec<PathBuf> = diffs[from..to].iter().rev().cloned().collect();
@@ -120,9 +119,7 @@ fn changes_since_any_ancestor_read_from_the_diff_directories_rebuild_the_layer_n
                 "layer {to} over layer {from}: deletes {path}, which the trees do not"
             );
         }
-        checked += 1;
     }
-    assert_eq!(checked, 5);
 }
 
 #[test]
