@@ -159,7 +159,6 @@ impl Inner {
             .and_then(|()| private.create(self.layout.work(id)))
             .and_then(|()| private.create(self.layout.merged(id)))
             .ctx(|| format!("create layer directories in {}", dir.display()))?;
-        mounts::overlay::mark_plain_upper(&self.layout.diff(id))?;
         if !lower.is_empty() {
             write_atomic(&dir.join("lower"), lower.as_bytes())?;
         }

@@ -4,7 +4,8 @@
 //! <root>/overlay/<id>/diff     the layer's own files (overlay upper for its mounts)
 //! <root>/overlay/<id>/work     overlay's work directory
 //! <root>/overlay/<id>/merged   where the layer is mounted
-//! <root>/overlay/<id>/plain-upper  marks `diff` a plain diff: writable mounts keep it one
+//! <root>/overlay/<id>/plain-upper  `diff` is a plain diff: writable mounts keep it one
+//!                              (or `kernel-defaults-upper`; written at the first mount)
 //! <root>/overlay/<id>/link     the layer's short link name
 //! <root>/overlay/<id>/lower    the lower chain: short link names, nearest first, `:`-joined
 //! <root>/overlay/l/<link>      -> ../<id>/diff  (short paths for legacy mount options)

@@ -97,11 +97,11 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
     let _on = Params::set(&["redirect_dir", "metacopy"], "Y");
     let (f, image_layer, container_layer) = container().await;
     let (s, op) = (&f.store, &f.op);
-    // As an earlier strata left it: no mark, and written under the kernel's defaults (by
-    // a mount without options), where a chown copied up the file's metadata only.
+    // As an earlier strata left it: written under the kernel's defaults (by a mount
+    // without options) before strata first mounted it, where a chown copied up the
+    // file's metadata only.
     let overlay = f.dir.path().join("store/overlay");
     let layer = overlay.join(&container_layer);
-    std::fs::remove_file(layer.join(mounts::overlay::PLAIN_UPPER_MARK)).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -128,6 +128,7 @@ async fn an_upper_written_under_the_kernels_defaults_keeps_them_and_its_files_op
     let read = std::fs::read(merged.join("d/file"));
     s.unmount(op, &container_layer).await.unwrap();
     assert_eq!(read.unwrap(), b"precious data\n");
+    assert!(layer.join(mounts::overlay::DEFAULTS_UPPER_MARK).exists());
 }
 
 fn run(cmd: &str, args: &[&str], target: &Path) {
@@ -144,13 +145,6 @@ fn run(cmd: &str, args: &[&str], target: &Path) {
 async fn container() -> (Fixture, String, String) {
     let f = Fixture::new().await;
     let (image_layer, c) = f.container_on_file("d/file", b"precious data\n").await;
-    let mark = f
-        .dir
-        .path()
-        .join("store/overlay")
-        .join(&c.layer)
-        .join(mounts::overlay::PLAIN_UPPER_MARK);
-    assert!(mark.exists(), "a new container's upper is marked plain");
     (f, image_layer, c.layer)
 }
 
@@ -162,6 +156,16 @@ async fn chown_rename_and_diff() -> (u64, Vec<u8>, bool) {
     let (f, _, container_layer) = container().await;
     let (s, op) = (&f.store, &f.op);
     let merged = s.mount(op, &container_layer, false).await.unwrap();
+    let mark = f
+        .dir
+        .path()
+        .join("store/overlay")
+        .join(&container_layer)
+        .join(mounts::overlay::PLAIN_UPPER_MARK);
+    assert!(
+        mark.exists(),
+        "a new container's upper is marked plain at its first mount"
+    );
     std::os::unix::fs::chown(merged.join("d/file"), Some(1234), None).unwrap();
     std::fs::create_dir(merged.join("x")).unwrap();
     let renamed = match std::fs::rename(merged.join("d"), merged.join("x/moved")) {

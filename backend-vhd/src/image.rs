@@ -11,7 +11,6 @@ use std::path::Path;
 
 use disk_image::{DiskFile, Format};
 use ext4_writer::{Builder, Options, ReadOptions, Reader, Whiteouts, WhiteoutsOut};
-use mounts::overlay::PLAIN_UPPER_MARK;
 use storage_core::{Error, FilterSpec, IoContext, Op, Result};
 use tar_engine::ApplyReport;
 
@@ -200,8 +199,8 @@ fn build_into<W: Write + Seek, R: std::io::Read + Send>(
 }
 
 /// Builds a container's `sandbox.vhdx` of `size` bytes (whole block groups) at `part`
-/// and renames it to `sandbox`: a dynamic VHDX whose ext4 fills it and holds only `upper/`,
-/// `work/` and the mark that keeps `upper/` a plain diff, written straight into the disk through `DiskFile`, so the disk allocates
+/// and renames it to `sandbox`: a dynamic VHDX whose ext4 fills it and holds only `upper/`
+/// and `work/`, written straight into the disk through `DiskFile`, so the disk allocates
 /// only the blocks the metadata takes.
 pub fn build_sandbox(uuid: [u8; 16], sandbox: &Path, part: &Path, size: u64) -> Result<()> {
     let built = (|| {
@@ -229,20 +228,13 @@ pub fn build_sandbox(uuid: [u8; 16], sandbox: &Path, part: &Path, size: u64) -> 
     built
 }
 
-/// A tar of what a sandbox's file system starts with: the overlay's two directories, and
-/// the mark that has every mount keep `upper/` a plain diff
-/// ([`mounts::overlay::mark_plain_upper`]).
+/// A tar of the two directories a sandbox's file system starts with.
 fn upper_and_work() -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
-    let entries = [
-        ("upper/", tar::EntryType::Directory, 0o755),
-        ("work/", tar::EntryType::Directory, 0o755),
-        (PLAIN_UPPER_MARK, tar::EntryType::Regular, 0o644),
-    ];
-    for (name, kind, mode) in entries {
+    for name in ["upper/", "work/"] {
         let mut header = tar::Header::new_ustar();
-        header.set_entry_type(kind);
-        header.set_mode(mode);
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
         header.set_size(0);
         header.set_uid(0);
         header.set_gid(0);

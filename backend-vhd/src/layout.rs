@@ -5,8 +5,7 @@
 //!                                 file system holding only that layer, whiteouts as
 //!                                 overlay markers (LCOW's layer.vhd)
 //! <root>/vhd/<id>/sandbox.vhdx    a container: a dynamic VHDX holding an ext4 with
-//!                                 `upper/`, `work/` and `plain-upper` (the mark that
-//!                                 keeps `upper/` a plain diff) (LCOW's sandbox.vhdx)
+//!                                 `upper/` and `work/` (LCOW's sandbox.vhdx)
 //! <root>/vhd/<id>/parents         the layer's parents' ids, nearest first, one a line
 //!                                 (absent for a base layer)
 //! <root>/vhd/<id>/complete        written last: the layer exists

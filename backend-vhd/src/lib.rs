@@ -4,8 +4,7 @@
 //! `layer.vhd`, a fixed VHD whose payload is an ext4 file system holding only that layer,
 //! built from the tar in user space by `ext4-writer` (no mount, no root), with whiteouts
 //! as overlay markers and the digest checked as the tar is received; every container is
-//! a `sandbox.vhdx`, a dynamic VHDX holding an ext4 with `upper/` and `work/` (and the
-//! mark that keeps `upper/` a plain diff), written
+//! a `sandbox.vhdx`, a dynamic VHDX holding an ext4 with `upper/` and `work/`, written
 //! the same way straight into the disk. [`VhdDriver::get`](storage_core::LayerDriver::get)
 //! attaches each image read-only on a loop device and mounts its ext4 once per host
 //! however many mounts stand on it, attaches a container's sandbox read-write through a

@@ -92,9 +92,13 @@ pub struct Stack {
 
 /// Mounts `stack` at `target`.
 pub fn mount(api: MountApi, stack: &Stack, target: &Path) -> Result<()> {
+    let options = match &stack.upper {
+        Some((upper, _)) => upper_options(upper)?,
+        None => &[],
+    };
     match api {
-        MountApi::LowerdirPlus => mount_new(stack, target),
-        MountApi::Legacy => mount_legacy(stack, target),
+        MountApi::LowerdirPlus => mount_new(stack, options, target),
+        MountApi::Legacy => mount_legacy(stack, options, target),
     }
 }
 
@@ -106,9 +110,14 @@ fn fail(target: &Path, f: Failed) -> Error {
 }
 
 /// The file, beside an upper directory, that says the upper is a plain diff, so that its
-/// writable mounts pass [`PLAIN_UPPER_OPTIONS`]: written when a backend creates the upper,
-/// or at the first mount of one that holds nothing those features made.
+/// writable mounts pass [`PLAIN_UPPER_OPTIONS`]: written at its first mount, when it
+/// holds nothing those features made (a new upper, or an imported one: an import never
+/// writes `trusted.overlay.*` xattrs).
 pub const PLAIN_UPPER_MARK: &str = "plain-upper";
+
+/// The file, beside an upper directory, that says the kernel's defaults made features'
+/// xattrs in it (an earlier strata mounted it without options), so that it keeps them.
+pub const DEFAULTS_UPPER_MARK: &str = "kernel-defaults-upper";
 
 /// What keeps an upper directory the plain diff strata reads it as (change lists, diffs,
 /// commits) whatever the kernel turns on by default: with `redirect_dir` a renamed
@@ -118,21 +127,25 @@ pub const PLAIN_UPPER_MARK: &str = "plain-upper";
 /// copies the data.
 const PLAIN_UPPER_OPTIONS: [(&str, &str); 2] = [("redirect_dir", "off"), ("metacopy", "off")];
 
-/// The options a writable mount of `upper` takes: [`PLAIN_UPPER_OPTIONS`] when the upper
-/// is marked ([`mark_plain_upper`]), or holds nothing either feature made (it is marked
-/// then); none otherwise.
+/// The options a writable mount of `upper` takes: [`PLAIN_UPPER_OPTIONS`], unless the
+/// kernel's defaults wrote to it.
 ///
-/// An unmarked upper with files was written by an earlier strata, which mounted with the
-/// kernel's defaults. If they turned a feature on and it left its xattrs (a metacopy file,
-/// which a mount with `metacopy=off` refuses to open with `EPERM`, or a redirected
-/// directory), the upper keeps the defaults it was written under. A walk that cannot
-/// finish (an unreadable or too deep entry) keeps them too.
+/// An upper is walked once, at its first mount, and the verdict kept beside it
+/// ([`PLAIN_UPPER_MARK`], [`DEFAULTS_UPPER_MARK`]; a lost mark is only walked for again).
+/// An upper written by an earlier strata, which mounted with the kernel's defaults, may
+/// hold what those features left: a metacopy file, which a mount with `metacopy=off`
+/// refuses to open with `EPERM`, or a redirected directory. It keeps the defaults it was
+/// written under. A walk that cannot finish (an unreadable or too deep entry) keeps them
+/// too, and is tried again at the next mount.
 fn upper_options(upper: &Path) -> Result<&'static [(&'static str, &'static str)]> {
-    let Some(mark) = upper.parent().map(|dir| dir.join(PLAIN_UPPER_MARK)) else {
+    let Some(dir) = upper.parent() else {
         return Ok(&[]);
     };
-    if mark.exists() {
+    if dir.join(PLAIN_UPPER_MARK).exists() {
         return Ok(&PLAIN_UPPER_OPTIONS);
+    }
+    if dir.join(DEFAULTS_UPPER_MARK).exists() {
+        return Ok(&[]);
     }
     if !std::fs::symlink_metadata(upper)
         .ctx(|| format!("stat {}", upper.display()))?
@@ -140,13 +153,14 @@ fn upper_options(upper: &Path) -> Result<&'static [(&'static str, &'static str)]
     {
         return Ok(&[]);
     }
-    match holds_feature_xattrs(upper) {
-        Ok(false) => {
-            mark_plain_upper(upper)?;
-            Ok(&PLAIN_UPPER_OPTIONS)
-        }
-        Ok(true) | Err(_) => Ok(&[]),
-    }
+    let (mark, options): (_, &'static [_]) = match holds_feature_xattrs(upper) {
+        Ok(false) => (PLAIN_UPPER_MARK, &PLAIN_UPPER_OPTIONS),
+        Ok(true) => (DEFAULTS_UPPER_MARK, &[]),
+        Err(_) => return Ok(&[]),
+    };
+    let mark = dir.join(mark);
+    std::fs::File::create(&mark).ctx(|| format!("create {}", mark.display()))?;
+    Ok(options)
 }
 
 /// The xattrs overlayfs leaves where `metacopy` or `redirect_dir` acted.
@@ -178,21 +192,8 @@ fn holds_feature_xattrs(upper: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
-/// Marks `upper` as a plain diff ([`PLAIN_UPPER_MARK`], written durably), so that every
-/// writable mount of it keeps it one. A backend marks the upper directories it creates,
-/// as a layer's files may arrive in them (an import) before they are first mounted.
-pub fn mark_plain_upper(upper: &Path) -> Result<()> {
-    match upper.parent() {
-        Some(dir) => storage_core::run_root::write_atomic(&dir.join(PLAIN_UPPER_MARK), b""),
-        None => Ok(()),
-    }
-}
-
-fn mount_new(stack: &Stack, target: &Path) -> Result<()> {
-    let options = match &stack.upper {
-        Some((upper, _)) => upper_options(upper)?,
-        None => &[],
-    };
+/// Mounts `stack` with the new mount API; `options` go with its upper.
+fn mount_new(stack: &Stack, options: &[(&str, &str)], target: &Path) -> Result<()> {
     let mounted = || -> std::result::Result<(), Failed> {
         let fs = FsContext::open("overlay")?;
         for lower in &stack.lowers {
@@ -232,7 +233,8 @@ fn legacy_options(stack: &Stack, options: &[(&str, &str)]) -> String {
     data
 }
 
-fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
+/// Mounts `stack` with `mount(2)`; `options` go with its upper.
+fn mount_legacy(stack: &Stack, options: &[(&str, &str)], target: &Path) -> Result<()> {
     use nix::mount::{MsFlags, mount};
     if !MountApi::Legacy.takes(stack) {
         return Err(Error::Unsupported {
@@ -244,9 +246,9 @@ fn mount_legacy(stack: &Stack, target: &Path) -> Result<()> {
             reason: format!("its options do not fit in {LEGACY_OPTIONS_MAX} bytes"),
         });
     }
-    let (flags, options) = match &stack.upper {
-        Some((upper, _)) => (MsFlags::empty(), upper_options(upper)?),
-        None => (MsFlags::MS_RDONLY, &[][..]),
+    let flags = match stack.upper {
+        Some(_) => MsFlags::empty(),
+        None => MsFlags::MS_RDONLY,
     };
     let attempt = |options: &[(&str, &str)]| {
         let data = legacy_options(stack, options);
@@ -283,15 +285,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_upper_first_mounted_empty_is_marked_and_always_mounted_plain() {
+    fn an_upper_first_mounted_empty_is_marked_plain() {
         let dir = tempfile::tempdir().unwrap();
         let upper = dir.path().join("diff");
         std::fs::create_dir(&upper).unwrap();
         assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
         assert!(dir.path().join(PLAIN_UPPER_MARK).exists());
-        // Written to since: still plain, by its mark.
-        std::fs::write(upper.join("file"), b"data").unwrap();
-        assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
     }
 
     #[test]
@@ -305,33 +304,61 @@ mod tests {
         assert!(dir.path().join(PLAIN_UPPER_MARK).exists());
     }
 
+    /// An upper whose `d/e/file` carries feature xattr `xattr`.
+    fn upper_with(xattr: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("diff");
+        std::fs::create_dir_all(upper.join("d/e")).unwrap();
+        std::fs::write(upper.join("d/e/file"), b"").unwrap();
+        let value: &[u8] = if xattr.ends_with("redirect") {
+            b"/x"
+        } else {
+            b""
+        };
+        rustix::fs::setxattr(
+            upper.join("d/e/file"),
+            xattr,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        (dir, upper)
+    }
+
+    /// trusted.* xattrs are root's; the overlay tests run these as root in CI.
+    fn is_root() -> bool {
+        let root = rustix::process::geteuid().is_root();
+        assert!(root || std::env::var_os("CI").is_none(), "needs root");
+        root
+    }
+
     #[test]
-    fn an_unmarked_upper_a_feature_wrote_to_keeps_the_kernels_defaults() {
-        if !rustix::process::geteuid().is_root() {
-            // trusted.* xattrs are root's; the overlay tests run this as root in CI.
-            assert!(std::env::var_os("CI").is_none(), "needs root");
+    fn an_unmarked_upper_a_feature_wrote_to_keeps_the_kernels_defaults_and_says_so() {
+        if !is_root() {
             return;
         }
         for xattr in FEATURE_XATTRS {
-            let dir = tempfile::tempdir().unwrap();
-            let upper = dir.path().join("diff");
-            std::fs::create_dir_all(upper.join("d/e")).unwrap();
-            std::fs::write(upper.join("d/e/file"), b"").unwrap();
-            let value: &[u8] = if xattr.ends_with("redirect") {
-                b"/x"
-            } else {
-                b""
-            };
-            rustix::fs::setxattr(
-                upper.join("d/e/file"),
-                xattr,
-                value,
-                rustix::fs::XattrFlags::empty(),
-            )
-            .unwrap();
+            let (dir, upper) = upper_with(xattr);
             assert!(upper_options(&upper).unwrap().is_empty(), "{xattr}");
             assert!(!dir.path().join(PLAIN_UPPER_MARK).exists(), "{xattr}");
+            assert!(dir.path().join(DEFAULTS_UPPER_MARK).exists(), "{xattr}");
         }
+    }
+
+    #[test]
+    fn a_marked_upper_is_taken_at_its_mark_without_a_walk() {
+        if !is_root() {
+            return;
+        }
+        // What a walk would find contradicts each mark: the mark stands.
+        let (dir, upper) = upper_with(FEATURE_XATTRS[0]);
+        std::fs::write(dir.path().join(PLAIN_UPPER_MARK), b"").unwrap();
+        assert_eq!(upper_options(&upper).unwrap(), PLAIN_UPPER_OPTIONS);
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("diff");
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::write(dir.path().join(DEFAULTS_UPPER_MARK), b"").unwrap();
+        assert!(upper_options(&upper).unwrap().is_empty());
     }
 
     #[test]
