@@ -63,11 +63,18 @@ pub(crate) fn attach(
                 .attach_fd(backing.as_fd())
         };
         match attached {
-            Ok(()) => return Ok((dev, path)),
-            // A kernel without LOOP_CONFIGURE: the two-step way, on the same device.
+            Ok(()) => {
+                if !configure {
+                    // The two steps worked where the one call was refused: this kernel
+                    // lacks it. (A newer kernel refuses a bad backing file with EINVAL
+                    // too, and the two steps then fail as well.)
+                    ONE_CALL.store(false, Ordering::Relaxed);
+                }
+                return Ok((dev, path));
+            }
+            // Perhaps a kernel without LOOP_CONFIGURE: the two-step way, on the same device.
             Err(e) if configure && matches!(e.raw_os_error(), Some(ENOTTY) | Some(EINVAL)) => {
                 configure = false;
-                ONE_CALL.store(false, Ordering::Relaxed);
             }
             // Another process took the device between next_free and attach.
             Err(e) if e.raw_os_error() == Some(EBUSY) && attempt < 16 => attempt += 1,
