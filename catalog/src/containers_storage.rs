@@ -438,17 +438,12 @@ impl CsStore {
                 // Older image and container records lack sizes or digests: the file says.
                 _ => {
                     let path = self.root.join(&file);
-                    let data = std::fs::read(&path).ctx(|| {
+                    big_data::file_digest(&path).ctx(|| {
                         format!(
                             "read {kind} {owner} big-data item {key:?} from {}",
                             path.display()
                         )
-                    })?;
-                    use sha2::Digest as _;
-                    (
-                        data.len() as u64,
-                        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data))),
-                    )
+                    })?
                 }
             };
             big_data::put(

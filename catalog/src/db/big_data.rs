@@ -8,6 +8,26 @@ use storage_core::error::{ObjectKind, Result};
 
 use crate::db::Sql;
 
+/// The size of the file at `path` and the `sha256:<hex>` digest of its bytes, read in
+/// pieces: what a big-data item's record says of it.
+pub(crate) fn file_digest(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((len, format!("sha256:{}", hex::encode(hash.finalize()))))
+}
+
 /// One big-data item.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BigDataInfo {

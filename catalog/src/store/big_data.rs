@@ -55,9 +55,9 @@ impl Store {
             // Not recorded (a containers-storage layer's item): hashed now.
             let (path, key) = (root.join(&item.file), key.to_owned());
             item.digest = tokio::task::spawn_blocking(move || {
-                let data = std::fs::read(&path)
-                    .ctx(|| format!("read big-data item {key:?} from {}", path.display()))?;
-                Ok::<_, Error>(format!("sha256:{}", hex::encode(Sha256::digest(&data))))
+                db::big_data::file_digest(&path)
+                    .map(|(_, digest)| digest)
+                    .ctx(|| format!("read big-data item {key:?} from {}", path.display()))
             })
             .await
             .map_err(join_error)??;

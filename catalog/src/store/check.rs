@@ -19,10 +19,8 @@
 //! came from, which its export does not yet reproduce byte for byte.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Read;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use storage_core::Report;
 use storage_core::error::{Error, ObjectKind, Result};
 use storage_core::op::Op;
@@ -312,21 +310,8 @@ impl Store {
 
 /// Whether the file holds `size` bytes whose digest is `digest`; why not otherwise.
 fn verify_item(path: &Path, size: u64, digest: &str) -> std::result::Result<(), String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut len = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        len += n as u64;
-    }
-    let actual = format!("sha256:{}", hex::encode(hash.finalize()));
+    let (len, actual) =
+        db::big_data::file_digest(path).map_err(|e| format!("read {}: {e}", path.display()))?;
     if len != size || actual != digest {
         return Err(format!(
             "{} holds {len} bytes with digest {actual}; the record says {size} bytes, {digest}",
