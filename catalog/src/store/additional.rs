@@ -58,42 +58,39 @@ pub(crate) fn open_catalog(root: &Path) -> Result<Catalog> {
     }
 }
 
-/// Whether a lookup in an additional store found nothing (as opposed to failing).
-fn missing(e: &Error) -> bool {
-    matches!(e, Error::NotFound { .. })
+/// A lookup's answer in an additional store, with "not found" (as opposed to failing)
+/// as `None`.
+fn found<T>(looked_up: Result<T>) -> Result<Option<T>> {
+    match looked_up {
+        Ok(t) => Ok(Some(t)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Store {
     /// A layer of an additional store, if one has it.
     pub(crate) async fn foreign_layer(&self, key: &str) -> Result<Option<LayerRecord>> {
-        for s in &self.additional {
-            let k = key.to_owned();
-            match s.read(move |c| c.read(|sql| layers::get(sql, &k))).await {
-                Ok(mut l) => {
-                    l.read_only = true;
-                    return Ok(Some(l));
-                }
-                Err(e) if missing(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
+        let k = key.to_owned();
+        let found = self
+            .first_foreign(move |c| found(c.read(|sql| layers::get(sql, &k))))
+            .await?;
+        Ok(found.map(|(_, mut l)| {
+            l.read_only = true;
+            l
+        }))
     }
 
     /// An image of an additional store, if one has it.
     pub(crate) async fn foreign_image(&self, key: &str) -> Result<Option<ImageRecord>> {
-        for s in &self.additional {
-            let k = key.to_owned();
-            match s.read(move |c| c.read(|sql| images::get(sql, &k))).await {
-                Ok(mut i) => {
-                    i.read_only = true;
-                    return Ok(Some(i));
-                }
-                Err(e) if missing(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
+        let k = key.to_owned();
+        let found = self
+            .first_foreign(move |c| found(c.read(|sql| images::get(sql, &k))))
+            .await?;
+        Ok(found.map(|(_, mut i)| {
+            i.read_only = true;
+            i
+        }))
     }
 
     /// Every layer of the additional stores, marked read-only.
@@ -146,10 +143,8 @@ impl Store {
         let found = self
             .first_foreign(move |c| {
                 for kind in [ObjectKind::Image, ObjectKind::Layer] {
-                    match c.resolve(kind, &key) {
-                        Ok(id) => return f(c, kind, &id).map(|v| Some((kind, id, v))),
-                        Err(e) if missing(&e) => {}
-                        Err(e) => return Err(e),
+                    if let Some(id) = found(c.resolve(kind, &key))? {
+                        return f(c, kind, &id).map(|v| Some((kind, id, v)));
                     }
                 }
                 Ok(None)
@@ -170,10 +165,8 @@ impl Store {
         let (owner, key) = (owner.to_owned(), key.map(str::to_owned));
         self.first_foreign(move |c| {
             c.read(|sql| {
-                let id = match crate::db::names::resolve(sql, kind, &owner) {
-                    Ok(id) => id,
-                    Err(e) if missing(&e) => return Ok(None),
-                    Err(e) => return Err(e),
+                let Some(id) = found(crate::db::names::resolve(sql, kind, &owner))? else {
+                    return Ok(None);
                 };
                 match &key {
                     Some(k) => Ok(big_data::get(sql, kind, &id, k)?.map(|i| vec![i])),
