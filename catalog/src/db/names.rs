@@ -289,6 +289,17 @@ pub(crate) fn set_created(sql: &Sql<'_>, kind: ObjectKind, id: &str, created: i6
     set_column(sql, kind, id, "created", created)
 }
 
+/// The creation time (seconds since the epoch) of layer, image or container `id`; `None`
+/// when there is no such object.
+pub fn created(sql: &Sql<'_>, kind: ObjectKind, id: &str) -> Result<Option<i64>> {
+    let (table, _) = table(kind)?;
+    sql.row(
+        &format!("SELECT created FROM {table} WHERE id = ?1"),
+        [id],
+        |r| r.get(0),
+    )
+}
+
 /// Sets `column` of object `id` to `value`; `NotFound` when there is no such object.
 fn set_column(
     sql: &Sql<'_>,

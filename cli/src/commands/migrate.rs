@@ -240,20 +240,9 @@ async fn finished(
         return Ok(false);
     }
     let i = id.to_owned();
-    let table = if kind == ObjectKind::Image {
-        "images"
-    } else {
-        "containers"
-    };
-    let at: Option<i64> = ctx
+    let at = ctx
         .store
-        .read(move |sql| {
-            sql.row(
-                &format!("SELECT created FROM {table} WHERE id = ?1"),
-                [&i],
-                |r| r.get(0),
-            )
-        })
+        .read(move |sql| catalog::db::names::created(sql, kind, &i))
         .await?;
     let have = ctx.store.big_data_list(kind, id).await?;
     let all_items = keys.iter().all(|k| have.iter().any(|h| &h.key == k));

@@ -130,10 +130,12 @@ async fn pull_into(
         }
         // The names last, once the image is whole, moved from any image that holds them:
         // a tag moves to the image pulled under it, as containers/image's `AddNames` does.
-        let (kind, named, add) = (ObjectKind::Image, id.clone(), names.to_vec());
-        ctx.store
-            .db(move |c| c.change_names(kind, &named, &add, catalog::NameChange::Add))
-            .await?;
+        if !names.is_empty() {
+            let (kind, named, add) = (ObjectKind::Image, id.clone(), names.to_vec());
+            ctx.store
+                .db(move |c| c.change_names(kind, &named, &add, catalog::NameChange::Add))
+                .await?;
+        }
         Ok(())
     };
     if let Err(e) = finished.await {
