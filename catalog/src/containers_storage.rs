@@ -204,8 +204,8 @@ impl SharedLock {
 #[derive(Debug)]
 pub struct CsStore {
     root: PathBuf,
-    /// Every complete layer, parents before children.
-    pub layers: Vec<CsLayer>,
+    /// Every complete layer, parents before children (private: `index` points into it).
+    layers: Vec<CsLayer>,
     /// Every image.
     pub images: Vec<CsImage>,
     /// Every container.
@@ -270,6 +270,11 @@ impl CsStore {
             index,
             _locks: locks,
         })
+    }
+
+    /// Every complete layer, parents before children.
+    pub fn layers(&self) -> &[CsLayer] {
+        &self.layers
     }
 
     /// The complete layer `id`.
@@ -622,8 +627,10 @@ mod tests {
         write(root, &format!("overlay-layers/{A}/toc"), "table");
         assert!(is_containers_storage(root));
         let cs = CsStore::open(root).unwrap();
-        let ids: Vec<&str> = cs.layers.iter().map(|l| l.id.as_str()).collect();
+        let ids: Vec<&str> = cs.layers().iter().map(|l| l.id.as_str()).collect();
         assert_eq!(ids, [A, B]);
+        assert_eq!(cs.layer(B).map(|l| l.parent.as_deref()), Some(Some(A)));
+        assert!(cs.layer(C).is_none());
         let catalog = cs.catalog().unwrap();
         let child = catalog.layer("child").unwrap();
         assert_eq!(child.id, B);

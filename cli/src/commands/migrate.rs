@@ -49,7 +49,7 @@ pub async fn migrate(ctx: &Context, op: &Op, from: &Path, from_run: Option<&Path
     let container_layers: HashSet<&str> = src.containers.iter().map(|c| c.layer.as_str()).collect();
     let mut copied = 0usize;
     for layer in src
-        .layers
+        .layers()
         .iter()
         .filter(|l| !container_layers.contains(l.id.as_str()))
     {
